@@ -1,0 +1,334 @@
+//! The durable store: one interface ([`QueueStore`]), two implementations
+//! (SQLite for the embedded single-instance default, PostgreSQL for several
+//! server instances). The same test suite (`engine/tests/store.rs`) runs
+//! against both.
+//!
+//! Every method is one database transaction. Decisions that are not SQL (what
+//! a failed attempt turns into) come from [`crate::lifecycle`], so the two
+//! backends differ only in how they read and write rows.
+
+mod postgres;
+mod rows;
+mod sqlite;
+
+use drover_protocol::agent::{Assignment, HeartbeatResponse, Lease, TaskResult};
+use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStatus, TaskView};
+
+use crate::domain::{AgentSpec, Scheduling, TaskSpec};
+use crate::error::StoreError;
+
+pub use postgres::PgStore;
+
+/// The PostgreSQL channel on which instances wake each other's dispatchers.
+pub fn postgres_work_channel() -> &'static str {
+    postgres::WORK_CHANNEL
+}
+pub use sqlite::SqliteStore;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The result of one claim.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claim {
+    /// Highest priority first.
+    pub tasks: Vec<Assignment>,
+    /// The agent's running count after the claim (C).
+    pub running: i64,
+    /// The agent's capacity (M).
+    pub capacity: i64,
+    /// The agent is draining (or gone) and gets no work.
+    pub drain: bool,
+}
+
+/// What the server needs to know about an authenticated agent session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSession {
+    pub id: i64,
+    pub name: String,
+    pub status: drover_protocol::api::AgentStatus,
+    pub capacity: i64,
+    pub running: i64,
+    pub task_types: Vec<String>,
+    pub labels: Vec<String>,
+}
+
+/// Filters of `GET /api/v1/tasks`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub task_type: Option<String>,
+    pub agent_id: Option<i64>,
+    /// Keyset pagination: only ids below this.
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// What a periodic duty changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sweep {
+    pub agents_offline: Vec<i64>,
+    pub tasks_requeued: u64,
+    pub tasks_failed: u64,
+}
+
+/// One attempt to end: which lease, how, and the agent's timings.
+#[derive(Debug, Clone)]
+struct Ending {
+    task_id: i64,
+    lease_token: i64,
+    end: crate::lifecycle::AttemptEnd,
+    started_at_us: Option<i64>,
+    finished_at_us: Option<i64>,
+}
+
+/// Outcome of ending one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The lease was current; the task moved to this status.
+    Yes(TaskStatus),
+    /// The lease was expired or superseded; nothing changed.
+    Stale,
+}
+
+/// The operations of the queue. See the module docs for the contract.
+#[allow(async_fn_in_trait)]
+pub trait QueueStore {
+    /// Human-readable backend name (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    async fn submit(
+        &self,
+        specs: &[TaskSpec],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Vec<SubmittedTask>>;
+
+    /// Claims up to `max_tasks` of the agent's task types for it, highest rank
+    /// first, never taking the agent past its capacity. Each claimed task gets
+    /// a new lease token and a lease expiring at `now + lease_ttl`.
+    async fn claim(
+        &self,
+        agent_id: i64,
+        max_tasks: i64,
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Claim>;
+
+    /// Records results. A result applies only if its lease is current.
+    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Vec<Applied>>;
+
+    /// Extends the leases the agent still holds; answers which of the tasks it
+    /// runs it must stop (cancelled, timed out, or reassigned).
+    async fn heartbeat(
+        &self,
+        agent_id: i64,
+        running: &[Lease],
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<HeartbeatResponse>;
+
+    async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64>;
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>>;
+    /// Marks the agent gone and requeues what it still held.
+    async fn deregister_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep>;
+    /// Drain (stop giving it work) or re-enable an agent.
+    async fn set_agent_draining(&self, agent_id: i64, draining: bool) -> Result<()>;
+    async fn list_agents(&self) -> Result<Vec<AgentView>>;
+
+    async fn get_task(&self, id: i64) -> Result<Option<TaskDetail>>;
+    /// Queued tasks come in claim order; others newest first.
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>>;
+    /// Cancels a queued or running task; returns its status afterwards.
+    async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus>;
+    async fn stats(&self) -> Result<Stats>;
+    /// Task types that some registered agent (in any state) declared.
+    async fn known_task_types(&self) -> Result<Vec<String>>;
+    /// The earliest `run_after` of a queued task still in the future.
+    async fn next_run_after(&self, now_us: i64) -> Result<Option<i64>>;
+
+    /// Duty: agents silent since `silent_since_us` go offline, their tasks requeued.
+    async fn mark_silent_agents_offline(&self, silent_since_us: i64, now_us: i64) -> Result<Sweep>;
+    /// Duty: running tasks whose lease expired are requeued, and those past
+    /// their timeout fail the attempt. A lease never outlives the task's
+    /// timeout, so one index-backed sweep finds both.
+    async fn expire_leases(&self, now_us: i64) -> Result<Sweep>;
+
+    /// Takes or keeps the named leadership until `now + ttl`; true if held.
+    async fn try_lead(&self, name: &str, holder: &str, now_us: i64, ttl_us: i64) -> Result<bool>;
+    /// Gives leadership up (on shutdown) so another instance takes over at once.
+    async fn resign(&self, name: &str, holder: &str) -> Result<()>;
+}
+
+/// The store the server runs on, chosen by the database URL.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// Connects to `sqlite://path` (created if missing) or `postgres://...`
+    /// and runs the migrations for that database.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let store = if url.starts_with("sqlite:") {
+            Store::Sqlite(SqliteStore::connect(url, max_connections).await?)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Store::Postgres(PgStore::connect(url, max_connections).await?)
+        } else {
+            return Err(StoreError::Config(format!(
+                "{url:?}: expected sqlite://PATH or postgres://..."
+            )));
+        };
+        Ok(store)
+    }
+
+    /// The PostgreSQL pool, for LISTEN/NOTIFY between server instances.
+    pub fn postgres(&self) -> Option<&PgStore> {
+        match self {
+            Store::Postgres(pg) => Some(pg),
+            Store::Sqlite(_) => None,
+        }
+    }
+}
+
+/// Forwards every [`QueueStore`] method to the chosen backend.
+macro_rules! delegate {
+    ($( async fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )*) => {
+        impl QueueStore for Store {
+            fn backend(&self) -> &'static str {
+                match self { Store::Sqlite(s) => s.backend(), Store::Postgres(s) => s.backend() }
+            }
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Store::Sqlite(s) => s.$name($($arg),*).await,
+                        Store::Postgres(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    async fn submit(&self, specs: &[TaskSpec], sched: &Scheduling, now_us: i64) -> Result<Vec<SubmittedTask>>;
+    async fn claim(&self, agent_id: i64, max_tasks: i64, now_us: i64, lease_ttl_us: i64) -> Result<Claim>;
+    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Vec<Applied>>;
+    async fn heartbeat(&self, agent_id: i64, running: &[Lease], now_us: i64, lease_ttl_us: i64) -> Result<HeartbeatResponse>;
+    async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64>;
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>>;
+    async fn deregister_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep>;
+    async fn set_agent_draining(&self, agent_id: i64, draining: bool) -> Result<()>;
+    async fn list_agents(&self) -> Result<Vec<AgentView>>;
+    async fn get_task(&self, id: i64) -> Result<Option<TaskDetail>>;
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>>;
+    async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus>;
+    async fn stats(&self) -> Result<Stats>;
+    async fn known_task_types(&self) -> Result<Vec<String>>;
+    async fn next_run_after(&self, now_us: i64) -> Result<Option<i64>>;
+    async fn mark_silent_agents_offline(&self, silent_since_us: i64, now_us: i64) -> Result<Sweep>;
+    async fn expire_leases(&self, now_us: i64) -> Result<Sweep>;
+    async fn try_lead(&self, name: &str, holder: &str, now_us: i64, ttl_us: i64) -> Result<bool>;
+    async fn resign(&self, name: &str, holder: &str) -> Result<()>;
+}
+
+/// The attempt ending an agent's result asks for.
+fn ending_of_result(r: &TaskResult) -> Ending {
+    let end = match &r.outcome {
+        drover_protocol::agent::Outcome::Succeeded { output } => {
+            crate::lifecycle::AttemptEnd::Succeeded {
+                output: output.clone(),
+            }
+        }
+        drover_protocol::agent::Outcome::Failed { error, retryable } => {
+            crate::lifecycle::AttemptEnd::Failed {
+                error: error.clone(),
+                retryable: *retryable,
+            }
+        }
+        drover_protocol::agent::Outcome::Released { reason } => {
+            crate::lifecycle::AttemptEnd::Released {
+                reason: reason.clone(),
+            }
+        }
+    };
+    Ending {
+        task_id: r.task_id,
+        lease_token: r.lease_token,
+        end,
+        started_at_us: r.started_at_us,
+        finished_at_us: r.finished_at_us,
+    }
+}
+
+impl Sweep {
+    fn add(&mut self, other: Sweep) {
+        self.agents_offline.extend(other.agents_offline);
+        self.tasks_requeued += other.tasks_requeued;
+        self.tasks_failed += other.tasks_failed;
+    }
+
+    /// Whether the sweep changed anything worth waking the dispatcher for.
+    pub fn is_empty(&self) -> bool {
+        self.agents_offline.is_empty() && self.tasks_requeued == 0 && self.tasks_failed == 0
+    }
+}
+
+fn sweep_of(applied: &[Applied]) -> Sweep {
+    let mut sweep = Sweep::default();
+    for a in applied {
+        match a {
+            Applied::Yes(TaskStatus::Queued) => sweep.tasks_requeued += 1,
+            Applied::Yes(TaskStatus::Failed) => sweep.tasks_failed += 1,
+            _ => {}
+        }
+    }
+    sweep
+}
+
+fn stats_of(
+    counts: impl Iterator<Item = Result<(String, i64)>>,
+    agents_online: i64,
+) -> Result<Stats> {
+    let mut stats = Stats {
+        agents_online,
+        ..Stats::default()
+    };
+    for entry in counts {
+        let (status, n) = entry?;
+        match rows::task_status(&status)? {
+            TaskStatus::Queued => stats.queued = n,
+            TaskStatus::Running => stats.running = n,
+            TaskStatus::Succeeded => stats.succeeded = n,
+            TaskStatus::Failed => stats.failed = n,
+            TaskStatus::Cancelled => stats.cancelled = n,
+        }
+    }
+    Ok(stats)
+}
+
+/// How a running task found by a sweep ends: timed out if it ran past its
+/// timeout, otherwise lost (its agent or lease is gone) for `reason`.
+fn ending_of_sweep(
+    task_id: i64,
+    lease_token: i64,
+    started_at_us: i64,
+    timeout_ms: i64,
+    reason: &str,
+    now_us: i64,
+) -> Ending {
+    let end = if now_us >= started_at_us + crate::time::ms(timeout_ms) {
+        crate::lifecycle::AttemptEnd::TimedOut { timeout_ms }
+    } else {
+        crate::lifecycle::AttemptEnd::Lost {
+            reason: reason.to_string(),
+        }
+    };
+    Ending {
+        task_id,
+        lease_token,
+        end,
+        started_at_us: None,
+        finished_at_us: None,
+    }
+}

@@ -1,0 +1,722 @@
+//! PostgreSQL backend: any number of server instances share one database.
+//!
+//! Claims use `FOR UPDATE SKIP LOCKED` so instances claim side by side
+//! without waiting on each other or taking the same row. Because every
+//! statement is a network round trip, multi-row work is one statement over
+//! `unnest`ed arrays, and a claim is a single statement whose CTEs also write
+//! the attempt rows, the events and the agent's running count. Changes that
+//! make work claimable `NOTIFY drover_work`, so the dispatchers of the other
+//! instances wake at once.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use drover_protocol::agent::{HeartbeatResponse, Lease, TaskResult};
+use drover_protocol::api::{
+    AgentStatus, AgentView, Stats, SubmittedTask, TaskDetail, TaskStatus, TaskView,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::str::FromStr;
+
+use super::rows::{agent_view, assignment, attempt_view, event_view, task_view};
+use super::{AgentSession, Applied, Claim, Ending, QueueStore, Result, Sweep, TaskFilter};
+use crate::domain::{AgentSpec, Scheduling, TaskSpec};
+use crate::error::StoreError;
+use crate::lifecycle::{decide, AttemptEnd, RunningTask};
+
+/// The channel instances use to wake each other's dispatchers.
+pub const WORK_CHANNEL: &str = "drover_work";
+
+const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
+    status, attempts, max_attempts, timeout_ms, retry_backoff_ms, array_to_json(required_labels)::text AS required_labels, \
+    idempotency_key, result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at";
+
+const AGENT_COLUMNS: &str = "id, name, hostname, version, array_to_json(task_types)::text AS task_types, \
+    array_to_json(labels)::text AS labels, capacity, running, status, registered_at, last_heartbeat_at";
+
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for `LISTEN` on [`WORK_CHANNEL`].
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn notify_work(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WORK_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends attempts whose lease is current (one locking read, one write
+    /// statement for the whole batch); stale ones change nothing.
+    async fn end_attempts(
+        tx: &mut Transaction<'_, Postgres>,
+        endings: &[Ending],
+        now_us: i64,
+    ) -> Result<Vec<Applied>> {
+        if endings.is_empty() {
+            return Ok(vec![]);
+        }
+        let ids: Vec<i64> = endings.iter().map(|e| e.task_id).collect();
+        let tokens: Vec<i64> = endings.iter().map(|e| e.lease_token).collect();
+        let rows = sqlx::query(
+            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id FROM tasks t \
+             JOIN unnest($1::bigint[], $2::bigint[]) AS v(id, lease_token) ON t.id = v.id AND t.lease_token = v.lease_token \
+             WHERE t.status = 'running' ORDER BY t.id FOR UPDATE OF t",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut current: HashMap<(i64, i64), (RunningTask, Option<i64>)> =
+            HashMap::with_capacity(rows.len());
+        for row in rows {
+            current.insert(
+                (row.try_get("id")?, row.try_get("lease_token")?),
+                (
+                    RunningTask {
+                        attempts: row.try_get("attempts")?,
+                        max_attempts: row.try_get("max_attempts")?,
+                        retry_backoff_ms: row.try_get("retry_backoff_ms")?,
+                    },
+                    row.try_get("agent_id")?,
+                ),
+            );
+        }
+        let mut applied = Vec::with_capacity(endings.len());
+        let mut cols = EndColumns::default();
+        let mut seen = HashSet::new();
+        for e in endings {
+            let key = (e.task_id, e.lease_token);
+            match current.get(&key) {
+                // A lease reported twice in one batch applies once.
+                Some((task, agent)) if seen.insert(key) => {
+                    let t = decide(*task, &e.end, now_us);
+                    cols.push(e, &t, *agent);
+                    applied.push(Applied::Yes(t.status));
+                }
+                _ => applied.push(Applied::Stale),
+            }
+        }
+        if cols.id.is_empty() {
+            return Ok(applied);
+        }
+        sqlx::query(
+            "WITH v AS ( \
+               SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
+                 $7::text[], $8::bool[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[]) \
+               AS v(id, lease_token, status, attempts_delta, run_after, result, error, terminal, outcome, event, \
+                    started_at, finished_at, attempt_error, agent_id)), \
+             upd AS (UPDATE tasks t SET status = v.status, attempts = t.attempts + v.attempts_delta, \
+                 run_after = COALESCE(v.run_after, t.run_after), result = v.result, error = v.error, \
+                 agent_id = CASE WHEN v.terminal THEN t.agent_id END, lease_expires_at = NULL, updated_at = $15, \
+                 finished_at = CASE WHEN v.terminal THEN $15 END \
+               FROM v WHERE t.id = v.id), \
+             att AS (UPDATE task_attempts a SET outcome = v.outcome, error = v.attempt_error, \
+                 finished_at = COALESCE(v.finished_at, $15), started_at = COALESCE(v.started_at, a.started_at) \
+               FROM v WHERE a.task_id = v.id AND a.lease_token = v.lease_token), \
+             ev AS (INSERT INTO task_events (task_id, at, kind, status, agent_id, detail) \
+               SELECT v.id, $15, v.event, v.status, v.agent_id, v.error FROM v), \
+             freed AS (SELECT agent_id, count(*) AS n FROM v WHERE agent_id IS NOT NULL GROUP BY agent_id) \
+             UPDATE agents a SET running = GREATEST(a.running - freed.n, 0) FROM freed WHERE a.id = freed.agent_id",
+        )
+        .bind(&cols.id)
+        .bind(&cols.lease_token)
+        .bind(&cols.status)
+        .bind(&cols.attempts_delta)
+        .bind(&cols.run_after)
+        .bind(&cols.result)
+        .bind(&cols.error)
+        .bind(&cols.terminal)
+        .bind(&cols.outcome)
+        .bind(&cols.event)
+        .bind(&cols.started_at)
+        .bind(&cols.finished_at)
+        .bind(&cols.attempt_error)
+        .bind(&cols.agent_id)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        if cols.status.iter().any(|s| s == TaskStatus::Queued.as_str()) {
+            Self::notify_work(tx).await?;
+        }
+        Ok(applied)
+    }
+
+    async fn sweep_running(
+        tx: &mut Transaction<'_, Postgres>,
+        rows: Vec<PgRow>,
+        reason: &str,
+        now_us: i64,
+    ) -> Result<Sweep> {
+        let mut endings = Vec::with_capacity(rows.len());
+        for row in rows {
+            endings.push(super::ending_of_sweep(
+                row.try_get("id")?,
+                row.try_get("lease_token")?,
+                row.try_get("started_at")?,
+                row.try_get("timeout_ms")?,
+                reason,
+                now_us,
+            ));
+        }
+        let applied = Self::end_attempts(tx, &endings, now_us).await?;
+        Ok(super::sweep_of(&applied))
+    }
+}
+
+/// The columns of a batched attempt ending, one array per column.
+#[derive(Default)]
+struct EndColumns {
+    id: Vec<i64>,
+    lease_token: Vec<i64>,
+    status: Vec<String>,
+    attempts_delta: Vec<i64>,
+    run_after: Vec<Option<i64>>,
+    result: Vec<Option<String>>,
+    error: Vec<Option<String>>,
+    terminal: Vec<bool>,
+    outcome: Vec<String>,
+    event: Vec<String>,
+    started_at: Vec<Option<i64>>,
+    finished_at: Vec<Option<i64>>,
+    attempt_error: Vec<Option<String>>,
+    agent_id: Vec<Option<i64>>,
+}
+
+impl EndColumns {
+    fn push(&mut self, e: &Ending, t: &crate::lifecycle::Transition, agent: Option<i64>) {
+        self.id.push(e.task_id);
+        self.lease_token.push(e.lease_token);
+        self.status.push(t.status.as_str().to_string());
+        self.attempts_delta.push(t.attempts_delta);
+        self.run_after.push(t.run_after_us);
+        self.result.push(t.result.clone());
+        self.error.push(t.error.clone());
+        self.terminal.push(t.status.is_terminal());
+        self.outcome.push(e.end.outcome().to_string());
+        self.event.push(t.event.to_string());
+        self.started_at.push(e.started_at_us);
+        self.finished_at.push(e.finished_at_us);
+        self.attempt_error.push(e.end.error());
+        self.agent_id.push(agent);
+    }
+}
+
+impl QueueStore for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn submit(
+        &self,
+        specs: &[TaskSpec],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Vec<SubmittedTask>> {
+        if specs.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut tx = self.pool.begin().await?;
+        // Ids are drawn first so each input maps to its row whatever order
+        // the insert returns in, and whichever rows an idempotency key skips.
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT nextval('tasks_id_seq') FROM generate_series(1, $1)")
+                .bind(specs.len() as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut task_type = Vec::with_capacity(specs.len());
+        let mut payload = Vec::with_capacity(specs.len());
+        let (mut urgency, mut time_sensitivity, mut importance) = (vec![], vec![], vec![]);
+        let (mut priority, mut rank) = (vec![], vec![]);
+        let (mut max_attempts, mut timeout_ms, mut backoff) = (vec![], vec![], vec![]);
+        let (mut labels, mut key, mut run_after) = (vec![], vec![], vec![]);
+        for s in specs {
+            task_type.push(s.task_type.clone());
+            payload.push(s.payload.to_string());
+            urgency.push(s.urgency);
+            time_sensitivity.push(s.time_sensitivity);
+            importance.push(s.importance);
+            priority.push(s.priority);
+            rank.push(sched.rank(s.priority, now_us));
+            max_attempts.push(s.max_attempts);
+            timeout_ms.push(s.timeout_ms);
+            backoff.push(s.retry_backoff_ms);
+            // Postgres arrays cannot nest, so labels travel as a JSON text per task.
+            labels.push(serde_json::to_string(&s.required_labels)?);
+            key.push(s.idempotency_key.clone());
+            run_after.push(s.run_after_us.unwrap_or(now_us));
+        }
+        let inserted: Vec<i64> = sqlx::query_scalar(
+            "WITH ins AS ( \
+               INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
+                 max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
+               SELECT v.id, v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', \
+                 v.max_attempts, v.timeout_ms, v.backoff, \
+                 ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, $15, $15 \
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[], \
+                 $8::float8[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::bigint[]) \
+                 AS v(id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, max_attempts, \
+                      timeout_ms, backoff, labels, key, run_after) \
+               ORDER BY v.id \
+               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+             ev AS (INSERT INTO task_events (task_id, at, kind, status) SELECT id, $15, 'submitted', 'queued' FROM ins) \
+             SELECT id FROM ins",
+        )
+        .bind(&ids)
+        .bind(&task_type)
+        .bind(&payload)
+        .bind(&urgency)
+        .bind(&time_sensitivity)
+        .bind(&importance)
+        .bind(&priority)
+        .bind(&rank)
+        .bind(&max_attempts)
+        .bind(&timeout_ms)
+        .bind(&backoff)
+        .bind(&labels)
+        .bind(&key)
+        .bind(&run_after)
+        .bind(now_us)
+        .fetch_all(&mut *tx)
+        .await?;
+        let inserted: HashSet<i64> = inserted.into_iter().collect();
+        let mut out = Vec::with_capacity(specs.len());
+        for (spec, id) in specs.iter().zip(&ids) {
+            if inserted.contains(id) {
+                out.push(SubmittedTask {
+                    id: *id,
+                    status: TaskStatus::Queued,
+                    priority: spec.priority,
+                    created: true,
+                });
+                continue;
+            }
+            let row =
+                sqlx::query("SELECT id, status, priority FROM tasks WHERE idempotency_key = $1")
+                    .bind(&spec.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            out.push(SubmittedTask {
+                id: row.try_get("id")?,
+                status: super::rows::task_status(&row.try_get::<String, _>("status")?)?,
+                priority: row.try_get("priority")?,
+                created: false,
+            });
+        }
+        if !inserted.is_empty() {
+            Self::notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        agent_id: i64,
+        max_tasks: i64,
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Claim> {
+        let mut tx = self.pool.begin().await?;
+        let Some(agent) = sqlx::query("SELECT capacity, running, status, task_types, labels FROM agents WHERE id = $1 FOR UPDATE")
+            .bind(agent_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Claim { drain: true, ..Claim::default() });
+        };
+        let capacity: i64 = agent.try_get("capacity")?;
+        let running: i64 = agent.try_get("running")?;
+        let status: String = agent.try_get("status")?;
+        let want = max_tasks.min(capacity - running);
+        if status != AgentStatus::Online.as_str() || want <= 0 {
+            return Ok(Claim {
+                tasks: vec![],
+                running,
+                capacity,
+                drain: status != AgentStatus::Online.as_str(),
+            });
+        }
+        let agent_load = super::rows::load(running, capacity);
+        let rows = sqlx::query(
+            "WITH picked AS ( \
+               SELECT id FROM tasks \
+               WHERE status = 'queued' AND run_after <= $3 AND task_type = ANY($5) AND required_labels <@ $6 \
+               ORDER BY rank DESC, id LIMIT $7 FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, claims = t.claims + 1, \
+                 lease_token = t.claims + 1, agent_id = $1, claim_load = $2, started_at = $3, updated_at = $3, \
+                 lease_expires_at = LEAST($3 + $4, $3 + t.timeout_ms * 1000) \
+               FROM picked WHERE t.id = picked.id \
+               RETURNING t.id, t.lease_token, t.task_type, t.payload, t.attempts, t.max_attempts, t.timeout_ms, t.priority, t.rank), \
+             att AS (INSERT INTO task_attempts (task_id, lease_token, attempt, agent_id, agent_load, claimed_at, outcome) \
+               SELECT id, lease_token, attempts, $1, $2, $3, 'running' FROM claimed), \
+             ev AS (INSERT INTO task_events (task_id, at, kind, status, agent_id) \
+               SELECT id, $3, 'claimed', 'running', $1 FROM claimed), \
+             ag AS (UPDATE agents SET running = running + (SELECT count(*) FROM claimed) WHERE id = $1) \
+             SELECT * FROM claimed ORDER BY rank DESC, id",
+        )
+        .bind(agent_id)
+        .bind(agent_load)
+        .bind(now_us)
+        .bind(lease_ttl_us)
+        .bind(agent.try_get::<Vec<String>, _>("task_types")?)
+        .bind(agent.try_get::<Vec<String>, _>("labels")?)
+        .bind(want)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let tasks = rows
+            .iter()
+            .map(|row| Ok(assignment!(row)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Claim {
+            running: running + tasks.len() as i64,
+            tasks,
+            capacity,
+            drain: false,
+        })
+    }
+
+    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Vec<Applied>> {
+        let endings: Vec<Ending> = results.iter().map(super::ending_of_result).collect();
+        let mut tx = self.pool.begin().await?;
+        let applied = Self::end_attempts(&mut tx, &endings, now_us).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn heartbeat(
+        &self,
+        agent_id: i64,
+        running: &[Lease],
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<HeartbeatResponse> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE agents SET last_heartbeat_at = $1, \
+             status = CASE WHEN status = 'offline' THEN 'online' ELSE status END \
+             WHERE id = $2 RETURNING status",
+        )
+        .bind(now_us)
+        .bind(agent_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let ids: Vec<i64> = running.iter().map(|l| l.task_id).collect();
+        let tokens: Vec<i64> = running.iter().map(|l| l.lease_token).collect();
+        let extended: Vec<i64> = sqlx::query_scalar(
+            "UPDATE tasks t SET lease_expires_at = LEAST($1 + $2, t.started_at + t.timeout_ms * 1000) \
+             FROM unnest($3::bigint[], $4::bigint[]) AS v(id, lease_token) \
+             WHERE t.id = v.id AND t.lease_token = v.lease_token AND t.status = 'running' AND t.agent_id = $5 \
+             RETURNING t.id",
+        )
+        .bind(now_us)
+        .bind(lease_ttl_us)
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(agent_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let extended: HashSet<i64> = extended.into_iter().collect();
+        Ok(HeartbeatResponse {
+            cancel: ids
+                .into_iter()
+                .filter(|id| !extended.contains(id))
+                .collect(),
+            drain: status.as_deref() != Some(AgentStatus::Online.as_str()),
+        })
+    }
+
+    async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO agents (name, hostname, version, task_types, labels, capacity, running, status, token_hash, \
+             registered_at, last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 'online', $7, $8, $8) RETURNING id",
+        )
+        .bind(&spec.name)
+        .bind(&spec.hostname)
+        .bind(&spec.version)
+        .bind(&spec.task_types)
+        .bind(&spec.labels)
+        .bind(spec.capacity)
+        .bind(token_hash)
+        .bind(now_us)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>> {
+        let row = sqlx::query("SELECT id, name, status, capacity, running, task_types, labels FROM agents WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(AgentSession {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                status: super::rows::agent_status(&row.try_get::<String, _>("status")?)?,
+                capacity: row.try_get("capacity")?,
+                running: row.try_get("running")?,
+                task_types: row.try_get("task_types")?,
+                labels: row.try_get("labels")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn deregister_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE agents SET status = 'deregistered' WHERE id = $1")
+            .bind(agent_id)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query("SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = $1")
+            .bind(agent_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sweep = Self::sweep_running(&mut tx, rows, "agent deregistered", now_us).await?;
+        tx.commit().await?;
+        Ok(sweep)
+    }
+
+    async fn set_agent_draining(&self, agent_id: i64, draining: bool) -> Result<()> {
+        let (from, to) = if draining {
+            ("online", "draining")
+        } else {
+            ("draining", "online")
+        };
+        let done =
+            sqlx::query("UPDATE agents SET status = $1 WHERE id = $2 AND status IN ($1, $3)")
+                .bind(to)
+                .bind(agent_id)
+                .bind(from)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        if done == 0 {
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT status FROM agents WHERE id = $1")
+                    .bind(agent_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            return Err(match exists {
+                None => StoreError::NotFound,
+                Some(s) => StoreError::Conflict(format!("agent is {s}")),
+            });
+        }
+        Ok(())
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentView>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents ORDER BY status = 'deregistered', status = 'offline', name, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(agent_view!(row))).collect()
+    }
+
+    async fn get_task(&self, id: i64) -> Result<Option<TaskDetail>> {
+        let Some(row) = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let task = task_view!(row);
+        let attempts =
+            sqlx::query("SELECT * FROM task_attempts WHERE task_id = $1 ORDER BY lease_token")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        let events = sqlx::query("SELECT * FROM task_events WHERE task_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(Some(TaskDetail {
+            task,
+            attempt_history: attempts
+                .iter()
+                .map(|r| Ok(attempt_view!(r)))
+                .collect::<Result<_>>()?,
+            events: events
+                .iter()
+                .map(|r| Ok(event_view!(r)))
+                .collect::<Result<_>>()?,
+        }))
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>> {
+        let order = if filter.status == Some(TaskStatus::Queued) {
+            "rank DESC, id"
+        } else {
+            "id DESC"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR task_type = $2) \
+             AND ($3::bigint IS NULL OR agent_id = $3) AND ($4::bigint IS NULL OR id < $4) ORDER BY {order} LIMIT $5"
+        ))
+        .bind(filter.status.map(TaskStatus::as_str))
+        .bind(&filter.task_type)
+        .bind(filter.agent_id)
+        .bind(filter.before_id)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(task_view!(row))).collect()
+    }
+
+    async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT status, lease_token FROM tasks WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        match super::rows::task_status(&row.try_get::<String, _>("status")?)? {
+            TaskStatus::Queued => {
+                sqlx::query(
+                    "WITH upd AS (UPDATE tasks SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE id = $2) \
+                     INSERT INTO task_events (task_id, at, kind, status) VALUES ($2, $1, 'cancelled', 'cancelled')",
+                )
+                .bind(now_us)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            TaskStatus::Running => {
+                let ending = Ending {
+                    task_id: id,
+                    lease_token: row.try_get("lease_token")?,
+                    end: AttemptEnd::Cancelled,
+                    started_at_us: None,
+                    finished_at_us: None,
+                };
+                Self::end_attempts(&mut tx, &[ending], now_us).await?;
+            }
+            done => {
+                return Err(StoreError::Conflict(format!(
+                    "task already {}",
+                    done.as_str()
+                )))
+            }
+        }
+        tx.commit().await?;
+        Ok(TaskStatus::Cancelled)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let rows = sqlx::query("SELECT status, count(*) AS n FROM tasks GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let agents_online: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM agents WHERE status IN ('online', 'draining')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        super::stats_of(
+            rows.iter()
+                .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?))),
+            agents_online,
+        )
+    }
+
+    async fn known_task_types(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT unnest(task_types) AS t FROM agents ORDER BY t")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn next_run_after(&self, now_us: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(run_after) FROM tasks WHERE status = 'queued' AND run_after > $1",
+        )
+        .bind(now_us)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn mark_silent_agents_offline(&self, silent_since_us: i64, now_us: i64) -> Result<Sweep> {
+        let mut tx = self.pool.begin().await?;
+        let agents: Vec<i64> = sqlx::query_scalar(
+            "UPDATE agents SET status = 'offline' WHERE status IN ('online', 'draining') AND last_heartbeat_at < $1 RETURNING id",
+        )
+        .bind(silent_since_us)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut sweep = Sweep::default();
+        if !agents.is_empty() {
+            let rows = sqlx::query(
+                "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ANY($1)",
+            )
+            .bind(&agents)
+            .fetch_all(&mut *tx)
+            .await?;
+            sweep = Self::sweep_running(&mut tx, rows, "agent went offline", now_us).await?;
+        }
+        tx.commit().await?;
+        sweep.agents_offline = agents;
+        Ok(sweep)
+    }
+
+    async fn expire_leases(&self, now_us: i64) -> Result<Sweep> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND lease_expires_at <= $1",
+        )
+        .bind(now_us)
+        .fetch_all(&mut *tx)
+        .await?;
+        let sweep = Self::sweep_running(&mut tx, rows, "lease expired", now_us).await?;
+        tx.commit().await?;
+        Ok(sweep)
+    }
+
+    async fn try_lead(&self, name: &str, holder: &str, now_us: i64, ttl_us: i64) -> Result<bool> {
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leadership (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leadership.holder = excluded.holder OR leadership.expires_at < $4 RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_us + ttl_us)
+        .bind(now_us)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(held.is_some())
+    }
+
+    async fn resign(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leadership WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

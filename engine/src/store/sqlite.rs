@@ -1,0 +1,702 @@
+//! SQLite backend: the embedded, zero-set-up default for one server instance.
+//!
+//! All writes go through a pool of exactly one connection, so transactions
+//! never meet `SQLITE_BUSY` and a claim is naturally a single-writer
+//! `UPDATE … RETURNING`; reads use a separate pool and WAL lets them run
+//! beside the writer. Statements inside a transaction are cheap here (no
+//! network), so multi-row work is a loop over prepared statements.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use drover_protocol::agent::{HeartbeatResponse, Lease, TaskResult};
+use drover_protocol::api::{
+    AgentStatus, AgentView, Stats, SubmittedTask, TaskDetail, TaskStatus, TaskView,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use super::rows::{agent_view, assignment, attempt_view, event_view, task_view};
+use super::{AgentSession, Applied, Claim, Ending, QueueStore, Result, Sweep, TaskFilter};
+use crate::domain::{AgentSpec, Scheduling, TaskSpec};
+use crate::error::StoreError;
+use crate::lifecycle::{decide, AttemptEnd, RunningTask};
+
+const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
+    status, attempts, max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, \
+    result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at";
+
+const AGENT_COLUMNS: &str = "id, name, hostname, version, task_types, labels, capacity, running, \
+    status, registered_at, last_heartbeat_at";
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, max_readers: u32) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(max_readers.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Ends attempts whose lease is current; stale ones change nothing.
+    async fn end_attempts(
+        tx: &mut Transaction<'_, Sqlite>,
+        endings: &[Ending],
+        now_us: i64,
+    ) -> Result<Vec<Applied>> {
+        let mut applied = Vec::with_capacity(endings.len());
+        let mut released_slots: HashMap<i64, i64> = HashMap::new();
+        for e in endings {
+            let row = sqlx::query(
+                "SELECT attempts, max_attempts, retry_backoff_ms, agent_id FROM tasks \
+                 WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+            )
+            .bind(e.task_id)
+            .bind(e.lease_token)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(row) = row else {
+                applied.push(Applied::Stale);
+                continue;
+            };
+            let running = RunningTask {
+                attempts: row.try_get("attempts")?,
+                max_attempts: row.try_get("max_attempts")?,
+                retry_backoff_ms: row.try_get("retry_backoff_ms")?,
+            };
+            let agent_id: Option<i64> = row.try_get("agent_id")?;
+            let t = decide(running, &e.end, now_us);
+            let terminal = t.status.is_terminal();
+            sqlx::query(
+                "UPDATE tasks SET status = ?1, attempts = attempts + ?2, run_after = COALESCE(?3, run_after), \
+                 result = ?4, error = ?5, agent_id = CASE WHEN ?6 THEN agent_id ELSE NULL END, \
+                 lease_expires_at = NULL, updated_at = ?7, finished_at = CASE WHEN ?6 THEN ?7 ELSE NULL END \
+                 WHERE id = ?8",
+            )
+            .bind(t.status.as_str())
+            .bind(t.attempts_delta)
+            .bind(t.run_after_us)
+            .bind(&t.result)
+            .bind(&t.error)
+            .bind(terminal)
+            .bind(now_us)
+            .bind(e.task_id)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE task_attempts SET outcome = ?1, error = ?2, finished_at = COALESCE(?3, ?4), \
+                 started_at = COALESCE(?5, started_at) WHERE task_id = ?6 AND lease_token = ?7",
+            )
+            .bind(e.end.outcome())
+            .bind(e.end.error())
+            .bind(e.finished_at_us)
+            .bind(now_us)
+            .bind(e.started_at_us)
+            .bind(e.task_id)
+            .bind(e.lease_token)
+            .execute(&mut **tx)
+            .await?;
+            Self::event(
+                tx,
+                e.task_id,
+                now_us,
+                t.event,
+                t.status,
+                agent_id,
+                t.error.as_deref(),
+            )
+            .await?;
+            if let Some(agent) = agent_id {
+                *released_slots.entry(agent).or_default() += 1;
+            }
+            applied.push(Applied::Yes(t.status));
+        }
+        for (agent, n) in released_slots {
+            sqlx::query("UPDATE agents SET running = MAX(running - ?1, 0) WHERE id = ?2")
+                .bind(n)
+                .bind(agent)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(applied)
+    }
+
+    async fn event(
+        tx: &mut Transaction<'_, Sqlite>,
+        task_id: i64,
+        at: i64,
+        kind: &str,
+        status: TaskStatus,
+        agent_id: Option<i64>,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO task_events (task_id, at, kind, status, agent_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .bind(task_id)
+            .bind(at)
+            .bind(kind)
+            .bind(status.as_str())
+            .bind(agent_id)
+            .bind(detail)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the attempts of the running tasks `rows` (id, lease_token, started_at, timeout_ms)
+    /// with `lost` unless they ran past their timeout.
+    async fn sweep_running(
+        tx: &mut Transaction<'_, Sqlite>,
+        rows: Vec<sqlx::sqlite::SqliteRow>,
+        reason: &str,
+        now_us: i64,
+    ) -> Result<Sweep> {
+        let mut endings = Vec::with_capacity(rows.len());
+        for row in rows {
+            endings.push(super::ending_of_sweep(
+                row.try_get("id")?,
+                row.try_get("lease_token")?,
+                row.try_get("started_at")?,
+                row.try_get("timeout_ms")?,
+                reason,
+                now_us,
+            ));
+        }
+        let applied = Self::end_attempts(tx, &endings, now_us).await?;
+        Ok(super::sweep_of(&applied))
+    }
+}
+
+impl QueueStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn submit(
+        &self,
+        specs: &[TaskSpec],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Vec<SubmittedTask>> {
+        let mut tx = self.writer.begin().await?;
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let labels = serde_json::to_string(&spec.required_labels)?;
+            let row = sqlx::query(
+                "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
+                 status, max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, \
+                 created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            )
+            .bind(&spec.task_type)
+            .bind(spec.payload.to_string())
+            .bind(spec.urgency)
+            .bind(spec.time_sensitivity)
+            .bind(spec.importance)
+            .bind(spec.priority)
+            .bind(sched.rank(spec.priority, now_us))
+            .bind(spec.max_attempts)
+            .bind(spec.timeout_ms)
+            .bind(spec.retry_backoff_ms)
+            .bind(labels)
+            .bind(&spec.idempotency_key)
+            .bind(spec.run_after_us.unwrap_or(now_us))
+            .bind(now_us)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                Some(row) => {
+                    let id: i64 = row.try_get("id")?;
+                    Self::event(
+                        &mut tx,
+                        id,
+                        now_us,
+                        "submitted",
+                        TaskStatus::Queued,
+                        None,
+                        None,
+                    )
+                    .await?;
+                    out.push(SubmittedTask {
+                        id,
+                        status: TaskStatus::Queued,
+                        priority: spec.priority,
+                        created: true,
+                    });
+                }
+                None => {
+                    let row = sqlx::query(
+                        "SELECT id, status, priority FROM tasks WHERE idempotency_key = ?1",
+                    )
+                    .bind(&spec.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    out.push(SubmittedTask {
+                        id: row.try_get("id")?,
+                        status: super::rows::task_status(&row.try_get::<String, _>("status")?)?,
+                        priority: row.try_get("priority")?,
+                        created: false,
+                    });
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        agent_id: i64,
+        max_tasks: i64,
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Claim> {
+        let mut tx = self.writer.begin().await?;
+        let Some(agent) = sqlx::query(
+            "SELECT capacity, running, status, task_types, labels FROM agents WHERE id = ?1",
+        )
+        .bind(agent_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(Claim {
+                drain: true,
+                ..Claim::default()
+            });
+        };
+        let capacity: i64 = agent.try_get("capacity")?;
+        let running: i64 = agent.try_get("running")?;
+        let status: String = agent.try_get("status")?;
+        let want = max_tasks.min(capacity - running);
+        if status != AgentStatus::Online.as_str() || want <= 0 {
+            return Ok(Claim {
+                tasks: vec![],
+                running,
+                capacity,
+                drain: status != AgentStatus::Online.as_str(),
+            });
+        }
+        let agent_load = super::rows::load(running, capacity);
+        let rows = sqlx::query(
+            "UPDATE tasks SET status = 'running', attempts = attempts + 1, claims = claims + 1, \
+             lease_token = claims + 1, agent_id = ?1, claim_load = ?2, started_at = ?3, updated_at = ?3, \
+             lease_expires_at = MIN(?3 + ?4, ?3 + timeout_ms * 1000) \
+             WHERE id IN ( \
+               SELECT id FROM tasks \
+               WHERE status = 'queued' AND run_after <= ?3 \
+                 AND task_type IN (SELECT value FROM json_each(?5)) \
+                 AND (required_labels = '[]' OR NOT EXISTS ( \
+                      SELECT 1 FROM json_each(tasks.required_labels) r \
+                      WHERE r.value NOT IN (SELECT value FROM json_each(?6)))) \
+               ORDER BY rank DESC, id LIMIT ?7) \
+             RETURNING id, lease_token, task_type, payload, attempts, max_attempts, timeout_ms, priority, rank",
+        )
+        .bind(agent_id)
+        .bind(agent_load)
+        .bind(now_us)
+        .bind(lease_ttl_us)
+        .bind(agent.try_get::<String, _>("task_types")?)
+        .bind(agent.try_get::<String, _>("labels")?)
+        .bind(want)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ranked = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let a = assignment!(row);
+            sqlx::query(
+                "INSERT INTO task_attempts (task_id, lease_token, attempt, agent_id, agent_load, claimed_at, outcome) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
+            )
+            .bind(a.task_id)
+            .bind(a.lease_token)
+            .bind(i64::from(a.attempt))
+            .bind(agent_id)
+            .bind(agent_load)
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+            Self::event(
+                &mut tx,
+                a.task_id,
+                now_us,
+                "claimed",
+                TaskStatus::Running,
+                Some(agent_id),
+                None,
+            )
+            .await?;
+            ranked.push((row.try_get::<f64, _>("rank")?, a));
+        }
+        let claimed = ranked.len() as i64;
+        if claimed > 0 {
+            sqlx::query("UPDATE agents SET running = running + ?1 WHERE id = ?2")
+                .bind(claimed)
+                .bind(agent_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.task_id.cmp(&b.1.task_id)));
+        Ok(Claim {
+            tasks: ranked.into_iter().map(|(_, a)| a).collect(),
+            running: running + claimed,
+            capacity,
+            drain: false,
+        })
+    }
+
+    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Vec<Applied>> {
+        let endings: Vec<Ending> = results.iter().map(super::ending_of_result).collect();
+        let mut tx = self.writer.begin().await?;
+        let applied = Self::end_attempts(&mut tx, &endings, now_us).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn heartbeat(
+        &self,
+        agent_id: i64,
+        running: &[Lease],
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<HeartbeatResponse> {
+        let mut tx = self.writer.begin().await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE agents SET last_heartbeat_at = ?1, \
+             status = CASE WHEN status = 'offline' THEN 'online' ELSE status END \
+             WHERE id = ?2 RETURNING status",
+        )
+        .bind(now_us)
+        .bind(agent_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut cancel = Vec::new();
+        for lease in running {
+            let extended = sqlx::query(
+                "UPDATE tasks SET lease_expires_at = MIN(?1 + ?2, started_at + timeout_ms * 1000) \
+                 WHERE id = ?3 AND lease_token = ?4 AND status = 'running' AND agent_id = ?5",
+            )
+            .bind(now_us)
+            .bind(lease_ttl_us)
+            .bind(lease.task_id)
+            .bind(lease.lease_token)
+            .bind(agent_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if extended == 0 {
+                cancel.push(lease.task_id);
+            }
+        }
+        tx.commit().await?;
+        Ok(HeartbeatResponse {
+            cancel,
+            drain: status.as_deref() != Some(AgentStatus::Online.as_str()),
+        })
+    }
+
+    async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO agents (name, hostname, version, task_types, labels, capacity, running, status, token_hash, \
+             registered_at, last_heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 'online', ?7, ?8, ?8) RETURNING id",
+        )
+        .bind(&spec.name)
+        .bind(&spec.hostname)
+        .bind(&spec.version)
+        .bind(serde_json::to_string(&spec.task_types)?)
+        .bind(serde_json::to_string(&spec.labels)?)
+        .bind(spec.capacity)
+        .bind(token_hash)
+        .bind(now_us)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(id)
+    }
+
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>> {
+        let row = sqlx::query("SELECT id, name, status, capacity, running, task_types, labels FROM agents WHERE token_hash = ?1")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(AgentSession {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                status: super::rows::agent_status(&row.try_get::<String, _>("status")?)?,
+                capacity: row.try_get("capacity")?,
+                running: row.try_get("running")?,
+                task_types: serde_json::from_str(&row.try_get::<String, _>("task_types")?)?,
+                labels: serde_json::from_str(&row.try_get::<String, _>("labels")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn deregister_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE agents SET status = 'deregistered' WHERE id = ?1")
+            .bind(agent_id)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query("SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ?1")
+            .bind(agent_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sweep = Self::sweep_running(&mut tx, rows, "agent deregistered", now_us).await?;
+        tx.commit().await?;
+        Ok(sweep)
+    }
+
+    async fn set_agent_draining(&self, agent_id: i64, draining: bool) -> Result<()> {
+        let (from, to) = if draining {
+            ("online", "draining")
+        } else {
+            ("draining", "online")
+        };
+        let done =
+            sqlx::query("UPDATE agents SET status = ?1 WHERE id = ?2 AND status IN (?1, ?3)")
+                .bind(to)
+                .bind(agent_id)
+                .bind(from)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+        if done == 0 {
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT status FROM agents WHERE id = ?1")
+                    .bind(agent_id)
+                    .fetch_optional(&self.writer)
+                    .await?;
+            return Err(match exists {
+                None => StoreError::NotFound,
+                Some(s) => StoreError::Conflict(format!("agent is {s}")),
+            });
+        }
+        Ok(())
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentView>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents ORDER BY status = 'deregistered', status = 'offline', name, id"
+        ))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|row| Ok(agent_view!(row))).collect()
+    }
+
+    async fn get_task(&self, id: i64) -> Result<Option<TaskDetail>> {
+        let mut conn = self.reader.acquire().await?;
+        let Some(row) = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let task = task_view!(row);
+        let attempts =
+            sqlx::query("SELECT * FROM task_attempts WHERE task_id = ?1 ORDER BY lease_token")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
+        let events = sqlx::query("SELECT * FROM task_events WHERE task_id = ?1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(Some(TaskDetail {
+            task,
+            attempt_history: attempts
+                .iter()
+                .map(|r| Ok(attempt_view!(r)))
+                .collect::<Result<_>>()?,
+            events: events
+                .iter()
+                .map(|r| Ok(event_view!(r)))
+                .collect::<Result<_>>()?,
+        }))
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>> {
+        let order = if filter.status == Some(TaskStatus::Queued) {
+            "rank DESC, id"
+        } else {
+            "id DESC"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR task_type = ?2) \
+             AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY {order} LIMIT ?5"
+        ))
+        .bind(filter.status.map(TaskStatus::as_str))
+        .bind(&filter.task_type)
+        .bind(filter.agent_id)
+        .bind(filter.before_id)
+        .bind(filter.limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|row| Ok(task_view!(row))).collect()
+    }
+
+    async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query("SELECT status, lease_token FROM tasks WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let status = super::rows::task_status(&row.try_get::<String, _>("status")?)?;
+        match status {
+            TaskStatus::Queued => {
+                sqlx::query("UPDATE tasks SET status = 'cancelled', updated_at = ?1, finished_at = ?1 WHERE id = ?2")
+                    .bind(now_us)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::event(
+                    &mut tx,
+                    id,
+                    now_us,
+                    "cancelled",
+                    TaskStatus::Cancelled,
+                    None,
+                    None,
+                )
+                .await?;
+            }
+            TaskStatus::Running => {
+                let ending = Ending {
+                    task_id: id,
+                    lease_token: row.try_get("lease_token")?,
+                    end: AttemptEnd::Cancelled,
+                    started_at_us: None,
+                    finished_at_us: None,
+                };
+                Self::end_attempts(&mut tx, &[ending], now_us).await?;
+            }
+            done => {
+                return Err(StoreError::Conflict(format!(
+                    "task already {}",
+                    done.as_str()
+                )))
+            }
+        }
+        tx.commit().await?;
+        Ok(TaskStatus::Cancelled)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
+            .fetch_all(&self.reader)
+            .await?;
+        let agents_online: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agents WHERE status IN ('online', 'draining')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        super::stats_of(
+            rows.iter()
+                .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?))),
+            agents_online,
+        )
+    }
+
+    async fn known_task_types(&self) -> Result<Vec<String>> {
+        let types: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT j.value FROM agents, json_each(agents.task_types) j ORDER BY 1",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(types)
+    }
+
+    async fn next_run_after(&self, now_us: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(run_after) FROM tasks WHERE status = 'queued' AND run_after > ?1",
+        )
+        .bind(now_us)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    async fn mark_silent_agents_offline(&self, silent_since_us: i64, now_us: i64) -> Result<Sweep> {
+        let mut tx = self.writer.begin().await?;
+        let agents: Vec<i64> = sqlx::query_scalar(
+            "UPDATE agents SET status = 'offline' WHERE status IN ('online', 'draining') AND last_heartbeat_at < ?1 RETURNING id",
+        )
+        .bind(silent_since_us)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut sweep = Sweep::default();
+        for agent in &agents {
+            let rows = sqlx::query("SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ?1")
+                .bind(agent)
+                .fetch_all(&mut *tx)
+                .await?;
+            sweep.add(Self::sweep_running(&mut tx, rows, "agent went offline", now_us).await?);
+        }
+        tx.commit().await?;
+        sweep.agents_offline = agents;
+        Ok(sweep)
+    }
+
+    async fn expire_leases(&self, now_us: i64) -> Result<Sweep> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND lease_expires_at <= ?1",
+        )
+        .bind(now_us)
+        .fetch_all(&mut *tx)
+        .await?;
+        let sweep = if rows.is_empty() {
+            Sweep::default()
+        } else {
+            Self::sweep_running(&mut tx, rows, "lease expired", now_us).await?
+        };
+        tx.commit().await?;
+        Ok(sweep)
+    }
+
+    async fn try_lead(&self, name: &str, holder: &str, now_us: i64, ttl_us: i64) -> Result<bool> {
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leadership (name, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leadership.holder = excluded.holder OR leadership.expires_at < ?4 RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_us + ttl_us)
+        .bind(now_us)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(held.is_some())
+    }
+
+    async fn resign(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leadership WHERE name = ?1 AND holder = ?2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! The agent protocol: `/api/v1/agent/...`. See `docs/PROTOCOL.md`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /api/v1/agent/register`, authenticated with the operator's enrollment token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub name: String,
+    pub hostname: String,
+    /// Task types this agent has handlers for; it is only ever given these.
+    pub task_types: Vec<String>,
+    /// M: the most tasks this agent runs at once.
+    pub capacity: u32,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// The agent binary's version, shown to operators.
+    pub version: String,
+    /// Must equal [`crate::PROTOCOL_VERSION`].
+    pub protocol: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegisterResponse {
+    pub agent_id: i64,
+    /// Bearer token for every later call of this agent session.
+    pub session_token: String,
+    /// How often the server expects a heartbeat.
+    pub heartbeat_interval_ms: u64,
+    /// Silence longer than this marks the agent offline and requeues its tasks.
+    pub heartbeat_timeout_ms: u64,
+    /// The longest a claim long-poll is held open by the server.
+    pub max_claim_wait_ms: u64,
+}
+
+/// A task the agent holds, named by its lease.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct Lease {
+    pub task_id: i64,
+    /// Fencing token: the task's claim number, raised by every claim, so a
+    /// result sent under an older claim is recognised and refused.
+    pub lease_token: i64,
+}
+
+/// `POST /api/v1/agent/heartbeat`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// Every task the agent is still running; their leases are extended.
+    #[serde(default)]
+    pub running: Vec<Lease>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct HeartbeatResponse {
+    /// Tasks the agent must stop now (cancelled, timed out, or no longer its own).
+    #[serde(default)]
+    pub cancel: Vec<i64>,
+    /// The operator asked this agent to stop taking work.
+    #[serde(default)]
+    pub drain: bool,
+}
+
+/// `POST /api/v1/agent/claim`: a long-poll for up to `max_tasks` tasks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// Free slots on the agent; the server never exceeds capacity regardless.
+    pub max_tasks: u32,
+    /// How long to wait for work before answering with none (capped by the server).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ClaimResponse {
+    pub tasks: Vec<Assignment>,
+    /// Set when the agent should stop claiming (drain requested).
+    #[serde(default)]
+    pub drain: bool,
+}
+
+/// One claimed task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Assignment {
+    pub task_id: i64,
+    pub lease_token: i64,
+    pub task_type: String,
+    pub payload: Value,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// The handler must be stopped after this long.
+    pub timeout_ms: u64,
+    pub priority: f64,
+}
+
+/// `POST /api/v1/agent/results`: many results in one round trip.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsRequest {
+    pub results: Vec<TaskResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskResult {
+    pub task_id: i64,
+    pub lease_token: i64,
+    pub outcome: Outcome,
+    /// When the handler started, by the agent's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_us: Option<i64>,
+    /// When the handler finished, by the agent's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_us: Option<i64>,
+}
+
+/// How a task attempt ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Outcome {
+    Succeeded {
+        #[serde(default)]
+        output: Value,
+    },
+    Failed {
+        error: String,
+        /// `false` fails the task at once instead of retrying it.
+        #[serde(default = "default_true")]
+        retryable: bool,
+    },
+    /// The agent gives the task back unstarted or interrupted (shutdown):
+    /// it is requeued without counting the attempt against `max_attempts`.
+    Released {
+        #[serde(default)]
+        reason: String,
+    },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ResultsResponse {
+    /// One entry per result, in request order.
+    pub results: Vec<ResultAck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResultAck {
+    pub task_id: i64,
+    pub status: AckStatus,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AckStatus {
+    /// Recorded.
+    Accepted,
+    /// The lease is expired or superseded: the result was refused and changed
+    /// nothing. The agent must drop it (the task belongs to someone else now).
+    Stale,
+}

@@ -1,0 +1,256 @@
+//! The public REST API: `/api/v1/tasks`, `/api/v1/agents`, `/api/v1/stats`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A task to enqueue, as a client sends it. Validated by the server
+/// (`drover_engine::domain`) before anything is stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    pub task_type: String,
+    #[serde(default)]
+    pub payload: Value,
+    /// 0–10.
+    #[serde(default)]
+    pub urgency: Option<i64>,
+    /// 0–10.
+    #[serde(default)]
+    pub time_sensitivity: Option<i64>,
+    /// 0–10.
+    #[serde(default)]
+    pub importance: Option<i64>,
+    /// 1–100, default 3.
+    #[serde(default)]
+    pub max_attempts: Option<i64>,
+    /// Run limit per attempt in milliseconds, default 300000.
+    #[serde(default)]
+    pub timeout_ms: Option<i64>,
+    /// Base of the exponential retry backoff in milliseconds, default 1000.
+    #[serde(default)]
+    pub retry_backoff_ms: Option<i64>,
+    /// Only agents carrying every one of these labels may run the task.
+    #[serde(default)]
+    pub required_labels: Vec<String>,
+    /// Submitting the same key again returns the task first created with it.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// Do not start before this time (microseconds since the epoch).
+    #[serde(default)]
+    pub run_after_us: Option<i64>,
+}
+
+/// `POST /api/v1/tasks` accepts one [`NewTask`] or `{"tasks": [...]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewTaskBatch {
+    pub tasks: Vec<NewTask>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubmitBatchResponse {
+    pub tasks: Vec<SubmittedTask>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubmittedTask {
+    pub id: i64,
+    pub status: TaskStatus,
+    pub priority: f64,
+    /// `false` when an idempotency key matched an existing task.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 5] = [
+        TaskStatus::Queued,
+        TaskStatus::Running,
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Finished for good: no more attempts will be made.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskView {
+    pub id: i64,
+    pub task_type: String,
+    pub payload: Value,
+    pub urgency: i64,
+    pub time_sensitivity: i64,
+    pub importance: i64,
+    /// P = α·urgency + β·time_sensitivity + γ·importance.
+    pub priority: f64,
+    pub status: TaskStatus,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub timeout_ms: i64,
+    pub retry_backoff_ms: i64,
+    pub required_labels: Vec<String>,
+    pub idempotency_key: Option<String>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub agent_id: Option<i64>,
+    pub lease_token: Option<i64>,
+    pub run_after_us: i64,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+    pub started_at_us: Option<i64>,
+    pub finished_at_us: Option<i64>,
+}
+
+/// One claim of a task by an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptView {
+    /// The lease token the attempt ran under (the task's claim number).
+    pub lease_token: i64,
+    pub attempt: i64,
+    pub agent_id: i64,
+    /// The agent's load index L = C/M when it was given the task.
+    pub agent_load: f64,
+    pub claimed_at_us: i64,
+    pub started_at_us: Option<i64>,
+    pub finished_at_us: Option<i64>,
+    /// `running`, `succeeded`, `failed`, `released`, `lost` (lease expired or agent offline),
+    /// `timed_out` or `cancelled`.
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// A recorded state change of a task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskEventView {
+    pub at_us: i64,
+    pub kind: String,
+    pub status: TaskStatus,
+    pub agent_id: Option<i64>,
+    pub detail: Option<String>,
+}
+
+/// `GET /api/v1/tasks/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    pub task: TaskView,
+    pub attempt_history: Vec<AttemptView>,
+    pub events: Vec<TaskEventView>,
+}
+
+/// `GET /api/v1/tasks`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskList {
+    pub tasks: Vec<TaskView>,
+    /// Pass as `before_id` to get the next page; absent on the last page.
+    pub next_before_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Online,
+    Draining,
+    Offline,
+    Deregistered,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Online => "online",
+            AgentStatus::Draining => "draining",
+            AgentStatus::Offline => "offline",
+            AgentStatus::Deregistered => "deregistered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AgentStatus::Online,
+            AgentStatus::Draining,
+            AgentStatus::Offline,
+            AgentStatus::Deregistered,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// `GET /api/v1/agents`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentView {
+    pub id: i64,
+    pub name: String,
+    pub hostname: String,
+    pub version: String,
+    pub task_types: Vec<String>,
+    pub labels: Vec<String>,
+    /// M.
+    pub capacity: i64,
+    /// C.
+    pub running: i64,
+    /// L = C / M.
+    pub load: f64,
+    pub status: AgentStatus,
+    pub registered_at_us: i64,
+    pub last_heartbeat_at_us: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentList {
+    pub agents: Vec<AgentView>,
+}
+
+/// `GET /api/v1/stats`: task counts by status and agents by status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Stats {
+    pub queued: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub agents_online: i64,
+}
+
+/// `GET /api/v1/status`: who this server instance is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerStatus {
+    pub version: String,
+    pub instance_id: String,
+    pub database: String,
+    /// Whether this instance currently runs the periodic duties.
+    pub leader: bool,
+    pub priority_weights: [f64; 3],
+}

@@ -1,0 +1,93 @@
+//! Bearer-token authentication. Operators use the API token; agents enroll
+//! with the enrollment token and then use a per-session token, stored only
+//! as a SHA-256 hash.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use drover_engine::store::{AgentSession, QueueStore};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Hex SHA-256 of a token: what is stored and compared.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A fresh random token (256 bits, hex).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim())
+}
+
+/// Compares hashes in constant time, so a token cannot be guessed byte by byte.
+fn same_hash(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// An operator: the caller presented the API token.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match bearer(parts) {
+            Some(token) if same_hash(&hash_token(token), &state.api_token_hash) => Ok(Operator),
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// A caller holding the enrollment token (may register agents).
+pub struct Enrollment;
+
+impl FromRequestParts<AppState> for Enrollment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match bearer(parts) {
+            Some(token) if same_hash(&hash_token(token), &state.enrollment_token_hash) => {
+                Ok(Enrollment)
+            }
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// An agent session. A deregistered session is refused, so the agent knows
+/// to register again.
+pub struct Agent(pub AgentSession);
+
+impl FromRequestParts<AppState> for Agent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        match state.store.agent_by_token(&hash_token(token)).await? {
+            Some(session) if session.status != drover_protocol::api::AgentStatus::Deregistered => {
+                Ok(Agent(session))
+            }
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}

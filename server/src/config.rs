@@ -1,0 +1,158 @@
+//! The server's configuration: one struct, read from flags with environment
+//! fallbacks, parsed once in `main`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use drover_engine::domain::{PriorityWeights, Scheduling};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "drover-server",
+    version,
+    about = "Drover: a durable priority queue and workflow server for a fleet of agents"
+)]
+pub struct Config {
+    /// Address to serve the API, the agent protocol and the dashboard on.
+    #[arg(long, env = "DROVER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded database and generated tokens.
+    #[arg(long, env = "DROVER_DATA_DIR", default_value = "drover-data")]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default: SQLite in the data directory.
+    #[arg(long, env = "DROVER_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Most database connections (PostgreSQL) or readers (SQLite).
+    #[arg(long, env = "DROVER_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Weights α,β,γ of P = α·urgency + β·time_sensitivity + γ·importance.
+    #[arg(long, env = "DROVER_PRIORITY_WEIGHTS", value_parser = PriorityWeights::parse, default_value = "1,1,1")]
+    pub priority_weights: PriorityWeights,
+
+    /// Overrides α (urgency) of the priority weights.
+    #[arg(long, env = "DROVER_WEIGHT_URGENCY")]
+    pub weight_urgency: Option<f64>,
+
+    /// Overrides β (time sensitivity) of the priority weights.
+    #[arg(long, env = "DROVER_WEIGHT_TIME_SENSITIVITY")]
+    pub weight_time_sensitivity: Option<f64>,
+
+    /// Overrides γ (importance) of the priority weights.
+    #[arg(long, env = "DROVER_WEIGHT_IMPORTANCE")]
+    pub weight_importance: Option<f64>,
+
+    /// Priority points a queued task gains per minute of waiting, so low
+    /// priority work cannot starve (0 turns aging off).
+    #[arg(long, env = "DROVER_AGING_POINTS_PER_MINUTE", default_value_t = 1.0)]
+    pub aging_points_per_minute: f64,
+
+    /// How often agents are asked to heartbeat.
+    #[arg(long, env = "DROVER_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub heartbeat_interval: Duration,
+
+    /// Silence after which an agent is offline and its tasks are requeued;
+    /// also the lease length of a claimed task.
+    #[arg(long, env = "DROVER_HEARTBEAT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "20s")]
+    pub heartbeat_timeout: Duration,
+
+    /// Longest a claim long-poll is held open.
+    #[arg(long, env = "DROVER_MAX_CLAIM_WAIT", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub max_claim_wait: Duration,
+
+    /// How often the leader runs its duties (offline agents, expired leases, timeouts).
+    #[arg(long, env = "DROVER_DUTY_INTERVAL", value_parser = humantime::parse_duration, default_value = "1s")]
+    pub duty_interval: Duration,
+
+    /// How long leadership lasts without renewal; a dead leader is replaced after this.
+    #[arg(long, env = "DROVER_LEADER_TTL", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub leader_ttl: Duration,
+
+    /// Bearer token for the operator API; generated into the data directory if unset.
+    #[arg(long, env = "DROVER_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Token agents enroll with; generated into the data directory if unset.
+    #[arg(long, env = "DROVER_ENROLLMENT_TOKEN", hide_env_values = true)]
+    pub enrollment_token: Option<String>,
+
+    /// Task types accepted even before an agent for them has registered (comma-separated).
+    #[arg(long, env = "DROVER_TASK_TYPES", value_delimiter = ',')]
+    pub task_types: Vec<String>,
+
+    /// Largest request body in bytes; larger ones get 413.
+    #[arg(long, env = "DROVER_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most tasks in one submit request.
+    #[arg(long, env = "DROVER_MAX_BATCH", default_value_t = 10_000)]
+    pub max_batch: usize,
+
+    /// Where the built dashboard (wasm, css) is served from.
+    #[arg(long, env = "DROVER_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Log filter (tracing's `EnvFilter` syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info,sqlx=warn")]
+    pub log: String,
+}
+
+impl Config {
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("drover.db").display()),
+        }
+    }
+
+    pub fn scheduling(&self) -> Scheduling {
+        let mut weights = self.priority_weights;
+        if let Some(w) = self.weight_urgency {
+            weights.urgency = w;
+        }
+        if let Some(w) = self.weight_time_sensitivity {
+            weights.time_sensitivity = w;
+        }
+        if let Some(w) = self.weight_importance {
+            weights.importance = w;
+        }
+        Scheduling {
+            weights,
+            aging_points_per_minute: self.aging_points_per_minute,
+        }
+    }
+
+    /// Checks what clap cannot: relations between settings.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = self.scheduling();
+        for (name, w) in [
+            ("--weight-urgency", s.weights.urgency),
+            ("--weight-time-sensitivity", s.weights.time_sensitivity),
+            ("--weight-importance", s.weights.importance),
+            ("--aging-points-per-minute", s.aging_points_per_minute),
+        ] {
+            if !w.is_finite() || w < 0.0 {
+                return Err(format!("{name} must be a finite number >= 0, got {w}"));
+            }
+        }
+        if self.heartbeat_interval >= self.heartbeat_timeout {
+            return Err(format!(
+                "--heartbeat-interval ({:?}) must be shorter than --heartbeat-timeout ({:?})",
+                self.heartbeat_interval, self.heartbeat_timeout
+            ));
+        }
+        if self.leader_ttl <= self.duty_interval {
+            return Err("--leader-ttl must be longer than --duty-interval".into());
+        }
+        for t in &self.task_types {
+            drover_engine::domain::check_name("DROVER_TASK_TYPES", t).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! Hands queued work to waiting agents, least-loaded first.
+//!
+//! An agent's claim is a long-poll: the handler parks a [`Waiter`] here and
+//! waits on a oneshot channel. One dispatcher task per server instance runs
+//! a *round* whenever it is kicked (a submit, a result that frees a slot, a
+//! requeue, a NOTIFY from another instance, a new waiter) or a delayed task
+//! comes due. A round walks the waiters in order of their load index
+//! L = C/M (then arrival) and claims for each from the store, so when work is
+//! scarce the least-loaded agent gets it first. Agents are woken the moment
+//! work exists; nobody sleeps and re-polls.
+//!
+//! Within a round, once an agent with a given set of task types and labels
+//! finds the queue empty, others with the same set are skipped: a fleet of
+//! identical agents costs one empty claim per round, not one per agent.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use drover_engine::store::{Claim, QueueStore};
+use drover_engine::time::now_us;
+use drover_engine::Store;
+use drover_protocol::agent::{Outcome, TaskResult};
+use tokio::sync::{oneshot, Notify};
+
+/// A parked claim request.
+struct Waiter {
+    agent_id: i64,
+    max_tasks: i64,
+    /// L = C/M when the request arrived.
+    load: f64,
+    arrived: Instant,
+    /// Agents with the same signature compete for the same tasks.
+    signature: String,
+    reply: oneshot::Sender<Claim>,
+}
+
+pub struct Dispatcher {
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    next_id: Mutex<u64>,
+    kick: Notify,
+    lease_ttl_us: i64,
+}
+
+/// A ticket for a parked claim; dropping it withdraws the waiter.
+pub struct Ticket<'a> {
+    dispatcher: &'a Dispatcher,
+    id: u64,
+    pub reply: oneshot::Receiver<Claim>,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.dispatcher.waiters.lock() {
+            w.remove(&self.id);
+        }
+        metrics::gauge!("drover_claim_waiters").set(self.dispatcher.waiting() as f64);
+    }
+}
+
+impl Dispatcher {
+    pub fn new(lease_ttl: Duration) -> Self {
+        Self {
+            waiters: Mutex::new(HashMap::new()),
+            next_id: Mutex::new(0),
+            kick: Notify::new(),
+            lease_ttl_us: lease_ttl.as_micros() as i64,
+        }
+    }
+
+    pub fn lease_ttl_us(&self) -> i64 {
+        self.lease_ttl_us
+    }
+
+    /// Something changed that may let a waiter have work: run a round.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiters.lock().map(|w| w.len()).unwrap_or(0)
+    }
+
+    /// Parks a claim request and starts a round for it.
+    pub fn park(&self, agent_id: i64, max_tasks: i64, load: f64, signature: String) -> Ticket<'_> {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut next = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
+            *next += 1;
+            *next
+        };
+        if let Ok(mut w) = self.waiters.lock() {
+            w.insert(
+                id,
+                Waiter {
+                    agent_id,
+                    max_tasks,
+                    load,
+                    arrived: Instant::now(),
+                    signature,
+                    reply: tx,
+                },
+            );
+        }
+        metrics::gauge!("drover_claim_waiters").set(self.waiting() as f64);
+        self.kick();
+        Ticket {
+            dispatcher: self,
+            id,
+            reply: rx,
+        }
+    }
+
+    /// Runs rounds until `shutdown` resolves.
+    pub async fn run(&self, store: Store, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let idle = self.waiting() == 0;
+            let next_due = if idle {
+                None
+            } else {
+                self.next_due(&store).await
+            };
+            let sleep = next_due.unwrap_or(Duration::from_secs(1));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.kick.notified() => {}
+                _ = tokio::time::sleep(sleep), if !idle => {}
+            }
+            self.round(&store).await;
+        }
+        tracing::debug!("dispatcher stopped");
+    }
+
+    /// Time until the next delayed task becomes due, if one is within a second.
+    async fn next_due(&self, store: &Store) -> Option<Duration> {
+        let now = now_us();
+        match store.next_run_after(now).await {
+            Ok(Some(at)) => Some(Duration::from_micros(
+                (at - now).clamp(1_000, 1_000_000) as u64
+            )),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the next delayed task");
+                None
+            }
+        }
+    }
+
+    /// One pass over the waiters, least-loaded first.
+    async fn round(&self, store: &Store) {
+        let mut order: Vec<(u64, f64, Instant, i64, i64, String)> = match self.waiters.lock() {
+            Ok(w) => w
+                .iter()
+                .filter(|(_, w)| !w.reply.is_closed())
+                .map(|(id, w)| {
+                    (
+                        *id,
+                        w.load,
+                        w.arrived,
+                        w.agent_id,
+                        w.max_tasks,
+                        w.signature.clone(),
+                    )
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)));
+        let mut exhausted: HashSet<String> = HashSet::new();
+        for (id, _, _, agent_id, max_tasks, signature) in order {
+            if exhausted.contains(&signature) {
+                continue;
+            }
+            let claim = match store
+                .claim(agent_id, max_tasks, now_us(), self.lease_ttl_us)
+                .await
+            {
+                Ok(claim) => claim,
+                Err(e) => {
+                    tracing::warn!(error = %e, agent_id, "claim failed");
+                    continue;
+                }
+            };
+            let got = claim.tasks.len() as i64;
+            if got < max_tasks && claim.running < claim.capacity {
+                exhausted.insert(signature);
+            }
+            if got == 0 && !claim.drain {
+                continue;
+            }
+            let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(&id));
+            metrics::counter!("drover_tasks_claimed_total").increment(got as u64);
+            let undelivered = match waiter {
+                Some(w) => w.reply.send(claim).err(),
+                None => Some(claim),
+            };
+            if let Some(claim) = undelivered {
+                release(store, agent_id, claim).await;
+                self.kick();
+            }
+        }
+        metrics::gauge!("drover_claim_waiters").set(self.waiting() as f64);
+    }
+}
+
+/// The waiter left (timed out or disconnected) while its claim was made:
+/// give the tasks back at once rather than letting their leases run out.
+async fn release(store: &Store, agent_id: i64, claim: Claim) {
+    if claim.tasks.is_empty() {
+        return;
+    }
+    let results: Vec<TaskResult> = claim
+        .tasks
+        .iter()
+        .map(|a| TaskResult {
+            task_id: a.task_id,
+            lease_token: a.lease_token,
+            outcome: Outcome::Released {
+                reason: "claim abandoned before delivery".into(),
+            },
+            started_at_us: None,
+            finished_at_us: None,
+        })
+        .collect();
+    if let Err(e) = store.complete(&results, now_us()).await {
+        tracing::warn!(error = %e, agent_id, "could not release undelivered tasks; their leases will expire");
+    }
+}

@@ -1,0 +1,114 @@
+//! Leader-only periodic duties: agents silent past the heartbeat timeout go
+//! offline and their tasks are requeued; expired leases are requeued; tasks
+//! past their timeout fail their attempt.
+//!
+//! Leadership is a row in the `leadership` table with an expiry, renewed
+//! every duty interval by the holder and taken over by any instance once it
+//! has expired (see `QueueStore::try_lead`). With SQLite there is one
+//! instance and it always leads; the same code runs.
+
+use std::sync::atomic::Ordering;
+
+use drover_engine::store::QueueStore;
+use drover_engine::time::now_us;
+
+use crate::state::AppState;
+
+const LEADERSHIP: &str = "duties";
+
+/// Runs until `shutdown` resolves, then resigns leadership so another
+/// instance takes over at once instead of after the TTL.
+pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(state.config.duty_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        let leading = elect(&state).await;
+        if leading {
+            sweep(&state).await;
+        }
+    }
+    if state.is_leader() {
+        if let Err(e) = state.store.resign(LEADERSHIP, &state.instance_id).await {
+            tracing::warn!(error = %e, "could not resign leadership");
+        }
+        state.leader.store(false, Ordering::Relaxed);
+        tracing::info!("resigned leadership");
+    }
+}
+
+async fn elect(state: &AppState) -> bool {
+    let ttl = state.config.leader_ttl.as_micros() as i64;
+    let leading = match state
+        .store
+        .try_lead(LEADERSHIP, &state.instance_id, now_us(), ttl)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "leadership check failed");
+            false
+        }
+    };
+    let was = state.leader.swap(leading, Ordering::Relaxed);
+    if leading != was {
+        if leading {
+            tracing::info!(instance = %state.instance_id, "became leader: running periodic duties");
+        } else {
+            tracing::warn!(instance = %state.instance_id, "lost leadership");
+        }
+    }
+    metrics::gauge!("drover_leader").set(if leading { 1.0 } else { 0.0 });
+    leading
+}
+
+async fn sweep(state: &AppState) {
+    let now = now_us();
+    let silent_since = now - state.config.heartbeat_timeout.as_micros() as i64;
+    match state
+        .store
+        .mark_silent_agents_offline(silent_since, now)
+        .await
+    {
+        Ok(s) if !s.is_empty() => {
+            tracing::warn!(agents = ?s.agents_offline, requeued = s.tasks_requeued, failed = s.tasks_failed, "agents went silent: marked offline, their tasks requeued");
+            metrics::counter!("drover_agents_lost_total").increment(s.agents_offline.len() as u64);
+            metrics::counter!("drover_tasks_requeued_total").increment(s.tasks_requeued);
+            state.dispatcher.kick();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "offline sweep failed"),
+    }
+    match state.store.expire_leases(now).await {
+        Ok(s) if !s.is_empty() => {
+            tracing::warn!(
+                requeued = s.tasks_requeued,
+                failed = s.tasks_failed,
+                "expired leases and timed-out tasks handled"
+            );
+            metrics::counter!("drover_tasks_requeued_total").increment(s.tasks_requeued);
+            state.dispatcher.kick();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
+    }
+    match state.store.stats().await {
+        Ok(stats) => {
+            for (status, n) in [
+                ("queued", stats.queued),
+                ("running", stats.running),
+                ("succeeded", stats.succeeded),
+                ("failed", stats.failed),
+                ("cancelled", stats.cancelled),
+            ] {
+                metrics::gauge!("drover_tasks", "status" => status).set(n as f64);
+            }
+            metrics::gauge!("drover_agents_online").set(stats.agents_online as f64);
+        }
+        Err(e) => tracing::warn!(error = %e, "stats failed"),
+    }
+}

@@ -1,0 +1,86 @@
+//! The API's error type. Every handler returns `Result<_, ApiError>`, so
+//! status codes and the JSON error body are decided here and nowhere else.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use drover_engine::{FieldError, StoreError};
+use drover_protocol::{ErrorBody, ErrorDetail};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(#[from] FieldError),
+    #[error("malformed JSON: {message}")]
+    BadJson {
+        message: String,
+        field: Option<String>,
+    },
+    #[error("request body too large")]
+    TooLarge,
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("resource".into()),
+            StoreError::Conflict(msg) => ApiError::Conflict(msg),
+            other => ApiError::Store(other),
+        }
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
+        match self {
+            ApiError::Invalid(e) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                Some(e.field.clone()),
+            ),
+            ApiError::BadJson { field, .. } => (StatusCode::BAD_REQUEST, "bad_json", field.clone()),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = self.parts();
+        let message = match &self {
+            ApiError::Invalid(e) => e.message.clone(),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store failure");
+                "internal error; see the server log".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+                field,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

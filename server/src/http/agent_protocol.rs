@@ -1,0 +1,191 @@
+//! The agent protocol, `/api/v1/agent/...` (see `docs/PROTOCOL.md`).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use drover_engine::domain::AgentSpec;
+use drover_engine::store::{Applied, Claim, QueueStore};
+use drover_engine::time::now_us;
+use drover_engine::FieldError;
+use drover_protocol::agent::{
+    AckStatus, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
+    RegisterResponse, ResultAck, ResultsRequest, ResultsResponse,
+};
+use serde_json::Value;
+
+use crate::auth::{hash_token, new_token, Agent, Enrollment};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Most results in one request.
+const MAX_RESULTS: usize = 10_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/agent/register", post(register))
+        .route("/agent/heartbeat", post(heartbeat))
+        .route("/agent/claim", post(claim))
+        .route("/agent/results", post(results))
+        .route("/agent/deregister", post(deregister))
+}
+
+async fn register(
+    _: Enrollment,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<Json<RegisterResponse>, ApiError> {
+    let spec = AgentSpec::parse(req)?;
+    let token = new_token();
+    let agent_id = state
+        .store
+        .register_agent(&spec, &hash_token(&token), now_us())
+        .await?;
+    state.learn_task_types(spec.task_types.iter().cloned());
+    tracing::info!(agent_id, name = %spec.name, host = %spec.hostname, capacity = spec.capacity, types = ?spec.task_types, "agent registered");
+    metrics::counter!("drover_agents_registered_total").increment(1);
+    let config = &state.config;
+    Ok(Json(RegisterResponse {
+        agent_id,
+        session_token: token,
+        heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
+        heartbeat_timeout_ms: config.heartbeat_timeout.as_millis() as u64,
+        max_claim_wait_ms: config.max_claim_wait.as_millis() as u64,
+    }))
+}
+
+async fn heartbeat(
+    Agent(agent): Agent,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let reply = state
+        .store
+        .heartbeat(
+            agent.id,
+            &req.running,
+            now_us(),
+            state.dispatcher.lease_ttl_us(),
+        )
+        .await?;
+    if !reply.cancel.is_empty() {
+        tracing::info!(agent_id = agent.id, tasks = ?reply.cancel, "telling agent to stop tasks it no longer holds");
+    }
+    Ok(Json(reply))
+}
+
+/// Long-poll: parks until the dispatcher hands this agent work or the wait
+/// runs out.
+async fn claim(
+    Agent(agent): Agent,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ClaimRequest>,
+) -> Result<Json<ClaimResponse>, ApiError> {
+    let free = agent.capacity - agent.running;
+    let max_tasks = i64::from(req.max_tasks).min(free);
+    let draining = agent.status != drover_protocol::api::AgentStatus::Online;
+    if req.max_tasks == 0 {
+        return Err(FieldError::new("max_tasks", "must be at least 1").into());
+    }
+    if draining || max_tasks <= 0 {
+        // Nothing can be given now; answer at once rather than hold a slot.
+        return Ok(Json(ClaimResponse {
+            tasks: vec![],
+            drain: draining,
+        }));
+    }
+    let wait = Duration::from_millis(req.wait_ms).min(state.config.max_claim_wait);
+    let claim = if wait.is_zero() {
+        state
+            .store
+            .claim(
+                agent.id,
+                max_tasks,
+                now_us(),
+                state.dispatcher.lease_ttl_us(),
+            )
+            .await?
+    } else {
+        let load = agent.running as f64 / agent.capacity as f64;
+        let signature = format!("{:?}|{:?}", agent.task_types, agent.labels);
+        let ticket = state.dispatcher.park(agent.id, max_tasks, load, signature);
+        let mut ticket = ticket;
+        match tokio::time::timeout(wait, &mut ticket.reply).await {
+            Ok(Ok(claim)) => claim,
+            _ => Claim::default(),
+        }
+    };
+    Ok(Json(ClaimResponse {
+        tasks: claim.tasks,
+        drain: claim.drain,
+    }))
+}
+
+/// Records a batch of results. Results under a stale lease are refused and
+/// change nothing; when every result of the request is stale the answer is
+/// 409 (the body still lists each result's ack).
+async fn results(
+    Agent(agent): Agent,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ResultsRequest>,
+) -> Result<(StatusCode, Json<ResultsResponse>), ApiError> {
+    if req.results.len() > MAX_RESULTS {
+        return Err(FieldError::new(
+            "results",
+            format!("at most {MAX_RESULTS} results per request"),
+        )
+        .into());
+    }
+    let applied = state.store.complete(&req.results, now_us()).await?;
+    let mut acks = Vec::with_capacity(applied.len());
+    let mut stale = 0u64;
+    for (r, a) in req.results.iter().zip(&applied) {
+        let status = match a {
+            Applied::Yes(s) => {
+                metrics::counter!("drover_task_results_total", "status" => s.as_str()).increment(1);
+                AckStatus::Accepted
+            }
+            Applied::Stale => {
+                stale += 1;
+                AckStatus::Stale
+            }
+        };
+        acks.push(ResultAck {
+            task_id: r.task_id,
+            status,
+        });
+    }
+    if stale > 0 {
+        tracing::info!(
+            agent_id = agent.id,
+            stale,
+            "refused results under stale leases"
+        );
+        metrics::counter!("drover_task_results_stale_total").increment(stale);
+    }
+    // Slots were freed (and failed tasks may be requeued): hand out work.
+    state.dispatcher.kick();
+    let status = if stale > 0 && stale as usize == acks.len() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(ResultsResponse { results: acks })))
+}
+
+async fn deregister(
+    Agent(agent): Agent,
+    State(state): State<AppState>,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let _ = body;
+    let sweep = state.store.deregister_agent(agent.id, now_us()).await?;
+    tracing::info!(agent_id = agent.id, name = %agent.name, requeued = sweep.tasks_requeued, "agent deregistered");
+    state.dispatcher.kick();
+    Ok(Json(
+        serde_json::json!({ "ok": true, "requeued": sweep.tasks_requeued }),
+    ))
+}

@@ -1,0 +1,57 @@
+//! `/api/v1/agents`: the registry as operators see it.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use drover_engine::store::QueueStore;
+use drover_protocol::api::AgentList;
+use serde_json::Value;
+
+use crate::auth::Operator;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/agents", get(list))
+        .route("/agents/{id}/drain", post(drain))
+        .route("/agents/{id}/enable", post(enable))
+}
+
+async fn list(_: Operator, State(state): State<AppState>) -> Result<Json<AgentList>, ApiError> {
+    Ok(Json(AgentList {
+        agents: state.store.list_agents().await?,
+    }))
+}
+
+async fn set_draining(state: &AppState, id: i64, draining: bool) -> Result<Json<Value>, ApiError> {
+    state
+        .store
+        .set_agent_draining(id, draining)
+        .await
+        .map_err(|e| match e {
+            drover_engine::StoreError::NotFound => ApiError::NotFound(format!("agent {id}")),
+            other => other.into(),
+        })?;
+    state.dispatcher.kick();
+    Ok(Json(
+        serde_json::json!({ "id": id, "status": if draining { "draining" } else { "online" } }),
+    ))
+}
+
+/// Stops giving the agent work; it finishes what it runs.
+async fn drain(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    set_draining(&state, id, true).await
+}
+
+async fn enable(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    set_draining(&state, id, false).await
+}

@@ -1,0 +1,31 @@
+//! The HTTP edge: one module per resource, each exposing `router()`; this
+//! module merges them and adds the shared layers.
+
+mod agent_protocol;
+mod agents;
+mod system;
+mod tasks;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The REST API, the agent protocol, health and metrics.
+pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
+    let api = Router::new()
+        .merge(tasks::router())
+        .merge(agents::router())
+        .merge(agent_protocol::router())
+        .merge(system::api_router())
+        .fallback(|| async { ApiError::NotFound("API route".into()) });
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(system::router(metrics))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

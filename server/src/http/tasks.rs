@@ -1,0 +1,171 @@
+//! `/api/v1/tasks`: submit, inspect, list and cancel tasks.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use drover_engine::domain::TaskSpec;
+use drover_engine::store::{QueueStore, TaskFilter};
+use drover_engine::time::now_us;
+use drover_engine::FieldError;
+use drover_protocol::api::{
+    NewTask, NewTaskBatch, SubmitBatchResponse, TaskDetail, TaskList, TaskStatus,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::auth::Operator;
+use crate::error::ApiError;
+use crate::extract::{from_value, parse_json, read_body};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tasks", post(submit).get(list))
+        .route("/tasks/{id}", get(get_task))
+        .route("/tasks/{id}/cancel", post(cancel))
+}
+
+/// `POST /api/v1/tasks` takes one task, or `{"tasks": [...]}` for a batch.
+/// A batch is all-or-nothing: one bad task rejects it, naming `tasks[i].field`.
+async fn submit(
+    _: Operator,
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body: Value = parse_json(&read_body(req, &state).await?)?;
+    let batch = body.as_object().is_some_and(|o| o.contains_key("tasks"));
+    let (tasks, prefix): (Vec<NewTask>, &str) = if batch {
+        (from_value::<NewTaskBatch>(body, "")?.tasks, "tasks")
+    } else {
+        (vec![from_value::<NewTask>(body, "")?], "")
+    };
+    if tasks.is_empty() {
+        return Err(FieldError::new("tasks", "must hold at least one task").into());
+    }
+    if tasks.len() > state.config.max_batch {
+        return Err(FieldError::new(
+            "tasks",
+            format!("at most {} tasks per request", state.config.max_batch),
+        )
+        .into());
+    }
+    state
+        .ensure_types_known(tasks.iter().map(|t| t.task_type.as_str()))
+        .await?;
+    let mut specs = Vec::with_capacity(tasks.len());
+    for (i, task) in tasks.into_iter().enumerate() {
+        let spec = TaskSpec::parse(task, &state.scheduling.weights, |t| state.is_known_type(t))
+            .map_err(|e| {
+                if batch {
+                    e.within(&format!("{prefix}[{i}]"))
+                } else {
+                    e
+                }
+            })?;
+        specs.push(spec);
+    }
+    let submitted = state
+        .store
+        .submit(&specs, &state.scheduling, now_us())
+        .await?;
+    let created = submitted.iter().filter(|s| s.created).count();
+    metrics::counter!("drover_tasks_submitted_total").increment(created as u64);
+    if created > 0 {
+        state.dispatcher.kick();
+    }
+    let status = if created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = if batch {
+        serde_json::to_value(SubmitBatchResponse { tasks: submitted })
+    } else {
+        serde_json::to_value(&submitted[0])
+    }
+    .map_err(|e| ApiError::Store(e.into()))?;
+    Ok((status, Json(body)))
+}
+
+async fn get_task(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<TaskDetail>, ApiError> {
+    state
+        .store
+        .get_task(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("task {id}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    task_type: Option<String>,
+    agent_id: Option<i64>,
+    before_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Queued tasks are listed in the order the scheduler will take them.
+async fn list(
+    _: Operator,
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<TaskList>, ApiError> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
+            FieldError::new(
+                "status",
+                format!(
+                    "unknown status {s:?}; one of queued, running, succeeded, failed, cancelled"
+                ),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(FieldError::new("limit", "must be between 1 and 1000").into());
+    }
+    let tasks = state
+        .store
+        .list_tasks(&TaskFilter {
+            status,
+            task_type: q.task_type,
+            agent_id: q.agent_id,
+            before_id: q.before_id,
+            limit,
+        })
+        .await?;
+    let next_before_id = if tasks.len() as i64 == limit && status != Some(TaskStatus::Queued) {
+        tasks.last().map(|t| t.id)
+    } else {
+        None
+    };
+    Ok(Json(TaskList {
+        tasks,
+        next_before_id,
+    }))
+}
+
+async fn cancel(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let status = state
+        .store
+        .cancel_task(id, now_us())
+        .await
+        .map_err(|e| match e {
+            drover_engine::StoreError::NotFound => ApiError::NotFound(format!("task {id}")),
+            other => other.into(),
+        })?;
+    state.dispatcher.kick();
+    Ok(Json(serde_json::json!({ "id": id, "status": status })))
+}

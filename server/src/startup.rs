@@ -1,0 +1,184 @@
+//! Builds the application from its configuration and binds it, so `main`
+//! and the tests start the server the same way.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use drover_engine::store::QueueStore;
+use drover_engine::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::{hash_token, new_token};
+use crate::config::Config;
+use crate::dispatcher::Dispatcher;
+use crate::state::{AppState, Shared};
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+        let url = config.database_url();
+        let store = Store::connect(&url, config.db_max_connections)
+            .await
+            .with_context(|| format!("cannot open database {}", redact(&url)))?;
+        tracing::info!(
+            database = store.backend(),
+            "database ready, migrations applied"
+        );
+        let api_token = token_or_generate(config.api_token.clone(), &config.data_dir, "api-token")?;
+        let enrollment_token = token_or_generate(
+            config.enrollment_token.clone(),
+            &config.data_dir,
+            "enrollment-token",
+        )?;
+        let metrics = crate::telemetry::init_metrics()?;
+        let dispatcher = Arc::new(Dispatcher::new(config.heartbeat_timeout));
+        let instance_id = format!("{}-{}", hostname(), &new_token()[..8]);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let shared = Shared::new(
+            config,
+            store,
+            dispatcher,
+            instance_id,
+            hash_token(&api_token),
+            hash_token(&enrollment_token),
+        );
+        let known = shared.store.known_task_types().await?;
+        shared.learn_task_types(known);
+        Ok(Self {
+            listener,
+            state: AppState::new(shared),
+            metrics,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking requests, lets
+    /// in-flight ones finish, stops the background loops and resigns
+    /// leadership.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            metrics,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let dispatcher = {
+            let (d, store, stop) = (state.dispatcher.clone(), state.store.clone(), stopped());
+            tokio::spawn(async move { d.run(store, stop).await })
+        };
+        let duties = tokio::spawn(crate::duties::run(state.clone(), stopped()));
+        let listener_task = state.store.postgres().map(|pg| {
+            tokio::spawn(crate::notify::run(
+                pg.pool().clone(),
+                state.dispatcher.clone(),
+            ))
+        });
+
+        let site_root = state.config.site_root.display().to_string();
+        let addr = listener.local_addr()?;
+        let app = crate::http::router(state.clone(), metrics).merge(crate::web::router(
+            crate::web::leptos_options(&site_root, addr),
+        ));
+        tracing::info!(%addr, instance = %state.instance_id, "drover-server listening");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+            })
+            .await?;
+        let _ = stop_tx.send(true);
+        let _ = dispatcher.await;
+        let _ = duties.await;
+        if let Some(t) = listener_task {
+            t.abort();
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Uses the configured token, or the one saved in the data directory, or
+/// makes and saves a new one (readable by the owner only) and says where.
+fn token_or_generate(
+    configured: Option<String>,
+    data_dir: &Path,
+    name: &str,
+) -> anyhow::Result<String> {
+    if let Some(token) = configured.filter(|t| !t.trim().is_empty()) {
+        return Ok(token.trim().to_string());
+    }
+    let path = data_dir.join(name);
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        if !saved.trim().is_empty() {
+            return Ok(saved.trim().to_string());
+        }
+    }
+    let token = new_token();
+    write_private(&path, &token).with_context(|| format!("cannot save {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated the {name}");
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "drover".into())
+}
+
+/// Hides the password of a database URL in messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,109 @@
+//! The state every handler shares.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use drover_engine::domain::Scheduling;
+use drover_engine::store::QueueStore;
+use drover_engine::Store;
+
+use crate::config::Config;
+use crate::dispatcher::Dispatcher;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<Shared>,
+}
+
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub scheduling: Scheduling,
+    pub dispatcher: Arc<Dispatcher>,
+    /// Identifies this instance in the leadership table and in `/status`.
+    pub instance_id: String,
+    /// Whether this instance currently holds leadership (runs the duties).
+    pub leader: AtomicBool,
+    pub api_token_hash: String,
+    pub enrollment_token_hash: String,
+    /// Task types some agent has declared, plus the configured ones: a submit
+    /// of any other type is refused. Refreshed from the store on a miss, so a
+    /// registration on another instance is seen.
+    known_types: RwLock<HashSet<String>>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self {
+            inner: Arc::new(shared),
+        }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.inner
+    }
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Config,
+        store: Store,
+        dispatcher: Arc<Dispatcher>,
+        instance_id: String,
+        api_token_hash: String,
+        enrollment_token_hash: String,
+    ) -> Self {
+        let known: HashSet<String> = config.task_types.iter().cloned().collect();
+        Self {
+            scheduling: config.scheduling(),
+            config,
+            store,
+            dispatcher,
+            instance_id,
+            leader: AtomicBool::new(false),
+            api_token_hash,
+            enrollment_token_hash,
+            known_types: RwLock::new(known),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
+    }
+
+    pub fn learn_task_types(&self, types: impl IntoIterator<Item = String>) {
+        if let Ok(mut known) = self.known_types.write() {
+            known.extend(types);
+        }
+    }
+
+    fn knows(&self, task_type: &str) -> bool {
+        self.known_types
+            .read()
+            .map(|k| k.contains(task_type))
+            .unwrap_or(false)
+    }
+
+    /// Whether a task type may be submitted; consults the store once when the
+    /// cache does not know it.
+    pub async fn ensure_types_known<'a>(
+        &self,
+        types: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), drover_engine::StoreError> {
+        if types.into_iter().all(|t| self.knows(t)) {
+            return Ok(());
+        }
+        let from_store = self.store.known_task_types().await?;
+        self.learn_task_types(from_store);
+        Ok(())
+    }
+
+    pub fn is_known_type(&self, task_type: &str) -> bool {
+        self.knows(task_type)
+    }
+}
