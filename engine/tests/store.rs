@@ -1,0 +1,650 @@
+//! The store contract, run against both backends: every test exists once for
+//! SQLite (a fresh file) and once for PostgreSQL (a fresh database on
+//! `DROVER_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+use std::collections::HashSet;
+
+use drover_engine::domain::{AgentSpec, PriorityWeights, Scheduling, TaskSpec};
+use drover_engine::store::{Applied, QueueStore};
+use drover_engine::time::now_us;
+use drover_engine::Store;
+use drover_protocol::agent::{Lease, Outcome, TaskResult};
+use drover_protocol::api::{AgentStatus, NewTask, TaskStatus};
+use serde_json::json;
+
+mod support;
+
+const SCHED: Scheduling = Scheduling {
+    weights: PriorityWeights {
+        urgency: 1.0,
+        time_sensitivity: 1.0,
+        importance: 1.0,
+    },
+    aging_points_per_minute: 1.0,
+};
+const TTL: i64 = 30_000_000;
+
+fn task(task_type: &str, urgency: i64) -> TaskSpec {
+    TaskSpec::parse(
+        NewTask {
+            task_type: task_type.into(),
+            urgency: Some(urgency),
+            payload: json!({"u": urgency}),
+            ..Default::default()
+        },
+        &SCHED.weights,
+        |_| true,
+    )
+    .unwrap()
+}
+
+fn agent(name: &str, capacity: i64, types: &[&str], labels: &[&str]) -> AgentSpec {
+    AgentSpec {
+        name: name.into(),
+        hostname: "host".into(),
+        version: "test".into(),
+        task_types: types.iter().map(|s| s.to_string()).collect(),
+        labels: labels.iter().map(|s| s.to_string()).collect(),
+        capacity,
+    }
+}
+
+async fn register(store: &Store, spec: AgentSpec) -> i64 {
+    let token = format!("{}-{}", spec.name, rand_suffix());
+    store.register_agent(&spec, &token, now_us()).await.unwrap()
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn success(task_id: i64, lease_token: i64) -> TaskResult {
+    TaskResult {
+        task_id,
+        lease_token,
+        outcome: Outcome::Succeeded {
+            output: json!("ok"),
+        },
+        started_at_us: None,
+        finished_at_us: None,
+    }
+}
+
+fn failure(task_id: i64, lease_token: i64) -> TaskResult {
+    TaskResult {
+        task_id,
+        lease_token,
+        outcome: Outcome::Failed {
+            error: "boom".into(),
+            retryable: true,
+        },
+        started_at_us: None,
+        finished_at_us: None,
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { let (store, _guard) = crate::support::sqlite().await; super::$name(store).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { let (store, _guard) = crate::support::postgres().await; super::$name(store).await } )*
+        }
+    };
+}
+
+both_backends!(
+    claims_highest_priority_first_then_oldest,
+    aging_lets_old_low_priority_work_overtake,
+    never_exceeds_capacity,
+    claims_only_handled_types_and_matching_labels,
+    stale_result_is_refused_and_changes_nothing,
+    failure_retries_with_backoff_then_fails,
+    released_task_is_requeued_without_counting_the_attempt,
+    idempotency_key_returns_the_first_task,
+    silent_agent_goes_offline_and_its_tasks_are_requeued,
+    heartbeat_extends_leases_and_names_tasks_to_stop,
+    timed_out_attempt_is_failed_and_retried,
+    cancel_queued_and_running_tasks,
+    leadership_is_exclusive_until_it_expires,
+    concurrent_claims_never_hand_out_a_task_twice,
+    delayed_tasks_wait_for_their_time,
+);
+
+async fn claims_highest_priority_first_then_oldest(store: Store) {
+    let a = register(&store, agent("a", 10, &["t"], &[])).await;
+    let now = now_us();
+    let ids: Vec<i64> = store
+        .submit(
+            &[task("t", 1), task("t", 9), task("t", 5), task("t", 9)],
+            &SCHED,
+            now,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let claim = store.claim(a, 4, now, TTL).await.unwrap();
+    let order: Vec<i64> = claim.tasks.iter().map(|t| t.task_id).collect();
+    assert_eq!(order, vec![ids[1], ids[3], ids[2], ids[0]]);
+    assert_eq!(claim.tasks[0].priority, 9.0);
+    assert_eq!((claim.running, claim.capacity), (4, 10));
+}
+
+async fn aging_lets_old_low_priority_work_overtake(store: Store) {
+    let a = register(&store, agent("a", 1, &["t"], &[])).await;
+    let now = now_us();
+    let old = store
+        .submit(&[task("t", 0)], &SCHED, now - 31 * 60_000_000)
+        .await
+        .unwrap()[0]
+        .id;
+    store
+        .submit(&[task("t", 10), task("t", 10)], &SCHED, now)
+        .await
+        .unwrap();
+    let claim = store.claim(a, 1, now, TTL).await.unwrap();
+    // Waiting 31 minutes earns 31 points: more than the 10-point gap... and
+    // it would still win against P = 30 (the maximum with unit weights).
+    assert_eq!(claim.tasks[0].task_id, old);
+}
+
+async fn never_exceeds_capacity(store: Store) {
+    let a = register(&store, agent("a", 3, &["t"], &[])).await;
+    let now = now_us();
+    store
+        .submit(
+            &(0..10).map(|_| task("t", 1)).collect::<Vec<_>>(),
+            &SCHED,
+            now,
+        )
+        .await
+        .unwrap();
+    let first = store.claim(a, 2, now, TTL).await.unwrap();
+    assert_eq!(first.tasks.len(), 2);
+    let second = store.claim(a, 10, now, TTL).await.unwrap();
+    assert_eq!(second.tasks.len(), 1, "only one slot was left");
+    let third = store.claim(a, 10, now, TTL).await.unwrap();
+    assert!(third.tasks.is_empty());
+    assert_eq!(third.running, 3);
+    // Finishing one frees exactly one slot.
+    let t = &first.tasks[0];
+    assert_eq!(
+        store
+            .complete(&[success(t.task_id, t.lease_token)], now)
+            .await
+            .unwrap(),
+        vec![Applied::Yes(TaskStatus::Succeeded)]
+    );
+    assert_eq!(store.claim(a, 10, now, TTL).await.unwrap().tasks.len(), 1);
+    let agents = store.list_agents().await.unwrap();
+    assert_eq!(
+        (agents[0].running, agents[0].capacity, agents[0].load),
+        (3, 3, 1.0)
+    );
+}
+
+async fn claims_only_handled_types_and_matching_labels(store: Store) {
+    let plain = register(&store, agent("plain", 10, &["t"], &[])).await;
+    let gpu = register(&store, agent("gpu", 10, &["t", "other"], &["gpu", "eu"])).await;
+    let now = now_us();
+    let mut needs_gpu = task("t", 5);
+    needs_gpu.required_labels = vec!["gpu".into()];
+    let ids: Vec<i64> = store
+        .submit(&[needs_gpu, task("other", 5), task("t", 1)], &SCHED, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let got: Vec<i64> = store
+        .claim(plain, 10, now, TTL)
+        .await
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(
+        got,
+        vec![ids[2]],
+        "plain agent takes neither the gpu task nor the other type"
+    );
+    let got: HashSet<i64> = store
+        .claim(gpu, 10, now, TTL)
+        .await
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(got, HashSet::from([ids[0], ids[1]]));
+}
+
+async fn stale_result_is_refused_and_changes_nothing(store: Store) {
+    let a = register(&store, agent("a", 1, &["t"], &[])).await;
+    let b = register(&store, agent("b", 1, &["t"], &[])).await;
+    let now = now_us();
+    let id = store.submit(&[task("t", 1)], &SCHED, now).await.unwrap()[0].id;
+    let first = store.claim(a, 1, now, TTL).await.unwrap().tasks[0].clone();
+    // A's lease runs out; the task goes to B under a new token.
+    let sweep = store.expire_leases(now + TTL + 1).await.unwrap();
+    assert_eq!(sweep.tasks_requeued, 1);
+    let second = store.claim(b, 1, now + TTL + 2, TTL).await.unwrap().tasks[0].clone();
+    assert_eq!(second.task_id, id);
+    assert!(second.lease_token > first.lease_token);
+    // A's late result is refused; B's is taken; a repeat of B's is refused.
+    assert_eq!(
+        store
+            .complete(&[success(id, first.lease_token)], now)
+            .await
+            .unwrap(),
+        vec![Applied::Stale]
+    );
+    let t = store.get_task(id).await.unwrap().unwrap();
+    assert_eq!(t.task.status, TaskStatus::Running);
+    assert_eq!(t.task.agent_id, Some(b));
+    assert_eq!(
+        store
+            .complete(&[success(id, second.lease_token)], now)
+            .await
+            .unwrap(),
+        vec![Applied::Yes(TaskStatus::Succeeded)]
+    );
+    assert_eq!(
+        store
+            .complete(&[success(id, second.lease_token)], now)
+            .await
+            .unwrap(),
+        vec![Applied::Stale]
+    );
+    let t = store.get_task(id).await.unwrap().unwrap();
+    assert_eq!(t.task.status, TaskStatus::Succeeded);
+    let outcomes: Vec<&str> = t
+        .attempt_history
+        .iter()
+        .map(|a| a.outcome.as_str())
+        .collect();
+    assert_eq!(outcomes, vec!["lost", "succeeded"]);
+    assert_eq!(t.events.iter().filter(|e| e.kind == "succeeded").count(), 1);
+}
+
+async fn failure_retries_with_backoff_then_fails(store: Store) {
+    let a = register(&store, agent("a", 1, &["t"], &[])).await;
+    let mut spec = task("t", 1);
+    spec.max_attempts = 2;
+    spec.retry_backoff_ms = 10_000;
+    let now = now_us();
+    let id = store.submit(&[spec], &SCHED, now).await.unwrap()[0].id;
+    let c = store.claim(a, 1, now, TTL).await.unwrap().tasks[0].clone();
+    assert_eq!(
+        store
+            .complete(&[failure(id, c.lease_token)], now)
+            .await
+            .unwrap(),
+        vec![Applied::Yes(TaskStatus::Queued)]
+    );
+    // Not claimable during the backoff (5–10 s for the first retry).
+    assert!(store
+        .claim(a, 1, now + 1_000_000, TTL)
+        .await
+        .unwrap()
+        .tasks
+        .is_empty());
+    let next = store.next_run_after(now).await.unwrap().unwrap();
+    assert!(
+        (now + 5_000_000..=now + 10_000_000).contains(&next),
+        "retry at +{} us",
+        next - now
+    );
+    let c = store
+        .claim(a, 1, now + 10_000_001, TTL)
+        .await
+        .unwrap()
+        .tasks[0]
+        .clone();
+    assert_eq!(c.attempt, 2);
+    assert_eq!(
+        store
+            .complete(&[failure(id, c.lease_token)], now)
+            .await
+            .unwrap(),
+        vec![Applied::Yes(TaskStatus::Failed)]
+    );
+    let t = store.get_task(id).await.unwrap().unwrap().task;
+    assert_eq!(
+        (t.status, t.attempts, t.error.as_deref()),
+        (TaskStatus::Failed, 2, Some("boom"))
+    );
+}
+
+async fn released_task_is_requeued_without_counting_the_attempt(store: Store) {
+    let a = register(&store, agent("a", 1, &["t"], &[])).await;
+    let mut spec = task("t", 1);
+    spec.max_attempts = 1;
+    let now = now_us();
+    let id = store.submit(&[spec], &SCHED, now).await.unwrap()[0].id;
+    let c = store.claim(a, 1, now, TTL).await.unwrap().tasks[0].clone();
+    let release = TaskResult {
+        task_id: id,
+        lease_token: c.lease_token,
+        outcome: Outcome::Released {
+            reason: "shutdown".into(),
+        },
+        started_at_us: None,
+        finished_at_us: None,
+    };
+    assert_eq!(
+        store.complete(&[release], now).await.unwrap(),
+        vec![Applied::Yes(TaskStatus::Queued)]
+    );
+    let c = store.claim(a, 1, now, TTL).await.unwrap().tasks[0].clone();
+    assert_eq!(
+        c.attempt, 1,
+        "the released claim did not use up the only attempt"
+    );
+}
+
+async fn idempotency_key_returns_the_first_task(store: Store) {
+    let mut spec = task("t", 1);
+    spec.idempotency_key = Some("order-42".into());
+    let now = now_us();
+    let first = store.submit(&[spec.clone()], &SCHED, now).await.unwrap();
+    let again = store
+        .submit(&[spec.clone(), task("t", 2), spec], &SCHED, now)
+        .await
+        .unwrap();
+    assert!(first[0].created);
+    assert_eq!(again[0].id, first[0].id);
+    assert!(!again[0].created && again[1].created && !again[2].created);
+    assert_eq!(again[2].id, first[0].id);
+    assert_eq!(store.stats().await.unwrap().queued, 2);
+}
+
+async fn silent_agent_goes_offline_and_its_tasks_are_requeued(store: Store) {
+    let a = register(&store, agent("a", 2, &["t"], &[])).await;
+    let b = register(&store, agent("b", 2, &["t"], &[])).await;
+    let now = now_us();
+    store
+        .submit(&[task("t", 1), task("t", 1)], &SCHED, now)
+        .await
+        .unwrap();
+    assert_eq!(store.claim(a, 2, now, TTL).await.unwrap().tasks.len(), 2);
+    store
+        .heartbeat(b, &[], now + 10_000_000, TTL)
+        .await
+        .unwrap();
+    let sweep = store
+        .mark_silent_agents_offline(now + 5_000_000, now + 10_000_000)
+        .await
+        .unwrap();
+    assert_eq!(sweep.agents_offline, vec![a]);
+    assert_eq!(sweep.tasks_requeued, 2);
+    let agents = store.list_agents().await.unwrap();
+    let a_view = agents.iter().find(|x| x.id == a).unwrap();
+    assert_eq!((a_view.status, a_view.running), (AgentStatus::Offline, 0));
+    let claim = store.claim(b, 2, now + 10_000_000, TTL).await.unwrap();
+    assert_eq!(claim.tasks.len(), 2);
+    assert!(
+        claim.tasks.iter().all(|t| t.attempt == 2),
+        "the lost attempt counts"
+    );
+    // The offline agent is not given work.
+    assert!(store.claim(a, 2, now, TTL).await.unwrap().drain);
+}
+
+async fn heartbeat_extends_leases_and_names_tasks_to_stop(store: Store) {
+    let a = register(&store, agent("a", 2, &["t"], &[])).await;
+    let now = now_us();
+    store
+        .submit(&[task("t", 2), task("t", 1)], &SCHED, now)
+        .await
+        .unwrap();
+    let c = store.claim(a, 2, now, TTL).await.unwrap().tasks;
+    let leases: Vec<Lease> = c
+        .iter()
+        .map(|t| Lease {
+            task_id: t.task_id,
+            lease_token: t.lease_token,
+        })
+        .collect();
+    store.cancel_task(c[1].task_id, now).await.unwrap();
+    let reply = store
+        .heartbeat(a, &leases, now + TTL - 1, TTL)
+        .await
+        .unwrap();
+    assert_eq!(reply.cancel, vec![c[1].task_id]);
+    assert!(!reply.drain);
+    // The kept lease now runs past the original expiry.
+    assert_eq!(
+        store
+            .expire_leases(now + TTL + 1)
+            .await
+            .unwrap()
+            .tasks_requeued,
+        0
+    );
+    store.set_agent_draining(a, true).await.unwrap();
+    assert!(
+        store
+            .heartbeat(a, &leases[..1], now, TTL)
+            .await
+            .unwrap()
+            .drain
+    );
+}
+
+async fn timed_out_attempt_is_failed_and_retried(store: Store) {
+    let a = register(&store, agent("a", 1, &["t"], &[])).await;
+    let mut spec = task("t", 1);
+    spec.timeout_ms = 1_000;
+    spec.retry_backoff_ms = 0;
+    let now = now_us();
+    let id = store.submit(&[spec], &SCHED, now).await.unwrap()[0].id;
+    let c = store.claim(a, 1, now, TTL).await.unwrap().tasks[0].clone();
+    // Heartbeats cannot stretch a lease past the timeout.
+    store
+        .heartbeat(
+            a,
+            &[Lease {
+                task_id: id,
+                lease_token: c.lease_token,
+            }],
+            now + 500_000,
+            TTL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .expire_leases(now + 999_000)
+            .await
+            .unwrap()
+            .tasks_requeued,
+        0
+    );
+    assert_eq!(
+        store
+            .expire_leases(now + 1_000_001)
+            .await
+            .unwrap()
+            .tasks_requeued,
+        1
+    );
+    let t = store.get_task(id).await.unwrap().unwrap();
+    assert_eq!(t.attempt_history[0].outcome, "timed_out");
+    assert_eq!(t.task.error.as_deref(), Some("timed out after 1000 ms"));
+    assert_eq!(t.task.status, TaskStatus::Queued);
+}
+
+async fn cancel_queued_and_running_tasks(store: Store) {
+    let a = register(&store, agent("a", 1, &["t"], &[])).await;
+    let now = now_us();
+    let ids: Vec<i64> = store
+        .submit(&[task("t", 9), task("t", 1)], &SCHED, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let running = store.claim(a, 1, now, TTL).await.unwrap().tasks[0].clone();
+    assert_eq!(running.task_id, ids[0]);
+    assert_eq!(
+        store.cancel_task(ids[1], now).await.unwrap(),
+        TaskStatus::Cancelled
+    );
+    assert_eq!(
+        store.cancel_task(ids[0], now).await.unwrap(),
+        TaskStatus::Cancelled
+    );
+    assert!(matches!(
+        store.cancel_task(ids[0], now).await,
+        Err(drover_engine::StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.cancel_task(999_999, now).await,
+        Err(drover_engine::StoreError::NotFound)
+    ));
+    assert_eq!(
+        store
+            .complete(&[success(ids[0], running.lease_token)], now)
+            .await
+            .unwrap(),
+        vec![Applied::Stale]
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.cancelled, stats.running, stats.queued), (2, 0, 0));
+    assert_eq!(
+        store.list_agents().await.unwrap()[0].running,
+        0,
+        "the cancelled task's slot is free"
+    );
+}
+
+async fn leadership_is_exclusive_until_it_expires(store: Store) {
+    let now = now_us();
+    assert!(store
+        .try_lead("duties", "one", now, 5_000_000)
+        .await
+        .unwrap());
+    assert!(!store
+        .try_lead("duties", "two", now + 1_000_000, 5_000_000)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .try_lead("duties", "one", now + 2_000_000, 5_000_000)
+            .await
+            .unwrap(),
+        "renewal"
+    );
+    assert!(
+        !store
+            .try_lead("duties", "two", now + 6_000_000, 5_000_000)
+            .await
+            .unwrap(),
+        "renewed lease still holds"
+    );
+    assert!(
+        store
+            .try_lead("duties", "two", now + 7_000_001, 5_000_000)
+            .await
+            .unwrap(),
+        "takeover after expiry"
+    );
+    assert!(!store
+        .try_lead("duties", "one", now + 7_000_002, 5_000_000)
+        .await
+        .unwrap());
+    store.resign("duties", "two").await.unwrap();
+    assert!(
+        store
+            .try_lead("duties", "one", now + 7_000_003, 5_000_000)
+            .await
+            .unwrap(),
+        "resigning hands over at once"
+    );
+}
+
+async fn concurrent_claims_never_hand_out_a_task_twice(store: Store) {
+    const TASKS: usize = 2_000;
+    let now = now_us();
+    for chunk in 0..(TASKS / 500) {
+        let batch: Vec<TaskSpec> = (0..500)
+            .map(|i| task("t", ((i + chunk) % 11) as i64))
+            .collect();
+        store.submit(&batch, &SCHED, now).await.unwrap();
+    }
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        let id = register(&store, agent(&format!("w{w}"), 50, &["t"], &[])).await;
+        workers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let claim = store.claim(id, 50, now_us(), TTL).await.unwrap();
+                if claim.tasks.is_empty() {
+                    return seen;
+                }
+                let results: Vec<TaskResult> = claim
+                    .tasks
+                    .iter()
+                    .map(|t| success(t.task_id, t.lease_token))
+                    .collect();
+                let applied = store.complete(&results, now_us()).await.unwrap();
+                assert!(applied
+                    .iter()
+                    .all(|a| *a == Applied::Yes(TaskStatus::Succeeded)));
+                seen.extend(claim.tasks.iter().map(|t| t.task_id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), TASKS, "every task claimed once");
+    assert_eq!(unique.len(), TASKS);
+    assert_eq!(store.stats().await.unwrap().succeeded, TASKS as i64);
+}
+
+async fn delayed_tasks_wait_for_their_time(store: Store) {
+    let a = register(&store, agent("a", 5, &["t"], &[])).await;
+    let now = now_us();
+    let mut later = task("t", 10);
+    later.run_after_us = Some(now + 60_000_000);
+    let ids: Vec<i64> = store
+        .submit(&[later, task("t", 0)], &SCHED, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let got: Vec<i64> = store
+        .claim(a, 5, now, TTL)
+        .await
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(got, vec![ids[1]]);
+    assert_eq!(
+        store.next_run_after(now).await.unwrap(),
+        Some(now + 60_000_000)
+    );
+    let got: Vec<i64> = store
+        .claim(a, 5, now + 60_000_000, TTL)
+        .await
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(got, vec![ids[0]]);
+}

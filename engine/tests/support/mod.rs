@@ -1,0 +1,87 @@
+//! Fresh databases for tests: a SQLite file in a temporary directory, or a
+//! new PostgreSQL database (dropped when the guard goes) on the server named
+//! by `DROVER_TEST_PG`.
+
+use std::path::PathBuf;
+
+use drover_engine::Store;
+use sqlx::{Connection, Executor, PgConnection};
+
+pub enum Guard {
+    Dir(PathBuf),
+    Database { admin_url: String, name: String },
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        match self {
+            Guard::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Guard::Database { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // The test's runtime is ending; drop the database on a fresh one.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    if let Ok(rt) = rt {
+                        rt.block_on(async {
+                            if let Ok(mut c) = PgConnection::connect(&admin_url).await {
+                                let _ = c
+                                    .execute(
+                                        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
+                                            .as_str(),
+                                    )
+                                    .await;
+                            }
+                        });
+                    }
+                })
+                .join();
+            }
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        drover_engine::time::now_us() % 1_000_000
+    )
+}
+
+pub async fn sqlite() -> (Store, Guard) {
+    let dir = std::env::temp_dir().join(unique("drover_store"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("test.db").display());
+    let store = Store::connect(&url, 4).await.unwrap();
+    (store, Guard::Dir(dir))
+}
+
+pub fn admin_url() -> String {
+    std::env::var("DROVER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub async fn postgres() -> (Store, Guard) {
+    let admin_url = admin_url();
+    let name = unique("drover_test");
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for these tests: cannot connect to {admin_url} ({e}). Start it or set DROVER_TEST_PG.")
+    });
+    admin
+        .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        .await
+        .unwrap();
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin_url.clone());
+    let store = Store::connect(&format!("{base}/{name}"), 10).await.unwrap();
+    (store, Guard::Database { admin_url, name })
+}
