@@ -1,0 +1,145 @@
+//! The public API's answers to bad input: the right 4xx, a JSON body naming
+//! the field, and nothing stored.
+
+mod support;
+
+use serde_json::json;
+use support::{Backend, Database, Server};
+
+async fn server() -> (Server, Database) {
+    let db = Database::new(Backend::Sqlite).await;
+    let server = Server::start(&db, &[("DROVER_TASK_TYPES", "echo"), ("DROVER_MAX_BODY_BYTES", "65536")]).await;
+    (server, db)
+}
+
+async fn expect_error(server: &Server, body: serde_json::Value, status: u16, field: &str) {
+    let (got, reply) = server.post("/api/v1/tasks", &body).await;
+    assert_eq!(got, status, "{body} -> {reply}");
+    assert_eq!(reply["error"]["field"], json!(field), "{body} -> {reply}");
+    assert!(reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn bad_tasks_are_rejected_with_the_field_named_and_nothing_stored() {
+    let (server, _db) = server().await;
+    expect_error(&server, json!({"task_type": "echo", "urgency": 11}), 422, "urgency").await;
+    expect_error(&server, json!({"task_type": "echo", "importance": -1}), 422, "importance").await;
+    expect_error(&server, json!({"task_type": "echo", "time_sensitivity": "high"}), 400, "time_sensitivity").await;
+    expect_error(&server, json!({"task_type": "echo", "priority": 3}), 400, "priority").await;
+    expect_error(&server, json!({"task_type": "resize"}), 422, "task_type").await;
+    expect_error(&server, json!({"task_type": "bad type!"}), 422, "task_type").await;
+    expect_error(&server, json!({"payload": {}}), 400, "task_type").await;
+    expect_error(&server, json!({"task_type": "echo", "max_attempts": 0}), 422, "max_attempts").await;
+    expect_error(&server, json!({"task_type": "echo", "timeout_ms": 0}), 422, "timeout_ms").await;
+    expect_error(&server, json!({"task_type": "echo", "required_labels": ["ok", ""]}), 422, "required_labels[1]").await;
+    expect_error(
+        &server,
+        json!({"tasks": [{"task_type": "echo"}, {"task_type": "echo", "urgency": 99}]}),
+        422,
+        "tasks[1].urgency",
+    )
+    .await;
+    expect_error(&server, json!({"tasks": []}), 422, "tasks").await;
+    // A batch with one bad task stores none of them.
+    assert_eq!(server.stats().await.queued, 0);
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies_get_400_and_413() {
+    let (server, _db) = server().await;
+    let r = server
+        .http
+        .post(format!("{}/api/v1/tasks", server.url))
+        .bearer_auth(support::API_TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_json");
+
+    let big = "x".repeat(100_000);
+    let (status, body) = server.post("/api/v1/tasks", &json!({"task_type": "echo", "payload": big})).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "too_large");
+    assert_eq!(server.stats().await.queued, 0);
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_get_401() {
+    let (server, _db) = server().await;
+    for (method, path) in [("GET", "/api/v1/tasks"), ("POST", "/api/v1/tasks"), ("GET", "/api/v1/agents"), ("POST", "/api/v1/agent/claim")] {
+        let r = server
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .bearer_auth("wrong")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{method} {path}");
+    }
+    // The enrollment token is not an operator token, nor the other way round.
+    let r = server
+        .http
+        .get(format!("{}/api/v1/tasks", server.url))
+        .bearer_auth(support::ENROLL_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = server
+        .http
+        .post(format!("{}/api/v1/agent/register", server.url))
+        .bearer_auth(support::API_TOKEN)
+        .json(&json!({"name": "a", "hostname": "h", "task_types": ["echo"], "capacity": 1, "version": "1", "protocol": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn bad_registrations_and_lookups_name_the_problem() {
+    let (server, _db) = server().await;
+    let register = |body: serde_json::Value| {
+        let server = &server;
+        async move {
+            let r = server
+                .http
+                .post(format!("{}/api/v1/agent/register", server.url))
+                .bearer_auth(support::ENROLL_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (s, b) = register(json!({"name": "a", "hostname": "h", "task_types": ["echo"], "capacity": 0, "version": "1", "protocol": 1})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("capacity")));
+    let (s, b) = register(json!({"name": "a", "hostname": "h", "task_types": [], "capacity": 1, "version": "1", "protocol": 1})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("task_types")));
+    let (s, b) = register(json!({"name": "a", "hostname": "h", "task_types": ["echo"], "capacity": 1, "version": "1", "protocol": 99})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("protocol")));
+
+    let (s, b) = server.get("/api/v1/tasks/424242").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
+    let (s, b) = server.get("/api/v1/tasks?status=sleeping").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("status")));
+    let (s, _) = server.post("/api/v1/tasks/424242/cancel", &json!({})).await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_same_task() {
+    let (server, _db) = server().await;
+    let body = json!({"task_type": "echo", "idempotency_key": "invoice-7", "payload": {"n": 1}});
+    let (s1, first) = server.post("/api/v1/tasks", &body).await;
+    let (s2, again) = server.post("/api/v1/tasks", &body).await;
+    assert_eq!((s1, s2), (201, 200));
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(again["created"], json!(false));
+    assert_eq!(server.stats().await.queued, 1);
+}

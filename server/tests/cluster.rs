@@ -1,0 +1,99 @@
+//! Several server instances on one PostgreSQL database.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::Row;
+use support::{agent_config, eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, RawAgent, Server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_never_hand_one_task_to_two_agents() {
+    let db = Database::new(Backend::Postgres).await;
+    let mut env = fast_timeouts();
+    env.push(("DROVER_TASK_TYPES", "echo"));
+    let one = Server::start(&db, &env).await;
+    let two = Server::start(&db, &env).await;
+    let _agents: Vec<AgentProcess> = (0..4)
+        .map(|i| {
+            let server = if i % 2 == 0 { &one } else { &two };
+            AgentProcess::start(server, db.dir(), &format!("w{i}"), &agent_config(16, &[]))
+        })
+        .collect();
+    const TASKS: usize = 4_000;
+    for chunk in 0..(TASKS / 500) {
+        let server = if chunk % 2 == 0 { &one } else { &two };
+        server.submit((0..500).map(|i| new_task("echo", json!({ "chunk": chunk, "i": i }))).collect()).await;
+    }
+    let stats = one.wait_finished(TASKS as i64, Duration::from_secs(120)).await;
+    assert_eq!(stats.succeeded, TASKS as i64);
+    let mut conn = db.pg().await;
+    let claimed_twice: i64 = sqlx::query_scalar("SELECT count(*) FROM (SELECT task_id FROM task_attempts GROUP BY task_id HAVING count(*) > 1) d")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(claimed_twice, 0, "a task was claimed more than once");
+    let per_agent = sqlx::query("SELECT agent_id, count(*) AS n FROM task_attempts GROUP BY agent_id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(per_agent.len(), 4, "all four agents, behind both instances, took work");
+    let total: i64 = per_agent.iter().map(|r| r.get::<i64, _>("n")).sum();
+    assert_eq!(total, TASKS as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_instance_takes_over_the_duties_when_the_leader_dies() {
+    let db = Database::new(Backend::Postgres).await;
+    let mut env = fast_timeouts();
+    env.push(("DROVER_TASK_TYPES", "echo"));
+    let mut first = Server::start(&db, &env).await;
+    eventually(Duration::from_secs(10), "first instance leads", || async {
+        first.status().await.filter(|s| s.leader).map(|_| ())
+    })
+    .await;
+    let second = Server::start(&db, &env).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!second.status().await.unwrap().leader, "one leader at a time");
+
+    // An agent of the second instance claims a task and then falls silent.
+    let silent = RawAgent::register(&second, "silent", 1, &["echo"]).await;
+    let id = second.submit(vec![new_task("echo", json!({}))]).await[0];
+    assert_eq!(silent.claim(1, 2_000).await[0].0, id);
+    first.kill();
+
+    eventually(Duration::from_secs(10), "second instance leads", || async {
+        second.status().await.filter(|s| s.leader).map(|_| ())
+    })
+    .await;
+    // The new leader runs the duties: the silent agent goes offline and its task is requeued.
+    let t = eventually(Duration::from_secs(10), "task requeued by the new leader", || async {
+        let t = second.task(id).await;
+        (t.task.status == drover_protocol::api::TaskStatus::Queued).then_some(t)
+    })
+    .await;
+    assert_eq!(t.attempt_history[0].outcome, "lost");
+    let agents = second.agents().await;
+    assert_eq!(agents[0].status, drover_protocol::api::AgentStatus::Offline);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_submitted_to_one_instance_wakes_an_agent_polling_another() {
+    let db = Database::new(Backend::Postgres).await;
+    let mut env = fast_timeouts();
+    env.push(("DROVER_TASK_TYPES", "echo"));
+    let one = Server::start(&db, &env).await;
+    let two = Server::start(&db, &env).await;
+    let agent = RawAgent::register(&two, "poller", 1, &["echo"]).await;
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let got = agent.claim(1, 20_000).await;
+        (got, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = one.submit(vec![new_task("echo", json!({}))]).await[0];
+    let (got, waited) = waiting.await.unwrap();
+    assert_eq!(got[0].0, id);
+    assert!(waited < Duration::from_secs(2), "woken by NOTIFY, not by a timeout ({waited:?})");
+}

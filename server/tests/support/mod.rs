@@ -1,0 +1,494 @@
+//! Starts real `drover-server` and `drover-agent` processes for tests.
+//!
+//! Each test gets its own database (a SQLite file in a temporary directory,
+//! or a new PostgreSQL database on `DROVER_TEST_PG`) and its own ports.
+//! Processes are killed when their handle drops, so a failing test leaves
+//! nothing running.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drover_protocol::api::{AgentList, AgentView, NewTask, ServerStatus, Stats, SubmitBatchResponse, TaskDetail};
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection};
+
+pub const API_TOKEN: &str = "test-operator-token";
+pub const ENROLL_TOKEN: &str = "test-enrollment-token";
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The database of one test: its URL and what to clean up.
+pub struct Database {
+    pub url: String,
+    pub backend: Backend,
+    dir: TempDir,
+    pg_name: Option<String>,
+}
+
+impl Database {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = TempDir::new("drover_it");
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.0.join("drover.db").display());
+                Self { url, backend, dir, pg_name: None }
+            }
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let name = unique("drover_it");
+                let mut c = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL is required: cannot connect to {admin} ({e}); start it or set DROVER_TEST_PG")
+                });
+                c.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("create database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+                Self { url: format!("{base}/{name}"), backend, dir, pg_name: Some(name) }
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// A direct connection, for assertions on what was stored.
+    pub async fn pg(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.expect("connect to test database")
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let admin = pg_admin_url();
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    rt.block_on(async {
+                        if let Ok(mut c) = PgConnection::connect(&admin).await {
+                            let _ = c.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("DROVER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn bin(name: &str) -> PathBuf {
+    let server = PathBuf::from(env!("CARGO_BIN_EXE_drover-server"));
+    let path = server.with_file_name(name);
+    assert!(path.exists(), "{} is missing: build it first (cargo build --workspace --bins)", path.display());
+    path
+}
+
+/// A running `drover-server`.
+pub struct Server {
+    pub url: String,
+    pub port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+    args: Vec<(String, String)>,
+    db_url: String,
+    data_dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+/// Settings tests commonly shorten.
+pub fn fast_timeouts() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("DROVER_HEARTBEAT_INTERVAL", "300ms"),
+        ("DROVER_HEARTBEAT_TIMEOUT", "2s"),
+        ("DROVER_DUTY_INTERVAL", "200ms"),
+        ("DROVER_LEADER_TTL", "1500ms"),
+    ]
+}
+
+impl Server {
+    pub async fn start(db: &Database, env: &[(&str, &str)]) -> Self {
+        Self::start_on(db, free_port(), env).await
+    }
+
+    pub async fn start_on(db: &Database, port: u16, env: &[(&str, &str)]) -> Self {
+        let data_dir = db.dir().join(format!("server-{port}"));
+        let mut server = Server {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child: None,
+            log: db.dir().join(format!("server-{port}.log")),
+            args: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            db_url: db.url.clone(),
+            data_dir,
+            http: reqwest::Client::new(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("server log");
+        let mut cmd = Command::new(bin("drover-server"));
+        cmd.env("DROVER_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("DROVER_DATABASE_URL", &self.db_url)
+            .env("DROVER_DATA_DIR", &self.data_dir)
+            .env("DROVER_API_TOKEN", API_TOKEN)
+            .env("DROVER_ENROLLMENT_TOKEN", ENROLL_TOKEN)
+            .env("DROVER_SITE_ROOT", self.data_dir.join("site"))
+            .env("RUST_LOG", "info,sqlx=warn,tower_http=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in &self.args {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn drover-server"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("drover-server exited with {status}:\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "drover-server did not come up:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no shutdown, no resignation.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("server running");
+        terminate(&c);
+        c.wait().expect("wait for server")
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url)).bearer_auth(API_TOKEN)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.req(reqwest::Method::POST, path).json(body).send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.req(reqwest::Method::GET, path).send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn submit(&self, tasks: Vec<NewTask>) -> Vec<i64> {
+        let (status, body) = self.post("/api/v1/tasks", &json!({ "tasks": tasks })).await;
+        assert!(status == 201 || status == 200, "submit failed: {status} {body}");
+        let r: SubmitBatchResponse = serde_json::from_value(body).expect("submit response");
+        r.tasks.into_iter().map(|t| t.id).collect()
+    }
+
+    pub async fn task(&self, id: i64) -> TaskDetail {
+        let (status, body) = self.get(&format!("/api/v1/tasks/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body).expect("task detail")
+    }
+
+    pub async fn agents(&self) -> Vec<AgentView> {
+        let (_, body) = self.get("/api/v1/agents").await;
+        serde_json::from_value::<AgentList>(body).expect("agent list").agents
+    }
+
+    pub async fn stats(&self) -> Stats {
+        let (_, body) = self.get("/api/v1/stats").await;
+        serde_json::from_value(body).expect("stats")
+    }
+
+    pub async fn status(&self) -> Option<ServerStatus> {
+        let r = self.req(reqwest::Method::GET, "/api/v1/status").send().await.ok()?;
+        r.json().await.ok()
+    }
+
+    /// Waits until `n` tasks have finished (succeeded, failed or cancelled).
+    pub async fn wait_finished(&self, n: i64, within: Duration) -> Stats {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.stats().await;
+            if s.succeeded + s.failed + s.cancelled >= n {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "only {s:?} after {within:?}; server log:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+}
+
+/// A running `drover-agent`.
+pub struct AgentProcess {
+    child: Option<Child>,
+    pub name: String,
+    pub log: PathBuf,
+    pub state_dir: PathBuf,
+    config: PathBuf,
+    server_url: String,
+}
+
+impl AgentProcess {
+    /// Starts an agent named `name` with the given TOML config body.
+    pub fn start(server: &Server, dir: &Path, name: &str, config_toml: &str) -> Self {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, config_toml).expect("write agent config");
+        let mut a = Self {
+            child: None,
+            name: name.to_string(),
+            log: dir.join(format!("agent-{name}.log")),
+            state_dir: dir.join(format!("agent-{name}-state")),
+            config,
+            server_url: server.url.clone(),
+        };
+        a.spawn();
+        a
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("agent log");
+        let child = Command::new(bin("drover-agent"))
+            .arg("--server")
+            .arg(&self.server_url)
+            .arg("--token")
+            .arg(ENROLL_TOKEN)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--name")
+            .arg(&self.name)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn drover-agent");
+        self.child = Some(child);
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait up to `within` for the agent to exit.
+    pub fn stop(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        terminate(&c);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An agent config with the built-in `echo` and `sleep` handlers and a
+/// command handler `flaky` that sleeps on its first attempt only.
+pub fn agent_config(capacity: u32, labels: &[&str]) -> String {
+    let labels: Vec<String> = labels.iter().map(|l| format!("{l:?}")).collect();
+    format!(
+        r#"capacity = {capacity}
+labels = [{labels}]
+
+[handlers.echo]
+kind = "builtin"
+builtin = "echo"
+
+[handlers.sleep]
+kind = "builtin"
+builtin = "sleep"
+
+[handlers.flaky]
+kind = "command"
+program = "sh"
+args = ["-c", "if [ \"$DROVER_ATTEMPT\" = 1 ]; then sleep 60; fi; echo '{{\"attempt\": '$DROVER_ATTEMPT'}}'"]
+
+[handlers.fail]
+kind = "command"
+program = "sh"
+args = ["-c", "echo 'disk on fire' >&2; exit 3"]
+"#,
+        labels = labels.join(", ")
+    )
+}
+
+pub fn new_task(task_type: &str, payload: Value) -> NewTask {
+    NewTask { task_type: task_type.into(), payload, ..Default::default() }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A hand-driven agent speaking the protocol directly, for tests that need
+/// exact control over claims and results (stale leases, silence).
+pub struct RawAgent {
+    pub id: i64,
+    pub token: String,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl RawAgent {
+    pub async fn register(server: &Server, name: &str, capacity: u32, types: &[&str]) -> Self {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/api/v1/agent/register", server.url))
+            .bearer_auth(ENROLL_TOKEN)
+            .json(&json!({
+                "name": name, "hostname": "test", "task_types": types, "capacity": capacity,
+                "labels": [], "version": "raw", "protocol": 1
+            }))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status().as_u16(), 200);
+        let body: Value = r.json().await.expect("register body");
+        Self {
+            id: body["agent_id"].as_i64().expect("agent id"),
+            token: body["session_token"].as_str().expect("token").to_string(),
+            url: server.url.clone(),
+            http,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/agent/{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("agent request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn claim(&self, max: u32, wait_ms: u64) -> Vec<(i64, i64)> {
+        let (status, body) = self.post("claim", json!({ "max_tasks": max, "wait_ms": wait_ms })).await;
+        assert_eq!(status, 200, "{body}");
+        body["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .map(|t| (t["task_id"].as_i64().unwrap_or(0), t["lease_token"].as_i64().unwrap_or(0)))
+            .collect()
+    }
+
+    pub async fn succeed(&self, task_id: i64, lease_token: i64) -> (u16, Value) {
+        self.post(
+            "results",
+            json!({ "results": [{ "task_id": task_id, "lease_token": lease_token, "outcome": { "status": "succeeded", "output": {"by": self.id} } }] }),
+        )
+        .await
+    }
+}
