@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Sets everything up and runs Drover's main job on this machine: the server
+# on embedded SQLite, one local agent (examples/agent.toml) and a demo stream
+# of tasks with mixed priorities. Ctrl-C stops all of it.
+#
+# Environment: DROVER_LISTEN (default 127.0.0.1:8080), DROVER_DATA_DIR
+# (default ./drover-data), DEMO_RATE (tasks per second, default 5),
+# DEMO_SECONDS (stop after this many seconds; default: run until Ctrl-C).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+use_prebuilt_tools
+ensure_rust
+need curl "Install curl (Debian: apt-get install curl)."
+
+step "setting up the front-end toolchain"
+# shellcheck source=/dev/null
+source scripts/setup-frontend.sh
+
+step "building the dashboard and the server (release)"
+cargo leptos build --release
+step "building the agent (release)"
+cargo build --release --locked -p drover-agent
+
+listen="${DROVER_LISTEN:-127.0.0.1:8080}"
+data_dir="${DROVER_DATA_DIR:-drover-data}"
+mkdir -p "$data_dir"
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  step "stopping"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+step "starting drover-server on http://$listen (SQLite in $data_dir)"
+DROVER_LISTEN="$listen" DROVER_DATA_DIR="$data_dir" DROVER_SITE_ROOT=target/site \
+  ./target/release/drover-server &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fs "http://$listen/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fs "http://$listen/healthz" >/dev/null || die "drover-server did not start; see the log above"
+api_token="$(cat "$data_dir/api-token")"
+enroll_token="$(cat "$data_dir/enrollment-token")"
+
+step "starting a local agent (examples/agent.toml)"
+./target/release/drover-agent --server "http://$listen" --token "$enroll_token" \
+  --config examples/agent.toml --name "demo-agent" --state-dir "$data_dir/agent" &
+pids+=($!)
+
+cat <<INFO
+
+  Drover is running.
+    dashboard   http://$listen/
+    API token   $api_token   (also in $data_dir/api-token)
+    try         curl -s -H "Authorization: Bearer $api_token" http://$listen/api/v1/agents
+
+  Submitting a demo stream of tasks; Ctrl-C stops everything.
+
+INFO
+
+rate="${DEMO_RATE:-5}"
+end=$(( $(date +%s) + ${DEMO_SECONDS:-315360000} ))
+n=0
+while [ "$(date +%s)" -lt "$end" ]; do
+  batch=""
+  for _ in $(seq 1 "$rate"); do
+    n=$((n + 1))
+    u=$((RANDOM % 11)); t=$((RANDOM % 11)); i=$((RANDOM % 11))
+    if [ $((n % 3)) -eq 0 ]; then
+      task="{\"task_type\":\"sleep\",\"payload\":{\"ms\":$((200 + RANDOM % 800))},\"urgency\":$u,\"time_sensitivity\":$t,\"importance\":$i}"
+    else
+      task="{\"task_type\":\"echo\",\"payload\":{\"order\":$n},\"urgency\":$u,\"time_sensitivity\":$t,\"importance\":$i}"
+    fi
+    batch="${batch:+$batch,}$task"
+  done
+  curl -fs -H "Authorization: Bearer $api_token" "http://$listen/api/v1/tasks" \
+    -d "{\"tasks\":[$batch]}" >/dev/null || echo "submit failed (is an agent registered yet?)" >&2
+  stats=$(curl -fs -H "Authorization: Bearer $api_token" "http://$listen/api/v1/stats" || true)
+  echo "submitted $n  $stats"
+  sleep 1
+done
