@@ -37,6 +37,7 @@ trap cleanup EXIT INT TERM
 
 step "starting drover-server on http://$listen (SQLite in $data_dir)"
 DROVER_LISTEN="$listen" DROVER_DATA_DIR="$data_dir" DROVER_SITE_ROOT=target/site \
+  DROVER_TASK_TYPES="${DROVER_TASK_TYPES:-echo,sleep}" \
   ./target/release/drover-server &
 pids+=($!)
 for _ in $(seq 1 100); do

@@ -40,6 +40,9 @@ pub struct Dispatcher {
     next_id: Mutex<u64>,
     kick: Notify,
     lease_ttl_us: i64,
+    /// Set on shutdown: parked claims are answered empty at once, so the
+    /// server does not wait out every long-poll before it can stop.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// A ticket for a parked claim; dropping it withdraws the waiter.
@@ -65,6 +68,7 @@ impl Dispatcher {
             next_id: Mutex::new(0),
             kick: Notify::new(),
             lease_ttl_us: lease_ttl.as_micros() as i64,
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -81,6 +85,15 @@ impl Dispatcher {
         self.waiters.lock().map(|w| w.len()).unwrap_or(0)
     }
 
+    /// Answers every parked claim with no work and refuses new ones.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut w) = self.waiters.lock() {
+            // Dropping the senders wakes the handlers with an empty answer.
+            w.clear();
+        }
+    }
+
     /// Parks a claim request and starts a round for it.
     pub fn park(&self, agent_id: i64, max_tasks: i64, load: f64, signature: String) -> Ticket<'_> {
         let (tx, rx) = oneshot::channel();
@@ -90,6 +103,14 @@ impl Dispatcher {
             *next
         };
         if let Ok(mut w) = self.waiters.lock() {
+            // Checked under the lock, so `close` cannot slip in between.
+            if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ticket {
+                    dispatcher: self,
+                    id,
+                    reply: rx,
+                };
+            }
             w.insert(
                 id,
                 Waiter {

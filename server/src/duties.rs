@@ -2,6 +2,11 @@
 //! offline and their tasks are requeued; expired leases are requeued; tasks
 //! past their timeout fail their attempt.
 //!
+//! A new leader waits one heartbeat timeout before its first sweep: while no
+//! instance led (a restart, a failover) agents may have been unable to
+//! heartbeat, and they deserve the time to reconnect before they are
+//! declared dead and their tasks (and finished results) thrown away.
+//!
 //! Leadership is a row in the `leadership` table with an expiry, renewed
 //! every duty interval by the holder and taken over by any instance once it
 //! has expired (see `QueueStore::try_lead`). With SQLite there is one
@@ -22,14 +27,19 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(state.config.duty_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading_since: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
         }
-        let leading = elect(&state).await;
-        if leading {
-            sweep(&state).await;
+        if elect(&state).await {
+            let since = *leading_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= state.config.heartbeat_timeout {
+                sweep(&state).await;
+            }
+        } else {
+            leading_since = None;
         }
     }
     if state.is_leader() {

@@ -65,7 +65,10 @@ fn bad_json<E: std::fmt::Display>(e: serde_path_to_error::Error<E>, prefix: &str
     // the name in the message (``unknown field `foo` ``): lift it out.
     if message.starts_with("unknown field") || message.starts_with("missing field") {
         if let Some(name) = backquoted(&message) {
-            parts.push(name.to_string());
+            // Some deserializers already put the key in the path.
+            if parts.last().is_none_or(|last| !last.ends_with(name)) {
+                parts.push(name.to_string());
+            }
         }
     }
     let field = (!parts.is_empty()).then(|| parts.join("."));

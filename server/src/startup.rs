@@ -102,10 +102,12 @@ impl Application {
             crate::web::leptos_options(&site_root, addr),
         ));
         tracing::info!(%addr, instance = %state.instance_id, "drover-server listening");
+        let closing = state.dispatcher.clone();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                tracing::info!("shutting down: finishing in-flight requests");
+                tracing::info!("shutting down: answering long-polls, finishing in-flight requests");
+                closing.close();
             })
             .await?;
         let _ = stop_tx.send(true);

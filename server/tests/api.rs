@@ -8,7 +8,14 @@ use support::{Backend, Database, Server};
 
 async fn server() -> (Server, Database) {
     let db = Database::new(Backend::Sqlite).await;
-    let server = Server::start(&db, &[("DROVER_TASK_TYPES", "echo"), ("DROVER_MAX_BODY_BYTES", "65536")]).await;
+    let server = Server::start(
+        &db,
+        &[
+            ("DROVER_TASK_TYPES", "echo"),
+            ("DROVER_MAX_BODY_BYTES", "65536"),
+        ],
+    )
+    .await;
     (server, db)
 }
 
@@ -16,22 +23,66 @@ async fn expect_error(server: &Server, body: serde_json::Value, status: u16, fie
     let (got, reply) = server.post("/api/v1/tasks", &body).await;
     assert_eq!(got, status, "{body} -> {reply}");
     assert_eq!(reply["error"]["field"], json!(field), "{body} -> {reply}");
-    assert!(reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(reply["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
 }
 
 #[tokio::test]
 async fn bad_tasks_are_rejected_with_the_field_named_and_nothing_stored() {
     let (server, _db) = server().await;
-    expect_error(&server, json!({"task_type": "echo", "urgency": 11}), 422, "urgency").await;
-    expect_error(&server, json!({"task_type": "echo", "importance": -1}), 422, "importance").await;
-    expect_error(&server, json!({"task_type": "echo", "time_sensitivity": "high"}), 400, "time_sensitivity").await;
-    expect_error(&server, json!({"task_type": "echo", "priority": 3}), 400, "priority").await;
+    expect_error(
+        &server,
+        json!({"task_type": "echo", "urgency": 11}),
+        422,
+        "urgency",
+    )
+    .await;
+    expect_error(
+        &server,
+        json!({"task_type": "echo", "importance": -1}),
+        422,
+        "importance",
+    )
+    .await;
+    expect_error(
+        &server,
+        json!({"task_type": "echo", "time_sensitivity": "high"}),
+        400,
+        "time_sensitivity",
+    )
+    .await;
+    expect_error(
+        &server,
+        json!({"task_type": "echo", "priority": 3}),
+        400,
+        "priority",
+    )
+    .await;
     expect_error(&server, json!({"task_type": "resize"}), 422, "task_type").await;
     expect_error(&server, json!({"task_type": "bad type!"}), 422, "task_type").await;
     expect_error(&server, json!({"payload": {}}), 400, "task_type").await;
-    expect_error(&server, json!({"task_type": "echo", "max_attempts": 0}), 422, "max_attempts").await;
-    expect_error(&server, json!({"task_type": "echo", "timeout_ms": 0}), 422, "timeout_ms").await;
-    expect_error(&server, json!({"task_type": "echo", "required_labels": ["ok", ""]}), 422, "required_labels[1]").await;
+    expect_error(
+        &server,
+        json!({"task_type": "echo", "max_attempts": 0}),
+        422,
+        "max_attempts",
+    )
+    .await;
+    expect_error(
+        &server,
+        json!({"task_type": "echo", "timeout_ms": 0}),
+        422,
+        "timeout_ms",
+    )
+    .await;
+    expect_error(
+        &server,
+        json!({"task_type": "echo", "required_labels": ["ok", ""]}),
+        422,
+        "required_labels[1]",
+    )
+    .await;
     expect_error(
         &server,
         json!({"tasks": [{"task_type": "echo"}, {"task_type": "echo", "urgency": 99}]}),
@@ -60,7 +111,12 @@ async fn malformed_and_oversized_bodies_get_400_and_413() {
     assert_eq!(body["error"]["code"], "bad_json");
 
     let big = "x".repeat(100_000);
-    let (status, body) = server.post("/api/v1/tasks", &json!({"task_type": "echo", "payload": big})).await;
+    let (status, body) = server
+        .post(
+            "/api/v1/tasks",
+            &json!({"task_type": "echo", "payload": big}),
+        )
+        .await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "too_large");
     assert_eq!(server.stats().await.queued, 0);
@@ -69,7 +125,12 @@ async fn malformed_and_oversized_bodies_get_400_and_413() {
 #[tokio::test]
 async fn requests_without_a_valid_token_get_401() {
     let (server, _db) = server().await;
-    for (method, path) in [("GET", "/api/v1/tasks"), ("POST", "/api/v1/tasks"), ("GET", "/api/v1/agents"), ("POST", "/api/v1/agent/claim")] {
+    for (method, path) in [
+        ("GET", "/api/v1/tasks"),
+        ("POST", "/api/v1/tasks"),
+        ("GET", "/api/v1/agents"),
+        ("POST", "/api/v1/agent/claim"),
+    ] {
         let r = server
             .http
             .request(method.parse().unwrap(), format!("{}{path}", server.url))
@@ -114,7 +175,10 @@ async fn bad_registrations_and_lookups_name_the_problem() {
                 .send()
                 .await
                 .unwrap();
-            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
         }
     };
     let (s, b) = register(json!({"name": "a", "hostname": "h", "task_types": ["echo"], "capacity": 0, "version": "1", "protocol": 1})).await;

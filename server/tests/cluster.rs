@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::Row;
-use support::{agent_config, eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, RawAgent, Server};
+use support::{
+    agent_config, eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, RawAgent,
+    Server,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_never_hand_one_task_to_two_agents() {
@@ -24,9 +27,17 @@ async fn two_instances_never_hand_one_task_to_two_agents() {
     const TASKS: usize = 4_000;
     for chunk in 0..(TASKS / 500) {
         let server = if chunk % 2 == 0 { &one } else { &two };
-        server.submit((0..500).map(|i| new_task("echo", json!({ "chunk": chunk, "i": i }))).collect()).await;
+        server
+            .submit(
+                (0..500)
+                    .map(|i| new_task("echo", json!({ "chunk": chunk, "i": i })))
+                    .collect(),
+            )
+            .await;
     }
-    let stats = one.wait_finished(TASKS as i64, Duration::from_secs(120)).await;
+    let stats = one
+        .wait_finished(TASKS as i64, Duration::from_secs(120))
+        .await;
     assert_eq!(stats.succeeded, TASKS as i64);
     let mut conn = db.pg().await;
     let claimed_twice: i64 = sqlx::query_scalar("SELECT count(*) FROM (SELECT task_id FROM task_attempts GROUP BY task_id HAVING count(*) > 1) d")
@@ -34,11 +45,16 @@ async fn two_instances_never_hand_one_task_to_two_agents() {
         .await
         .unwrap();
     assert_eq!(claimed_twice, 0, "a task was claimed more than once");
-    let per_agent = sqlx::query("SELECT agent_id, count(*) AS n FROM task_attempts GROUP BY agent_id")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(per_agent.len(), 4, "all four agents, behind both instances, took work");
+    let per_agent =
+        sqlx::query("SELECT agent_id, count(*) AS n FROM task_attempts GROUP BY agent_id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        per_agent.len(),
+        4,
+        "all four agents, behind both instances, took work"
+    );
     let total: i64 = per_agent.iter().map(|r| r.get::<i64, _>("n")).sum();
     assert_eq!(total, TASKS as i64);
 }
@@ -55,7 +71,10 @@ async fn a_standby_instance_takes_over_the_duties_when_the_leader_dies() {
     .await;
     let second = Server::start(&db, &env).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(!second.status().await.unwrap().leader, "one leader at a time");
+    assert!(
+        !second.status().await.unwrap().leader,
+        "one leader at a time"
+    );
 
     // An agent of the second instance claims a task and then falls silent.
     let silent = RawAgent::register(&second, "silent", 1, &["echo"]).await;
@@ -68,10 +87,14 @@ async fn a_standby_instance_takes_over_the_duties_when_the_leader_dies() {
     })
     .await;
     // The new leader runs the duties: the silent agent goes offline and its task is requeued.
-    let t = eventually(Duration::from_secs(10), "task requeued by the new leader", || async {
-        let t = second.task(id).await;
-        (t.task.status == drover_protocol::api::TaskStatus::Queued).then_some(t)
-    })
+    let t = eventually(
+        Duration::from_secs(10),
+        "task requeued by the new leader",
+        || async {
+            let t = second.task(id).await;
+            (t.task.status == drover_protocol::api::TaskStatus::Queued).then_some(t)
+        },
+    )
     .await;
     assert_eq!(t.attempt_history[0].outcome, "lost");
     let agents = second.agents().await;
@@ -95,5 +118,8 @@ async fn work_submitted_to_one_instance_wakes_an_agent_polling_another() {
     let id = one.submit(vec![new_task("echo", json!({}))]).await[0];
     let (got, waited) = waiting.await.unwrap();
     assert_eq!(got[0].0, id);
-    assert!(waited < Duration::from_secs(2), "woken by NOTIFY, not by a timeout ({waited:?})");
+    assert!(
+        waited < Duration::from_secs(2),
+        "woken by NOTIFY, not by a timeout ({waited:?})"
+    );
 }

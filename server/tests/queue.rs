@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use drover_protocol::api::{NewTask, TaskStatus};
 use serde_json::json;
-use support::{agent_config, eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, RawAgent, Server};
+use support::{
+    agent_config, eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, RawAgent,
+    Server,
+};
 
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
@@ -38,7 +41,14 @@ async fn tasks_run_in_priority_order(backend: Backend) {
     with_types(&mut env);
     let server = Server::start(&db, &env).await;
     // Queue first, then one single-slot agent drains the queue in P order.
-    let specs: Vec<(i64, i64, i64)> = vec![(1, 0, 0), (9, 9, 9), (5, 0, 0), (5, 5, 0), (0, 0, 10), (9, 9, 9)];
+    let specs: Vec<(i64, i64, i64)> = vec![
+        (1, 0, 0),
+        (9, 9, 9),
+        (5, 0, 0),
+        (5, 5, 0),
+        (0, 0, 10),
+        (9, 9, 9),
+    ];
     let tasks: Vec<NewTask> = specs
         .iter()
         .map(|&(u, t, i)| NewTask {
@@ -50,7 +60,9 @@ async fn tasks_run_in_priority_order(backend: Backend) {
         .collect();
     let ids = server.submit(tasks).await;
     let _agent = AgentProcess::start(&server, db.dir(), "solo", &agent_config(1, &[]));
-    server.wait_finished(ids.len() as i64, Duration::from_secs(30)).await;
+    server
+        .wait_finished(ids.len() as i64, Duration::from_secs(30))
+        .await;
     let mut started = Vec::new();
     for id in &ids {
         let t = server.task(*id).await;
@@ -69,12 +81,22 @@ async fn capacity_is_never_exceeded(backend: Backend) {
     with_types(&mut env);
     let server = Server::start(&db, &env).await;
     let _agent = AgentProcess::start(&server, db.dir(), "three", &agent_config(3, &[]));
-    let ids = server.submit((0..15).map(|_| new_task("sleep", json!({"ms": 150}))).collect()).await;
+    let ids = server
+        .submit(
+            (0..15)
+                .map(|_| new_task("sleep", json!({"ms": 150})))
+                .collect(),
+        )
+        .await;
     let mut max_seen = 0;
     loop {
         let agents = server.agents().await;
         if let Some(a) = agents.first() {
-            assert!(a.running <= 3, "agent ran {} tasks with capacity 3", a.running);
+            assert!(
+                a.running <= 3,
+                "agent ran {} tasks with capacity 3",
+                a.running
+            );
             max_seen = max_seen.max(a.running);
         }
         let s = server.stats().await;
@@ -106,10 +128,18 @@ async fn least_loaded_agent_gets_the_work(backend: Backend) {
     let server = Server::start(&db, &env).await;
     let a = AgentProcess::start(&server, db.dir(), "busy", &agent_config(4, &["a"]));
     let b = AgentProcess::start(&server, db.dir(), "idle", &agent_config(4, &["b"]));
-    eventually(Duration::from_secs(10), "two agents online", || async { (server.agents().await.len() == 2).then_some(()) }).await;
+    eventually(Duration::from_secs(10), "two agents online", || async {
+        (server.agents().await.len() == 2).then_some(())
+    })
+    .await;
     // Load A to 3/4 and B to 1/4 with long tasks pinned by label.
-    let pinned = |label: &str| NewTask { required_labels: vec![label.into()], ..new_task("sleep", json!({"ms": 20_000})) };
-    server.submit(vec![pinned("a"), pinned("a"), pinned("a"), pinned("b")]).await;
+    let pinned = |label: &str| NewTask {
+        required_labels: vec![label.into()],
+        ..new_task("sleep", json!({"ms": 20_000}))
+    };
+    server
+        .submit(vec![pinned("a"), pinned("a"), pinned("a"), pinned("b")])
+        .await;
     eventually(Duration::from_secs(10), "loads 0.75 and 0.25", || async {
         let agents = server.agents().await;
         let load = |n: &str| agents.iter().find(|x| x.name == n).map(|x| x.load);
@@ -124,8 +154,17 @@ async fn least_loaded_agent_gets_the_work(backend: Backend) {
             (t.task.status == TaskStatus::Succeeded).then_some(t)
         })
         .await;
-        let idle = server.agents().await.into_iter().find(|x| x.name == "idle").unwrap();
-        assert_eq!(t.task.agent_id, Some(idle.id), "went to the agent with L = 0.25");
+        let idle = server
+            .agents()
+            .await
+            .into_iter()
+            .find(|x| x.name == "idle")
+            .unwrap();
+        assert_eq!(
+            t.task.agent_id,
+            Some(idle.id),
+            "went to the agent with L = 0.25"
+        );
         assert_eq!(t.attempt_history[0].agent_load, 0.25);
     }
     drop((a, b));
@@ -145,13 +184,21 @@ async fn killed_agents_task_is_requeued_and_finished_by_another(backend: Backend
     .await;
     first.kill();
     let _second = AgentProcess::start(&server, db.dir(), "rescuer", &agent_config(1, &[]));
-    let t = eventually(Duration::from_secs(20), "task finished by the second agent", || async {
-        let t = server.task(id).await;
-        (t.task.status == TaskStatus::Succeeded).then_some(t)
-    })
+    let t = eventually(
+        Duration::from_secs(20),
+        "task finished by the second agent",
+        || async {
+            let t = server.task(id).await;
+            (t.task.status == TaskStatus::Succeeded).then_some(t)
+        },
+    )
     .await;
     assert_eq!(t.task.result, Some(json!({"attempt": 2})));
-    let outcomes: Vec<&str> = t.attempt_history.iter().map(|a| a.outcome.as_str()).collect();
+    let outcomes: Vec<&str> = t
+        .attempt_history
+        .iter()
+        .map(|a| a.outcome.as_str())
+        .collect();
     assert_eq!(outcomes, vec!["lost", "succeeded"]);
     let agents = server.agents().await;
     let doomed = agents.iter().find(|a| a.name == "doomed").unwrap();
@@ -180,9 +227,17 @@ async fn stale_result_gets_409_and_the_task_completes_once(backend: Backend) {
     let (status, body) = slow.succeed(id, old_token).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["results"][0]["status"], "stale");
-    assert_eq!(server.task(id).await.task.status, TaskStatus::Running, "the stale result changed nothing");
+    assert_eq!(
+        server.task(id).await.task.status,
+        TaskStatus::Running,
+        "the stale result changed nothing"
+    );
     assert_eq!(fast.succeed(id, new_token).await.0, 200);
-    assert_eq!(fast.succeed(id, new_token).await.0, 409, "a repeat is refused too");
+    assert_eq!(
+        fast.succeed(id, new_token).await.0,
+        409,
+        "a repeat is refused too"
+    );
     let t = server.task(id).await;
     assert_eq!(t.task.status, TaskStatus::Succeeded);
     assert_eq!(t.task.result, Some(json!({"by": fast.id})));
@@ -194,15 +249,42 @@ async fn server_restart_loses_no_task(backend: Backend) {
     let mut env = fast_timeouts();
     with_types(&mut env);
     let mut server = Server::start(&db, &env).await;
-    let mut ids: HashSet<i64> = server.submit((0..200).map(|i| new_task("echo", json!({ "i": i }))).collect()).await.into_iter().collect();
+    let mut ids: HashSet<i64> = server
+        .submit(
+            (0..200)
+                .map(|i| new_task("echo", json!({ "i": i })))
+                .collect(),
+        )
+        .await
+        .into_iter()
+        .collect();
     let _agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(8, &[]));
     // Crash the server while work flows, then bring it back on the same port.
-    ids.extend(server.submit((0..200).map(|i| new_task("sleep", json!({ "ms": 5, "i": i }))).collect()).await);
+    ids.extend(
+        server
+            .submit(
+                (0..200)
+                    .map(|i| new_task("sleep", json!({ "ms": 5, "i": i })))
+                    .collect(),
+            )
+            .await,
+    );
     server.restart().await;
-    ids.extend(server.submit((0..100).map(|i| new_task("echo", json!({ "late": i }))).collect()).await);
+    ids.extend(
+        server
+            .submit(
+                (0..100)
+                    .map(|i| new_task("echo", json!({ "late": i })))
+                    .collect(),
+            )
+            .await,
+    );
     assert_eq!(ids.len(), 500);
     let stats = server.wait_finished(500, Duration::from_secs(60)).await;
-    assert_eq!((stats.succeeded, stats.failed, stats.queued, stats.running), (500, 0, 0, 0));
+    assert_eq!(
+        (stats.succeeded, stats.failed, stats.queued, stats.running),
+        (500, 0, 0, 0)
+    );
 }
 
 async fn failing_command_is_retried_then_failed_with_its_stderr(backend: Backend) {
@@ -211,7 +293,11 @@ async fn failing_command_is_retried_then_failed_with_its_stderr(backend: Backend
     with_types(&mut env);
     let server = Server::start(&db, &env).await;
     let _agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(2, &[]));
-    let task = NewTask { max_attempts: Some(3), retry_backoff_ms: Some(50), ..new_task("fail", json!({})) };
+    let task = NewTask {
+        max_attempts: Some(3),
+        retry_backoff_ms: Some(50),
+        ..new_task("fail", json!({}))
+    };
     let id = server.submit(vec![task]).await[0];
     let t = eventually(Duration::from_secs(20), "task failed", || async {
         let t = server.task(id).await;
@@ -221,7 +307,10 @@ async fn failing_command_is_retried_then_failed_with_its_stderr(backend: Backend
     assert_eq!(t.task.attempts, 3);
     assert_eq!(t.attempt_history.len(), 3);
     let error = t.task.error.unwrap_or_default();
-    assert!(error.contains("exit code 3") && error.contains("disk on fire"), "{error}");
+    assert!(
+        error.contains("exit code 3") && error.contains("disk on fire"),
+        "{error}"
+    );
 }
 
 async fn cancelled_running_task_is_stopped_on_the_agent(backend: Backend) {
@@ -230,12 +319,16 @@ async fn cancelled_running_task_is_stopped_on_the_agent(backend: Backend) {
     with_types(&mut env);
     let server = Server::start(&db, &env).await;
     let _agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(1, &[]));
-    let long = server.submit(vec![new_task("sleep", json!({"ms": 60_000}))]).await[0];
+    let long = server
+        .submit(vec![new_task("sleep", json!({"ms": 60_000}))])
+        .await[0];
     eventually(Duration::from_secs(10), "long task running", || async {
         (server.task(long).await.task.status == TaskStatus::Running).then_some(())
     })
     .await;
-    let (status, _) = server.post(&format!("/api/v1/tasks/{long}/cancel"), &json!({})).await;
+    let (status, _) = server
+        .post(&format!("/api/v1/tasks/{long}/cancel"), &json!({}))
+        .await;
     assert_eq!(status, 200);
     // The slot frees at once and the agent stops the task on its next heartbeat,
     // so the single-slot agent can run the next task well before 60 s.

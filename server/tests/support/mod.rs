@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drover_protocol::api::{AgentList, AgentView, NewTask, ServerStatus, Stats, SubmitBatchResponse, TaskDetail};
+use drover_protocol::api::{
+    AgentList, AgentView, NewTask, ServerStatus, Stats, SubmitBatchResponse, TaskDetail,
+};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -46,8 +48,15 @@ impl Drop for TempDir {
 fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The database of one test: its URL and what to clean up.
@@ -64,7 +73,12 @@ impl Database {
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.0.join("drover.db").display());
-                Self { url, backend, dir, pg_name: None }
+                Self {
+                    url,
+                    backend,
+                    dir,
+                    pg_name: None,
+                }
             }
             Backend::Postgres => {
                 let admin = pg_admin_url();
@@ -72,9 +86,19 @@ impl Database {
                 let mut c = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                     panic!("PostgreSQL is required: cannot connect to {admin} ({e}); start it or set DROVER_TEST_PG")
                 });
-                c.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("create database");
-                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
-                Self { url: format!("{base}/{name}"), backend, dir, pg_name: Some(name) }
+                c.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                    .await
+                    .expect("create database");
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or(admin.clone());
+                Self {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    dir,
+                    pg_name: Some(name),
+                }
             }
         }
     }
@@ -85,7 +109,9 @@ impl Database {
 
     /// A direct connection, for assertions on what was stored.
     pub async fn pg(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.expect("connect to test database")
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to test database")
     }
 }
 
@@ -94,10 +120,18 @@ impl Drop for Database {
         if let Some(name) = self.pg_name.take() {
             let admin = pg_admin_url();
             let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     rt.block_on(async {
                         if let Ok(mut c) = PgConnection::connect(&admin).await {
-                            let _ = c.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await;
+                            let _ = c
+                                .execute(
+                                    format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
+                                        .as_str(),
+                                )
+                                .await;
                         }
                     });
                 }
@@ -108,17 +142,25 @@ impl Drop for Database {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("DROVER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("DROVER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn bin(name: &str) -> PathBuf {
     let server = PathBuf::from(env!("CARGO_BIN_EXE_drover-server"));
     let path = server.with_file_name(name);
-    assert!(path.exists(), "{} is missing: build it first (cargo build --workspace --bins)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --workspace --bins)",
+        path.display()
+    );
     path
 }
 
@@ -156,7 +198,10 @@ impl Server {
             port,
             child: None,
             log: db.dir().join(format!("server-{port}.log")),
-            args: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            args: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             db_url: db.url.clone(),
             data_dir,
             http: reqwest::Client::new(),
@@ -166,7 +211,11 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("server log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("server log");
         let mut cmd = Command::new(bin("drover-server"));
         cmd.env("DROVER_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("DROVER_DATABASE_URL", &self.db_url)
@@ -192,7 +241,11 @@ impl Server {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("drover-server exited with {status}:\n{}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "drover-server did not come up:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "drover-server did not come up:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -222,24 +275,38 @@ impl Server {
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.url)).bearer_auth(API_TOKEN)
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(API_TOKEN)
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self.req(reqwest::Method::POST, path).json(body).send().await.expect("request");
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.req(reqwest::Method::GET, path).send().await.expect("request");
+        let r = self
+            .req(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn submit(&self, tasks: Vec<NewTask>) -> Vec<i64> {
         let (status, body) = self.post("/api/v1/tasks", &json!({ "tasks": tasks })).await;
-        assert!(status == 201 || status == 200, "submit failed: {status} {body}");
+        assert!(
+            status == 201 || status == 200,
+            "submit failed: {status} {body}"
+        );
         let r: SubmitBatchResponse = serde_json::from_value(body).expect("submit response");
         r.tasks.into_iter().map(|t| t.id).collect()
     }
@@ -252,7 +319,9 @@ impl Server {
 
     pub async fn agents(&self) -> Vec<AgentView> {
         let (_, body) = self.get("/api/v1/agents").await;
-        serde_json::from_value::<AgentList>(body).expect("agent list").agents
+        serde_json::from_value::<AgentList>(body)
+            .expect("agent list")
+            .agents
     }
 
     pub async fn stats(&self) -> Stats {
@@ -261,7 +330,11 @@ impl Server {
     }
 
     pub async fn status(&self) -> Option<ServerStatus> {
-        let r = self.req(reqwest::Method::GET, "/api/v1/status").send().await.ok()?;
+        let r = self
+            .req(reqwest::Method::GET, "/api/v1/status")
+            .send()
+            .await
+            .ok()?;
         r.json().await.ok()
     }
 
@@ -273,7 +346,11 @@ impl Server {
             if s.succeeded + s.failed + s.cancelled >= n {
                 return s;
             }
-            assert!(Instant::now() < deadline, "only {s:?} after {within:?}; server log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "only {s:?} after {within:?}; server log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -286,7 +363,10 @@ impl Drop for Server {
 }
 
 fn terminate(child: &Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
 }
 
 /// A running `drover-agent`.
@@ -297,11 +377,23 @@ pub struct AgentProcess {
     pub state_dir: PathBuf,
     config: PathBuf,
     server_url: String,
+    extra_args: Vec<String>,
 }
 
 impl AgentProcess {
     /// Starts an agent named `name` with the given TOML config body.
     pub fn start(server: &Server, dir: &Path, name: &str, config_toml: &str) -> Self {
+        Self::start_with(server, dir, name, config_toml, &[])
+    }
+
+    /// Like [`AgentProcess::start`], with extra command-line arguments.
+    pub fn start_with(
+        server: &Server,
+        dir: &Path,
+        name: &str,
+        config_toml: &str,
+        extra_args: &[&str],
+    ) -> Self {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, config_toml).expect("write agent config");
         let mut a = Self {
@@ -311,13 +403,18 @@ impl AgentProcess {
             state_dir: dir.join(format!("agent-{name}-state")),
             config,
             server_url: server.url.clone(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         a.spawn();
         a
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("agent log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("agent log");
         let child = Command::new(bin("drover-agent"))
             .arg("--server")
             .arg(&self.server_url)
@@ -329,6 +426,7 @@ impl AgentProcess {
             .arg(&self.name)
             .arg("--state-dir")
             .arg(&self.state_dir)
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -409,7 +507,11 @@ args = ["-c", "echo 'disk on fire' >&2; exit 3"]
 }
 
 pub fn new_task(task_type: &str, payload: Value) -> NewTask {
-    NewTask { task_type: task_type.into(), payload, ..Default::default() }
+    NewTask {
+        task_type: task_type.into(),
+        payload,
+        ..Default::default()
+    }
 }
 
 /// Polls `check` until it returns `Some`, or panics after `within`.
@@ -423,7 +525,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -474,13 +579,20 @@ impl RawAgent {
     }
 
     pub async fn claim(&self, max: u32, wait_ms: u64) -> Vec<(i64, i64)> {
-        let (status, body) = self.post("claim", json!({ "max_tasks": max, "wait_ms": wait_ms })).await;
+        let (status, body) = self
+            .post("claim", json!({ "max_tasks": max, "wait_ms": wait_ms }))
+            .await;
         assert_eq!(status, 200, "{body}");
         body["tasks"]
             .as_array()
             .expect("tasks")
             .iter()
-            .map(|t| (t["task_id"].as_i64().unwrap_or(0), t["lease_token"].as_i64().unwrap_or(0)))
+            .map(|t| {
+                (
+                    t["task_id"].as_i64().unwrap_or(0),
+                    t["lease_token"].as_i64().unwrap_or(0),
+                )
+            })
             .collect()
     }
 
