@@ -218,7 +218,8 @@ async fn stale_result_gets_409_and_the_task_completes_once(backend: Backend) {
     // `slow` never heartbeats: it goes offline and the task is requeued.
     let fast = RawAgent::register(&server, "fast", 1, &["echo"]).await;
     let claimed = eventually(Duration::from_secs(15), "task reassigned", || async {
-        let c = fast.claim(1, 1_000).await;
+        fast.post("heartbeat", json!({ "running": [] })).await;
+        let c = fast.claim(1, 500).await;
         (!c.is_empty()).then_some(c)
     })
     .await;
