@@ -254,3 +254,71 @@ pub struct ServerStatus {
     pub leader: bool,
     pub priority_weights: [f64; 3],
 }
+
+/// What a user may do. Each role includes `viewer`; `admin` may do everything.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads everything, changes nothing.
+    Viewer,
+    /// Decides approvals addressed to them (or their role).
+    Approver,
+    /// Submits and cancels tasks, uploads workflows, starts and cancels runs.
+    Operator,
+    /// Everything, including users and agents.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Approver, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Approver => "approver",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether this role may operate (submit, cancel, upload, start runs).
+    pub fn can_operate(self) -> bool {
+        matches!(self, Role::Operator | Role::Admin)
+    }
+
+    /// Whether this role may decide approvals (still subject to each step's approvers).
+    pub fn can_approve(self) -> bool {
+        matches!(self, Role::Approver | Role::Admin)
+    }
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserView {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at_us: i64,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub role: Role,
+    /// For signing in to the dashboard; optional for API-only users.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A user with a freshly issued API token (shown once).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserWithToken {
+    pub user: UserView,
+    pub token: String,
+}

@@ -4,7 +4,8 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use drover_engine::store::{AgentSession, QueueStore};
+use drover_engine::store::{AgentSession, QueueStore, UserStore};
+use drover_protocol::api::{Role, UserView};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -44,16 +45,44 @@ fn same_hash(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// An operator: the caller presented the API token.
-pub struct Operator;
+/// A signed-in user: the caller presented one of the user's API tokens.
+pub struct Caller(pub UserView);
 
-impl FromRequestParts<AppState> for Operator {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match bearer(parts) {
-            Some(token) if same_hash(&hash_token(token), &state.api_token_hash) => Ok(Operator),
-            _ => Err(ApiError::Unauthorized),
+        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        match state.store.user_by_token(&hash_token(token)).await? {
+            Some(user) => Ok(Caller(user)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+impl Caller {
+    /// Submitting, cancelling, uploading and starting need `operator` or `admin`.
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        if self.0.role.can_operate() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "{} is a {}; this needs operator or admin",
+                self.0.name,
+                self.0.role.as_str()
+            )))
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.0.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "{} is a {}; this needs admin",
+                self.0.name,
+                self.0.role.as_str()
+            )))
         }
     }
 }

@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "DROVER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
+    /// Password of the `admin` user created on first start; generated and
+    /// printed once if unset.
+    #[arg(long, env = "DROVER_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
     /// Token agents enroll with; generated into the data directory if unset.
     #[arg(long, env = "DROVER_ENROLLMENT_TOKEN", hide_env_values = true)]
     pub enrollment_token: Option<String>,
@@ -100,6 +105,39 @@ pub struct Config {
     /// Log filter (tracing's `EnvFilter` syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info,sqlx=warn")]
     pub log: String,
+
+    /// Without a command the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// One-off administration commands that work on the database directly.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a user and print a new API token for them.
+    Add {
+        name: String,
+        /// viewer, approver, operator or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: drover_protocol::api::Role,
+        /// For the dashboard; omit for an API-only user.
+        #[arg(long, env = "DROVER_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// List users.
+    List,
+}
+
+fn parse_role(s: &str) -> Result<drover_protocol::api::Role, String> {
+    drover_protocol::api::Role::parse(s)
+        .ok_or_else(|| format!("unknown role {s:?}; one of viewer, approver, operator, admin"))
 }
 
 impl Config {

@@ -20,6 +20,8 @@ pub enum ApiError {
     TooLarge,
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -49,6 +51,7 @@ impl ApiError {
             ApiError::BadJson { field, .. } => (StatusCode::BAD_REQUEST, "bad_json", field.clone()),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),

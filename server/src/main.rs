@@ -2,6 +2,7 @@
 //! and dashboard of Drover.
 
 mod auth;
+mod cli;
 mod config;
 mod dispatcher;
 mod duties;
@@ -9,9 +10,11 @@ mod error;
 mod extract;
 mod http;
 mod notify;
+mod passwords;
 mod startup;
 mod state;
 mod telemetry;
+mod users;
 mod web;
 
 use clap::Parser;
@@ -20,6 +23,15 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let config = config::Config::parse();
     telemetry::init_logging(&config.log);
+    if let Some(command) = config.command.clone() {
+        return match startup::run_command(&config, command).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("drover-server: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let app = match startup::Application::build(config).await {
         Ok(app) => app,
         Err(e) => {

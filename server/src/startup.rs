@@ -6,8 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use drover_engine::store::QueueStore;
+use drover_engine::store::{QueueStore, UserStore};
+use drover_engine::time::now_us;
 use drover_engine::Store;
+use drover_protocol::api::Role;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -15,6 +17,13 @@ use crate::auth::{hash_token, new_token};
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::state::{AppState, Shared};
+
+/// Runs a one-off administration command against the database.
+pub async fn run_command(config: &Config, command: crate::config::Command) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = Store::connect(&config.database_url(), 2).await?;
+    crate::cli::run(&store, command).await
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -48,12 +57,12 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        bootstrap_admin(&store, &api_token, config.admin_password.as_deref()).await?;
         let shared = Shared::new(
             config,
             store,
             dispatcher,
             instance_id,
-            hash_token(&api_token),
             hash_token(&enrollment_token),
         );
         let known = shared.store.known_task_types().await?;
@@ -119,6 +128,55 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Makes sure the `admin` user exists (creating it on first start, with the
+/// configured password or a generated one printed once) and that the
+/// configured API token is one of its tokens.
+async fn bootstrap_admin(
+    store: &Store,
+    api_token: &str,
+    password: Option<&str>,
+) -> anyhow::Result<()> {
+    let admin = match store.user_by_name("admin").await? {
+        Some(record) => record.user,
+        None => {
+            let generated = password.is_none();
+            let password = password
+                .map(str::to_string)
+                .unwrap_or_else(|| new_token()[..20].to_string());
+            let hash = crate::passwords::hash_password(&password).map_err(anyhow::Error::msg)?;
+            match store
+                .create_user("admin", Role::Admin, Some(&hash), now_us())
+                .await
+            {
+                Ok(user) => {
+                    if generated {
+                        eprintln!("drover-server: created user \"admin\" with password {password} (shown once; set DROVER_ADMIN_PASSWORD to choose it)");
+                    }
+                    user
+                }
+                // Another instance created it first.
+                Err(drover_engine::StoreError::Conflict(_)) => {
+                    store
+                        .user_by_name("admin")
+                        .await?
+                        .context("admin user vanished")?
+                        .user
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    store
+        .add_api_token(
+            admin.id,
+            &hash_token(api_token),
+            "DROVER_API_TOKEN",
+            now_us(),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Uses the configured token, or the one saved in the data directory, or

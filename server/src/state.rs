@@ -25,7 +25,6 @@ pub struct Shared {
     pub instance_id: String,
     /// Whether this instance currently holds leadership (runs the duties).
     pub leader: AtomicBool,
-    pub api_token_hash: String,
     pub enrollment_token_hash: String,
     /// Task types some agent has declared, plus the configured ones: a submit
     /// of any other type is refused. Refreshed from the store on a miss, so a
@@ -55,7 +54,6 @@ impl Shared {
         store: Store,
         dispatcher: Arc<Dispatcher>,
         instance_id: String,
-        api_token_hash: String,
         enrollment_token_hash: String,
     ) -> Self {
         let known: HashSet<String> = config.task_types.iter().cloned().collect();
@@ -66,7 +64,6 @@ impl Shared {
             dispatcher,
             instance_id,
             leader: AtomicBool::new(false),
-            api_token_hash,
             enrollment_token_hash,
             known_types: RwLock::new(known),
         }

@@ -207,3 +207,155 @@ async fn idempotency_key_returns_the_same_task() {
     assert_eq!(again["created"], json!(false));
     assert_eq!(server.stats().await.queued, 1);
 }
+
+#[tokio::test]
+async fn roles_decide_what_a_user_may_do() {
+    let (server, _db) = server().await;
+    let (status, viewer) = server
+        .post("/api/v1/users", &json!({"name": "vera", "role": "viewer"}))
+        .await;
+    assert_eq!(status, 201, "{viewer}");
+    let (status, operator) = server
+        .post(
+            "/api/v1/users",
+            &json!({"name": "otto", "role": "operator", "password": "hunter2hunter2"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{operator}");
+    let as_user = |token: &str, method: &str, path: &str, body: serde_json::Value| {
+        let req = server
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .bearer_auth(token.to_string())
+            .json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let vt = viewer["token"].as_str().unwrap();
+    let ot = operator["token"].as_str().unwrap();
+    assert_eq!(as_user(vt, "GET", "/api/v1/tasks", json!(null)).await, 200);
+    assert_eq!(
+        as_user(vt, "POST", "/api/v1/tasks", json!({"task_type": "echo"})).await,
+        403
+    );
+    assert_eq!(
+        as_user(
+            vt,
+            "POST",
+            "/api/v1/users",
+            json!({"name": "x", "role": "admin"})
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        as_user(ot, "POST", "/api/v1/tasks", json!({"task_type": "echo"})).await,
+        201
+    );
+    assert_eq!(
+        as_user(
+            ot,
+            "POST",
+            "/api/v1/users",
+            json!({"name": "x", "role": "admin"})
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        as_user(ot, "POST", "/api/v1/agents/1/drain", json!({})).await,
+        403
+    );
+    assert_eq!(
+        server.stats().await.queued,
+        1,
+        "only the operator's task was stored"
+    );
+
+    let (s, _) = server
+        .post("/api/v1/users", &json!({"name": "otto", "role": "viewer"}))
+        .await;
+    assert_eq!(s, 409, "names are unique");
+    let (s, b) = server
+        .post(
+            "/api/v1/users",
+            &json!({"name": "short", "role": "viewer", "password": "123"}),
+        )
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("password")));
+    let (s, b) = server
+        .post("/api/v1/users", &json!({"name": "r", "role": "king"}))
+        .await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("role")));
+
+    // Signing in with the password issues a working token; a wrong one gets 401.
+    let (s, signed) = server
+        .post(
+            "/api/v1/tokens",
+            &json!({"name": "otto", "password": "hunter2hunter2"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (_, me) = {
+        let r = server
+            .http
+            .get(format!("{}/api/v1/me", server.url))
+            .bearer_auth(signed["token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(me["role"], "operator");
+    let (s, _) = server
+        .post(
+            "/api/v1/tokens",
+            &json!({"name": "otto", "password": "wrong-password"}),
+        )
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn users_can_be_added_from_the_command_line() {
+    let db = Database::new(Backend::Sqlite).await;
+    let bin = env!("CARGO_BIN_EXE_drover-server");
+    let out = std::process::Command::new(bin)
+        .args(["user", "add", "carla", "--role", "approver"])
+        .env("DROVER_DATABASE_URL", &db.url)
+        .env("DROVER_DATA_DIR", db.dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("API token (shown once): "))
+        .expect("token printed")
+        .to_string();
+    let bad = std::process::Command::new(bin)
+        .args(["user", "add", "x", "--role", "emperor"])
+        .env("DROVER_DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
+
+    let server = Server::start(&db, &[]).await;
+    let r = server
+        .http
+        .get(format!("{}/api/v1/me", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let me: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("carla"), Some("approver"))
+    );
+}

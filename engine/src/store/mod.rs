@@ -10,6 +10,7 @@
 mod postgres;
 mod rows;
 mod sqlite;
+mod users;
 
 use drover_protocol::agent::{Assignment, HeartbeatResponse, Lease, TaskResult};
 use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStatus, TaskView};
@@ -24,6 +25,7 @@ pub fn postgres_work_channel() -> &'static str {
     postgres::WORK_CHANNEL
 }
 pub use sqlite::SqliteStore;
+pub use users::{UserRecord, UserStore};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

@@ -59,6 +59,14 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
+    pub(super) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    pub(super) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
     /// Ends attempts whose lease is current; stale ones change nothing.
     async fn end_attempts(
         tx: &mut Transaction<'_, Sqlite>,

@@ -7,7 +7,7 @@ use drover_engine::store::QueueStore;
 use drover_protocol::api::AgentList;
 use serde_json::Value;
 
-use crate::auth::Operator;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -18,7 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/agents/{id}/enable", post(enable))
 }
 
-async fn list(_: Operator, State(state): State<AppState>) -> Result<Json<AgentList>, ApiError> {
+async fn list(_caller: Caller, State(state): State<AppState>) -> Result<Json<AgentList>, ApiError> {
     Ok(Json(AgentList {
         agents: state.store.list_agents().await?,
     }))
@@ -41,17 +41,19 @@ async fn set_draining(state: &AppState, id: i64, draining: bool) -> Result<Json<
 
 /// Stops giving the agent work; it finishes what it runs.
 async fn drain(
-    _: Operator,
+    caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
     set_draining(&state, id, true).await
 }
 
 async fn enable(
-    _: Operator,
+    caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
     set_draining(&state, id, false).await
 }

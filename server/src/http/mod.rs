@@ -5,6 +5,7 @@ mod agent_protocol;
 mod agents;
 mod system;
 mod tasks;
+mod users;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -21,6 +22,7 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(agents::router())
         .merge(agent_protocol::router())
         .merge(system::api_router())
+        .merge(users::router())
         .fallback(|| async { ApiError::NotFound("API route".into()) });
     Router::new()
         .nest("/api/v1", api)

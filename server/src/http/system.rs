@@ -7,7 +7,7 @@ use drover_engine::store::QueueStore;
 use drover_protocol::api::{ServerStatus, Stats};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::auth::Operator;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -29,7 +29,7 @@ pub fn api_router() -> Router<AppState> {
         .route("/stats", get(stats))
 }
 
-async fn status(_: Operator, State(state): State<AppState>) -> Json<ServerStatus> {
+async fn status(_caller: Caller, State(state): State<AppState>) -> Json<ServerStatus> {
     Json(ServerStatus {
         version: env!("CARGO_PKG_VERSION").to_string(),
         instance_id: state.instance_id.clone(),
@@ -39,6 +39,6 @@ async fn status(_: Operator, State(state): State<AppState>) -> Json<ServerStatus
     })
 }
 
-async fn stats(_: Operator, State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
+async fn stats(_caller: Caller, State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(state.store.stats().await?))
 }

@@ -14,7 +14,7 @@ use drover_protocol::api::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::auth::Operator;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{from_value, parse_json, read_body};
 use crate::state::AppState;
@@ -29,10 +29,11 @@ pub fn router() -> Router<AppState> {
 /// `POST /api/v1/tasks` takes one task, or `{"tasks": [...]}` for a batch.
 /// A batch is all-or-nothing: one bad task rejects it, naming `tasks[i].field`.
 async fn submit(
-    _: Operator,
+    caller: Caller,
     State(state): State<AppState>,
     req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_operator()?;
     let body: Value = parse_json(&read_body(req, &state).await?)?;
     let batch = body.as_object().is_some_and(|o| o.contains_key("tasks"));
     let (tasks, prefix): (Vec<NewTask>, &str) = if batch {
@@ -89,7 +90,7 @@ async fn submit(
 }
 
 async fn get_task(
-    _: Operator,
+    _caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<TaskDetail>, ApiError> {
@@ -113,7 +114,7 @@ struct ListQuery {
 
 /// Queued tasks are listed in the order the scheduler will take them.
 async fn list(
-    _: Operator,
+    _caller: Caller,
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
@@ -154,10 +155,11 @@ async fn list(
 }
 
 async fn cancel(
-    _: Operator,
+    caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require_operator()?;
     let status = state
         .store
         .cancel_task(id, now_us())
