@@ -84,19 +84,20 @@ async fn claim(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
-    let free = agent.capacity - agent.running;
-    let max_tasks = i64::from(req.max_tasks).min(free);
-    let draining = agent.status != drover_protocol::api::AgentStatus::Online;
     if req.max_tasks == 0 {
         return Err(FieldError::new("max_tasks", "must be at least 1").into());
     }
-    if draining || max_tasks <= 0 {
-        // Nothing can be given now; answer at once rather than hold a slot.
+    if agent.status != drover_protocol::api::AgentStatus::Online {
         return Ok(Json(ClaimResponse {
             tasks: vec![],
-            drain: draining,
+            drain: true,
         }));
     }
+    // The agent's own count of free slots may be ahead of ours while its
+    // results are in flight, so the claim is parked even when we think the
+    // agent is full: the store enforces the capacity when it claims, and the
+    // results that free the slots wake the dispatcher.
+    let max_tasks = i64::from(req.max_tasks).min(agent.capacity);
     let wait = Duration::from_millis(req.wait_ms).min(state.config.max_claim_wait);
     let claim = if wait.is_zero() {
         state

@@ -1,0 +1,42 @@
+//! Command-line flags. Every flag has an environment variable so the agent
+//! can be configured entirely from a unit file or container spec.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Runs tasks from a Drover server through the handlers configured in the
+/// agent's TOML file.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "drover-agent", version, about)]
+pub struct Cli {
+    /// Base URL of the Drover server, e.g. http://drover.internal:8080.
+    #[arg(long, env = "DROVER_SERVER")]
+    pub server: String,
+
+    /// The operator's enrollment token, used to register.
+    #[arg(long, env = "DROVER_TOKEN", hide_env_values = true)]
+    pub token: String,
+
+    /// Path of the agent's TOML configuration file.
+    #[arg(long, env = "DROVER_AGENT_CONFIG")]
+    pub config: PathBuf,
+
+    /// Name shown to operators; overrides `name` in the file (default: the hostname).
+    #[arg(long, env = "DROVER_AGENT_NAME")]
+    pub name: Option<String>,
+
+    /// Directory for the result outbox; overrides `state_dir` in the file
+    /// (default: ./drover-agent-state).
+    #[arg(long, env = "DROVER_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// After SIGTERM / Ctrl-C, how long running tasks may finish before they
+    /// are killed and handed back to the server.
+    #[arg(long, env = "DROVER_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
+
+    /// Log filter in `tracing` syntax, e.g. `info` or `drover_agent=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log: String,
+}

@@ -1,0 +1,386 @@
+//! The tasks this agent is running: slots, leases, cancellation, results.
+//!
+//! Each task runs in its own tokio task holding one of `capacity` semaphore
+//! permits, so the agent never runs more than M at once and a claim asks for
+//! exactly the free slots. The map of running tasks (task id → lease) is what
+//! heartbeats report and what cancellation and shutdown act on.
+//!
+//! A task's result is reported only if the task is still in the map when it
+//! finishes: cancelling removes it first, so a task the server took back is
+//! never reported (the server would refuse it anyway).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use drover_protocol::agent::{Assignment, Lease, Outcome, TaskResult};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::handlers::{Handler, TaskContext};
+use crate::time::now_us;
+
+/// How long shutdown waits for killed tasks to unwind (their process groups
+/// to be signalled) before moving on.
+const ABORT_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+struct Entry {
+    lease_token: i64,
+    started_at_us: i64,
+    handle: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    running: HashMap<i64, Entry>,
+    /// Where finished results go (the reporter). `None` once shutdown has
+    /// closed it.
+    results: Option<UnboundedSender<TaskResult>>,
+}
+
+/// The running tasks and the slots they occupy.
+#[derive(Debug)]
+pub struct TaskSet {
+    inner: Mutex<Inner>,
+    slots: Arc<Semaphore>,
+    capacity: u32,
+}
+
+impl TaskSet {
+    pub fn new(capacity: u32, results: UnboundedSender<TaskResult>) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                running: HashMap::new(),
+                results: Some(results),
+            }),
+            slots: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until at least one slot is free, then takes every free slot.
+    /// The caller gives one permit to each task it starts and drops the rest.
+    pub async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
+        let Ok(first) = Arc::clone(&self.slots).acquire_owned().await else {
+            return Vec::new(); // never closed
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() {
+            permits.push(p);
+        }
+        permits
+    }
+
+    /// Runs `assignment` through `handler` in its own tokio task, holding `slot`.
+    pub fn start(
+        self: &Arc<Self>,
+        assignment: Assignment,
+        handler: Arc<Handler>,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let task_id = assignment.task_id;
+        let lease_token = assignment.lease_token;
+        let ctx = TaskContext {
+            task_id,
+            task_type: assignment.task_type,
+            attempt: assignment.attempt,
+            payload: assignment.payload,
+            timeout: (assignment.timeout_ms > 0)
+                .then(|| Duration::from_millis(assignment.timeout_ms)),
+        };
+        let started_at_us = now_us();
+        let set = Arc::clone(self);
+        // Held while spawning, so the task cannot finish before it is in the map.
+        let mut inner = self.lock();
+        let handle = tokio::spawn(async move {
+            let _slot = slot;
+            tracing::debug!(task_id, task_type = %ctx.task_type, attempt = ctx.attempt, "task started");
+            let clock = Instant::now();
+            let outcome = handler.run(&ctx).await;
+            let elapsed_ms = clock.elapsed().as_millis() as u64;
+            match &outcome {
+                Outcome::Failed { error, retryable } => tracing::warn!(
+                    task_id, task_type = %ctx.task_type, attempt = ctx.attempt, elapsed_ms,
+                    retryable, error = %error, "task failed"
+                ),
+                _ => {
+                    tracing::debug!(task_id, task_type = %ctx.task_type, elapsed_ms, "task succeeded")
+                }
+            }
+            set.finish(task_id, lease_token, outcome, started_at_us);
+        });
+        let entry = Entry {
+            lease_token,
+            started_at_us,
+            handle,
+        };
+        if let Some(older) = inner.running.insert(task_id, entry) {
+            // The server re-issued a task we still run (new lease): the older
+            // attempt is superseded and its result would be refused.
+            older.handle.abort();
+            tracing::warn!(
+                task_id,
+                old_lease = older.lease_token,
+                new_lease = lease_token,
+                "the server handed out a task this agent was still running; stopped the older attempt"
+            );
+        }
+    }
+
+    /// Reports `outcome` for an assignment that is not run at all (no handler
+    /// for its type, no free slot).
+    pub fn refuse(&self, assignment: &Assignment, outcome: Outcome) {
+        let now = now_us();
+        let inner = self.lock();
+        send(
+            &inner,
+            TaskResult {
+                task_id: assignment.task_id,
+                lease_token: assignment.lease_token,
+                outcome,
+                started_at_us: Some(now),
+                finished_at_us: Some(now),
+            },
+        );
+    }
+
+    fn finish(&self, task_id: i64, lease_token: i64, outcome: Outcome, started_at_us: i64) {
+        let mut inner = self.lock();
+        match inner.running.get(&task_id) {
+            Some(entry) if entry.lease_token == lease_token => {
+                inner.running.remove(&task_id);
+            }
+            _ => {
+                tracing::debug!(
+                    task_id,
+                    "task finished after the server took it back; not reporting it"
+                );
+                return;
+            }
+        }
+        send(
+            &inner,
+            TaskResult {
+                task_id,
+                lease_token,
+                outcome,
+                started_at_us: Some(started_at_us),
+                finished_at_us: Some(now_us()),
+            },
+        );
+    }
+
+    /// The leases of every running task, for the heartbeat.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.lock()
+            .running
+            .iter()
+            .map(|(&task_id, e)| Lease {
+                task_id,
+                lease_token: e.lease_token,
+            })
+            .collect()
+    }
+
+    pub fn running(&self) -> usize {
+        self.lock().running.len()
+    }
+
+    /// Stops a task at once, without reporting it. False if it was not running.
+    pub fn cancel(&self, task_id: i64) -> bool {
+        let entry = self.lock().running.remove(&task_id);
+        match entry {
+            Some(entry) => {
+                entry.handle.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits until no task holds a slot.
+    pub async fn wait_idle(&self) {
+        // All permits back means every task has finished and been dropped.
+        let _all = self.slots.acquire_many(self.capacity).await;
+    }
+
+    /// Stops every running task and reports each as released with `reason`,
+    /// so the server requeues it without counting the attempt. Returns how
+    /// many there were.
+    pub async fn release_all(&self, reason: &str) -> usize {
+        let handles: Vec<JoinHandle<()>> = {
+            let mut inner = self.lock();
+            let entries: Vec<(i64, Entry)> = inner.running.drain().collect();
+            let now = now_us();
+            let mut handles = Vec::with_capacity(entries.len());
+            for (task_id, entry) in entries {
+                entry.handle.abort();
+                send(
+                    &inner,
+                    TaskResult {
+                        task_id,
+                        lease_token: entry.lease_token,
+                        outcome: Outcome::Released {
+                            reason: reason.to_string(),
+                        },
+                        started_at_us: Some(entry.started_at_us),
+                        finished_at_us: Some(now),
+                    },
+                );
+                handles.push(entry.handle);
+            }
+            handles
+        };
+        let count = handles.len();
+        // Let the aborted tasks unwind, which kills their processes.
+        let unwind = async {
+            for handle in handles {
+                let _ = handle.await;
+            }
+        };
+        if tokio::time::timeout(ABORT_WAIT, unwind).await.is_err() {
+            tracing::warn!("some stopped tasks did not unwind in time");
+        }
+        count
+    }
+
+    /// No more results will be produced: lets the reporter finish.
+    pub fn close_results(&self) {
+        self.lock().results = None;
+    }
+}
+
+fn send(inner: &Inner, result: TaskResult) {
+    let task_id = result.task_id;
+    let delivered = inner
+        .results
+        .as_ref()
+        .is_some_and(|tx| tx.send(result).is_ok());
+    if !delivered {
+        tracing::warn!(
+            task_id,
+            "result produced after the reporter stopped; it is lost"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BuiltinKind;
+    use crate::handlers::builtin::Builtin;
+    use serde_json::{json, Value};
+    use tokio::sync::mpsc;
+
+    fn assignment(task_id: i64, task_type: &str, payload: Value) -> Assignment {
+        Assignment {
+            task_id,
+            lease_token: task_id + 100,
+            task_type: task_type.into(),
+            payload,
+            attempt: 1,
+            max_attempts: 3,
+            timeout_ms: 60_000,
+            priority: 1.0,
+        }
+    }
+
+    fn builtin(kind: BuiltinKind) -> Arc<Handler> {
+        Arc::new(Handler::Builtin(Builtin::new(kind)))
+    }
+
+    #[tokio::test]
+    async fn runs_reports_and_frees_the_slot() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let set = TaskSet::new(2, tx);
+        let mut slots = set.free_slots().await;
+        assert_eq!(slots.len(), 2);
+        let slot = slots.pop().expect("a slot");
+        drop(slots);
+        set.start(
+            assignment(1, "echo", json!({"a": 1})),
+            builtin(BuiltinKind::Echo),
+            slot,
+        );
+        let r = rx.recv().await.expect("a result");
+        assert_eq!(r.task_id, 1);
+        assert_eq!(r.lease_token, 101);
+        assert_eq!(
+            r.outcome,
+            Outcome::Succeeded {
+                output: json!({"a": 1})
+            }
+        );
+        assert!(r.started_at_us <= r.finished_at_us);
+        tokio::time::timeout(Duration::from_secs(2), set.wait_idle())
+            .await
+            .expect("idle once the task is done");
+        assert_eq!(set.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn cancelled_tasks_are_not_reported() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let set = TaskSet::new(1, tx);
+        let slot = set.free_slots().await.pop().expect("a slot");
+        set.start(
+            assignment(2, "sleep", json!({"ms": 60_000})),
+            builtin(BuiltinKind::Sleep),
+            slot,
+        );
+        assert_eq!(
+            set.leases(),
+            vec![Lease {
+                task_id: 2,
+                lease_token: 102
+            }]
+        );
+        assert!(set.cancel(2));
+        assert!(!set.cancel(2));
+        tokio::time::timeout(Duration::from_secs(2), set.wait_idle())
+            .await
+            .expect("the slot is freed by the cancel");
+        set.close_results();
+        assert!(rx.recv().await.is_none(), "nothing reported");
+    }
+
+    #[tokio::test]
+    async fn release_all_hands_tasks_back() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let set = TaskSet::new(2, tx);
+        let mut slots = set.free_slots().await;
+        for id in [3, 4] {
+            let slot = slots.pop().expect("a slot");
+            set.start(
+                assignment(id, "sleep", json!({"ms": 60_000})),
+                builtin(BuiltinKind::Sleep),
+                slot,
+            );
+        }
+        assert_eq!(set.release_all("agent shutting down").await, 2);
+        set.close_results();
+        let mut ids = Vec::new();
+        while let Some(r) = rx.recv().await {
+            assert_eq!(
+                r.outcome,
+                Outcome::Released {
+                    reason: "agent shutting down".into()
+                }
+            );
+            ids.push(r.task_id);
+        }
+        ids.sort();
+        assert_eq!(ids, [3, 4]);
+        tokio::time::timeout(Duration::from_secs(2), set.wait_idle())
+            .await
+            .expect("all slots free");
+    }
+}
