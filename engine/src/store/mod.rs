@@ -11,6 +11,7 @@ mod postgres;
 mod rows;
 mod sqlite;
 mod users;
+mod workflow_defs;
 
 use drover_protocol::agent::{Assignment, HeartbeatResponse, Lease, TaskResult};
 use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStatus, TaskView};
@@ -26,6 +27,7 @@ pub fn postgres_work_channel() -> &'static str {
 }
 pub use sqlite::SqliteStore;
 pub use users::{UserRecord, UserStore};
+pub use workflow_defs::WorkflowDefStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -333,4 +335,62 @@ fn ending_of_sweep(
         started_at_us: None,
         finished_at_us: None,
     }
+}
+
+/// The running task behind a current lease, as the stores load it.
+type Current = std::collections::HashMap<(i64, i64), (crate::lifecycle::RunningTask, Option<i64>)>;
+
+/// One attempt ending to write: the decided transition, flattened for a
+/// multi-row statement (arrays on PostgreSQL, a JSON array on SQLite).
+#[derive(Debug, Clone, serde::Serialize)]
+struct EndRow {
+    id: i64,
+    lease_token: i64,
+    status: &'static str,
+    attempts_delta: i64,
+    run_after: Option<i64>,
+    result: Option<String>,
+    error: Option<String>,
+    terminal: bool,
+    outcome: &'static str,
+    event: &'static str,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    attempt_error: Option<String>,
+    agent_id: Option<i64>,
+}
+
+/// Decides every ending against the current leases: a stale lease (or the
+/// same lease twice in one batch) changes nothing.
+fn plan_endings(endings: &[Ending], current: &Current, now_us: i64) -> (Vec<Applied>, Vec<EndRow>) {
+    let mut applied = Vec::with_capacity(endings.len());
+    let mut rows = Vec::with_capacity(endings.len());
+    let mut seen = std::collections::HashSet::new();
+    for e in endings {
+        let key = (e.task_id, e.lease_token);
+        match current.get(&key) {
+            Some((task, agent)) if seen.insert(key) => {
+                let t = crate::lifecycle::decide(*task, &e.end, now_us);
+                rows.push(EndRow {
+                    id: e.task_id,
+                    lease_token: e.lease_token,
+                    status: t.status.as_str(),
+                    attempts_delta: t.attempts_delta,
+                    run_after: t.run_after_us,
+                    result: t.result,
+                    error: t.error,
+                    terminal: t.status.is_terminal(),
+                    outcome: e.end.outcome(),
+                    event: t.event,
+                    started_at: e.started_at_us,
+                    finished_at: e.finished_at_us,
+                    attempt_error: e.end.error(),
+                    agent_id: *agent,
+                });
+                applied.push(Applied::Yes(t.status));
+            }
+            _ => applied.push(Applied::Stale),
+        }
+    }
+    (applied, rows)
 }

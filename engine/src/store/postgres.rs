@@ -23,7 +23,7 @@ use super::rows::{agent_view, assignment, attempt_view, event_view, task_view};
 use super::{AgentSession, Applied, Claim, Ending, QueueStore, Result, Sweep, TaskFilter};
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
-use crate::lifecycle::{decide, AttemptEnd, RunningTask};
+use crate::lifecycle::{AttemptEnd, RunningTask};
 
 /// The channel instances use to wake each other's dispatchers.
 pub const WORK_CHANNEL: &str = "drover_work";
@@ -55,6 +55,10 @@ impl PgStore {
     /// The pool, for `LISTEN` on [`WORK_CHANNEL`].
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
     }
 
     async fn notify_work(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
@@ -101,20 +105,10 @@ impl PgStore {
                 ),
             );
         }
-        let mut applied = Vec::with_capacity(endings.len());
+        let (applied, rows) = super::plan_endings(endings, &current, now_us);
         let mut cols = EndColumns::default();
-        let mut seen = HashSet::new();
-        for e in endings {
-            let key = (e.task_id, e.lease_token);
-            match current.get(&key) {
-                // A lease reported twice in one batch applies once.
-                Some((task, agent)) if seen.insert(key) => {
-                    let t = decide(*task, &e.end, now_us);
-                    cols.push(e, &t, *agent);
-                    applied.push(Applied::Yes(t.status));
-                }
-                _ => applied.push(Applied::Stale),
-            }
+        for row in rows {
+            cols.push(row);
         }
         if cols.id.is_empty() {
             return Ok(applied);
@@ -203,21 +197,21 @@ struct EndColumns {
 }
 
 impl EndColumns {
-    fn push(&mut self, e: &Ending, t: &crate::lifecycle::Transition, agent: Option<i64>) {
-        self.id.push(e.task_id);
-        self.lease_token.push(e.lease_token);
-        self.status.push(t.status.as_str().to_string());
-        self.attempts_delta.push(t.attempts_delta);
-        self.run_after.push(t.run_after_us);
-        self.result.push(t.result.clone());
-        self.error.push(t.error.clone());
-        self.terminal.push(t.status.is_terminal());
-        self.outcome.push(e.end.outcome().to_string());
-        self.event.push(t.event.to_string());
-        self.started_at.push(e.started_at_us);
-        self.finished_at.push(e.finished_at_us);
-        self.attempt_error.push(e.end.error());
-        self.agent_id.push(agent);
+    fn push(&mut self, r: super::EndRow) {
+        self.id.push(r.id);
+        self.lease_token.push(r.lease_token);
+        self.status.push(r.status.to_string());
+        self.attempts_delta.push(r.attempts_delta);
+        self.run_after.push(r.run_after);
+        self.result.push(r.result);
+        self.error.push(r.error);
+        self.terminal.push(r.terminal);
+        self.outcome.push(r.outcome.to_string());
+        self.event.push(r.event.to_string());
+        self.started_at.push(r.started_at);
+        self.finished_at.push(r.finished_at);
+        self.attempt_error.push(r.attempt_error);
+        self.agent_id.push(r.agent_id);
     }
 }
 

@@ -21,7 +21,7 @@ use super::rows::{agent_view, assignment, attempt_view, event_view, task_view};
 use super::{AgentSession, Applied, Claim, Ending, QueueStore, Result, Sweep, TaskFilter};
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
-use crate::lifecycle::{decide, AttemptEnd, RunningTask};
+use crate::lifecycle::{AttemptEnd, RunningTask};
 
 const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
     status, attempts, max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, \
@@ -67,80 +67,90 @@ impl SqliteStore {
         &self.reader
     }
 
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin().await?)
+    }
+
     /// Ends attempts whose lease is current; stale ones change nothing.
+    /// A fixed number of statements per batch: the rows travel as one JSON
+    /// array that `json_each` unpacks inside SQLite.
     async fn end_attempts(
         tx: &mut Transaction<'_, Sqlite>,
         endings: &[Ending],
         now_us: i64,
     ) -> Result<Vec<Applied>> {
-        let mut applied = Vec::with_capacity(endings.len());
-        let mut released_slots: HashMap<i64, i64> = HashMap::new();
-        for e in endings {
-            let row = sqlx::query(
-                "SELECT attempts, max_attempts, retry_backoff_ms, agent_id FROM tasks \
-                 WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
-            )
-            .bind(e.task_id)
-            .bind(e.lease_token)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let Some(row) = row else {
-                applied.push(Applied::Stale);
-                continue;
-            };
-            let running = RunningTask {
-                attempts: row.try_get("attempts")?,
-                max_attempts: row.try_get("max_attempts")?,
-                retry_backoff_ms: row.try_get("retry_backoff_ms")?,
-            };
-            let agent_id: Option<i64> = row.try_get("agent_id")?;
-            let t = decide(running, &e.end, now_us);
-            let terminal = t.status.is_terminal();
-            sqlx::query(
-                "UPDATE tasks SET status = ?1, attempts = attempts + ?2, run_after = COALESCE(?3, run_after), \
-                 result = ?4, error = ?5, agent_id = CASE WHEN ?6 THEN agent_id ELSE NULL END, \
-                 lease_expires_at = NULL, updated_at = ?7, finished_at = CASE WHEN ?6 THEN ?7 ELSE NULL END \
-                 WHERE id = ?8",
-            )
-            .bind(t.status.as_str())
-            .bind(t.attempts_delta)
-            .bind(t.run_after_us)
-            .bind(&t.result)
-            .bind(&t.error)
-            .bind(terminal)
-            .bind(now_us)
-            .bind(e.task_id)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
-                "UPDATE task_attempts SET outcome = ?1, error = ?2, finished_at = COALESCE(?3, ?4), \
-                 started_at = COALESCE(?5, started_at) WHERE task_id = ?6 AND lease_token = ?7",
-            )
-            .bind(e.end.outcome())
-            .bind(e.end.error())
-            .bind(e.finished_at_us)
-            .bind(now_us)
-            .bind(e.started_at_us)
-            .bind(e.task_id)
-            .bind(e.lease_token)
-            .execute(&mut **tx)
-            .await?;
-            Self::event(
-                tx,
-                e.task_id,
-                now_us,
-                t.event,
-                t.status,
-                agent_id,
-                t.error.as_deref(),
-            )
-            .await?;
-            if let Some(agent) = agent_id {
-                *released_slots.entry(agent).or_default() += 1;
-            }
-            applied.push(Applied::Yes(t.status));
+        if endings.is_empty() {
+            return Ok(vec![]);
         }
-        for (agent, n) in released_slots {
+        let leases: Vec<[i64; 2]> = endings.iter().map(|e| [e.task_id, e.lease_token]).collect();
+        let rows = sqlx::query(
+            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id \
+             FROM json_each(?1) v JOIN tasks t ON t.id = json_extract(v.value, '$[0]') \
+             WHERE t.lease_token = json_extract(v.value, '$[1]') AND t.status = 'running'",
+        )
+        .bind(serde_json::to_string(&leases)?)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut current = super::Current::with_capacity(rows.len());
+        for row in rows {
+            current.insert(
+                (row.try_get("id")?, row.try_get("lease_token")?),
+                (
+                    RunningTask {
+                        attempts: row.try_get("attempts")?,
+                        max_attempts: row.try_get("max_attempts")?,
+                        retry_backoff_ms: row.try_get("retry_backoff_ms")?,
+                    },
+                    row.try_get("agent_id")?,
+                ),
+            );
+        }
+        let (applied, rows) = super::plan_endings(endings, &current, now_us);
+        if rows.is_empty() {
+            return Ok(applied);
+        }
+        let batch = serde_json::to_string(&rows)?;
+        sqlx::query(
+            "UPDATE tasks SET status = json_extract(v.value, '$.status'), \
+               attempts = attempts + json_extract(v.value, '$.attempts_delta'), \
+               run_after = COALESCE(json_extract(v.value, '$.run_after'), run_after), \
+               result = json_extract(v.value, '$.result'), error = json_extract(v.value, '$.error'), \
+               agent_id = CASE WHEN json_extract(v.value, '$.terminal') THEN agent_id ELSE NULL END, \
+               lease_expires_at = NULL, updated_at = ?2, \
+               finished_at = CASE WHEN json_extract(v.value, '$.terminal') THEN ?2 ELSE NULL END \
+             FROM json_each(?1) v WHERE tasks.id = json_extract(v.value, '$.id')",
+        )
+        .bind(&batch)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE task_attempts SET outcome = json_extract(v.value, '$.outcome'), \
+               error = json_extract(v.value, '$.attempt_error'), \
+               finished_at = COALESCE(json_extract(v.value, '$.finished_at'), ?2), \
+               started_at = COALESCE(json_extract(v.value, '$.started_at'), started_at) \
+             FROM json_each(?1) v \
+             WHERE task_attempts.task_id = json_extract(v.value, '$.id') \
+               AND task_attempts.lease_token = json_extract(v.value, '$.lease_token')",
+        )
+        .bind(&batch)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO task_events (task_id, at, kind, status, agent_id, detail) \
+             SELECT json_extract(value, '$.id'), ?2, json_extract(value, '$.event'), json_extract(value, '$.status'), \
+                    json_extract(value, '$.agent_id'), json_extract(value, '$.error') FROM json_each(?1)",
+        )
+        .bind(&batch)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        let mut freed: HashMap<i64, i64> = HashMap::new();
+        for agent in rows.iter().filter_map(|r| r.agent_id) {
+            *freed.entry(agent).or_default() += 1;
+        }
+        for (agent, n) in freed {
             sqlx::query("UPDATE agents SET running = MAX(running - ?1, 0) WHERE id = ?2")
                 .bind(n)
                 .bind(agent)
@@ -206,68 +216,82 @@ impl QueueStore for SqliteStore {
         sched: &Scheduling,
         now_us: i64,
     ) -> Result<Vec<SubmittedTask>> {
+        if specs.is_empty() {
+            return Ok(vec![]);
+        }
         let mut tx = self.writer.begin().await?;
+        // Ids are assigned here (this connection is the only writer), so each
+        // input maps to its row whatever an idempotency key skips.
+        let base: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let ids: Vec<i64> = (1..=specs.len() as i64).map(|i| base + i).collect();
+        let mut rows = Vec::with_capacity(specs.len());
+        for (spec, id) in specs.iter().zip(&ids) {
+            rows.push(serde_json::json!({
+                "id": id,
+                "task_type": spec.task_type,
+                "payload": spec.payload.to_string(),
+                "urgency": spec.urgency,
+                "time_sensitivity": spec.time_sensitivity,
+                "importance": spec.importance,
+                "priority": spec.priority,
+                "rank": sched.rank(spec.priority, now_us),
+                "max_attempts": spec.max_attempts,
+                "timeout_ms": spec.timeout_ms,
+                "retry_backoff_ms": spec.retry_backoff_ms,
+                "required_labels": serde_json::to_string(&spec.required_labels)?,
+                "idempotency_key": spec.idempotency_key,
+                "run_after": spec.run_after_us.unwrap_or(now_us),
+            }));
+        }
+        let inserted: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
+               max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.task_type'), json_extract(value, '$.payload'), \
+               json_extract(value, '$.urgency'), json_extract(value, '$.time_sensitivity'), json_extract(value, '$.importance'), \
+               json_extract(value, '$.priority'), json_extract(value, '$.rank'), 'queued', json_extract(value, '$.max_attempts'), \
+               json_extract(value, '$.timeout_ms'), json_extract(value, '$.retry_backoff_ms'), json_extract(value, '$.required_labels'), \
+               json_extract(value, '$.idempotency_key'), json_extract(value, '$.run_after'), ?2, ?2 \
+             FROM json_each(?1) WHERE true ORDER BY key \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(now_us)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !inserted.is_empty() {
+            sqlx::query("INSERT INTO task_events (task_id, at, kind, status) SELECT value, ?2, 'submitted', 'queued' FROM json_each(?1)")
+                .bind(serde_json::to_string(&inserted)?)
+                .bind(now_us)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
         let mut out = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let labels = serde_json::to_string(&spec.required_labels)?;
-            let row = sqlx::query(
-                "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
-                 status, max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, \
-                 created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) \
-                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            )
-            .bind(&spec.task_type)
-            .bind(spec.payload.to_string())
-            .bind(spec.urgency)
-            .bind(spec.time_sensitivity)
-            .bind(spec.importance)
-            .bind(spec.priority)
-            .bind(sched.rank(spec.priority, now_us))
-            .bind(spec.max_attempts)
-            .bind(spec.timeout_ms)
-            .bind(spec.retry_backoff_ms)
-            .bind(labels)
-            .bind(&spec.idempotency_key)
-            .bind(spec.run_after_us.unwrap_or(now_us))
-            .bind(now_us)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match row {
-                Some(row) => {
-                    let id: i64 = row.try_get("id")?;
-                    Self::event(
-                        &mut tx,
-                        id,
-                        now_us,
-                        "submitted",
-                        TaskStatus::Queued,
-                        None,
-                        None,
-                    )
-                    .await?;
-                    out.push(SubmittedTask {
-                        id,
-                        status: TaskStatus::Queued,
-                        priority: spec.priority,
-                        created: true,
-                    });
-                }
-                None => {
-                    let row = sqlx::query(
-                        "SELECT id, status, priority FROM tasks WHERE idempotency_key = ?1",
-                    )
+        for (spec, id) in specs.iter().zip(&ids) {
+            if inserted.contains(id) {
+                out.push(SubmittedTask {
+                    id: *id,
+                    status: TaskStatus::Queued,
+                    priority: spec.priority,
+                    created: true,
+                });
+                continue;
+            }
+            let row =
+                sqlx::query("SELECT id, status, priority FROM tasks WHERE idempotency_key = ?1")
                     .bind(&spec.idempotency_key)
                     .fetch_one(&mut *tx)
                     .await?;
-                    out.push(SubmittedTask {
-                        id: row.try_get("id")?,
-                        status: super::rows::task_status(&row.try_get::<String, _>("status")?)?,
-                        priority: row.try_get("priority")?,
-                        created: false,
-                    });
-                }
-            }
+            out.push(SubmittedTask {
+                id: row.try_get("id")?,
+                status: super::rows::task_status(&row.try_get::<String, _>("status")?)?,
+                priority: row.try_get("priority")?,
+                created: false,
+            });
         }
         tx.commit().await?;
         Ok(out)
@@ -331,30 +355,30 @@ impl QueueStore for SqliteStore {
         .await?;
         let mut ranked = Vec::with_capacity(rows.len());
         for row in &rows {
-            let a = assignment!(row);
+            ranked.push((row.try_get::<f64, _>("rank")?, assignment!(row)));
+        }
+        if !ranked.is_empty() {
+            let ids =
+                serde_json::to_string(&ranked.iter().map(|(_, a)| a.task_id).collect::<Vec<_>>())?;
             sqlx::query(
                 "INSERT INTO task_attempts (task_id, lease_token, attempt, agent_id, agent_load, claimed_at, outcome) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
+                 SELECT id, lease_token, attempts, ?1, ?2, ?3, 'running' FROM tasks WHERE id IN (SELECT value FROM json_each(?4))",
             )
-            .bind(a.task_id)
-            .bind(a.lease_token)
-            .bind(i64::from(a.attempt))
             .bind(agent_id)
             .bind(agent_load)
             .bind(now_us)
+            .bind(&ids)
             .execute(&mut *tx)
             .await?;
-            Self::event(
-                &mut tx,
-                a.task_id,
-                now_us,
-                "claimed",
-                TaskStatus::Running,
-                Some(agent_id),
-                None,
+            sqlx::query(
+                "INSERT INTO task_events (task_id, at, kind, status, agent_id) \
+                 SELECT value, ?1, 'claimed', 'running', ?2 FROM json_each(?3)",
             )
+            .bind(now_us)
+            .bind(agent_id)
+            .bind(&ids)
+            .execute(&mut *tx)
             .await?;
-            ranked.push((row.try_get::<f64, _>("rank")?, a));
         }
         let claimed = ranked.len() as i64;
         if claimed > 0 {
