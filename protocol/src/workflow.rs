@@ -1,0 +1,185 @@
+//! API types of workflows, runs and approvals (`/api/v1/workflows`,
+//! `/api/v1/runs`, `/api/v1/approvals`). The definition document itself is
+//! `drover_engine::workflow::Definition`; here it travels as JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One stored version of a workflow definition.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkflowVersion {
+    pub id: i64,
+    pub name: String,
+    pub version: i64,
+    pub description: Option<String>,
+    pub definition: Value,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
+/// `POST /api/v1/workflows` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadedWorkflow {
+    pub workflow: WorkflowVersion,
+    /// `false` when the same definition was already the latest version.
+    pub created: bool,
+}
+
+/// `GET /api/v1/workflows`: the latest version of each workflow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkflowList {
+    pub workflows: Vec<WorkflowVersion>,
+}
+
+/// `POST /api/v1/runs`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    pub workflow: String,
+    /// Default: the latest version.
+    #[serde(default)]
+    pub version: Option<i64>,
+    #[serde(default)]
+    pub inputs: Map<String, Value>,
+    /// Starting again with the same key returns the run first started with it.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    WaitingApproval,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Running,
+        RunStatus::WaitingApproval,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::WaitingApproval => "waiting_approval",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// A run as lists show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    pub id: i64,
+    pub workflow: String,
+    pub version: i64,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub started_by: String,
+    pub inputs: Value,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+    pub finished_at_us: Option<i64>,
+}
+
+/// A step of a run with its tasks and approval.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepView {
+    pub step_id: String,
+    /// `pending`, `running`, `waiting_approval`, `succeeded`, `failed`, `skipped`, `cancelled`.
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    /// For `for_each` steps: how many items.
+    pub item_count: Option<i64>,
+    /// Retries of this step from the API.
+    pub generation: i64,
+    /// The step's tasks (one per item), current generation.
+    pub task_ids: Vec<i64>,
+    pub started_at_us: Option<i64>,
+    pub finished_at_us: Option<i64>,
+}
+
+/// `GET /api/v1/runs/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: RunSummary,
+    pub steps: Vec<StepView>,
+    pub approvals: Vec<ApprovalView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunList {
+    pub runs: Vec<RunSummary>,
+}
+
+/// Who may decide an approval.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Approvers {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApprovalView {
+    pub id: i64,
+    pub run_id: i64,
+    pub step_id: String,
+    pub workflow: String,
+    pub message: String,
+    pub approvers: Approvers,
+    /// `pending`, `approved`, `rejected`, `cancelled`.
+    pub status: String,
+    pub requested_by: String,
+    pub decided_by: Option<String>,
+    pub comment: Option<String>,
+    pub decided_at_us: Option<i64>,
+    pub expires_at_us: Option<i64>,
+    pub created_at_us: i64,
+    /// The run's inputs, for the approver's context.
+    pub inputs: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApprovalList {
+    pub approvals: Vec<ApprovalView>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// `POST /api/v1/approvals/{id}/decision`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DecideApproval {
+    pub decision: Decision,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
