@@ -14,4 +14,12 @@ step "building the binaries the end-to-end tests start"
 cargo build --workspace --bins --locked
 
 step "running the tests (PostgreSQL: $DROVER_TEST_PG)"
-cargo test --workspace --locked -- --test-threads "${DROVER_TEST_THREADS:-2}"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets --locked -- --test-threads "${DROVER_TEST_THREADS:-2}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
