@@ -1,0 +1,327 @@
+//! `drover`: the command line of a Drover server. Uploads workflow files,
+//! starts runs and watches them to the end (the exit code follows the run's
+//! outcome), and lists and decides approvals. It speaks only the public
+//! REST API, so it works against any server it can reach.
+
+mod client;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use drover_protocol::workflow::{
+    ApprovalList, RunDetail, RunList, RunStatus, UploadedWorkflow, WorkflowList,
+};
+use serde_json::{json, Map, Value};
+
+use client::Client;
+
+/// Exit codes: 0 the run succeeded (or the command worked), 1 the run
+/// failed, 2 it was cancelled, 3 the command itself failed.
+const EXIT_FAILED: u8 = 1;
+const EXIT_CANCELLED: u8 = 2;
+const EXIT_ERROR: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "drover", version, about = "Command line for a Drover server")]
+struct Cli {
+    /// The server's base URL.
+    #[arg(
+        long,
+        env = "DROVER_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    /// An API token (see `drover login`); default: the server's local
+    /// `drover-data/api-token` when it exists.
+    #[arg(long, env = "DROVER_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Workflow definitions.
+    #[command(subcommand)]
+    Workflow(WorkflowCmd),
+    /// Workflow runs.
+    #[command(subcommand)]
+    Run(RunCmd),
+    /// Approvals waiting for you, and deciding them.
+    #[command(subcommand)]
+    Approvals(ApprovalCmd),
+    /// Exchange a user name and password (DROVER_PASSWORD) for an API token.
+    Login { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkflowCmd {
+    /// Upload a definition (YAML or JSON); a changed one becomes a new version.
+    Upload { file: PathBuf },
+    /// The latest version of each workflow.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunCmd {
+    /// Start a run; `--input key=value` (values are read as JSON when they parse, else as text).
+    Start {
+        workflow: String,
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+        inputs: Vec<String>,
+        /// Starting again with the same key returns the same run.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Watch the run until it ends; the exit code follows its outcome.
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
+    /// Print step transitions until the run ends; the exit code follows its outcome.
+    Watch {
+        id: i64,
+    },
+    /// A run with its steps, as JSON.
+    Get {
+        id: i64,
+    },
+    /// Recent runs.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    Cancel {
+        id: i64,
+    },
+    /// Retry a failed step; the run continues from there.
+    Retry {
+        id: i64,
+        step: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalCmd {
+    /// Pending approvals you may decide.
+    List,
+    Approve {
+        id: i64,
+        #[arg(long, short = 'm')]
+        comment: Option<String>,
+    },
+    Reject {
+        id: i64,
+        #[arg(long, short = 'm')]
+        comment: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("drover: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let token = cli.token.or_else(|| {
+        std::fs::read_to_string("drover-data/api-token")
+            .ok()
+            .map(|t| t.trim().to_string())
+    });
+    let client = Client::new(&cli.server, token)?;
+    match cli.command {
+        Command::Workflow(WorkflowCmd::Upload { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let up: UploadedWorkflow = client.post_text("/api/v1/workflows", text).await?;
+            let what = if up.created { "uploaded" } else { "unchanged" };
+            println!(
+                "{what}: {} version {}",
+                up.workflow.name, up.workflow.version
+            );
+        }
+        Command::Workflow(WorkflowCmd::List) => {
+            let list: WorkflowList = client.get("/api/v1/workflows").await?;
+            for w in list.workflows {
+                println!(
+                    "{}\tv{}\t{}",
+                    w.name,
+                    w.version,
+                    w.description.unwrap_or_default()
+                );
+            }
+        }
+        Command::Run(RunCmd::Start {
+            workflow,
+            version,
+            inputs,
+            idempotency_key,
+            watch,
+        }) => {
+            let inputs = parse_inputs(&inputs)?;
+            let body = json!({ "workflow": workflow, "version": version, "inputs": inputs, "idempotency_key": idempotency_key });
+            let run: RunDetail = client.post("/api/v1/runs", &body).await?;
+            println!(
+                "run {} started ({} v{})",
+                run.run.id, run.run.workflow, run.run.version
+            );
+            if watch {
+                return watch_run(&client, run.run.id).await;
+            }
+        }
+        Command::Run(RunCmd::Watch { id }) => return watch_run(&client, id).await,
+        Command::Run(RunCmd::Get { id }) => {
+            let run: Value = client.get(&format!("/api/v1/runs/{id}")).await?;
+            println!("{}", serde_json::to_string_pretty(&run)?);
+        }
+        Command::Run(RunCmd::List { status }) => {
+            let path = match status {
+                Some(s) => format!("/api/v1/runs?status={s}"),
+                None => "/api/v1/runs".into(),
+            };
+            let list: RunList = client.get(&path).await?;
+            for r in list.runs {
+                println!(
+                    "{}\t{} v{}\t{}\tby {}",
+                    r.id,
+                    r.workflow,
+                    r.version,
+                    r.status.as_str(),
+                    r.started_by
+                );
+            }
+        }
+        Command::Run(RunCmd::Cancel { id }) => {
+            let run: RunDetail = client
+                .post(&format!("/api/v1/runs/{id}/cancel"), &json!({}))
+                .await?;
+            println!("run {} {}", id, run.run.status.as_str());
+        }
+        Command::Run(RunCmd::Retry { id, step }) => {
+            let run: RunDetail = client
+                .post(&format!("/api/v1/runs/{id}/steps/{step}/retry"), &json!({}))
+                .await?;
+            println!(
+                "run {} {} (step {step} retried)",
+                id,
+                run.run.status.as_str()
+            );
+        }
+        Command::Approvals(ApprovalCmd::List) => {
+            let list: ApprovalList = client.get("/api/v1/approvals").await?;
+            if list.approvals.is_empty() {
+                println!("nothing waits for you");
+            }
+            for a in list.approvals {
+                println!(
+                    "{}\trun {} step {}\t{}\t(started by {})",
+                    a.id, a.run_id, a.step_id, a.message, a.requested_by
+                );
+            }
+        }
+        Command::Approvals(ApprovalCmd::Approve { id, comment }) => {
+            decide(&client, id, "approve", comment).await?
+        }
+        Command::Approvals(ApprovalCmd::Reject { id, comment }) => {
+            decide(&client, id, "reject", comment).await?
+        }
+        Command::Login { name } => {
+            let password =
+                std::env::var("DROVER_PASSWORD").context("set DROVER_PASSWORD to the password")?;
+            let r: Value = client
+                .post(
+                    "/api/v1/tokens",
+                    &json!({ "name": name, "password": password }),
+                )
+                .await?;
+            println!("{}", r["token"].as_str().unwrap_or_default());
+        }
+    }
+    Ok(0)
+}
+
+async fn decide(client: &Client, id: i64, decision: &str, comment: Option<String>) -> Result<()> {
+    let a: Value = client
+        .post(
+            &format!("/api/v1/approvals/{id}/decision"),
+            &json!({ "decision": decision, "comment": comment }),
+        )
+        .await?;
+    println!("approval {id}: {}", a["status"].as_str().unwrap_or("?"));
+    Ok(())
+}
+
+/// `key=value` pairs; a value that parses as JSON keeps its type (`10`,
+/// `true`, `["a"]`), anything else is text.
+fn parse_inputs(pairs: &[String]) -> Result<Map<String, Value>> {
+    let mut inputs = Map::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--input {pair:?}: expected KEY=VALUE");
+        };
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        inputs.insert(key.trim().to_string(), value);
+    }
+    Ok(inputs)
+}
+
+/// Prints each step's transitions until the run ends.
+async fn watch_run(client: &Client, id: i64) -> Result<u8> {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut last_status = None;
+    loop {
+        let run: RunDetail = client.get(&format!("/api/v1/runs/{id}")).await?;
+        for step in &run.steps {
+            if seen.get(&step.step_id) != Some(&step.status) {
+                let extra = step
+                    .error
+                    .as_deref()
+                    .map(|e| format!(" — {e}"))
+                    .unwrap_or_default();
+                println!("  {:<24} {}{extra}", step.step_id, step.status);
+                seen.insert(step.step_id.clone(), step.status.clone());
+            }
+        }
+        if last_status != Some(run.run.status) {
+            if run.run.status == RunStatus::WaitingApproval {
+                for a in run.approvals.iter().filter(|a| a.status == "pending") {
+                    println!(
+                        "  waiting for approval {} ({}): drover approvals approve {}",
+                        a.id, a.message, a.id
+                    );
+                }
+            }
+            last_status = Some(run.run.status);
+        }
+        match run.run.status {
+            RunStatus::Succeeded => {
+                println!("run {id} succeeded");
+                return Ok(0);
+            }
+            RunStatus::Failed => {
+                println!("run {id} failed: {}", run.run.error.unwrap_or_default());
+                return Ok(EXIT_FAILED);
+            }
+            RunStatus::Cancelled => {
+                println!("run {id} cancelled");
+                return Ok(EXIT_CANCELLED);
+            }
+            RunStatus::Running | RunStatus::WaitingApproval => {
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
+        }
+    }
+}
