@@ -10,6 +10,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod store;
 pub mod time;
+pub mod workflow;
 
 pub use error::{FieldError, StoreError};
 pub use store::Store;

@@ -14,7 +14,7 @@
 
 use std::sync::atomic::Ordering;
 
-use drover_engine::store::QueueStore;
+use drover_engine::store::{QueueStore, RunStore};
 use drover_engine::time::now_us;
 
 use crate::state::AppState;
@@ -34,6 +34,10 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
             _ = tick.tick() => {}
         }
         if elect(&state).await {
+            if leading_since.is_none() {
+                // Finish what a server that died mid-advance left behind.
+                crate::advance::all_active(&state).await;
+            }
             let since = *leading_since.get_or_insert_with(std::time::Instant::now);
             if since.elapsed() >= state.config.heartbeat_timeout {
                 sweep(&state).await;
@@ -89,6 +93,9 @@ async fn sweep(state: &AppState) {
             metrics::counter!("drover_agents_lost_total").increment(s.agents_offline.len() as u64);
             metrics::counter!("drover_tasks_requeued_total").increment(s.tasks_requeued);
             state.dispatcher.kick();
+            if s.tasks_failed > 0 {
+                crate::advance::all_active(state).await;
+            }
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "offline sweep failed"),
@@ -105,6 +112,14 @@ async fn sweep(state: &AppState) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
+    }
+    match state.store.expire_approvals(now).await {
+        Ok(runs) if !runs.is_empty() => {
+            tracing::info!(runs = ?runs, "approvals timed out");
+            crate::advance::runs(state, runs).await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "approval timeout sweep failed"),
     }
     match state.store.stats().await {
         Ok(stats) => {

@@ -41,6 +41,30 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
+    /// The first of several field errors, with the count of the others in
+    /// its message (a definition can have many problems at once).
+    pub fn invalid_all(errors: Vec<FieldError>) -> Self {
+        let mut iter = errors.into_iter();
+        match iter.next() {
+            None => ApiError::BadJson {
+                message: "invalid".into(),
+                field: None,
+            },
+            Some(mut first) => {
+                let rest: Vec<String> = iter.map(|e| e.to_string()).collect();
+                if !rest.is_empty() {
+                    first.message = format!(
+                        "{} (and {} more: {})",
+                        first.message,
+                        rest.len(),
+                        rest.join("; ")
+                    );
+                }
+                ApiError::Invalid(first)
+            }
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
         match self {
             ApiError::Invalid(e) => (

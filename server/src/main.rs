@@ -1,6 +1,7 @@
 //! `drover-server`: the durable priority queue, agent registry, REST API
 //! and dashboard of Drover.
 
+mod advance;
 mod auth;
 mod cli;
 mod config;

@@ -9,6 +9,7 @@
 
 mod postgres;
 mod rows;
+mod runs;
 mod sqlite;
 mod users;
 mod workflow_defs;
@@ -25,6 +26,7 @@ pub use postgres::PgStore;
 pub fn postgres_work_channel() -> &'static str {
     postgres::WORK_CHANNEL
 }
+pub use runs::{Advanced, ApprovalRecord, RunStore};
 pub use sqlite::SqliteStore;
 pub use users::{UserRecord, UserStore};
 pub use workflow_defs::WorkflowDefStore;

@@ -143,10 +143,14 @@ async fn results(
     let applied = state.store.complete(&req.results, now_us()).await?;
     let mut acks = Vec::with_capacity(applied.len());
     let mut stale = 0u64;
+    let mut finished = Vec::new();
     for (r, a) in req.results.iter().zip(&applied) {
         let status = match a {
             Applied::Yes(s) => {
                 metrics::counter!("drover_task_results_total", "status" => s.as_str()).increment(1);
+                if s.is_terminal() {
+                    finished.push(r.task_id);
+                }
                 AckStatus::Accepted
             }
             Applied::Stale => {
@@ -169,6 +173,7 @@ async fn results(
     }
     // Slots were freed (and failed tasks may be requeued): hand out work.
     state.dispatcher.kick();
+    crate::advance::runs_of_tasks(&state, &finished).await;
     let status = if stale > 0 && stale as usize == acks.len() {
         StatusCode::CONFLICT
     } else {

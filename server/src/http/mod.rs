@@ -3,9 +3,12 @@
 
 mod agent_protocol;
 mod agents;
+mod approvals;
+mod runs;
 mod system;
 mod tasks;
 mod users;
+mod workflows;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -23,6 +26,9 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(agent_protocol::router())
         .merge(system::api_router())
         .merge(users::router())
+        .merge(workflows::router())
+        .merge(runs::router())
+        .merge(approvals::router())
         .fallback(|| async { ApiError::NotFound("API route".into()) });
     Router::new()
         .nest("/api/v1", api)

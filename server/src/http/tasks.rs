@@ -169,5 +169,6 @@ async fn cancel(
             other => other.into(),
         })?;
     state.dispatcher.kick();
+    crate::advance::runs_of_tasks(&state, &[id]).await;
     Ok(Json(serde_json::json!({ "id": id, "status": status })))
 }

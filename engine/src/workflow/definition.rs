@@ -1,0 +1,205 @@
+//! The workflow definition document (YAML or JSON). Unknown fields are
+//! errors everywhere, so a typo never silently changes a workflow.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    /// 1–64 characters of letters, digits and `_ - . :`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Task settings every task step starts from.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// The run's typed inputs, by name.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, InputSpec>,
+    pub steps: Vec<Step>,
+}
+
+impl Definition {
+    /// Step ids in definition order.
+    pub fn step_ids(&self) -> Vec<&str> {
+        self.steps.iter().map(Step::id).collect()
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id() == id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_sensitivity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importance: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    String,
+    Number,
+    Boolean,
+    Enum,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    #[serde(rename = "type")]
+    pub kind: InputType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// The allowed values of an `enum` input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A step: a task for an agent, or a decision for a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Step {
+    Task(TaskStep),
+    Approval(ApprovalStep),
+}
+
+impl Step {
+    pub fn id(&self) -> &str {
+        match self {
+            Step::Task(t) => &t.id,
+            Step::Approval(a) => &a.id,
+        }
+    }
+
+    pub fn depends_on(&self) -> &[String] {
+        match self {
+            Step::Task(t) => &t.depends_on,
+            Step::Approval(a) => &a.depends_on,
+        }
+    }
+
+    pub fn when(&self) -> Option<&str> {
+        match self {
+            Step::Task(t) => t.when.as_deref(),
+            Step::Approval(a) => a.when.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskStep {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// An expression; when false the step is skipped (which satisfies its dependents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    pub task_type: String,
+    /// Any JSON; every string in it is a template.
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_sensitivity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importance: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_labels: Vec<String>,
+    /// An expression giving a list: one task per item (`item`, `index` in templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// At most this many of the step's tasks exist unfinished at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    #[default]
+    Reject,
+    Approve,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnReject {
+    /// The run fails.
+    #[default]
+    Fail,
+    /// The step succeeds with `approved: false`; later steps branch on it with `when`.
+    Continue,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalStep {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Users and roles that may decide.
+    pub approvers: ApproverList,
+    /// A template shown to the approver.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<i64>,
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+    #[serde(default)]
+    pub on_reject: OnReject,
+    /// May the person who started the run approve it? (Default: no.)
+    #[serde(default)]
+    pub allow_self_approval: bool,
+}
+
+/// Who may decide an approval: named users, or anyone with one of the roles.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverList {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl From<&ApproverList> for drover_protocol::workflow::Approvers {
+    fn from(a: &ApproverList) -> Self {
+        Self {
+            users: a.users.clone(),
+            roles: a.roles.clone(),
+        }
+    }
+}

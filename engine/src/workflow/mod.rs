@@ -1,0 +1,23 @@
+//! Workflows without a database: the definition document, its validation,
+//! the template language, run inputs, and the planner that decides what a
+//! run does next. The store (`crate::store::runs`) loads a run, asks
+//! [`plan`] and writes the answer in one transaction; everything here is
+//! pure, so it is tested without I/O.
+
+mod definition;
+mod inputs;
+mod plan;
+mod template;
+mod validate;
+
+pub use definition::{
+    ApprovalStep, Defaults, Definition, InputSpec, InputType, OnReject, OnTimeout, Step, TaskStep,
+};
+pub use inputs::validate_inputs;
+pub use plan::{plan, run_status, Action, ItemState, RunView, StepState, StepStatus};
+pub use validate::parse_definition;
+
+/// The JSON Schema of a definition, for editors and `/api/v1/schema/workflow.json`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Definition)).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,608 @@
+//! The planner: given a run's definition, inputs and the state of its
+//! steps, what happens next. Pure and idempotent — planning the same state
+//! twice asks for nothing twice, because tasks already created are in the
+//! state — so the store may plan after every change.
+
+use std::collections::BTreeMap;
+
+use drover_protocol::api::{NewTask, TaskStatus};
+use drover_protocol::workflow::{Approvers, RunStatus};
+use serde_json::{json, Map, Value};
+
+use super::definition::{ApprovalStep, Definition, OnReject, OnTimeout, Step, TaskStep};
+use super::template;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    Pending,
+    Running,
+    WaitingApproval,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl StepStatus {
+    const ALL: [StepStatus; 7] = [
+        StepStatus::Pending,
+        StepStatus::Running,
+        StepStatus::WaitingApproval,
+        StepStatus::Succeeded,
+        StepStatus::Failed,
+        StepStatus::Skipped,
+        StepStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::WaitingApproval => "waiting_approval",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+        )
+    }
+
+    /// Done in a way that lets dependents start.
+    fn satisfies(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Skipped)
+    }
+}
+
+/// One task of a step (one per `for_each` item).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemState {
+    pub index: usize,
+    pub task_status: TaskStatus,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepState {
+    pub status: StepStatus,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    /// The step's tasks of its current generation.
+    pub items: Vec<ItemState>,
+    /// For `for_each`: the list's length once known.
+    pub item_count: Option<usize>,
+}
+
+impl Default for StepState {
+    fn default() -> Self {
+        Self {
+            status: StepStatus::Pending,
+            output: None,
+            error: None,
+            items: Vec::new(),
+            item_count: None,
+        }
+    }
+}
+
+pub struct RunView<'a> {
+    pub run_id: i64,
+    pub def: &'a Definition,
+    pub inputs: &'a Map<String, Value>,
+    pub started_by: &'a str,
+    pub steps: &'a BTreeMap<String, StepState>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create these tasks (item index, task) for the step.
+    CreateTasks {
+        step_id: String,
+        items: Vec<(usize, NewTask)>,
+    },
+    SetStep {
+        step_id: String,
+        status: StepStatus,
+        output: Option<Value>,
+        error: Option<String>,
+        item_count: Option<usize>,
+    },
+    RequestApproval {
+        step_id: String,
+        message: String,
+        approvers: Approvers,
+        timeout_ms: Option<i64>,
+        allow_self_approval: bool,
+        on_timeout_approve: bool,
+        on_reject_continue: bool,
+    },
+    FinishRun {
+        status: RunStatus,
+        error: Option<String>,
+    },
+}
+
+/// The template context: inputs, finished steps' outputs and statuses, the run.
+fn context(view: &RunView) -> Value {
+    let mut steps = Map::new();
+    for (id, s) in view.steps {
+        steps.insert(
+            id.clone(),
+            json!({ "output": s.output, "status": s.status.as_str(), "error": s.error }),
+        );
+    }
+    json!({ "inputs": view.inputs, "steps": steps, "run": { "id": view.run_id, "started_by": view.started_by } })
+}
+
+fn with_item(ctx: &Value, item: &Value, index: usize) -> Value {
+    let mut ctx = ctx.clone();
+    if let Value::Object(map) = &mut ctx {
+        map.insert("item".into(), item.clone());
+        map.insert("index".into(), json!(index));
+    }
+    ctx
+}
+
+fn fail(step_id: &str, error: String) -> Vec<Action> {
+    vec![
+        Action::SetStep {
+            step_id: step_id.to_string(),
+            status: StepStatus::Failed,
+            output: None,
+            error: Some(error.clone()),
+            item_count: None,
+        },
+        Action::FinishRun {
+            status: RunStatus::Failed,
+            error: Some(format!("step {step_id:?} failed: {error}")),
+        },
+    ]
+}
+
+fn new_task(def: &Definition, step: &TaskStep, payload: Value) -> NewTask {
+    let d = &def.defaults;
+    NewTask {
+        task_type: step.task_type.clone(),
+        payload,
+        urgency: step.urgency.or(d.urgency),
+        time_sensitivity: step.time_sensitivity.or(d.time_sensitivity),
+        importance: step.importance.or(d.importance),
+        max_attempts: step.max_attempts.or(d.max_attempts),
+        timeout_ms: step.timeout_ms.or(d.timeout_ms),
+        retry_backoff_ms: step.retry_backoff_ms.or(d.retry_backoff_ms),
+        required_labels: if step.required_labels.is_empty() {
+            d.required_labels.clone()
+        } else {
+            step.required_labels.clone()
+        },
+        idempotency_key: None,
+        run_after_us: None,
+    }
+}
+
+/// The items of a `for_each` step (evaluated again whenever needed: its
+/// inputs are finished upstream outputs, so the list does not change).
+fn for_each_items(expr: &str, ctx: &Value) -> Result<Vec<Value>, String> {
+    match template::eval(expr, ctx)? {
+        Value::Array(items) => Ok(items),
+        other => Err(format!("for_each {expr:?} gave {other}, not a list")),
+    }
+}
+
+/// Creates the next items of a task step, up to `max_parallel` unfinished.
+fn next_items(
+    def: &Definition,
+    step: &TaskStep,
+    state: &StepState,
+    ctx: &Value,
+) -> Result<Vec<(usize, NewTask)>, String> {
+    let created = state.items.len();
+    let unfinished = state
+        .items
+        .iter()
+        .filter(|i| !i.task_status.is_terminal())
+        .count();
+    let limit = step
+        .max_parallel
+        .unwrap_or(usize::MAX)
+        .saturating_sub(unfinished);
+    match &step.for_each {
+        None if created == 0 => Ok(vec![(
+            0,
+            new_task(def, step, template::render(&step.payload, ctx)?),
+        )]),
+        None => Ok(vec![]),
+        Some(expr) => {
+            let items = for_each_items(expr, ctx)?;
+            let mut out = Vec::new();
+            for (index, item) in items.iter().enumerate().skip(created).take(limit) {
+                let payload = template::render(&step.payload, &with_item(ctx, item, index))?;
+                out.push((index, new_task(def, step, payload)));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// What to do next. See the module docs.
+pub fn plan(view: &RunView) -> Vec<Action> {
+    let ctx = context(view);
+    let default = StepState::default();
+    let state_of = |id: &str| view.steps.get(id).unwrap_or(&default);
+    let mut actions = Vec::new();
+    for step in &view.def.steps {
+        let id = step.id();
+        let state = state_of(id);
+        match state.status {
+            StepStatus::Pending => {
+                if !step
+                    .depends_on()
+                    .iter()
+                    .all(|d| state_of(d).status.satisfies())
+                {
+                    continue;
+                }
+                if let Some(when) = step.when() {
+                    match template::truthy(when, &ctx) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            actions.push(Action::SetStep {
+                                step_id: id.into(),
+                                status: StepStatus::Skipped,
+                                output: None,
+                                error: None,
+                                item_count: None,
+                            });
+                            continue;
+                        }
+                        Err(e) => return fail(id, format!("when: {e}")),
+                    }
+                }
+                match step {
+                    Step::Task(t) => {
+                        let item_count = match &t.for_each {
+                            Some(expr) => match for_each_items(expr, &ctx) {
+                                Ok(items) if items.is_empty() => {
+                                    actions.push(Action::SetStep {
+                                        step_id: id.into(),
+                                        status: StepStatus::Succeeded,
+                                        output: Some(json!([])),
+                                        error: None,
+                                        item_count: Some(0),
+                                    });
+                                    continue;
+                                }
+                                Ok(items) => Some(items.len()),
+                                Err(e) => return fail(id, e),
+                            },
+                            None => None,
+                        };
+                        match next_items(view.def, t, state, &ctx) {
+                            Ok(items) => {
+                                actions.push(Action::SetStep {
+                                    step_id: id.into(),
+                                    status: StepStatus::Running,
+                                    output: None,
+                                    error: None,
+                                    item_count,
+                                });
+                                actions.push(Action::CreateTasks {
+                                    step_id: id.into(),
+                                    items,
+                                });
+                            }
+                            Err(e) => return fail(id, e),
+                        }
+                    }
+                    Step::Approval(a) => match approval_request(a, &ctx) {
+                        Ok(request) => {
+                            actions.push(Action::SetStep {
+                                step_id: id.into(),
+                                status: StepStatus::WaitingApproval,
+                                output: None,
+                                error: None,
+                                item_count: None,
+                            });
+                            actions.push(request);
+                        }
+                        Err(e) => return fail(id, e),
+                    },
+                }
+            }
+            StepStatus::Running => {
+                let Step::Task(t) = step else { continue };
+                if let Some(bad) = state
+                    .items
+                    .iter()
+                    .find(|i| matches!(i.task_status, TaskStatus::Failed | TaskStatus::Cancelled))
+                {
+                    let error = bad.error.clone().unwrap_or_else(|| {
+                        format!("task {} was {}", bad.index, bad.task_status.as_str())
+                    });
+                    return fail(id, error);
+                }
+                let expected = state.item_count.unwrap_or(1);
+                let done = state
+                    .items
+                    .iter()
+                    .filter(|i| i.task_status == TaskStatus::Succeeded)
+                    .count();
+                if done == expected && state.items.len() == expected {
+                    let mut items: Vec<&ItemState> = state.items.iter().collect();
+                    items.sort_by_key(|i| i.index);
+                    let output = if t.for_each.is_some() {
+                        Value::Array(
+                            items
+                                .iter()
+                                .map(|i| i.output.clone().unwrap_or(Value::Null))
+                                .collect(),
+                        )
+                    } else {
+                        items
+                            .first()
+                            .and_then(|i| i.output.clone())
+                            .unwrap_or(Value::Null)
+                    };
+                    actions.push(Action::SetStep {
+                        step_id: id.into(),
+                        status: StepStatus::Succeeded,
+                        output: Some(output),
+                        error: None,
+                        item_count: state.item_count,
+                    });
+                } else if t.for_each.is_some() && state.items.len() < expected {
+                    match next_items(view.def, t, state, &ctx) {
+                        Ok(items) if !items.is_empty() => actions.push(Action::CreateTasks {
+                            step_id: id.into(),
+                            items,
+                        }),
+                        Ok(_) => {}
+                        Err(e) => return fail(id, e),
+                    }
+                }
+            }
+            StepStatus::Failed => {
+                let error = state.error.clone().unwrap_or_else(|| "failed".into());
+                return vec![Action::FinishRun {
+                    status: RunStatus::Failed,
+                    error: Some(format!("step {id:?} failed: {error}")),
+                }];
+            }
+            StepStatus::WaitingApproval
+            | StepStatus::Succeeded
+            | StepStatus::Skipped
+            | StepStatus::Cancelled => {}
+        }
+    }
+    if actions.is_empty()
+        && view
+            .def
+            .steps
+            .iter()
+            .all(|s| state_of(s.id()).status.satisfies())
+    {
+        actions.push(Action::FinishRun {
+            status: RunStatus::Succeeded,
+            error: None,
+        });
+    }
+    actions
+}
+
+fn approval_request(a: &ApprovalStep, ctx: &Value) -> Result<Action, String> {
+    Ok(Action::RequestApproval {
+        step_id: a.id.clone(),
+        message: template::render_text(&a.message, ctx)?,
+        approvers: (&a.approvers).into(),
+        timeout_ms: a.timeout_ms,
+        allow_self_approval: a.allow_self_approval,
+        on_timeout_approve: a.on_timeout == OnTimeout::Approve,
+        on_reject_continue: a.on_reject == OnReject::Continue,
+    })
+}
+
+/// The run's status from its steps (when the planner did not end it).
+pub fn run_status(view: &RunView) -> RunStatus {
+    let statuses: Vec<StepStatus> = view
+        .def
+        .steps
+        .iter()
+        .map(|s| {
+            view.steps
+                .get(s.id())
+                .map(|x| x.status)
+                .unwrap_or(StepStatus::Pending)
+        })
+        .collect();
+    if statuses.contains(&StepStatus::Failed) {
+        RunStatus::Failed
+    } else if statuses.iter().all(|s| s.satisfies()) {
+        RunStatus::Succeeded
+    } else if statuses.contains(&StepStatus::WaitingApproval)
+        && !statuses.contains(&StepStatus::Running)
+    {
+        RunStatus::WaitingApproval
+    } else {
+        RunStatus::Running
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::parse_definition;
+
+    struct Sim {
+        def: Definition,
+        inputs: Map<String, Value>,
+        steps: BTreeMap<String, StepState>,
+    }
+
+    impl Sim {
+        fn new(yaml: &str, inputs: Value) -> Self {
+            Self {
+                def: parse_definition(yaml).unwrap(),
+                inputs: inputs.as_object().unwrap().clone(),
+                steps: BTreeMap::new(),
+            }
+        }
+
+        /// Plans once and applies the actions the way the store does.
+        fn step(&mut self) -> Vec<Action> {
+            let actions = plan(&RunView {
+                run_id: 1,
+                def: &self.def,
+                inputs: &self.inputs,
+                started_by: "u",
+                steps: &self.steps,
+            });
+            for a in &actions {
+                match a {
+                    Action::CreateTasks { step_id, items } => {
+                        let s = self.steps.entry(step_id.clone()).or_default();
+                        for (index, _) in items {
+                            s.items.push(ItemState {
+                                index: *index,
+                                task_status: TaskStatus::Queued,
+                                output: None,
+                                error: None,
+                            });
+                        }
+                    }
+                    Action::SetStep {
+                        step_id,
+                        status,
+                        output,
+                        error,
+                        item_count,
+                    } => {
+                        let s = self.steps.entry(step_id.clone()).or_default();
+                        s.status = *status;
+                        s.output = output.clone();
+                        s.error = error.clone();
+                        if item_count.is_some() {
+                            s.item_count = *item_count;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            actions
+        }
+
+        fn finish(&mut self, step: &str, index: usize, status: TaskStatus, output: Value) {
+            let item = self
+                .steps
+                .get_mut(step)
+                .unwrap()
+                .items
+                .iter_mut()
+                .find(|i| i.index == index)
+                .unwrap();
+            item.task_status = status;
+            item.output = Some(output);
+            item.error = (status == TaskStatus::Failed).then(|| "boom".into());
+        }
+    }
+
+    const PURCHASE: &str = "name: p\ninputs:\n  amount: { type: number, required: true }\nsteps:\n  - id: request\n    type: task\n    task_type: echo\n    payload: { amount: \"{{ inputs.amount }}\" }\n  - id: manager\n    type: approval\n    depends_on: [request]\n    when: \"inputs.amount > 1000\"\n    approvers: { roles: [approver] }\n    message: \"Approve {{ inputs.amount }}?\"\n  - id: finance\n    type: task\n    depends_on: [manager]\n    task_type: echo\n    payload: \"{{ steps.request.output }}\"\n";
+
+    #[test]
+    fn skipped_steps_satisfy_their_dependents_and_outputs_flow() {
+        let mut sim = Sim::new(PURCHASE, json!({"amount": 10}));
+        let a = sim.step();
+        assert!(
+            matches!(&a[1], Action::CreateTasks { items, .. } if items[0].1.payload == json!({"amount": 10}))
+        );
+        assert!(sim.step().is_empty(), "nothing twice");
+        sim.finish("request", 0, TaskStatus::Succeeded, json!({"amount": 10}));
+        sim.step(); // request succeeded
+        let a = sim.step(); // manager skipped, finance may not start in the same pass
+        assert!(a.iter().any(|x| matches!(x, Action::SetStep { step_id, status: StepStatus::Skipped, .. } if step_id == "manager")));
+        let a = sim.step();
+        assert!(
+            matches!(&a[1], Action::CreateTasks { step_id, items } if step_id == "finance" && items[0].1.payload == json!({"amount": 10}))
+        );
+        sim.finish("finance", 0, TaskStatus::Succeeded, json!("ok"));
+        sim.step();
+        assert_eq!(
+            sim.step(),
+            vec![Action::FinishRun {
+                status: RunStatus::Succeeded,
+                error: None
+            }]
+        );
+    }
+
+    #[test]
+    fn approvals_are_requested_with_the_rendered_message() {
+        let mut sim = Sim::new(PURCHASE, json!({"amount": 5000}));
+        sim.step();
+        sim.finish("request", 0, TaskStatus::Succeeded, json!({}));
+        sim.step();
+        let a = sim.step();
+        assert!(a.iter().any(
+            |x| matches!(x, Action::RequestApproval { message, .. } if message == "Approve 5000?")
+        ));
+        assert_eq!(
+            run_status(&RunView {
+                run_id: 1,
+                def: &sim.def,
+                inputs: &sim.inputs,
+                started_by: "u",
+                steps: &sim.steps
+            }),
+            RunStatus::WaitingApproval
+        );
+        assert!(sim.step().is_empty());
+    }
+
+    #[test]
+    fn for_each_respects_max_parallel_and_gathers_in_order() {
+        let yaml = "name: f\nsteps:\n  - id: list\n    type: task\n    task_type: echo\n  - id: each\n    type: task\n    depends_on: [list]\n    task_type: echo\n    for_each: \"steps.list.output\"\n    max_parallel: 2\n    payload: { x: \"{{ item }}\", i: \"{{ index }}\" }\n";
+        let mut sim = Sim::new(yaml, json!({}));
+        sim.step();
+        sim.finish("list", 0, TaskStatus::Succeeded, json!(["a", "b", "c"]));
+        sim.step();
+        let a = sim.step();
+        assert!(
+            matches!(&a[1], Action::CreateTasks { items, .. } if items.len() == 2 && items[1].1.payload == json!({"x": "b", "i": 1}))
+        );
+        assert!(sim.step().is_empty(), "two unfinished: no third yet");
+        sim.finish("each", 1, TaskStatus::Succeeded, json!("B"));
+        let a = sim.step();
+        assert!(
+            matches!(&a[0], Action::CreateTasks { items, .. } if items.len() == 1 && items[0].0 == 2)
+        );
+        sim.finish("each", 2, TaskStatus::Succeeded, json!("C"));
+        sim.finish("each", 0, TaskStatus::Succeeded, json!("A"));
+        let a = sim.step();
+        assert!(a.iter().any(
+            |x| matches!(x, Action::SetStep { output: Some(o), .. } if *o == json!(["A", "B", "C"]))
+        ));
+    }
+
+    #[test]
+    fn a_failed_task_fails_the_step_and_the_run() {
+        let mut sim = Sim::new(PURCHASE, json!({"amount": 1}));
+        sim.step();
+        sim.finish("request", 0, TaskStatus::Failed, json!(null));
+        let a = sim.step();
+        assert!(
+            matches!(a.last(), Some(Action::FinishRun { status: RunStatus::Failed, error: Some(e) }) if e.contains("boom"))
+        );
+    }
+}

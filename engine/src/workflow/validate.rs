@@ -1,0 +1,380 @@
+//! Parsing and validating a definition on upload. Every problem names the
+//! step and what is wrong, so the author can fix it without guessing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::definition::{Definition, Step};
+use super::{inputs, template};
+use crate::domain::check_name;
+use crate::error::FieldError;
+
+/// Parses YAML or JSON and validates it; returns every problem found.
+pub fn parse_definition(text: &str) -> Result<Definition, Vec<FieldError>> {
+    let def: Definition = if text.trim_start().starts_with('{') {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| vec![parse_error(e.path().to_string(), e.inner().to_string())])?
+    } else {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| vec![parse_error(e.path().to_string(), e.inner().to_string())])?
+    };
+    let errors = validate(&def);
+    if errors.is_empty() {
+        Ok(def)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_error(path: String, message: String) -> FieldError {
+    let field = if path == "." || path.is_empty() {
+        "definition".to_string()
+    } else {
+        path
+    };
+    FieldError::new(field, format!("invalid definition: {message}"))
+}
+
+fn check_priority(errors: &mut Vec<FieldError>, field: &str, name: &str, v: Option<i64>) {
+    if let Some(v) = v {
+        if !(0..=crate::domain::PRIORITY_INPUT_MAX).contains(&v) {
+            errors.push(FieldError::new(
+                format!("{field}.{name}"),
+                format!("must be between 0 and 10, got {v}"),
+            ));
+        }
+    }
+}
+
+fn check_positive(errors: &mut Vec<FieldError>, field: &str, name: &str, v: Option<i64>) {
+    if let Some(v) = v {
+        if v < 1 {
+            errors.push(FieldError::new(
+                format!("{field}.{name}"),
+                format!("must be at least 1, got {v}"),
+            ));
+        }
+    }
+}
+
+/// Every problem of a parsed definition.
+pub fn validate(def: &Definition) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Err(e) = check_name("name", &def.name) {
+        errors.push(e);
+    }
+    if def.steps.is_empty() {
+        errors.push(FieldError::new(
+            "steps",
+            "a workflow needs at least one step",
+        ));
+    }
+    for (name, spec) in &def.inputs {
+        let field = format!("inputs.{name}");
+        if let Err(e) = check_name(&field, name) {
+            errors.push(e);
+        }
+        if spec.kind == super::InputType::Enum && spec.values.is_empty() {
+            errors.push(FieldError::new(
+                format!("{field}.values"),
+                format!("input {name:?}: an enum needs its values"),
+            ));
+        }
+        if let Some(d) = &spec.default {
+            if let Err(m) = inputs::fits(spec, d) {
+                errors.push(FieldError::new(
+                    format!("{field}.default"),
+                    format!("input {name:?}: the default {m}"),
+                ));
+            }
+        }
+    }
+    let d = &def.defaults;
+    for (n, v) in [
+        ("urgency", d.urgency),
+        ("time_sensitivity", d.time_sensitivity),
+        ("importance", d.importance),
+    ] {
+        check_priority(&mut errors, "defaults", n, v);
+    }
+
+    // Ids and dependencies.
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, step) in def.steps.iter().enumerate() {
+        let field = format!("steps[{i}].id");
+        if let Err(e) = check_name(&field, step.id()) {
+            errors.push(e);
+        }
+        if index.insert(step.id(), i).is_some() {
+            errors.push(FieldError::new(
+                field,
+                format!("duplicate step id {:?}", step.id()),
+            ));
+        }
+    }
+    for (i, step) in def.steps.iter().enumerate() {
+        for dep in step.depends_on() {
+            if !index.contains_key(dep.as_str()) {
+                errors.push(FieldError::new(
+                    format!("steps[{i}].depends_on"),
+                    format!(
+                        "step {:?}: depends_on names {dep:?}, which is not a step",
+                        step.id()
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(def, &index) {
+        let i = index.get(cycle[0].as_str()).copied().unwrap_or(0);
+        errors.push(FieldError::new(
+            format!("steps[{i}].depends_on"),
+            format!("dependency cycle: {}", cycle.join(" -> ")),
+        ));
+        return errors;
+    }
+
+    // Per step: settings and the names its templates use.
+    for (i, step) in def.steps.iter().enumerate() {
+        let field = format!("steps[{i}]");
+        let upstream = ancestors(def, step.id(), &index);
+        let mut sources: Vec<(String, String, bool)> = Vec::new(); // (field, source, is_expression)
+        if let Some(w) = step.when() {
+            sources.push((format!("{field}.when"), w.to_string(), true));
+        }
+        let mut per_item = false;
+        match step {
+            Step::Task(t) => {
+                if let Err(e) = check_name(&format!("{field}.task_type"), &t.task_type) {
+                    errors.push(e);
+                }
+                for (n, v) in [
+                    ("urgency", t.urgency),
+                    ("time_sensitivity", t.time_sensitivity),
+                    ("importance", t.importance),
+                ] {
+                    check_priority(&mut errors, &field, n, v);
+                }
+                check_positive(&mut errors, &field, "max_attempts", t.max_attempts);
+                check_positive(&mut errors, &field, "timeout_ms", t.timeout_ms);
+                if t.max_parallel == Some(0) {
+                    errors.push(FieldError::new(
+                        format!("{field}.max_parallel"),
+                        "must be at least 1",
+                    ));
+                }
+                if let Some(f) = &t.for_each {
+                    sources.push((format!("{field}.for_each"), f.clone(), true));
+                    per_item = true;
+                }
+                let mut strings = Vec::new();
+                template::strings(&t.payload, &mut strings);
+                sources.extend(
+                    strings
+                        .into_iter()
+                        .map(|s| (format!("{field}.payload"), s, false)),
+                );
+            }
+            Step::Approval(a) => {
+                if a.approvers.users.is_empty() && a.approvers.roles.is_empty() {
+                    errors.push(FieldError::new(
+                        format!("{field}.approvers"),
+                        format!("step {:?}: name at least one approver user or role", a.id),
+                    ));
+                }
+                for r in &a.approvers.roles {
+                    if drover_protocol::api::Role::parse(r).is_none() {
+                        errors.push(FieldError::new(
+                            format!("{field}.approvers.roles"),
+                            format!("step {:?}: unknown role {r:?}", a.id),
+                        ));
+                    }
+                }
+                check_positive(&mut errors, &field, "timeout_ms", a.timeout_ms);
+                sources.push((format!("{field}.message"), a.message.clone(), false));
+            }
+        }
+        for (f, source, is_expression) in sources {
+            match template::references(&source, is_expression) {
+                Err(e) => errors.push(FieldError::new(
+                    f,
+                    format!("step {:?}: bad template {source:?}: {e}", step.id()),
+                )),
+                Ok(names) => {
+                    for name in names {
+                        if let Some(problem) = check_reference(
+                            def,
+                            &name,
+                            &upstream,
+                            per_item && !f.ends_with(".for_each"),
+                        ) {
+                            errors.push(FieldError::new(
+                                f.clone(),
+                                format!("step {:?}: {problem}", step.id()),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// Why a name used in a template is not available to the step, if it is not.
+fn check_reference(
+    def: &Definition,
+    name: &str,
+    upstream: &BTreeSet<String>,
+    per_item: bool,
+) -> Option<String> {
+    let mut parts = name.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("inputs"), Some(input)) if def.inputs.contains_key(input) => None,
+        (Some("inputs"), Some(input)) => Some(format!(
+            "uses inputs.{input}, but the workflow declares no input {input:?}"
+        )),
+        (Some("inputs"), None) => None,
+        (Some("steps"), Some(step)) if upstream.contains(step) => None,
+        (Some("steps"), Some(step)) if def.step(step).is_some() => Some(format!(
+            "uses steps.{step}, which is not upstream of it (add it to depends_on)"
+        )),
+        (Some("steps"), Some(step)) => Some(format!("uses steps.{step}, which is not a step")),
+        (Some("item" | "index"), _) if per_item => None,
+        (Some("item" | "index"), _) => Some(format!(
+            "uses {name}, which exists only in the payload of a for_each step"
+        )),
+        (Some("run"), _) => None,
+        _ => Some(format!(
+            "uses {name:?}; templates can use inputs, steps, run, and item/index in for_each steps"
+        )),
+    }
+}
+
+/// Every step the given one depends on, directly or not.
+fn ancestors(def: &Definition, id: &str, index: &BTreeMap<&str, usize>) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<&str> = vec![id];
+    while let Some(s) = stack.pop() {
+        if let Some(&i) = index.get(s) {
+            for dep in def.steps[i].depends_on() {
+                if seen.insert(dep.clone()) {
+                    stack.push(dep);
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// A dependency cycle, as the step ids along it, if there is one.
+fn find_cycle(def: &Definition, index: &BTreeMap<&str, usize>) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    fn visit(
+        def: &Definition,
+        index: &BTreeMap<&str, usize>,
+        i: usize,
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<String>> {
+        marks[i] = Mark::Open;
+        path.push(i);
+        for dep in def.steps[i].depends_on() {
+            let Some(&j) = index.get(dep.as_str()) else {
+                continue;
+            };
+            match marks[j] {
+                Mark::Open => {
+                    let start = path.iter().position(|&p| p == j).unwrap_or(0);
+                    let mut cycle: Vec<String> = path[start..]
+                        .iter()
+                        .map(|&p| def.steps[p].id().to_string())
+                        .collect();
+                    cycle.push(def.steps[j].id().to_string());
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(c) = visit(def, index, j, marks, path) {
+                        return Some(c);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; def.steps.len()];
+    for i in 0..def.steps.len() {
+        if marks[i] == Mark::New {
+            if let Some(c) = visit(def, index, i, &mut marks, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match parse_definition(yaml) {
+            Ok(_) => vec![],
+            Err(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_good_definition_parses_from_yaml_and_json() {
+        let yaml = "name: ok\ninputs:\n  amount: { type: number, required: true }\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n    payload: { n: \"{{ inputs.amount }}\" }\n  - id: b\n    type: approval\n    depends_on: [a]\n    approvers: { roles: [approver] }\n    message: \"ok {{ steps.a.output }}?\"\n";
+        let def = parse_definition(yaml).unwrap();
+        assert_eq!(def.step_ids(), vec!["a", "b"]);
+        let json = serde_json::to_string(&def).unwrap();
+        assert_eq!(parse_definition(&json).unwrap(), def);
+    }
+
+    #[test]
+    fn each_problem_names_the_step_and_what_is_wrong() {
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: teleport\n");
+        assert!(
+            p[0].contains("steps[0]") && p[0].contains("teleport"),
+            "{p:?}"
+        );
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n    depends_on: [ghost]\n");
+        assert!(p[0].contains("\"a\"") && p[0].contains("ghost"), "{p:?}");
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    depends_on: [b]\n  - id: b\n    type: task\n    task_type: e\n    depends_on: [a]\n");
+        assert!(p[0].contains("cycle: a -> b -> a"), "{p:?}");
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n  - id: a\n    type: task\n    task_type: e\n");
+        assert!(p[0].contains("duplicate step id"), "{p:?}");
+        let p = problems("name: x\ninputs:\n  amount: { type: number }\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    payload: \"{{ inputs.amout }}\"\n");
+        assert!(
+            p[0].contains("amout") && p[0].contains("steps[0].payload"),
+            "{p:?}"
+        );
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    payload: \"{{ steps.b.output }}\"\n  - id: b\n    type: task\n    task_type: e\n");
+        assert!(p[0].contains("not upstream"), "{p:?}");
+        let p = problems(
+            "name: x\nsteps:\n  - id: a\n    type: approval\n    approvers: {}\n    message: hi\n",
+        );
+        assert!(p[0].contains("approver"), "{p:?}");
+        let p = problems(
+            "name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    urgency: 11\n",
+        );
+        assert!(p[0].contains("steps[0].urgency"), "{p:?}");
+        let p = problems(
+            "name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    colour: red\n",
+        );
+        assert!(p[0].contains("colour"), "{p:?}");
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    payload: \"{{ item }}\"\n");
+        assert!(p[0].contains("for_each"), "{p:?}");
+    }
+}

@@ -1,0 +1,142 @@
+//! `/api/v1/approvals`: the approvers' inbox and their decisions.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use drover_engine::store::{ApprovalRecord, RunStore};
+use drover_engine::time::now_us;
+use drover_engine::FieldError;
+use drover_protocol::api::{Role, UserView};
+use drover_protocol::workflow::{ApprovalList, ApprovalView, DecideApproval, Decision};
+use serde::Deserialize;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/approvals", get(list))
+        .route("/approvals/{id}", get(get_one))
+        .route("/approvals/{id}/decision", post(decide))
+}
+
+/// Why `user` may not decide this approval, if they may not.
+pub fn refusal(user: &UserView, approval: &ApprovalRecord) -> Option<String> {
+    let a = &approval.view;
+    if !user.role.can_approve() {
+        return Some(format!(
+            "{} is a {}; deciding approvals needs approver or admin",
+            user.name,
+            user.role.as_str()
+        ));
+    }
+    let listed = a.approvers.users.contains(&user.name)
+        || a.approvers.roles.iter().any(|r| r == user.role.as_str());
+    if !listed && user.role != Role::Admin {
+        return Some(format!("{} is not among this step's approvers", user.name));
+    }
+    if a.requested_by == user.name && !approval.allow_self {
+        return Some(format!(
+            "{} started this run and may not approve it (separation of duties)",
+            user.name
+        ));
+    }
+    None
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// `pending` (default), `approved`, `rejected`, `cancelled` or `all`.
+    status: Option<String>,
+    /// Only the ones the caller may decide (default for pending ones).
+    mine: Option<bool>,
+}
+
+async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ApprovalList>, ApiError> {
+    let status = q.status.unwrap_or_else(|| "pending".into());
+    if !["pending", "approved", "rejected", "cancelled", "all"].contains(&status.as_str()) {
+        return Err(
+            FieldError::new("status", format!("unknown approval status {status:?}")).into(),
+        );
+    }
+    let mine = q.mine.unwrap_or(status == "pending");
+    let all = state
+        .store
+        .list_approvals((status != "all").then_some(status.as_str()))
+        .await?;
+    let mut approvals: Vec<ApprovalView> = Vec::with_capacity(all.len());
+    for a in all {
+        if mine {
+            // The inbox: only what the caller may decide.
+            let Some(record) = state.store.approval(a.id).await? else {
+                continue;
+            };
+            if refusal(&caller.0, &record).is_some() {
+                continue;
+            }
+        }
+        approvals.push(a);
+    }
+    Ok(Json(ApprovalList { approvals }))
+}
+
+async fn get_one(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    state
+        .store
+        .approval(id)
+        .await?
+        .map(|r| Json(r.view))
+        .ok_or_else(|| ApiError::NotFound(format!("approval {id}")))
+}
+
+/// Approve or reject, with a comment. Recorded with who and when.
+async fn decide(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    ApiJson(req): ApiJson<DecideApproval>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let record = state
+        .store
+        .approval(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("approval {id}")))?;
+    if let Some(why) = refusal(&caller.0, &record) {
+        return Err(ApiError::Forbidden(why));
+    }
+    if let Some(c) = &req.comment {
+        if c.len() > 4000 {
+            return Err(FieldError::new("comment", "at most 4000 characters").into());
+        }
+    }
+    let approved = req.decision == Decision::Approve;
+    let run_id = state
+        .store
+        .decide_approval(
+            id,
+            approved,
+            &caller.0.name,
+            req.comment.as_deref(),
+            now_us(),
+        )
+        .await?;
+    tracing::info!(approval = id, run_id, approved, by = %caller.0.name, "approval decided");
+    crate::advance::runs(&state, [run_id]).await;
+    state
+        .store
+        .approval(id)
+        .await?
+        .map(|r| Json(r.view))
+        .ok_or_else(|| ApiError::NotFound(format!("approval {id}")))
+}

@@ -1,0 +1,173 @@
+//! `/api/v1/runs`: start, watch, cancel runs and retry failed steps.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use drover_engine::store::{QueueStore, RunStore, WorkflowDefStore};
+use drover_engine::time::now_us;
+use drover_engine::{workflow, FieldError, StoreError};
+use drover_protocol::workflow::{RunDetail, RunList, RunStatus, StartRun};
+use serde::Deserialize;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/runs", post(start).get(list))
+        .route("/runs/{id}", get(get_run))
+        .route("/runs/{id}/cancel", post(cancel))
+        .route("/runs/{id}/steps/{step}/retry", post(retry_step))
+}
+
+fn not_found(what: String) -> impl FnOnce(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::NotFound(what),
+        other => other.into(),
+    }
+}
+
+async fn detail(state: &AppState, id: i64) -> Result<RunDetail, ApiError> {
+    state
+        .store
+        .get_run(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id}")))
+}
+
+async fn start(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<StartRun>,
+) -> Result<(StatusCode, Json<RunDetail>), ApiError> {
+    caller.require_operator()?;
+    let wf = state
+        .store
+        .workflow(&req.workflow, req.version)
+        .await?
+        .ok_or_else(|| {
+            FieldError::new(
+                if req.version.is_some() {
+                    "version"
+                } else {
+                    "workflow"
+                },
+                format!(
+                    "no workflow {:?}{}",
+                    req.workflow,
+                    req.version
+                        .map(|v| format!(" version {v}"))
+                        .unwrap_or_default()
+                ),
+            )
+        })?;
+    let def: workflow::Definition =
+        serde_json::from_value(wf.definition.clone()).map_err(|e| ApiError::Store(e.into()))?;
+    let inputs = workflow::validate_inputs(&def, req.inputs)?;
+    let (id, created) = state
+        .store
+        .start_run(
+            &wf,
+            &inputs,
+            &caller.0.name,
+            req.idempotency_key.as_deref(),
+            now_us(),
+        )
+        .await?;
+    if created {
+        tracing::info!(run_id = id, workflow = %wf.name, version = wf.version, by = %caller.0.name, "run started");
+        metrics::counter!("drover_runs_started_total").increment(1);
+        crate::advance::runs(&state, [id]).await;
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(detail(&state, id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    workflow: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<RunList>, ApiError> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            RunStatus::parse(s)
+                .ok_or_else(|| FieldError::new("status", format!("unknown run status {s:?}")))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(FieldError::new("limit", "must be between 1 and 1000").into());
+    }
+    Ok(Json(RunList {
+        runs: state
+            .store
+            .list_runs(status, q.workflow.as_deref(), limit)
+            .await?,
+    }))
+}
+
+async fn get_run(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<RunDetail>, ApiError> {
+    Ok(Json(detail(&state, id).await?))
+}
+
+/// Cancels the run's queued tasks and open approvals, and tells agents to
+/// stop its running tasks.
+async fn cancel(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<RunDetail>, ApiError> {
+    caller.require_operator()?;
+    let running = state
+        .store
+        .cancel_run(id, now_us())
+        .await
+        .map_err(not_found(format!("run {id}")))?;
+    for task in running {
+        match state.store.cancel_task(task, now_us()).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => {
+                tracing::warn!(task, error = %e, "could not cancel a task of a cancelled run")
+            }
+        }
+    }
+    state.dispatcher.kick();
+    tracing::info!(run_id = id, by = %caller.0.name, "run cancelled");
+    Ok(Json(detail(&state, id).await?))
+}
+
+async fn retry_step(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((id, step)): Path<(i64, String)>,
+) -> Result<Json<RunDetail>, ApiError> {
+    caller.require_operator()?;
+    state
+        .store
+        .retry_step(id, &step, now_us())
+        .await
+        .map_err(not_found(format!("step {step:?} of run {id}")))?;
+    tracing::info!(run_id = id, step = %step, by = %caller.0.name, "step retried");
+    crate::advance::runs(&state, [id]).await;
+    Ok(Json(detail(&state, id).await?))
+}

@@ -1,0 +1,94 @@
+//! `/api/v1/workflows`: upload and read versioned workflow definitions.
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use drover_engine::store::WorkflowDefStore;
+use drover_engine::time::now_us;
+use drover_engine::workflow;
+use drover_protocol::workflow::{UploadedWorkflow, WorkflowList, WorkflowVersion};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::read_body;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/workflows", get(list).post(upload))
+        .route("/workflows/{name}", get(versions))
+        .route("/workflows/{name}/versions/{version}", get(version))
+        .route("/schema/workflow.json", get(schema))
+}
+
+/// Takes the definition as YAML or JSON. A definition that differs from the
+/// latest version becomes a new version; runs keep the version they started with.
+async fn upload(
+    caller: Caller,
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<(StatusCode, Json<UploadedWorkflow>), ApiError> {
+    caller.require_operator()?;
+    let body = read_body(req, &state).await?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadJson {
+        message: "the definition is not UTF-8 text".into(),
+        field: None,
+    })?;
+    let def = workflow::parse_definition(text).map_err(ApiError::invalid_all)?;
+    let json = serde_json::to_value(&def).map_err(|e| ApiError::Store(e.into()))?;
+    let digest = hex::encode(Sha256::digest(json.to_string().as_bytes()));
+    let (workflow, created) = state
+        .store
+        .upload_workflow(&def.name, &json, &digest, &caller.0.name, now_us())
+        .await?;
+    if created {
+        tracing::info!(workflow = %workflow.name, version = workflow.version, by = %caller.0.name, "workflow uploaded");
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(UploadedWorkflow { workflow, created })))
+}
+
+async fn list(
+    _caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<WorkflowList>, ApiError> {
+    Ok(Json(WorkflowList {
+        workflows: state.store.list_workflows().await?,
+    }))
+}
+
+async fn versions(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<WorkflowList>, ApiError> {
+    let workflows = state.store.workflow_versions(&name).await?;
+    if workflows.is_empty() {
+        return Err(ApiError::NotFound(format!("workflow {name:?}")));
+    }
+    Ok(Json(WorkflowList { workflows }))
+}
+
+async fn version(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, i64)>,
+) -> Result<Json<WorkflowVersion>, ApiError> {
+    state
+        .store
+        .workflow(&name, Some(version))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("workflow {name:?} version {version}")))
+}
+
+/// The JSON Schema of a definition (no token needed: editors fetch it).
+async fn schema() -> Json<serde_json::Value> {
+    Json(workflow::json_schema())
+}

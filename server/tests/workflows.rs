@@ -1,0 +1,511 @@
+//! Workflows end to end: definitions uploaded over the API, runs advanced by
+//! the server as real agents finish tasks, approvals decided by users with
+//! roles — on SQLite and PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{agent_config, eventually, fast_timeouts, AgentProcess, Backend, Database, Server};
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
+    };
+}
+
+on_both!(
+    purchase_approval_waits_for_a_manager_and_refuses_self_approval,
+    small_purchases_skip_the_approval,
+    a_rejection_fails_the_run,
+    for_each_fans_out_and_gathers_outputs_in_order,
+    cancelling_a_run_stops_its_tasks,
+    a_failed_step_can_be_retried,
+    killing_the_server_mid_run_finishes_every_step_once,
+    approval_timeout_follows_its_rule,
+);
+
+const PURCHASE: &str = r#"
+name: purchase
+description: Buy something; a manager approves above 1000
+inputs:
+  item: { type: string, required: true }
+  amount: { type: number, required: true }
+steps:
+  - id: request
+    type: task
+    task_type: echo
+    payload: { item: "{{ inputs.item }}", amount: "{{ inputs.amount }}" }
+  - id: manager
+    type: approval
+    depends_on: [request]
+    when: "inputs.amount > 1000"
+    approvers: { roles: [approver] }
+    message: "Approve {{ inputs.item }} for {{ inputs.amount }}?"
+  - id: finance
+    type: task
+    depends_on: [manager]
+    task_type: echo
+    payload: { booked: "{{ steps.request.output.amount }}" }
+"#;
+
+struct Fixture {
+    server: Server,
+    _agent: AgentProcess,
+    db: Database,
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let db = Database::new(backend).await;
+    let mut env = fast_timeouts();
+    env.push(("DROVER_TASK_TYPES", "echo,sleep,fail"));
+    let server = Server::start(&db, &env).await;
+    let agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(4, &[]));
+    Fixture {
+        server,
+        _agent: agent,
+        db,
+    }
+}
+
+impl Fixture {
+    async fn user(&self, name: &str, role: &str) -> String {
+        let (s, body) = self
+            .server
+            .post("/api/v1/users", &json!({ "name": name, "role": role }))
+            .await;
+        assert_eq!(s, 201, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    async fn upload(&self, text: &str) -> (u16, Value) {
+        let r = self
+            .server
+            .http
+            .post(format!("{}/api/v1/workflows", self.server.url))
+            .bearer_auth(support::API_TOKEN)
+            .body(text.to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn as_user(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .server
+            .http
+            .post(format!("{}{path}", self.server.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn start(&self, token: &str, workflow: &str, inputs: Value) -> i64 {
+        let (s, run) = self
+            .as_user(
+                token,
+                "/api/v1/runs",
+                json!({ "workflow": workflow, "inputs": inputs }),
+            )
+            .await;
+        assert_eq!(s, 201, "{run}");
+        run["id"].as_i64().unwrap()
+    }
+
+    async fn run(&self, id: i64) -> Value {
+        self.server.get(&format!("/api/v1/runs/{id}")).await.1
+    }
+
+    async fn wait_status(&self, id: i64, status: &str) -> Value {
+        eventually(
+            Duration::from_secs(30),
+            &format!("run {id} {status}"),
+            || async {
+                let run = self.run(id).await;
+                (run["status"] == status).then_some(run)
+            },
+        )
+        .await
+    }
+}
+
+fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step_id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {run}"))
+}
+
+async fn purchase_approval_waits_for_a_manager_and_refuses_self_approval(backend: Backend) {
+    let f = fixture(backend).await;
+    assert_eq!(f.upload(PURCHASE).await.0, 201);
+    let otto = f.user("otto", "operator").await;
+    let vera = f.user("vera", "viewer").await;
+    let ann = f.user("ann", "approver").await;
+    let id = f
+        .start(
+            &otto,
+            "purchase",
+            json!({ "item": "laptop", "amount": 2500 }),
+        )
+        .await;
+    let run = f.wait_status(id, "waiting_approval").await;
+    assert_eq!(step(&run, "request")["status"], "succeeded");
+    assert_eq!(step(&run, "finance")["status"], "pending");
+    let approval = &run["approvals"][0];
+    assert_eq!(approval["message"], "Approve laptop for 2500?");
+    let path = format!("/api/v1/approvals/{}/decision", approval["id"]);
+    // The viewer may not decide; ann's inbox has it; vera's does not.
+    assert_eq!(
+        f.as_user(&vera, &path, json!({ "decision": "approve" }))
+            .await
+            .0,
+        403
+    );
+    let inbox = |token: String| {
+        let f = &f;
+        async move {
+            let r = f
+                .server
+                .http
+                .get(format!("{}/api/v1/approvals", f.server.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["approvals"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(inbox(ann.clone()).await, 1);
+    assert_eq!(inbox(vera.clone()).await, 0);
+    // otto is an operator, not an approver; make him one to check separation of duties.
+    let (s, body) = f
+        .as_user(&otto, &path, json!({ "decision": "approve" }))
+        .await;
+    assert_eq!(s, 403, "{body}");
+    let (s, body) = f
+        .as_user(
+            &ann,
+            &path,
+            json!({ "decision": "approve", "comment": "fine" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["status"], "approved");
+    assert_eq!(body["decided_by"], "ann");
+    let run = f.wait_status(id, "succeeded").await;
+    assert_eq!(step(&run, "finance")["output"], json!({ "booked": 2500 }));
+    assert_eq!(
+        f.as_user(&ann, &path, json!({ "decision": "reject" }))
+            .await
+            .0,
+        409,
+        "decided once"
+    );
+}
+
+async fn small_purchases_skip_the_approval(backend: Backend) {
+    let f = fixture(backend).await;
+    f.upload(PURCHASE).await;
+    let id = f
+        .start(
+            support::API_TOKEN,
+            "purchase",
+            json!({ "item": "pen", "amount": 3 }),
+        )
+        .await;
+    let run = f.wait_status(id, "succeeded").await;
+    assert_eq!(step(&run, "manager")["status"], "skipped");
+    assert_eq!(step(&run, "finance")["status"], "succeeded");
+    assert!(run["approvals"].as_array().unwrap().is_empty());
+}
+
+async fn a_rejection_fails_the_run(backend: Backend) {
+    let f = fixture(backend).await;
+    f.upload(PURCHASE).await;
+    let ann = f.user("ann", "approver").await;
+    let id = f
+        .start(
+            support::API_TOKEN,
+            "purchase",
+            json!({ "item": "yacht", "amount": 900000 }),
+        )
+        .await;
+    let run = f.wait_status(id, "waiting_approval").await;
+    let path = format!("/api/v1/approvals/{}/decision", run["approvals"][0]["id"]);
+    assert_eq!(
+        f.as_user(
+            &ann,
+            &path,
+            json!({ "decision": "reject", "comment": "no" })
+        )
+        .await
+        .0,
+        200
+    );
+    let run = f.wait_status(id, "failed").await;
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rejected by ann"),
+        "{run}"
+    );
+    assert_eq!(
+        step(&run, "finance")["task_ids"],
+        json!([]),
+        "nothing after the rejection ran"
+    );
+}
+
+async fn for_each_fans_out_and_gathers_outputs_in_order(backend: Backend) {
+    let f = fixture(backend).await;
+    let def = r#"
+name: etl
+inputs:
+  parts: { type: number, default: 6 }
+steps:
+  - id: extract
+    type: task
+    task_type: echo
+    payload: { partitions: ["p0", "p1", "p2", "p3", "p4", "p5"] }
+  - id: transform
+    type: task
+    depends_on: [extract]
+    task_type: sleep
+    for_each: "steps.extract.output.partitions"
+    max_parallel: 2
+    payload: { ms: 50, part: "{{ item }}", n: "{{ index }}" }
+  - id: load
+    type: task
+    depends_on: [transform]
+    task_type: echo
+    payload: { rows: "{{ steps.transform.output | length }}" }
+"#;
+    let (s, body) = f.upload(def).await;
+    assert_eq!(s, 201, "{body}");
+    let id = f.start(support::API_TOKEN, "etl", json!({})).await;
+    let run = f.wait_status(id, "succeeded").await;
+    let transform = step(&run, "transform");
+    assert_eq!(transform["item_count"], 6);
+    let tasks = transform["task_ids"].as_array().unwrap();
+    assert_eq!(tasks.len(), 6);
+    assert_eq!(step(&run, "load")["output"], json!({ "rows": 6 }));
+    // Outputs gathered in item order; never more than 2 running at once.
+    let mut windows = Vec::new();
+    for (i, t) in tasks.iter().enumerate() {
+        let task = f.server.task(t.as_i64().unwrap()).await;
+        assert_eq!(task.task.payload["part"], json!(format!("p{i}")));
+        let a = &task.attempt_history[0];
+        windows.push((a.claimed_at_us, a.finished_at_us.unwrap()));
+    }
+    for (start, _) in &windows {
+        let overlapping = windows
+            .iter()
+            .filter(|(s, e)| s <= start && e > start)
+            .count();
+        assert!(overlapping <= 2, "max_parallel 2 exceeded");
+    }
+}
+
+async fn cancelling_a_run_stops_its_tasks(backend: Backend) {
+    let f = fixture(backend).await;
+    let def = "name: slow\nsteps:\n  - id: wait\n    type: task\n    task_type: sleep\n    payload: { ms: 60000 }\n  - id: after\n    type: task\n    depends_on: [wait]\n    task_type: echo\n";
+    assert_eq!(f.upload(def).await.0, 201);
+    let id = f.start(support::API_TOKEN, "slow", json!({})).await;
+    let run = eventually(Duration::from_secs(10), "task running", || async {
+        let run = f.run(id).await;
+        let t = step(&run, "wait")["task_ids"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(Value::as_i64)?;
+        (f.server.task(t).await.task.status == drover_protocol::api::TaskStatus::Running)
+            .then_some(run)
+    })
+    .await;
+    let task = step(&run, "wait")["task_ids"][0].as_i64().unwrap();
+    let (s, body) = f
+        .server
+        .post(&format!("/api/v1/runs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!((s, body["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(
+        f.server.task(task).await.task.status,
+        drover_protocol::api::TaskStatus::Cancelled
+    );
+    // The agent is told to stop: its slot is free again well before 60 s.
+    eventually(Duration::from_secs(10), "agent idle", || async {
+        (f.server.agents().await[0].running == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        f.server
+            .post(&format!("/api/v1/runs/{id}/cancel"), &json!({}))
+            .await
+            .0,
+        409
+    );
+}
+
+async fn a_failed_step_can_be_retried(backend: Backend) {
+    let f = fixture(backend).await;
+    let def = "name: flaky\ninputs:\n  mode: { type: string, default: fail }\nsteps:\n  - id: risky\n    type: task\n    task_type: fail\n    max_attempts: 1\n  - id: after\n    type: task\n    depends_on: [risky]\n    task_type: echo\n";
+    assert_eq!(f.upload(def).await.0, 201);
+    let id = f.start(support::API_TOKEN, "flaky", json!({})).await;
+    let run = f.wait_status(id, "failed").await;
+    assert_eq!(step(&run, "risky")["status"], "failed");
+    assert!(step(&run, "risky")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("disk on fire"));
+    let (s, body) = f
+        .server
+        .post(&format!("/api/v1/runs/{id}/steps/after/retry"), &json!({}))
+        .await;
+    assert_eq!(s, 409, "only a failed step can be retried: {body}");
+    let (s, body) = f
+        .server
+        .post(&format!("/api/v1/runs/{id}/steps/risky/retry"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let run = f.wait_status(id, "failed").await;
+    let risky = step(&run, "risky");
+    assert_eq!(risky["generation"], 1);
+    assert_eq!(
+        risky["task_ids"].as_array().unwrap().len(),
+        1,
+        "one task for the new generation"
+    );
+}
+
+async fn killing_the_server_mid_run_finishes_every_step_once(backend: Backend) {
+    let mut f = fixture(backend).await;
+    let mut def = String::from("name: chain\nsteps:\n");
+    for i in 0..8 {
+        def.push_str(&format!(
+            "  - id: s{i}\n    type: task\n    task_type: sleep\n    payload: {{ ms: 150 }}\n"
+        ));
+        if i > 0 {
+            def.push_str(&format!("    depends_on: [s{}]\n", i - 1));
+        }
+    }
+    assert_eq!(f.upload(&def).await.0, 201);
+    let id = f.start(support::API_TOKEN, "chain", json!({})).await;
+    eventually(Duration::from_secs(10), "a few steps done", || async {
+        let run = f.run(id).await;
+        (step(&run, "s2")["status"] == "succeeded").then_some(())
+    })
+    .await;
+    f.server.restart().await;
+    let run = f.wait_status(id, "succeeded").await;
+    for i in 0..8 {
+        let s = step(&run, &format!("s{i}"));
+        assert_eq!(
+            s["task_ids"].as_array().unwrap().len(),
+            1,
+            "step s{i} ran once: {s}"
+        );
+    }
+    let mut conn_count = 0;
+    if f.db.backend == Backend::Postgres {
+        let mut c = f.db.pg().await;
+        conn_count = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tasks WHERE run_id = $1")
+            .bind(id)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    }
+    assert!(conn_count == 0 || conn_count == 8);
+}
+
+async fn approval_timeout_follows_its_rule(backend: Backend) {
+    let f = fixture(backend).await;
+    let def = "name: gate\nsteps:\n  - id: ok\n    type: approval\n    approvers: { roles: [approver] }\n    message: go?\n    timeout_ms: 500\n    on_timeout: approve\n  - id: after\n    type: task\n    depends_on: [ok]\n    task_type: echo\n    payload: \"{{ steps.ok.output.approved }}\"\n";
+    let (s, body) = f.upload(def).await;
+    assert_eq!(s, 201, "{body}");
+    let id = f.start(support::API_TOKEN, "gate", json!({})).await;
+    let run = f.wait_status(id, "succeeded").await;
+    assert_eq!(run["approvals"][0]["status"], "approved");
+    assert_eq!(run["approvals"][0]["decided_by"], "timeout");
+    assert_eq!(step(&run, "after")["output"], json!(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_definitions_and_inputs_are_rejected_with_the_step_and_problem_named() {
+    let f = fixture(Backend::Sqlite).await;
+    let cases = [
+        ("name: x\nsteps:\n  - id: a\n    type: teleport\n", "teleport"),
+        ("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n    depends_on: [ghost]\n", "ghost"),
+        ("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n    depends_on: [b]\n  - id: b\n    type: task\n    task_type: echo\n    depends_on: [a]\n", "cycle"),
+        ("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n  - id: a\n    type: task\n    task_type: echo\n", "duplicate"),
+        ("name: x\ninputs:\n  amount: { type: number }\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n    payload: \"{{ inputs.amout }}\"\n", "amout"),
+    ];
+    for (def, needle) in cases {
+        let (s, body) = f.upload(def).await;
+        assert_eq!(s, 422, "{def} -> {body}");
+        let msg = body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
+        assert!(
+            body["error"]["field"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("steps")),
+            "{body}"
+        );
+    }
+    f.upload(PURCHASE).await;
+    for (inputs, field) in [
+        (json!({ "item": "pen" }), "inputs.amount"),
+        (json!({ "item": "pen", "amount": "lots" }), "inputs.amount"),
+        (
+            json!({ "item": "pen", "amount": 3, "color": "red" }),
+            "inputs.color",
+        ),
+    ] {
+        let (s, body) = f
+            .server
+            .post(
+                "/api/v1/runs",
+                &json!({ "workflow": "purchase", "inputs": inputs }),
+            )
+            .await;
+        assert_eq!(
+            (s, body["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body}"
+        );
+    }
+    let (s, _) = f
+        .server
+        .post("/api/v1/runs", &json!({ "workflow": "nope" }))
+        .await;
+    assert_eq!(s, 422);
+    // Uploading a changed definition makes a new version; the same one does not.
+    let (s, v) = f.upload(PURCHASE).await;
+    assert_eq!((s, v["workflow"]["version"].as_i64()), (200, Some(1)));
+    let (s, v) = f
+        .upload(&PURCHASE.replace("Buy something", "Buy anything"))
+        .await;
+    assert_eq!((s, v["workflow"]["version"].as_i64()), (201, Some(2)));
+    let schema = f
+        .server
+        .http
+        .get(format!("{}/api/v1/schema/workflow.json", f.server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schema.status().as_u16(), 200);
+}
