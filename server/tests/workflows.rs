@@ -509,3 +509,120 @@ async fn invalid_definitions_and_inputs_are_rejected_with_the_step_and_problem_n
         .unwrap();
     assert_eq!(schema.status().as_u16(), 200);
 }
+
+/// Every shipped example runs to its end with the demo agent's configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_examples_run_to_the_end_with_the_demo_agent() {
+    let db = Database::new(Backend::Sqlite).await;
+    let mut env = fast_timeouts();
+    env.push(("DROVER_TASK_TYPES", "echo,sleep,charge-card"));
+    let server = Server::start(&db, &env).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = std::fs::read_to_string(root.join("examples/agent.toml")).unwrap();
+    let _agent = AgentProcess::start(&server, db.dir(), "demo", &config);
+    let f = Fixture { server, _agent, db };
+    let ann = f.user("ann", "approver").await;
+    for file in [
+        "purchase-approval",
+        "nightly-etl",
+        "service-orchestration",
+        "firmware-rollout",
+    ] {
+        let text =
+            std::fs::read_to_string(root.join(format!("examples/workflows/{file}.yaml"))).unwrap();
+        let (s, body) = f.upload(&text).await;
+        assert_eq!(s, 201, "{file}: {body}");
+    }
+    let approve_all = |id: i64| {
+        let f = &f;
+        let ann = ann.clone();
+        async move {
+            eventually(Duration::from_secs(30), &format!("run {id} to end"), || {
+                let ann = ann.clone();
+                async move {
+                    let run = f.run(id).await;
+                    for a in run["approvals"].as_array().unwrap() {
+                        if a["status"] == "pending" {
+                            f.as_user(
+                                &ann,
+                                &format!("/api/v1/approvals/{}/decision", a["id"]),
+                                json!({ "decision": "approve" }),
+                            )
+                            .await;
+                        }
+                    }
+                    let status = run["status"].as_str().unwrap_or_default().to_string();
+                    ["succeeded", "failed", "cancelled"]
+                        .contains(&status.as_str())
+                        .then_some(run)
+                }
+            })
+            .await
+        }
+    };
+    let admin = support::API_TOKEN;
+    let run = approve_all(
+        f.start(
+            admin,
+            "purchase-approval",
+            json!({ "item": "laptop", "amount": 2500 }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(step(&run, "finance")["output"]["approved_by"], "ann");
+    let run = approve_all(
+        f.start(admin, "nightly-etl", json!({ "date": "2026-11-24" }))
+            .await,
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(step(&run, "load")["output"]["partitions_loaded"], 6);
+    let run = approve_all(
+        f.start(admin, "service-orchestration", json!({ "order": "A-17" }))
+            .await,
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(step(&run, "compensate")["status"], "skipped");
+    let run = approve_all(
+        f.start(
+            admin,
+            "service-orchestration",
+            json!({ "order": "A-18", "decline": true }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(
+        step(&run, "compensate")["status"],
+        "succeeded",
+        "the compensation ran: {run}"
+    );
+    assert!(
+        step(&run, "compensate")["output"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("card declined"),
+        "{run}"
+    );
+    assert_eq!(step(&run, "ship")["status"], "pending");
+    let run = approve_all(
+        f.start(
+            admin,
+            "firmware-rollout",
+            json!({ "version": "2.4.1", "devices": "cam-1,cam-2,cam-3,cam-4,cam-5,cam-6,cam-7" }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(step(&run, "wave1")["item_count"], 2);
+    assert_eq!(step(&run, "wave2")["item_count"], 5);
+    assert_eq!(
+        step(&run, "summary")["output"],
+        "2.4.1 rolled out to 7 devices"
+    );
+}

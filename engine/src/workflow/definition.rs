@@ -101,6 +101,14 @@ impl Step {
         }
     }
 
+    /// The steps whose failure this compensation step handles (empty for normal steps).
+    pub fn on_failure_of(&self) -> &[String] {
+        match self {
+            Step::Task(t) => &t.on_failure_of,
+            Step::Approval(_) => &[],
+        }
+    }
+
     pub fn when(&self) -> Option<&str> {
         match self {
             Step::Task(t) => t.when.as_deref(),
@@ -142,6 +150,10 @@ pub struct TaskStep {
     /// At most this many of the step's tasks exist unfinished at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel: Option<usize>,
+    /// A compensation step: it runs only when one of these steps fails (and
+    /// is skipped when none does); the run still ends failed afterwards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure_of: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

@@ -248,7 +248,27 @@ pub fn plan(view: &RunView) -> Vec<Action> {
         let state = state_of(id);
         match state.status {
             StepStatus::Pending => {
-                if !step
+                let watched = step.on_failure_of();
+                if !watched.is_empty() {
+                    // A compensation step: runs once a watched step failed,
+                    // is skipped once they all finished without failing.
+                    let failed = watched
+                        .iter()
+                        .any(|w| state_of(w).status == StepStatus::Failed);
+                    if watched.iter().all(|w| state_of(w).status.satisfies()) {
+                        actions.push(Action::SetStep {
+                            step_id: id.into(),
+                            status: StepStatus::Skipped,
+                            output: None,
+                            error: None,
+                            item_count: None,
+                        });
+                        continue;
+                    }
+                    if !failed {
+                        continue;
+                    }
+                } else if !step
                     .depends_on()
                     .iter()
                     .all(|d| state_of(d).status.satisfies())
@@ -332,6 +352,17 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                     let error = bad.error.clone().unwrap_or_else(|| {
                         format!("task {} was {}", bad.index, bad.task_status.as_str())
                     });
+                    if compensated(view.def, id) {
+                        // Its compensation steps run before the run ends.
+                        actions.push(Action::SetStep {
+                            step_id: id.into(),
+                            status: StepStatus::Failed,
+                            output: None,
+                            error: Some(error),
+                            item_count: state.item_count,
+                        });
+                        continue;
+                    }
                     return fail(id, error);
                 }
                 let expected = state.item_count.unwrap_or(1);
@@ -375,6 +406,13 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                 }
             }
             StepStatus::Failed => {
+                let compensating = view.def.steps.iter().any(|s| {
+                    s.on_failure_of().iter().any(|w| w == id)
+                        && !state_of(s.id()).status.is_terminal()
+                });
+                if compensating {
+                    continue;
+                }
                 let error = state.error.clone().unwrap_or_else(|| "failed".into());
                 return vec![Action::FinishRun {
                     status: RunStatus::Failed,
@@ -402,6 +440,13 @@ pub fn plan(view: &RunView) -> Vec<Action> {
     actions
 }
 
+/// Whether some compensation step handles this step's failure.
+fn compensated(def: &Definition, id: &str) -> bool {
+    def.steps
+        .iter()
+        .any(|s| s.on_failure_of().iter().any(|w| w == id))
+}
+
 fn approval_request(a: &ApprovalStep, ctx: &Value) -> Result<Action, String> {
     Ok(Action::RequestApproval {
         step_id: a.id.clone(),
@@ -427,7 +472,7 @@ pub fn run_status(view: &RunView) -> RunStatus {
                 .unwrap_or(StepStatus::Pending)
         })
         .collect();
-    if statuses.contains(&StepStatus::Failed) {
+    if statuses.contains(&StepStatus::Failed) && !statuses.contains(&StepStatus::Running) {
         RunStatus::Failed
     } else if statuses.iter().all(|s| s.satisfies()) {
         RunStatus::Succeeded
@@ -593,6 +638,52 @@ mod tests {
         assert!(a.iter().any(
             |x| matches!(x, Action::SetStep { output: Some(o), .. } if *o == json!(["A", "B", "C"]))
         ));
+    }
+
+    #[test]
+    fn a_compensation_step_runs_when_a_watched_step_fails_then_the_run_fails() {
+        let yaml = "name: o\nsteps:\n  - id: charge\n    type: task\n    task_type: pay\n  - id: ship\n    type: task\n    depends_on: [charge]\n    task_type: ship\n  - id: refund\n    type: task\n    task_type: refund\n    on_failure_of: [charge, ship]\n";
+        let mut sim = Sim::new(yaml, json!({}));
+        sim.step();
+        sim.finish("charge", 0, TaskStatus::Failed, json!(null));
+        let a = sim.step();
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::FinishRun { .. })),
+            "waits for the compensation: {a:?}"
+        );
+        let a = sim.step();
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, Action::CreateTasks { step_id, .. } if step_id == "refund")),
+            "{a:?}"
+        );
+        assert!(sim.step().is_empty());
+        sim.finish("refund", 0, TaskStatus::Succeeded, json!("refunded"));
+        sim.step();
+        let a = sim.step();
+        assert!(
+            matches!(a.last(), Some(Action::FinishRun { status: RunStatus::Failed, error: Some(e) }) if e.contains("charge")),
+            "{a:?}"
+        );
+
+        // When nothing fails, the compensation is skipped and the run succeeds.
+        let mut sim = Sim::new(yaml, json!({}));
+        sim.step();
+        sim.finish("charge", 0, TaskStatus::Succeeded, json!(1));
+        sim.step();
+        sim.step();
+        sim.finish("ship", 0, TaskStatus::Succeeded, json!(2));
+        for _ in 0..3 {
+            sim.step();
+        }
+        assert_eq!(sim.steps["refund"].status, StepStatus::Skipped);
+        assert_eq!(
+            sim.step(),
+            vec![Action::FinishRun {
+                status: RunStatus::Succeeded,
+                error: None
+            }]
+        );
     }
 
     #[test]

@@ -114,6 +114,17 @@ pub fn validate(def: &Definition) -> Vec<FieldError> {
         }
     }
     for (i, step) in def.steps.iter().enumerate() {
+        for dep in step.on_failure_of() {
+            if !index.contains_key(dep.as_str()) {
+                errors.push(FieldError::new(
+                    format!("steps[{i}].on_failure_of"),
+                    format!(
+                        "step {:?}: on_failure_of names {dep:?}, which is not a step",
+                        step.id()
+                    ),
+                ));
+            }
+        }
         for dep in step.depends_on() {
             if !index.contains_key(dep.as_str()) {
                 errors.push(FieldError::new(
@@ -258,7 +269,8 @@ fn ancestors(def: &Definition, id: &str, index: &BTreeMap<&str, usize>) -> BTree
     let mut stack: Vec<&str> = vec![id];
     while let Some(s) = stack.pop() {
         if let Some(&i) = index.get(s) {
-            for dep in def.steps[i].depends_on() {
+            let step = &def.steps[i];
+            for dep in step.depends_on().iter().chain(step.on_failure_of()) {
                 if seen.insert(dep.clone()) {
                     stack.push(dep);
                 }
