@@ -21,3 +21,19 @@ pub use validate::parse_definition;
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Definition)).unwrap_or(serde_json::Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    /// `docs/workflow.schema.json` is the published schema; this keeps it
+    /// true. `UPDATE_SCHEMA=1 cargo test -p drover-engine schema` rewrites it.
+    #[test]
+    fn the_schema_in_docs_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/workflow.schema.json");
+        let current = serde_json::to_string_pretty(&super::json_schema()).unwrap() + "\n";
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &current).unwrap();
+        }
+        let stored = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(stored == current, "docs/workflow.schema.json is stale: run UPDATE_SCHEMA=1 cargo test -p drover-engine schema");
+    }
+}
