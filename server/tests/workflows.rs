@@ -626,3 +626,125 @@ async fn the_shipped_examples_run_to_the_end_with_the_demo_agent() {
         "2.4.1 rolled out to 7 devices"
     );
 }
+
+/// The `drover` CLI uploads, starts, watches and approves; its exit code
+/// follows the run's outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_runs_a_workflow_and_exits_with_its_outcome() {
+    let f = fixture(Backend::Sqlite).await;
+    let ann = f.user("ann", "approver").await;
+    let cli =
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_drover-server")).with_file_name("drover");
+    assert!(
+        cli.exists(),
+        "build the CLI first (cargo build --workspace --bins)"
+    );
+    let dir = f.db.dir().to_path_buf();
+    let def = dir.join("purchase.yaml");
+    std::fs::write(&def, PURCHASE).unwrap();
+    let run = |token: &str, args: &[&str]| {
+        std::process::Command::new(&cli)
+            .args(args)
+            .env("DROVER_SERVER", &f.server.url)
+            .env("DROVER_TOKEN", token)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = run(
+        support::API_TOKEN,
+        &["workflow", "upload", def.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("uploaded: purchase version 1"));
+
+    // A small purchase needs no approval: watch exits 0.
+    let out = run(
+        support::API_TOKEN,
+        &[
+            "run", "start", "purchase", "-i", "item=pen", "-i", "amount=3", "--watch",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("manager") && stdout.contains("skipped") && stdout.contains("succeeded"),
+        "{stdout}"
+    );
+
+    // A big one waits; ann rejects it from her inbox; watch exits 1.
+    let out = run(
+        support::API_TOKEN,
+        &[
+            "run",
+            "start",
+            "purchase",
+            "-i",
+            "item=boat",
+            "-i",
+            "amount=50000",
+        ],
+    );
+    assert!(out.status.success());
+    let approval = eventually(
+        Duration::from_secs(20),
+        "approval in ann's inbox",
+        || async {
+            let out = run(&ann, &["approvals", "list"]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.lines()
+                .next()
+                .and_then(|l| l.split('\t').next())
+                .and_then(|id| id.parse::<i64>().ok())
+        },
+    )
+    .await;
+    let out = run(
+        &ann,
+        &[
+            "approvals",
+            "reject",
+            &approval.to_string(),
+            "-m",
+            "too expensive",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(support::API_TOKEN, &["run", "watch", "2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Bad input is a clear message and exit 3.
+    let out = run(
+        support::API_TOKEN,
+        &[
+            "run",
+            "start",
+            "purchase",
+            "-i",
+            "item=x",
+            "-i",
+            "amount=lots",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("inputs.amount"), "{stderr}");
+}
