@@ -23,9 +23,24 @@ enum Backend {
     Both,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum Mode {
+    /// No-op task throughput and submit-to-start latency.
+    Queue,
+    /// Workflow shapes: a 1,000-item fan-out, 1,000 concurrent 10-step runs, a 40-step chain.
+    Workflows,
+    Both,
+}
+
 #[derive(Debug, Parser)]
 #[command(about = "Measures Drover's end-to-end throughput and latency with real processes")]
 struct Args {
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "both")]
+    mode: Mode,
+    /// Concurrent 10-step runs in the workflow mode.
+    #[arg(long, default_value_t = 1000)]
+    linear_runs: usize,
     /// Database(s) to measure.
     #[arg(long, value_enum, default_value = "both")]
     backend: Backend,
@@ -111,12 +126,42 @@ async fn main() -> Result<()> {
         args.agents, args.capacity, args.tasks, args.batch, args.submitters, args.latency_samples
     );
     let mut reports = Vec::new();
+    let mut flows = Vec::new();
     for backend in backends {
-        reports.push(
-            run(&args, &bin_dir, backend)
-                .await
-                .with_context(|| format!("{backend} run failed"))?,
-        );
+        let (report, flow) = run(&args, &bin_dir, backend)
+            .await
+            .with_context(|| format!("{backend} run failed"))?;
+        reports.extend(report);
+        flows.extend(flow);
+    }
+    if !flows.is_empty() {
+        println!();
+        println!("| database | shape | total | result→enqueued p50 | p99 | result→claimed p50 | p99 | samples |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for f in &flows {
+            let ms = |v: Option<f64>| {
+                v.map(|v| format!("{v:.2} ms"))
+                    .unwrap_or_else(|| "—".into())
+            };
+            println!(
+                "| {} | {} | {:.2} s | {} | {} | {} | {} | {} |",
+                f.backend,
+                f.shape,
+                f.total.as_secs_f64(),
+                ms(f.enq_p50_ms),
+                ms(f.enq_p99_ms),
+                f.p50_ms
+                    .map(|v| format!("{v:.2} ms"))
+                    .unwrap_or_else(|| "—".into()),
+                f.p99_ms
+                    .map(|v| format!("{v:.2} ms"))
+                    .unwrap_or_else(|| "—".into()),
+                f.samples
+            );
+        }
+    }
+    if reports.is_empty() {
+        return Ok(());
     }
     println!();
     println!(
@@ -145,7 +190,24 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Report> {
+struct FlowReport {
+    backend: &'static str,
+    shape: String,
+    total: Duration,
+    /// Predecessor's result recorded → task enqueued.
+    enq_p50_ms: Option<f64>,
+    enq_p99_ms: Option<f64>,
+    /// Predecessor's result recorded → task claimed.
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    samples: usize,
+}
+
+async fn run(
+    args: &Args,
+    bin_dir: &Path,
+    backend: &'static str,
+) -> Result<(Option<Report>, Vec<FlowReport>)> {
     let dir = std::env::temp_dir().join(format!("drover-bench-{}-{}", backend, std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -179,7 +241,7 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Repor
             .env("DROVER_DATA_DIR", &dir)
             .env("DROVER_API_TOKEN", API_TOKEN)
             .env("DROVER_ENROLLMENT_TOKEN", ENROLL_TOKEN)
-            .env("DROVER_TASK_TYPES", "echo")
+            .env("DROVER_TASK_TYPES", "echo,sleep")
             .env("DROVER_DB_MAX_CONNECTIONS", "16")
             .env("RUST_LOG", "warn")
             .stdout(log.try_clone()?)
@@ -193,7 +255,7 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Repor
     std::fs::write(
         &config,
         format!(
-            "capacity = {}\n\n[handlers.echo]\nkind = \"builtin\"\nbuiltin = \"echo\"\n",
+            "capacity = {}\n\n[handlers.echo]\nkind = \"builtin\"\nbuiltin = \"echo\"\n\n[handlers.sleep]\nkind = \"builtin\"\nbuiltin = \"sleep\"\n",
             args.capacity
         ),
     )?;
@@ -231,6 +293,16 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Repor
             bail!("agents did not register; see {}", dir.display());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut flows = Vec::new();
+    if args.mode != Mode::Queue {
+        flows = workflows(args, &http, &url, backend).await?;
+    }
+    if args.mode == Mode::Workflows {
+        drop(procs);
+        cleanup(args, backend, &dir);
+        return Ok((None, flows));
     }
 
     // Latency first, on the idle system: one task at a time.
@@ -333,22 +405,18 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Repor
         total as f64 / elapsed.as_secs_f64()
     );
     drop(procs);
-    if backend == "postgres" {
-        let name = format!("drover_bench_{}", std::process::id());
-        let _ = psql(
-            &args.pg_admin_url,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(Report {
-        backend,
-        tasks: total,
-        elapsed,
-        p50_ms,
-        p99_ms,
-        max_ms,
-    })
+    cleanup(args, backend, &dir);
+    Ok((
+        Some(Report {
+            backend,
+            tasks: total,
+            elapsed,
+            p50_ms,
+            p99_ms,
+            max_ms,
+        }),
+        flows,
+    ))
 }
 
 fn psql(admin_url: &str, sql: &str) -> Result<()> {
@@ -377,4 +445,233 @@ async fn wait_for(http: &reqwest::Client, url: &str, within: Duration) -> Result
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("{url} did not answer within {within:?}")
+}
+
+fn cleanup(args: &Args, backend: &str, dir: &Path) {
+    if backend == "postgres" {
+        let name = format!("drover_bench_{}", std::process::id());
+        let _ = psql(
+            &args.pg_admin_url,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn chain(name: &str, steps: usize, task: &str) -> String {
+    let mut def = format!("name: {name}\nsteps:\n");
+    for i in 0..steps {
+        def.push_str(&format!("  - id: s{i}\n    type: task\n{task}"));
+        if i > 0 {
+            def.push_str(&format!("    depends_on: [s{}]\n", i - 1));
+        }
+    }
+    def
+}
+
+async fn upload(http: &reqwest::Client, url: &str, def: String) -> Result<()> {
+    http.post(format!("{url}/api/v1/workflows"))
+        .bearer_auth(API_TOKEN)
+        .body(def)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+async fn start_run(http: &reqwest::Client, url: &str, workflow: &str) -> Result<i64> {
+    let r: serde_json::Value = http
+        .post(format!("{url}/api/v1/runs"))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({ "workflow": workflow }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    r["id"].as_i64().context("run id")
+}
+
+async fn count_runs(
+    http: &reqwest::Client,
+    url: &str,
+    workflow: &str,
+    status: &str,
+) -> Result<usize> {
+    let r: serde_json::Value = http
+        .get(format!(
+            "{url}/api/v1/runs?workflow={workflow}&status={status}&limit=1000"
+        ))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(r["runs"].as_array().map(|a| a.len()).unwrap_or(0))
+}
+
+async fn wait_runs(http: &reqwest::Client, url: &str, workflow: &str, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        if count_runs(http, url, workflow, "succeeded").await? >= n {
+            return Ok(());
+        }
+        if count_runs(http, url, workflow, "failed").await? > 0 {
+            bail!("a {workflow} run failed");
+        }
+        if Instant::now() > deadline {
+            bail!("{workflow} runs did not finish in 15 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Per-step overheads of chain runs, from a step's predecessor's result
+/// being recorded: to the step's task being enqueued (the engine's
+/// scheduling overhead), and to it being claimed (which adds the wait in
+/// the queue behind other ready work when the agents are saturated).
+async fn step_overheads(
+    http: &reqwest::Client,
+    url: &str,
+    runs: &[i64],
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut gaps = Vec::new();
+    let mut enqueued = Vec::new();
+    for id in runs {
+        let run: serde_json::Value = http
+            .get(format!("{url}/api/v1/runs/{id}"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let mut prev_finished: Option<i64> = None;
+        for step in run["steps"].as_array().context("steps")? {
+            let task = step["task_ids"][0].as_i64().context("task id")?;
+            let t: TaskDetail = http
+                .get(format!("{url}/api/v1/tasks/{task}"))
+                .bearer_auth(API_TOKEN)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let claimed = t.attempt_history.first().context("attempt")?.claimed_at_us;
+            if let Some(prev) = prev_finished {
+                gaps.push((claimed - prev) as f64 / 1000.0);
+                enqueued.push((t.task.created_at_us - prev) as f64 / 1000.0);
+            }
+            prev_finished = t.task.finished_at_us;
+        }
+    }
+    gaps.sort_by(f64::total_cmp);
+    enqueued.sort_by(f64::total_cmp);
+    Ok((enqueued, gaps))
+}
+
+fn pct(sorted: &[f64], p: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
+}
+
+async fn workflows(
+    args: &Args,
+    http: &reqwest::Client,
+    url: &str,
+    backend: &'static str,
+) -> Result<Vec<FlowReport>> {
+    let mut out = Vec::new();
+    // 40 steps of ~10 ms tasks, one after another (the shape of Windmill's published comparison).
+    upload(
+        http,
+        url,
+        chain(
+            "chain40",
+            40,
+            "    task_type: sleep\n    payload: { ms: 10 }\n",
+        ),
+    )
+    .await?;
+    let started = Instant::now();
+    let id = start_run(http, url, "chain40").await?;
+    wait_runs(http, url, "chain40", 1).await?;
+    let total = started.elapsed();
+    let (enq, gaps) = step_overheads(http, url, &[id]).await?;
+    println!("{backend}: 40-step chain in {:.2} s", total.as_secs_f64());
+    out.push(FlowReport {
+        backend,
+        shape: "40-step chain of 10 ms tasks".into(),
+        total,
+        enq_p50_ms: pct(&enq, 0.5),
+        enq_p99_ms: pct(&enq, 0.99),
+        p50_ms: pct(&gaps, 0.5),
+        p99_ms: pct(&gaps, 0.99),
+        samples: gaps.len(),
+    });
+
+    // A 1,000-item fan-out and fan-in.
+    let items: Vec<usize> = (0..1000).collect();
+    let fan = format!(
+        "name: fanout\nsteps:\n  - id: list\n    type: task\n    task_type: echo\n    payload: {{ items: {items:?} }}\n  - id: each\n    type: task\n    depends_on: [list]\n    task_type: echo\n    for_each: \"steps.list.output.items\"\n    payload: {{ n: \"{{{{ item }}}}\" }}\n  - id: gather\n    type: task\n    depends_on: [each]\n    task_type: echo\n    payload: {{ count: \"{{{{ steps.each.output | length }}}}\" }}\n"
+    );
+    upload(http, url, fan).await?;
+    let started = Instant::now();
+    start_run(http, url, "fanout").await?;
+    wait_runs(http, url, "fanout", 1).await?;
+    let total = started.elapsed();
+    println!(
+        "{backend}: 1,000-task fan-out in {:.2} s",
+        total.as_secs_f64()
+    );
+    out.push(FlowReport {
+        backend,
+        shape: "1,000-task fan-out + fan-in".into(),
+        total,
+        enq_p50_ms: None,
+        enq_p99_ms: None,
+        p50_ms: None,
+        p99_ms: None,
+        samples: 0,
+    });
+
+    // Many concurrent 10-step chains.
+    upload(http, url, chain("chain10", 10, "    task_type: echo\n")).await?;
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(args.linear_runs);
+    let mut starters = Vec::new();
+    for c in 0..4 {
+        let (http, url, n) = (http.clone(), url.to_string(), args.linear_runs);
+        starters.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in (c..n).step_by(4) {
+                ids.push(start_run(&http, &url, "chain10").await?);
+            }
+            anyhow::Ok(ids)
+        }));
+    }
+    for s in starters {
+        ids.extend(s.await??);
+    }
+    wait_runs(http, url, "chain10", args.linear_runs).await?;
+    let total = started.elapsed();
+    let sample: Vec<i64> = ids
+        .iter()
+        .step_by((ids.len() / 200).max(1))
+        .copied()
+        .collect();
+    let (enq, gaps) = step_overheads(http, url, &sample).await?;
+    println!(
+        "{backend}: {} 10-step runs in {:.2} s",
+        args.linear_runs,
+        total.as_secs_f64()
+    );
+    out.push(FlowReport {
+        backend,
+        shape: format!("{} concurrent 10-step chains", args.linear_runs),
+        total,
+        enq_p50_ms: pct(&enq, 0.5),
+        enq_p99_ms: pct(&enq, 0.99),
+        p50_ms: pct(&gaps, 0.5),
+        p99_ms: pct(&gaps, 0.99),
+        samples: gaps.len(),
+    });
+    Ok(out)
 }
