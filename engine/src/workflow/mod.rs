@@ -28,7 +28,8 @@ mod tests {
     /// true. `UPDATE_SCHEMA=1 cargo test -p drover-engine schema` rewrites it.
     #[test]
     fn the_schema_in_docs_is_current() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/workflow.schema.json");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/workflow.schema.json");
         let current = serde_json::to_string_pretty(&super::json_schema()).unwrap() + "\n";
         if std::env::var_os("UPDATE_SCHEMA").is_some() {
             std::fs::write(&path, &current).unwrap();
