@@ -81,141 +81,66 @@ fn unique_violation(e: sqlx::Error, name: &str) -> StoreError {
     }
 }
 
-impl UserStore for SqliteStore {
-    async fn create_user(
-        &self,
-        name: &str,
-        role: Role,
-        password_hash: Option<&str>,
-        now_us: i64,
-    ) -> Result<UserView> {
-        let row = sqlx::query("INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id, name, role, created_at")
-            .bind(name)
-            .bind(role.as_str())
-            .bind(password_hash)
-            .bind(now_us)
-            .fetch_one(self.writer())
-            .await
-            .map_err(|e| unique_violation(e, name))?;
-        user_of(&row)
-    }
+/// Both backends' SQL, written once: `$n` placeholders work in SQLite too
+/// (numbered in order of first use). `$write` and `$read` name the pools.
+macro_rules! impl_users {
+    ($store:ty, $write:ident, $read:ident) => {
+        impl UserStore for $store {
+            async fn create_user(&self, name: &str, role: Role, password_hash: Option<&str>, now_us: i64) -> Result<UserView> {
+                let row = sqlx::query(
+                    "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id, name, role, created_at",
+                )
+                .bind(name)
+                .bind(role.as_str())
+                .bind(password_hash)
+                .bind(now_us)
+                .fetch_one(self.$write())
+                .await
+                .map_err(|e| unique_violation(e, name))?;
+                user_of(&row)
+            }
 
-    async fn add_api_token(
-        &self,
-        user_id: i64,
-        token_hash: &str,
-        label: &str,
-        now_us: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO api_tokens (token_hash, user_id, label, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (token_hash) DO NOTHING")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(label)
-            .bind(now_us)
-            .execute(self.writer())
-            .await?;
-        Ok(())
-    }
+            async fn add_api_token(&self, user_id: i64, token_hash: &str, label: &str, now_us: i64) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO api_tokens (token_hash, user_id, label, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO NOTHING",
+                )
+                .bind(token_hash)
+                .bind(user_id)
+                .bind(label)
+                .bind(now_us)
+                .execute(self.$write())
+                .await?;
+                Ok(())
+            }
 
-    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserView>> {
-        let row = sqlx::query("SELECT u.id, u.name, u.role, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1")
-            .bind(token_hash)
-            .fetch_optional(self.reader())
-            .await?;
-        row.as_ref().map(user_of).transpose()
-    }
+            async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserView>> {
+                let row = sqlx::query(
+                    "SELECT u.id, u.name, u.role, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(self.$read())
+                .await?;
+                row.as_ref().map(user_of).transpose()
+            }
 
-    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query(
-            "SELECT id, name, role, created_at, password_hash FROM users WHERE name = ?1",
-        )
-        .bind(name)
-        .fetch_optional(self.reader())
-        .await?;
-        row.map(|r| {
-            Ok(UserRecord {
-                user: user_of(&r)?,
-                password_hash: r.try_get("password_hash")?,
-            })
-        })
-        .transpose()
-    }
+            async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+                let row = sqlx::query("SELECT id, name, role, created_at, password_hash FROM users WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(self.$read())
+                    .await?;
+                row.map(|r| Ok(UserRecord { user: user_of(&r)?, password_hash: r.try_get("password_hash")? })).transpose()
+            }
 
-    async fn list_users(&self) -> Result<Vec<UserView>> {
-        let rows = sqlx::query("SELECT id, name, role, created_at FROM users ORDER BY name")
-            .fetch_all(self.reader())
-            .await?;
-        rows.iter().map(user_of).collect()
-    }
+            async fn list_users(&self) -> Result<Vec<UserView>> {
+                let rows = sqlx::query("SELECT id, name, role, created_at FROM users ORDER BY name").fetch_all(self.$read()).await?;
+                rows.iter().map(user_of).collect()
+            }
+        }
+    };
 }
 
-impl UserStore for PgStore {
-    async fn create_user(
-        &self,
-        name: &str,
-        role: Role,
-        password_hash: Option<&str>,
-        now_us: i64,
-    ) -> Result<UserView> {
-        let row = sqlx::query("INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id, name, role, created_at")
-            .bind(name)
-            .bind(role.as_str())
-            .bind(password_hash)
-            .bind(now_us)
-            .fetch_one(self.pool())
-            .await
-            .map_err(|e| unique_violation(e, name))?;
-        user_of(&row)
-    }
-
-    async fn add_api_token(
-        &self,
-        user_id: i64,
-        token_hash: &str,
-        label: &str,
-        now_us: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO api_tokens (token_hash, user_id, label, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO NOTHING")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(label)
-            .bind(now_us)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserView>> {
-        let row = sqlx::query("SELECT u.id, u.name, u.role, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(user_of).transpose()
-    }
-
-    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query(
-            "SELECT id, name, role, created_at, password_hash FROM users WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await?;
-        row.map(|r| {
-            Ok(UserRecord {
-                user: user_of(&r)?,
-                password_hash: r.try_get("password_hash")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn list_users(&self) -> Result<Vec<UserView>> {
-        let rows = sqlx::query("SELECT id, name, role, created_at FROM users ORDER BY name")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(user_of).collect()
-    }
-}
+impl_users!(SqliteStore, writer, reader);
+impl_users!(PgStore, pool, pool);
 
 impl UserStore for Store {
     async fn create_user(
