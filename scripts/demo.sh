@@ -20,8 +20,8 @@ source scripts/setup-frontend.sh
 
 step "building the dashboard and the server (release)"
 cargo leptos build --release
-step "building the agent (release)"
-cargo build --release --locked -p drover-agent
+step "building the agent and the drover CLI (release)"
+cargo build --release --locked -p drover-agent -p drover-cli
 
 listen="${DROVER_LISTEN:-127.0.0.1:8080}"
 data_dir="${DROVER_DATA_DIR:-drover-data}"
@@ -57,12 +57,27 @@ step "starting a local agent (examples/agent.toml)"
   --config examples/agent.toml --name "demo-agent" --state-dir "$data_dir/agent" &
 pids+=($!)
 
+step "uploading the example workflows and starting two runs"
+for f in examples/workflows/*.yaml; do
+  curl -fs -H "Authorization: Bearer $api_token" --data-binary "@$f" "http://$listen/api/v1/workflows" >/dev/null \
+    || die "could not upload $f"
+done
+run_ids=""
+for body in '{"workflow":"nightly-etl","inputs":{"date":"2026-11-24"}}' \
+            '{"workflow":"purchase-approval","inputs":{"item":"laptop","amount":2500}}'; do
+  id=$(curl -fs -H "Authorization: Bearer $api_token" -d "$body" "http://$listen/api/v1/runs" | grep -o '"id":[0-9]*' | head -1 | cut -d: -f2)
+  run_ids="$run_ids $id"
+done
+
 cat <<INFO
 
   Drover is running.
     dashboard   http://$listen/
     API token   $api_token   (also in $data_dir/api-token)
     try         curl -s -H "Authorization: Bearer $api_token" http://$listen/api/v1/agents
+    workflows   runs$run_ids started (nightly ETL; a purchase waiting for an approver):
+                DROVER_SERVER=http://$listen ./target/release/drover run list
+                DROVER_SERVER=http://$listen ./target/release/drover run watch <id>
 
   Submitting a demo stream of tasks; Ctrl-C stops everything.
 
