@@ -9,27 +9,43 @@ use crate::state::AppState;
 /// not returned: the caller's own change is already committed, and the
 /// leader's recovery pass advances any run left behind.
 pub async fn runs(state: &AppState, run_ids: impl IntoIterator<Item = i64>) {
-    let mut created = 0;
-    for run_id in run_ids {
-        match state
-            .store
-            .advance_run(run_id, &state.scheduling, now_us())
-            .await
-        {
-            Ok(a) => {
-                created += a.tasks_created;
-                if let Some(status) = a.status.filter(|s| s.is_terminal()) {
-                    tracing::debug!(run_id, status = status.as_str(), "run advanced to its end");
+    use futures::stream::{self, StreamExt};
+    // Different runs advance independently: on PostgreSQL they proceed in
+    // parallel (each locks only its own run); SQLite serializes them anyway.
+    let created: usize = stream::iter(run_ids)
+        .map(|run_id| async move {
+            match state
+                .store
+                .advance_run(run_id, &state.scheduling, now_us())
+                .await
+            {
+                Ok(a) => {
+                    if let Some(status) = a.status.filter(|s| s.is_terminal()) {
+                        tracing::debug!(
+                            run_id,
+                            status = status.as_str(),
+                            "run advanced to its end"
+                        );
+                    }
+                    a.tasks_created
+                }
+                Err(e) => {
+                    tracing::warn!(run_id, error = %e, "could not advance run");
+                    0
                 }
             }
-            Err(e) => tracing::warn!(run_id, error = %e, "could not advance run"),
-        }
-    }
+        })
+        .buffer_unordered(ADVANCE_CONCURRENCY)
+        .fold(0, |sum, n| async move { sum + n })
+        .await;
     if created > 0 {
         metrics::counter!("drover_workflow_tasks_created_total").increment(created as u64);
         state.dispatcher.kick();
     }
 }
+
+/// Runs advanced at once by one caller.
+const ADVANCE_CONCURRENCY: usize = 8;
 
 /// Advances the runs owning these tasks (after their tasks finished).
 pub async fn runs_of_tasks(state: &AppState, task_ids: &[i64]) {
