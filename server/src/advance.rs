@@ -45,7 +45,7 @@ pub async fn runs(state: &AppState, run_ids: impl IntoIterator<Item = i64>) {
 }
 
 /// Runs advanced at once by one caller.
-const ADVANCE_CONCURRENCY: usize = 8;
+const ADVANCE_CONCURRENCY: usize = 16;
 
 /// Advances the runs owning these tasks (after their tasks finished).
 pub async fn runs_of_tasks(state: &AppState, task_ids: &[i64]) {
