@@ -22,6 +22,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    #[error("too many failed attempts; try again in a minute")]
+    TooManyAttempts,
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -77,6 +79,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }

@@ -12,6 +12,7 @@ mod extract;
 mod http;
 mod notify;
 mod passwords;
+mod ratelimit;
 mod startup;
 mod state;
 mod telemetry;

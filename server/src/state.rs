@@ -26,6 +26,8 @@ pub struct Shared {
     /// Whether this instance currently holds leadership (runs the duties).
     pub leader: AtomicBool,
     pub enrollment_token_hash: String,
+    /// Failed sign-ins per user name.
+    pub sign_in_limiter: crate::ratelimit::SignInLimiter,
     /// Task types some agent has declared, plus the configured ones: a submit
     /// of any other type is refused. Refreshed from the store on a miss, so a
     /// registration on another instance is seen.
@@ -64,6 +66,10 @@ impl Shared {
             dispatcher,
             instance_id,
             leader: AtomicBool::new(false),
+            sign_in_limiter: crate::ratelimit::SignInLimiter::new(
+                5,
+                std::time::Duration::from_secs(60),
+            ),
             enrollment_token_hash,
             known_types: RwLock::new(known),
         }

@@ -359,3 +359,42 @@ async fn users_can_be_added_from_the_command_line() {
         (Some("carla"), Some("approver"))
     );
 }
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_lock_the_name_out() {
+    let (server, _db) = server().await;
+    let (s, _) = server
+        .post(
+            "/api/v1/users",
+            &json!({"name": "ann", "role": "approver", "password": "correct-horse"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    for _ in 0..5 {
+        let (s, _) = server
+            .post(
+                "/api/v1/tokens",
+                &json!({"name": "ann", "password": "guess"}),
+            )
+            .await;
+        assert_eq!(s, 401);
+    }
+    // Locked now, even with the right password, so the lock-out confirms nothing.
+    let (s, body) = server
+        .post(
+            "/api/v1/tokens",
+            &json!({"name": "ann", "password": "correct-horse"}),
+        )
+        .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (429, Some("too_many_attempts"))
+    );
+    let (s, _) = server
+        .post(
+            "/api/v1/tokens",
+            &json!({"name": "bob", "password": "whatever1"}),
+        )
+        .await;
+    assert_eq!(s, 401, "other names are not locked");
+}

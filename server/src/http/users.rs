@@ -56,6 +56,9 @@ async fn sign_in(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SignIn>,
 ) -> Result<(StatusCode, Json<UserWithToken>), ApiError> {
+    if !state.sign_in_limiter.allows(&req.name) {
+        return Err(ApiError::TooManyAttempts);
+    }
     let record = state.store.user_by_name(&req.name).await?;
     let ok = record
         .as_ref()
@@ -63,6 +66,7 @@ async fn sign_in(
         .is_some_and(|h| crate::passwords::verify_password(&req.password, h));
     match (ok, record) {
         (true, Some(record)) => {
+            state.sign_in_limiter.succeeded(&req.name);
             let token = crate::cli::issue_token(&state.store, record.user.id, "sign-in").await?;
             Ok((
                 StatusCode::CREATED,
@@ -72,6 +76,10 @@ async fn sign_in(
                 }),
             ))
         }
-        _ => Err(ApiError::Unauthorized),
+        _ => {
+            state.sign_in_limiter.failed(&req.name);
+            tracing::warn!(user = %req.name, "failed sign-in");
+            Err(ApiError::Unauthorized)
+        }
     }
 }
