@@ -20,6 +20,9 @@ pub async fn runs(state: &AppState, run_ids: impl IntoIterator<Item = i64>) {
                 .await
             {
                 Ok(a) => {
+                    state
+                        .events
+                        .publish("run", Some(run_id), a.status.map(|s| s.as_str()));
                     if let Some(status) = a.status.filter(|s| s.is_terminal()) {
                         tracing::debug!(
                             run_id,

@@ -91,6 +91,10 @@ async fn sweep(state: &AppState) {
         Ok(s) if !s.is_empty() => {
             tracing::warn!(agents = ?s.agents_offline, requeued = s.tasks_requeued, failed = s.tasks_failed, "agents went silent: marked offline, their tasks requeued");
             metrics::counter!("drover_agents_lost_total").increment(s.agents_offline.len() as u64);
+            for agent in &s.agents_offline {
+                state.events.publish("agent", Some(*agent), Some("offline"));
+            }
+            state.events.publish("tasks", None, None);
             metrics::counter!("drover_tasks_requeued_total").increment(s.tasks_requeued);
             state.dispatcher.kick();
             if s.tasks_failed > 0 {

@@ -8,6 +8,7 @@ mod config;
 mod dispatcher;
 mod duties;
 mod error;
+mod events;
 mod extract;
 mod http;
 mod notify;

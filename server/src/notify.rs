@@ -3,17 +3,19 @@
 //! task submitted through one instance reaches an agent long-polling another
 //! within milliseconds.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use drover_engine::store::postgres_work_channel;
 use sqlx::postgres::PgListener;
 
-use crate::dispatcher::Dispatcher;
+use crate::state::AppState;
 
-pub async fn run(pool: sqlx::PgPool, dispatcher: Arc<Dispatcher>) {
+/// Also relays the other instances' change events to this instance's
+/// event stream (see `events.rs`).
+pub async fn run(pool: sqlx::PgPool, state: AppState) {
+    let dispatcher = state.dispatcher.clone();
     loop {
-        match listen(&pool, &dispatcher).await {
+        match listen(&pool, &state).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "LISTEN connection lost; retrying");
@@ -24,11 +26,17 @@ pub async fn run(pool: sqlx::PgPool, dispatcher: Arc<Dispatcher>) {
     }
 }
 
-async fn listen(pool: &sqlx::PgPool, dispatcher: &Dispatcher) -> Result<(), sqlx::Error> {
+async fn listen(pool: &sqlx::PgPool, state: &AppState) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(postgres_work_channel()).await?;
+    listener
+        .listen_all([postgres_work_channel(), crate::events::CHANNEL])
+        .await?;
     loop {
-        listener.recv().await?;
-        dispatcher.kick();
+        let n = listener.recv().await?;
+        if n.channel() == crate::events::CHANNEL {
+            state.events.relay(n.payload());
+        } else {
+            state.dispatcher.kick();
+        }
     }
 }

@@ -98,12 +98,10 @@ impl Application {
             tokio::spawn(async move { d.run(store, stop).await })
         };
         let duties = tokio::spawn(crate::duties::run(state.clone(), stopped()));
-        let listener_task = state.store.postgres().map(|pg| {
-            tokio::spawn(crate::notify::run(
-                pg.pool().clone(),
-                state.dispatcher.clone(),
-            ))
-        });
+        let listener_task = state
+            .store
+            .postgres()
+            .map(|pg| tokio::spawn(crate::notify::run(pg.pool().clone(), state.clone())));
 
         let site_root = state.config.site_root.display().to_string();
         let addr = listener.local_addr()?;

@@ -26,6 +26,8 @@ pub struct Shared {
     /// Whether this instance currently holds leadership (runs the duties).
     pub leader: AtomicBool,
     pub enrollment_token_hash: String,
+    /// Change notices for live dashboards.
+    pub events: crate::events::EventBus,
     /// Failed sign-ins per user name.
     pub sign_in_limiter: crate::ratelimit::SignInLimiter,
     /// Task types some agent has declared, plus the configured ones: a submit
@@ -59,6 +61,10 @@ impl Shared {
         enrollment_token_hash: String,
     ) -> Self {
         let known: HashSet<String> = config.task_types.iter().cloned().collect();
+        let events = crate::events::EventBus::new(
+            instance_id.clone(),
+            store.postgres().map(|pg| pg.pool().clone()),
+        );
         Self {
             scheduling: config.scheduling(),
             config,
@@ -66,6 +72,7 @@ impl Shared {
             dispatcher,
             instance_id,
             leader: AtomicBool::new(false),
+            events,
             sign_in_limiter: crate::ratelimit::SignInLimiter::new(
                 5,
                 std::time::Duration::from_secs(60),

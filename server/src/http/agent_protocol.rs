@@ -47,6 +47,9 @@ async fn register(
     state.learn_task_types(spec.task_types.iter().cloned());
     tracing::info!(agent_id, name = %spec.name, host = %spec.hostname, capacity = spec.capacity, types = ?spec.task_types, "agent registered");
     metrics::counter!("drover_agents_registered_total").increment(1);
+    state
+        .events
+        .publish("agent", Some(agent_id), Some("online"));
     let config = &state.config;
     Ok(Json(RegisterResponse {
         agent_id,
@@ -173,6 +176,9 @@ async fn results(
     }
     // Slots were freed (and failed tasks may be requeued): hand out work.
     state.dispatcher.kick();
+    if acks.len() > stale as usize {
+        state.events.publish("tasks", None, None);
+    }
     crate::advance::runs_of_tasks(&state, &finished).await;
     let status = if stale > 0 && stale as usize == acks.len() {
         StatusCode::CONFLICT
@@ -191,6 +197,9 @@ async fn deregister(
     let sweep = state.store.deregister_agent(agent.id, now_us()).await?;
     tracing::info!(agent_id = agent.id, name = %agent.name, requeued = sweep.tasks_requeued, "agent deregistered");
     state.dispatcher.kick();
+    state
+        .events
+        .publish("agent", Some(agent.id), Some("deregistered"));
     Ok(Json(
         serde_json::json!({ "ok": true, "requeued": sweep.tasks_requeued }),
     ))

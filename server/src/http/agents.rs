@@ -34,6 +34,11 @@ async fn set_draining(state: &AppState, id: i64, draining: bool) -> Result<Json<
             other => other.into(),
         })?;
     state.dispatcher.kick();
+    state.events.publish(
+        "agent",
+        Some(id),
+        Some(if draining { "draining" } else { "online" }),
+    );
     Ok(Json(
         serde_json::json!({ "id": id, "status": if draining { "draining" } else { "online" } }),
     ))

@@ -132,6 +132,11 @@ async fn decide(
         )
         .await?;
     tracing::info!(approval = id, run_id, approved, by = %caller.0.name, "approval decided");
+    state.events.publish(
+        "approval",
+        Some(id),
+        Some(if approved { "approved" } else { "rejected" }),
+    );
     crate::advance::runs(&state, [run_id]).await;
     state
         .store

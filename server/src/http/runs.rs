@@ -152,6 +152,7 @@ async fn cancel(
         }
     }
     state.dispatcher.kick();
+    state.events.publish("run", Some(id), Some("cancelled"));
     tracing::info!(run_id = id, by = %caller.0.name, "run cancelled");
     Ok(Json(detail(&state, id).await?))
 }

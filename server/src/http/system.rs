@@ -27,6 +27,7 @@ pub fn api_router() -> Router<AppState> {
     Router::new()
         .route("/status", get(status))
         .route("/stats", get(stats))
+        .route("/events", get(crate::events::stream))
 }
 
 async fn status(_caller: Caller, State(state): State<AppState>) -> Json<ServerStatus> {

@@ -74,6 +74,7 @@ async fn submit(
     metrics::counter!("drover_tasks_submitted_total").increment(created as u64);
     if created > 0 {
         state.dispatcher.kick();
+        state.events.publish("tasks", None, Some("queued"));
     }
     let status = if created > 0 {
         StatusCode::CREATED
@@ -169,6 +170,7 @@ async fn cancel(
             other => other.into(),
         })?;
     state.dispatcher.kick();
+    state.events.publish("task", Some(id), Some("cancelled"));
     crate::advance::runs_of_tasks(&state, &[id]).await;
     Ok(Json(serde_json::json!({ "id": id, "status": status })))
 }

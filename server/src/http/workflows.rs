@@ -44,6 +44,7 @@ async fn upload(
         .upload_workflow(&def.name, &json, &digest, &caller.0.name, now_us())
         .await?;
     if created {
+        state.events.publish("workflow", Some(workflow.id), None);
         tracing::info!(workflow = %workflow.name, version = workflow.version, by = %caller.0.name, "workflow uploaded");
     }
     let status = if created {
