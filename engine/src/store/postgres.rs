@@ -8,7 +8,7 @@
 //! make work claimable `NOTIFY drover_work`, so the dispatchers of the other
 //! instances wake at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use drover_protocol::agent::{HeartbeatResponse, Lease, TaskResult};
@@ -19,11 +19,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::str::FromStr;
 
-use super::rows::{agent_view, assignment, attempt_view, event_view, task_view};
+use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
 use super::{AgentSession, Applied, Claim, Ending, QueueStore, Result, Sweep, TaskFilter};
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
-use crate::lifecycle::{AttemptEnd, RunningTask};
+use crate::lifecycle::AttemptEnd;
 
 /// The channel instances use to wake each other's dispatchers.
 pub const WORK_CHANNEL: &str = "drover_work";
@@ -90,21 +90,7 @@ impl PgStore {
         .bind(&tokens)
         .fetch_all(&mut **tx)
         .await?;
-        let mut current: HashMap<(i64, i64), (RunningTask, Option<i64>)> =
-            HashMap::with_capacity(rows.len());
-        for row in rows {
-            current.insert(
-                (row.try_get("id")?, row.try_get("lease_token")?),
-                (
-                    RunningTask {
-                        attempts: row.try_get("attempts")?,
-                        max_attempts: row.try_get("max_attempts")?,
-                        retry_backoff_ms: row.try_get("retry_backoff_ms")?,
-                    },
-                    row.try_get("agent_id")?,
-                ),
-            );
-        }
+        let current = current_leases!(rows);
         let (applied, rows) = super::plan_endings(endings, &current, now_us);
         let mut cols = EndColumns::default();
         for row in rows {

@@ -134,4 +134,28 @@ macro_rules! assignment {
     }};
 }
 
-pub(super) use {agent_view, assignment, attempt_view, event_view, task_view};
+/// The running tasks behind current leases, from rows of `id, lease_token,
+/// attempts, max_attempts, retry_backoff_ms, agent_id` (both backends).
+macro_rules! current_leases {
+    ($rows:expr) => {{
+        use sqlx::Row as _;
+        let rows = $rows;
+        let mut current = super::Current::with_capacity(rows.len());
+        for row in rows {
+            current.insert(
+                (row.try_get("id")?, row.try_get("lease_token")?),
+                (
+                    crate::lifecycle::RunningTask {
+                        attempts: row.try_get("attempts")?,
+                        max_attempts: row.try_get("max_attempts")?,
+                        retry_backoff_ms: row.try_get("retry_backoff_ms")?,
+                    },
+                    row.try_get("agent_id")?,
+                ),
+            );
+        }
+        current
+    }};
+}
+
+pub(super) use {agent_view, assignment, attempt_view, current_leases, event_view, task_view};

@@ -17,11 +17,11 @@ use drover_protocol::api::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::rows::{agent_view, assignment, attempt_view, event_view, task_view};
+use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
 use super::{AgentSession, Applied, Claim, Ending, QueueStore, Result, Sweep, TaskFilter};
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
-use crate::lifecycle::{AttemptEnd, RunningTask};
+use crate::lifecycle::AttemptEnd;
 
 const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
     status, attempts, max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, \
@@ -91,20 +91,7 @@ impl SqliteStore {
         .bind(serde_json::to_string(&leases)?)
         .fetch_all(&mut **tx)
         .await?;
-        let mut current = super::Current::with_capacity(rows.len());
-        for row in rows {
-            current.insert(
-                (row.try_get("id")?, row.try_get("lease_token")?),
-                (
-                    RunningTask {
-                        attempts: row.try_get("attempts")?,
-                        max_attempts: row.try_get("max_attempts")?,
-                        retry_backoff_ms: row.try_get("retry_backoff_ms")?,
-                    },
-                    row.try_get("agent_id")?,
-                ),
-            );
-        }
+        let current = current_leases!(rows);
         let (applied, rows) = super::plan_endings(endings, &current, now_us);
         if rows.is_empty() {
             return Ok(applied);
