@@ -322,3 +322,21 @@ pub struct UserWithToken {
     pub user: UserView,
     pub token: String,
 }
+
+/// `GET /api/v1/overview`: what the dashboard's first page shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Overview {
+    pub stats: Stats,
+    /// Tasks finished in each bucket, oldest first; the last bucket ends now.
+    pub throughput: Vec<i64>,
+    /// Width of one throughput bucket.
+    pub bucket_secs: i64,
+    /// Queued tasks by priority band: low, medium, high (thirds of the highest possible P).
+    pub queued_by_band: [i64; 3],
+    /// Where the bands start: medium from `band_edges[0]`, high from `band_edges[1]`.
+    pub band_edges: [f64; 2],
+    pub runs_running: i64,
+    pub runs_waiting_approval: i64,
+    /// α, β, γ.
+    pub priority_weights: [f64; 3],
+}

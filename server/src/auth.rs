@@ -1,6 +1,7 @@
-//! Bearer-token authentication. Operators use the API token; agents enroll
-//! with the enrollment token and then use a per-session token, stored only
-//! as a SHA-256 hash.
+//! Authentication. Users present an API token as a bearer token, or the
+//! dashboard's session cookie (see `crate::session`); agents enroll with the
+//! enrollment token and then use a per-session token. Tokens are stored only
+//! as SHA-256 hashes.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -45,14 +46,26 @@ fn same_hash(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// A signed-in user: the caller presented one of the user's API tokens.
+/// A signed-in user: the caller presented one of the user's API tokens, or
+/// a session cookie (with the CSRF value when the request changes state).
 pub struct Caller(pub UserView);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let token = match bearer(parts) {
+            Some(token) => token,
+            None => {
+                let session =
+                    crate::session::cookie(&parts.headers, crate::session::SESSION_COOKIE)
+                        .ok_or(ApiError::Unauthorized)?;
+                if !parts.method.is_safe() {
+                    crate::session::check_csrf(&parts.headers, session, None)?;
+                }
+                session
+            }
+        };
         match state.store.user_by_token(&hash_token(token)).await? {
             Some(user) => Ok(Caller(user)),
             None => Err(ApiError::Unauthorized),

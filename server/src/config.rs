@@ -82,6 +82,10 @@ pub struct Config {
     #[arg(long, env = "DROVER_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
 
+    /// How long a dashboard sign-in lasts.
+    #[arg(long, env = "DROVER_SESSION_TTL", value_parser = humantime::parse_duration, default_value = "7days")]
+    pub session_ttl: Duration,
+
     /// Token agents enroll with; generated into the data directory if unset.
     #[arg(long, env = "DROVER_ENROLLMENT_TOKEN", hide_env_values = true)]
     pub enrollment_token: Option<String>,

@@ -14,6 +14,7 @@ mod http;
 mod notify;
 mod passwords;
 mod ratelimit;
+mod session;
 mod startup;
 mod state;
 mod telemetry;

@@ -105,8 +105,11 @@ impl Application {
 
         let site_root = state.config.site_root.display().to_string();
         let addr = listener.local_addr()?;
-        let app = crate::http::router(state.clone(), metrics).merge(crate::web::router(
+        let api = crate::http::router(state.clone(), metrics);
+        let app = api.clone().merge(crate::web::router(
             crate::web::leptos_options(&site_root, addr),
+            state.clone(),
+            api,
         ));
         tracing::info!(%addr, instance = %state.instance_id, "drover-server listening");
         let closing = state.dispatcher.clone();

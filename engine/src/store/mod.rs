@@ -7,7 +7,9 @@
 //! a failed attempt turns into) come from [`crate::lifecycle`], so the two
 //! backends differ only in how they read and write rows.
 
+mod overview;
 mod postgres;
+mod retry;
 mod rows;
 mod runs;
 mod sqlite;
@@ -20,7 +22,9 @@ use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStat
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
 
+pub use overview::{OverviewCounts, OverviewStore};
 pub use postgres::PgStore;
+pub use retry::TaskRetryStore;
 
 /// The PostgreSQL channel on which instances wake each other's dispatchers.
 pub fn postgres_work_channel() -> &'static str {

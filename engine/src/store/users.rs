@@ -32,6 +32,17 @@ pub trait UserStore {
         label: &str,
         now_us: i64,
     ) -> Result<()>;
+    /// Starts a dashboard session: a token that stops working at `expires_at_us`.
+    async fn start_session(
+        &self,
+        user_id: i64,
+        token_hash: &str,
+        expires_at_us: i64,
+        now_us: i64,
+    ) -> Result<()>;
+    /// Revokes a token (signing out); revoking an unknown token is a no-op.
+    async fn revoke_token(&self, token_hash: &str) -> Result<()>;
+    /// The user owning an unexpired token.
     async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserView>>;
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
     async fn list_users(&self) -> Result<Vec<UserView>>;
@@ -113,11 +124,39 @@ macro_rules! impl_users {
                 Ok(())
             }
 
-            async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserView>> {
-                let row = sqlx::query(
-                    "SELECT u.id, u.name, u.role, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+            async fn start_session(&self, user_id: i64, token_hash: &str, expires_at_us: i64, now_us: i64) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO api_tokens (token_hash, user_id, label, created_at, expires_at) VALUES ($1, $2, 'session', $3, $4)",
                 )
                 .bind(token_hash)
+                .bind(user_id)
+                .bind(now_us)
+                .bind(expires_at_us)
+                .execute(self.$write())
+                .await?;
+                // Expired sessions are of no use to anyone: drop them while here.
+                sqlx::query("DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at < $1")
+                    .bind(now_us)
+                    .execute(self.$write())
+                    .await?;
+                Ok(())
+            }
+
+            async fn revoke_token(&self, token_hash: &str) -> Result<()> {
+                sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(self.$write())
+                    .await?;
+                Ok(())
+            }
+
+            async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserView>> {
+                let row = sqlx::query(
+                    "SELECT u.id, u.name, u.role, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                     WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)",
+                )
+                .bind(token_hash)
+                .bind(crate::time::now_us())
                 .fetch_optional(self.$read())
                 .await?;
                 row.as_ref().map(user_of).transpose()
@@ -165,6 +204,30 @@ impl UserStore for Store {
         match self {
             Store::Sqlite(s) => s.add_api_token(user_id, token_hash, label, now_us).await,
             Store::Postgres(s) => s.add_api_token(user_id, token_hash, label, now_us).await,
+        }
+    }
+    async fn start_session(
+        &self,
+        user_id: i64,
+        token_hash: &str,
+        expires_at_us: i64,
+        now_us: i64,
+    ) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => {
+                s.start_session(user_id, token_hash, expires_at_us, now_us)
+                    .await
+            }
+            Store::Postgres(s) => {
+                s.start_session(user_id, token_hash, expires_at_us, now_us)
+                    .await
+            }
+        }
+    }
+    async fn revoke_token(&self, token_hash: &str) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.revoke_token(token_hash).await,
+            Store::Postgres(s) => s.revoke_token(token_hash).await,
         }
     }
     async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserView>> {

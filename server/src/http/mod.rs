@@ -29,9 +29,11 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(workflows::router())
         .merge(runs::router())
         .merge(approvals::router())
+        .merge(crate::session::router())
         .fallback(|| async { ApiError::NotFound("API route".into()) });
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::session::form_router())
         .merge(system::router(metrics))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http())

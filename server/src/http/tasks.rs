@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_engine::domain::TaskSpec;
-use drover_engine::store::{QueueStore, TaskFilter};
+use drover_engine::store::{QueueStore, TaskFilter, TaskRetryStore};
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::api::{
@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/tasks", post(submit).get(list))
         .route("/tasks/{id}", get(get_task))
         .route("/tasks/{id}/cancel", post(cancel))
+        .route("/tasks/{id}/retry", post(retry))
 }
 
 /// `POST /api/v1/tasks` takes one task, or `{"tasks": [...]}` for a batch.
@@ -173,4 +174,25 @@ async fn cancel(
     state.events.publish("task", Some(id), Some("cancelled"));
     crate::advance::runs_of_tasks(&state, &[id]).await;
     Ok(Json(serde_json::json!({ "id": id, "status": status })))
+}
+
+/// Queues a failed or cancelled task again (tasks of runs: retry the step).
+async fn retry(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_operator()?;
+    state
+        .store
+        .retry_task(id, &state.scheduling, now_us())
+        .await
+        .map_err(|e| match e {
+            drover_engine::StoreError::NotFound => ApiError::NotFound(format!("task {id}")),
+            other => other.into(),
+        })?;
+    tracing::info!(task_id = id, by = %caller.0.name, "task retried");
+    state.dispatcher.kick();
+    state.events.publish("task", Some(id), Some("queued"));
+    Ok(Json(serde_json::json!({ "id": id, "status": "queued" })))
 }

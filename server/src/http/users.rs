@@ -6,12 +6,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_engine::store::UserStore;
 use drover_protocol::api::{NewUser, UserView, UserWithToken};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::session::{authenticate, Credentials};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -44,42 +44,18 @@ async fn me(caller: Caller) -> Json<UserView> {
     Json(caller.0)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignIn {
-    name: String,
-    password: String,
-}
-
 /// Exchanges a name and password for a new API token (for the CLI).
 async fn sign_in(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<SignIn>,
+    ApiJson(req): ApiJson<Credentials>,
 ) -> Result<(StatusCode, Json<UserWithToken>), ApiError> {
-    if !state.sign_in_limiter.allows(&req.name) {
-        return Err(ApiError::TooManyAttempts);
-    }
-    let record = state.store.user_by_name(&req.name).await?;
-    let ok = record
-        .as_ref()
-        .and_then(|r| r.password_hash.as_deref())
-        .is_some_and(|h| crate::passwords::verify_password(&req.password, h));
-    match (ok, record) {
-        (true, Some(record)) => {
-            state.sign_in_limiter.succeeded(&req.name);
-            let token = crate::cli::issue_token(&state.store, record.user.id, "sign-in").await?;
-            Ok((
-                StatusCode::CREATED,
-                Json(UserWithToken {
-                    user: record.user,
-                    token,
-                }),
-            ))
-        }
-        _ => {
-            state.sign_in_limiter.failed(&req.name);
-            tracing::warn!(user = %req.name, "failed sign-in");
-            Err(ApiError::Unauthorized)
-        }
-    }
+    let record = authenticate(&state, &req.name, &req.password).await?;
+    let token = crate::cli::issue_token(&state.store, record.user.id, "sign-in").await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserWithToken {
+            user: record.user,
+            token,
+        }),
+    ))
 }
