@@ -1,13 +1,22 @@
 //! The Drover dashboard, compiled twice: with `ssr` into the server (pages
 //! render as HTML before any wasm loads, links are real URLs) and with
-//! `hydrate` to wasm, which makes the rendered page interactive.
+//! `hydrate` to wasm, which makes the rendered page interactive and live.
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
-use leptos_router::StaticSegment;
+use leptos_router::path;
 
+pub mod api;
+#[cfg(feature = "hydrate")]
+mod browser;
+mod components;
+mod dag;
+pub mod format;
+mod live;
 mod pages;
+
+use components::{provide_me, use_me};
 
 /// The server's version: the app is built from the same workspace, so this
 /// is the version of the server that rendered the page.
@@ -36,27 +45,73 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    provide_me();
+    live::provide_live();
     view! {
         <Stylesheet id="leptos" href="/pkg/drover.css"/>
         <Title text="Drover"/>
         <Router>
-            <header class="topbar">
-                <A href="/" attr:class="brand">"Drover"</A>
-                <nav>
-                    <A href="/">"Overview"</A>
-                    <A href="/agents">"Agents"</A>
-                    <A href="/tasks">"Tasks"</A>
-                </nav>
-                <span class="version" data-testid="version">"v" {VERSION}</span>
-            </header>
+            <TopBar/>
             <main>
                 <Routes fallback=pages::NotFound>
-                    <Route path=StaticSegment("") view=pages::Overview/>
-                    <Route path=StaticSegment("agents") view=pages::ComingSoon/>
-                    <Route path=StaticSegment("tasks") view=pages::ComingSoon/>
+                    <Route path=path!("/") view=pages::overview::Overview/>
+                    <Route path=path!("/agents") view=pages::agents::Agents/>
+                    <Route path=path!("/tasks") view=pages::tasks::Tasks/>
+                    <Route path=path!("/tasks/:id") view=pages::tasks::TaskPage/>
+                    <Route path=path!("/workflows") view=pages::workflows::Workflows/>
+                    <Route path=path!("/workflows/:name") view=pages::workflows::WorkflowPage/>
+                    <Route path=path!("/runs") view=pages::runs::Runs/>
+                    <Route path=path!("/runs/:id") view=pages::run::RunPage/>
+                    <Route path=path!("/approvals") view=pages::approvals::Approvals/>
+                    <Route path=path!("/signin") view=pages::signin::SignIn/>
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// Navigation, the live-connection dot, and who is signed in.
+#[component]
+fn TopBar() -> impl IntoView {
+    let me = use_me();
+    let live = live::use_live();
+    view! {
+        <header class="topbar">
+            <A href="/" attr:class="brand">"Drover"</A>
+            <nav>
+                <A href="/" exact=true>"Overview"</A>
+                <A href="/agents">"Agents"</A>
+                <A href="/tasks">"Tasks"</A>
+                <A href="/workflows">"Workflows"</A>
+                <A href="/runs">"Runs"</A>
+                <A href="/approvals">"Approvals"</A>
+            </nav>
+            <span
+                class="live-dot"
+                class:on=move || live.connected.get()
+                title=move || if live.connected.get() { "Live: updates arrive as they happen" } else { "Not connected: reload to see changes" }
+                data-testid="live"
+                data-connected=move || live.connected.get().to_string()
+            ></span>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    me.await.map(|s| {
+                        let csrf = s.csrf_token.clone().unwrap_or_default();
+                        view! {
+                            <span class="who" data-testid="who">
+                                {s.user.name.clone()} " "
+                                <span class="role" data-testid="role">{s.user.role.as_str()}</span>
+                            </span>
+                            <form method="post" action="/signout" class="signout">
+                                <input type="hidden" name="csrf" value=csrf/>
+                                <button type="submit" class="link">"Sign out"</button>
+                            </form>
+                        }
+                    })
+                })}
+            </Transition>
+            <span class="version" data-testid="version">"v" {VERSION}</span>
+        </header>
     }
 }
 

@@ -1,34 +1,15 @@
-//! One component per page.
+//! One module per page.
 
 use leptos::prelude::*;
 
-/// The landing page. The counter is there to show at a glance (and to
-/// tests) that the page has hydrated and reacts.
-#[component]
-pub fn Overview() -> impl IntoView {
-    let clicks = RwSignal::new(0u32);
-    view! {
-        <section class="card">
-            <h1>"Drover"</h1>
-            <p>"A durable priority queue and workflow engine for a fleet of agents."</p>
-            <p>"Server version " <strong data-testid="server-version">{crate::VERSION}</strong></p>
-            <button data-testid="hydration-check" on:click=move |_| clicks.update(|c| *c += 1)>
-                "Interactive: " {move || clicks.get()}
-            </button>
-        </section>
-    }
-}
-
-#[component]
-pub fn ComingSoon() -> impl IntoView {
-    view! {
-        <section class="card empty">
-            <h1>"Coming soon"</h1>
-            <p>"This page arrives with the live dashboard. Until then the REST API has it all: "
-                <code>"/api/v1/agents"</code> ", " <code>"/api/v1/tasks"</code> "."</p>
-        </section>
-    }
-}
+pub mod agents;
+pub mod approvals;
+pub mod overview;
+pub mod run;
+pub mod runs;
+pub mod signin;
+pub mod tasks;
+pub mod workflows;
 
 #[component]
 pub fn NotFound() -> impl IntoView {
@@ -39,7 +20,7 @@ pub fn NotFound() -> impl IntoView {
         }
     }
     view! {
-        <section class="card empty">
+        <section class="card empty-state" data-testid="not-found">
             <h1>"Not found"</h1>
             <p>"There is no page here. " <a href="/">"Back to the overview"</a></p>
         </section>

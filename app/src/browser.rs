@@ -1,0 +1,90 @@
+//! What only the browser has: cookies, navigation, the event stream.
+
+use leptos::prelude::*;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+
+use crate::live::{Live, Topic};
+
+/// The CSRF value the server set beside the session cookie.
+pub fn csrf_token() -> Option<String> {
+    let doc = web_sys::window()?
+        .document()?
+        .dyn_into::<web_sys::HtmlDocument>()
+        .ok()?;
+    let cookies = doc.cookie().ok()?;
+    cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == "drover_csrf")
+        .map(|(_, v)| v.to_string())
+}
+
+/// The session ended (expired or signed out elsewhere): sign in again.
+pub fn go_to_sign_in() {
+    if let Some(window) = web_sys::window() {
+        let location = window.location();
+        let here = location.pathname().unwrap_or_default();
+        if here != "/signin" {
+            let _ = location.set_href(&format!("/signin?next={}", crate::api::enc(&here)));
+        }
+    }
+}
+
+pub fn now_us() -> i64 {
+    (js_sys::Date::now() * 1000.0) as i64
+}
+
+/// Opens the server's event stream and turns its events into refetches.
+/// Events are coalesced for a tick, so a burst costs one refetch per page.
+pub fn connect_events(live: Live) {
+    let Ok(source) = web_sys::EventSource::new("/api/v1/events") else {
+        return;
+    };
+    let dirty = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    for (kind, topics) in [
+        ("task", &[Topic::Tasks, Topic::Agents][..]),
+        ("tasks", &[Topic::Tasks, Topic::Agents][..]),
+        ("agent", &[Topic::Agents][..]),
+        ("run", &[Topic::Runs][..]),
+        ("approval", &[Topic::Approvals, Topic::Runs][..]),
+        ("workflow", &[Topic::Workflows][..]),
+    ] {
+        let dirty = dirty.clone();
+        let mask = topics.iter().fold(0, |m, t| m | t.bit());
+        let on_event = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            dirty.set(dirty.get() | mask);
+        });
+        let _ = source.add_event_listener_with_callback(kind, on_event.as_ref().unchecked_ref());
+        on_event.forget();
+    }
+    {
+        let dirty = dirty.clone();
+        // After a (re)connect anything may have changed meanwhile.
+        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            live.connected.set(true);
+            dirty.set(u32::MAX);
+        });
+        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        on_open.forget();
+        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            live.connected.set(false);
+        });
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        on_error.forget();
+    }
+    std::mem::forget(source);
+    let _ = set_interval_with_handle(
+        move || {
+            let bits = dirty.replace(0);
+            if bits != 0 {
+                live.bump(bits);
+            }
+        },
+        std::time::Duration::from_millis(100),
+    );
+    let _ = set_interval_with_handle(
+        move || live.now_us.set(now_us()),
+        std::time::Duration::from_secs(1),
+    );
+}

@@ -1,0 +1,201 @@
+//! Lays a workflow's steps out left to right for the run page's graph:
+//! a step's column is the longest chain of dependencies before it, and
+//! within a column steps are ordered by where their parents sit, which
+//! keeps edges short and crossings few even with 50+ steps.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// A step as the graph needs it, read from the definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DagStep {
+    pub id: String,
+    pub kind: String,
+    pub depends_on: Vec<String>,
+    /// Compensation steps run when these fail (drawn dashed).
+    pub on_failure_of: Vec<String>,
+    pub fan_out: bool,
+    pub conditional: bool,
+}
+
+pub fn steps_of(definition: &Value) -> Vec<DagStep> {
+    let strings = |v: &Value, key: &str| -> Vec<String> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    definition
+        .get("steps")
+        .and_then(Value::as_array)
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| {
+                    Some(DagStep {
+                        id: s.get("id")?.as_str()?.to_string(),
+                        kind: s
+                            .get("type")
+                            .and_then(Value::as_str)
+                            .unwrap_or("task")
+                            .to_string(),
+                        depends_on: strings(s, "depends_on"),
+                        on_failure_of: strings(s, "on_failure_of"),
+                        fan_out: s.get("for_each").is_some_and(|v| !v.is_null()),
+                        conditional: s.get("when").is_some_and(|v| !v.is_null()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub const NODE_W: f64 = 168.0;
+pub const NODE_H: f64 = 40.0;
+pub const COL_GAP: f64 = 56.0;
+pub const ROW_GAP: f64 = 14.0;
+pub const PAD: f64 = 8.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Top-left corner of each step's box, by step index.
+    pub pos: Vec<(f64, f64)>,
+    /// `(from, to, compensation)` by step index.
+    pub edges: Vec<(usize, usize, bool)>,
+    pub width: f64,
+    pub height: f64,
+}
+
+pub fn layout(steps: &[DagStep]) -> Layout {
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let parents: Vec<Vec<usize>> = steps
+        .iter()
+        .map(|s| {
+            s.depends_on
+                .iter()
+                .chain(&s.on_failure_of)
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    // Longest path from a root; definitions are acyclic (checked on upload),
+    // and the pass count bound keeps a bad one from looping.
+    let mut col = vec![0usize; steps.len()];
+    for _ in 0..steps.len() {
+        let mut changed = false;
+        for i in 0..steps.len() {
+            let c = parents[i].iter().map(|&p| col[p] + 1).max().unwrap_or(0);
+            if c > col[i] {
+                col[i] = c;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let columns = col.iter().copied().max().map_or(0, |m| m + 1);
+    let mut row = vec![0f64; steps.len()];
+    let mut tallest = 0usize;
+    for c in 0..columns {
+        let mut members: Vec<usize> = (0..steps.len()).filter(|&i| col[i] == c).collect();
+        // Order by the mean row of the parents (already placed), then by definition order.
+        let key = |i: usize| -> f64 {
+            let ps = &parents[i];
+            if ps.is_empty() {
+                i as f64
+            } else {
+                ps.iter().map(|&p| row[p]).sum::<f64>() / ps.len() as f64
+            }
+        };
+        members.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+        for (r, &i) in members.iter().enumerate() {
+            row[i] = r as f64;
+        }
+        tallest = tallest.max(members.len());
+    }
+    let pos = (0..steps.len())
+        .map(|i| {
+            (
+                PAD + col[i] as f64 * (NODE_W + COL_GAP),
+                PAD + row[i] * (NODE_H + ROW_GAP),
+            )
+        })
+        .collect();
+    let mut edges = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        for d in &s.depends_on {
+            if let Some(&p) = index.get(d.as_str()) {
+                edges.push((p, i, false));
+            }
+        }
+        for d in &s.on_failure_of {
+            if let Some(&p) = index.get(d.as_str()) {
+                edges.push((p, i, true));
+            }
+        }
+    }
+    Layout {
+        pos,
+        edges,
+        width: PAD * 2.0 + columns as f64 * (NODE_W + COL_GAP)
+            - COL_GAP.min(columns as f64 * COL_GAP),
+        height: PAD * 2.0 + tallest as f64 * (NODE_H + ROW_GAP)
+            - ROW_GAP.min(tallest as f64 * ROW_GAP),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(id: &str, deps: &[&str]) -> DagStep {
+        DagStep {
+            id: id.into(),
+            kind: "task".into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            on_failure_of: vec![],
+            fan_out: false,
+            conditional: false,
+        }
+    }
+
+    #[test]
+    fn columns_follow_the_longest_dependency_chain() {
+        let steps = vec![
+            step("a", &[]),
+            step("b", &["a"]),
+            step("c", &["a", "b"]),
+            step("d", &[]),
+        ];
+        let l = layout(&steps);
+        let x: Vec<f64> = l.pos.iter().map(|p| p.0).collect();
+        assert!(
+            x[0] < x[1] && x[1] < x[2],
+            "a, b, c in successive columns: {x:?}"
+        );
+        assert_eq!(x[3], x[0], "a root sits in the first column");
+        assert_eq!(l.edges.len(), 3);
+        assert!(l.width >= 3.0 * NODE_W && l.height >= 2.0 * NODE_H);
+    }
+
+    #[test]
+    fn a_long_chain_stays_one_row_high() {
+        let mut steps = vec![step("s0", &[])];
+        for i in 1..60 {
+            steps.push(step(&format!("s{i}"), &[&format!("s{}", i - 1)]));
+        }
+        let l = layout(&steps);
+        assert!(l.pos.iter().all(|p| p.1 == PAD));
+        assert!(l.height < 2.0 * NODE_H);
+    }
+}

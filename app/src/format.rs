@@ -1,0 +1,87 @@
+//! Times, durations and numbers as people read them.
+
+/// "12 s ago", "3 min ago"; `now_us` comes from the page's ticking clock.
+pub fn ago(now_us: i64, t_us: i64) -> String {
+    let secs = (now_us - t_us).max(0) / 1_000_000;
+    match secs {
+        0..=1 => "just now".into(),
+        2..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+/// A span of time in the largest fitting unit.
+pub fn duration_us(us: i64) -> String {
+    let us = us.max(0);
+    if us < 1_000 {
+        format!("{us} µs")
+    } else if us < 1_000_000 {
+        format!("{} ms", us / 1_000)
+    } else if us < 60_000_000 {
+        format!("{:.1} s", us as f64 / 1e6)
+    } else {
+        let s = us / 1_000_000;
+        format!("{} min {} s", s / 60, s % 60)
+    }
+}
+
+/// `2026-11-25 01:02:03 UTC`.
+pub fn utc(t_us: i64) -> String {
+    let secs = t_us.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A weight or priority without needless decimals: `1`, `0.5`, `12.25`.
+pub fn num(x: f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{}", x.round() as i64)
+    } else {
+        let s = format!("{x:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// Pretty JSON for payloads and outputs.
+pub fn json(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_spans_read_naturally() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_795_000_000_000_000), "2026-11-18 09:46:40 UTC");
+        assert_eq!(ago(10_000_000, 0), "10 s ago");
+        assert_eq!(ago(200_000_000, 0), "3 min ago");
+        assert_eq!(duration_us(1_500), "1 ms");
+        assert_eq!(duration_us(2_500_000), "2.5 s");
+        assert_eq!(num(1.0), "1");
+        assert_eq!(num(0.25), "0.25");
+    }
+}

@@ -1,0 +1,162 @@
+//! The approvals inbox: what the signed-in user may decide, with the
+//! rendered message and the run's inputs; and what was decided lately.
+
+use drover_protocol::workflow::{ApprovalList, ApprovalView};
+use leptos::prelude::*;
+
+use crate::api;
+use crate::components::{my_name, outcome_view, use_me, Badge, Empty, ErrorBox, Loading};
+use crate::format::utc;
+use crate::live::{use_live, Topic};
+
+#[component]
+pub fn Approvals() -> impl IntoView {
+    let live = use_live();
+    let me = use_me();
+    let inbox = Resource::new(
+        move || live.watch(Topic::Approvals),
+        |_| api::get::<ApprovalList>("/approvals?status=pending"),
+    );
+    let decided = Resource::new(
+        move || live.watch(Topic::Approvals),
+        |_| api::get::<ApprovalList>("/approvals?status=all&mine=false"),
+    );
+    let act = Action::new(|(id, approve, comment): &(i64, bool, String)| {
+        let (id, approve, comment) = (*id, *approve, comment.clone());
+        async move {
+            let body = serde_json::json!({
+                "decision": if approve { "approve" } else { "reject" },
+                "comment": (!comment.trim().is_empty()).then_some(comment),
+            });
+            api::post::<serde_json::Value>(&format!("/approvals/{id}/decision"), &body)
+                .await
+                .map(|_| {
+                    if approve {
+                        format!("Approval {id}: approved.")
+                    } else {
+                        format!("Approval {id}: rejected.")
+                    }
+                })
+        }
+    });
+    Effect::new(move |_| {
+        if act.value().get().is_some() {
+            inbox.refetch();
+            decided.refetch();
+        }
+    });
+    let decide = Callback::new(move |(id, approve, comment): (i64, bool, String)| {
+        act.dispatch((id, approve, comment));
+    });
+    view! {
+        <h1 class="page-title">"Approvals"</h1>
+        {move || outcome_view(act.value().get())}
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (inbox, me) = (inbox.await, me.await);
+                let me = my_name(&me);
+                match inbox {
+                    Ok(l) if l.approvals.is_empty() => view! {
+                        <Empty title="Nothing to decide">"Approvals you may decide appear here the moment a run asks for one."</Empty>
+                    }.into_any(),
+                    Ok(l) => view! {
+                        <div class="cards" data-testid="inbox">
+                            {l.approvals.into_iter().map(|a| view! { <ApprovalCard a mine=true me=me.clone() decide show_run=true/> }).collect_view()}
+                        </div>
+                    }.into_any(),
+                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                }
+            })}
+        </Transition>
+        <h2>"Decided"</h2>
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                match decided.await {
+                    Ok(l) => {
+                        let done: Vec<ApprovalView> = l.approvals.into_iter().filter(|a| a.status != "pending").take(50).collect();
+                        if done.is_empty() {
+                            return view! { <p class="muted">"None yet."</p> }.into_any();
+                        }
+                        view! {
+                            <div class="table-wrap"><table class="data" data-testid="decided">
+                                <thead><tr><th>"Run"</th><th>"Step"</th><th>"Decision"</th><th>"By"</th><th>"When"</th><th>"Comment"</th></tr></thead>
+                                <tbody>
+                                    {done.into_iter().map(|a| view! {
+                                        <tr>
+                                            <td><a href=format!("/runs/{}", a.run_id)>"#" {a.run_id}</a> " " {a.workflow.clone()}</td>
+                                            <td>{a.step_id.clone()}</td>
+                                            <td><Badge status=a.status.clone()/></td>
+                                            <td>{a.decided_by.clone().unwrap_or_else(|| "timeout".into())}</td>
+                                            <td class="muted">{a.decided_at_us.map(utc)}</td>
+                                            <td>{a.comment.clone()}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table></div>
+                        }.into_any()
+                    }
+                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// One approval: decide it when `mine`, otherwise say why not or how it was decided.
+#[component]
+pub fn ApprovalCard(
+    a: ApprovalView,
+    mine: bool,
+    me: String,
+    decide: Callback<(i64, bool, String)>,
+    show_run: bool,
+) -> impl IntoView {
+    let comment = RwSignal::new(String::new());
+    let id = a.id;
+    let pending = a.status == "pending";
+    let who = {
+        let mut who: Vec<String> = a
+            .approvers
+            .users
+            .iter()
+            .map(|u| format!("user {u}"))
+            .collect();
+        who.extend(a.approvers.roles.iter().map(|r| format!("role {r}")));
+        who.join(", ")
+    };
+    let why_not = if a.requested_by == me {
+        format!("You started this run, so someone else must approve it (separation of duties). Approvers: {who}.")
+    } else {
+        format!("Waiting for {who}.")
+    };
+    view! {
+        <div class="approval card" data-testid=format!("approval-{}", a.step_id) data-status=a.status.clone()>
+            <p>
+                {show_run.then(|| view! { <a href=format!("/runs/{}", a.run_id)>"Run #" {a.run_id} " · " {a.workflow.clone()}</a> " · " })}
+                <strong>{a.step_id.clone()}</strong> " " <Badge status=a.status.clone()/>
+                <span class="muted">" requested by " {a.requested_by.clone()} ", " {utc(a.created_at_us)}</span>
+            </p>
+            <blockquote data-testid="approval-message">{a.message.clone()}</blockquote>
+            {show_run.then(|| view! { <p class="muted">"Inputs: " <code class="inputs">{a.inputs.to_string()}</code></p> })}
+            {a.expires_at_us.filter(|_| pending).map(|e| view! { <p class="muted">"Times out at " {utc(e)}</p> })}
+            {if pending && mine {
+                view! {
+                    <div class="decide">
+                        <textarea rows="2" placeholder="Comment (optional)" data-testid="comment"
+                            prop:value=move || comment.get() on:input=move |ev| comment.set(event_target_value(&ev))></textarea>
+                        <button class="primary" data-testid="approve" on:click=move |_| decide.run((id, true, comment.get()))>"Approve"</button>
+                        <button class="danger" data-testid="reject" on:click=move |_| decide.run((id, false, comment.get()))>"Reject"</button>
+                    </div>
+                }.into_any()
+            } else if pending {
+                view! { <p class="muted" data-testid="cannot-approve">{why_not}</p> }.into_any()
+            } else {
+                view! {
+                    <p class="muted" data-testid="decided">{a.status.clone()} " by " {a.decided_by.clone().unwrap_or_else(|| "timeout".into())}
+                        {a.decided_at_us.map(|t| format!(" at {}", utc(t)))}
+                        {a.comment.clone().map(|c| format!(": “{c}”"))}</p>
+                }.into_any()
+            }}
+        </div>
+    }
+}

@@ -1,0 +1,395 @@
+//! One run: its DAG drawn live, each step's details, approvals, a timeline,
+//! and the buttons to cancel the run, retry a step, or decide an approval.
+
+use drover_protocol::api::TaskDetail;
+use drover_protocol::workflow::{ApprovalList, ApprovalView, RunDetail, StepView, WorkflowVersion};
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use crate::api::{self, enc, ApiResult};
+use crate::components::{can_operate, my_name, outcome_view, use_me, Badge, ErrorBox, Loading};
+use crate::dag::{layout, steps_of, DagStep, NODE_H, NODE_W};
+use crate::format::{duration_us, json, utc};
+use crate::live::{use_live, Topic};
+use crate::pages::approvals::ApprovalCard;
+use crate::pages::tasks::AttemptsTable;
+
+async fn load(id: i64) -> ApiResult<(RunDetail, WorkflowVersion)> {
+    let run = api::get::<RunDetail>(&format!("/runs/{id}")).await?;
+    let wf = api::get::<WorkflowVersion>(&format!(
+        "/workflows/{}/versions/{}",
+        enc(&run.run.workflow),
+        run.run.version
+    ))
+    .await?;
+    Ok((run, wf))
+}
+
+#[derive(Clone, Copy)]
+struct RunCtx {
+    selected: RwSignal<Option<String>>,
+    act: Action<RunOp, ApiResult<String>>,
+}
+
+#[derive(Clone)]
+enum RunOp {
+    Cancel,
+    Retry(String),
+    Decide {
+        id: i64,
+        approve: bool,
+        comment: String,
+    },
+}
+
+#[component]
+pub fn RunPage() -> impl IntoView {
+    let params = use_params_map();
+    let live = use_live();
+    let me = use_me();
+    let id = move || {
+        params
+            .with(|p| p.get("id"))
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let run = Resource::new(
+        move || (live.watch(Topic::Runs), live.watch(Topic::Tasks), id()),
+        |(_, _, id)| load(id),
+    );
+    let inbox = Resource::new(
+        move || live.watch(Topic::Approvals),
+        |_| async move {
+            api::get::<ApprovalList>("/approvals?status=pending")
+                .await
+                .map(|l| l.approvals)
+                .unwrap_or_default()
+        },
+    );
+    let act = Action::new(move |op: &RunOp| {
+        let (op, id) = (op.clone(), id());
+        async move {
+            match op {
+                RunOp::Cancel => api::post::<serde_json::Value>(
+                    &format!("/runs/{id}/cancel"),
+                    &serde_json::json!({}),
+                )
+                .await
+                .map(|_| "Run cancelled; its running tasks are being stopped.".to_string()),
+                RunOp::Retry(step) => api::post::<serde_json::Value>(
+                    &format!("/runs/{id}/steps/{}/retry", enc(&step)),
+                    &serde_json::json!({}),
+                )
+                .await
+                .map(|_| format!("Step {step} is running again.")),
+                RunOp::Decide {
+                    id: approval,
+                    approve,
+                    comment,
+                } => {
+                    let body = serde_json::json!({
+                        "decision": if approve { "approve" } else { "reject" },
+                        "comment": (!comment.trim().is_empty()).then_some(comment),
+                    });
+                    api::post::<serde_json::Value>(
+                        &format!("/approvals/{approval}/decision"),
+                        &body,
+                    )
+                    .await
+                    .map(|_| {
+                        if approve {
+                            "Approved.".to_string()
+                        } else {
+                            "Rejected.".to_string()
+                        }
+                    })
+                }
+            }
+        }
+    });
+    Effect::new(move |_| {
+        if act.value().get().is_some() {
+            run.refetch();
+            inbox.refetch();
+        }
+    });
+    let ctx = RunCtx {
+        selected: RwSignal::new(None),
+        act,
+    };
+    view! {
+        <p class="crumbs"><a href="/runs">"Runs"</a> " / #" {id}</p>
+        {move || outcome_view(act.value().get())}
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (run, me, inbox) = (run.await, me.await, inbox.await);
+                match run {
+                    Ok((run, wf)) => {
+                        let operate = can_operate(&me);
+                        view! { <RunBody run wf operate me=my_name(&me) inbox ctx/> }.into_any()
+                    }
+                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn RunBody(
+    run: RunDetail,
+    wf: WorkflowVersion,
+    operate: bool,
+    me: String,
+    inbox: Vec<ApprovalView>,
+    ctx: RunCtx,
+) -> impl IntoView {
+    let r = &run.run;
+    let active = matches!(r.status.as_str(), "running" | "waiting_approval");
+    let dag = steps_of(&wf.definition);
+    let steps = run.steps.clone();
+    let selected_view = {
+        let steps = run.steps.clone();
+        let approvals = run.approvals.clone();
+        let dag = dag.clone();
+        move || {
+            ctx.selected.get().and_then(|sel| {
+                let step = steps.iter().find(|s| s.step_id == sel)?.clone();
+                let kind = dag
+                    .iter()
+                    .find(|d| d.id == sel)
+                    .map(|d| d.kind.clone())
+                    .unwrap_or_default();
+                let approval = approvals.iter().find(|a| a.step_id == sel).cloned();
+                Some(view! { <StepPanel step kind approval operate ctx/> })
+            })
+        }
+    };
+    view! {
+        <section class="card run-head">
+            <h1>"Run #" {r.id} " " <span data-testid="run-status"><Badge status=r.status.as_str()/></span></h1>
+            <dl class="facts">
+                <dt>"Workflow"</dt><dd><a href=format!("/workflows/{}?version={}", enc(&r.workflow), r.version)>{r.workflow.clone()} " v" {r.version}</a></dd>
+                <dt>"Started by"</dt><dd>{r.started_by.clone()} ", " {utc(r.created_at_us)}</dd>
+                {r.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} " (" {duration_us(f - r.created_at_us)} ")"</dd> })}
+                {r.error.clone().map(|e| view! { <dt>"Error"</dt><dd class="err-line">{e}</dd> })}
+                <dt>"Inputs"</dt><dd><code class="inputs">{r.inputs.to_string()}</code></dd>
+            </dl>
+            {(operate && active).then(|| view! {
+                <button class="danger" data-testid="cancel-run" on:click=move |_| { ctx.act.dispatch(RunOp::Cancel); }>"Cancel run"</button>
+            })}
+        </section>
+        <Approvals approvals=run.approvals.clone() inbox me ctx/>
+        <section class="card">
+            <h2>"Steps"</h2>
+            <Graph dag steps ctx/>
+            <p class="muted legend">"Click a step for its payload, output, attempts and timings."</p>
+        </section>
+        {selected_view}
+        <section class="card">
+            <h2>"Timeline"</h2>
+            <Timeline run=run.clone()/>
+        </section>
+    }
+}
+
+fn status_of<'a>(steps: &'a [StepView], id: &str) -> Option<&'a StepView> {
+    steps.iter().find(|s| s.step_id == id)
+}
+
+/// The DAG as SVG: steps as boxes coloured by state, dependencies as curves.
+#[component]
+fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView {
+    let l = layout(&dag);
+    let edges = l
+        .edges
+        .iter()
+        .map(|&(from, to, comp)| {
+            let (x1, y1) = (l.pos[from].0 + NODE_W, l.pos[from].1 + NODE_H / 2.0);
+            let (x2, y2) = (l.pos[to].0, l.pos[to].1 + NODE_H / 2.0);
+            let mid = (x1 + x2) / 2.0;
+            let d = format!("M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}");
+            view! { <path d=d class:comp=comp marker-end="url(#arrow)"></path> }
+        })
+        .collect_view();
+    let nodes = dag
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (x, y) = l.pos[i];
+            let view_of = status_of(&steps, &s.id);
+            let status = view_of.map(|v| v.status.clone()).unwrap_or_else(|| "pending".into());
+            let count = view_of.and_then(|v| v.item_count).filter(|_| s.fan_out);
+            let label: String = if s.id.chars().count() > 20 { s.id.chars().take(19).chain(['…']).collect() } else { s.id.clone() };
+            let sub = match (s.kind.as_str(), count) {
+                ("approval", _) => "approval".to_string(),
+                (_, Some(n)) => format!("for each · {n} tasks"),
+                _ if s.fan_out => "for each".to_string(),
+                _ if s.conditional => "task · when".to_string(),
+                _ => "task".to_string(),
+            };
+            let id = s.id.clone();
+            let selected = {
+                let id = id.clone();
+                move || ctx.selected.get().as_deref() == Some(id.as_str())
+            };
+            view! {
+                <g class=format!("node s-{status}") class:selected=selected transform=format!("translate({x},{y})")
+                    data-testid=format!("step-{}", s.id) data-status=status.clone()
+                    on:click=move |_| ctx.selected.set(Some(id.clone()))>
+                    <title>{s.id.clone()} " · " {status.replace('_', " ")}</title>
+                    <rect width=NODE_W height=NODE_H rx="6"></rect>
+                    {s.fan_out.then(|| view! { <rect class="stack" x="4" y="-4" width=NODE_W height=NODE_H rx="6"></rect> })}
+                    <text x="10" y="17" class="node-id">{label}</text>
+                    <text x="10" y="32" class="node-sub">{sub} " · " {status.replace('_', " ")}</text>
+                </g>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="graph-wrap">
+            <svg class="dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height) role="img" aria-label="workflow steps">
+                <defs>
+                    <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                        <path d="M 0 0 L 10 5 L 0 10 z"></path>
+                    </marker>
+                </defs>
+                <g class="edges">{edges}</g>
+                {nodes}
+            </svg>
+        </div>
+    }
+}
+
+#[component]
+fn StepPanel(
+    step: StepView,
+    kind: String,
+    approval: Option<ApprovalView>,
+    operate: bool,
+    ctx: RunCtx,
+) -> impl IntoView {
+    let live = use_live();
+    let ids: Vec<i64> = step.task_ids.iter().copied().take(20).collect();
+    let more = step.task_ids.len().saturating_sub(ids.len());
+    let tasks = Resource::new(
+        move || live.watch(Topic::Tasks),
+        move |_| {
+            let ids = ids.clone();
+            async move {
+                let mut out = Vec::new();
+                for id in ids {
+                    out.push(api::get::<TaskDetail>(&format!("/tasks/{id}")).await?);
+                }
+                Ok::<_, api::ApiFailure>(out)
+            }
+        },
+    );
+    let failed = step.status == "failed";
+    let step_id = step.step_id.clone();
+    view! {
+        <section class="card step-panel" data-testid="step-panel">
+            <h2>"Step " <code>{step.step_id.clone()}</code> " " <Badge status=step.status.clone()/> " " <span class="chip">{kind}</span></h2>
+            <dl class="facts">
+                {step.started_at_us.map(|s| view! { <dt>"Started"</dt><dd>{utc(s)}</dd> })}
+                {step.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} {step.started_at_us.map(|s| format!(" (took {})", duration_us(f - s)))}</dd> })}
+                {step.item_count.map(|n| view! { <dt>"Items"</dt><dd>{n}</dd> })}
+                {(step.generation > 0).then(|| view! { <dt>"Retried"</dt><dd>{step.generation} " time(s)"</dd> })}
+            </dl>
+            {(operate && failed).then(|| view! {
+                <button data-testid="retry-step" on:click=move |_| { ctx.act.dispatch(RunOp::Retry(step_id.clone())); }>"Retry step"</button>
+            })}
+            {step.error.clone().map(|e| view! { <h3>"Error"</h3><pre class="error-pre">{e}</pre> })}
+            {step.output.as_ref().map(|o| view! { <h3>"Output"</h3><pre>{json(o)}</pre> })}
+            {approval.map(|a| view! { <h3>"Approval"</h3><p>{a.message.clone()}</p> })}
+            {(!step.task_ids.is_empty()).then(|| view! {
+                <h3>"Tasks"</h3>
+                <Transition fallback=Loading>
+                    {move || Suspend::new(async move {
+                        match tasks.await {
+                            Ok(list) => list.into_iter().map(|d| {
+                                let t = &d.task;
+                                view! {
+                                    <div class="step-task">
+                                        <p><a href=format!("/tasks/{}", t.id)>"Task " {t.id}</a> " " <Badge status=t.status.as_str()/>
+                                            " · " {t.task_type.clone()} " · P " {crate::format::num(t.priority)}</p>
+                                        <details><summary>"Payload"</summary><pre>{json(&t.payload)}</pre></details>
+                                        <AttemptsTable d=d.clone()/>
+                                    </div>
+                                }
+                            }).collect_view().into_any(),
+                            Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                        }
+                    })}
+                </Transition>
+                {(more > 0).then(|| view! { <p class="muted">"… and " {more} " more tasks."</p> })}
+            })}
+        </section>
+    }
+}
+
+/// The run's approvals: decide the ones the signed-in user may; say why not otherwise.
+#[component]
+fn Approvals(
+    approvals: Vec<ApprovalView>,
+    inbox: Vec<ApprovalView>,
+    me: String,
+    ctx: RunCtx,
+) -> impl IntoView {
+    if approvals.is_empty() {
+        return ().into_any();
+    }
+    view! {
+        <section class="card approvals" data-testid="run-approvals">
+            <h2>"Approvals"</h2>
+            {approvals.into_iter().map(|a| {
+                let mine = inbox.iter().any(|x| x.id == a.id);
+                let decide = Callback::new(move |(id, approve, comment): (i64, bool, String)| {
+                    ctx.act.dispatch(RunOp::Decide { id, approve, comment });
+                });
+                view! { <ApprovalCard a mine me=me.clone() decide show_run=false/> }
+            }).collect_view()}
+        </section>
+    }
+    .into_any()
+}
+
+/// Step starts and ends, and approval decisions, in time order.
+#[component]
+fn Timeline(run: RunDetail) -> impl IntoView {
+    let mut events: Vec<(i64, String, String)> = Vec::new();
+    for s in &run.steps {
+        if let Some(t) = s.started_at_us {
+            events.push((t, s.step_id.clone(), "started".into()));
+        }
+        if let Some(t) = s.finished_at_us {
+            events.push((t, s.step_id.clone(), s.status.clone()));
+        }
+    }
+    for a in &run.approvals {
+        if let Some(t) = a.decided_at_us {
+            events.push((
+                t,
+                a.step_id.clone(),
+                format!(
+                    "{} by {}",
+                    a.status,
+                    a.decided_by.clone().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    events.sort();
+    let start = run.run.created_at_us;
+    if events.is_empty() {
+        return view! { <p class="muted">"Nothing has happened yet."</p> }.into_any();
+    }
+    view! {
+        <ol class="timeline" data-testid="timeline">
+            {events.into_iter().map(|(t, step, what)| view! {
+                <li><span class="muted t">"+" {duration_us(t - start)}</span> " " <code>{step}</code> " " {what}</li>
+            }).collect_view()}
+        </ol>
+    }
+    .into_any()
+}

@@ -1,0 +1,28 @@
+//! Sign-in: a plain HTML form posted to the server, so it works before (and
+//! without) the wasm; the server sets the session cookies and redirects.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+#[component]
+pub fn SignIn() -> impl IntoView {
+    let query = use_query_map();
+    let error = move || query.with(|q| q.get("error"));
+    let next = move || query.with(|q| q.get("next")).unwrap_or_else(|| "/".into());
+    view! {
+        <section class="card signin">
+            <h1>"Sign in to Drover"</h1>
+            <form method="post" action="/signin">
+                <input type="hidden" name="next" value=next/>
+                <label>"Name" <input name="name" autocomplete="username" required autofocus/></label>
+                <label>"Password"
+                    <input name="password" type="password" autocomplete="current-password" required/>
+                </label>
+                {move || error().map(|e| view! { <p class="field-error" role="alert" data-testid="signin-error">{e}</p> })}
+                <button type="submit" class="primary">"Sign in"</button>
+            </form>
+            <p class="hint">"The first admin's password is printed when the server first starts (or set with DROVER_ADMIN_PASSWORD). More users: "
+                <code>"drover-server user add NAME --role operator --password …"</code></p>
+        </section>
+    }
+}

@@ -1,0 +1,260 @@
+//! The queue: tasks in the order the scheduler takes them, why each has its
+//! priority, and who ran it at what load.
+
+use drover_protocol::api::{ServerStatus, TaskDetail, TaskList, TaskView};
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::api::{self, enc};
+use crate::components::{can_operate, outcome_view, use_me, Badge, Empty, ErrorBox, Loading};
+use crate::format::{ago, duration_us, json, num, utc};
+use crate::live::{use_live, Topic};
+
+const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+/// α, β, γ, fetched once per page.
+fn weights() -> Resource<Option<[f64; 3]>> {
+    Resource::new(
+        || (),
+        |_| async move {
+            api::get::<ServerStatus>("/status")
+                .await
+                .ok()
+                .map(|s| s.priority_weights)
+        },
+    )
+}
+
+/// `P = α·u + β·t + γ·i = …` with the numbers.
+pub fn priority_formula(t: &TaskView, w: Option<[f64; 3]>) -> String {
+    match w {
+        Some([a, b, c]) => format!(
+            "{}·{} + {}·{} + {}·{} = {}",
+            num(a),
+            t.urgency,
+            num(b),
+            t.time_sensitivity,
+            num(c),
+            t.importance,
+            num(t.priority)
+        ),
+        None => format!(
+            "urgency {}, time sensitivity {}, importance {}",
+            t.urgency, t.time_sensitivity, t.importance
+        ),
+    }
+}
+
+type TaskAction = Action<(i64, &'static str), api::ApiResult<String>>;
+
+fn task_action() -> TaskAction {
+    Action::new(move |(id, verb): &(i64, &'static str)| {
+        let (id, verb) = (*id, *verb);
+        async move {
+            api::post::<serde_json::Value>(&format!("/tasks/{id}/{verb}"), &serde_json::json!({}))
+                .await
+                .map(|_| match verb {
+                    "cancel" => format!("Task {id} cancelled."),
+                    _ => format!("Task {id} queued again."),
+                })
+        }
+    })
+}
+
+#[component]
+pub fn Tasks() -> impl IntoView {
+    let live = use_live();
+    let me = use_me();
+    let query = use_query_map();
+    let status = move || query.with(|q| q.get("status")).filter(|s| !s.is_empty());
+    let task_type = move || query.with(|q| q.get("type")).filter(|s| !s.is_empty());
+    let weights = weights();
+    let tasks = Resource::new(
+        move || (live.watch(Topic::Tasks), status(), task_type()),
+        |(_, status, task_type)| async move {
+            let mut path = "/tasks?limit=200".to_string();
+            if let Some(s) = status {
+                path.push_str(&format!("&status={}", enc(&s)));
+            }
+            if let Some(t) = task_type {
+                path.push_str(&format!("&task_type={}", enc(&t)));
+            }
+            api::get::<TaskList>(&path).await
+        },
+    );
+    let act = task_action();
+    view! {
+        <h1 class="page-title">"Tasks"</h1>
+        <form class="filters" method="get" action="/tasks">
+            <label>"Status "
+                <select name="status" data-testid="filter-status">
+                    <option value="" selected=move || status().is_none()>"any"</option>
+                    {STATUSES.map(|s| view! { <option value=s selected=move || status().as_deref() == Some(s)>{s}</option> }).collect_view()}
+                </select>
+            </label>
+            <label>"Type " <input name="type" value=move || task_type().unwrap_or_default() placeholder="any type"/></label>
+            <button type="submit">"Filter"</button>
+            <span class="muted">{move || if status().as_deref() == Some("queued") {
+                "In the order the scheduler takes them: highest rank first (P plus ageing)."
+            } else { "Newest first." }}</span>
+        </form>
+        {move || outcome_view(act.value().get())}
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (list, me, w) = (tasks.await, me.await, weights.await);
+                let operate = can_operate(&me);
+                match list {
+                    Ok(list) if list.tasks.is_empty() => view! {
+                        <Empty title="No tasks here">"Submit some with " <code>"POST /api/v1/tasks"</code> " or start a workflow run."</Empty>
+                    }.into_any(),
+                    Ok(list) => view! {
+                        <div class="table-wrap">
+                            <table class="data" data-testid="tasks">
+                                <thead><tr>
+                                    <th>"#"</th><th>"Type"</th><th>"Status"</th><th>"Priority P = α·u + β·t + γ·i"</th>
+                                    <th>"Agent"</th><th>"Attempts"</th><th>"Age"</th>{operate.then(|| view! { <th></th> })}
+                                </tr></thead>
+                                <tbody>
+                                    {list.tasks.into_iter().map(|t| view! { <TaskRow t w operate act/> }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    }.into_any(),
+                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn TaskRow(t: TaskView, w: Option<[f64; 3]>, operate: bool, act: TaskAction) -> impl IntoView {
+    let live = use_live();
+    let id = t.id;
+    let status = t.status.as_str();
+    let created = t.created_at_us;
+    let formula = priority_formula(&t, w);
+    let cancellable = matches!(status, "queued" | "running");
+    let retryable = matches!(status, "failed" | "cancelled");
+    view! {
+        <tr data-testid="task-row" data-status=status>
+            <td><a href=format!("/tasks/{id}")>{id}</a></td>
+            <td>{t.task_type.clone()}</td>
+            <td><Badge status=status/>{t.error.clone().map(|e| { let title = e.clone(); view! { <div class="err-line" title=title>{e}</div> } })}</td>
+            <td class="formula"><strong>{num(t.priority)}</strong> <span class="muted">" = " {formula}</span></td>
+            <td>{t.agent_id.map(|a| view! { <a href="/agents">"agent #" {a}</a> })}</td>
+            <td class="n">{t.attempts} "/" {t.max_attempts}</td>
+            <td class="muted">{move || ago(live.now_us.get(), created)}</td>
+            {operate.then(|| view! {
+                <td class="actions">
+                    {cancellable.then(|| view! { <button data-testid="cancel" on:click=move |_| { act.dispatch((id, "cancel")); }>"Cancel"</button> })}
+                    {retryable.then(|| view! { <button data-testid="retry" on:click=move |_| { act.dispatch((id, "retry")); }>"Retry"</button> })}
+                </td>
+            })}
+        </tr>
+    }
+}
+
+#[component]
+pub fn TaskPage() -> impl IntoView {
+    let params = use_params_map();
+    let live = use_live();
+    let me = use_me();
+    let weights = weights();
+    let id = move || {
+        params
+            .with(|p| p.get("id"))
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let task = Resource::new(
+        move || (live.watch(Topic::Tasks), id()),
+        |(_, id)| async move { api::get::<TaskDetail>(&format!("/tasks/{id}")).await },
+    );
+    let act = task_action();
+    view! {
+        <p class="crumbs"><a href="/tasks">"Tasks"</a> " / " {id}</p>
+        {move || outcome_view(act.value().get())}
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (task, me, w) = (task.await, me.await, weights.await);
+                match task {
+                    Ok(d) => view! { <TaskDetailView d w operate=can_operate(&me) act/> }.into_any(),
+                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+pub fn TaskDetailView(
+    d: TaskDetail,
+    w: Option<[f64; 3]>,
+    operate: bool,
+    act: TaskAction,
+) -> impl IntoView {
+    let t = &d.task;
+    let id = t.id;
+    let status = t.status.as_str();
+    let formula = priority_formula(t, w);
+    view! {
+        <section class="card task-detail">
+            <h1>"Task " {id} " · " {t.task_type.clone()} " " <Badge status=status/></h1>
+            <dl class="facts">
+                <dt>"Priority"</dt><dd><strong>{num(t.priority)}</strong> " = " {formula}</dd>
+                <dt>"Attempts"</dt><dd>{t.attempts} " of " {t.max_attempts} ", timeout " {duration_us(t.timeout_ms * 1000)}</dd>
+                <dt>"Created"</dt><dd>{utc(t.created_at_us)}</dd>
+                {t.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} " (" {duration_us(f - t.created_at_us)} " after creation)"</dd> })}
+                {(!t.required_labels.is_empty()).then(|| view! { <dt>"Needs labels"</dt><dd>{t.required_labels.join(", ")}</dd> })}
+            </dl>
+            {operate.then(|| view! {
+                <div class="actions">
+                    {matches!(status, "queued" | "running").then(|| view! { <button on:click=move |_| { act.dispatch((id, "cancel")); }>"Cancel"</button> })}
+                    {matches!(status, "failed" | "cancelled").then(|| view! { <button on:click=move |_| { act.dispatch((id, "retry")); }>"Retry"</button> })}
+                </div>
+            })}
+            {t.error.clone().map(|e| view! { <h2>"Error"</h2><pre class="error-pre">{e}</pre> })}
+            <div class="grid2">
+                <div><h2>"Payload"</h2><pre>{json(&t.payload)}</pre></div>
+                <div><h2>"Result"</h2><pre>{t.result.as_ref().map(json).unwrap_or_else(|| "—".into())}</pre></div>
+            </div>
+            <h2>"Attempts"</h2>
+            <AttemptsTable d=d.clone()/>
+            <h2>"Events"</h2>
+            <ol class="timeline">
+                {d.events.iter().map(|e| view! {
+                    <li><span class="muted">{utc(e.at_us)}</span> " " {e.kind.clone()} " → " <Badge status=e.status.as_str()/>
+                        {e.agent_id.map(|a| format!(" (agent #{a})"))} {e.detail.clone().map(|x| format!(": {x}"))}</li>
+                }).collect_view()}
+            </ol>
+        </section>
+    }
+}
+
+/// Each claim: which agent, its load L when it got the task (why it was
+/// chosen: the least loaded), and how the attempt ended.
+#[component]
+pub fn AttemptsTable(d: TaskDetail) -> impl IntoView {
+    if d.attempt_history.is_empty() {
+        return view! { <p class="muted">"Not claimed yet."</p> }.into_any();
+    }
+    view! {
+        <table class="data compact" data-testid="attempts">
+            <thead><tr><th>"#"</th><th>"Agent"</th><th>"L at claim"</th><th>"Claimed"</th><th>"Ran for"</th><th>"Outcome"</th><th>"Error"</th></tr></thead>
+            <tbody>
+                {d.attempt_history.iter().map(|a| view! {
+                    <tr data-testid="attempt" data-agent=a.agent_id>
+                        <td>{a.attempt}</td>
+                        <td>"agent #" {a.agent_id}</td>
+                        <td title="the agent's load L = C/M when it was given the task">{format!("{:.2}", a.agent_load)}</td>
+                        <td class="muted">{utc(a.claimed_at_us)}</td>
+                        <td>{a.finished_at_us.map(|f| duration_us(f - a.started_at_us.unwrap_or(a.claimed_at_us)))}</td>
+                        <td><Badge status=a.outcome.clone()/></td>
+                        <td class="err-line">{a.error.clone()}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }.into_any()
+}

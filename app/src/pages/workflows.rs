@@ -1,0 +1,363 @@
+//! Workflow definitions, their versions, uploading a new one, and the
+//! start-run form generated from a definition's inputs.
+
+use std::collections::BTreeMap;
+
+use drover_protocol::workflow::{RunSummary, UploadedWorkflow, WorkflowList, WorkflowVersion};
+use leptos::prelude::*;
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+use serde_json::{Map, Value};
+
+use crate::api::{self, enc, ApiFailure};
+use crate::components::{can_operate, my_name, use_me, Empty, ErrorBox, Loading};
+use crate::dag::steps_of;
+use crate::format::utc;
+use crate::live::{use_live, Topic};
+
+#[component]
+pub fn Workflows() -> impl IntoView {
+    let live = use_live();
+    let me = use_me();
+    let list = Resource::new(
+        move || live.watch(Topic::Workflows),
+        |_| api::get::<WorkflowList>("/workflows"),
+    );
+    view! {
+        <h1 class="page-title">"Workflows"</h1>
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (list, me) = (list.await, me.await);
+                let operate = can_operate(&me);
+                let body = match list {
+                    Ok(l) if l.workflows.is_empty() => view! {
+                        <Empty title="No workflows yet">"Upload a definition below, or with " <code>"drover workflow upload FILE"</code> "."</Empty>
+                    }.into_any(),
+                    Ok(l) => view! {
+                        <div class="table-wrap"><table class="data" data-testid="workflows">
+                            <thead><tr><th>"Workflow"</th><th>"Latest"</th><th>"Steps"</th><th>"Description"</th><th>"Uploaded"</th></tr></thead>
+                            <tbody>
+                                {l.workflows.into_iter().map(|w| {
+                                    let steps = steps_of(&w.definition).len();
+                                    view! {
+                                        <tr data-testid="workflow-row">
+                                            <td><a href=format!("/workflows/{}", enc(&w.name))>{w.name.clone()}</a></td>
+                                            <td>"v" {w.version}</td>
+                                            <td class="n">{steps}</td>
+                                            <td>{w.description.clone()}</td>
+                                            <td class="muted">{w.created_by.clone()} ", " {utc(w.created_at_us)}</td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table></div>
+                    }.into_any(),
+                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                };
+                view! { {body} {operate.then(|| view! { <Upload/> })} }
+            })}
+        </Transition>
+    }
+}
+
+/// Paste a YAML or JSON definition; a changed one becomes a new version.
+#[component]
+fn Upload() -> impl IntoView {
+    let text = RwSignal::new(String::new());
+    let navigate = use_navigate();
+    let upload = Action::new(move |body: &String| {
+        let body = body.clone();
+        async move { api::post_text::<UploadedWorkflow>("/workflows", body).await }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(up)) = upload.value().get() {
+            navigate(
+                &format!("/workflows/{}", enc(&up.workflow.name)),
+                Default::default(),
+            );
+        }
+    });
+    view! {
+        <section class="card">
+            <h2>"Upload a definition"</h2>
+            <form on:submit=move |ev| { ev.prevent_default(); upload.dispatch(text.get()); }>
+                <textarea name="definition" rows="10" data-testid="definition" placeholder="name: my-workflow\nsteps:\n  - id: hello\n    type: task\n    task_type: echo"
+                    prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))></textarea>
+                {move || upload.value().get().and_then(Result::err).map(|e| view! { <p class="field-error" role="alert" data-testid="upload-error">{e.message}</p> })}
+                <button type="submit" class="primary" data-testid="upload" disabled=move || upload.pending().get()>"Upload"</button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+pub fn WorkflowPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let me = use_me();
+    let name = move || params.with(|p| p.get("name")).unwrap_or_default();
+    let wanted = move || {
+        query
+            .with(|q| q.get("version"))
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let versions = Resource::new(name, |name| async move {
+        api::get::<WorkflowList>(&format!("/workflows/{}", enc(&name))).await
+    });
+    view! {
+        <p class="crumbs"><a href="/workflows">"Workflows"</a> " / " {name}</p>
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (versions, me) = (versions.await, me.await);
+                match versions {
+                    Ok(l) => {
+                        let mut all = l.workflows;
+                        all.sort_by_key(|w| -w.version);
+                        let chosen = wanted().and_then(|v| all.iter().find(|w| w.version == v).cloned()).or_else(|| all.first().cloned());
+                        let Some(wf) = chosen else {
+                            return view! { <Empty title="No versions">""</Empty> }.into_any();
+                        };
+                        let operate = can_operate(&me);
+                        view! {
+                            <section class="card">
+                                <h1>{wf.name.clone()} " " <span class="muted">"v" {wf.version}</span></h1>
+                                <p>{wf.description.clone()}</p>
+                                <p class="versions">"Versions: "
+                                    {all.iter().map(|w| {
+                                        let current = w.version == wf.version;
+                                        view! { <a href=format!("?version={}", w.version) class:current=current>"v" {w.version}</a> " " }
+                                    }).collect_view()}
+                                </p>
+                                <StepList wf=wf.clone()/>
+                            </section>
+                            {if operate {
+                                view! { <StartForm wf=wf.clone()/> }.into_any()
+                            } else {
+                                view! { <p class="muted">{my_name(&me)} " may look but not start runs (that needs operator or admin)."</p> }.into_any()
+                            }}
+                        }.into_any()
+                    }
+                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn StepList(wf: WorkflowVersion) -> impl IntoView {
+    let steps = steps_of(&wf.definition);
+    view! {
+        <ol class="step-list">
+            {steps.into_iter().map(|s| view! {
+                <li><code>{s.id.clone()}</code> " " <span class="chip">{s.kind.clone()}</span>
+                    {s.fan_out.then(|| view! { <span class="chip">"for each"</span> })}
+                    {s.conditional.then(|| view! { <span class="chip">"when"</span> })}
+                    {(!s.depends_on.is_empty()).then(|| view! { <span class="muted">" after " {s.depends_on.join(", ")}</span> })}
+                </li>
+            }).collect_view()}
+        </ol>
+    }
+}
+
+/// One input of the start form, from the definition.
+#[derive(Debug, Clone, PartialEq)]
+struct Field {
+    name: String,
+    kind: String,
+    required: bool,
+    default: Option<Value>,
+    values: Vec<String>,
+    description: Option<String>,
+}
+
+fn fields_of(definition: &Value) -> Vec<Field> {
+    definition
+        .get("inputs")
+        .and_then(Value::as_object)
+        .map(|inputs| {
+            inputs
+                .iter()
+                .map(|(name, spec)| Field {
+                    name: name.clone(),
+                    kind: spec
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("string")
+                        .to_string(),
+                    required: spec
+                        .get("required")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    default: spec.get("default").cloned().filter(|v| !v.is_null()),
+                    values: spec
+                        .get("values")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    description: spec
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .map(String::from),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn default_text(f: &Field) -> String {
+    match &f.default {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
+}
+
+/// The form's text turned into typed inputs. A number that does not parse
+/// is sent as typed, so the server's message says what is wrong with it.
+fn typed_inputs(fields: &[Field], values: &BTreeMap<String, String>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for f in fields {
+        let raw = values.get(&f.name).cloned().unwrap_or_default();
+        let value = match f.kind.as_str() {
+            "boolean" => Value::Bool(raw == "true"),
+            _ if raw.trim().is_empty() => continue,
+            "number" => raw
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|n| {
+                    serde_json::Number::from_f64(n).map(|n| {
+                        if n.as_f64()
+                            .is_some_and(|x| x.fract() == 0.0 && x.abs() < 9e15)
+                        {
+                            Value::from(n.as_f64().unwrap_or_default() as i64)
+                        } else {
+                            Value::Number(n)
+                        }
+                    })
+                })
+                .unwrap_or(Value::String(raw)),
+            _ => Value::String(raw),
+        };
+        out.insert(f.name.clone(), value);
+    }
+    out
+}
+
+#[component]
+fn StartForm(wf: WorkflowVersion) -> impl IntoView {
+    let fields = fields_of(&wf.definition);
+    let values = RwSignal::new(
+        fields
+            .iter()
+            .map(|f| {
+                (
+                    f.name.clone(),
+                    if f.kind == "boolean" {
+                        if f.default == Some(Value::Bool(true)) {
+                            "true".into()
+                        } else {
+                            "false".into()
+                        }
+                    } else {
+                        default_text(f)
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+    );
+    let navigate = use_navigate();
+    let (name, version) = (wf.name.clone(), wf.version);
+    let start = Action::new({
+        let fields = fields.clone();
+        move |_: &()| {
+            let inputs = typed_inputs(&fields, &values.get_untracked());
+            let body =
+                serde_json::json!({ "workflow": name, "version": version, "inputs": inputs });
+            async move { api::post::<RunSummary>("/runs", &body).await }
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(run)) = start.value().get() {
+            navigate(&format!("/runs/{}", run.id), Default::default());
+        }
+    });
+    let error_for = move |field: String| {
+        move || match start.value().get() {
+            Some(Err(ApiFailure {
+                field: Some(f),
+                message,
+                ..
+            })) if f == format!("inputs.{field}") => Some(message),
+            _ => None,
+        }
+    };
+    let general_error = move || match start.value().get() {
+        Some(Err(e)) if !e.field.as_deref().is_some_and(|f| f.starts_with("inputs.")) => {
+            Some(e.message)
+        }
+        _ => None,
+    };
+    view! {
+        <section class="card">
+            <h2>"Start a run"</h2>
+            <form class="start-form" data-testid="start-form" on:submit=move |ev| { ev.prevent_default(); start.dispatch(()); }>
+                {fields.is_empty().then(|| view! { <p class="muted">"This workflow takes no inputs."</p> })}
+                {fields.into_iter().map(|f| {
+                    let name = f.name.clone();
+                    let set = {
+                        let name = name.clone();
+                        move |v: String| values.update(|m| { m.insert(name.clone(), v); })
+                    };
+                    let current = {
+                        let name = name.clone();
+                        move || values.with(|m| m.get(&name).cloned().unwrap_or_default())
+                    };
+                    let control = match f.kind.as_str() {
+                        "boolean" => {
+                            let current = current.clone();
+                            view! {
+                                <input type="checkbox" name=name.clone() data-testid=format!("input-{name}")
+                                    prop:checked=move || current() == "true"
+                                    on:change=move |ev| set(event_target_checked(&ev).to_string())/>
+                            }.into_any()
+                        }
+                        "enum" => view! {
+                            <select name=name.clone() data-testid=format!("input-{name}") on:change=move |ev| set(event_target_value(&ev))>
+                                {(!f.required).then(|| view! { <option value="">"—"</option> })}
+                                {f.values.iter().map(|v| {
+                                    let selected = current() == *v;
+                                    view! { <option value=v.clone() selected=selected>{v.clone()}</option> }
+                                }).collect_view()}
+                            </select>
+                        }.into_any(),
+                        kind => view! {
+                            <input type="text" inputmode=if kind == "number" { "decimal" } else { "text" }
+                                name=name.clone() data-testid=format!("input-{name}")
+                                prop:value=current.clone() on:input=move |ev| set(event_target_value(&ev))/>
+                        }.into_any(),
+                    };
+                    let error = error_for(name.clone());
+                    let has_error = error.clone();
+                    view! {
+                        <div class="field" class:has-error=move || has_error().is_some()>
+                            <label>
+                                <span class="field-name">{name.clone()} {f.required.then_some(" *")}</span>
+                                <span class="muted">" " {f.kind.clone()}</span>
+                                {control}
+                            </label>
+                            {f.description.clone().map(|d| view! { <span class="hint">{d}</span> })}
+                            {move || error().map(|m| view! { <span class="field-error" role="alert" data-testid=format!("error-{}", f.name)>{m}</span> })}
+                        </div>
+                    }
+                }).collect_view()}
+                {move || general_error().map(|m| view! { <p class="field-error" role="alert">{m}</p> })}
+                <button type="submit" class="primary" data-testid="start" disabled=move || start.pending().get()>"Start run"</button>
+            </form>
+        </section>
+    }
+}
