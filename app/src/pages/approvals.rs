@@ -111,7 +111,10 @@ pub fn ApprovalCard(
     decide: Callback<(i64, bool, String)>,
     show_run: bool,
 ) -> impl IntoView {
-    let comment = RwSignal::new(String::new());
+    // Read from the element when a button is pressed, so text typed before
+    // the page hydrated is not lost.
+    let comment: NodeRef<leptos::html::Textarea> = NodeRef::new();
+    let text = move || comment.get().map(|el| el.value()).unwrap_or_default();
     let id = a.id;
     let pending = a.status == "pending";
     let who = {
@@ -142,10 +145,9 @@ pub fn ApprovalCard(
             {if pending && mine {
                 view! {
                     <div class="decide">
-                        <textarea rows="2" placeholder="Comment (optional)" data-testid="comment"
-                            prop:value=move || comment.get() on:input=move |ev| comment.set(event_target_value(&ev))></textarea>
-                        <button class="primary" data-testid="approve" on:click=move |_| decide.run((id, true, comment.get()))>"Approve"</button>
-                        <button class="danger" data-testid="reject" on:click=move |_| decide.run((id, false, comment.get()))>"Reject"</button>
+                        <textarea rows="2" placeholder="Comment (optional)" data-testid="comment" node_ref=comment></textarea>
+                        <button class="primary" data-testid="approve" on:click=move |_| decide.run((id, true, text()))>"Approve"</button>
+                        <button class="danger" data-testid="reject" on:click=move |_| decide.run((id, false, text()))>"Reject"</button>
                     </div>
                 }.into_any()
             } else if pending {

@@ -57,13 +57,20 @@ pub fn RunPage() -> impl IntoView {
         move || (live.watch(Topic::Runs), live.watch(Topic::Tasks), id()),
         |(_, _, id)| load(id),
     );
-    let inbox = Resource::new(
-        move || live.watch(Topic::Approvals),
-        |_| async move {
-            api::get::<ApprovalList>("/approvals?status=pending")
+    // Approvals have their own resource, refreshed only by approval events,
+    // so a comment being typed survives the run's other updates.
+    let approvals = Resource::new(
+        move || (live.watch(Topic::Approvals), id()),
+        |(_, id)| async move {
+            let run = api::get::<RunDetail>(&format!("/runs/{id}"))
+                .await
+                .map(|r| r.approvals)
+                .unwrap_or_default();
+            let inbox = api::get::<ApprovalList>("/approvals?status=pending")
                 .await
                 .map(|l| l.approvals)
-                .unwrap_or_default()
+                .unwrap_or_default();
+            (run, inbox)
         },
     );
     let act = Action::new(move |op: &RunOp| {
@@ -110,7 +117,7 @@ pub fn RunPage() -> impl IntoView {
     Effect::new(move |_| {
         if act.value().get().is_some() {
             run.refetch();
-            inbox.refetch();
+            approvals.refetch();
         }
     });
     let ctx = RunCtx {
@@ -120,13 +127,19 @@ pub fn RunPage() -> impl IntoView {
     view! {
         <p class="crumbs"><a href="/runs">"Runs"</a> " / #" {id}</p>
         {move || outcome_view(act.value().get())}
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let ((list, inbox), me) = (approvals.await, me.await);
+                view! { <Approvals approvals=list inbox me=my_name(&me) ctx/> }
+            })}
+        </Transition>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                let (run, me, inbox) = (run.await, me.await, inbox.await);
+                let (run, me) = (run.await, me.await);
                 match run {
                     Ok((run, wf)) => {
                         let operate = can_operate(&me);
-                        view! { <RunBody run wf operate me=my_name(&me) inbox ctx/> }.into_any()
+                        view! { <RunBody run wf operate ctx/> }.into_any()
                     }
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
                 }
@@ -140,8 +153,6 @@ fn RunBody(
     run: RunDetail,
     wf: WorkflowVersion,
     operate: bool,
-    me: String,
-    inbox: Vec<ApprovalView>,
     ctx: RunCtx,
 ) -> impl IntoView {
     let r = &run.run;
@@ -179,7 +190,6 @@ fn RunBody(
                 <button class="danger" data-testid="cancel-run" on:click=move |_| { ctx.act.dispatch(RunOp::Cancel); }>"Cancel run"</button>
             })}
         </section>
-        <Approvals approvals=run.approvals.clone() inbox me ctx/>
         <section class="card">
             <h2>"Steps"</h2>
             <Graph dag steps ctx/>

@@ -26,9 +26,7 @@ pub fn Workflows() -> impl IntoView {
         <h1 class="page-title">"Workflows"</h1>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                let (list, me) = (list.await, me.await);
-                let operate = can_operate(&me);
-                let body = match list {
+                match list.await {
                     Ok(l) if l.workflows.is_empty() => view! {
                         <Empty title="No workflows yet">"Upload a definition below, or with " <code>"drover workflow upload FILE"</code> "."</Empty>
                     }.into_any(),
@@ -52,10 +50,13 @@ pub fn Workflows() -> impl IntoView {
                         </table></div>
                     }.into_any(),
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
-                };
-                view! { {body} {operate.then(|| view! { <Upload/> })} }
+                }
             })}
         </Transition>
+        // Outside the list's transition: a list refresh must not reset the form.
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move { can_operate(&me.await).then(|| view! { <Upload/> }) })}
+        </Suspense>
     }
 }
 
