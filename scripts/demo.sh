@@ -39,8 +39,18 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# The dashboard's admin password: chosen on the first start, kept in the data
+# directory (mode 0600) so every later demo run can print it.
+if [ ! -s "$data_dir/admin-password" ]; then
+  if [ -e "$data_dir/drover.db" ]; then
+    step "note: $data_dir has a database from before; the admin password is the one chosen then"
+  fi
+  (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$data_dir/admin-password")
+fi
+admin_password="$(cat "$data_dir/admin-password")"
+
 step "starting drover-server on http://$listen (SQLite in $data_dir)"
-DROVER_LISTEN="$listen" DROVER_DATA_DIR="$data_dir" DROVER_SITE_ROOT=target/site \
+DROVER_ADMIN_PASSWORD="$admin_password" DROVER_LISTEN="$listen" DROVER_DATA_DIR="$data_dir" DROVER_SITE_ROOT=target/site \
   DROVER_TASK_TYPES="${DROVER_TASK_TYPES:-echo,sleep}" \
   ./target/release/drover-server &
 pids+=($!)
@@ -72,7 +82,9 @@ done
 cat <<INFO
 
   Drover is running.
-    dashboard   http://$listen/
+    dashboard   http://$listen/   sign in as admin / $admin_password
+                (password also in $data_dir/admin-password; approve the purchase as
+                 another user: ./target/release/drover-server user add ann --role approver --password ...)
     API token   $api_token   (also in $data_dir/api-token)
     try         curl -s -H "Authorization: Bearer $api_token" http://$listen/api/v1/agents
     workflows   runs$run_ids started (nightly ETL; a purchase waiting for an approver):

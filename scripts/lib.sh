@@ -53,3 +53,32 @@ ensure_postgres() {
 (trust auth on 127.0.0.1:5432 by default). Start one, or set DROVER_TEST_PG to a URL of a role
 that may CREATE DATABASE."
 }
+
+# Debian's Chromium for the dashboard tests (CHROMIUM points elsewhere).
+ensure_chromium() {
+  if [ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ]; then
+    return 0
+  fi
+  if command -v chromium >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing Chromium (Debian package, once)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+      || die "could not install chromium (apt-get install chromium)"
+    return 0
+  fi
+  die "Chromium is needed for the dashboard tests: apt-get install chromium (or set CHROMIUM to a Chromium binary)."
+}
+
+# @playwright/test in end2end/, as pinned by its package-lock.json.
+ensure_playwright() {
+  need npm "Install Node.js and npm (Debian: apt-get install nodejs npm)."
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  if [ ! -x "$root/end2end/node_modules/.bin/playwright" ] \
+    || [ "$root/end2end/package-lock.json" -nt "$root/end2end/node_modules/.package-lock.json" ]; then
+    (cd "$root/end2end" && npm ci --no-audit --no-fund --silent) || die "npm ci in end2end/ failed"
+  fi
+}

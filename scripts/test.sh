@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Drover: unit tests, the store suite on SQLite and
-# PostgreSQL, and the end-to-end tests that start real server and agent
-# processes. Installs what it needs; a second run only rebuilds what changed.
+# PostgreSQL, the end-to-end tests that start real server and agent
+# processes, and the dashboard's Playwright tests in Debian's Chromium.
+# Installs what it needs; a second run only rebuilds what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -9,17 +10,32 @@ source scripts/lib.sh
 use_prebuilt_tools
 ensure_rust
 ensure_postgres
+ensure_chromium
+
+step "setting up the front-end toolchain"
+source scripts/setup-frontend.sh
 
 step "building the binaries the end-to-end tests start"
 cargo build --workspace --bins --locked
+step "building the dashboard (wasm) the browser tests load"
+cargo leptos build --frontend-only --cargo-locked
 
-step "running the tests (PostgreSQL: $DROVER_TEST_PG)"
+step "installing Playwright for the browser tests"
+ensure_playwright
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --all-targets --locked -- --test-threads "${DROVER_TEST_THREADS:-2}" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+step "running the Rust tests (PostgreSQL: $DROVER_TEST_PG)"
+cargo test --workspace --all-targets --locked --no-fail-fast -- --test-threads "${DROVER_TEST_THREADS:-2}" 2>&1 | tee "$log"
+rust_status=${PIPESTATUS[0]}
+step "running the dashboard tests in Chromium (screenshots: end2end/test-results)"
+(cd end2end && CHROMIUM="$(command -v chromium)" npx playwright test) 2>&1 | tee -a "$log"
+e2e_status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite.
-awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+awk '/^test result:/ { p += $4; f += $6 }
+     /^ +[0-9]+ passed/ { p += $1 }
+     /^ +[0-9]+ failed/ { f += $1 }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+[ "$rust_status" -eq 0 ] && [ "$e2e_status" -eq 0 ]

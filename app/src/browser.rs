@@ -49,6 +49,17 @@ pub fn connect_events(live: Live) {
         ("run", &[Topic::Runs][..]),
         ("approval", &[Topic::Approvals, Topic::Runs][..]),
         ("workflow", &[Topic::Workflows][..]),
+        // The stream dropped notices for this client: refetch everything.
+        (
+            "resync",
+            &[
+                Topic::Tasks,
+                Topic::Agents,
+                Topic::Runs,
+                Topic::Approvals,
+                Topic::Workflows,
+            ][..],
+        ),
     ] {
         let dirty = dirty.clone();
         let mask = topics.iter().fold(0, |m, t| m | t.bit());

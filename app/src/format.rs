@@ -76,7 +76,7 @@ mod tests {
     #[test]
     fn dates_and_spans_read_naturally() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_795_000_000_000_000), "2026-11-18 09:46:40 UTC");
+        assert_eq!(utc(1_795_000_000_000_000), "2026-11-18 11:06:40 UTC");
         assert_eq!(ago(10_000_000, 0), "10 s ago");
         assert_eq!(ago(200_000_000, 0), "3 min ago");
         assert_eq!(duration_us(1_500), "1 ms");

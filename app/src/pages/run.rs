@@ -149,12 +149,7 @@ pub fn RunPage() -> impl IntoView {
 }
 
 #[component]
-fn RunBody(
-    run: RunDetail,
-    wf: WorkflowVersion,
-    operate: bool,
-    ctx: RunCtx,
-) -> impl IntoView {
+fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> impl IntoView {
     let r = &run.run;
     let active = matches!(r.status.as_str(), "running" | "waiting_approval");
     let dag = steps_of(&wf.definition);
