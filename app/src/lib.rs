@@ -47,6 +47,14 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_me();
     live::provide_live();
+    // Effects run only in the browser, after hydration: tests and the
+    // benchmark read this to know the page is interactive.
+    #[cfg(feature = "hydrate")]
+    Effect::new(|_| {
+        if let Some(body) = leptos::prelude::document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
     view! {
         <Stylesheet id="leptos" href="/pkg/drover.css"/>
         <Title text="Drover"/>

@@ -1,0 +1,95 @@
+// The dashboard's speed figures (run by scripts/bench-dashboard.sh, not by
+// the test suite): first render and time to interactive of the run page of
+// a 200-step workflow, and the delay from a change to the screen.
+import { expect, test } from '@playwright/test';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { api, dataDir, users, waitFor } from '../stack';
+import { signIn } from './helpers';
+
+const STEPS = 200;
+
+/** 20 columns of 10: each step after the first column waits for one or two of the previous. */
+function bigWorkflow(): string {
+  const lines = ['name: perf-200', 'description: 200 echo steps in 20 columns', 'steps:'];
+  for (let i = 0; i < STEPS; i++) {
+    const deps = i < 10 ? [] : [i - 10, ...(i % 10 > 0 ? [i - 11] : [])];
+    lines.push(`  - id: s${i}`, '    type: task', '    task_type: echo', `    payload: { n: ${i} }`);
+    if (deps.length) lines.push(`    depends_on: [${deps.map((d) => `s${d}`).join(', ')}]`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.round((s.length - 1) * p))];
+};
+
+test('run page of a 200-step workflow, and event-to-screen delay', async ({ page }) => {
+  test.setTimeout(300_000);
+  await api('POST', '/workflows', bigWorkflow());
+  const run = await api('POST', '/runs', { workflow: 'perf-200', inputs: {} });
+  await waitFor('the 200-step run to finish', async () => (await api('GET', `/runs/${run.id}`)).status === 'succeeded', 120_000);
+  await signIn(page, users.admin);
+  // Time (since navigation start) at which the wasm marks the page hydrated.
+  await page.addInitScript(() => {
+    new MutationObserver((_, obs) => {
+      if (document.body?.dataset.hydrated) {
+        (window as any).__hydratedAt = performance.now();
+        obs.disconnect();
+      }
+    }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-hydrated'] });
+  });
+
+  const renders: number[] = [];
+  const interactive: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    await page.goto('/');
+    await page.goto(`/runs/${run.id}`, { waitUntil: 'commit' });
+    await expect(page.getByTestId(`step-s${STEPS - 1}`)).toBeVisible();
+    await expect(page.locator('body[data-hydrated=true]')).toHaveCount(1, { timeout: 30_000 });
+    const t = await page.evaluate(() => {
+      const nav = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming;
+      const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+      return { fcp: fcp ? fcp.startTime : nav.responseEnd, ready: (window as any).__hydratedAt ?? 0, nav: nav.startTime };
+    });
+    renders.push(t.fcp);
+    interactive.push(t.ready);
+  }
+  // Clicking a step shows its panel: the page is interactive.
+  await page.getByTestId('step-s150').click();
+  await expect(page.getByTestId('step-panel')).toContainText('s150');
+
+  // Event to screen: drain / re-enable an agent through the API and time
+  // until the agents page shows it.
+  await page.goto('/agents');
+  await expect(page.getByTestId('live')).toHaveAttribute('data-connected', 'true');
+  const agent = (await api('GET', '/agents')).agents[0];
+  const delays: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const want = i % 2 === 0 ? 'draining' : 'online';
+    const row = page.locator(`[data-testid=agent-row][data-agent="${agent.name}"]`);
+    const seen = page.evaluate((want) => new Promise<number>((resolve) => {
+      const check = () => {
+        const el = document.querySelector(`[data-testid=agent-row][data-status="${want}"]`);
+        if (el) { resolve(Date.now()); return true; }
+        return false;
+      };
+      if (check()) return;
+      const obs = new MutationObserver(() => { if (check()) obs.disconnect(); });
+      obs.observe(document.body, { subtree: true, childList: true, attributes: true });
+    }), want);
+    const t0 = Date.now();
+    await api('POST', `/agents/${agent.id}/${i % 2 === 0 ? 'drain' : 'enable'}`, {});
+    delays.push((await seen) - t0);
+    await expect(row).toHaveAttribute('data-status', want);
+  }
+  const figures = {
+    steps: STEPS,
+    first_render_ms: { p50: pct(renders, 0.5), max: Math.max(...renders) },
+    interactive_ms: { p50: pct(interactive, 0.5), max: Math.max(...interactive) },
+    event_to_screen_ms: { p50: pct(delays, 0.5), p99: pct(delays, 0.99), max: Math.max(...delays), samples: delays.length },
+  };
+  console.log('DASHBOARD-FIGURES ' + JSON.stringify(figures));
+  fs.writeFileSync(path.join(dataDir, 'dashboard-figures.json'), JSON.stringify(figures, null, 2));
+});
