@@ -34,10 +34,21 @@ impl std::fmt::Display for ApiFailure {
 
 pub type ApiResult<T> = Result<T, ApiFailure>;
 
-/// `GET /api/v1{path}`.
-pub async fn get<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
+/// `GET /api/v1{path}`, as the JSON text. Resources hold this and views
+/// [`parse`] it: one resource type for every page keeps the reactive
+/// machinery from being compiled once per data type (and the wasm small).
+pub async fn fetch(path: &str) -> ApiResult<String> {
     let (status, body) = call("GET", path, None, JSON).await?;
-    decode(status, &body)
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        decode::<()>(status, &body).map(|_| body)
+    }
+}
+
+/// A fetched JSON text as `T`.
+pub fn parse<T: DeserializeOwned>(fetched: ApiResult<String>) -> ApiResult<T> {
+    fetched.and_then(|body| decode(200, &body))
 }
 
 /// `POST /api/v1{path}` with a JSON body.

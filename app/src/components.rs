@@ -12,20 +12,22 @@ pub struct SessionInfo {
     pub csrf_token: Option<String>,
 }
 
-/// Who is signed in, for the whole page (`None` on the sign-in page).
+/// Who is signed in, for the whole page (fails on the sign-in page).
 #[derive(Clone, Copy)]
-pub struct Me(pub Resource<Option<SessionInfo>>);
+pub struct Me(pub Resource<ApiResult<String>>);
 
 pub fn provide_me() {
-    let me = Resource::new(
-        || (),
-        |_| async move { api::get::<SessionInfo>("/session").await.ok() },
-    );
+    let me = Resource::new(|| (), |_| api::fetch("/session"));
     provide_context(Me(me));
 }
 
-pub fn use_me() -> Resource<Option<SessionInfo>> {
+pub fn use_me() -> Resource<ApiResult<String>> {
     expect_context::<Me>().0
+}
+
+/// The session a fetched `/session` describes, if signed in.
+pub fn session(fetched: ApiResult<String>) -> Option<SessionInfo> {
+    api::parse(fetched).ok()
 }
 
 /// What a role may do, mirrored from the server (which enforces it).

@@ -55,20 +55,21 @@ pub fn steps_of(definition: &Value) -> Vec<DagStep> {
         .unwrap_or_default()
 }
 
-pub const NODE_W: f64 = 168.0;
-pub const NODE_H: f64 = 40.0;
-pub const COL_GAP: f64 = 56.0;
-pub const ROW_GAP: f64 = 14.0;
-pub const PAD: f64 = 8.0;
+// Whole pixels: the browser build then needs no float formatting.
+pub const NODE_W: i64 = 168;
+pub const NODE_H: i64 = 40;
+pub const COL_GAP: i64 = 56;
+pub const ROW_GAP: i64 = 14;
+pub const PAD: i64 = 8;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     /// Top-left corner of each step's box, by step index.
-    pub pos: Vec<(f64, f64)>,
+    pub pos: Vec<(i64, i64)>,
     /// `(from, to, compensation)` by step index.
     pub edges: Vec<(usize, usize, bool)>,
-    pub width: f64,
-    pub height: f64,
+    pub width: i64,
+    pub height: i64,
 }
 
 pub fn layout(steps: &[DagStep]) -> Layout {
@@ -104,7 +105,7 @@ pub fn layout(steps: &[DagStep]) -> Layout {
         }
     }
     let columns = col.iter().copied().max().map_or(0, |m| m + 1);
-    let mut row = vec![0f64; steps.len()];
+    let mut row = vec![0usize; steps.len()];
     let mut tallest = 0usize;
     for c in 0..columns {
         let mut members: Vec<usize> = (0..steps.len()).filter(|&i| col[i] == c).collect();
@@ -114,20 +115,20 @@ pub fn layout(steps: &[DagStep]) -> Layout {
             if ps.is_empty() {
                 i as f64
             } else {
-                ps.iter().map(|&p| row[p]).sum::<f64>() / ps.len() as f64
+                ps.iter().map(|&p| row[p] as f64).sum::<f64>() / ps.len() as f64
             }
         };
         members.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
         for (r, &i) in members.iter().enumerate() {
-            row[i] = r as f64;
+            row[i] = r;
         }
         tallest = tallest.max(members.len());
     }
     let pos = (0..steps.len())
         .map(|i| {
             (
-                PAD + col[i] as f64 * (NODE_W + COL_GAP),
-                PAD + row[i] * (NODE_H + ROW_GAP),
+                PAD + col[i] as i64 * (NODE_W + COL_GAP),
+                PAD + row[i] as i64 * (NODE_H + ROW_GAP),
             )
         })
         .collect();
@@ -147,10 +148,10 @@ pub fn layout(steps: &[DagStep]) -> Layout {
     Layout {
         pos,
         edges,
-        width: PAD * 2.0 + columns as f64 * (NODE_W + COL_GAP)
-            - COL_GAP.min(columns as f64 * COL_GAP),
-        height: PAD * 2.0 + tallest as f64 * (NODE_H + ROW_GAP)
-            - ROW_GAP.min(tallest as f64 * ROW_GAP),
+        width: PAD * 2 + columns as i64 * (NODE_W + COL_GAP)
+            - COL_GAP.min(columns as i64 * COL_GAP),
+        height: PAD * 2 + tallest as i64 * (NODE_H + ROW_GAP)
+            - ROW_GAP.min(tallest as i64 * ROW_GAP),
     }
 }
 
@@ -178,14 +179,14 @@ mod tests {
             step("d", &[]),
         ];
         let l = layout(&steps);
-        let x: Vec<f64> = l.pos.iter().map(|p| p.0).collect();
+        let x: Vec<i64> = l.pos.iter().map(|p| p.0).collect();
         assert!(
             x[0] < x[1] && x[1] < x[2],
             "a, b, c in successive columns: {x:?}"
         );
         assert_eq!(x[3], x[0], "a root sits in the first column");
         assert_eq!(l.edges.len(), 3);
-        assert!(l.width >= 3.0 * NODE_W && l.height >= 2.0 * NODE_H);
+        assert!(l.width >= 3 * NODE_W && l.height >= 2 * NODE_H);
     }
 
     #[test]
@@ -196,6 +197,6 @@ mod tests {
         }
         let l = layout(&steps);
         assert!(l.pos.iter().all(|p| p.1 == PAD));
-        assert!(l.height < 2.0 * NODE_H);
+        assert!(l.height < 2 * NODE_H);
     }
 }

@@ -20,7 +20,7 @@ pub fn duration_us(us: i64) -> String {
     } else if us < 1_000_000 {
         format!("{} ms", us / 1_000)
     } else if us < 60_000_000 {
-        format!("{:.1} s", us as f64 / 1e6)
+        format!("{} s", fixed(us as f64 / 1e6, 1))
     } else {
         let s = us / 1_000_000;
         format!("{} min {} s", s / 60, s % 60)
@@ -56,12 +56,30 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// A weight or priority without needless decimals: `1`, `0.5`, `12.25`.
 pub fn num(x: f64) -> String {
-    if (x - x.round()).abs() < 1e-9 {
-        format!("{}", x.round() as i64)
-    } else {
-        let s = format!("{x:.2}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    let s = fixed(x, 2);
+    match s.split_once('.') {
+        Some((whole, frac)) if frac.trim_end_matches('0').is_empty() => whole.to_string(),
+        Some(_) => s.trim_end_matches('0').to_string(),
+        None => s,
     }
+}
+
+/// `x` with `places` decimals, by integer arithmetic: the browser build
+/// then needs no float formatting code (about 20 KB of wasm).
+pub fn fixed(x: f64, places: u32) -> String {
+    let scale = 10i64.pow(places);
+    let n = (x * scale as f64).round() as i64;
+    let sign = if n < 0 { "-" } else { "" };
+    let n = n.abs();
+    if places == 0 {
+        return format!("{sign}{n}");
+    }
+    format!(
+        "{sign}{}.{:0width$}",
+        n / scale,
+        n % scale,
+        width = places as usize
+    )
 }
 
 /// Pretty JSON for payloads and outputs.
@@ -83,5 +101,10 @@ mod tests {
         assert_eq!(duration_us(2_500_000), "2.5 s");
         assert_eq!(num(1.0), "1");
         assert_eq!(num(0.25), "0.25");
+        assert_eq!(num(0.5), "0.5");
+        assert_eq!(num(12.0), "12");
+        assert_eq!(fixed(0.256, 2), "0.26");
+        assert_eq!(fixed(-1.5, 1), "-1.5");
+        assert_eq!(fixed(3.0, 2), "3.00");
     }
 }

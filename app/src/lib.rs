@@ -103,7 +103,7 @@ fn TopBar() -> impl IntoView {
             ></span>
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
-                    me.await.map(|s| {
+                    components::session(me.await).map(|s| {
                         let csrf = s.csrf_token.clone().unwrap_or_default();
                         view! {
                             <span class="who" data-testid="who">

@@ -130,6 +130,9 @@ pub struct TaskView {
     pub updated_at_us: i64,
     pub started_at_us: Option<i64>,
     pub finished_at_us: Option<i64>,
+    /// L = C/M of the agent when it last claimed the task: why it got it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_load: Option<f64>,
 }
 
 /// One claim of a task by an agent.

@@ -4,8 +4,8 @@ use drover_protocol::api::{AgentList, AgentView};
 use leptos::prelude::*;
 
 use crate::api;
-use crate::components::{is_admin, outcome_view, use_me, Badge, Empty, ErrorBox, Loading};
-use crate::format::ago;
+use crate::components::{is_admin, outcome_view, session, use_me, Badge, Empty, ErrorBox, Loading};
+use crate::format::{ago, fixed};
 use crate::live::{use_live, Topic};
 
 #[component]
@@ -14,7 +14,7 @@ pub fn Agents() -> impl IntoView {
     let me = use_me();
     let agents = Resource::new(
         move || (live.watch(Topic::Agents), live.watch(Topic::Tasks)),
-        |_| api::get::<AgentList>("/agents"),
+        |_| api::fetch("/agents"),
     );
     let toggle = Action::new(move |(id, drain): &(i64, bool)| {
         let (id, drain) = (*id, *drain);
@@ -42,7 +42,7 @@ pub fn Agents() -> impl IntoView {
         {move || outcome_view(toggle.value().get())}
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                let (list, me) = (agents.await, me.await);
+                let (list, me) = (api::parse::<AgentList>(agents.await), session(me.await));
                 let admin = is_admin(&me);
                 match list {
                     Ok(list) if list.agents.is_empty() => view! {
@@ -81,9 +81,9 @@ fn AgentRow(
     let live = use_live();
     let status = a.status.as_str().to_string();
     let pct = if a.capacity > 0 {
-        (a.running as f64 / a.capacity as f64 * 100.0).min(100.0)
+        (a.running * 100 / a.capacity).min(100)
     } else {
-        0.0
+        0
     };
     let beat = a.last_heartbeat_at_us;
     let id = a.id;
@@ -98,9 +98,9 @@ fn AgentRow(
             <td>{a.labels.iter().map(|t| view! { <span class="chip label">{t.clone()}</span> }).collect_view()}</td>
             <td class="load">
                 <div class="loadbar" title=format!("C/M = {}/{}", a.running, a.capacity)>
-                    <div class="fill" class:hot={pct >= 90.0} style=format!("width:{pct:.0}%")></div>
+                    <div class="fill" class:hot={pct >= 90} style=format!("width:{pct}%")></div>
                 </div>
-                <span class="n" data-testid="agent-load">{a.running} "/" {a.capacity} " · L " {format!("{:.2}", a.load)}</span>
+                <span class="n" data-testid="agent-load">{a.running} "/" {a.capacity} " · L " {fixed(a.load, 2)}</span>
             </td>
             <td class="muted">{move || ago(live.now_us.get(), beat)}</td>
             <td><Badge status=status.clone()/></td>

@@ -5,7 +5,7 @@ use drover_protocol::workflow::{ApprovalList, ApprovalView};
 use leptos::prelude::*;
 
 use crate::api;
-use crate::components::{my_name, outcome_view, use_me, Badge, Empty, ErrorBox, Loading};
+use crate::components::{my_name, outcome_view, session, use_me, Badge, Empty, ErrorBox, Loading};
 use crate::format::utc;
 use crate::live::{use_live, Topic};
 
@@ -15,11 +15,11 @@ pub fn Approvals() -> impl IntoView {
     let me = use_me();
     let inbox = Resource::new(
         move || live.watch(Topic::Approvals),
-        |_| api::get::<ApprovalList>("/approvals?status=pending"),
+        |_| api::fetch("/approvals?status=pending"),
     );
     let decided = Resource::new(
         move || live.watch(Topic::Approvals),
-        |_| api::get::<ApprovalList>("/approvals?status=all&mine=false"),
+        |_| api::fetch("/approvals?status=all&mine=false"),
     );
     let act = Action::new(|(id, approve, comment): &(i64, bool, String)| {
         let (id, approve, comment) = (*id, *approve, comment.clone());
@@ -53,7 +53,7 @@ pub fn Approvals() -> impl IntoView {
         {move || outcome_view(act.value().get())}
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                let (inbox, me) = (inbox.await, me.await);
+                let (inbox, me) = (api::parse::<ApprovalList>(inbox.await), session(me.await));
                 let me = my_name(&me);
                 match inbox {
                     Ok(l) if l.approvals.is_empty() => view! {
@@ -71,7 +71,7 @@ pub fn Approvals() -> impl IntoView {
         <h2>"Decided"</h2>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                match decided.await {
+                match api::parse::<ApprovalList>(decided.await) {
                     Ok(l) => {
                         let done: Vec<ApprovalView> = l.approvals.into_iter().filter(|a| a.status != "pending").take(50).collect();
                         if done.is_empty() {

@@ -22,13 +22,13 @@ pub fn Overview() -> impl IntoView {
                 live.now_us.get() / 10_000_000,
             )
         },
-        |_| api::get::<OverviewData>("/overview"),
+        |_| api::fetch("/overview"),
     );
     view! {
         <h1 class="page-title">"Overview"</h1>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                match data.await {
+                match api::parse::<OverviewData>(data.await) {
                     Ok(o) => view! { <OverviewBody o/> }.into_any(),
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
                 }
@@ -100,17 +100,18 @@ fn OverviewBody(o: OverviewData) -> impl IntoView {
 /// Bars of tasks finished per bucket, oldest on the left.
 #[component]
 fn Sparkline(values: Vec<i64>) -> impl IntoView {
-    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let n = values.len().max(1) as f64;
-    let (w, h) = (300.0, 60.0);
-    let bar = w / n;
+    // Whole units only (10 per bar): the browser build then carries no float formatting.
+    let max = values.iter().copied().max().unwrap_or(0).max(1);
+    let h: i64 = 60;
+    let w = values.len().max(1) as i64 * 10;
     view! {
         <svg class="sparkline" viewBox=format!("0 0 {w} {h}") preserveAspectRatio="none" role="img"
             aria-label="tasks finished over time">
+            <line x1="0" y1=h - 1 x2=w y2=h - 1 class="baseline"></line>
             {values.iter().enumerate().map(|(i, &v)| {
-                let bh = (v as f64 / max) * (h - 2.0);
+                let bh = v * (h - 2) / max;
                 view! {
-                    <rect x=i as f64 * bar + 0.5 y=h - bh width=(bar - 1.0).max(0.5) height=bh>
+                    <rect x=i as i64 * 10 + 1 y=h - bh width="8" height=bh>
                         <title>{v} " tasks"</title>
                     </rect>
                 }
@@ -121,7 +122,7 @@ fn Sparkline(values: Vec<i64>) -> impl IntoView {
 
 #[component]
 fn Bands(counts: [i64; 3], edges: [f64; 2]) -> impl IntoView {
-    let total = counts.iter().sum::<i64>().max(1) as f64;
+    let total = counts.iter().sum::<i64>().max(1);
     let rows = [
         ("High", counts[2], format!("P ≥ {}", num(edges[1])), "high"),
         (
@@ -139,7 +140,7 @@ fn Bands(counts: [i64; 3], edges: [f64; 2]) -> impl IntoView {
                     <tr data-testid=format!("band-{key}")>
                         <th>{label}</th>
                         <td class="muted">{range}</td>
-                        <td class="bar-cell"><div class=format!("hbar {key}") style=format!("width:{:.1}%", n as f64 / total * 100.0)></div></td>
+                        <td class="bar-cell"><div class=format!("hbar {key}") style=format!("width:{}%", n * 100 / total)></div></td>
                         <td class="n">{n}</td>
                     </tr>
                 }).collect_view()}

@@ -7,22 +7,26 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{self, enc, ApiResult};
-use crate::components::{can_operate, my_name, outcome_view, use_me, Badge, ErrorBox, Loading};
+use crate::components::{
+    can_operate, my_name, outcome_view, session, use_me, Badge, ErrorBox, Loading,
+};
 use crate::dag::{layout, steps_of, DagStep, NODE_H, NODE_W};
 use crate::format::{duration_us, json, utc};
 use crate::live::{use_live, Topic};
 use crate::pages::approvals::ApprovalCard;
 use crate::pages::tasks::AttemptsTable;
 
-async fn load(id: i64) -> ApiResult<(RunDetail, WorkflowVersion)> {
-    let run = api::get::<RunDetail>(&format!("/runs/{id}")).await?;
-    let wf = api::get::<WorkflowVersion>(&format!(
+/// The run and its workflow version, as the JSON text of a pair.
+async fn load(id: i64) -> ApiResult<String> {
+    let run_text = api::fetch(&format!("/runs/{id}")).await?;
+    let run: RunDetail = api::parse(Ok(run_text.clone()))?;
+    let wf_text = api::fetch(&format!(
         "/workflows/{}/versions/{}",
         enc(&run.run.workflow),
         run.run.version
     ))
     .await?;
-    Ok((run, wf))
+    Ok(format!("[{run_text},{wf_text}]"))
 }
 
 #[derive(Clone, Copy)]
@@ -62,15 +66,11 @@ pub fn RunPage() -> impl IntoView {
     let approvals = Resource::new(
         move || (live.watch(Topic::Approvals), id()),
         |(_, id)| async move {
-            let run = api::get::<RunDetail>(&format!("/runs/{id}"))
+            let run = api::fetch(&format!("/runs/{id}")).await?;
+            let inbox = api::fetch("/approvals?status=pending")
                 .await
-                .map(|r| r.approvals)
-                .unwrap_or_default();
-            let inbox = api::get::<ApprovalList>("/approvals?status=pending")
-                .await
-                .map(|l| l.approvals)
-                .unwrap_or_default();
-            (run, inbox)
+                .unwrap_or_else(|_| r#"{"approvals":[]}"#.into());
+            Ok(format!("[{run},{inbox}]"))
         },
     );
     let act = Action::new(move |op: &RunOp| {
@@ -129,13 +129,16 @@ pub fn RunPage() -> impl IntoView {
         {move || outcome_view(act.value().get())}
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                let ((list, inbox), me) = (approvals.await, me.await);
+                let (list, inbox) = api::parse::<(RunDetail, ApprovalList)>(approvals.await)
+                    .map(|(run, inbox)| (run.approvals, inbox.approvals))
+                    .unwrap_or_default();
+                let me = session(me.await);
                 view! { <Approvals approvals=list inbox me=my_name(&me) ctx/> }
             })}
         </Transition>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                let (run, me) = (run.await, me.await);
+                let (run, me) = (api::parse::<(RunDetail, WorkflowVersion)>(run.await), session(me.await));
                 match run {
                     Ok((run, wf)) => {
                         let operate = can_operate(&me);
@@ -210,9 +213,9 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
         .edges
         .iter()
         .map(|&(from, to, comp)| {
-            let (x1, y1) = (l.pos[from].0 + NODE_W, l.pos[from].1 + NODE_H / 2.0);
-            let (x2, y2) = (l.pos[to].0, l.pos[to].1 + NODE_H / 2.0);
-            let mid = (x1 + x2) / 2.0;
+            let (x1, y1) = (l.pos[from].0 + NODE_W, l.pos[from].1 + NODE_H / 2);
+            let (x2, y2) = (l.pos[to].0, l.pos[to].1 + NODE_H / 2);
+            let mid = (x1 + x2) / 2;
             let d = format!("M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}");
             view! { <path d=d class:comp=comp marker-end="url(#arrow)"></path> }
         })
@@ -284,9 +287,9 @@ fn StepPanel(
             async move {
                 let mut out = Vec::new();
                 for id in ids {
-                    out.push(api::get::<TaskDetail>(&format!("/tasks/{id}")).await?);
+                    out.push(api::fetch(&format!("/tasks/{id}")).await?);
                 }
-                Ok::<_, api::ApiFailure>(out)
+                Ok::<_, api::ApiFailure>(format!("[{}]", out.join(",")))
             }
         },
     );
@@ -311,7 +314,7 @@ fn StepPanel(
                 <h3>"Tasks"</h3>
                 <Transition fallback=Loading>
                     {move || Suspend::new(async move {
-                        match tasks.await {
+                        match api::parse::<Vec<TaskDetail>>(tasks.await) {
                             Ok(list) => list.into_iter().map(|d| {
                                 let t = &d.task;
                                 view! {

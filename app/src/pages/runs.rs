@@ -25,7 +25,7 @@ pub fn Runs() -> impl IntoView {
             if let Some(w) = workflow {
                 path.push_str(&format!("&workflow={}", enc(&w)));
             }
-            api::get::<RunList>(&path).await
+            api::fetch(&path).await
         },
     );
     view! {
@@ -42,7 +42,7 @@ pub fn Runs() -> impl IntoView {
         </form>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                match runs.await {
+                match api::parse::<RunList>(runs.await) {
                     Ok(l) if l.runs.is_empty() => view! {
                         <Empty title="No runs">"Start one from a " <a href="/workflows">"workflow"</a> "."</Empty>
                     }.into_any(),

@@ -1,28 +1,30 @@
 //! The queue: tasks in the order the scheduler takes them, why each has its
 //! priority, and who ran it at what load.
 
-use drover_protocol::api::{ServerStatus, TaskDetail, TaskList, TaskView};
+use std::collections::HashMap;
+
+use drover_protocol::api::{AgentList, ServerStatus, TaskDetail, TaskList, TaskView};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{self, enc};
-use crate::components::{can_operate, outcome_view, use_me, Badge, Empty, ErrorBox, Loading};
-use crate::format::{ago, duration_us, json, num, utc};
+use crate::components::{
+    can_operate, outcome_view, session, use_me, Badge, Empty, ErrorBox, Loading,
+};
+use crate::format::{ago, duration_us, fixed, json, num, utc};
 use crate::live::{use_live, Topic};
 
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
-/// α, β, γ, fetched once per page.
-fn weights() -> Resource<Option<[f64; 3]>> {
-    Resource::new(
-        || (),
-        |_| async move {
-            api::get::<ServerStatus>("/status")
-                .await
-                .ok()
-                .map(|s| s.priority_weights)
-        },
-    )
+/// α, β, γ, fetched once per page (`/status`).
+fn weights() -> Resource<api::ApiResult<String>> {
+    Resource::new(|| (), |_| api::fetch("/status"))
+}
+
+fn weights_of(fetched: api::ApiResult<String>) -> Option<[f64; 3]> {
+    api::parse::<ServerStatus>(fetched)
+        .ok()
+        .map(|s| s.priority_weights)
 }
 
 /// `P = α·u + β·t + γ·i = …` with the numbers.
@@ -69,6 +71,7 @@ pub fn Tasks() -> impl IntoView {
     let status = move || query.with(|q| q.get("status")).filter(|s| !s.is_empty());
     let task_type = move || query.with(|q| q.get("type")).filter(|s| !s.is_empty());
     let weights = weights();
+    let agents = Resource::new(move || live.watch(Topic::Agents), |_| api::fetch("/agents"));
     let tasks = Resource::new(
         move || (live.watch(Topic::Tasks), status(), task_type()),
         |(_, status, task_type)| async move {
@@ -79,7 +82,7 @@ pub fn Tasks() -> impl IntoView {
             if let Some(t) = task_type {
                 path.push_str(&format!("&task_type={}", enc(&t)));
             }
-            api::get::<TaskList>(&path).await
+            api::fetch(&path).await
         },
     );
     let act = task_action();
@@ -101,7 +104,10 @@ pub fn Tasks() -> impl IntoView {
         {move || outcome_view(act.value().get())}
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                let (list, me, w) = (tasks.await, me.await, weights.await);
+                let (list, me, w) = (api::parse::<TaskList>(tasks.await), session(me.await), weights_of(weights.await));
+                let names: HashMap<i64, String> = api::parse::<AgentList>(agents.await)
+                    .map(|l| l.agents.into_iter().map(|a| (a.id, a.name)).collect())
+                    .unwrap_or_default();
                 let operate = can_operate(&me);
                 match list {
                     Ok(list) if list.tasks.is_empty() => view! {
@@ -115,7 +121,10 @@ pub fn Tasks() -> impl IntoView {
                                     <th>"Agent"</th><th>"Attempts"</th><th>"Age"</th>{operate.then(|| view! { <th></th> })}
                                 </tr></thead>
                                 <tbody>
-                                    {list.tasks.into_iter().map(|t| view! { <TaskRow t w operate act/> }).collect_view()}
+                                    {list.tasks.into_iter().map(|t| {
+                                        let agent = t.agent_id.map(|id| names.get(&id).cloned().unwrap_or_else(|| format!("agent #{id}")));
+                                        view! { <TaskRow t w agent operate act/> }
+                                    }).collect_view()}
                                 </tbody>
                             </table>
                         </div>
@@ -128,7 +137,13 @@ pub fn Tasks() -> impl IntoView {
 }
 
 #[component]
-fn TaskRow(t: TaskView, w: Option<[f64; 3]>, operate: bool, act: TaskAction) -> impl IntoView {
+fn TaskRow(
+    t: TaskView,
+    w: Option<[f64; 3]>,
+    agent: Option<String>,
+    operate: bool,
+    act: TaskAction,
+) -> impl IntoView {
     let live = use_live();
     let id = t.id;
     let status = t.status.as_str();
@@ -142,7 +157,12 @@ fn TaskRow(t: TaskView, w: Option<[f64; 3]>, operate: bool, act: TaskAction) -> 
             <td>{t.task_type.clone()}</td>
             <td><Badge status=status/>{t.error.clone().map(|e| { let title = e.clone(); view! { <div class="err-line" title=title>{e}</div> } })}</td>
             <td class="formula"><strong>{num(t.priority)}</strong> <span class="muted">" = " {formula}</span></td>
-            <td>{t.agent_id.map(|a| view! { <a href="/agents">"agent #" {a}</a> })}</td>
+            <td>{agent.map(|name| view! {
+                <a href="/agents">{name}</a>
+                {t.claim_load.map(|l| view! {
+                    <span class="muted" title="its load L = C/M when it was given the task: the least loaded agent gets the work">{format!(" at L {}", fixed(l, 2))}</span>
+                })}
+            })}</td>
             <td class="n">{t.attempts} "/" {t.max_attempts}</td>
             <td class="muted">{move || ago(live.now_us.get(), created)}</td>
             {operate.then(|| view! {
@@ -169,7 +189,7 @@ pub fn TaskPage() -> impl IntoView {
     };
     let task = Resource::new(
         move || (live.watch(Topic::Tasks), id()),
-        |(_, id)| async move { api::get::<TaskDetail>(&format!("/tasks/{id}")).await },
+        |(_, id)| async move { api::fetch(&format!("/tasks/{id}")).await },
     );
     let act = task_action();
     view! {
@@ -177,7 +197,7 @@ pub fn TaskPage() -> impl IntoView {
         {move || outcome_view(act.value().get())}
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                let (task, me, w) = (task.await, me.await, weights.await);
+                let (task, me, w) = (api::parse::<TaskDetail>(task.await), session(me.await), weights_of(weights.await));
                 match task {
                     Ok(d) => view! { <TaskDetailView d w operate=can_operate(&me) act/> }.into_any(),
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
@@ -247,7 +267,7 @@ pub fn AttemptsTable(d: TaskDetail) -> impl IntoView {
                     <tr data-testid="attempt" data-agent=a.agent_id>
                         <td>{a.attempt}</td>
                         <td>"agent #" {a.agent_id}</td>
-                        <td title="the agent's load L = C/M when it was given the task">{format!("{:.2}", a.agent_load)}</td>
+                        <td title="the agent's load L = C/M when it was given the task">{fixed(a.agent_load, 2)}</td>
                         <td class="muted">{utc(a.claimed_at_us)}</td>
                         <td>{a.finished_at_us.map(|f| duration_us(f - a.started_at_us.unwrap_or(a.claimed_at_us)))}</td>
                         <td><Badge status=a.outcome.clone()/></td>

@@ -9,7 +9,7 @@ use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use serde_json::{Map, Value};
 
 use crate::api::{self, enc, ApiFailure};
-use crate::components::{can_operate, my_name, use_me, Empty, ErrorBox, Loading};
+use crate::components::{can_operate, my_name, session, use_me, Empty, ErrorBox, Loading};
 use crate::dag::steps_of;
 use crate::format::utc;
 use crate::live::{use_live, Topic};
@@ -20,13 +20,13 @@ pub fn Workflows() -> impl IntoView {
     let me = use_me();
     let list = Resource::new(
         move || live.watch(Topic::Workflows),
-        |_| api::get::<WorkflowList>("/workflows"),
+        |_| api::fetch("/workflows"),
     );
     view! {
         <h1 class="page-title">"Workflows"</h1>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                match list.await {
+                match api::parse::<WorkflowList>(list.await) {
                     Ok(l) if l.workflows.is_empty() => view! {
                         <Empty title="No workflows yet">"Upload a definition below, or with " <code>"drover workflow upload FILE"</code> "."</Empty>
                     }.into_any(),
@@ -55,7 +55,7 @@ pub fn Workflows() -> impl IntoView {
         </Transition>
         // Outside the list's transition: a list refresh must not reset the form.
         <Suspense fallback=|| ()>
-            {move || Suspend::new(async move { can_operate(&me.await).then(|| view! { <Upload/> }) })}
+            {move || Suspend::new(async move { can_operate(&session(me.await)).then(|| view! { <Upload/> }) })}
         </Suspense>
     }
 }
@@ -102,13 +102,13 @@ pub fn WorkflowPage() -> impl IntoView {
             .and_then(|v| v.parse::<i64>().ok())
     };
     let versions = Resource::new(name, |name| async move {
-        api::get::<WorkflowList>(&format!("/workflows/{}", enc(&name))).await
+        api::fetch(&format!("/workflows/{}", enc(&name))).await
     });
     view! {
         <p class="crumbs"><a href="/workflows">"Workflows"</a> " / " {name}</p>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                let (versions, me) = (versions.await, me.await);
+                let (versions, me) = (api::parse::<WorkflowList>(versions.await), session(me.await));
                 match versions {
                     Ok(l) => {
                         let mut all = l.workflows;

@@ -30,7 +30,7 @@ pub const WORK_CHANNEL: &str = "drover_work";
 
 const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
     status, attempts, max_attempts, timeout_ms, retry_backoff_ms, array_to_json(required_labels)::text AS required_labels, \
-    idempotency_key, result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at";
+    idempotency_key, result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at, claim_load";
 
 const AGENT_COLUMNS: &str = "id, name, hostname, version, array_to_json(task_types)::text AS task_types, \
     array_to_json(labels)::text AS labels, capacity, running, status, registered_at, last_heartbeat_at";

@@ -56,6 +56,7 @@ macro_rules! task_view {
             updated_at_us: row.try_get("updated_at")?,
             started_at_us: row.try_get("started_at")?,
             finished_at_us: row.try_get("finished_at")?,
+            claim_load: row.try_get("claim_load")?,
         }
     }};
 }

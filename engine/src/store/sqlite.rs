@@ -25,7 +25,7 @@ use crate::lifecycle::AttemptEnd;
 
 const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
     status, attempts, max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, \
-    result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at";
+    result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at, claim_load";
 
 const AGENT_COLUMNS: &str = "id, name, hostname, version, task_types, labels, capacity, running, \
     status, registered_at, last_heartbeat_at";
