@@ -1,16 +1,19 @@
 //! Workflow runs, their steps and approvals, on both backends.
 //!
-//! A run advances in [`RunStore::advance_run`]: one transaction that loads
-//! the run, its step rows and its tasks, asks the pure planner
-//! (`crate::workflow::plan`) what to do, and writes the answer. Tasks a step
-//! creates carry the idempotency key `run:<id>:<step>:<item>:g<generation>`,
-//! so a step's task is never created twice, whoever advances the run and
-//! however often. The server advances a run the moment one of its tasks
-//! finishes or an approval is decided; the leader also advances every active
-//! run when it takes over, which finishes the work of a server that died
-//! between committing a result and advancing its run.
+//! Runs advance in [`RunStore::advance_runs`]: one transaction for a whole
+//! batch of runs that locks them (in id order, on PostgreSQL), loads their
+//! definitions, steps and the tasks of their running steps with one query
+//! each, asks the pure planner (`crate::workflow::plan`) what to do for each
+//! run, and writes the answers. If that transaction fails, each run is
+//! advanced in its own. Tasks a step creates carry the idempotency key
+//! `run:<id>:<step>:<item>:g<generation>`, so a step's task is never created
+//! twice, whoever advances the run and however often. The server advances a
+//! run the moment one of its tasks finishes or an approval is decided
+//! (batching the runs of whatever finished meanwhile); the leader also
+//! advances every active run when it takes over, which finishes the work of a
+//! server that died between committing a result and advancing its run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use drover_protocol::api::{NewTask, TaskStatus};
 use drover_protocol::workflow::{
@@ -53,6 +56,17 @@ pub trait RunStore {
     ) -> Result<(i64, bool)>;
     /// Moves the run as far as its state allows.
     async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced>;
+    /// Moves each run as far as its state allows, all in one transaction
+    /// (runs that do not exist are left out of the answer, which is in run
+    /// id order). If that transaction fails, each run is advanced in its own,
+    /// so one bad run cannot hold the others back; the error is returned only
+    /// when no run could be advanced.
+    async fn advance_runs(
+        &self,
+        run_ids: &[i64],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Vec<(i64, Advanced)>>;
     /// Runs owning any of these tasks.
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
     /// Runs still running or waiting for an approval.
@@ -117,6 +131,22 @@ fn decided_step(
     }
 }
 
+/// A run being advanced, as loaded.
+struct ActiveRun {
+    id: i64,
+    workflow_id: i64,
+    status: RunStatus,
+    inputs: String,
+    started_by: String,
+}
+
+/// A run's step states, and each step's current generation.
+#[derive(Default)]
+struct RunSteps {
+    steps: BTreeMap<String, StepState>,
+    generations: BTreeMap<String, i64>,
+}
+
 const RUN_COLUMNS: &str = "id, workflow_name, workflow_version, inputs, status, error, started_by, created_at, updated_at, finished_at";
 
 macro_rules! summary_of {
@@ -172,7 +202,7 @@ macro_rules! approval_of {
 /// `$lock` is `FOR UPDATE` on PostgreSQL, where instances advance runs
 /// concurrently, and empty on SQLite, whose single writer serializes them.
 macro_rules! impl_runs {
-    ($store:ty, $reader:ident, $lock:literal) => {
+    ($store:ty, $db:ty, $reader:ident, $lock:literal) => {
         impl RunStore for $store {
             async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)> {
                 let def: Definition = serde_json::from_value(wf.definition.clone())?;
@@ -212,165 +242,44 @@ macro_rules! impl_runs {
             }
 
             async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced> {
-                let mut tx = self.begin_write().await?;
-                let Some(run) = sqlx::query(concat!(
-                    "SELECT r.status, r.inputs, r.started_by, w.definition FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = $1 ",
-                    $lock
-                ))
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                else {
-                    return Err(StoreError::NotFound);
-                };
-                let status = run_status(&run.try_get::<String, _>("status")?)?;
-                if status.is_terminal() {
-                    return Ok(Advanced { tasks_created: 0, status: Some(status) });
-                }
-                let def: Definition = serde_json::from_str(&run.try_get::<String, _>("definition")?)?;
-                let inputs: Map<String, Value> = serde_json::from_str(&run.try_get::<String, _>("inputs")?)?;
-                let started_by: String = run.try_get("started_by")?;
-                let mut steps: BTreeMap<String, StepState> = BTreeMap::new();
-                let mut generations: BTreeMap<String, i64> = BTreeMap::new();
-                for row in sqlx::query("SELECT step_id, status, output, error, item_count, generation FROM run_steps WHERE run_id = $1")
-                    .bind(run_id)
-                    .fetch_all(&mut *tx)
+                self.advance_runs(&[run_id], sched, now_us)
                     .await?
-                {
-                    let step_id: String = row.try_get("step_id")?;
-                    generations.insert(step_id.clone(), row.try_get("generation")?);
-                    steps.insert(
-                        step_id,
-                        StepState {
-                            status: step_status(&row.try_get::<String, _>("status")?)?,
-                            output: json_opt(row.try_get("output")?)?,
-                            error: row.try_get("error")?,
-                            items: Vec::new(),
-                            item_count: row.try_get::<Option<i64>, _>("item_count")?.map(|n| n as usize),
-                        },
-                    );
+                    .into_iter()
+                    .next()
+                    .map(|(_, advanced)| advanced)
+                    .ok_or(StoreError::NotFound)
+            }
+
+            async fn advance_runs(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>> {
+                let mut ids = run_ids.to_vec();
+                ids.sort_unstable();
+                ids.dedup();
+                if ids.is_empty() {
+                    return Ok(Vec::new());
                 }
-                for row in sqlx::query("SELECT step_id, item_index, status, result, error, step_generation FROM tasks WHERE run_id = $1 ORDER BY item_index")
-                    .bind(run_id)
-                    .fetch_all(&mut *tx)
-                    .await?
-                {
-                    let step_id: String = row.try_get("step_id")?;
-                    let generation: i64 = row.try_get("step_generation")?;
-                    if generations.get(&step_id) != Some(&generation) {
-                        continue;
-                    }
-                    if let Some(state) = steps.get_mut(&step_id) {
-                        state.items.push(ItemState {
-                            index: row.try_get::<i64, _>("item_index")? as usize,
-                            task_status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
-                            output: json_opt(row.try_get("result")?)?,
-                            error: row.try_get("error")?,
-                        });
-                    }
-                }
-                let mut advanced = Advanced::default();
-                let mut finished: Option<(RunStatus, Option<String>)> = None;
-                // Plan until nothing changes: a skipped step can make the next one ready at once.
-                for _ in 0..10_000 {
-                    let view = workflow::RunView { run_id, def: &def, inputs: &inputs, started_by: &started_by, steps: &steps };
-                    let actions = workflow::plan(&view);
-                    if actions.is_empty() {
-                        break;
-                    }
-                    for action in actions {
-                        match action {
-                            Action::CreateTasks { step_id, items } => {
-                                let generation = generations.get(&step_id).copied().unwrap_or(0);
-                                for (index, new) in items {
-                                    let task_id = insert_step_task(&mut tx, sched, run_id, &step_id, index, generation, new, now_us).await?;
-                                    let _ = task_id;
-                                    advanced.tasks_created += 1;
-                                    if let Some(state) = steps.get_mut(&step_id) {
-                                        state.items.push(ItemState { index, task_status: TaskStatus::Queued, output: None, error: None });
-                                    }
+                match self.advance_in_one_transaction(&ids, sched, now_us).await {
+                    Ok(advanced) => Ok(advanced),
+                    Err(e) if ids.len() == 1 => Err(e),
+                    Err(e) => {
+                        // One bad run must not hold the others back: each in its own transaction.
+                        tracing::warn!(runs = ids.len(), error = %e, "advancing runs together failed; advancing them one by one");
+                        let mut out = Vec::with_capacity(ids.len());
+                        let mut first_error = None;
+                        for id in ids {
+                            match self.advance_in_one_transaction(&[id], sched, now_us).await {
+                                Ok(advanced) => out.extend(advanced),
+                                Err(e) => {
+                                    tracing::warn!(run_id = id, error = %e, "could not advance run");
+                                    first_error.get_or_insert(e);
                                 }
-                            }
-                            Action::SetStep { step_id, status, output, error, item_count } => {
-                                sqlx::query(
-                                    "UPDATE run_steps SET status = $1, output = $2, error = $3, item_count = COALESCE($4, item_count), \
-                                     started_at = COALESCE(started_at, $5), finished_at = $6, updated_at = $5 WHERE run_id = $7 AND step_id = $8",
-                                )
-                                .bind(status.as_str())
-                                .bind(output.as_ref().map(Value::to_string))
-                                .bind(&error)
-                                .bind(item_count.map(|n| n as i64))
-                                .bind(now_us)
-                                .bind(status.is_terminal().then_some(now_us))
-                                .bind(run_id)
-                                .bind(&step_id)
-                                .execute(&mut *tx)
-                                .await?;
-                                if let Some(state) = steps.get_mut(&step_id) {
-                                    state.status = status;
-                                    state.output = output;
-                                    state.error = error;
-                                    if item_count.is_some() {
-                                        state.item_count = item_count;
-                                    }
-                                }
-                            }
-                            Action::RequestApproval { step_id, message, approvers, timeout_ms, allow_self_approval, on_timeout_approve, on_reject_continue } => {
-                                sqlx::query(
-                                    "INSERT INTO approvals (run_id, step_id, message, approvers, allow_self, on_timeout, on_reject, status, expires_at, created_at) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) ON CONFLICT (run_id, step_id) DO NOTHING",
-                                )
-                                .bind(run_id)
-                                .bind(&step_id)
-                                .bind(&message)
-                                .bind(serde_json::to_string(&approvers)?)
-                                .bind(allow_self_approval)
-                                .bind(if on_timeout_approve { "approve" } else { "reject" })
-                                .bind(if on_reject_continue { "continue" } else { "fail" })
-                                .bind(timeout_ms.map(|t| now_us + t * 1000))
-                                .bind(now_us)
-                                .execute(&mut *tx)
-                                .await?;
-                            }
-                            Action::FinishRun { status, error } => {
-                                finished = Some((status, error));
                             }
                         }
-                    }
-                    if finished.is_some() {
-                        break;
+                        match first_error {
+                            Some(e) if out.is_empty() => Err(e),
+                            _ => Ok(out),
+                        }
                     }
                 }
-                let (new_status, error) = match finished {
-                    Some((status, error)) => (status, error),
-                    None => {
-                        let view = workflow::RunView { run_id, def: &def, inputs: &inputs, started_by: &started_by, steps: &steps };
-                        (workflow::run_status(&view), None)
-                    }
-                };
-                sqlx::query("UPDATE runs SET status = $1, error = COALESCE($2, error), updated_at = $3, finished_at = $4 WHERE id = $5")
-                    .bind(new_status.as_str())
-                    .bind(&error)
-                    .bind(now_us)
-                    .bind(new_status.is_terminal().then_some(now_us))
-                    .bind(run_id)
-                    .execute(&mut *tx)
-                    .await?;
-                if new_status.is_terminal() {
-                    // Nothing more of this run will run: drop its queued work and open approvals.
-                    sqlx::query("UPDATE tasks SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE run_id = $2 AND status = 'queued'")
-                        .bind(now_us)
-                        .bind(run_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("UPDATE approvals SET status = 'cancelled' WHERE run_id = $1 AND status = 'pending'")
-                        .bind(run_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                advanced.status = Some(new_status);
-                Ok(advanced)
             }
 
             async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>> {
@@ -614,6 +523,244 @@ macro_rules! impl_runs {
                 Ok(runs)
             }
         }
+
+        impl $store {
+            async fn advance_in_one_transaction(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>> {
+                let mut tx = self.begin_write().await?;
+                let advanced = Self::advance_in(&mut tx, run_ids, sched, now_us).await?;
+                tx.commit().await?;
+                Ok(advanced)
+            }
+
+            /// Advances runs inside `tx` (`run_ids` sorted and distinct);
+            /// runs that do not exist are left out of the answer. A fixed
+            /// number of statements loads every run of the batch, then each
+            /// run's plan is written.
+            async fn advance_in(tx: &mut sqlx::Transaction<'_, $db>, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>> {
+                // Locked in id order, so two transactions locking overlapping
+                // sets of runs (PostgreSQL) wait for each other instead of deadlocking.
+                let rows = sqlx::query(&format!(
+                    "SELECT id, workflow_id, status, inputs, started_by FROM runs WHERE id IN ({}) ORDER BY id {}",
+                    Self::id_list_sql(),
+                    $lock
+                ))
+                .bind(serde_json::to_string(run_ids)?)
+                .fetch_all(&mut **tx)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                let mut active = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id: i64 = row.try_get("id")?;
+                    let status = run_status(&row.try_get::<String, _>("status")?)?;
+                    if status.is_terminal() {
+                        out.push((id, Advanced { tasks_created: 0, status: Some(status) }));
+                    } else {
+                        active.push(ActiveRun {
+                            id,
+                            workflow_id: row.try_get("workflow_id")?,
+                            status,
+                            inputs: row.try_get("inputs")?,
+                            started_by: row.try_get("started_by")?,
+                        });
+                    }
+                }
+                if active.is_empty() {
+                    return Ok(out);
+                }
+                let active_ids = serde_json::to_string(&active.iter().map(|r| r.id).collect::<Vec<_>>())?;
+                // Each workflow version's definition, parsed once for the batch.
+                let mut workflow_ids: Vec<i64> = active.iter().map(|r| r.workflow_id).collect();
+                workflow_ids.sort_unstable();
+                workflow_ids.dedup();
+                let mut defs: HashMap<i64, Definition> = HashMap::with_capacity(workflow_ids.len());
+                for row in sqlx::query(&format!("SELECT id, definition FROM workflows WHERE id IN ({})", Self::id_list_sql()))
+                    .bind(serde_json::to_string(&workflow_ids)?)
+                    .fetch_all(&mut **tx)
+                    .await?
+                {
+                    defs.insert(row.try_get("id")?, serde_json::from_str(&row.try_get::<String, _>("definition")?)?);
+                }
+                let mut loaded: HashMap<i64, RunSteps> = HashMap::with_capacity(active.len());
+                for row in sqlx::query(&format!(
+                    "SELECT run_id, step_id, status, output, error, item_count, generation FROM run_steps WHERE run_id IN ({})",
+                    Self::id_list_sql()
+                ))
+                .bind(&active_ids)
+                .fetch_all(&mut **tx)
+                .await?
+                {
+                    let run = loaded.entry(row.try_get("run_id")?).or_default();
+                    let step_id: String = row.try_get("step_id")?;
+                    run.generations.insert(step_id.clone(), row.try_get("generation")?);
+                    run.steps.insert(
+                        step_id,
+                        StepState {
+                            status: step_status(&row.try_get::<String, _>("status")?)?,
+                            output: json_opt(row.try_get("output")?)?,
+                            error: row.try_get("error")?,
+                            items: Vec::new(),
+                            item_count: row.try_get::<Option<i64>, _>("item_count")?.map(|n| n as usize),
+                        },
+                    );
+                }
+                // The planner looks at the tasks of running steps only (their
+                // current generation): the others' outcomes are on their step rows.
+                for row in sqlx::query(&format!(
+                    "SELECT t.run_id, t.step_id, t.item_index, t.status, t.result, t.error FROM run_steps s \
+                     JOIN tasks t ON t.run_id = s.run_id AND t.step_id = s.step_id AND t.step_generation = s.generation \
+                     WHERE s.run_id IN ({}) AND s.status = 'running' ORDER BY t.run_id, t.item_index",
+                    Self::id_list_sql()
+                ))
+                .bind(&active_ids)
+                .fetch_all(&mut **tx)
+                .await?
+                {
+                    let run_id: i64 = row.try_get("run_id")?;
+                    let step_id: String = row.try_get("step_id")?;
+                    if let Some(state) = loaded.get_mut(&run_id).and_then(|r| r.steps.get_mut(&step_id)) {
+                        state.items.push(ItemState {
+                            index: row.try_get::<i64, _>("item_index")? as usize,
+                            task_status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
+                            output: json_opt(row.try_get("result")?)?,
+                            error: row.try_get("error")?,
+                        });
+                    }
+                }
+                for run in active {
+                    let def = defs
+                        .get(&run.workflow_id)
+                        .ok_or_else(|| StoreError::Corrupt(format!("run {} has no workflow {}", run.id, run.workflow_id)))?;
+                    let inputs: Map<String, Value> = serde_json::from_str(&run.inputs)?;
+                    let steps = loaded.remove(&run.id).unwrap_or_default();
+                    let advanced = Self::advance_loaded(tx, sched, now_us, &run, def, &inputs, steps).await?;
+                    out.push((run.id, advanced));
+                }
+                out.sort_by_key(|(id, _)| *id);
+                Ok(out)
+            }
+
+            /// Plans one loaded run until nothing changes and writes the result.
+            #[allow(clippy::too_many_arguments)]
+            async fn advance_loaded(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                sched: &Scheduling,
+                now_us: i64,
+                run: &ActiveRun,
+                def: &Definition,
+                inputs: &Map<String, Value>,
+                loaded: RunSteps,
+            ) -> Result<Advanced> {
+                let run_id = run.id;
+                let started_by = run.started_by.as_str();
+                let RunSteps { mut steps, generations } = loaded;
+                let mut changed = false;
+                let mut advanced = Advanced::default();
+                let mut finished: Option<(RunStatus, Option<String>)> = None;
+                // Plan until nothing changes: a skipped step can make the next one ready at once.
+                for _ in 0..10_000 {
+                    let view = workflow::RunView { run_id, def, inputs, started_by, steps: &steps };
+                    let actions = workflow::plan(&view);
+                    if actions.is_empty() {
+                        break;
+                    }
+                    changed = true;
+                    for action in actions {
+                        match action {
+                            Action::CreateTasks { step_id, items } => {
+                                let generation = generations.get(&step_id).copied().unwrap_or(0);
+                                for (index, new) in items {
+                                    insert_step_task(tx, sched, run_id, &step_id, index, generation, new, now_us).await?;
+                                    advanced.tasks_created += 1;
+                                    if let Some(state) = steps.get_mut(&step_id) {
+                                        state.items.push(ItemState { index, task_status: TaskStatus::Queued, output: None, error: None });
+                                    }
+                                }
+                            }
+                            Action::SetStep { step_id, status, output, error, item_count } => {
+                                sqlx::query(
+                                    "UPDATE run_steps SET status = $1, output = $2, error = $3, item_count = COALESCE($4, item_count), \
+                                     started_at = COALESCE(started_at, $5), finished_at = $6, updated_at = $5 WHERE run_id = $7 AND step_id = $8",
+                                )
+                                .bind(status.as_str())
+                                .bind(output.as_ref().map(Value::to_string))
+                                .bind(&error)
+                                .bind(item_count.map(|n| n as i64))
+                                .bind(now_us)
+                                .bind(status.is_terminal().then_some(now_us))
+                                .bind(run_id)
+                                .bind(&step_id)
+                                .execute(&mut **tx)
+                                .await?;
+                                if let Some(state) = steps.get_mut(&step_id) {
+                                    state.status = status;
+                                    state.output = output;
+                                    state.error = error;
+                                    if item_count.is_some() {
+                                        state.item_count = item_count;
+                                    }
+                                }
+                            }
+                            Action::RequestApproval { step_id, message, approvers, timeout_ms, allow_self_approval, on_timeout_approve, on_reject_continue } => {
+                                sqlx::query(
+                                    "INSERT INTO approvals (run_id, step_id, message, approvers, allow_self, on_timeout, on_reject, status, expires_at, created_at) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) ON CONFLICT (run_id, step_id) DO NOTHING",
+                                )
+                                .bind(run_id)
+                                .bind(&step_id)
+                                .bind(&message)
+                                .bind(serde_json::to_string(&approvers)?)
+                                .bind(allow_self_approval)
+                                .bind(if on_timeout_approve { "approve" } else { "reject" })
+                                .bind(if on_reject_continue { "continue" } else { "fail" })
+                                .bind(timeout_ms.map(|t| now_us + t * 1000))
+                                .bind(now_us)
+                                .execute(&mut **tx)
+                                .await?;
+                            }
+                            Action::FinishRun { status, error } => {
+                                finished = Some((status, error));
+                            }
+                        }
+                    }
+                    if finished.is_some() {
+                        break;
+                    }
+                }
+                let (new_status, error) = match finished {
+                    Some((status, error)) => (status, error),
+                    None => {
+                        let view = workflow::RunView { run_id, def, inputs, started_by, steps: &steps };
+                        (workflow::run_status(&view), None)
+                    }
+                };
+                if !changed && new_status == run.status {
+                    // Nothing happened: no write.
+                    return Ok(Advanced { tasks_created: 0, status: Some(new_status) });
+                }
+                sqlx::query("UPDATE runs SET status = $1, error = COALESCE($2, error), updated_at = $3, finished_at = $4 WHERE id = $5")
+                    .bind(new_status.as_str())
+                    .bind(&error)
+                    .bind(now_us)
+                    .bind(new_status.is_terminal().then_some(now_us))
+                    .bind(run_id)
+                    .execute(&mut **tx)
+                    .await?;
+                if new_status.is_terminal() {
+                    // Nothing more of this run will run: drop its queued work and open approvals.
+                    sqlx::query("UPDATE tasks SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE run_id = $2 AND status = 'queued'")
+                        .bind(now_us)
+                        .bind(run_id)
+                        .execute(&mut **tx)
+                        .await?;
+                    sqlx::query("UPDATE approvals SET status = 'cancelled' WHERE run_id = $1 AND status = 'pending'")
+                        .bind(run_id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                advanced.status = Some(new_status);
+                Ok(advanced)
+            }
+        }
     };
 }
 
@@ -691,7 +838,7 @@ mod sqlite_impl {
         }
     }
 
-    impl_runs!(SqliteStore, reader, "");
+    impl_runs!(SqliteStore, sqlx::Sqlite, reader, "");
 }
 
 mod postgres_impl {
@@ -709,7 +856,7 @@ mod postgres_impl {
         }
     }
 
-    impl_runs!(PgStore, pool, "FOR UPDATE");
+    impl_runs!(PgStore, sqlx::Postgres, pool, "FOR UPDATE");
 }
 
 macro_rules! delegate_runs {
@@ -730,6 +877,7 @@ macro_rules! delegate_runs {
 delegate_runs! {
     async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)>;
     async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced>;
+    async fn advance_runs(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>>;
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
     async fn active_runs(&self) -> Result<Vec<i64>>;
     async fn get_run(&self, id: i64) -> Result<Option<RunDetail>>;
