@@ -285,15 +285,16 @@ macro_rules! impl_runs {
             async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>> {
                 let mut runs = Vec::new();
                 for chunk in task_ids.chunks(500) {
-                    let ids = serde_json::to_string(chunk)?;
-                    let found: Vec<i64> = sqlx::query_scalar(&format!(
-                        "SELECT DISTINCT run_id FROM tasks WHERE {} AND run_id IS NOT NULL",
-                        Self::ids_in("id", 1)
-                    ))
-                    .bind(ids)
-                    .fetch_all(self.$reader())
-                    .await?;
-                    runs.extend(found);
+                    // The ids are written into the statement (integers, so
+                    // nothing to escape) and it is not prepared: planned with
+                    // its ids every time, it looks them up by primary key.
+                    // A prepared one on PostgreSQL runs a generic plan, which
+                    // on a new database scans the whole table for a minute.
+                    let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+                    let sql = format!("SELECT DISTINCT run_id FROM tasks WHERE id IN ({}) AND run_id IS NOT NULL", ids.join(", "));
+                    for row in sqlx::raw_sql(&sql).fetch_all(self.$reader()).await? {
+                        runs.push(row.try_get(0)?);
+                    }
                 }
                 runs.sort_unstable();
                 runs.dedup();
