@@ -27,7 +27,8 @@ enum Backend {
 enum Mode {
     /// No-op task throughput and submit-to-start latency.
     Queue,
-    /// Workflow shapes: a 1,000-item fan-out, 1,000 concurrent 10-step runs, a 40-step chain.
+    /// Workflow shapes: a 40-step chain, a 1,000-item fan-out, and 1,000
+    /// concurrent 10-step runs (of no-op steps, then of 1 s steps).
     Workflows,
     Both,
 }
@@ -47,7 +48,9 @@ struct Args {
     /// Agents to start.
     #[arg(long, default_value_t = 4)]
     agents: u32,
-    /// Capacity (M) of each agent.
+    /// Capacity (M) of each agent. In the workflow mode it is raised, if
+    /// needed, so that the agents together can run every concurrent run's
+    /// step at once (`--linear-runs` / `--agents`, rounded up).
     #[arg(long, default_value_t = 128)]
     capacity: u32,
     /// No-op tasks for the throughput run.
@@ -99,7 +102,11 @@ struct Report {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.mode != Mode::Queue {
+        let needed = (args.linear_runs as u32).div_ceil(args.agents.max(1));
+        args.capacity = args.capacity.max(needed);
+    }
     let bin_dir = match &args.bin_dir {
         Some(d) => d.clone(),
         None => std::env::current_exe()?
@@ -632,26 +639,85 @@ async fn workflows(
         samples: 0,
     });
 
-    // Many concurrent 10-step chains.
+    // Many concurrent 10-step chains of no-op tasks: a throughput test (with
+    // zero-length steps the system is closed-loop, so the per-step overhead
+    // is runs in flight / step throughput).
     upload(http, url, chain("chain10", 10, "    task_type: echo\n")).await?;
+    out.push(
+        linear_chains(
+            args,
+            http,
+            url,
+            backend,
+            "chain10",
+            4,
+            format!("{} concurrent 10-step chains", args.linear_runs),
+        )
+        .await?,
+    );
+
+    // The same with steps that take 1 s: the load is runs / 1 s, and the
+    // per-step overhead is the engine's scheduling latency under that load.
+    upload(
+        http,
+        url,
+        chain(
+            "chain10s",
+            10,
+            "    task_type: sleep\n    payload: { ms: 1000 }\n",
+        ),
+    )
+    .await?;
+    out.push(
+        linear_chains(
+            args,
+            http,
+            url,
+            backend,
+            "chain10s",
+            32,
+            format!(
+                "{} concurrent 10-step chains of 1 s steps",
+                args.linear_runs
+            ),
+        )
+        .await?,
+    );
+    Ok(out)
+}
+
+/// Starts `--linear-runs` runs of a 10-step chain from `starters` concurrent
+/// clients, waits for all of them, and measures the per-step overheads on
+/// 200 of them.
+async fn linear_chains(
+    args: &Args,
+    http: &reqwest::Client,
+    url: &str,
+    backend: &'static str,
+    workflow: &'static str,
+    starters: usize,
+    shape: String,
+) -> Result<FlowReport> {
     let started = Instant::now();
     let mut ids = Vec::with_capacity(args.linear_runs);
-    let mut starters = Vec::new();
-    for c in 0..4 {
+    let mut tasks = Vec::new();
+    for c in 0..starters {
         let (http, url, n) = (http.clone(), url.to_string(), args.linear_runs);
-        starters.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
-            for _ in (c..n).step_by(4) {
-                ids.push(start_run(&http, &url, "chain10").await?);
+            for _ in (c..n).step_by(starters) {
+                ids.push(start_run(&http, &url, workflow).await?);
             }
             anyhow::Ok(ids)
         }));
     }
-    for s in starters {
+    for s in tasks {
         ids.extend(s.await??);
     }
-    wait_runs(http, url, "chain10", args.linear_runs).await?;
+    let all_started = started.elapsed();
+    wait_runs(http, url, workflow, args.linear_runs).await?;
     let total = started.elapsed();
+    ids.sort_unstable();
     let sample: Vec<i64> = ids
         .iter()
         .step_by((ids.len() / 200).max(1))
@@ -659,19 +725,18 @@ async fn workflows(
         .collect();
     let (enq, gaps) = step_overheads(http, url, &sample).await?;
     println!(
-        "{backend}: {} 10-step runs in {:.2} s",
-        args.linear_runs,
-        total.as_secs_f64()
+        "{backend}: {shape} in {:.2} s (all started after {:.2} s)",
+        total.as_secs_f64(),
+        all_started.as_secs_f64()
     );
-    out.push(FlowReport {
+    Ok(FlowReport {
         backend,
-        shape: format!("{} concurrent 10-step chains", args.linear_runs),
+        shape,
         total,
         enq_p50_ms: pct(&enq, 0.5),
         enq_p99_ms: pct(&enq, 0.99),
         p50_ms: pct(&gaps, 0.5),
         p99_ms: pct(&gaps, 0.99),
         samples: gaps.len(),
-    });
-    Ok(out)
+    })
 }

@@ -5,11 +5,12 @@
 use std::collections::HashSet;
 
 use drover_engine::domain::{AgentSpec, PriorityWeights, Scheduling, TaskSpec};
-use drover_engine::store::{Applied, QueueStore};
+use drover_engine::store::{Applied, QueueStore, RunStore, WorkflowDefStore};
 use drover_engine::time::now_us;
 use drover_engine::Store;
 use drover_protocol::agent::{Lease, Outcome, TaskResult};
 use drover_protocol::api::{AgentStatus, NewTask, TaskStatus};
+use drover_protocol::workflow::RunStatus;
 use serde_json::json;
 
 mod support;
@@ -112,6 +113,7 @@ both_backends!(
     leadership_is_exclusive_until_it_expires,
     concurrent_claims_never_hand_out_a_task_twice,
     delayed_tasks_wait_for_their_time,
+    batch_advance_creates_each_next_task_once,
 );
 
 async fn claims_highest_priority_first_then_oldest(store: Store) {
@@ -647,4 +649,105 @@ async fn delayed_tasks_wait_for_their_time(store: Store) {
         .map(|t| t.task_id)
         .collect();
     assert_eq!(got, vec![ids[0]]);
+}
+
+async fn batch_advance_creates_each_next_task_once(store: Store) {
+    let def = drover_engine::workflow::parse_definition(
+        "name: pair\nsteps:\n  - id: a\n    type: task\n    task_type: t\n  - id: b\n    type: task\n    task_type: t\n    depends_on: [a]\n",
+    )
+    .unwrap();
+    let json = serde_json::to_value(&def).unwrap();
+    let (wf, _) = store
+        .upload_workflow("pair", &json, "digest", "test", now_us())
+        .await
+        .unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let (id, created) = store
+            .start_run(&wf, &serde_json::Map::new(), "test", None, now_us())
+            .await
+            .unwrap();
+        assert!(created);
+        runs.push(id);
+    }
+    // Out of order, with a duplicate and a run that does not exist.
+    let mut asked: Vec<i64> = runs.iter().rev().copied().collect();
+    asked.push(runs[2]);
+    asked.push(runs[4] + 1000);
+    let created = |advanced: &[(i64, drover_engine::store::Advanced)]| -> Vec<(i64, usize)> {
+        advanced
+            .iter()
+            .map(|(id, a)| (*id, a.tasks_created))
+            .collect()
+    };
+    let first = store.advance_runs(&asked, &SCHED, now_us()).await.unwrap();
+    assert_eq!(
+        created(&first),
+        runs.iter().map(|&id| (id, 1)).collect::<Vec<_>>()
+    );
+    assert!(first
+        .iter()
+        .all(|(_, a)| a.status == Some(RunStatus::Running)));
+    let again = store.advance_runs(&asked, &SCHED, now_us()).await.unwrap();
+    assert_eq!(
+        created(&again),
+        runs.iter().map(|&id| (id, 0)).collect::<Vec<_>>()
+    );
+
+    // The first steps finish: each run's second step gets its task, once.
+    let a = register(&store, agent("a", 100, &["t"], &[])).await;
+    let claimed = store.claim(a, 100, now_us(), TTL).await.unwrap().tasks;
+    assert_eq!(claimed.len(), 5);
+    let results: Vec<TaskResult> = claimed
+        .iter()
+        .map(|t| success(t.task_id, t.lease_token))
+        .collect();
+    store.complete(&results, now_us()).await.unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|t| t.task_id).collect();
+    assert_eq!(store.runs_of_tasks(&ids).await.unwrap(), runs);
+    let second = store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
+    assert_eq!(
+        created(&second),
+        runs.iter().map(|&id| (id, 1)).collect::<Vec<_>>()
+    );
+    let again = store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
+    assert_eq!(
+        created(&again),
+        runs.iter().map(|&id| (id, 0)).collect::<Vec<_>>()
+    );
+    for &id in &runs {
+        let run = store.get_run(id).await.unwrap().unwrap();
+        let per_step: Vec<(String, usize)> = run
+            .steps
+            .iter()
+            .map(|s| (s.step_id.clone(), s.task_ids.len()))
+            .collect();
+        assert_eq!(per_step, vec![("a".to_string(), 1), ("b".to_string(), 1)]);
+    }
+
+    // The second steps finish: every run succeeds, and nothing more is created.
+    let claimed = store.claim(a, 100, now_us(), TTL).await.unwrap().tasks;
+    assert_eq!(claimed.len(), 5);
+    let results: Vec<TaskResult> = claimed
+        .iter()
+        .map(|t| success(t.task_id, t.lease_token))
+        .collect();
+    store.complete(&results, now_us()).await.unwrap();
+    let done = store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
+    assert_eq!(
+        created(&done),
+        runs.iter().map(|&id| (id, 0)).collect::<Vec<_>>()
+    );
+    assert!(done
+        .iter()
+        .all(|(_, a)| a.status == Some(RunStatus::Succeeded)));
+    assert_eq!(store.stats().await.unwrap().succeeded, 10);
+    assert_eq!(store.stats().await.unwrap().queued, 0);
+    // The single-run call agrees, and a missing run is an error there.
+    let one = store.advance_run(runs[0], &SCHED, now_us()).await.unwrap();
+    assert_eq!(one.status, Some(RunStatus::Succeeded));
+    assert!(store
+        .advance_run(runs[4] + 1000, &SCHED, now_us())
+        .await
+        .is_err());
 }

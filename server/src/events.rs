@@ -50,28 +50,44 @@ impl EventBus {
 
     /// Publishes locally and, on PostgreSQL, to the other instances.
     pub fn publish(&self, kind: &str, id: Option<i64>, status: Option<&str>) {
-        let event = Event {
-            kind: kind.to_string(),
-            id,
-            status: status.map(str::to_string),
-            origin: self.instance.clone(),
-        };
-        if let Some(pool) = &self.pg {
-            if let Ok(payload) = serde_json::to_string(&event) {
-                let pool = pool.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(CHANNEL)
-                        .bind(payload)
-                        .execute(&pool)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "could not relay an event");
-                    }
-                });
+        self.publish_many(kind, [(id, status)]);
+    }
+
+    /// Publishes several notices of one kind; on PostgreSQL they reach the
+    /// other instances in one statement.
+    pub fn publish_many<'a>(
+        &self,
+        kind: &str,
+        notices: impl IntoIterator<Item = (Option<i64>, Option<&'a str>)>,
+    ) {
+        let mut payloads = Vec::new();
+        for (id, status) in notices {
+            let event = Event {
+                kind: kind.to_string(),
+                id,
+                status: status.map(str::to_string),
+                origin: self.instance.clone(),
+            };
+            if self.pg.is_some() {
+                if let Ok(payload) = serde_json::to_string(&event) {
+                    payloads.push(payload);
+                }
             }
+            let _ = self.tx.send(event);
         }
-        let _ = self.tx.send(event);
+        if let (Some(pool), false) = (&self.pg, payloads.is_empty()) {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+                    .bind(CHANNEL)
+                    .bind(payloads)
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::debug!(error = %e, "could not relay events");
+                }
+            });
+        }
     }
 
     /// An event from another instance.

@@ -97,6 +97,9 @@ impl Application {
             let (d, store, stop) = (state.dispatcher.clone(), state.store.clone(), stopped());
             tokio::spawn(async move { d.run(store, stop).await })
         };
+        let advancers: Vec<_> = (0..state.advancer.workers())
+            .map(|_| tokio::spawn(crate::advance::run_worker(state.clone(), stopped())))
+            .collect();
         let duties = tokio::spawn(crate::duties::run(state.clone(), stopped()));
         let listener_task = state
             .store
@@ -123,6 +126,9 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = dispatcher.await;
         let _ = duties.await;
+        for a in advancers {
+            let _ = a.await;
+        }
         if let Some(t) = listener_task {
             t.abort();
         }

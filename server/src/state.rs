@@ -28,6 +28,8 @@ pub struct Shared {
     pub enrollment_token_hash: String,
     /// Change notices for live dashboards.
     pub events: crate::events::EventBus,
+    /// Advances workflow runs in batches (see `crate::advance`).
+    pub advancer: crate::advance::Advancer,
     /// Failed sign-ins per user name.
     pub sign_in_limiter: crate::ratelimit::SignInLimiter,
     /// Task types some agent has declared, plus the configured ones: a submit
@@ -65,7 +67,10 @@ impl Shared {
             instance_id.clone(),
             store.postgres().map(|pg| pg.pool().clone()),
         );
+        // SQLite has one writer; PostgreSQL takes two batches at once.
+        let advance_workers = if store.postgres().is_some() { 2 } else { 1 };
         Self {
+            advancer: crate::advance::Advancer::new(advance_workers),
             scheduling: config.scheduling(),
             config,
             store,

@@ -393,21 +393,19 @@ impl QueueStore for PgStore {
         lease_ttl_us: i64,
     ) -> Result<HeartbeatResponse> {
         let mut tx = self.pool.begin().await?;
-        let status: Option<String> = sqlx::query_scalar(
-            "UPDATE agents SET last_heartbeat_at = $1, \
-             status = CASE WHEN status = 'offline' THEN 'online' ELSE status END \
-             WHERE id = $2 RETURNING status",
-        )
-        .bind(now_us)
-        .bind(agent_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        // The task rows first, in id order, then the agent's row: the order
+        // in which `complete` locks them. In the other order a heartbeat and
+        // a results batch of the same agent deadlock, and PostgreSQL breaks
+        // the tie only after `deadlock_timeout` (a second), failing one.
         let ids: Vec<i64> = running.iter().map(|l| l.task_id).collect();
         let tokens: Vec<i64> = running.iter().map(|l| l.lease_token).collect();
         let extended: Vec<i64> = sqlx::query_scalar(
-            "UPDATE tasks t SET lease_expires_at = LEAST($1 + $2, t.started_at + t.timeout_ms * 1000) \
-             FROM unnest($3::bigint[], $4::bigint[]) AS v(id, lease_token) \
-             WHERE t.id = v.id AND t.lease_token = v.lease_token AND t.status = 'running' AND t.agent_id = $5 \
+            "WITH held AS ( \
+               SELECT t.id FROM tasks t JOIN unnest($3::bigint[], $4::bigint[]) AS v(id, lease_token) \
+                 ON t.id = v.id AND t.lease_token = v.lease_token \
+               WHERE t.status = 'running' AND t.agent_id = $5 ORDER BY t.id FOR UPDATE OF t) \
+             UPDATE tasks t SET lease_expires_at = LEAST($1 + $2, t.started_at + t.timeout_ms * 1000) \
+             FROM held WHERE t.id = held.id AND t.status = 'running' \
              RETURNING t.id",
         )
         .bind(now_us)
@@ -416,6 +414,15 @@ impl QueueStore for PgStore {
         .bind(&tokens)
         .bind(agent_id)
         .fetch_all(&mut *tx)
+        .await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE agents SET last_heartbeat_at = $1, \
+             status = CASE WHEN status = 'offline' THEN 'online' ELSE status END \
+             WHERE id = $2 RETURNING status",
+        )
+        .bind(now_us)
+        .bind(agent_id)
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
         let extended: HashSet<i64> = extended.into_iter().collect();

@@ -1,16 +1,19 @@
 //! Workflow runs, their steps and approvals, on both backends.
 //!
-//! A run advances in [`RunStore::advance_run`]: one transaction that loads
-//! the run, its step rows and its tasks, asks the pure planner
-//! (`crate::workflow::plan`) what to do, and writes the answer. Tasks a step
-//! creates carry the idempotency key `run:<id>:<step>:<item>:g<generation>`,
-//! so a step's task is never created twice, whoever advances the run and
-//! however often. The server advances a run the moment one of its tasks
-//! finishes or an approval is decided; the leader also advances every active
-//! run when it takes over, which finishes the work of a server that died
-//! between committing a result and advancing its run.
+//! Runs advance in [`RunStore::advance_runs`]: one transaction for a whole
+//! batch of runs that locks them (in id order, on PostgreSQL), loads their
+//! definitions, steps and the tasks of their running steps with one query
+//! each, asks the pure planner (`crate::workflow::plan`) what to do for each
+//! run, and writes the answers. If that transaction fails, each run is
+//! advanced in its own. Tasks a step creates carry the idempotency key
+//! `run:<id>:<step>:<item>:g<generation>`, so a step's task is never created
+//! twice, whoever advances the run and however often. The server advances a
+//! run the moment one of its tasks finishes or an approval is decided
+//! (batching the runs of whatever finished meanwhile); the leader also
+//! advances every active run when it takes over, which finishes the work of a
+//! server that died between committing a result and advancing its run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use drover_protocol::api::{NewTask, TaskStatus};
 use drover_protocol::workflow::{
@@ -53,6 +56,17 @@ pub trait RunStore {
     ) -> Result<(i64, bool)>;
     /// Moves the run as far as its state allows.
     async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced>;
+    /// Moves each run as far as its state allows, all in one transaction
+    /// (runs that do not exist are left out of the answer, which is in run
+    /// id order). If that transaction fails, each run is advanced in its own,
+    /// so one bad run cannot hold the others back; the error is returned only
+    /// when no run could be advanced.
+    async fn advance_runs(
+        &self,
+        run_ids: &[i64],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Vec<(i64, Advanced)>>;
     /// Runs owning any of these tasks.
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
     /// Runs still running or waiting for an approval.
@@ -117,6 +131,22 @@ fn decided_step(
     }
 }
 
+/// A run being advanced, as loaded.
+struct ActiveRun {
+    id: i64,
+    workflow_id: i64,
+    status: RunStatus,
+    inputs: String,
+    started_by: String,
+}
+
+/// A run's step states, and each step's current generation.
+#[derive(Default)]
+struct RunSteps {
+    steps: BTreeMap<String, StepState>,
+    generations: BTreeMap<String, i64>,
+}
+
 const RUN_COLUMNS: &str = "id, workflow_name, workflow_version, inputs, status, error, started_by, created_at, updated_at, finished_at";
 
 macro_rules! summary_of {
@@ -172,7 +202,7 @@ macro_rules! approval_of {
 /// `$lock` is `FOR UPDATE` on PostgreSQL, where instances advance runs
 /// concurrently, and empty on SQLite, whose single writer serializes them.
 macro_rules! impl_runs {
-    ($store:ty, $reader:ident, $lock:literal) => {
+    ($store:ty, $db:ty, $reader:ident, $lock:literal) => {
         impl RunStore for $store {
             async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)> {
                 let def: Definition = serde_json::from_value(wf.definition.clone())?;
@@ -212,179 +242,59 @@ macro_rules! impl_runs {
             }
 
             async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced> {
-                let mut tx = self.begin_write().await?;
-                let Some(run) = sqlx::query(concat!(
-                    "SELECT r.status, r.inputs, r.started_by, w.definition FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = $1 ",
-                    $lock
-                ))
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                else {
-                    return Err(StoreError::NotFound);
-                };
-                let status = run_status(&run.try_get::<String, _>("status")?)?;
-                if status.is_terminal() {
-                    return Ok(Advanced { tasks_created: 0, status: Some(status) });
-                }
-                let def: Definition = serde_json::from_str(&run.try_get::<String, _>("definition")?)?;
-                let inputs: Map<String, Value> = serde_json::from_str(&run.try_get::<String, _>("inputs")?)?;
-                let started_by: String = run.try_get("started_by")?;
-                let mut steps: BTreeMap<String, StepState> = BTreeMap::new();
-                let mut generations: BTreeMap<String, i64> = BTreeMap::new();
-                for row in sqlx::query("SELECT step_id, status, output, error, item_count, generation FROM run_steps WHERE run_id = $1")
-                    .bind(run_id)
-                    .fetch_all(&mut *tx)
+                self.advance_runs(&[run_id], sched, now_us)
                     .await?
-                {
-                    let step_id: String = row.try_get("step_id")?;
-                    generations.insert(step_id.clone(), row.try_get("generation")?);
-                    steps.insert(
-                        step_id,
-                        StepState {
-                            status: step_status(&row.try_get::<String, _>("status")?)?,
-                            output: json_opt(row.try_get("output")?)?,
-                            error: row.try_get("error")?,
-                            items: Vec::new(),
-                            item_count: row.try_get::<Option<i64>, _>("item_count")?.map(|n| n as usize),
-                        },
-                    );
+                    .into_iter()
+                    .next()
+                    .map(|(_, advanced)| advanced)
+                    .ok_or(StoreError::NotFound)
+            }
+
+            async fn advance_runs(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>> {
+                let mut ids = run_ids.to_vec();
+                ids.sort_unstable();
+                ids.dedup();
+                if ids.is_empty() {
+                    return Ok(Vec::new());
                 }
-                for row in sqlx::query("SELECT step_id, item_index, status, result, error, step_generation FROM tasks WHERE run_id = $1 ORDER BY item_index")
-                    .bind(run_id)
-                    .fetch_all(&mut *tx)
-                    .await?
-                {
-                    let step_id: String = row.try_get("step_id")?;
-                    let generation: i64 = row.try_get("step_generation")?;
-                    if generations.get(&step_id) != Some(&generation) {
-                        continue;
-                    }
-                    if let Some(state) = steps.get_mut(&step_id) {
-                        state.items.push(ItemState {
-                            index: row.try_get::<i64, _>("item_index")? as usize,
-                            task_status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
-                            output: json_opt(row.try_get("result")?)?,
-                            error: row.try_get("error")?,
-                        });
-                    }
-                }
-                let mut advanced = Advanced::default();
-                let mut finished: Option<(RunStatus, Option<String>)> = None;
-                // Plan until nothing changes: a skipped step can make the next one ready at once.
-                for _ in 0..10_000 {
-                    let view = workflow::RunView { run_id, def: &def, inputs: &inputs, started_by: &started_by, steps: &steps };
-                    let actions = workflow::plan(&view);
-                    if actions.is_empty() {
-                        break;
-                    }
-                    for action in actions {
-                        match action {
-                            Action::CreateTasks { step_id, items } => {
-                                let generation = generations.get(&step_id).copied().unwrap_or(0);
-                                for (index, new) in items {
-                                    let task_id = insert_step_task(&mut tx, sched, run_id, &step_id, index, generation, new, now_us).await?;
-                                    let _ = task_id;
-                                    advanced.tasks_created += 1;
-                                    if let Some(state) = steps.get_mut(&step_id) {
-                                        state.items.push(ItemState { index, task_status: TaskStatus::Queued, output: None, error: None });
-                                    }
+                match self.advance_in_one_transaction(&ids, sched, now_us).await {
+                    Ok(advanced) => Ok(advanced),
+                    Err(e) if ids.len() == 1 => Err(e),
+                    Err(e) => {
+                        // One bad run must not hold the others back: each in its own transaction.
+                        tracing::warn!(runs = ids.len(), error = %e, "advancing runs together failed; advancing them one by one");
+                        let mut out = Vec::with_capacity(ids.len());
+                        let mut first_error = None;
+                        for id in ids {
+                            match self.advance_in_one_transaction(&[id], sched, now_us).await {
+                                Ok(advanced) => out.extend(advanced),
+                                Err(e) => {
+                                    tracing::warn!(run_id = id, error = %e, "could not advance run");
+                                    first_error.get_or_insert(e);
                                 }
-                            }
-                            Action::SetStep { step_id, status, output, error, item_count } => {
-                                sqlx::query(
-                                    "UPDATE run_steps SET status = $1, output = $2, error = $3, item_count = COALESCE($4, item_count), \
-                                     started_at = COALESCE(started_at, $5), finished_at = $6, updated_at = $5 WHERE run_id = $7 AND step_id = $8",
-                                )
-                                .bind(status.as_str())
-                                .bind(output.as_ref().map(Value::to_string))
-                                .bind(&error)
-                                .bind(item_count.map(|n| n as i64))
-                                .bind(now_us)
-                                .bind(status.is_terminal().then_some(now_us))
-                                .bind(run_id)
-                                .bind(&step_id)
-                                .execute(&mut *tx)
-                                .await?;
-                                if let Some(state) = steps.get_mut(&step_id) {
-                                    state.status = status;
-                                    state.output = output;
-                                    state.error = error;
-                                    if item_count.is_some() {
-                                        state.item_count = item_count;
-                                    }
-                                }
-                            }
-                            Action::RequestApproval { step_id, message, approvers, timeout_ms, allow_self_approval, on_timeout_approve, on_reject_continue } => {
-                                sqlx::query(
-                                    "INSERT INTO approvals (run_id, step_id, message, approvers, allow_self, on_timeout, on_reject, status, expires_at, created_at) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) ON CONFLICT (run_id, step_id) DO NOTHING",
-                                )
-                                .bind(run_id)
-                                .bind(&step_id)
-                                .bind(&message)
-                                .bind(serde_json::to_string(&approvers)?)
-                                .bind(allow_self_approval)
-                                .bind(if on_timeout_approve { "approve" } else { "reject" })
-                                .bind(if on_reject_continue { "continue" } else { "fail" })
-                                .bind(timeout_ms.map(|t| now_us + t * 1000))
-                                .bind(now_us)
-                                .execute(&mut *tx)
-                                .await?;
-                            }
-                            Action::FinishRun { status, error } => {
-                                finished = Some((status, error));
                             }
                         }
-                    }
-                    if finished.is_some() {
-                        break;
+                        match first_error {
+                            Some(e) if out.is_empty() => Err(e),
+                            _ => Ok(out),
+                        }
                     }
                 }
-                let (new_status, error) = match finished {
-                    Some((status, error)) => (status, error),
-                    None => {
-                        let view = workflow::RunView { run_id, def: &def, inputs: &inputs, started_by: &started_by, steps: &steps };
-                        (workflow::run_status(&view), None)
-                    }
-                };
-                sqlx::query("UPDATE runs SET status = $1, error = COALESCE($2, error), updated_at = $3, finished_at = $4 WHERE id = $5")
-                    .bind(new_status.as_str())
-                    .bind(&error)
-                    .bind(now_us)
-                    .bind(new_status.is_terminal().then_some(now_us))
-                    .bind(run_id)
-                    .execute(&mut *tx)
-                    .await?;
-                if new_status.is_terminal() {
-                    // Nothing more of this run will run: drop its queued work and open approvals.
-                    sqlx::query("UPDATE tasks SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE run_id = $2 AND status = 'queued'")
-                        .bind(now_us)
-                        .bind(run_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("UPDATE approvals SET status = 'cancelled' WHERE run_id = $1 AND status = 'pending'")
-                        .bind(run_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                advanced.status = Some(new_status);
-                Ok(advanced)
             }
 
             async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>> {
                 let mut runs = Vec::new();
                 for chunk in task_ids.chunks(500) {
-                    let ids = serde_json::to_string(chunk)?;
-                    let found: Vec<i64> = sqlx::query_scalar(&format!(
-                        "SELECT DISTINCT run_id FROM tasks WHERE id IN ({}) AND run_id IS NOT NULL",
-                        Self::id_list_sql()
-                    ))
-                    .bind(ids)
-                    .fetch_all(self.$reader())
-                    .await?;
-                    runs.extend(found);
+                    // The ids are written into the statement (integers, so
+                    // nothing to escape) and it is not prepared: planned with
+                    // its ids every time, it looks them up by primary key.
+                    // A prepared one on PostgreSQL runs a generic plan, which
+                    // on a new database scans the whole table for a minute.
+                    let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+                    let sql = format!("SELECT DISTINCT run_id FROM tasks WHERE id IN ({}) AND run_id IS NOT NULL", ids.join(", "));
+                    for row in sqlx::raw_sql(&sql).fetch_all(self.$reader()).await? {
+                        runs.push(row.try_get(0)?);
+                    }
                 }
                 runs.sort_unstable();
                 runs.dedup();
@@ -614,102 +524,590 @@ macro_rules! impl_runs {
                 Ok(runs)
             }
         }
-    };
-}
 
-/// Inserts one task of a step (idempotently, by its key) and returns its id.
-macro_rules! impl_insert_step_task {
-    ($name:ident, $db:ty) => {
-        #[allow(clippy::too_many_arguments)]
-        async fn $name(
-            tx: &mut sqlx::Transaction<'_, $db>,
-            sched: &Scheduling,
-            run_id: i64,
-            step_id: &str,
-            index: usize,
-            generation: i64,
-            mut new: NewTask,
-            now_us: i64,
-        ) -> Result<i64> {
-            let key = format!("run:{run_id}:{step_id}:{index}:g{generation}");
-            new.idempotency_key = Some(key.clone());
-            let spec = TaskSpec::parse(new, &sched.weights, |_| true)
-                .map_err(|e| StoreError::Conflict(format!("step {step_id:?} makes an invalid task: {e}")))?;
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, max_attempts, \
-                 timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, run_id, step_id, \
-                 item_index, step_generation) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, $12, $13, $13, $13, $14, $15, $16, $17) \
-                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            )
-            .bind(&spec.task_type)
-            .bind(spec.payload.to_string())
-            .bind(spec.urgency)
-            .bind(spec.time_sensitivity)
-            .bind(spec.importance)
-            .bind(spec.priority)
-            .bind(sched.rank(spec.priority, now_us))
-            .bind(spec.max_attempts)
-            .bind(spec.timeout_ms)
-            .bind(spec.retry_backoff_ms)
-            .bind(labels_value(&spec.required_labels)?)
-            .bind(&key)
-            .bind(now_us)
-            .bind(run_id)
-            .bind(step_id)
-            .bind(index as i64)
-            .bind(generation)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match id {
-                Some(id) => {
-                    sqlx::query("INSERT INTO task_events (task_id, at, kind, status) VALUES ($1, $2, 'submitted', 'queued')")
-                        .bind(id)
-                        .bind(now_us)
+        impl $store {
+            async fn advance_in_one_transaction(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>> {
+                let mut tx = self.begin_advance().await?;
+                let advanced = Self::advance_in(&mut tx, run_ids, sched, now_us).await?;
+                tx.commit().await?;
+                Ok(advanced)
+            }
+
+            /// Advances runs inside `tx` (`run_ids` sorted and distinct);
+            /// runs that do not exist are left out of the answer. A fixed
+            /// number of statements loads every run of the batch, then each
+            /// run's plan is written.
+            async fn advance_in(tx: &mut sqlx::Transaction<'_, $db>, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>> {
+                // Locked in id order, so two transactions locking overlapping
+                // sets of runs (PostgreSQL) wait for each other instead of
+                // deadlocking. The definition comes along (a sub-select, so
+                // the workflow row is not locked) and is parsed once per
+                // workflow version.
+                let rows = sqlx::query(&format!(
+                    "SELECT id, workflow_id, status, inputs, started_by, \
+                       (SELECT definition FROM workflows w WHERE w.id = runs.workflow_id) AS definition \
+                     FROM runs WHERE {} ORDER BY id {}",
+                    Self::ids_in("id", 1),
+                    $lock
+                ))
+                .bind(serde_json::to_string(run_ids)?)
+                .fetch_all(&mut **tx)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                let mut active = Vec::with_capacity(rows.len());
+                let mut defs: HashMap<i64, Definition> = HashMap::new();
+                for row in &rows {
+                    let id: i64 = row.try_get("id")?;
+                    let status = run_status(&row.try_get::<String, _>("status")?)?;
+                    if status.is_terminal() {
+                        out.push((id, Advanced { tasks_created: 0, status: Some(status) }));
+                        continue;
+                    }
+                    let workflow_id: i64 = row.try_get("workflow_id")?;
+                    if !defs.contains_key(&workflow_id) {
+                        let def = row.try_get::<Option<String>, _>("definition")?
+                            .ok_or_else(|| StoreError::Corrupt(format!("run {id} has no workflow {workflow_id}")))?;
+                        defs.insert(workflow_id, serde_json::from_str(&def)?);
+                    }
+                    active.push(ActiveRun {
+                        id,
+                        workflow_id,
+                        status,
+                        inputs: row.try_get("inputs")?,
+                        started_by: row.try_get("started_by")?,
+                    });
+                }
+                if active.is_empty() {
+                    return Ok(out);
+                }
+                // Every step of the runs, then the tasks of their running
+                // steps (current generation) in item order: the planner looks
+                // at no other tasks, as other steps' outcomes are on their rows.
+                let mut loaded: HashMap<i64, RunSteps> = HashMap::with_capacity(active.len());
+                for row in sqlx::query(&format!(
+                    "SELECT CAST(0 AS BIGINT) AS kind, run_id, step_id, status, output, error, item_count, generation, \
+                       CAST(0 AS BIGINT) AS item_index FROM run_steps WHERE {} \
+                     UNION ALL \
+                     SELECT 1, t.run_id, t.step_id, t.status, t.result, t.error, NULL, NULL, t.item_index FROM run_steps s \
+                     JOIN tasks t ON t.run_id = s.run_id AND t.step_id = s.step_id AND t.step_generation = s.generation \
+                     WHERE {} AND s.status = 'running' \
+                     ORDER BY kind, run_id, item_index",
+                    Self::ids_in("run_id", 1),
+                    Self::ids_in("s.run_id", 1)
+                ))
+                .bind(serde_json::to_string(&active.iter().map(|r| r.id).collect::<Vec<_>>())?)
+                .fetch_all(&mut **tx)
+                .await?
+                {
+                    let run = loaded.entry(row.try_get("run_id")?).or_default();
+                    let step_id: String = row.try_get("step_id")?;
+                    if row.try_get::<i64, _>("kind")? == 0 {
+                        run.generations.insert(step_id.clone(), row.try_get("generation")?);
+                        run.steps.insert(
+                            step_id,
+                            StepState {
+                                status: step_status(&row.try_get::<String, _>("status")?)?,
+                                output: json_opt(row.try_get("output")?)?,
+                                error: row.try_get("error")?,
+                                items: Vec::new(),
+                                item_count: row.try_get::<Option<i64>, _>("item_count")?.map(|n| n as usize),
+                            },
+                        );
+                    } else if let Some(state) = run.steps.get_mut(&step_id) {
+                        state.items.push(ItemState {
+                            index: row.try_get::<i64, _>("item_index")? as usize,
+                            task_status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
+                            output: json_opt(row.try_get("output")?)?,
+                            error: row.try_get("error")?,
+                        });
+                    }
+                }
+                let mut writes = Writes::default();
+                for run in active {
+                    let planned = defs
+                        .get(&run.workflow_id)
+                        .ok_or_else(|| StoreError::Corrupt(format!("run {} lost its definition", run.id)))
+                        .and_then(|def| {
+                            let inputs: Map<String, Value> = serde_json::from_str(&run.inputs)?;
+                            let steps = loaded.remove(&run.id).unwrap_or_default();
+                            plan_run(sched, now_us, &run, def, &inputs, steps)
+                        });
+                    match planned {
+                        Ok((advanced, run_writes)) => {
+                            writes.merge(run_writes);
+                            out.push((run.id, advanced));
+                        }
+                        // Nothing of that run was written; the others go on.
+                        Err(e) if run_ids.len() > 1 => tracing::warn!(run_id = run.id, error = %e, "could not advance run"),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Self::write(tx, writes, now_us).await?;
+                out.sort_by_key(|(id, _)| *id);
+                Ok(out)
+            }
+
+            /// Writes what the batch's plans decided: a fixed number of
+            /// statements however many runs moved.
+            async fn write(tx: &mut sqlx::Transaction<'_, $db>, writes: Writes, now_us: i64) -> Result<()> {
+                let steps: Vec<Value> = writes
+                    .steps
+                    .into_iter()
+                    .map(|((run_id, step_id), w)| {
+                        serde_json::json!({
+                            "run_id": run_id,
+                            "step_id": step_id,
+                            "status": w.status.as_str(),
+                            "output": w.output.as_ref().map(Value::to_string),
+                            "error": w.error,
+                            "item_count": w.item_count.map(|n| n as i64),
+                            "terminal": w.status.is_terminal(),
+                        })
+                    })
+                    .collect();
+                write_rows(tx, &writes.tasks, &steps, &writes.runs, now_us).await?;
+                for a in writes.approvals {
+                    sqlx::query(
+                        "INSERT INTO approvals (run_id, step_id, message, approvers, allow_self, on_timeout, on_reject, status, expires_at, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) ON CONFLICT (run_id, step_id) DO NOTHING",
+                    )
+                    .bind(a.run_id)
+                    .bind(&a.step_id)
+                    .bind(&a.message)
+                    .bind(&a.approvers)
+                    .bind(a.allow_self)
+                    .bind(a.on_timeout)
+                    .bind(a.on_reject)
+                    .bind(a.expires_at)
+                    .bind(now_us)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                if !writes.finished.is_empty() {
+                    // Nothing more of these runs will run: drop their queued work and open approvals.
+                    let ids = serde_json::to_string(&writes.finished)?;
+                    // `status || ''` keeps SQLite on the run index: by the
+                    // status index it would walk every queued task.
+                    sqlx::query(&format!(
+                        "UPDATE tasks SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE {} AND status || '' = 'queued'",
+                        Self::ids_in("run_id", 2)
+                    ))
+                    .bind(now_us)
+                    .bind(&ids)
+                    .execute(&mut **tx)
+                    .await?;
+                    sqlx::query(&format!("UPDATE approvals SET status = 'cancelled' WHERE {} AND status = 'pending'", Self::ids_in("run_id", 1)))
+                        .bind(&ids)
                         .execute(&mut **tx)
                         .await?;
-                    Ok(id)
                 }
-                None => Ok(sqlx::query_scalar("SELECT id FROM tasks WHERE idempotency_key = $1").bind(&key).fetch_one(&mut **tx).await?),
+                Ok(())
             }
         }
     };
 }
 
-mod sqlite_impl {
-    use super::*;
-
-    fn labels_value(labels: &[String]) -> Result<String> {
-        Ok(serde_json::to_string(labels)?)
-    }
-
-    impl_insert_step_task!(insert_step_task, sqlx::Sqlite);
-
-    impl SqliteStore {
-        fn id_list_sql() -> &'static str {
-            "SELECT value FROM json_each($1)"
-        }
-    }
-
-    impl_runs!(SqliteStore, reader, "");
+/// What the runs of a batch write, gathered while planning them.
+#[derive(Default)]
+struct Writes {
+    /// Rows of new tasks (see `step_task_row`).
+    tasks: Vec<Value>,
+    /// Each step's final state, by (run, step).
+    steps: BTreeMap<(i64, String), StepWrite>,
+    approvals: Vec<ApprovalWrite>,
+    /// Rows of run updates: id, status, error, terminal.
+    runs: Vec<Value>,
+    /// Runs that ended.
+    finished: Vec<i64>,
 }
 
-mod postgres_impl {
-    use super::*;
+struct StepWrite {
+    status: StepStatus,
+    output: Option<Value>,
+    error: Option<String>,
+    item_count: Option<usize>,
+}
 
-    fn labels_value(labels: &[String]) -> Result<Vec<String>> {
-        Ok(labels.to_vec())
+struct ApprovalWrite {
+    run_id: i64,
+    step_id: String,
+    message: String,
+    approvers: String,
+    allow_self: bool,
+    on_timeout: &'static str,
+    on_reject: &'static str,
+    expires_at: Option<i64>,
+}
+
+impl Writes {
+    fn merge(&mut self, other: Writes) {
+        self.tasks.extend(other.tasks);
+        self.steps.extend(other.steps);
+        self.approvals.extend(other.approvals);
+        self.runs.extend(other.runs);
+        self.finished.extend(other.finished);
     }
 
-    impl_insert_step_task!(insert_step_task, sqlx::Postgres);
+    /// A later state of the same step replaces the earlier one (an item
+    /// count, once known, is kept).
+    fn set_step(&mut self, run_id: i64, step_id: &str, w: StepWrite) {
+        match self.steps.entry((run_id, step_id.to_string())) {
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let item_count = w.item_count.or(e.get().item_count);
+                *e.get_mut() = StepWrite { item_count, ..w };
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(w);
+            }
+        }
+    }
+}
 
-    impl PgStore {
-        fn id_list_sql() -> &'static str {
-            "SELECT value::bigint FROM json_array_elements_text($1::json)"
+/// Plans one loaded run until nothing changes; returns what changed and what to write.
+fn plan_run(
+    sched: &Scheduling,
+    now_us: i64,
+    run: &ActiveRun,
+    def: &Definition,
+    inputs: &Map<String, Value>,
+    loaded: RunSteps,
+) -> Result<(Advanced, Writes)> {
+    let run_id = run.id;
+    let started_by = run.started_by.as_str();
+    let RunSteps {
+        mut steps,
+        generations,
+    } = loaded;
+    let mut writes = Writes::default();
+    let mut changed = false;
+    let mut advanced = Advanced::default();
+    let mut finished: Option<(RunStatus, Option<String>)> = None;
+    // Plan until nothing changes: a skipped step can make the next one ready at once.
+    for _ in 0..10_000 {
+        let view = workflow::RunView {
+            run_id,
+            def,
+            inputs,
+            started_by,
+            steps: &steps,
+        };
+        let actions = workflow::plan(&view);
+        if actions.is_empty() {
+            break;
+        }
+        changed = true;
+        for action in actions {
+            match action {
+                Action::CreateTasks { step_id, items } => {
+                    let generation = generations.get(&step_id).copied().unwrap_or(0);
+                    for (index, new) in items {
+                        writes.tasks.push(step_task_row(
+                            sched, run_id, &step_id, index, generation, new, now_us,
+                        )?);
+                        advanced.tasks_created += 1;
+                        if let Some(state) = steps.get_mut(&step_id) {
+                            state.items.push(ItemState {
+                                index,
+                                task_status: TaskStatus::Queued,
+                                output: None,
+                                error: None,
+                            });
+                        }
+                    }
+                }
+                Action::SetStep {
+                    step_id,
+                    status,
+                    output,
+                    error,
+                    item_count,
+                } => {
+                    writes.set_step(
+                        run_id,
+                        &step_id,
+                        StepWrite {
+                            status,
+                            output: output.clone(),
+                            error: error.clone(),
+                            item_count,
+                        },
+                    );
+                    if let Some(state) = steps.get_mut(&step_id) {
+                        state.status = status;
+                        state.output = output;
+                        state.error = error;
+                        if item_count.is_some() {
+                            state.item_count = item_count;
+                        }
+                    }
+                }
+                Action::RequestApproval {
+                    step_id,
+                    message,
+                    approvers,
+                    timeout_ms,
+                    allow_self_approval,
+                    on_timeout_approve,
+                    on_reject_continue,
+                } => {
+                    writes.approvals.push(ApprovalWrite {
+                        run_id,
+                        step_id,
+                        message,
+                        approvers: serde_json::to_string(&approvers)?,
+                        allow_self: allow_self_approval,
+                        on_timeout: if on_timeout_approve {
+                            "approve"
+                        } else {
+                            "reject"
+                        },
+                        on_reject: if on_reject_continue {
+                            "continue"
+                        } else {
+                            "fail"
+                        },
+                        expires_at: timeout_ms.map(|t| now_us + t * 1000),
+                    });
+                }
+                Action::FinishRun { status, error } => {
+                    finished = Some((status, error));
+                }
+            }
+        }
+        if finished.is_some() {
+            break;
+        }
+    }
+    let (new_status, error) = match finished {
+        Some((status, error)) => (status, error),
+        None => {
+            let view = workflow::RunView {
+                run_id,
+                def,
+                inputs,
+                started_by,
+                steps: &steps,
+            };
+            (workflow::run_status(&view), None)
+        }
+    };
+    advanced.status = Some(new_status);
+    if !changed && new_status == run.status {
+        // Nothing happened: nothing to write.
+        return Ok((advanced, writes));
+    }
+    writes.runs.push(serde_json::json!({
+        "id": run_id,
+        "status": new_status.as_str(),
+        "error": error,
+        "terminal": new_status.is_terminal(),
+    }));
+    if new_status.is_terminal() {
+        writes.finished.push(run_id);
+    }
+    Ok((advanced, writes))
+}
+
+/// The row of one task of a step; its idempotency key makes inserting it
+/// again change nothing.
+fn step_task_row(
+    sched: &Scheduling,
+    run_id: i64,
+    step_id: &str,
+    index: usize,
+    generation: i64,
+    mut new: NewTask,
+    now_us: i64,
+) -> Result<Value> {
+    let key = format!("run:{run_id}:{step_id}:{index}:g{generation}");
+    new.idempotency_key = Some(key.clone());
+    let spec = TaskSpec::parse(new, &sched.weights, |_| true).map_err(|e| {
+        StoreError::Conflict(format!("step {step_id:?} makes an invalid task: {e}"))
+    })?;
+    Ok(serde_json::json!({
+        "task_type": spec.task_type,
+        "payload": spec.payload.to_string(),
+        "urgency": spec.urgency,
+        "time_sensitivity": spec.time_sensitivity,
+        "importance": spec.importance,
+        "priority": spec.priority,
+        "rank": sched.rank(spec.priority, now_us),
+        "max_attempts": spec.max_attempts,
+        "timeout_ms": spec.timeout_ms,
+        "retry_backoff_ms": spec.retry_backoff_ms,
+        "required_labels": spec.required_labels,
+        "idempotency_key": key,
+        "run_id": run_id,
+        "step_id": step_id,
+        "item_index": index as i64,
+        "step_generation": generation,
+    }))
+}
+
+/// SQLite: the JSON rows are unpacked by `json_each` inside the database;
+/// statements cost no network round trip, so each table gets its own.
+mod sqlite_impl {
+    use super::*;
+    use sqlx::{Sqlite, Transaction};
+
+    impl SqliteStore {
+        /// `column` is one of the ids of the JSON array bound as `$param`.
+        fn ids_in(column: &str, param: u8) -> String {
+            format!("{column} IN (SELECT value FROM json_each(${param}))")
+        }
+
+        async fn begin_advance(&self) -> Result<Transaction<'static, Sqlite>> {
+            self.begin_write().await
         }
     }
 
-    impl_runs!(PgStore, pool, "FOR UPDATE");
+    /// Inserts new step tasks (skipping keys that exist) with their
+    /// `submitted` events, and updates steps and runs.
+    async fn write_rows(
+        tx: &mut Transaction<'_, Sqlite>,
+        tasks: &[Value],
+        steps: &[Value],
+        runs: &[Value],
+        now_us: i64,
+    ) -> Result<()> {
+        if !tasks.is_empty() {
+            let inserted: Vec<i64> = sqlx::query_scalar(
+                "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, max_attempts, \
+                   timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, run_id, step_id, \
+                   item_index, step_generation) \
+                 SELECT json_extract(value, '$.task_type'), json_extract(value, '$.payload'), json_extract(value, '$.urgency'), \
+                   json_extract(value, '$.time_sensitivity'), json_extract(value, '$.importance'), json_extract(value, '$.priority'), \
+                   json_extract(value, '$.rank'), 'queued', json_extract(value, '$.max_attempts'), json_extract(value, '$.timeout_ms'), \
+                   json_extract(value, '$.retry_backoff_ms'), json_extract(value, '$.required_labels'), json_extract(value, '$.idempotency_key'), \
+                   ?2, ?2, ?2, json_extract(value, '$.run_id'), json_extract(value, '$.step_id'), json_extract(value, '$.item_index'), \
+                   json_extract(value, '$.step_generation') \
+                 FROM json_each(?1) WHERE true ORDER BY key \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            )
+            .bind(serde_json::to_string(tasks)?)
+            .bind(now_us)
+            .fetch_all(&mut **tx)
+            .await?;
+            if !inserted.is_empty() {
+                sqlx::query("INSERT INTO task_events (task_id, at, kind, status) SELECT value, ?2, 'submitted', 'queued' FROM json_each(?1)")
+                    .bind(serde_json::to_string(&inserted)?)
+                    .bind(now_us)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        if !steps.is_empty() {
+            sqlx::query(
+                "UPDATE run_steps SET status = json_extract(v.value, '$.status'), output = json_extract(v.value, '$.output'), \
+                   error = json_extract(v.value, '$.error'), item_count = COALESCE(json_extract(v.value, '$.item_count'), item_count), \
+                   started_at = COALESCE(started_at, ?2), \
+                   finished_at = CASE WHEN json_extract(v.value, '$.terminal') THEN ?2 ELSE NULL END, updated_at = ?2 \
+                 FROM json_each(?1) v \
+                 WHERE run_steps.run_id = json_extract(v.value, '$.run_id') AND run_steps.step_id = json_extract(v.value, '$.step_id')",
+            )
+            .bind(serde_json::to_string(steps)?)
+            .bind(now_us)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !runs.is_empty() {
+            sqlx::query(
+                "UPDATE runs SET status = json_extract(v.value, '$.status'), error = COALESCE(json_extract(v.value, '$.error'), error), \
+                   updated_at = ?2, finished_at = CASE WHEN json_extract(v.value, '$.terminal') THEN ?2 ELSE NULL END \
+                 FROM json_each(?1) v WHERE runs.id = json_extract(v.value, '$.id')",
+            )
+            .bind(serde_json::to_string(runs)?)
+            .bind(now_us)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    impl_runs!(SqliteStore, sqlx::Sqlite, reader, "");
+}
+
+/// PostgreSQL: every statement is a network round trip, so the writes are
+/// one statement whose CTEs each take a JSON array of rows as a record set.
+mod postgres_impl {
+    use super::*;
+    use sqlx::{Postgres, Transaction};
+
+    impl PgStore {
+        /// `column` is one of the ids of the JSON array bound as `$param`.
+        /// As `= ANY(array)` the planner probes the column's index; as
+        /// `IN (set-returning function)` it guesses 100 ids and, past a few
+        /// thousand rows, hashes them and scans the whole table instead.
+        fn ids_in(column: &str, param: u8) -> String {
+            format!("{column} = ANY(ARRAY(SELECT value::bigint FROM json_array_elements_text(${param}::json)))")
+        }
+
+        /// Plans each statement of an advance with its parameters: a
+        /// statement's generic plan, made on its sixth run, keeps the
+        /// sequential scans it chose while the tables were small (a new
+        /// database) until they are next analyzed. Custom plans are cheap
+        /// here (few statements per batch); JIT is off so that a misjudged
+        /// estimate cannot cost a compile.
+        async fn begin_advance(&self) -> Result<Transaction<'static, Postgres>> {
+            Ok(self
+                .pool()
+                .begin_with(
+                    "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off",
+                )
+                .await?)
+        }
+    }
+
+    /// Inserts new step tasks (skipping keys that exist) with their
+    /// `submitted` events, and updates steps and runs. The planner guesses
+    /// 100 rows for a record set, so the updates also name their keys as
+    /// `= ANY(array)`, which it looks up by index rather than scanning.
+    async fn write_rows(
+        tx: &mut Transaction<'_, Postgres>,
+        tasks: &[Value],
+        steps: &[Value],
+        runs: &[Value],
+        now_us: i64,
+    ) -> Result<()> {
+        if tasks.is_empty() && steps.is_empty() && runs.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "WITH ins AS ( \
+               INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, max_attempts, \
+                 timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, run_id, step_id, \
+                 item_index, step_generation) \
+               SELECT v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', v.max_attempts, \
+                 v.timeout_ms, v.retry_backoff_ms, ARRAY(SELECT json_array_elements_text(v.required_labels)), v.idempotency_key, \
+                 $4, $4, $4, v.run_id, v.step_id, v.item_index, v.step_generation \
+               FROM json_to_recordset($1::json) AS v(task_type text, payload text, urgency bigint, time_sensitivity bigint, \
+                 importance bigint, priority float8, rank float8, max_attempts bigint, timeout_ms bigint, retry_backoff_ms bigint, \
+                 required_labels json, idempotency_key text, run_id bigint, step_id text, item_index bigint, step_generation bigint) \
+               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+             ev AS (INSERT INTO task_events (task_id, at, kind, status) SELECT id, $4, 'submitted', 'queued' FROM ins), \
+             st AS (UPDATE run_steps s SET status = v.status, output = v.output, error = v.error, \
+                 item_count = COALESCE(v.item_count, s.item_count), started_at = COALESCE(s.started_at, $4), \
+                 finished_at = CASE WHEN v.terminal THEN $4 ELSE NULL END, updated_at = $4 \
+               FROM json_to_recordset($2::json) AS v(run_id bigint, step_id text, status text, output text, error text, \
+                 item_count bigint, terminal boolean) \
+               WHERE s.run_id = v.run_id AND s.step_id = v.step_id \
+                 AND s.run_id = ANY(ARRAY(SELECT (e->>'run_id')::bigint FROM json_array_elements($2::json) e))), \
+             ru AS (UPDATE runs r SET status = v.status, error = COALESCE(v.error, r.error), updated_at = $4, \
+                 finished_at = CASE WHEN v.terminal THEN $4 ELSE NULL END \
+               FROM json_to_recordset($3::json) AS v(id bigint, status text, error text, terminal boolean) \
+               WHERE r.id = v.id AND r.id = ANY(ARRAY(SELECT (e->>'id')::bigint FROM json_array_elements($3::json) e))) \
+             SELECT 1",
+        )
+        .bind(serde_json::to_string(tasks)?)
+        .bind(serde_json::to_string(steps)?)
+        .bind(serde_json::to_string(runs)?)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    impl_runs!(PgStore, sqlx::Postgres, pool, "FOR UPDATE");
 }
 
 macro_rules! delegate_runs {
@@ -730,6 +1128,7 @@ macro_rules! delegate_runs {
 delegate_runs! {
     async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)>;
     async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced>;
+    async fn advance_runs(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>>;
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
     async fn active_runs(&self) -> Result<Vec<i64>>;
     async fn get_run(&self, id: i64) -> Result<Option<RunDetail>>;
