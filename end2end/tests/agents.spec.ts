@@ -32,7 +32,7 @@ test('a killed agent goes offline and its task moves to another agent', async ({
     await expect(doomedRow).toHaveAttribute('data-status', 'online');
     await expect(doomedRow.getByTestId('agent-load')).toContainText('1/4');
     await shot(page, info, '01-agents-before-kill');
-    await page.screenshot({ path: path.join(root, 'docs', 'screenshots', 'agents.png') });
+    if (process.env.DROVER_UPDATE_SCREENSHOTS) await page.screenshot({ path: path.join(root, 'docs', 'screenshots', 'agents.png') });
 
     doomed.kill('SIGKILL');
     await expect(doomedRow).toHaveAttribute('data-status', 'offline', { timeout: 15_000 });
