@@ -7,6 +7,35 @@
 //! a failed attempt turns into) come from [`crate::lifecycle`], so the two
 //! backends differ only in how they read and write rows.
 
+/// Implements a store trait for [`Store`] by forwarding every method to the
+/// chosen backend: each trait lists its methods once instead of matching on
+/// the backend by hand in every method.
+macro_rules! delegate_to_backend {
+    ($trait:ident {
+        $( fn $sync:ident(&self) -> $sret:ty; )*
+        $( async fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )*
+    }) => {
+        impl $trait for Store {
+            $(
+                fn $sync(&self) -> $sret {
+                    match self {
+                        Store::Sqlite(s) => s.$sync(),
+                        Store::Postgres(s) => s.$sync(),
+                    }
+                }
+            )*
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Store::Sqlite(s) => s.$name($($arg),*).await,
+                        Store::Postgres(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
 mod overview;
 mod postgres;
 mod retry;
@@ -201,26 +230,8 @@ impl Store {
     }
 }
 
-/// Forwards every [`QueueStore`] method to the chosen backend.
-macro_rules! delegate {
-    ($( async fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )*) => {
-        impl QueueStore for Store {
-            fn backend(&self) -> &'static str {
-                match self { Store::Sqlite(s) => s.backend(), Store::Postgres(s) => s.backend() }
-            }
-            $(
-                async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    match self {
-                        Store::Sqlite(s) => s.$name($($arg),*).await,
-                        Store::Postgres(s) => s.$name($($arg),*).await,
-                    }
-                }
-            )*
-        }
-    };
-}
-
-delegate! {
+delegate_to_backend!(QueueStore {
+    fn backend(&self) -> &'static str;
     async fn submit(&self, specs: &[TaskSpec], sched: &Scheduling, now_us: i64) -> Result<Vec<SubmittedTask>>;
     async fn claim(&self, agent_id: i64, max_tasks: i64, now_us: i64, lease_ttl_us: i64) -> Result<Claim>;
     async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Vec<Applied>>;
@@ -240,7 +251,7 @@ delegate! {
     async fn expire_leases(&self, now_us: i64) -> Result<Sweep>;
     async fn try_lead(&self, name: &str, holder: &str, now_us: i64, ttl_us: i64) -> Result<bool>;
     async fn resign(&self, name: &str, holder: &str) -> Result<()>;
-}
+});
 
 /// The attempt ending an agent's result asks for.
 fn ending_of_result(r: &TaskResult) -> Ending {

@@ -78,17 +78,6 @@ macro_rules! impl_overview {
 impl_overview!(SqliteStore, reader);
 impl_overview!(PgStore, pool);
 
-impl OverviewStore for Store {
-    async fn overview(
-        &self,
-        now_us: i64,
-        bucket_us: i64,
-        buckets: usize,
-        edges: [f64; 2],
-    ) -> Result<OverviewCounts> {
-        match self {
-            Store::Sqlite(s) => s.overview(now_us, bucket_us, buckets, edges).await,
-            Store::Postgres(s) => s.overview(now_us, bucket_us, buckets, edges).await,
-        }
-    }
-}
+delegate_to_backend!(OverviewStore {
+    async fn overview(&self, now_us: i64, bucket_us: i64, buckets: usize, edges: [f64; 2]) -> Result<OverviewCounts>;
+});

@@ -65,11 +65,6 @@ macro_rules! impl_retry {
 impl_retry!(SqliteStore, "");
 impl_retry!(PgStore, "FOR UPDATE");
 
-impl TaskRetryStore for Store {
-    async fn retry_task(&self, id: i64, sched: &Scheduling, now_us: i64) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.retry_task(id, sched, now_us).await,
-            Store::Postgres(s) => s.retry_task(id, sched, now_us).await,
-        }
-    }
-}
+delegate_to_backend!(TaskRetryStore {
+    async fn retry_task(&self, id: i64, sched: &Scheduling, now_us: i64) -> Result<()>;
+});

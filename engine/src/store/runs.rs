@@ -1110,22 +1110,7 @@ mod postgres_impl {
     impl_runs!(PgStore, sqlx::Postgres, pool, "FOR UPDATE");
 }
 
-macro_rules! delegate_runs {
-    ($( async fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )*) => {
-        impl RunStore for Store {
-            $(
-                async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    match self {
-                        Store::Sqlite(s) => s.$name($($arg),*).await,
-                        Store::Postgres(s) => s.$name($($arg),*).await,
-                    }
-                }
-            )*
-        }
-    };
-}
-
-delegate_runs! {
+delegate_to_backend!(RunStore {
     async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)>;
     async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced>;
     async fn advance_runs(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>>;
@@ -1139,4 +1124,4 @@ delegate_runs! {
     async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>>;
     async fn decide_approval(&self, id: i64, approved: bool, by: &str, comment: Option<&str>, now_us: i64) -> Result<i64>;
     async fn expire_approvals(&self, now_us: i64) -> Result<Vec<i64>>;
-}
+});

@@ -181,71 +181,12 @@ macro_rules! impl_users {
 impl_users!(SqliteStore, writer, reader);
 impl_users!(PgStore, pool, pool);
 
-impl UserStore for Store {
-    async fn create_user(
-        &self,
-        name: &str,
-        role: Role,
-        password_hash: Option<&str>,
-        now_us: i64,
-    ) -> Result<UserView> {
-        match self {
-            Store::Sqlite(s) => s.create_user(name, role, password_hash, now_us).await,
-            Store::Postgres(s) => s.create_user(name, role, password_hash, now_us).await,
-        }
-    }
-    async fn add_api_token(
-        &self,
-        user_id: i64,
-        token_hash: &str,
-        label: &str,
-        now_us: i64,
-    ) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.add_api_token(user_id, token_hash, label, now_us).await,
-            Store::Postgres(s) => s.add_api_token(user_id, token_hash, label, now_us).await,
-        }
-    }
-    async fn start_session(
-        &self,
-        user_id: i64,
-        token_hash: &str,
-        expires_at_us: i64,
-        now_us: i64,
-    ) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => {
-                s.start_session(user_id, token_hash, expires_at_us, now_us)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.start_session(user_id, token_hash, expires_at_us, now_us)
-                    .await
-            }
-        }
-    }
-    async fn revoke_token(&self, token_hash: &str) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.revoke_token(token_hash).await,
-            Store::Postgres(s) => s.revoke_token(token_hash).await,
-        }
-    }
-    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserView>> {
-        match self {
-            Store::Sqlite(s) => s.user_by_token(token_hash).await,
-            Store::Postgres(s) => s.user_by_token(token_hash).await,
-        }
-    }
-    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
-        match self {
-            Store::Sqlite(s) => s.user_by_name(name).await,
-            Store::Postgres(s) => s.user_by_name(name).await,
-        }
-    }
-    async fn list_users(&self) -> Result<Vec<UserView>> {
-        match self {
-            Store::Sqlite(s) => s.list_users().await,
-            Store::Postgres(s) => s.list_users().await,
-        }
-    }
-}
+delegate_to_backend!(UserStore {
+    async fn create_user(&self, name: &str, role: Role, password_hash: Option<&str>, now_us: i64) -> Result<UserView>;
+    async fn add_api_token(&self, user_id: i64, token_hash: &str, label: &str, now_us: i64) -> Result<()>;
+    async fn start_session(&self, user_id: i64, token_hash: &str, expires_at_us: i64, now_us: i64) -> Result<()>;
+    async fn revoke_token(&self, token_hash: &str) -> Result<()>;
+    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserView>>;
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
+    async fn list_users(&self) -> Result<Vec<UserView>>;
+});

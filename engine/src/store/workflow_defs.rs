@@ -119,42 +119,9 @@ macro_rules! impl_workflow_defs {
 impl_workflow_defs!(SqliteStore, begin_write, reader);
 impl_workflow_defs!(PgStore, begin_write, pool);
 
-impl WorkflowDefStore for Store {
-    async fn upload_workflow(
-        &self,
-        name: &str,
-        definition: &serde_json::Value,
-        digest: &str,
-        created_by: &str,
-        now_us: i64,
-    ) -> Result<(WorkflowVersion, bool)> {
-        match self {
-            Store::Sqlite(s) => {
-                s.upload_workflow(name, definition, digest, created_by, now_us)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.upload_workflow(name, definition, digest, created_by, now_us)
-                    .await
-            }
-        }
-    }
-    async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>> {
-        match self {
-            Store::Sqlite(s) => s.list_workflows().await,
-            Store::Postgres(s) => s.list_workflows().await,
-        }
-    }
-    async fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>> {
-        match self {
-            Store::Sqlite(s) => s.workflow_versions(name).await,
-            Store::Postgres(s) => s.workflow_versions(name).await,
-        }
-    }
-    async fn workflow(&self, name: &str, version: Option<i64>) -> Result<Option<WorkflowVersion>> {
-        match self {
-            Store::Sqlite(s) => s.workflow(name, version).await,
-            Store::Postgres(s) => s.workflow(name, version).await,
-        }
-    }
-}
+delegate_to_backend!(WorkflowDefStore {
+    async fn upload_workflow(&self, name: &str, definition: &serde_json::Value, digest: &str, created_by: &str, now_us: i64) -> Result<(WorkflowVersion, bool)>;
+    async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>>;
+    async fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>>;
+    async fn workflow(&self, name: &str, version: Option<i64>) -> Result<Option<WorkflowVersion>>;
+});
