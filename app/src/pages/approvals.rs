@@ -24,19 +24,13 @@ pub fn Approvals() -> impl IntoView {
     let act = Action::new(|(id, approve, comment): &(i64, bool, String)| {
         let (id, approve, comment) = (*id, *approve, comment.clone());
         async move {
-            let body = serde_json::json!({
-                "decision": if approve { "approve" } else { "reject" },
-                "comment": (!comment.trim().is_empty()).then_some(comment),
-            });
-            api::post::<serde_json::Value>(&format!("/approvals/{id}/decision"), &body)
-                .await
-                .map(|_| {
-                    if approve {
-                        format!("Approval {id}: approved.")
-                    } else {
-                        format!("Approval {id}: rejected.")
-                    }
-                })
+            decide(id, approve, comment).await.map(|_| {
+                if approve {
+                    format!("Approval {id}: approved.")
+                } else {
+                    format!("Approval {id}: rejected.")
+                }
+            })
         }
     });
     Effect::new(move |_| {
@@ -100,6 +94,17 @@ pub fn Approvals() -> impl IntoView {
             })}
         </Transition>
     }
+}
+
+/// Approves or rejects an approval; an empty comment is sent as none.
+pub async fn decide(id: i64, approve: bool, comment: String) -> api::ApiResult<()> {
+    let body = serde_json::json!({
+        "decision": if approve { "approve" } else { "reject" },
+        "comment": (!comment.trim().is_empty()).then_some(comment),
+    });
+    api::post::<serde_json::Value>(&format!("/approvals/{id}/decision"), &body)
+        .await
+        .map(|_| ())
 }
 
 /// One approval: decide it when `mine`, otherwise say why not or how it was decided.

@@ -93,15 +93,7 @@ pub fn RunPage() -> impl IntoView {
                     id: approval,
                     approve,
                     comment,
-                } => {
-                    let body = serde_json::json!({
-                        "decision": if approve { "approve" } else { "reject" },
-                        "comment": (!comment.trim().is_empty()).then_some(comment),
-                    });
-                    api::post::<serde_json::Value>(
-                        &format!("/approvals/{approval}/decision"),
-                        &body,
-                    )
+                } => crate::pages::approvals::decide(approval, approve, comment)
                     .await
                     .map(|_| {
                         if approve {
@@ -109,8 +101,7 @@ pub fn RunPage() -> impl IntoView {
                         } else {
                             "Rejected.".to_string()
                         }
-                    })
-                }
+                    }),
             }
         }
     });
