@@ -42,6 +42,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Maps a store's `NotFound` to a 404 that names what was missing
+/// (`task 7`); other store errors map as usual.
+pub fn not_found(what: String) -> impl FnOnce(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::NotFound(what),
+        other => other.into(),
+    }
+}
+
 impl ApiError {
     /// The first of several field errors, with the count of the others in
     /// its message (a definition can have many problems at once).

@@ -8,7 +8,7 @@ use drover_protocol::api::AgentList;
 use serde_json::Value;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{not_found, ApiError};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -29,10 +29,7 @@ async fn set_draining(state: &AppState, id: i64, draining: bool) -> Result<Json<
         .store
         .set_agent_draining(id, draining)
         .await
-        .map_err(|e| match e {
-            drover_engine::StoreError::NotFound => ApiError::NotFound(format!("agent {id}")),
-            other => other.into(),
-        })?;
+        .map_err(not_found(format!("agent {id}")))?;
     state.dispatcher.kick();
     state.events.publish(
         "agent",

@@ -11,7 +11,7 @@ use drover_protocol::workflow::{RunDetail, RunList, RunStatus, StartRun};
 use serde::Deserialize;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{not_found, ApiError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
@@ -21,13 +21,6 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/steps/{step}/retry", post(retry_step))
-}
-
-fn not_found(what: String) -> impl FnOnce(StoreError) -> ApiError {
-    move |e| match e {
-        StoreError::NotFound => ApiError::NotFound(what),
-        other => other.into(),
-    }
 }
 
 async fn detail(state: &AppState, id: i64) -> Result<RunDetail, ApiError> {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{not_found, ApiError};
 use crate::extract::{from_value, parse_json, read_body};
 use crate::state::AppState;
 
@@ -166,10 +166,7 @@ async fn cancel(
         .store
         .cancel_task(id, now_us())
         .await
-        .map_err(|e| match e {
-            drover_engine::StoreError::NotFound => ApiError::NotFound(format!("task {id}")),
-            other => other.into(),
-        })?;
+        .map_err(not_found(format!("task {id}")))?;
     state.dispatcher.kick();
     state.events.publish("task", Some(id), Some("cancelled"));
     crate::advance::runs_of_tasks(&state, &[id]).await;
@@ -187,10 +184,7 @@ async fn retry(
         .store
         .retry_task(id, &state.scheduling, now_us())
         .await
-        .map_err(|e| match e {
-            drover_engine::StoreError::NotFound => ApiError::NotFound(format!("task {id}")),
-            other => other.into(),
-        })?;
+        .map_err(not_found(format!("task {id}")))?;
     tracing::info!(task_id = id, by = %caller.0.name, "task retried");
     state.dispatcher.kick();
     state.events.publish("task", Some(id), Some("queued"));
