@@ -54,6 +54,29 @@ fn cookie_value(pairs: &str, name: &str) -> String {
         .to_string()
 }
 
+/// A GET as a browser with these cookies (`""` for none) would send it.
+async fn get_as(server: &Server, path: &str, cookies: &str) -> reqwest::Response {
+    let mut req = client().get(format!("{}{path}", server.url));
+    if !cookies.is_empty() {
+        req = req.header(COOKIE, cookies);
+    }
+    req.send().await.expect("get")
+}
+
+/// A form POST as a browser with these cookies (`""` for none) would send it.
+async fn post_form<F: serde::Serialize + ?Sized>(
+    server: &Server,
+    path: &str,
+    cookies: &str,
+    form: &F,
+) -> reqwest::Response {
+    let mut req = client().post(format!("{}{path}", server.url)).form(form);
+    if !cookies.is_empty() {
+        req = req.header(COOKIE, cookies);
+    }
+    req.send().await.expect("post")
+}
+
 async fn sign_in(server: &Server, forwarded_https: bool) -> (String, Vec<String>, Value) {
     let mut req = client()
         .post(format!("{}/api/v1/session", server.url))
@@ -89,12 +112,7 @@ async fn a_session_cookie_is_httponly_and_changes_need_its_csrf_token() {
     assert_eq!(body["user"]["role"], json!("admin"));
 
     // Reads need only the cookie.
-    let res = http
-        .get(format!("{}/api/v1/agents", server.url))
-        .header(COOKIE, &pairs)
-        .send()
-        .await
-        .expect("get");
+    let res = get_as(&server, "/api/v1/agents", &pairs).await;
     assert_eq!(res.status().as_u16(), 200);
 
     // Changes need the CSRF token too: missing or wrong is 403 and stores nothing.
@@ -143,12 +161,7 @@ async fn a_session_cookie_is_httponly_and_changes_need_its_csrf_token() {
         .expect("delete");
     assert_eq!(res.status().as_u16(), 204);
     assert!(cookies(&res).1.iter().all(|c| c.contains("Max-Age=0")));
-    let res = http
-        .get(format!("{}/api/v1/agents", server.url))
-        .header(COOKIE, &pairs)
-        .send()
-        .await
-        .expect("get");
+    let res = get_as(&server, "/api/v1/agents", &pairs).await;
     assert_eq!(res.status().as_u16(), 401);
 
     // Behind an HTTPS proxy the cookies are Secure.
@@ -165,12 +178,7 @@ async fn sessions_expire_and_wrong_passwords_are_rate_limited() {
     let http = client();
     let (pairs, _, _) = sign_in(&server, false).await;
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let res = http
-        .get(format!("{}/api/v1/session", server.url))
-        .header(COOKIE, &pairs)
-        .send()
-        .await
-        .expect("get");
+    let res = get_as(&server, "/api/v1/session", &pairs).await;
     assert_eq!(res.status().as_u16(), 401, "an expired session is refused");
 
     let mut statuses = Vec::new();
@@ -197,31 +205,17 @@ async fn sessions_expire_and_wrong_passwords_are_rate_limited() {
 #[tokio::test]
 async fn pages_send_strangers_to_sign_in_and_back_afterwards() {
     let (server, _db) = server(&[]).await;
-    let http = client();
-    let res = http
-        .get(format!("{}/tasks?status=queued", server.url))
-        .send()
-        .await
-        .expect("get");
+    let res = get_as(&server, "/tasks?status=queued", "").await;
     assert_eq!(res.status().as_u16(), 303);
     assert_eq!(
         res.headers()[LOCATION],
         "/signin?next=%2Ftasks%3Fstatus%3Dqueued"
     );
-    let res = http
-        .get(format!("{}/signin", server.url))
-        .send()
-        .await
-        .expect("get");
+    let res = get_as(&server, "/signin", "").await;
     assert_eq!(res.status().as_u16(), 200);
 
     let form = [("name", "admin"), ("password", "nope"), ("next", "/tasks")];
-    let res = http
-        .post(format!("{}/signin", server.url))
-        .form(&form)
-        .send()
-        .await
-        .expect("post");
+    let res = post_form(&server, "/signin", "", &form).await;
     assert_eq!(res.status().as_u16(), 303);
     let location = res.headers()[LOCATION]
         .to_str()
@@ -236,71 +230,34 @@ async fn pages_send_strangers_to_sign_in_and_back_afterwards() {
         ("password", ADMIN_PASSWORD),
         ("next", "//evil.example/"),
     ];
-    let res = http
-        .post(format!("{}/signin", server.url))
-        .form(&form)
-        .send()
-        .await
-        .expect("post");
+    let res = post_form(&server, "/signin", "", &form).await;
     assert_eq!(res.headers()[LOCATION], "/");
     let form = [
         ("name", "admin"),
         ("password", ADMIN_PASSWORD),
         ("next", "/tasks"),
     ];
-    let res = http
-        .post(format!("{}/signin", server.url))
-        .form(&form)
-        .send()
-        .await
-        .expect("post");
+    let res = post_form(&server, "/signin", "", &form).await;
     assert_eq!(res.headers()[LOCATION], "/tasks");
     let (pairs, _) = cookies(&res);
-    let page = http
-        .get(format!("{}/tasks", server.url))
-        .header(COOKIE, &pairs)
-        .send()
-        .await
-        .expect("get");
+    let page = get_as(&server, "/tasks", &pairs).await;
     assert_eq!(page.status().as_u16(), 200);
     let html = page.text().await.expect("html");
     assert!(
         html.contains("<h1 class=\"page-title\">Tasks"),
         "server-rendered page"
     );
-    let missing = http
-        .get(format!("{}/no-such-page", server.url))
-        .header(COOKIE, &pairs)
-        .send()
-        .await
-        .expect("get");
+    let missing = get_as(&server, "/no-such-page", &pairs).await;
     assert_eq!(missing.status().as_u16(), 404);
     assert!(missing.text().await.expect("html").contains("Not found"));
 
     // The sign-out form needs the CSRF field.
-    let res = http
-        .post(format!("{}/signout", server.url))
-        .header(COOKIE, &pairs)
-        .form(&[("csrf", "x")])
-        .send()
-        .await
-        .expect("post");
+    let res = post_form(&server, "/signout", &pairs, &[("csrf", "x")]).await;
     assert_eq!(res.status().as_u16(), 403);
     let csrf = cookie_value(&pairs, "drover_csrf");
-    let res = http
-        .post(format!("{}/signout", server.url))
-        .header(COOKIE, &pairs)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .expect("post");
+    let res = post_form(&server, "/signout", &pairs, &[("csrf", csrf.as_str())]).await;
     assert_eq!(res.status().as_u16(), 303);
-    let res = http
-        .get(format!("{}/tasks", server.url))
-        .header(COOKIE, &pairs)
-        .send()
-        .await
-        .expect("get");
+    let res = get_as(&server, "/tasks", &pairs).await;
     assert_eq!(
         res.status().as_u16(),
         303,
