@@ -16,17 +16,16 @@ use crate::live::{use_live, Topic};
 use crate::pages::approvals::ApprovalCard;
 use crate::pages::tasks::AttemptsTable;
 
-/// The run and its workflow version, as the JSON text of a pair.
-async fn load(id: i64) -> ApiResult<String> {
-    let run_text = api::fetch(&format!("/runs/{id}")).await?;
-    let run: RunDetail = api::parse(Ok(run_text.clone()))?;
-    let wf_text = api::fetch(&format!(
+/// The workflow version a run started with. It never changes, so it is
+/// loaded once per run, not on every live refresh of the run.
+async fn load_definition(id: i64) -> ApiResult<String> {
+    let run: RunDetail = api::parse(api::fetch(&format!("/runs/{id}")).await)?;
+    api::fetch(&format!(
         "/workflows/{}/versions/{}",
         enc(&run.run.workflow),
         run.run.version
     ))
-    .await?;
-    Ok(format!("[{run_text},{wf_text}]"))
+    .await
 }
 
 #[derive(Clone, Copy)]
@@ -59,8 +58,9 @@ pub fn RunPage() -> impl IntoView {
     };
     let run = Resource::new(
         move || (live.watch(Topic::Runs), live.watch(Topic::Tasks), id()),
-        |(_, _, id)| load(id),
+        |(_, _, id)| async move { api::fetch(&format!("/runs/{id}")).await },
     );
+    let definition = Resource::new(id, load_definition);
     // Approvals have their own resource, refreshed only by approval events,
     // so a comment being typed survives the run's other updates.
     let approvals = Resource::new(
@@ -129,7 +129,10 @@ pub fn RunPage() -> impl IntoView {
         </Transition>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
-                let (run, me) = (api::parse::<(RunDetail, WorkflowVersion)>(run.await), session(me.await));
+                let (run, wf) = (run.await, definition.await);
+                let run = api::parse::<RunDetail>(run)
+                    .and_then(|run| Ok((run, api::parse::<WorkflowVersion>(wf)?)));
+                let me = session(me.await);
                 match run {
                     Ok((run, wf)) => {
                         let operate = can_operate(&me);
