@@ -19,7 +19,7 @@ step "setting up the front-end toolchain"
 source scripts/setup-frontend.sh
 
 step "building the dashboard and the server (release)"
-cargo leptos build --release
+cargo leptos build --release --split
 step "building the agent and the drover CLI (release)"
 cargo build --release --locked -p drover-agent -p drover-cli
 

@@ -18,7 +18,7 @@ source scripts/setup-frontend.sh
 step "building the binaries the end-to-end tests start"
 cargo build --workspace --bins --locked
 step "building the dashboard (wasm) the browser tests load"
-cargo leptos build --frontend-only --cargo-locked
+cargo leptos build --frontend-only --split --cargo-locked
 
 step "installing Playwright for the browser tests"
 ensure_playwright

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
-use leptos_router::path;
+use leptos_router::{path, Lazy};
 
 pub mod api;
 #[cfg(feature = "hydrate")]
@@ -31,6 +31,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -62,16 +63,16 @@ pub fn App() -> impl IntoView {
             <TopBar/>
             <main>
                 <Routes fallback=pages::NotFound>
-                    <Route path=path!("/") view=pages::overview::Overview/>
-                    <Route path=path!("/agents") view=pages::agents::Agents/>
-                    <Route path=path!("/tasks") view=pages::tasks::Tasks/>
-                    <Route path=path!("/tasks/:id") view=pages::tasks::TaskPage/>
-                    <Route path=path!("/workflows") view=pages::workflows::Workflows/>
-                    <Route path=path!("/workflows/:name") view=pages::workflows::WorkflowPage/>
-                    <Route path=path!("/runs") view=pages::runs::Runs/>
-                    <Route path=path!("/runs/:id") view=pages::run::RunPage/>
-                    <Route path=path!("/approvals") view=pages::approvals::Approvals/>
-                    <Route path=path!("/signin") view=pages::signin::SignIn/>
+                    <Route path=path!("/") view={Lazy::<pages::OverviewRoute>::new()}/>
+                    <Route path=path!("/agents") view={Lazy::<pages::AgentsRoute>::new()}/>
+                    <Route path=path!("/tasks") view={Lazy::<pages::TasksRoute>::new()}/>
+                    <Route path=path!("/tasks/:id") view={Lazy::<pages::TaskRoute>::new()}/>
+                    <Route path=path!("/workflows") view={Lazy::<pages::WorkflowsRoute>::new()}/>
+                    <Route path=path!("/workflows/:name") view={Lazy::<pages::WorkflowRoute>::new()}/>
+                    <Route path=path!("/runs") view={Lazy::<pages::RunsRoute>::new()}/>
+                    <Route path=path!("/runs/:id") view={Lazy::<pages::RunRoute>::new()}/>
+                    <Route path=path!("/approvals") view={Lazy::<pages::ApprovalsRoute>::new()}/>
+                    <Route path=path!("/signin") view={Lazy::<pages::SignInRoute>::new()}/>
                 </Routes>
             </main>
         </Router>
@@ -128,5 +129,7 @@ fn TopBar() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    // Lazy: pages are separate wasm chunks (see `pages::lazy_page!`), and
+    // hydration waits for the current page's chunk.
+    leptos::mount::hydrate_lazy(App);
 }

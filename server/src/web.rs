@@ -81,6 +81,7 @@ async fn require_sign_in(State(state): State<AppState>, req: Request, next: Next
     let path = req.uri().path();
     let open = path == "/signin"
         || path.starts_with("/pkg/")
+        || path == "/favicon.svg"
         || path == "/favicon.ico"
         || path.starts_with("/api/")
         || req.method() != axum::http::Method::GET;

@@ -26,3 +26,39 @@ pub fn NotFound() -> impl IntoView {
         </section>
     }
 }
+
+/// Makes a page a lazily loaded route. Built with `cargo leptos build
+/// --split`, each page's code becomes its own wasm chunk, fetched the first
+/// time the page is shown, so the first download holds only the shell and
+/// what pages share; without `--split` it is an ordinary route.
+macro_rules! lazy_page {
+    ($($route:ident => $module:ident :: $page:ident;)*) => {$(
+        #[doc = concat!("The lazily loaded route of [`", stringify!($module), "::", stringify!($page), "`].")]
+        pub struct $route;
+
+        #[leptos_router::lazy_route]
+        impl leptos_router::LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                use $module::$page;
+                view! { <$page/> }.into_any()
+            }
+        }
+    )*};
+}
+
+lazy_page! {
+    OverviewRoute => overview::Overview;
+    AgentsRoute => agents::Agents;
+    TasksRoute => tasks::Tasks;
+    TaskRoute => tasks::TaskPage;
+    WorkflowsRoute => workflows::Workflows;
+    WorkflowRoute => workflows::WorkflowPage;
+    RunsRoute => runs::Runs;
+    RunRoute => run::RunPage;
+    ApprovalsRoute => approvals::Approvals;
+    SignInRoute => signin::SignIn;
+}
