@@ -56,6 +56,22 @@ test('run page of a 200-step workflow, and event-to-screen delay', async ({ page
     renders.push(t.fcp);
     interactive.push(t.ready);
   }
+  // The wasm a first visit to the run page downloads: the main module plus
+  // the chunks of the pages split out with `--split` that it needs.
+  const fresh = await page.context().browser()!.newContext({ baseURL: test.info().project.use.baseURL });
+  await fresh.addCookies(await page.context().cookies());
+  const visitor = await fresh.newPage();
+  const wasm: Record<string, number> = {};
+  visitor.on('response', async (r) => {
+    const name = new URL(r.url()).pathname;
+    if (name.endsWith('.wasm')) wasm[name.split('/').pop()!] = (await r.body()).length;
+  });
+  await visitor.goto(`/runs/${run.id}`);
+  await expect(visitor.locator('body[data-hydrated=true]')).toHaveCount(1, { timeout: 30_000 });
+  await visitor.waitForLoadState('networkidle');
+  await fresh.close();
+  const runPageWasm = { bytes: Object.values(wasm).reduce((a, b) => a + b, 0), files: wasm };
+
   // Clicking a step shows its panel: the page is interactive.
   await page.getByTestId('step-s150').click();
   await expect(page.getByTestId('step-panel')).toContainText('s150');
@@ -86,6 +102,7 @@ test('run page of a 200-step workflow, and event-to-screen delay', async ({ page
   }
   const figures = {
     steps: STEPS,
+    run_page_wasm: runPageWasm,
     first_render_ms: { p50: pct(renders, 0.5), max: Math.max(...renders) },
     interactive_ms: { p50: pct(interactive, 0.5), max: Math.max(...interactive) },
     event_to_screen_ms: { p50: pct(delays, 0.5), p99: pct(delays, 0.99), max: Math.max(...delays), samples: delays.length },

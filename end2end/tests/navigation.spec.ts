@@ -1,0 +1,28 @@
+// Every page is its own wasm chunk (`cargo leptos build --split`): moving
+// between pages by their links loads each chunk in the browser, without a
+// reload, and the page that appears is live.
+import { expect, test } from '@playwright/test';
+import { users } from '../stack';
+import { live, markPage, signIn, stillSamePage } from './helpers';
+
+test('the header links open every page in place, each loading its own code', async ({ page }) => {
+  const chunks = new Set<string>();
+  page.on('response', (r) => {
+    const file = new URL(r.url()).pathname.split('/').pop() ?? '';
+    if (file.startsWith('split_') && file.endsWith('.wasm')) chunks.add(file);
+  });
+  await signIn(page, users.vera);
+  await live(page);
+  await markPage(page);
+  for (const name of ['Agents', 'Tasks', 'Workflows', 'Runs', 'Approvals', 'Overview']) {
+    await page.locator('header nav').getByRole('link', { name, exact: true }).click();
+    await expect(page.locator('main h1.page-title')).toHaveText(name);
+  }
+  // Still the first document: the router swapped pages in the browser.
+  await stillSamePage(page);
+  await expect(page.getByTestId('live')).toHaveAttribute('data-connected', 'true');
+  // One chunk per page visited after the first (overview's came with sign-in).
+  for (const name of ['agents', 'tasks', 'workflows', 'runs', 'approvals']) {
+    expect([...chunks].some((c) => c.includes(`_${name}_route_`)), `${name} chunk loaded`).toBe(true);
+  }
+});
