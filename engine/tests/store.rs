@@ -2,7 +2,7 @@
 //! SQLite (a fresh file) and once for PostgreSQL (a fresh database on
 //! `DROVER_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/postgres`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use drover_engine::domain::{AgentSpec, PriorityWeights, Scheduling, TaskSpec};
 use drover_engine::store::{Applied, QueueStore, RunStore, WorkflowDefStore};
@@ -101,6 +101,7 @@ both_backends!(
     claims_highest_priority_first_then_oldest,
     aging_lets_old_low_priority_work_overtake,
     never_exceeds_capacity,
+    group_claim_fills_the_least_loaded_agent_first,
     claims_only_handled_types_and_matching_labels,
     stale_result_is_refused_and_changes_nothing,
     failure_retries_with_backoff_then_fails,
@@ -179,7 +180,8 @@ async fn never_exceeds_capacity(store: Store) {
         store
             .complete(&[success(t.task_id, t.lease_token)], now)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         vec![Applied::Yes(TaskStatus::Succeeded)]
     );
     assert_eq!(store.claim(a, 10, now, TTL).await.unwrap().tasks.len(), 1);
@@ -188,6 +190,57 @@ async fn never_exceeds_capacity(store: Store) {
         (agents[0].running, agents[0].capacity, agents[0].load),
         (3, 3, 1.0)
     );
+}
+
+async fn group_claim_fills_the_least_loaded_agent_first(store: Store) {
+    let idle = register(&store, agent("idle", 4, &["t"], &[])).await;
+    let full = register(&store, agent("full", 1, &["t"], &[])).await;
+    let busy = register(&store, agent("busy", 4, &["t"], &[])).await;
+    let now = now_us();
+    let occupying = store.submit(&[task("t", 0)], &SCHED, now).await.unwrap()[0].id;
+    assert_eq!(
+        store.claim(full, 1, now, TTL).await.unwrap().tasks[0].task_id,
+        occupying
+    );
+    let ids: Vec<i64> = store
+        .submit(&[1, 6, 4, 5, 3, 2].map(|u| task("t", u)), &SCHED, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    // Least-loaded first: `idle` asks for 2, `full` has no free slot left,
+    // `busy` asks for 3 but only 4 tasks remain after `idle`'s.
+    let claims = store
+        .claim_group(&[(idle, 2), (full, 5), (busy, 3)], now, TTL)
+        .await
+        .unwrap();
+    let got: Vec<Vec<i64>> = claims
+        .iter()
+        .map(|c| c.tasks.iter().map(|t| t.task_id).collect())
+        .collect();
+    assert_eq!(
+        got,
+        vec![vec![ids[1], ids[3]], vec![], vec![ids[2], ids[4], ids[5]]]
+    );
+    let counts: Vec<(i64, i64, bool)> = claims
+        .iter()
+        .map(|c| (c.running, c.capacity, c.drain))
+        .collect();
+    assert_eq!(counts, vec![(2, 4, false), (1, 1, false), (3, 4, false)]);
+    // The queue holds the last task; an unknown agent is told to drain.
+    let late = store
+        .claim_group(&[(busy, 4), (i64::MAX, 1)], now, TTL)
+        .await
+        .unwrap();
+    assert_eq!(
+        late[0].tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+        vec![ids[0]]
+    );
+    assert!(late[1].drain && late[1].tasks.is_empty());
+    let agents = store.list_agents().await.unwrap();
+    let running: HashMap<i64, i64> = agents.iter().map(|a| (a.id, a.running)).collect();
+    assert_eq!((running[&idle], running[&full], running[&busy]), (2, 1, 4));
 }
 
 async fn claims_only_handled_types_and_matching_labels(store: Store) {
@@ -244,7 +297,8 @@ async fn stale_result_is_refused_and_changes_nothing(store: Store) {
         store
             .complete(&[success(id, first.lease_token)], now)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         vec![Applied::Stale]
     );
     let t = store.get_task(id).await.unwrap().unwrap();
@@ -254,14 +308,16 @@ async fn stale_result_is_refused_and_changes_nothing(store: Store) {
         store
             .complete(&[success(id, second.lease_token)], now)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         vec![Applied::Yes(TaskStatus::Succeeded)]
     );
     assert_eq!(
         store
             .complete(&[success(id, second.lease_token)], now)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         vec![Applied::Stale]
     );
     let t = store.get_task(id).await.unwrap().unwrap();
@@ -287,7 +343,8 @@ async fn failure_retries_with_backoff_then_fails(store: Store) {
         store
             .complete(&[failure(id, c.lease_token)], now)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         vec![Applied::Yes(TaskStatus::Queued)]
     );
     // Not claimable during the backoff (5–10 s for the first retry).
@@ -314,7 +371,8 @@ async fn failure_retries_with_backoff_then_fails(store: Store) {
         store
             .complete(&[failure(id, c.lease_token)], now)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         vec![Applied::Yes(TaskStatus::Failed)]
     );
     let t = store.get_task(id).await.unwrap().unwrap().task;
@@ -341,7 +399,7 @@ async fn released_task_is_requeued_without_counting_the_attempt(store: Store) {
         finished_at_us: None,
     };
     assert_eq!(
-        store.complete(&[release], now).await.unwrap(),
+        store.complete(&[release], now).await.unwrap().applied,
         vec![Applied::Yes(TaskStatus::Queued)]
     );
     let c = store.claim(a, 1, now, TTL).await.unwrap().tasks[0].clone();
@@ -515,7 +573,8 @@ async fn cancel_queued_and_running_tasks(store: Store) {
         store
             .complete(&[success(ids[0], running.lease_token)], now)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         vec![Applied::Stale]
     );
     let stats = store.stats().await.unwrap();
@@ -597,7 +656,7 @@ async fn concurrent_claims_never_hand_out_a_task_twice(store: Store) {
                     .iter()
                     .map(|t| success(t.task_id, t.lease_token))
                     .collect();
-                let applied = store.complete(&results, now_us()).await.unwrap();
+                let applied = store.complete(&results, now_us()).await.unwrap().applied;
                 assert!(applied
                     .iter()
                     .all(|a| *a == Applied::Yes(TaskStatus::Succeeded)));
@@ -702,7 +761,8 @@ async fn batch_advance_creates_each_next_task_once(store: Store) {
         .iter()
         .map(|t| success(t.task_id, t.lease_token))
         .collect();
-    store.complete(&results, now_us()).await.unwrap();
+    // The runs owning the finished tasks come back with the results.
+    assert_eq!(store.complete(&results, now_us()).await.unwrap().runs, runs);
     let ids: Vec<i64> = claimed.iter().map(|t| t.task_id).collect();
     assert_eq!(store.runs_of_tasks(&ids).await.unwrap(), runs);
     let second = store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
@@ -732,7 +792,7 @@ async fn batch_advance_creates_each_next_task_once(store: Store) {
         .iter()
         .map(|t| success(t.task_id, t.lease_token))
         .collect();
-    store.complete(&results, now_us()).await.unwrap();
+    assert_eq!(store.complete(&results, now_us()).await.unwrap().runs, runs);
     let done = store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
     assert_eq!(
         created(&done),

@@ -9,11 +9,13 @@
 //! scarce the least-loaded agent gets it first. Agents are woken the moment
 //! work exists; nobody sleeps and re-polls.
 //!
-//! Within a round, once an agent with a given set of task types and labels
-//! finds the queue empty, others with the same set are skipped: a fleet of
-//! identical agents costs one empty claim per round, not one per agent.
+//! Agents with the same task types and labels compete for the same tasks, so
+//! a round claims for each such group at once (`QueueStore::claim_group`):
+//! the best tasks go to the least-loaded agent of the group, the next ones
+//! to the next. On PostgreSQL that is one statement per group, so a fleet of
+//! identical agents costs one round trip per round, not one per agent.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,13 @@ struct Waiter {
     /// Agents with the same signature compete for the same tasks.
     signature: String,
     reply: oneshot::Sender<Claim>,
+}
+
+/// Parked claims of agents with one signature, least-loaded first.
+struct Group {
+    signature: String,
+    /// (waiter id, agent id, max tasks).
+    members: Vec<(u64, i64, i64)>,
 }
 
 pub struct Dispatcher {
@@ -136,17 +145,28 @@ impl Dispatcher {
     pub async fn run(&self, store: Store, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let idle = self.waiting() == 0;
-            let next_due = if idle {
-                None
-            } else {
-                self.next_due(&store).await
-            };
-            let sleep = next_due.unwrap_or(Duration::from_secs(1));
-            tokio::select! {
+            // Kicked during the last round: go again at once. Under load
+            // that is nearly every round, and the round's claims see any
+            // delayed task that came due, so the lookup below is skipped.
+            let kicked = tokio::select! {
+                biased;
                 _ = &mut shutdown => break,
-                _ = self.kick.notified() => {}
-                _ = tokio::time::sleep(sleep), if !idle => {}
+                _ = self.kick.notified() => true,
+                _ = std::future::ready(()) => false,
+            };
+            if !kicked {
+                let idle = self.waiting() == 0;
+                let next_due = if idle {
+                    None
+                } else {
+                    self.next_due(&store).await
+                };
+                let sleep = next_due.unwrap_or(Duration::from_secs(1));
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = self.kick.notified() => {}
+                    _ = tokio::time::sleep(sleep), if !idle => {}
+                }
             }
             self.round(&store).await;
         }
@@ -188,40 +208,63 @@ impl Dispatcher {
             Err(_) => return,
         };
         order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)));
-        let mut exhausted: HashSet<String> = HashSet::new();
+        // Agents of one signature compete for the same tasks: one claim for
+        // the group, least-loaded first (an agent parked twice counts once).
+        let mut groups: Vec<Group> = Vec::new();
         for (id, _, _, agent_id, max_tasks, signature) in order {
-            if exhausted.contains(&signature) {
-                continue;
+            let at = match groups.iter().position(|g| g.signature == signature) {
+                Some(at) => at,
+                None => {
+                    groups.push(Group {
+                        signature,
+                        members: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            let members = &mut groups[at].members;
+            if !members.iter().any(|&(_, agent, _)| agent == agent_id) {
+                members.push((id, agent_id, max_tasks));
             }
-            let claim = match store
-                .claim(agent_id, max_tasks, now_us(), self.lease_ttl_us)
-                .await
-            {
-                Ok(claim) => claim,
+        }
+        for Group { members, .. } in groups {
+            let agents: Vec<(i64, i64)> = members.iter().map(|&(_, a, m)| (a, m)).collect();
+            let started = Instant::now();
+            let claimed = store
+                .claim_group(&agents, now_us(), self.lease_ttl_us)
+                .await;
+            metrics::histogram!("drover_claim_seconds").record(started.elapsed().as_secs_f64());
+            let claims = match claimed {
+                Ok(claims) => claims,
                 Err(e) => {
-                    tracing::warn!(error = %e, agent_id, "claim failed");
+                    tracing::warn!(error = %e, agents = agents.len(), "claim failed");
                     continue;
                 }
             };
-            let got = claim.tasks.len() as i64;
-            if got < max_tasks && claim.running < claim.capacity {
-                exhausted.insert(signature);
-            }
-            if got == 0 && !claim.drain {
-                continue;
-            }
-            let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(&id));
-            metrics::counter!("drover_tasks_claimed_total").increment(got as u64);
-            let undelivered = match waiter {
-                Some(w) => w.reply.send(claim).err(),
-                None => Some(claim),
-            };
-            if let Some(claim) = undelivered {
-                release(store, agent_id, claim).await;
-                self.kick();
+            for ((id, agent_id, _), claim) in members.into_iter().zip(claims) {
+                self.deliver(store, id, agent_id, claim).await;
             }
         }
         metrics::gauge!("drover_claim_waiters").set(self.waiting() as f64);
+    }
+
+    /// Answers a parked claim that got work (or must drain); a claim that
+    /// got nothing stays parked for the next round.
+    async fn deliver(&self, store: &Store, id: u64, agent_id: i64, claim: Claim) {
+        let got = claim.tasks.len();
+        if got == 0 && !claim.drain {
+            return;
+        }
+        let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(&id));
+        metrics::counter!("drover_tasks_claimed_total").increment(got as u64);
+        let undelivered = match waiter {
+            Some(w) => w.reply.send(claim).err(),
+            None => Some(claim),
+        };
+        if let Some(claim) = undelivered {
+            release(store, agent_id, claim).await;
+            self.kick();
+        }
     }
 }
 

@@ -120,6 +120,17 @@ struct Ending {
     finished_at_us: Option<i64>,
 }
 
+/// What a batch of results changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Completed {
+    /// One per result, in order.
+    pub applied: Vec<Applied>,
+    /// The workflow runs owning a task that ended for good (sorted, no
+    /// repeats): they may move on. Returned so the caller can advance them
+    /// without looking them up again.
+    pub runs: Vec<i64>,
+}
+
 /// Outcome of ending one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -153,8 +164,22 @@ pub trait QueueStore {
         lease_ttl_us: i64,
     ) -> Result<Claim>;
 
+    /// Claims for a group of agents that take the same task types and
+    /// labels, given least-loaded first as `(agent_id, max_tasks)`: the
+    /// best-ranked tasks go to the first agent up to its free slots, the next
+    /// ones to the second, and so on, as a sequence of [`claim`](Self::claim)s
+    /// would hand them out. One claim per agent, in the same order. On
+    /// PostgreSQL it is one statement for the group, so a dispatcher round
+    /// costs one round trip per kind of agent rather than one per agent.
+    async fn claim_group(
+        &self,
+        agents: &[(i64, i64)],
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Vec<Claim>>;
+
     /// Records results. A result applies only if its lease is current.
-    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Vec<Applied>>;
+    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed>;
 
     /// Extends the leases the agent still holds; answers which of the tasks it
     /// runs it must stop (cancelled, timed out, or reassigned).
@@ -234,7 +259,8 @@ delegate_to_backend!(QueueStore {
     fn backend(&self) -> &'static str;
     async fn submit(&self, specs: &[TaskSpec], sched: &Scheduling, now_us: i64) -> Result<Vec<SubmittedTask>>;
     async fn claim(&self, agent_id: i64, max_tasks: i64, now_us: i64, lease_ttl_us: i64) -> Result<Claim>;
-    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Vec<Applied>>;
+    async fn claim_group(&self, agents: &[(i64, i64)], now_us: i64, lease_ttl_us: i64) -> Result<Vec<Claim>>;
+    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed>;
     async fn heartbeat(&self, agent_id: i64, running: &[Lease], now_us: i64, lease_ttl_us: i64) -> Result<HeartbeatResponse>;
     async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64>;
     async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>>;
@@ -355,7 +381,11 @@ fn ending_of_sweep(
 }
 
 /// The running task behind a current lease, as the stores load it.
-type Current = std::collections::HashMap<(i64, i64), (crate::lifecycle::RunningTask, Option<i64>)>;
+/// Keyed by (task id, lease token): the task, its agent and its run.
+type Current = std::collections::HashMap<
+    (i64, i64),
+    (crate::lifecycle::RunningTask, Option<i64>, Option<i64>),
+>;
 
 /// One attempt ending to write: the decided transition, flattened for a
 /// multi-row statement (arrays on PostgreSQL, a JSON array on SQLite).
@@ -379,14 +409,15 @@ struct EndRow {
 
 /// Decides every ending against the current leases: a stale lease (or the
 /// same lease twice in one batch) changes nothing.
-fn plan_endings(endings: &[Ending], current: &Current, now_us: i64) -> (Vec<Applied>, Vec<EndRow>) {
+fn plan_endings(endings: &[Ending], current: &Current, now_us: i64) -> (Completed, Vec<EndRow>) {
     let mut applied = Vec::with_capacity(endings.len());
     let mut rows = Vec::with_capacity(endings.len());
+    let mut runs = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for e in endings {
         let key = (e.task_id, e.lease_token);
         match current.get(&key) {
-            Some((task, agent)) if seen.insert(key) => {
+            Some((task, agent, run)) if seen.insert(key) => {
                 let t = crate::lifecycle::decide(*task, &e.end, now_us);
                 rows.push(EndRow {
                     id: e.task_id,
@@ -404,10 +435,15 @@ fn plan_endings(endings: &[Ending], current: &Current, now_us: i64) -> (Vec<Appl
                     attempt_error: e.end.error(),
                     agent_id: *agent,
                 });
+                if t.status.is_terminal() {
+                    runs.extend(*run);
+                }
                 applied.push(Applied::Yes(t.status));
             }
             _ => applied.push(Applied::Stale),
         }
     }
-    (applied, rows)
+    runs.sort_unstable();
+    runs.dedup();
+    (Completed { applied, runs }, rows)
 }

@@ -20,7 +20,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::str::FromStr;
 
 use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
-use super::{AgentSession, Applied, Claim, Ending, QueueStore, Result, Sweep, TaskFilter};
+use super::{AgentSession, Claim, Completed, Ending, QueueStore, Result, Sweep, TaskFilter};
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
@@ -38,7 +38,12 @@ const AGENT_COLUMNS: &str = "id, name, hostname, version, array_to_json(task_typ
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// Claims only: connections with bitmap scans off (see [`Self::connect`]).
+    claims: PgPool,
 }
+
+/// Connections of the claim pool; one dispatcher per instance claims.
+const CLAIM_CONNECTIONS: u32 = 4;
 
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
@@ -46,10 +51,21 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        // A claim must walk `tasks_claim` in rank order and stop at its
+        // limit. Left to itself the planner often prefers a bitmap scan of a
+        // partial index on `status = 'queued'` and a sort, which reads every
+        // index entry of a task that was ever queued and not yet vacuumed:
+        // at a thousand tasks a second that is tens of thousands of dead
+        // entries a minute, read again by every claim (a plain index scan
+        // marks them dead the first time and skips them after).
+        let claims = PgPoolOptions::new()
+            .max_connections(CLAIM_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options.options([("enable_bitmapscan", "off")]));
+        Ok(Self { pool, claims })
     }
 
     /// The pool, for `LISTEN` on [`WORK_CHANNEL`].
@@ -75,29 +91,30 @@ impl PgStore {
         tx: &mut Transaction<'_, Postgres>,
         endings: &[Ending],
         now_us: i64,
-    ) -> Result<Vec<Applied>> {
+    ) -> Result<Completed> {
         if endings.is_empty() {
-            return Ok(vec![]);
+            return Ok(Completed::default());
         }
         let ids: Vec<i64> = endings.iter().map(|e| e.task_id).collect();
-        let tokens: Vec<i64> = endings.iter().map(|e| e.lease_token).collect();
+        // By id only (`= ANY`, an index probe whatever the statistics say;
+        // a join on the leases was planned as a walk over every running
+        // task while a new database had no statistics yet); which leases are
+        // current is decided from the rows (`plan_endings`).
         let rows = sqlx::query(
-            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id FROM tasks t \
-             JOIN unnest($1::bigint[], $2::bigint[]) AS v(id, lease_token) ON t.id = v.id AND t.lease_token = v.lease_token \
-             WHERE t.status = 'running' ORDER BY t.id FOR UPDATE OF t",
+            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id, t.run_id FROM tasks t \
+             WHERE t.id = ANY($1) AND t.status = 'running' ORDER BY t.id FOR UPDATE OF t",
         )
         .bind(&ids)
-        .bind(&tokens)
         .fetch_all(&mut **tx)
         .await?;
         let current = current_leases!(rows);
-        let (applied, rows) = super::plan_endings(endings, &current, now_us);
+        let (completed, rows) = super::plan_endings(endings, &current, now_us);
         let mut cols = EndColumns::default();
         for row in rows {
             cols.push(row);
         }
         if cols.id.is_empty() {
-            return Ok(applied);
+            return Ok(completed);
         }
         sqlx::query(
             "WITH v AS ( \
@@ -109,10 +126,10 @@ impl PgStore {
                  run_after = COALESCE(v.run_after, t.run_after), result = v.result, error = v.error, \
                  agent_id = CASE WHEN v.terminal THEN t.agent_id END, lease_expires_at = NULL, updated_at = $15, \
                  finished_at = CASE WHEN v.terminal THEN $15 END \
-               FROM v WHERE t.id = v.id), \
+               FROM v WHERE t.id = v.id AND t.id = ANY($1)), \
              att AS (UPDATE task_attempts a SET outcome = v.outcome, error = v.attempt_error, \
                  finished_at = COALESCE(v.finished_at, $15), started_at = COALESCE(v.started_at, a.started_at) \
-               FROM v WHERE a.task_id = v.id AND a.lease_token = v.lease_token), \
+               FROM v WHERE a.task_id = v.id AND a.lease_token = v.lease_token AND a.task_id = ANY($1)), \
              ev AS (INSERT INTO task_events (task_id, at, kind, status, agent_id, detail) \
                SELECT v.id, $15, v.event, v.status, v.agent_id, v.error FROM v), \
              freed AS (SELECT agent_id, count(*) AS n FROM v WHERE agent_id IS NOT NULL GROUP BY agent_id) \
@@ -138,7 +155,7 @@ impl PgStore {
         if cols.status.iter().any(|s| s == TaskStatus::Queued.as_str()) {
             Self::notify_work(tx).await?;
         }
-        Ok(applied)
+        Ok(completed)
     }
 
     async fn sweep_running(
@@ -158,8 +175,8 @@ impl PgStore {
                 now_us,
             ));
         }
-        let applied = Self::end_attempts(tx, &endings, now_us).await?;
-        Ok(super::sweep_of(&applied))
+        let ended = Self::end_attempts(tx, &endings, now_us).await?;
+        Ok(super::sweep_of(&ended.applied))
     }
 }
 
@@ -316,73 +333,107 @@ impl QueueStore for PgStore {
         now_us: i64,
         lease_ttl_us: i64,
     ) -> Result<Claim> {
-        let mut tx = self.pool.begin().await?;
-        let Some(agent) = sqlx::query("SELECT capacity, running, status, task_types, labels FROM agents WHERE id = $1 FOR UPDATE")
-            .bind(agent_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(Claim { drain: true, ..Claim::default() });
-        };
-        let capacity: i64 = agent.try_get("capacity")?;
-        let running: i64 = agent.try_get("running")?;
-        let status: String = agent.try_get("status")?;
-        let want = max_tasks.min(capacity - running);
-        if status != AgentStatus::Online.as_str() || want <= 0 {
-            return Ok(Claim {
-                tasks: vec![],
-                running,
-                capacity,
-                drain: status != AgentStatus::Online.as_str(),
-            });
-        }
-        let agent_load = super::rows::load(running, capacity);
-        let rows = sqlx::query(
-            "WITH picked AS ( \
-               SELECT id FROM tasks \
-               WHERE status = 'queued' AND run_after <= $3 AND task_type = ANY($5) AND required_labels <@ $6 \
-               ORDER BY rank DESC, id LIMIT $7 FOR UPDATE SKIP LOCKED), \
-             claimed AS ( \
-               UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, claims = t.claims + 1, \
-                 lease_token = t.claims + 1, agent_id = $1, claim_load = $2, started_at = $3, updated_at = $3, \
-                 lease_expires_at = LEAST($3 + $4, $3 + t.timeout_ms * 1000) \
-               FROM picked WHERE t.id = picked.id \
-               RETURNING t.id, t.lease_token, t.task_type, t.payload, t.attempts, t.max_attempts, t.timeout_ms, t.priority, t.rank), \
-             att AS (INSERT INTO task_attempts (task_id, lease_token, attempt, agent_id, agent_load, claimed_at, outcome) \
-               SELECT id, lease_token, attempts, $1, $2, $3, 'running' FROM claimed), \
-             ev AS (INSERT INTO task_events (task_id, at, kind, status, agent_id) \
-               SELECT id, $3, 'claimed', 'running', $1 FROM claimed), \
-             ag AS (UPDATE agents SET running = running + (SELECT count(*) FROM claimed) WHERE id = $1) \
-             SELECT * FROM claimed ORDER BY rank DESC, id",
-        )
-        .bind(agent_id)
-        .bind(agent_load)
-        .bind(now_us)
-        .bind(lease_ttl_us)
-        .bind(agent.try_get::<Vec<String>, _>("task_types")?)
-        .bind(agent.try_get::<Vec<String>, _>("labels")?)
-        .bind(want)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let tasks = rows
-            .iter()
-            .map(|row| Ok(assignment!(row)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Claim {
-            running: running + tasks.len() as i64,
-            tasks,
-            capacity,
-            drain: false,
-        })
+        let mut claims = self
+            .claim_group(&[(agent_id, max_tasks)], now_us, lease_ttl_us)
+            .await?;
+        Ok(claims.pop().unwrap_or_default())
     }
 
-    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Vec<Applied>> {
+    async fn claim_group(
+        &self,
+        agents: &[(i64, i64)],
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Vec<Claim>> {
+        if agents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, wants): (Vec<i64>, Vec<i64>) = agents.iter().copied().unzip();
+        // One statement for the whole group, so one round trip and no
+        // explicit transaction. The agents' rows are locked in id order (two
+        // instances claiming for overlapping groups cannot deadlock); each
+        // gets a range of slots (M - C, at most what it asked for) in the
+        // order given, least-loaded first; the best-ranked queued tasks are
+        // numbered and task n goes to the agent whose range holds n. The
+        // tasks, their attempts and events and the agents' new C are written
+        // together, and every agent's row comes back, with or without tasks.
+        let rows = sqlx::query(
+            "WITH req AS ( \
+               SELECT * FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS r(agent_id, max_tasks, ord)), \
+             ag AS ( \
+               SELECT a.id, a.capacity, a.running, a.status, a.task_types, a.labels, req.ord, \
+                 CASE WHEN a.status = 'online' THEN GREATEST(LEAST(req.max_tasks, a.capacity - a.running), 0) ELSE 0 END AS want, \
+                 CASE WHEN a.capacity > 0 THEN a.running::float8 / a.capacity ELSE 1.0 END AS load \
+               FROM agents a JOIN req ON a.id = req.agent_id ORDER BY a.id FOR UPDATE OF a), \
+             slots AS ( \
+               SELECT id, load, sum(want) OVER (ORDER BY ord) - want AS lo, sum(want) OVER (ORDER BY ord) AS hi FROM ag), \
+             kind AS (SELECT task_types, labels FROM ag ORDER BY ord LIMIT 1), \
+             picked AS ( \
+               SELECT t.id, t.rank FROM tasks t, kind \
+               WHERE t.status = 'queued' AND t.run_after <= $3 \
+                 AND t.task_type = ANY(kind.task_types) AND t.required_labels <@ kind.labels \
+               ORDER BY t.rank DESC, t.id LIMIT (SELECT COALESCE(sum(want), 0)::bigint FROM ag) \
+               FOR UPDATE OF t SKIP LOCKED), \
+             assigned AS ( \
+               SELECT p.id, s.id AS agent_id, s.load FROM \
+                 (SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS n FROM picked) p \
+               JOIN slots s ON p.n > s.lo AND p.n <= s.hi), \
+             claimed AS ( \
+               UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, claims = t.claims + 1, \
+                 lease_token = t.claims + 1, agent_id = a.agent_id, claim_load = a.load, started_at = $3, updated_at = $3, \
+                 lease_expires_at = LEAST($3 + $4, $3 + t.timeout_ms * 1000) \
+               FROM assigned a WHERE t.id = a.id \
+               RETURNING t.id, t.agent_id, t.claim_load, t.lease_token, t.task_type, t.payload, t.attempts, \
+                 t.max_attempts, t.timeout_ms, t.priority, t.rank), \
+             att AS (INSERT INTO task_attempts (task_id, lease_token, attempt, agent_id, agent_load, claimed_at, outcome) \
+               SELECT id, lease_token, attempts, agent_id, claim_load, $3, 'running' FROM claimed), \
+             ev AS (INSERT INTO task_events (task_id, at, kind, status, agent_id) \
+               SELECT id, $3, 'claimed', 'running', agent_id FROM claimed), \
+             bump AS (UPDATE agents a SET running = a.running + c.n \
+               FROM (SELECT agent_id, count(*) AS n FROM claimed GROUP BY agent_id) c WHERE a.id = c.agent_id) \
+             SELECT ag.id AS claim_agent, ag.capacity, ag.running, ag.status, c.* \
+             FROM ag LEFT JOIN claimed c ON c.agent_id = ag.id \
+             ORDER BY ag.ord, c.rank DESC, c.id",
+        )
+        .bind(&ids)
+        .bind(&wants)
+        .bind(now_us)
+        .bind(lease_ttl_us)
+        .fetch_all(&self.claims)
+        .await?;
+        // An agent missing from the rows is gone: it gets nothing and drains.
+        let mut claims: Vec<Claim> = vec![
+            Claim {
+                drain: true,
+                ..Claim::default()
+            };
+            agents.len()
+        ];
+        let slot_of: std::collections::HashMap<i64, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        for row in &rows {
+            let agent: i64 = row.try_get("claim_agent")?;
+            let Some(&i) = slot_of.get(&agent) else {
+                continue;
+            };
+            let claim = &mut claims[i];
+            if row.try_get::<Option<i64>, _>("id")?.is_some() {
+                claim.tasks.push(assignment!(row));
+            }
+            claim.capacity = row.try_get("capacity")?;
+            let running: i64 = row.try_get("running")?;
+            claim.running = running + claim.tasks.len() as i64;
+            claim.drain = row.try_get::<String, _>("status")? != AgentStatus::Online.as_str();
+        }
+        Ok(claims)
+    }
+
+    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed> {
         let endings: Vec<Ending> = results.iter().map(super::ending_of_result).collect();
         let mut tx = self.pool.begin().await?;
-        let applied = Self::end_attempts(&mut tx, &endings, now_us).await?;
+        let completed = Self::end_attempts(&mut tx, &endings, now_us).await?;
         tx.commit().await?;
-        Ok(applied)
+        Ok(completed)
     }
 
     async fn heartbeat(

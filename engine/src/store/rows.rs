@@ -136,7 +136,7 @@ macro_rules! assignment {
 }
 
 /// The running tasks behind current leases, from rows of `id, lease_token,
-/// attempts, max_attempts, retry_backoff_ms, agent_id` (both backends).
+/// attempts, max_attempts, retry_backoff_ms, agent_id, run_id` (both backends).
 macro_rules! current_leases {
     ($rows:expr) => {{
         use sqlx::Row as _;
@@ -152,6 +152,7 @@ macro_rules! current_leases {
                         retry_backoff_ms: row.try_get("retry_backoff_ms")?,
                     },
                     row.try_get("agent_id")?,
+                    row.try_get("run_id")?,
                 ),
             );
         }

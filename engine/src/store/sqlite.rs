@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
-use super::{AgentSession, Applied, Claim, Ending, QueueStore, Result, Sweep, TaskFilter};
+use super::{AgentSession, Claim, Completed, Ending, QueueStore, Result, Sweep, TaskFilter};
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
@@ -74,13 +74,113 @@ impl SqliteStore {
     /// Ends attempts whose lease is current; stale ones change nothing.
     /// A fixed number of statements per batch: the rows travel as one JSON
     /// array that `json_each` unpacks inside SQLite.
+    /// One agent's claim inside `tx` (see `QueueStore::claim`).
+    async fn claim_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        agent_id: i64,
+        max_tasks: i64,
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Claim> {
+        let Some(agent) = sqlx::query(
+            "SELECT capacity, running, status, task_types, labels FROM agents WHERE id = ?1",
+        )
+        .bind(agent_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        else {
+            return Ok(Claim {
+                drain: true,
+                ..Claim::default()
+            });
+        };
+        let capacity: i64 = agent.try_get("capacity")?;
+        let running: i64 = agent.try_get("running")?;
+        let status: String = agent.try_get("status")?;
+        let want = max_tasks.min(capacity - running);
+        if status != AgentStatus::Online.as_str() || want <= 0 {
+            return Ok(Claim {
+                tasks: vec![],
+                running,
+                capacity,
+                drain: status != AgentStatus::Online.as_str(),
+            });
+        }
+        let agent_load = super::rows::load(running, capacity);
+        let rows = sqlx::query(
+            "UPDATE tasks SET status = 'running', attempts = attempts + 1, claims = claims + 1, \
+             lease_token = claims + 1, agent_id = ?1, claim_load = ?2, started_at = ?3, updated_at = ?3, \
+             lease_expires_at = MIN(?3 + ?4, ?3 + timeout_ms * 1000) \
+             WHERE id IN ( \
+               SELECT id FROM tasks \
+               WHERE status = 'queued' AND run_after <= ?3 \
+                 AND task_type IN (SELECT value FROM json_each(?5)) \
+                 AND (required_labels = '[]' OR NOT EXISTS ( \
+                      SELECT 1 FROM json_each(tasks.required_labels) r \
+                      WHERE r.value NOT IN (SELECT value FROM json_each(?6)))) \
+               ORDER BY rank DESC, id LIMIT ?7) \
+             RETURNING id, lease_token, task_type, payload, attempts, max_attempts, timeout_ms, priority, rank",
+        )
+        .bind(agent_id)
+        .bind(agent_load)
+        .bind(now_us)
+        .bind(lease_ttl_us)
+        .bind(agent.try_get::<String, _>("task_types")?)
+        .bind(agent.try_get::<String, _>("labels")?)
+        .bind(want)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut ranked = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ranked.push((row.try_get::<f64, _>("rank")?, assignment!(row)));
+        }
+        if !ranked.is_empty() {
+            let ids =
+                serde_json::to_string(&ranked.iter().map(|(_, a)| a.task_id).collect::<Vec<_>>())?;
+            sqlx::query(
+                "INSERT INTO task_attempts (task_id, lease_token, attempt, agent_id, agent_load, claimed_at, outcome) \
+                 SELECT id, lease_token, attempts, ?1, ?2, ?3, 'running' FROM tasks WHERE id IN (SELECT value FROM json_each(?4))",
+            )
+            .bind(agent_id)
+            .bind(agent_load)
+            .bind(now_us)
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO task_events (task_id, at, kind, status, agent_id) \
+                 SELECT value, ?1, 'claimed', 'running', ?2 FROM json_each(?3)",
+            )
+            .bind(now_us)
+            .bind(agent_id)
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
+        }
+        let claimed = ranked.len() as i64;
+        if claimed > 0 {
+            sqlx::query("UPDATE agents SET running = running + ?1 WHERE id = ?2")
+                .bind(claimed)
+                .bind(agent_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.task_id.cmp(&b.1.task_id)));
+        Ok(Claim {
+            tasks: ranked.into_iter().map(|(_, a)| a).collect(),
+            running: running + claimed,
+            capacity,
+            drain: false,
+        })
+    }
+
     async fn end_attempts(
         tx: &mut Transaction<'_, Sqlite>,
         endings: &[Ending],
         now_us: i64,
-    ) -> Result<Vec<Applied>> {
+    ) -> Result<Completed> {
         if endings.is_empty() {
-            return Ok(vec![]);
+            return Ok(Completed::default());
         }
         let leases: Vec<[i64; 2]> = endings.iter().map(|e| [e.task_id, e.lease_token]).collect();
         // CROSS JOIN fixes the join order: by the leases, then each task by
@@ -88,7 +188,7 @@ impl SqliteStore {
         // status index) and probes the array for each: with a thousand
         // tasks running, milliseconds per batch of results on the writer.
         let rows = sqlx::query(
-            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id \
+            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id, t.run_id \
              FROM json_each(?1) v CROSS JOIN tasks t ON t.id = json_extract(v.value, '$[0]') \
              WHERE t.lease_token = json_extract(v.value, '$[1]') AND t.status = 'running'",
         )
@@ -96,9 +196,9 @@ impl SqliteStore {
         .fetch_all(&mut **tx)
         .await?;
         let current = current_leases!(rows);
-        let (applied, rows) = super::plan_endings(endings, &current, now_us);
+        let (completed, rows) = super::plan_endings(endings, &current, now_us);
         if rows.is_empty() {
-            return Ok(applied);
+            return Ok(completed);
         }
         let batch = serde_json::to_string(&rows)?;
         sqlx::query(
@@ -148,7 +248,7 @@ impl SqliteStore {
                 .execute(&mut **tx)
                 .await?;
         }
-        Ok(applied)
+        Ok(completed)
     }
 
     async fn event(
@@ -191,8 +291,8 @@ impl SqliteStore {
                 now_us,
             ));
         }
-        let applied = Self::end_attempts(tx, &endings, now_us).await?;
-        Ok(super::sweep_of(&applied))
+        let ended = Self::end_attempts(tx, &endings, now_us).await?;
+        Ok(super::sweep_of(&ended.applied))
     }
 }
 
@@ -296,105 +396,42 @@ impl QueueStore for SqliteStore {
         lease_ttl_us: i64,
     ) -> Result<Claim> {
         let mut tx = self.writer.begin().await?;
-        let Some(agent) = sqlx::query(
-            "SELECT capacity, running, status, task_types, labels FROM agents WHERE id = ?1",
-        )
-        .bind(agent_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Ok(Claim {
-                drain: true,
-                ..Claim::default()
-            });
-        };
-        let capacity: i64 = agent.try_get("capacity")?;
-        let running: i64 = agent.try_get("running")?;
-        let status: String = agent.try_get("status")?;
-        let want = max_tasks.min(capacity - running);
-        if status != AgentStatus::Online.as_str() || want <= 0 {
-            return Ok(Claim {
-                tasks: vec![],
-                running,
-                capacity,
-                drain: status != AgentStatus::Online.as_str(),
-            });
-        }
-        let agent_load = super::rows::load(running, capacity);
-        let rows = sqlx::query(
-            "UPDATE tasks SET status = 'running', attempts = attempts + 1, claims = claims + 1, \
-             lease_token = claims + 1, agent_id = ?1, claim_load = ?2, started_at = ?3, updated_at = ?3, \
-             lease_expires_at = MIN(?3 + ?4, ?3 + timeout_ms * 1000) \
-             WHERE id IN ( \
-               SELECT id FROM tasks \
-               WHERE status = 'queued' AND run_after <= ?3 \
-                 AND task_type IN (SELECT value FROM json_each(?5)) \
-                 AND (required_labels = '[]' OR NOT EXISTS ( \
-                      SELECT 1 FROM json_each(tasks.required_labels) r \
-                      WHERE r.value NOT IN (SELECT value FROM json_each(?6)))) \
-               ORDER BY rank DESC, id LIMIT ?7) \
-             RETURNING id, lease_token, task_type, payload, attempts, max_attempts, timeout_ms, priority, rank",
-        )
-        .bind(agent_id)
-        .bind(agent_load)
-        .bind(now_us)
-        .bind(lease_ttl_us)
-        .bind(agent.try_get::<String, _>("task_types")?)
-        .bind(agent.try_get::<String, _>("labels")?)
-        .bind(want)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut ranked = Vec::with_capacity(rows.len());
-        for row in &rows {
-            ranked.push((row.try_get::<f64, _>("rank")?, assignment!(row)));
-        }
-        if !ranked.is_empty() {
-            let ids =
-                serde_json::to_string(&ranked.iter().map(|(_, a)| a.task_id).collect::<Vec<_>>())?;
-            sqlx::query(
-                "INSERT INTO task_attempts (task_id, lease_token, attempt, agent_id, agent_load, claimed_at, outcome) \
-                 SELECT id, lease_token, attempts, ?1, ?2, ?3, 'running' FROM tasks WHERE id IN (SELECT value FROM json_each(?4))",
-            )
-            .bind(agent_id)
-            .bind(agent_load)
-            .bind(now_us)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO task_events (task_id, at, kind, status, agent_id) \
-                 SELECT value, ?1, 'claimed', 'running', ?2 FROM json_each(?3)",
-            )
-            .bind(now_us)
-            .bind(agent_id)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let claimed = ranked.len() as i64;
-        if claimed > 0 {
-            sqlx::query("UPDATE agents SET running = running + ?1 WHERE id = ?2")
-                .bind(claimed)
-                .bind(agent_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let claim = Self::claim_in(&mut tx, agent_id, max_tasks, now_us, lease_ttl_us).await?;
         tx.commit().await?;
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.task_id.cmp(&b.1.task_id)));
-        Ok(Claim {
-            tasks: ranked.into_iter().map(|(_, a)| a).collect(),
-            running: running + claimed,
-            capacity,
-            drain: false,
-        })
+        Ok(claim)
     }
 
-    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Vec<Applied>> {
+    async fn claim_group(
+        &self,
+        agents: &[(i64, i64)],
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Vec<Claim>> {
+        // One transaction, so the group takes the single writer once. Once
+        // an agent is left with free slots the queue holds nothing more for
+        // the group, and the rest are answered empty without a query.
+        let mut tx = self.writer.begin().await?;
+        let mut claims = Vec::with_capacity(agents.len());
+        let mut exhausted = false;
+        for &(agent_id, max_tasks) in agents {
+            if exhausted {
+                claims.push(Claim::default());
+                continue;
+            }
+            let claim = Self::claim_in(&mut tx, agent_id, max_tasks, now_us, lease_ttl_us).await?;
+            exhausted = (claim.tasks.len() as i64) < max_tasks && claim.running < claim.capacity;
+            claims.push(claim);
+        }
+        tx.commit().await?;
+        Ok(claims)
+    }
+
+    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed> {
         let endings: Vec<Ending> = results.iter().map(super::ending_of_result).collect();
         let mut tx = self.writer.begin().await?;
-        let applied = Self::end_attempts(&mut tx, &endings, now_us).await?;
+        let completed = Self::end_attempts(&mut tx, &endings, now_us).await?;
         tx.commit().await?;
-        Ok(applied)
+        Ok(completed)
     }
 
     async fn heartbeat(

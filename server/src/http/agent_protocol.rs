@@ -143,17 +143,15 @@ async fn results(
         )
         .into());
     }
-    let applied = state.store.complete(&req.results, now_us()).await?;
-    let mut acks = Vec::with_capacity(applied.len());
+    let started = std::time::Instant::now();
+    let completed = state.store.complete(&req.results, now_us()).await?;
+    metrics::histogram!("drover_complete_seconds").record(started.elapsed().as_secs_f64());
+    let mut acks = Vec::with_capacity(completed.applied.len());
     let mut stale = 0u64;
-    let mut finished = Vec::new();
-    for (r, a) in req.results.iter().zip(&applied) {
+    for (r, a) in req.results.iter().zip(&completed.applied) {
         let status = match a {
             Applied::Yes(s) => {
                 metrics::counter!("drover_task_results_total", "status" => s.as_str()).increment(1);
-                if s.is_terminal() {
-                    finished.push(r.task_id);
-                }
                 AckStatus::Accepted
             }
             Applied::Stale => {
@@ -174,12 +172,14 @@ async fn results(
         );
         metrics::counter!("drover_task_results_stale_total").increment(stale);
     }
-    // Slots were freed (and failed tasks may be requeued): hand out work.
-    state.dispatcher.kick();
     if acks.len() > stale as usize {
         state.events.publish("tasks", None, None);
     }
-    crate::advance::runs_of_tasks(&state, &finished).await;
+    crate::advance::runs(&state, completed.runs).await;
+    // Slots were freed (and failed tasks may be requeued): hand out work.
+    // After the advance, so that the round also sees the runs' next steps
+    // rather than running once before them and once after.
+    state.dispatcher.kick();
     let status = if stale > 0 && stale as usize == acks.len() {
         StatusCode::CONFLICT
     } else {
