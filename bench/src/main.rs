@@ -683,7 +683,42 @@ async fn workflows(
         )
         .await?,
     );
+    print_server_timings(http, url, backend).await?;
     Ok(out)
+}
+
+/// The server's own timings of the parts of a step's path (from its
+/// `/metrics` summaries, which cover the last minute or so: here mostly the
+/// 1 s-step chains): recording a results batch, advancing a batch of runs,
+/// and a claim.
+async fn print_server_timings(http: &reqwest::Client, url: &str, backend: &str) -> Result<()> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    for (metric, what) in [
+        ("drover_complete_seconds", "record a results batch"),
+        ("drover_advance_batch_seconds", "advance a batch of runs"),
+        ("drover_claim_seconds", "claim for a group of agents"),
+    ] {
+        let quantile = |q: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{metric}{{quantile=\"{q}\"}}")))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|s| format!("{:.2} ms", s * 1000.0))
+                .unwrap_or_else(|| "—".into())
+        };
+        println!(
+            "{backend}: server time to {what}: p50 {}, p99 {}",
+            quantile("0.5"),
+            quantile("0.99")
+        );
+    }
+    Ok(())
 }
 
 /// Starts `--linear-runs` runs of a 10-step chain from `starters` concurrent
