@@ -123,3 +123,66 @@ async fn work_submitted_to_one_instance_wakes_an_agent_polling_another() {
         "woken by NOTIFY, not by a timeout ({waited:?})"
     );
 }
+
+/// A step's task is created by the instance that recorded its predecessor's
+/// result; an agent long-polling another instance must hear of it at once
+/// (through `NOTIFY`), not at that instance's next periodic round (~1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_made_ready_on_one_instance_wakes_an_agent_polling_another() {
+    let db = Database::new(Backend::Postgres).await;
+    let env = [("DROVER_TASK_TYPES", "echo")];
+    let one = Server::start(&db, &env).await;
+    let two = Server::start(&db, &env).await;
+    let steps: Vec<serde_json::Value> = (0..4)
+        .map(|i| {
+            let after: Vec<String> = (i > 0).then(|| format!("s{}", i - 1)).into_iter().collect();
+            json!({ "id": format!("s{i}"), "type": "task", "task_type": "echo", "depends_on": after })
+        })
+        .collect();
+    let (status, body) = one
+        .post(
+            "/api/v1/workflows",
+            &json!({ "name": "hops", "steps": steps }),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    let (status, run) = one
+        .post("/api/v1/runs", &json!({ "workflow": "hops" }))
+        .await;
+    assert_eq!(status, 201, "{run}");
+    // The agents take turns: each step is finished through one instance while
+    // the agent that gets the next step waits on the other.
+    let agents = [
+        RawAgent::register(&one, "on-one", 1, &["echo"]).await,
+        RawAgent::register(&two, "on-two", 1, &["echo"]).await,
+    ];
+    let mut held = agents[0].claim(1, 5_000).await;
+    assert_eq!(
+        held.len(),
+        1,
+        "the first step reaches the agent on instance one"
+    );
+    for hop in 0..3 {
+        let (finisher, poller) = (&agents[hop % 2], &agents[(hop + 1) % 2]);
+        let waiting = poller.claim(1, 20_000);
+        let finish = async {
+            // Let the poller park first.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (status, body) = finisher.succeed(held[0].0, held[0].1).await;
+            assert_eq!(status, 200, "{body}");
+            std::time::Instant::now()
+        };
+        let (got, finished_at) = tokio::join!(waiting, finish);
+        let waited = finished_at.elapsed();
+        assert_eq!(
+            got.len(),
+            1,
+            "hop {hop}: the next step reached the other instance's agent"
+        );
+        assert!(
+            waited < Duration::from_millis(250),
+            "hop {hop}: woken by NOTIFY at commit, not by a periodic round ({waited:?} after the result)"
+        );
+        held = got;
+    }
+}

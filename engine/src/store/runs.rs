@@ -1059,8 +1059,9 @@ mod postgres_impl {
     }
 
     /// Inserts new step tasks (skipping keys that exist) with their
-    /// `submitted` events, and updates steps and runs. The planner guesses
-    /// 100 rows for a record set, so the updates also name their keys as
+    /// `submitted` events, and updates steps and runs; new tasks `NOTIFY`
+    /// the work channel, so agents long-polling another instance hear of
+    /// them at commit. The planner guesses 100 rows for a record set, so the updates also name their keys as
     /// `= ANY(array)`, which it looks up by index rather than scanning.
     async fn write_rows(
         tx: &mut Transaction<'_, Postgres>,
@@ -1096,12 +1097,13 @@ mod postgres_impl {
                  finished_at = CASE WHEN v.terminal THEN $4 ELSE NULL END \
                FROM json_to_recordset($3::json) AS v(id bigint, status text, error text, terminal boolean) \
                WHERE r.id = v.id AND r.id = ANY(ARRAY(SELECT (e->>'id')::bigint FROM json_array_elements($3::json) e))) \
-             SELECT 1",
+             SELECT pg_notify($5, '') FROM (SELECT 1 FROM ins LIMIT 1) AS created",
         )
         .bind(serde_json::to_string(tasks)?)
         .bind(serde_json::to_string(steps)?)
         .bind(serde_json::to_string(runs)?)
         .bind(now_us)
+        .bind(crate::store::postgres::WORK_CHANNEL)
         .execute(&mut **tx)
         .await?;
         Ok(())
