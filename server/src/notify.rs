@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use drover_engine::store::postgres_work_channel;
+use drover_engine::store::{postgres_instance_tag, postgres_work_channel};
 use sqlx::postgres::PgListener;
 
 use crate::state::AppState;
@@ -35,7 +35,7 @@ async fn listen(pool: &sqlx::PgPool, state: &AppState) -> Result<(), sqlx::Error
         let n = listener.recv().await?;
         if n.channel() == crate::events::CHANNEL {
             state.events.relay(n.payload());
-        } else {
+        } else if n.payload() != postgres_instance_tag() {
             state.dispatcher.kick();
         }
     }

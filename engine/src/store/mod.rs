@@ -59,6 +59,12 @@ pub use retry::TaskRetryStore;
 pub fn postgres_work_channel() -> &'static str {
     postgres::WORK_CHANNEL
 }
+
+/// The payload of this process's notifications on the work channel: its own
+/// listener skips them, as the process has already woken its dispatcher.
+pub fn postgres_instance_tag() -> &'static str {
+    postgres::instance_tag()
+}
 pub use runs::{Advanced, ApprovalRecord, RunStore};
 pub use sqlite::SqliteStore;
 pub use users::{UserRecord, UserStore};

@@ -28,6 +28,13 @@ use crate::lifecycle::AttemptEnd;
 /// The channel instances use to wake each other's dispatchers.
 pub const WORK_CHANNEL: &str = "drover_work";
 
+/// A random tag for this process, sent as the payload of its work
+/// notifications (see `postgres_instance_tag`).
+pub(super) fn instance_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
+}
+
 const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
     status, attempts, max_attempts, timeout_ms, retry_backoff_ms, array_to_json(required_labels)::text AS required_labels, \
     idempotency_key, result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at, claim_load";
@@ -78,8 +85,9 @@ impl PgStore {
     }
 
     async fn notify_work(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, '')")
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(WORK_CHANNEL)
+            .bind(instance_tag())
             .execute(&mut **tx)
             .await?;
         Ok(())

@@ -1097,13 +1097,14 @@ mod postgres_impl {
                  finished_at = CASE WHEN v.terminal THEN $4 ELSE NULL END \
                FROM json_to_recordset($3::json) AS v(id bigint, status text, error text, terminal boolean) \
                WHERE r.id = v.id AND r.id = ANY(ARRAY(SELECT (e->>'id')::bigint FROM json_array_elements($3::json) e))) \
-             SELECT pg_notify($5, '') FROM (SELECT 1 FROM ins LIMIT 1) AS created",
+             SELECT pg_notify($5, $6) FROM (SELECT 1 FROM ins LIMIT 1) AS created",
         )
         .bind(serde_json::to_string(tasks)?)
         .bind(serde_json::to_string(steps)?)
         .bind(serde_json::to_string(runs)?)
         .bind(now_us)
         .bind(crate::store::postgres::WORK_CHANNEL)
+        .bind(crate::store::postgres::instance_tag())
         .execute(&mut **tx)
         .await?;
         Ok(())
