@@ -228,9 +228,11 @@ async fn group_claim_fills_the_least_loaded_agent_first(store: Store) {
         .map(|c| (c.running, c.capacity, c.drain))
         .collect();
     assert_eq!(counts, vec![(2, 4, false), (1, 1, false), (3, 4, false)]);
-    // The queue holds the last task; an unknown agent is told to drain.
+    // The queue holds the last task; an unknown agent is told to drain; an
+    // agent listed twice gets nothing more the second time.
+    store.submit(&[task("t", 0)], &SCHED, now).await.unwrap();
     let late = store
-        .claim_group(&[(busy, 4), (i64::MAX, 1)], now, TTL)
+        .claim_group(&[(busy, 4), (i64::MAX, 1), (busy, 4)], now, TTL)
         .await
         .unwrap();
     assert_eq!(
@@ -238,6 +240,7 @@ async fn group_claim_fills_the_least_loaded_agent_first(store: Store) {
         vec![ids[0]]
     );
     assert!(late[1].drain && late[1].tasks.is_empty());
+    assert!(!late[2].drain && late[2].tasks.is_empty());
     let agents = store.list_agents().await.unwrap();
     let running: HashMap<i64, i64> = agents.iter().map(|a| (a.id, a.running)).collect();
     assert_eq!((running[&idle], running[&full], running[&busy]), (2, 1, 4));

@@ -49,7 +49,8 @@ pub struct PgStore {
     claims: PgPool,
 }
 
-/// Connections of the claim pool; one dispatcher per instance claims.
+/// Connections of the claim pool, on top of the main pool's: the
+/// dispatcher's rounds and agents' claims that do not wait use it.
 const CLAIM_CONNECTIONS: u32 = 4;
 
 impl PgStore {
@@ -123,6 +124,18 @@ impl PgStore {
         }
         if cols.id.is_empty() {
             return Ok(completed);
+        }
+        // Agents are locked in id order, as a group claim locks them: a
+        // batch freeing slots on several agents (a sweep) must not take
+        // them in another order and deadlock with a claim.
+        let mut agents: Vec<i64> = cols.agent_id.iter().flatten().copied().collect();
+        agents.sort_unstable();
+        agents.dedup();
+        if agents.len() > 1 {
+            sqlx::query("SELECT id FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(&agents)
+                .fetch_all(&mut **tx)
+                .await?;
         }
         sqlx::query(
             "WITH v AS ( \
@@ -356,7 +369,13 @@ impl QueueStore for PgStore {
         if agents.is_empty() {
             return Ok(Vec::new());
         }
-        let (ids, wants): (Vec<i64>, Vec<i64>) = agents.iter().copied().unzip();
+        // An agent listed twice is claimed for once (the first time).
+        let mut seen = std::collections::HashSet::new();
+        let (ids, wants): (Vec<i64>, Vec<i64>) = agents
+            .iter()
+            .copied()
+            .filter(|(id, _)| seen.insert(*id))
+            .unzip();
         // One statement for the whole group, so one round trip and no
         // explicit transaction. The agents' rows are locked in id order (two
         // instances claiming for overlapping groups cannot deadlock); each
@@ -415,7 +434,7 @@ impl QueueStore for PgStore {
                 drain: true,
                 ..Claim::default()
             };
-            agents.len()
+            ids.len()
         ];
         let slot_of: std::collections::HashMap<i64, usize> =
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
@@ -433,7 +452,19 @@ impl QueueStore for PgStore {
             claim.running = running + claim.tasks.len() as i64;
             claim.drain = row.try_get::<String, _>("status")? != AgentStatus::Online.as_str();
         }
-        Ok(claims)
+        // Back in the order asked, a repeated agent answered empty.
+        let mut claims = claims.into_iter();
+        let mut answered = std::collections::HashSet::new();
+        Ok(agents
+            .iter()
+            .map(|(id, _)| {
+                if answered.insert(*id) {
+                    claims.next().unwrap_or_default()
+                } else {
+                    Claim::default()
+                }
+            })
+            .collect())
     }
 
     async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed> {
@@ -708,8 +739,12 @@ impl QueueStore for PgStore {
 
     async fn mark_silent_agents_offline(&self, silent_since_us: i64, now_us: i64) -> Result<Sweep> {
         let mut tx = self.pool.begin().await?;
+        // Locked in id order, as a group claim locks agents.
         let agents: Vec<i64> = sqlx::query_scalar(
-            "UPDATE agents SET status = 'offline' WHERE status IN ('online', 'draining') AND last_heartbeat_at < $1 RETURNING id",
+            "WITH silent AS ( \
+               SELECT id FROM agents WHERE status IN ('online', 'draining') AND last_heartbeat_at < $1 \
+               ORDER BY id FOR UPDATE) \
+             UPDATE agents a SET status = 'offline' FROM silent WHERE a.id = silent.id RETURNING a.id",
         )
         .bind(silent_since_us)
         .fetch_all(&mut *tx)
