@@ -97,9 +97,7 @@ async fn sweep(state: &AppState) {
             state.events.publish("tasks", None, None);
             metrics::counter!("drover_tasks_requeued_total").increment(s.tasks_requeued);
             state.dispatcher.kick();
-            if s.tasks_failed > 0 {
-                crate::advance::all_active(state).await;
-            }
+            crate::advance::runs(state, s.runs).await;
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "offline sweep failed"),
@@ -113,6 +111,8 @@ async fn sweep(state: &AppState) {
             );
             metrics::counter!("drover_tasks_requeued_total").increment(s.tasks_requeued);
             state.dispatcher.kick();
+            // A step whose last attempt timed out fails its run.
+            crate::advance::runs(state, s.runs).await;
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "lease sweep failed"),

@@ -7,7 +7,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{agent_config, eventually, fast_timeouts, AgentProcess, Backend, Database, Server};
+use support::{
+    agent_config, eventually, fast_timeouts, AgentProcess, Backend, Database, RawAgent, Server,
+};
 
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
@@ -25,6 +27,7 @@ on_both!(
     a_failed_step_can_be_retried,
     killing_the_server_mid_run_finishes_every_step_once,
     approval_timeout_follows_its_rule,
+    a_step_whose_last_attempt_times_out_fails_the_run,
 );
 
 const PURCHASE: &str = r#"
@@ -747,4 +750,41 @@ async fn the_cli_runs_a_workflow_and_exits_with_its_outcome() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("inputs.amount"), "{stderr}");
+}
+
+/// The lease sweep ends an attempt that ran past its step's timeout (here the
+/// agent took the task and went quiet); when it was the last attempt the run
+/// must fail then, not wait for some later event.
+async fn a_step_whose_last_attempt_times_out_fails_the_run(backend: Backend) {
+    let db = Database::new(backend).await;
+    let mut env = fast_timeouts();
+    env.push(("DROVER_TASK_TYPES", "manual,echo"));
+    let server = Server::start(&db, &env).await;
+    let def = "name: slow\nsteps:\n  - id: stuck\n    type: task\n    task_type: manual\n    timeout_ms: 300\n    max_attempts: 1\n  - id: after\n    type: task\n    depends_on: [stuck]\n    task_type: echo\n";
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/workflows", server.url))
+        .bearer_auth(support::API_TOKEN)
+        .body(def)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let (s, run) = server
+        .post("/api/v1/runs", &json!({ "workflow": "slow" }))
+        .await;
+    assert_eq!(s, 201, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    let agent = RawAgent::register(&server, "quiet", 1, &["manual"]).await;
+    assert_eq!(
+        agent.claim(1, 5_000).await.len(),
+        1,
+        "the step's task is taken, then never reported"
+    );
+    let run = eventually(Duration::from_secs(10), "the run fails", || async {
+        let (_, run) = server.get(&format!("/api/v1/runs/{id}")).await;
+        (run["status"] == "failed").then_some(run)
+    })
+    .await;
+    assert_eq!(step(&run, "stuck")["status"], "failed");
+    assert_ne!(step(&run, "after")["status"], "succeeded");
 }

@@ -114,6 +114,9 @@ pub struct Sweep {
     pub agents_offline: Vec<i64>,
     pub tasks_requeued: u64,
     pub tasks_failed: u64,
+    /// Workflow runs whose tasks the sweep ended for good: they must be
+    /// advanced (a step whose last attempt timed out fails its run).
+    pub runs: Vec<i64>,
 }
 
 /// One attempt to end: which lease, how, and the agent's timings.
@@ -319,6 +322,9 @@ impl Sweep {
         self.agents_offline.extend(other.agents_offline);
         self.tasks_requeued += other.tasks_requeued;
         self.tasks_failed += other.tasks_failed;
+        self.runs.extend(other.runs);
+        self.runs.sort_unstable();
+        self.runs.dedup();
     }
 
     /// Whether the sweep changed anything worth waking the dispatcher for.
@@ -327,9 +333,12 @@ impl Sweep {
     }
 }
 
-fn sweep_of(applied: &[Applied]) -> Sweep {
-    let mut sweep = Sweep::default();
-    for a in applied {
+fn sweep_of(ended: Completed) -> Sweep {
+    let mut sweep = Sweep {
+        runs: ended.runs,
+        ..Sweep::default()
+    };
+    for a in &ended.applied {
         match a {
             Applied::Yes(TaskStatus::Queued) => sweep.tasks_requeued += 1,
             Applied::Yes(TaskStatus::Failed) => sweep.tasks_failed += 1,

@@ -197,7 +197,7 @@ impl PgStore {
             ));
         }
         let ended = Self::end_attempts(tx, &endings, now_us).await?;
-        Ok(super::sweep_of(&ended.applied))
+        Ok(super::sweep_of(ended))
     }
 }
 

@@ -292,7 +292,7 @@ impl SqliteStore {
             ));
         }
         let ended = Self::end_attempts(tx, &endings, now_us).await?;
-        Ok(super::sweep_of(&ended.applied))
+        Ok(super::sweep_of(ended))
     }
 }
 

@@ -200,7 +200,9 @@ async fn deregister(
     state
         .events
         .publish("agent", Some(agent.id), Some("deregistered"));
+    let requeued = sweep.tasks_requeued;
+    crate::advance::runs(&state, sweep.runs).await;
     Ok(Json(
-        serde_json::json!({ "ok": true, "requeued": sweep.tasks_requeued }),
+        serde_json::json!({ "ok": true, "requeued": requeued }),
     ))
 }
