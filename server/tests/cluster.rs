@@ -186,3 +186,47 @@ async fn a_step_made_ready_on_one_instance_wakes_an_agent_polling_another() {
         held = got;
     }
 }
+
+/// A task retried by hand through one instance reaches an agent polling
+/// another at once (the retry notifies), not at its next periodic round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_retried_on_one_instance_wakes_an_agent_polling_another() {
+    let db = Database::new(Backend::Postgres).await;
+    let env = [("DROVER_TASK_TYPES", "echo")];
+    let one = Server::start(&db, &env).await;
+    let two = Server::start(&db, &env).await;
+    let id = one.submit(vec![new_task("echo", json!({}))]).await[0];
+    let first = RawAgent::register(&one, "fails-it", 1, &["echo"]).await;
+    let held = first.claim(1, 5_000).await;
+    assert_eq!(held[0].0, id);
+    let (status, body) = first
+        .post(
+            "results",
+            json!({ "results": [{ "task_id": id, "lease_token": held[0].1,
+                "outcome": { "status": "failed", "error": "no", "retryable": false } }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let poller = RawAgent::register(&two, "poller", 1, &["echo"]).await;
+    let waiting = poller.claim(1, 20_000);
+    let retry = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (status, body) = one
+            .post(&format!("/api/v1/tasks/{id}/retry"), &json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        std::time::Instant::now()
+    };
+    let (got, retried_at) = tokio::join!(waiting, retry);
+    let waited = retried_at.elapsed();
+    assert_eq!(
+        got.len(),
+        1,
+        "the retried task reached the other instance's agent"
+    );
+    assert_eq!(got[0].0, id);
+    assert!(
+        waited < Duration::from_millis(250),
+        "woken by NOTIFY at commit, not by a periodic round ({waited:?} after the retry)"
+    );
+}

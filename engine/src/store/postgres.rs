@@ -85,7 +85,8 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
-    async fn notify_work(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+    /// Tells the other instances, at commit, that work became claimable.
+    pub(super) async fn notify_work(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(WORK_CHANNEL)
             .bind(instance_tag())

@@ -55,6 +55,7 @@ macro_rules! impl_retry {
                     .bind(now_us)
                     .execute(&mut *tx)
                     .await?;
+                Self::notify_work(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -67,6 +67,11 @@ impl SqliteStore {
         &self.reader
     }
 
+    /// One instance per SQLite file: nobody else to tell of new work.
+    pub(super) async fn notify_work(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
     pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin().await?)
     }
