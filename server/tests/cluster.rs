@@ -164,25 +164,17 @@ async fn a_step_made_ready_on_one_instance_wakes_an_agent_polling_another() {
     );
     for hop in 0..3 {
         let (finisher, poller) = (&agents[hop % 2], &agents[(hop + 1) % 2]);
-        let waiting = poller.claim(1, 20_000);
-        let finish = async {
-            // Let the poller park first.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let (got, waited) = claim_woken_by(poller, async {
             let (status, body) = finisher.succeed(held[0].0, held[0].1).await;
             assert_eq!(status, 200, "{body}");
-            std::time::Instant::now()
-        };
-        let (got, finished_at) = tokio::join!(waiting, finish);
-        let waited = finished_at.elapsed();
+        })
+        .await;
         assert_eq!(
             got.len(),
             1,
-            "hop {hop}: the next step reached the other instance's agent"
+            "hop {hop}: the next step reached the other instance"
         );
-        assert!(
-            waited < Duration::from_millis(250),
-            "hop {hop}: woken by NOTIFY at commit, not by a periodic round ({waited:?} after the result)"
-        );
+        assert_woken_at_commit(waited, &format!("hop {hop}"));
         held = got;
     }
 }
@@ -208,25 +200,37 @@ async fn a_task_retried_on_one_instance_wakes_an_agent_polling_another() {
         .await;
     assert_eq!(status, 200, "{body}");
     let poller = RawAgent::register(&two, "poller", 1, &["echo"]).await;
-    let waiting = poller.claim(1, 20_000);
-    let retry = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let (got, waited) = claim_woken_by(&poller, async {
         let (status, body) = one
             .post(&format!("/api/v1/tasks/{id}/retry"), &json!({}))
             .await;
         assert_eq!(status, 200, "{body}");
+    })
+    .await;
+    assert_eq!(got.iter().map(|t| t.0).collect::<Vec<_>>(), vec![id]);
+    assert_woken_at_commit(waited, "the retry");
+}
+
+/// Long-polls `poller` for one task, runs `act` once the claim has parked,
+/// and answers what the claim got and how long after `act` it came.
+async fn claim_woken_by(
+    poller: &RawAgent,
+    act: impl std::future::Future<Output = ()>,
+) -> (Vec<(i64, i64)>, Duration) {
+    let act = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        act.await;
         std::time::Instant::now()
     };
-    let (got, retried_at) = tokio::join!(waiting, retry);
-    let waited = retried_at.elapsed();
-    assert_eq!(
-        got.len(),
-        1,
-        "the retried task reached the other instance's agent"
-    );
-    assert_eq!(got[0].0, id);
+    let (got, acted_at) = tokio::join!(poller.claim(1, 20_000), act);
+    (got, acted_at.elapsed())
+}
+
+/// NOTIFY wakes the other instance at commit; without it the claim would
+/// wait for that instance's periodic round, about a second later.
+fn assert_woken_at_commit(waited: Duration, what: &str) {
     assert!(
         waited < Duration::from_millis(250),
-        "woken by NOTIFY at commit, not by a periodic round ({waited:?} after the retry)"
+        "{what}: woken by NOTIFY at commit, not by a periodic round ({waited:?} after it)"
     );
 }
