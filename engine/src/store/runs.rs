@@ -1061,8 +1061,9 @@ mod postgres_impl {
     /// Inserts new step tasks (skipping keys that exist) with their
     /// `submitted` events, and updates steps and runs; new tasks `NOTIFY`
     /// the work channel, so agents long-polling another instance hear of
-    /// them at commit. The planner guesses 100 rows for a record set, so the updates also name their keys as
-    /// `= ANY(array)`, which it looks up by index rather than scanning.
+    /// them at commit. The planner guesses 100 rows for a record set, so the
+    /// updates also name their keys as `= ANY(array)`, which it looks up by
+    /// index rather than scanning.
     async fn write_rows(
         tx: &mut Transaction<'_, Postgres>,
         tasks: &[Value],

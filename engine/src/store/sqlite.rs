@@ -76,9 +76,6 @@ impl SqliteStore {
         Ok(self.writer.begin().await?)
     }
 
-    /// Ends attempts whose lease is current; stale ones change nothing.
-    /// A fixed number of statements per batch: the rows travel as one JSON
-    /// array that `json_each` unpacks inside SQLite.
     /// One agent's claim inside `tx` (see `QueueStore::claim`).
     async fn claim_in(
         tx: &mut Transaction<'_, Sqlite>,
@@ -179,6 +176,9 @@ impl SqliteStore {
         })
     }
 
+    /// Ends attempts whose lease is current; stale ones change nothing.
+    /// A fixed number of statements per batch: the rows travel as one JSON
+    /// array that `json_each` unpacks inside SQLite.
     async fn end_attempts(
         tx: &mut Transaction<'_, Sqlite>,
         endings: &[Ending],
