@@ -11,13 +11,20 @@ use support::{
     Server,
 };
 
+/// Two server instances on one fresh PostgreSQL database (the database
+/// comes first: it must outlive the servers).
+async fn two_instances(env: &[(&str, &str)]) -> (Database, Server, Server) {
+    let db = Database::new(Backend::Postgres).await;
+    let one = Server::start(&db, env).await;
+    let two = Server::start(&db, env).await;
+    (db, one, two)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_never_hand_one_task_to_two_agents() {
-    let db = Database::new(Backend::Postgres).await;
     let mut env = fast_timeouts();
     env.push(("DROVER_TASK_TYPES", "echo"));
-    let one = Server::start(&db, &env).await;
-    let two = Server::start(&db, &env).await;
+    let (db, one, two) = two_instances(&env).await;
     let _agents: Vec<AgentProcess> = (0..4)
         .map(|i| {
             let server = if i % 2 == 0 { &one } else { &two };
@@ -103,11 +110,9 @@ async fn a_standby_instance_takes_over_the_duties_when_the_leader_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_submitted_to_one_instance_wakes_an_agent_polling_another() {
-    let db = Database::new(Backend::Postgres).await;
     let mut env = fast_timeouts();
     env.push(("DROVER_TASK_TYPES", "echo"));
-    let one = Server::start(&db, &env).await;
-    let two = Server::start(&db, &env).await;
+    let (_db, one, two) = two_instances(&env).await;
     let agent = RawAgent::register(&two, "poller", 1, &["echo"]).await;
     let waiting = tokio::spawn(async move {
         let started = std::time::Instant::now();
@@ -129,10 +134,7 @@ async fn work_submitted_to_one_instance_wakes_an_agent_polling_another() {
 /// (through `NOTIFY`), not at that instance's next periodic round (~1 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_made_ready_on_one_instance_wakes_an_agent_polling_another() {
-    let db = Database::new(Backend::Postgres).await;
-    let env = [("DROVER_TASK_TYPES", "echo")];
-    let one = Server::start(&db, &env).await;
-    let two = Server::start(&db, &env).await;
+    let (_db, one, two) = two_instances(&[("DROVER_TASK_TYPES", "echo")]).await;
     let steps: Vec<serde_json::Value> = (0..4)
         .map(|i| {
             let after: Vec<String> = (i > 0).then(|| format!("s{}", i - 1)).into_iter().collect();
@@ -183,10 +185,7 @@ async fn a_step_made_ready_on_one_instance_wakes_an_agent_polling_another() {
 /// another at once (the retry notifies), not at its next periodic round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_retried_on_one_instance_wakes_an_agent_polling_another() {
-    let db = Database::new(Backend::Postgres).await;
-    let env = [("DROVER_TASK_TYPES", "echo")];
-    let one = Server::start(&db, &env).await;
-    let two = Server::start(&db, &env).await;
+    let (_db, one, two) = two_instances(&[("DROVER_TASK_TYPES", "echo")]).await;
     let id = one.submit(vec![new_task("echo", json!({}))]).await[0];
     let first = RawAgent::register(&one, "fails-it", 1, &["echo"]).await;
     let held = first.claim(1, 5_000).await;
