@@ -115,6 +115,7 @@ both_backends!(
     concurrent_claims_never_hand_out_a_task_twice,
     delayed_tasks_wait_for_their_time,
     batch_advance_creates_each_next_task_once,
+    results_advance_their_runs_in_the_same_transaction,
 );
 
 async fn claims_highest_priority_first_then_oldest(store: Store) {
@@ -813,4 +814,152 @@ async fn batch_advance_creates_each_next_task_once(store: Store) {
         .advance_run(runs[4] + 1000, &SCHED, now_us())
         .await
         .is_err());
+}
+
+/// Uploads a two-step chain (`a` then `b`, both of task type `t`), starts
+/// `n` runs of it and creates their first tasks.
+async fn pairs(store: &Store, n: usize) -> Vec<i64> {
+    let def = drover_engine::workflow::parse_definition(
+        "name: pair\nsteps:\n  - id: a\n    type: task\n    task_type: t\n  - id: b\n    type: task\n    task_type: t\n    depends_on: [a]\n",
+    )
+    .unwrap();
+    let json = serde_json::to_value(&def).unwrap();
+    let (wf, _) = store
+        .upload_workflow("pair", &json, "digest", "test", now_us())
+        .await
+        .unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..n {
+        let (id, _) = store
+            .start_run(&wf, &serde_json::Map::new(), "test", None, now_us())
+            .await
+            .unwrap();
+        runs.push(id);
+    }
+    store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
+    runs
+}
+
+async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
+    let runs = pairs(&store, 3).await;
+    let a = register(&store, agent("a", 100, &["t"], &[])).await;
+    let claimed = store.claim(a, 100, now_us(), TTL).await.unwrap().tasks;
+    assert_eq!(claimed.len(), 3);
+    let mut results: Vec<TaskResult> = claimed
+        .iter()
+        .map(|t| success(t.task_id, t.lease_token))
+        .collect();
+    // A stale result beside them changes nothing and advances nothing.
+    results.push(success(claimed[0].task_id, claimed[0].lease_token + 7));
+    let recorded = store
+        .complete_and_advance(&results, &SCHED, now_us())
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded.completed.applied[..3],
+        [Applied::Yes(TaskStatus::Succeeded); 3]
+    );
+    assert_eq!(recorded.completed.applied[3], Applied::Stale);
+    assert_eq!(recorded.completed.runs, runs);
+    assert_eq!(
+        recorded
+            .advanced
+            .iter()
+            .map(|(id, a)| (*id, a.tasks_created))
+            .collect::<Vec<_>>(),
+        runs.iter().map(|&id| (id, 1)).collect::<Vec<_>>()
+    );
+    assert!(
+        recorded.left.is_empty(),
+        "nothing left: {:?}",
+        recorded.left
+    );
+    // The next steps are claimable at once, and the agent's slots are free.
+    let next = store.claim(a, 100, now_us(), TTL).await.unwrap();
+    assert_eq!(next.tasks.len(), 3);
+    assert_eq!(next.running, 3);
+    let results: Vec<TaskResult> = next
+        .tasks
+        .iter()
+        .map(|t| success(t.task_id, t.lease_token))
+        .collect();
+    let done = store
+        .complete_and_advance(&results, &SCHED, now_us())
+        .await
+        .unwrap();
+    assert!(done
+        .advanced
+        .iter()
+        .all(|(_, a)| a.status == Some(RunStatus::Succeeded) && a.tasks_created == 0));
+    assert_eq!(done.advanced.len(), 3);
+    // Results of tasks outside any run advance nothing.
+    let plain = store
+        .submit(&[task("t", 1)], &SCHED, now_us())
+        .await
+        .unwrap();
+    let claimed = store.claim(a, 100, now_us(), TTL).await.unwrap().tasks;
+    assert_eq!(claimed[0].task_id, plain[0].id);
+    let recorded = store
+        .complete_and_advance(
+            &[success(claimed[0].task_id, claimed[0].lease_token)],
+            &SCHED,
+            now_us(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        recorded.completed.runs.is_empty()
+            && recorded.advanced.is_empty()
+            && recorded.left.is_empty()
+    );
+}
+
+/// PostgreSQL: a run whose row another transaction holds is not waited for
+/// (that transaction may be waiting for the tasks this one holds); it is
+/// left to the caller, and the results are recorded all the same.
+#[tokio::test]
+async fn postgres_results_leave_a_run_locked_elsewhere_to_the_caller() {
+    use sqlx::{Connection, Executor};
+    let (store, guard) = support::postgres().await;
+    let runs = pairs(&store, 2).await;
+    let a = register(&store, agent("a", 100, &["t"], &[])).await;
+    let claimed = store.claim(a, 100, now_us(), TTL).await.unwrap().tasks;
+    let mut other = sqlx::PgConnection::connect(&guard.database_url().unwrap())
+        .await
+        .unwrap();
+    other.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE")
+        .bind(runs[0])
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let results: Vec<TaskResult> = claimed
+        .iter()
+        .map(|t| success(t.task_id, t.lease_token))
+        .collect();
+    let recorded = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store.complete_and_advance(&results, &SCHED, now_us()),
+    )
+    .await
+    .expect("waited for the run another transaction holds")
+    .unwrap();
+    assert_eq!(recorded.completed.runs, runs);
+    assert_eq!(recorded.left, vec![runs[0]]);
+    assert_eq!(
+        recorded
+            .advanced
+            .iter()
+            .map(|(id, a)| (*id, a.tasks_created))
+            .collect::<Vec<_>>(),
+        vec![(runs[1], 1)]
+    );
+    other.execute("ROLLBACK").await.unwrap();
+    // The caller advances the one left behind.
+    let later = store
+        .advance_runs(&recorded.left, &SCHED, now_us())
+        .await
+        .unwrap();
+    assert_eq!(later[0].1.tasks_created, 1);
+    assert_eq!(store.stats().await.unwrap().queued, 2);
 }

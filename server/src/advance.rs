@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Mutex;
 
-use drover_engine::store::RunStore;
+use drover_engine::store::{Advanced, RunStore};
 use drover_engine::time::now_us;
 use tokio::sync::{oneshot, Notify};
 
@@ -210,8 +210,14 @@ async fn advance_batch(state: &AppState, runs: &[i64]) {
         ms = elapsed.as_secs_f64() * 1000.0,
         "advanced a batch"
     );
+    announce(state, &advanced);
+}
+
+/// Tells the dispatcher of the tasks these advances created, and the
+/// dashboard of the runs' new states.
+pub fn announce(state: &AppState, advanced: &[(i64, Advanced)]) {
     let mut created = 0;
-    for (run_id, a) in &advanced {
+    for (run_id, a) in advanced {
         if let Some(status) = a.status.filter(|s| s.is_terminal()) {
             tracing::debug!(run_id, status = status.as_str(), "run advanced to its end");
         }
@@ -220,6 +226,9 @@ async fn advance_batch(state: &AppState, runs: &[i64]) {
     if created > 0 {
         metrics::counter!("drover_workflow_tasks_created_total").increment(created as u64);
         state.dispatcher.kick();
+    }
+    if advanced.is_empty() {
+        return;
     }
     state.events.publish_many(
         "run",

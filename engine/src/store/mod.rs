@@ -65,7 +65,7 @@ pub fn postgres_work_channel() -> &'static str {
 pub fn postgres_instance_tag() -> &'static str {
     postgres::instance_tag()
 }
-pub use runs::{Advanced, ApprovalRecord, RunStore};
+pub use runs::{Advanced, ApprovalRecord, Recorded, RunStore};
 pub use sqlite::SqliteStore;
 pub use users::{UserRecord, UserStore};
 pub use workflow_defs::WorkflowDefStore;
@@ -287,6 +287,18 @@ delegate_to_backend!(QueueStore {
     async fn try_lead(&self, name: &str, holder: &str, now_us: i64, ttl_us: i64) -> Result<bool>;
     async fn resign(&self, name: &str, holder: &str) -> Result<()>;
 });
+
+/// Slots to give back, as (agent id, how many), by agent id.
+type FreedSlots = Vec<(i64, i64)>;
+
+/// Counts the slots freed per agent, one per ended attempt's agent.
+fn freed_slots(agents: impl Iterator<Item = i64>) -> FreedSlots {
+    let mut freed = std::collections::BTreeMap::<i64, i64>::new();
+    for agent in agents {
+        *freed.entry(agent).or_default() += 1;
+    }
+    freed.into_iter().collect()
+}
 
 /// The attempt ending an agent's result asks for.
 fn ending_of_result(r: &TaskResult) -> Ending {

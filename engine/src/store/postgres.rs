@@ -20,7 +20,9 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::str::FromStr;
 
 use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
-use super::{AgentSession, Claim, Completed, Ending, QueueStore, Result, Sweep, TaskFilter};
+use super::{
+    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, TaskFilter,
+};
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
@@ -96,14 +98,59 @@ impl PgStore {
     }
 
     /// Ends attempts whose lease is current (one locking read, one write
-    /// statement for the whole batch); stale ones change nothing.
-    async fn end_attempts(
+    /// statement for the whole batch, one for the agents' counts); stale
+    /// ones change nothing.
+    pub(super) async fn end_attempts(
         tx: &mut Transaction<'_, Postgres>,
         endings: &[Ending],
         now_us: i64,
     ) -> Result<Completed> {
+        let (completed, freed) = Self::end_attempts_holding_slots(tx, endings, now_us).await?;
+        Self::free_slots(tx, &freed).await?;
+        Ok(completed)
+    }
+
+    /// Gives agents back the slots their ended attempts held (C -= n). Last
+    /// in a transaction: an agent's row is what every claim for it locks,
+    /// so the less time a transaction holds it, the less claims wait.
+    pub(super) async fn free_slots(
+        tx: &mut Transaction<'_, Postgres>,
+        freed: &FreedSlots,
+    ) -> Result<()> {
+        if freed.is_empty() {
+            return Ok(());
+        }
+        let (agents, counts): (Vec<i64>, Vec<i64>) = freed.iter().copied().unzip();
+        // Agents are locked in id order, as a group claim locks them: a
+        // batch freeing slots on several agents (a sweep) must not take
+        // them in another order and deadlock with a claim.
+        if agents.len() > 1 {
+            sqlx::query("SELECT id FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(&agents)
+                .fetch_all(&mut **tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE agents a SET running = GREATEST(a.running - f.n, 0) \
+             FROM unnest($1::bigint[], $2::bigint[]) AS f(id, n) WHERE a.id = f.id AND a.id = ANY($1)",
+        )
+        .bind(&agents)
+        .bind(&counts)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// [`end_attempts`](Self::end_attempts) without giving the agents their
+    /// slots back: the caller does that with [`free_slots`](Self::free_slots)
+    /// at the end of its transaction.
+    pub(super) async fn end_attempts_holding_slots(
+        tx: &mut Transaction<'_, Postgres>,
+        endings: &[Ending],
+        now_us: i64,
+    ) -> Result<(Completed, FreedSlots)> {
         if endings.is_empty() {
-            return Ok(Completed::default());
+            return Ok((Completed::default(), FreedSlots::default()));
         }
         let ids: Vec<i64> = endings.iter().map(|e| e.task_id).collect();
         // By id only (`= ANY`, an index probe whatever the statistics say;
@@ -124,20 +171,9 @@ impl PgStore {
             cols.push(row);
         }
         if cols.id.is_empty() {
-            return Ok(completed);
+            return Ok((completed, FreedSlots::default()));
         }
-        // Agents are locked in id order, as a group claim locks them: a
-        // batch freeing slots on several agents (a sweep) must not take
-        // them in another order and deadlock with a claim.
-        let mut agents: Vec<i64> = cols.agent_id.iter().flatten().copied().collect();
-        agents.sort_unstable();
-        agents.dedup();
-        if agents.len() > 1 {
-            sqlx::query("SELECT id FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .bind(&agents)
-                .fetch_all(&mut **tx)
-                .await?;
-        }
+        let freed = super::freed_slots(cols.agent_id.iter().flatten().copied());
         sqlx::query(
             "WITH v AS ( \
                SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
@@ -153,9 +189,8 @@ impl PgStore {
                  finished_at = COALESCE(v.finished_at, $15), started_at = COALESCE(v.started_at, a.started_at) \
                FROM v WHERE a.task_id = v.id AND a.lease_token = v.lease_token AND a.task_id = ANY($1)), \
              ev AS (INSERT INTO task_events (task_id, at, kind, status, agent_id, detail) \
-               SELECT v.id, $15, v.event, v.status, v.agent_id, v.error FROM v), \
-             freed AS (SELECT agent_id, count(*) AS n FROM v WHERE agent_id IS NOT NULL GROUP BY agent_id) \
-             UPDATE agents a SET running = GREATEST(a.running - freed.n, 0) FROM freed WHERE a.id = freed.agent_id",
+               SELECT v.id, $15, v.event, v.status, v.agent_id, v.error FROM v) \
+             SELECT count(*) FROM v",
         )
         .bind(&cols.id)
         .bind(&cols.lease_token)
@@ -177,7 +212,7 @@ impl PgStore {
         if cols.status.iter().any(|s| s == TaskStatus::Queued.as_str()) {
             Self::notify_work(tx).await?;
         }
-        Ok(completed)
+        Ok((completed, freed))
     }
 
     async fn sweep_running(

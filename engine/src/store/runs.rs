@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use drover_protocol::agent::TaskResult;
 use drover_protocol::api::{NewTask, TaskStatus};
 use drover_protocol::workflow::{
     ApprovalView, Approvers, RunDetail, RunStatus, RunSummary, StepView, WorkflowVersion,
@@ -22,7 +23,7 @@ use drover_protocol::workflow::{
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::{PgStore, Result, SqliteStore, Store};
+use super::{Completed, Ending, PgStore, Result, SqliteStore, Store};
 use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::workflow::{self, Action, Definition, ItemState, StepState, StepStatus};
@@ -40,6 +41,16 @@ pub struct ApprovalRecord {
     pub view: ApprovalView,
     pub allow_self: bool,
     pub on_reject_continue: bool,
+}
+
+/// What `RunStore::complete_and_advance` did.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub completed: Completed,
+    /// The runs advanced with the results, in run id order.
+    pub advanced: Vec<(i64, Advanced)>,
+    /// Runs of `completed.runs` not advanced here: the caller advances them.
+    pub left: Vec<i64>,
 }
 
 #[allow(async_fn_in_trait)]
@@ -67,6 +78,19 @@ pub trait RunStore {
         sched: &Scheduling,
         now_us: i64,
     ) -> Result<Vec<(i64, Advanced)>>;
+    /// Records a batch of agent results (as `QueueStore::complete`) and
+    /// advances the runs whose tasks ended, in the same transaction: a
+    /// step's successor exists the moment its result is recorded, and the
+    /// step costs one commit instead of two. A run another transaction is
+    /// advancing (PostgreSQL: its row is locked), or whose advance failed,
+    /// is left in `Recorded::left` for the caller to advance on its own; the
+    /// results are recorded either way.
+    async fn complete_and_advance(
+        &self,
+        results: &[TaskResult],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Recorded>;
     /// Runs owning any of these tasks.
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
     /// Runs still running or waiting for an approval.
@@ -200,9 +224,11 @@ macro_rules! approval_of {
 /// The SQL of both backends, written once: `$n` placeholders (SQLite numbers
 /// them in order of first use, so each statement uses them in order), and
 /// `$lock` is `FOR UPDATE` on PostgreSQL, where instances advance runs
-/// concurrently, and empty on SQLite, whose single writer serializes them.
+/// concurrently, and empty on SQLite, whose single writer serializes them;
+/// `$try_lock` is the same without waiting for a run another transaction
+/// holds (`SKIP LOCKED`).
 macro_rules! impl_runs {
-    ($store:ty, $db:ty, $reader:ident, $lock:literal) => {
+    ($store:ty, $db:ty, $reader:ident, $lock:literal, $try_lock:literal) => {
         impl RunStore for $store {
             async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)> {
                 let def: Definition = serde_json::from_value(wf.definition.clone())?;
@@ -280,6 +306,44 @@ macro_rules! impl_runs {
                         }
                     }
                 }
+            }
+
+            async fn complete_and_advance(&self, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded> {
+                let endings: Vec<Ending> = results.iter().map(crate::store::ending_of_result).collect();
+                let mut tx = self.begin_advance().await?;
+                let (completed, freed) = Self::end_attempts_holding_slots(&mut tx, &endings, now_us).await?;
+                let mut recorded = Recorded { completed, ..Recorded::default() };
+                if !recorded.completed.runs.is_empty() {
+                    // In a savepoint: if the advance fails, the results are
+                    // still recorded and the runs go to the caller. Runs
+                    // locked by another transaction are skipped, not waited
+                    // for, so this transaction (which holds task and agent
+                    // rows) never waits on a run: no lock cycle with a
+                    // transaction that locks a run and then its tasks.
+                    let mut advance = sqlx::Connection::begin(&mut *tx).await?;
+                    match Self::advance_in(&mut advance, &recorded.completed.runs, sched, now_us, $try_lock).await {
+                        Ok(advanced) => {
+                            advance.commit().await?;
+                            recorded.left = recorded
+                                .completed
+                                .runs
+                                .iter()
+                                .copied()
+                                .filter(|id| advanced.binary_search_by_key(id, |(run, _)| *run).is_err())
+                                .collect();
+                            recorded.advanced = advanced;
+                        }
+                        Err(e) => {
+                            tracing::warn!(runs = recorded.completed.runs.len(), error = %e, "could not advance runs with their results; advancing them on their own");
+                            advance.rollback().await?;
+                            recorded.left = recorded.completed.runs.clone();
+                        }
+                    }
+                }
+                // Last: claims for these agents wait on their rows.
+                Self::free_slots(&mut tx, &freed).await?;
+                tx.commit().await?;
+                Ok(recorded)
             }
 
             async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>> {
@@ -528,16 +592,17 @@ macro_rules! impl_runs {
         impl $store {
             async fn advance_in_one_transaction(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>> {
                 let mut tx = self.begin_advance().await?;
-                let advanced = Self::advance_in(&mut tx, run_ids, sched, now_us).await?;
+                let advanced = Self::advance_in(&mut tx, run_ids, sched, now_us, $lock).await?;
                 tx.commit().await?;
                 Ok(advanced)
             }
 
-            /// Advances runs inside `tx` (`run_ids` sorted and distinct);
-            /// runs that do not exist are left out of the answer. A fixed
+            /// Advances runs inside `tx` (`run_ids` sorted and distinct),
+            /// locking them with `lock`; runs that do not exist (or that
+            /// `lock` skipped) are left out of the answer. A fixed
             /// number of statements loads every run of the batch, then each
             /// run's plan is written.
-            async fn advance_in(tx: &mut sqlx::Transaction<'_, $db>, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>> {
+            async fn advance_in(tx: &mut sqlx::Transaction<'_, $db>, run_ids: &[i64], sched: &Scheduling, now_us: i64, lock: &str) -> Result<Vec<(i64, Advanced)>> {
                 // Locked in id order, so two transactions locking overlapping
                 // sets of runs (PostgreSQL) wait for each other instead of
                 // deadlocking. The definition comes along (a sub-select, so
@@ -546,9 +611,8 @@ macro_rules! impl_runs {
                 let rows = sqlx::query(&format!(
                     "SELECT id, workflow_id, status, inputs, started_by, \
                        (SELECT definition FROM workflows w WHERE w.id = runs.workflow_id) AS definition \
-                     FROM runs WHERE {} ORDER BY id {}",
+                     FROM runs WHERE {} ORDER BY id {lock}",
                     Self::ids_in("id", 1),
-                    $lock
                 ))
                 .bind(serde_json::to_string(run_ids)?)
                 .fetch_all(&mut **tx)
@@ -1024,7 +1088,7 @@ mod sqlite_impl {
         Ok(())
     }
 
-    impl_runs!(SqliteStore, sqlx::Sqlite, reader, "");
+    impl_runs!(SqliteStore, sqlx::Sqlite, reader, "", "");
 }
 
 /// PostgreSQL: every statement is a network round trip, so the writes are
@@ -1111,13 +1175,20 @@ mod postgres_impl {
         Ok(())
     }
 
-    impl_runs!(PgStore, sqlx::Postgres, pool, "FOR UPDATE");
+    impl_runs!(
+        PgStore,
+        sqlx::Postgres,
+        pool,
+        "FOR UPDATE",
+        "FOR UPDATE SKIP LOCKED"
+    );
 }
 
 delegate_to_backend!(RunStore {
     async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)>;
     async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced>;
     async fn advance_runs(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>>;
+    async fn complete_and_advance(&self, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded>;
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
     async fn active_runs(&self) -> Result<Vec<i64>>;
     async fn get_run(&self, id: i64) -> Result<Option<RunDetail>>;

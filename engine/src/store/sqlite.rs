@@ -18,7 +18,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
-use super::{AgentSession, Claim, Completed, Ending, QueueStore, Result, Sweep, TaskFilter};
+use super::{
+    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, TaskFilter,
+};
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
@@ -179,13 +181,40 @@ impl SqliteStore {
     /// Ends attempts whose lease is current; stale ones change nothing.
     /// A fixed number of statements per batch: the rows travel as one JSON
     /// array that `json_each` unpacks inside SQLite.
-    async fn end_attempts(
+    pub(super) async fn end_attempts(
         tx: &mut Transaction<'_, Sqlite>,
         endings: &[Ending],
         now_us: i64,
     ) -> Result<Completed> {
+        let (completed, freed) = Self::end_attempts_holding_slots(tx, endings, now_us).await?;
+        Self::free_slots(tx, &freed).await?;
+        Ok(completed)
+    }
+
+    /// Gives agents back the slots their ended attempts held (C -= n).
+    pub(super) async fn free_slots(
+        tx: &mut Transaction<'_, Sqlite>,
+        freed: &FreedSlots,
+    ) -> Result<()> {
+        for &(agent, n) in freed {
+            sqlx::query("UPDATE agents SET running = MAX(running - ?1, 0) WHERE id = ?2")
+                .bind(n)
+                .bind(agent)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// [`end_attempts`](Self::end_attempts) without giving the agents their
+    /// slots back: the caller does that with [`free_slots`](Self::free_slots).
+    pub(super) async fn end_attempts_holding_slots(
+        tx: &mut Transaction<'_, Sqlite>,
+        endings: &[Ending],
+        now_us: i64,
+    ) -> Result<(Completed, FreedSlots)> {
         if endings.is_empty() {
-            return Ok(Completed::default());
+            return Ok((Completed::default(), FreedSlots::default()));
         }
         let leases: Vec<[i64; 2]> = endings.iter().map(|e| [e.task_id, e.lease_token]).collect();
         // CROSS JOIN fixes the join order: by the leases, then each task by
@@ -203,7 +232,7 @@ impl SqliteStore {
         let current = current_leases!(rows);
         let (completed, rows) = super::plan_endings(endings, &current, now_us);
         if rows.is_empty() {
-            return Ok(completed);
+            return Ok((completed, FreedSlots::default()));
         }
         let batch = serde_json::to_string(&rows)?;
         sqlx::query(
@@ -242,18 +271,10 @@ impl SqliteStore {
         .bind(now_us)
         .execute(&mut **tx)
         .await?;
-        let mut freed: HashMap<i64, i64> = HashMap::new();
-        for agent in rows.iter().filter_map(|r| r.agent_id) {
-            *freed.entry(agent).or_default() += 1;
-        }
-        for (agent, n) in freed {
-            sqlx::query("UPDATE agents SET running = MAX(running - ?1, 0) WHERE id = ?2")
-                .bind(n)
-                .bind(agent)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(completed)
+        Ok((
+            completed,
+            super::freed_slots(rows.iter().filter_map(|r| r.agent_id)),
+        ))
     }
 
     async fn event(

@@ -44,6 +44,19 @@ impl Drop for Guard {
     }
 }
 
+impl Guard {
+    /// The URL of the test's PostgreSQL database, for a connection of the
+    /// test's own beside the store's.
+    pub fn database_url(&self) -> Option<String> {
+        match self {
+            Guard::Dir(_) => None,
+            Guard::Database { admin_url, name } => admin_url
+                .rsplit_once('/')
+                .map(|(base, _)| format!("{base}/{name}")),
+        }
+    }
+}
+
 fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);

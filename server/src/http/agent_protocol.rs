@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use drover_engine::domain::AgentSpec;
-use drover_engine::store::{Applied, Claim, QueueStore};
+use drover_engine::store::{Applied, Claim, QueueStore, RunStore};
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::agent::{
@@ -144,8 +144,12 @@ async fn results(
         .into());
     }
     let started = std::time::Instant::now();
-    let completed = state.store.complete(&req.results, now_us()).await?;
+    let recorded = state
+        .store
+        .complete_and_advance(&req.results, &state.scheduling, now_us())
+        .await?;
     metrics::histogram!("drover_complete_seconds").record(started.elapsed().as_secs_f64());
+    let completed = &recorded.completed;
     let mut acks = Vec::with_capacity(completed.applied.len());
     let mut stale = 0u64;
     for (r, a) in req.results.iter().zip(&completed.applied) {
@@ -175,7 +179,8 @@ async fn results(
     if acks.len() > stale as usize {
         state.events.publish("tasks", None, None);
     }
-    crate::advance::runs(&state, completed.runs).await;
+    crate::advance::announce(&state, &recorded.advanced);
+    crate::advance::runs(&state, recorded.left).await;
     // Slots were freed (and failed tasks may be requeued): hand out work.
     // After the advance, so that the round also sees the runs' next steps
     // rather than running once before them and once after.
