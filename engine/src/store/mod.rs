@@ -174,10 +174,12 @@ pub trait QueueStore {
     ) -> Result<Claim>;
 
     /// Claims for a group of agents that take the same task types and
-    /// labels, given least-loaded first as `(agent_id, max_tasks)`: the
-    /// best-ranked tasks go to the first agent up to its free slots, the next
-    /// ones to the second, and so on, as a sequence of [`claim`](Self::claim)s
-    /// would hand them out. One claim per agent, in the same order. On
+    /// labels, given as `(agent_id, max_tasks)`: the best-ranked tasks go to
+    /// the least-loaded agent (L = C/M as the store counts it now; a parked
+    /// claim's load from when it arrived may be stale) up to its free slots,
+    /// the next ones to the next, ties going to the agent listed first, as
+    /// a sequence of [`claim`](Self::claim)s would hand them out. One claim
+    /// per agent, in the order given. On
     /// PostgreSQL it is one statement for the group, so a dispatcher round
     /// costs one round trip per kind of agent rather than one per agent.
     async fn claim_group(

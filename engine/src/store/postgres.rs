@@ -415,8 +415,8 @@ impl QueueStore for PgStore {
         // One statement for the whole group, so one round trip and no
         // explicit transaction. The agents' rows are locked in id order (two
         // instances claiming for overlapping groups cannot deadlock); each
-        // gets a range of slots (M - C, at most what it asked for) in the
-        // order given, least-loaded first; the best-ranked queued tasks are
+        // gets a range of slots (M - C, at most what it asked for) in order
+        // of its load now (ties in the order given); the best-ranked queued tasks are
         // numbered and task n goes to the agent whose range holds n. The
         // tasks, their attempts and events and the agents' new C are written
         // together, and every agent's row comes back, with or without tasks.
@@ -429,7 +429,7 @@ impl QueueStore for PgStore {
                  CASE WHEN a.capacity > 0 THEN a.running::float8 / a.capacity ELSE 1.0 END AS load \
                FROM agents a JOIN req ON a.id = req.agent_id ORDER BY a.id FOR UPDATE OF a), \
              slots AS ( \
-               SELECT id, load, sum(want) OVER (ORDER BY ord) - want AS lo, sum(want) OVER (ORDER BY ord) AS hi FROM ag), \
+               SELECT id, load, sum(want) OVER (ORDER BY load, ord) - want AS lo, sum(want) OVER (ORDER BY load, ord) AS hi FROM ag), \
              kind AS (SELECT task_types, labels FROM ag ORDER BY ord LIMIT 1), \
              picked AS ( \
                SELECT t.id, t.rank FROM tasks t, kind \

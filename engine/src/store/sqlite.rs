@@ -433,20 +433,42 @@ impl QueueStore for SqliteStore {
         now_us: i64,
         lease_ttl_us: i64,
     ) -> Result<Vec<Claim>> {
-        // One transaction, so the group takes the single writer once. Once
-        // an agent is left with free slots the queue holds nothing more for
-        // the group, and the rest are answered empty without a query.
+        // One transaction, so the group takes the single writer once. The
+        // agents are served in order of their load now (ties in the order
+        // given). Once an agent is left with free slots the queue holds
+        // nothing more for the group, and the rest are answered empty
+        // without a query (an agent that is gone is still told to drain).
         let mut tx = self.writer.begin().await?;
-        let mut claims = Vec::with_capacity(agents.len());
+        let ids: Vec<i64> = agents.iter().map(|&(id, _)| id).collect();
+        let load: HashMap<i64, f64> = sqlx::query(
+            "SELECT id, running, capacity FROM agents WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(serde_json::to_string(&ids)?)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                super::rows::load(r.try_get("running")?, r.try_get("capacity")?),
+            ))
+        })
+        .collect::<Result<_>>()?;
+        let mut order: Vec<usize> = (0..agents.len()).collect();
+        order.sort_by(|&a, &b| {
+            let of = |i: usize| load.get(&agents[i].0).copied().unwrap_or(f64::MAX);
+            of(a).total_cmp(&of(b)).then(a.cmp(&b))
+        });
+        let mut claims = vec![Claim::default(); agents.len()];
         let mut exhausted = false;
-        for &(agent_id, max_tasks) in agents {
-            if exhausted {
-                claims.push(Claim::default());
+        for i in order {
+            let (agent_id, max_tasks) = agents[i];
+            if exhausted && load.contains_key(&agent_id) {
                 continue;
             }
             let claim = Self::claim_in(&mut tx, agent_id, max_tasks, now_us, lease_ttl_us).await?;
-            exhausted = (claim.tasks.len() as i64) < max_tasks && claim.running < claim.capacity;
-            claims.push(claim);
+            exhausted |= (claim.tasks.len() as i64) < max_tasks && claim.running < claim.capacity;
+            claims[i] = claim;
         }
         tx.commit().await?;
         Ok(claims)
