@@ -192,8 +192,14 @@ pub trait QueueStore {
     /// Records results. A result applies only if its lease is current.
     async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed>;
 
-    /// Extends the leases the agent still holds; answers which of the tasks it
-    /// runs it must stop (cancelled, timed out, or reassigned).
+    /// Renews the leases the agent still holds; answers which of the tasks it
+    /// runs it must stop (cancelled, timed out, or reassigned). A lease is
+    /// renewed (to `lease_ttl_us` from now, never past the task's timeout)
+    /// only once less than half of it is left: an agent running hundreds
+    /// of tasks then rewrites a few rows per heartbeat instead of all of
+    /// them, and holds no lock on the others. That is safe as long as
+    /// heartbeats come more often than every half lease (the server's
+    /// configuration requires a third).
     async fn heartbeat(
         &self,
         agent_id: i64,

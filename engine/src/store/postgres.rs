@@ -525,14 +525,22 @@ impl QueueStore for PgStore {
         // the tie only after `deadlock_timeout` (a second), failing one.
         let ids: Vec<i64> = running.iter().map(|l| l.task_id).collect();
         let tokens: Vec<i64> = running.iter().map(|l| l.lease_token).collect();
+        // Only the leases past half their length are renewed and locked
+        // (see `QueueStore::heartbeat`); the others are only read.
         let extended: Vec<i64> = sqlx::query_scalar(
             "WITH held AS ( \
-               SELECT t.id FROM tasks t JOIN unnest($3::bigint[], $4::bigint[]) AS v(id, lease_token) \
+               SELECT t.id, t.lease_expires_at, LEAST($1 + $2, t.started_at + t.timeout_ms * 1000) AS until \
+               FROM tasks t JOIN unnest($3::bigint[], $4::bigint[]) AS v(id, lease_token) \
                  ON t.id = v.id AND t.lease_token = v.lease_token \
-               WHERE t.status = 'running' AND t.agent_id = $5 ORDER BY t.id FOR UPDATE OF t) \
-             UPDATE tasks t SET lease_expires_at = LEAST($1 + $2, t.started_at + t.timeout_ms * 1000) \
-             FROM held WHERE t.id = held.id AND t.status = 'running' \
-             RETURNING t.id",
+               WHERE t.id = ANY($3) AND t.status = 'running' AND t.agent_id = $5), \
+             due AS ( \
+               SELECT t.id, held.until FROM tasks t JOIN held ON t.id = held.id \
+               WHERE t.id = ANY($3) AND held.lease_expires_at < LEAST($1 + $2 / 2, held.until) \
+               ORDER BY t.id FOR UPDATE OF t), \
+             renewed AS ( \
+               UPDATE tasks t SET lease_expires_at = due.until FROM due \
+               WHERE t.id = due.id AND t.status = 'running') \
+             SELECT id FROM held",
         )
         .bind(now_us)
         .bind(lease_ttl_us)

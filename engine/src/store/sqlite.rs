@@ -6,7 +6,7 @@
 //! beside the writer. Statements inside a transaction are cheap here (no
 //! network), so multi-row work is a loop over prepared statements.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -499,25 +499,35 @@ impl QueueStore for SqliteStore {
         .bind(agent_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let mut cancel = Vec::new();
-        for lease in running {
-            let extended = sqlx::query(
-                "UPDATE tasks SET lease_expires_at = MIN(?1 + ?2, started_at + timeout_ms * 1000) \
-                 WHERE id = ?3 AND lease_token = ?4 AND status = 'running' AND agent_id = ?5",
-            )
-            .bind(now_us)
-            .bind(lease_ttl_us)
-            .bind(lease.task_id)
-            .bind(lease.lease_token)
-            .bind(agent_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if extended == 0 {
-                cancel.push(lease.task_id);
-            }
-        }
+        // Which leases are still this agent's, then a renewal of only those
+        // past half their length (see `QueueStore::heartbeat`): two
+        // statements however many tasks the agent runs.
+        let leases: Vec<[i64; 2]> = running.iter().map(|l| [l.task_id, l.lease_token]).collect();
+        let held: Vec<i64> = sqlx::query_scalar(
+            "SELECT t.id FROM json_each(?1) v JOIN tasks t ON t.id = json_extract(v.value, '$[0]') \
+             WHERE t.lease_token = json_extract(v.value, '$[1]') AND t.status = 'running' AND t.agent_id = ?2",
+        )
+        .bind(serde_json::to_string(&leases)?)
+        .bind(agent_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE tasks SET lease_expires_at = MIN(?1 + ?2, started_at + timeout_ms * 1000) \
+             WHERE id IN (SELECT value FROM json_each(?3)) AND status = 'running' \
+               AND lease_expires_at < MIN(?1 + ?2 / 2, started_at + timeout_ms * 1000)",
+        )
+        .bind(now_us)
+        .bind(lease_ttl_us)
+        .bind(serde_json::to_string(&held)?)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
+        let held: HashSet<i64> = held.into_iter().collect();
+        let cancel = running
+            .iter()
+            .map(|l| l.task_id)
+            .filter(|id| !held.contains(id))
+            .collect();
         Ok(HeartbeatResponse {
             cancel,
             drain: status.as_deref() != Some(AgentStatus::Online.as_str()),
