@@ -1,6 +1,15 @@
-//! The claim loop: whenever a slot is free (and the agent is not draining),
-//! long-poll the server for as many tasks as there are free slots, and start
-//! each one.
+//! The claim loop: while the agent is not draining, keep one long-poll
+//! parked on the server asking for every slot, and start each task it
+//! brings in a free slot.
+//!
+//! The claim asks for the agent's whole capacity M, not for the slots free
+//! when it is sent: the server counts the tasks it handed out and has not
+//! yet heard back of, and hands over at most M minus that count, which is
+//! never more than the slots actually free here (a task's slot is freed
+//! before its result is sent). So when a result frees a slot, the
+//! dispatcher round that result starts fills it through the claim already
+//! parked, instead of waiting for this agent to ask again, and a workflow's
+//! next step starts one server round after its predecessor's result.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +23,12 @@ use crate::handlers::Handler;
 use crate::session::Session;
 use crate::stop::StopSignal;
 use crate::tasks::TaskSet;
+
+/// How long a task the server sent waits for a slot here before it is
+/// handed back. The server's count of running tasks is never below ours, but
+/// a task that just finished may still hold its slot for a moment, and a
+/// task the server re-issued stops its older attempt before it can start.
+const SLOT_WAIT: Duration = Duration::from_millis(250);
 
 /// The claim loop's inputs.
 pub struct Claimer {
@@ -39,16 +54,9 @@ impl Claimer {
                 _ = self.drain.active() => {}
                 _ = stop.stopped() => return,
             }
-            let mut slots = tokio::select! {
-                slots = self.tasks.free_slots() => slots,
-                _ = stop.stopped() => return,
-            };
-            if slots.is_empty() {
-                return; // the slot semaphore is never closed; defensive
-            }
             let wait_ms = self.session.info().max_claim_wait_ms;
             let request = ClaimRequest {
-                max_tasks: u32::try_from(slots.len()).unwrap_or(u32::MAX),
+                max_tasks: self.tasks.capacity(),
                 wait_ms,
             };
             let asked = Instant::now();
@@ -63,12 +71,12 @@ impl Claimer {
                     self.drain.set(reply.drain);
                     let got = reply.tasks.len();
                     for assignment in reply.tasks {
-                        match slots.pop() {
+                        match self.tasks.free_slot(SLOT_WAIT).await {
                             Some(slot) => self.start(assignment, slot),
                             None => {
                                 tracing::warn!(
                                     task_id = assignment.task_id,
-                                    "the server sent more tasks than asked for; handing it back"
+                                    "the server sent a task with every slot taken; handing it back"
                                 );
                                 self.tasks.refuse(
                                     &assignment,
@@ -96,7 +104,6 @@ impl Claimer {
                     Some(backoff.next_delay())
                 }
             };
-            drop(slots);
             if let Some(pause) = pause {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}

@@ -1,8 +1,8 @@
 //! The tasks this agent is running: slots, leases, cancellation, results.
 //!
 //! Each task runs in its own tokio task holding one of `capacity` semaphore
-//! permits, so the agent never runs more than M at once and a claim asks for
-//! exactly the free slots. The map of running tasks (task id → lease) is what
+//! permits, so the agent never runs more than M at once, whatever a claim
+//! brings. The map of running tasks (task id → lease) is what
 //! heartbeats report and what cancellation and shutdown act on.
 //!
 //! A task's result is reported only if the task is still in the map when it
@@ -66,17 +66,21 @@ impl TaskSet {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Waits until at least one slot is free, then takes every free slot.
-    /// The caller gives one permit to each task it starts and drops the rest.
-    pub async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
-        let Ok(first) = Arc::clone(&self.slots).acquire_owned().await else {
-            return Vec::new(); // never closed
-        };
-        let mut permits = vec![first];
-        while let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() {
-            permits.push(p);
+    /// M: the most tasks this agent runs at once.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// A free slot for a task about to start, waiting at most `within` for
+    /// one; `None` if every slot stays taken.
+    pub async fn free_slot(&self, within: Duration) -> Option<OwnedSemaphorePermit> {
+        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Some(slot);
         }
-        permits
+        tokio::time::timeout(within, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Runs `assignment` through `handler` in its own tokio task, holding `slot`.
@@ -297,14 +301,19 @@ mod tests {
         Arc::new(Handler::Builtin(Builtin::new(kind)))
     }
 
+    const WAIT: Duration = Duration::from_secs(1);
+
     #[tokio::test]
     async fn runs_reports_and_frees_the_slot() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let set = TaskSet::new(2, tx);
-        let mut slots = set.free_slots().await;
-        assert_eq!(slots.len(), 2);
-        let slot = slots.pop().expect("a slot");
-        drop(slots);
+        let slot = set.free_slot(WAIT).await.expect("a slot");
+        let other = set.free_slot(WAIT).await.expect("a second slot");
+        assert!(
+            set.free_slot(Duration::from_millis(10)).await.is_none(),
+            "only two slots"
+        );
+        drop(other);
         set.start(
             assignment(1, "echo", json!({"a": 1})),
             builtin(BuiltinKind::Echo),
@@ -330,7 +339,7 @@ mod tests {
     async fn cancelled_tasks_are_not_reported() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let set = TaskSet::new(1, tx);
-        let slot = set.free_slots().await.pop().expect("a slot");
+        let slot = set.free_slot(WAIT).await.expect("a slot");
         set.start(
             assignment(2, "sleep", json!({"ms": 60_000})),
             builtin(BuiltinKind::Sleep),
@@ -356,9 +365,8 @@ mod tests {
     async fn release_all_hands_tasks_back() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let set = TaskSet::new(2, tx);
-        let mut slots = set.free_slots().await;
         for id in [3, 4] {
-            let slot = slots.pop().expect("a slot");
+            let slot = set.free_slot(WAIT).await.expect("a slot");
             set.start(
                 assignment(id, "sleep", json!({"ms": 60_000})),
                 builtin(BuiltinKind::Sleep),

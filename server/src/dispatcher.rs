@@ -4,10 +4,12 @@
 //! waits on a oneshot channel. One dispatcher task per server instance runs
 //! a *round* whenever it is kicked (a submit, a result that frees a slot, a
 //! requeue, a NOTIFY from another instance, a new waiter) or a delayed task
-//! comes due. A round walks the waiters in order of their load index
-//! L = C/M (then arrival) and claims for each from the store, so when work is
-//! scarce the least-loaded agent gets it first. Agents are woken the moment
-//! work exists; nobody sleeps and re-polls.
+//! comes due. A round claims from the store for the waiters, least-loaded
+//! first (L = C/M as the store counts it at that moment, then arrival), so
+//! when work is scarce the least-loaded agent gets it first. Agents are
+//! woken the moment work exists; nobody sleeps and re-polls. An agent keeps
+//! one claim parked for all its slots (the store caps it at M − C), so a
+//! result that frees a slot is followed by a round that fills it.
 //!
 //! Agents with the same task types and labels compete for the same tasks, so
 //! a round claims for each such group at once (`QueueStore::claim_group`):
