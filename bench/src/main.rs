@@ -702,6 +702,10 @@ async fn print_server_timings(http: &reqwest::Client, url: &str, backend: &str) 
     for (metric, what) in [
         ("drover_complete_seconds", "record a results batch"),
         ("drover_advance_batch_seconds", "advance a batch of runs"),
+        (
+            "drover_dispatch_delay_seconds",
+            "start a dispatcher round once kicked",
+        ),
         ("drover_claim_seconds", "claim for a group of agents"),
     ] {
         let quantile = |q: &str| {

@@ -50,6 +50,9 @@ pub struct Dispatcher {
     waiters: Mutex<HashMap<u64, Waiter>>,
     next_id: Mutex<u64>,
     kick: Notify,
+    /// When the oldest kick not yet answered by a round came: how long work
+    /// waits for the dispatcher is a metric.
+    kicked_at: Mutex<Option<Instant>>,
     lease_ttl_us: i64,
     /// Set on shutdown: parked claims are answered empty at once, so the
     /// server does not wait out every long-poll before it can stop.
@@ -78,6 +81,7 @@ impl Dispatcher {
             waiters: Mutex::new(HashMap::new()),
             next_id: Mutex::new(0),
             kick: Notify::new(),
+            kicked_at: Mutex::new(None),
             lease_ttl_us: lease_ttl.as_micros() as i64,
             closed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -89,6 +93,9 @@ impl Dispatcher {
 
     /// Something changed that may let a waiter have work: run a round.
     pub fn kick(&self) {
+        if let Ok(mut at) = self.kicked_at.lock() {
+            at.get_or_insert_with(Instant::now);
+        }
         self.kick.notify_one();
     }
 
@@ -157,17 +164,18 @@ impl Dispatcher {
                 _ = std::future::ready(()) => false,
             };
             if !kicked {
+                // Nothing new: sleep until a kick, or (with claims parked)
+                // until the next delayed task is due. A kick also cuts the
+                // lookup of that time short.
                 let idle = self.waiting() == 0;
-                let next_due = if idle {
-                    None
-                } else {
-                    self.next_due(&store).await
+                let due = async {
+                    let next_due = self.next_due(&store).await;
+                    tokio::time::sleep(next_due.unwrap_or(Duration::from_secs(1))).await;
                 };
-                let sleep = next_due.unwrap_or(Duration::from_secs(1));
                 tokio::select! {
                     _ = &mut shutdown => break,
                     _ = self.kick.notified() => {}
-                    _ = tokio::time::sleep(sleep), if !idle => {}
+                    _ = due, if !idle => {}
                 }
             }
             self.round(&store).await;
@@ -192,6 +200,9 @@ impl Dispatcher {
 
     /// One pass over the waiters, least-loaded first.
     async fn round(&self, store: &Store) {
+        if let Some(at) = self.kicked_at.lock().ok().and_then(|mut at| at.take()) {
+            metrics::histogram!("drover_dispatch_delay_seconds").record(at.elapsed().as_secs_f64());
+        }
         let mut order: Vec<(u64, f64, Instant, i64, i64, String)> = match self.waiters.lock() {
             Ok(w) => w
                 .iter()
