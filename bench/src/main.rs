@@ -72,6 +72,10 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pg_admin_url: String,
+    /// Keep each run's database (and SQLite file) for inspection instead of
+    /// dropping it at the end; the paths are printed.
+    #[arg(long)]
+    keep: bool,
     /// Directory holding drover-server and drover-agent (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -455,8 +459,19 @@ async fn wait_for(http: &reqwest::Client, url: &str, within: Duration) -> Result
 }
 
 fn cleanup(args: &Args, backend: &str, dir: &Path) {
+    let name = format!("drover_bench_{}", std::process::id());
+    if args.keep {
+        println!(
+            "{backend}: kept {}",
+            if backend == "postgres" {
+                name
+            } else {
+                dir.display().to_string()
+            }
+        );
+        return;
+    }
     if backend == "postgres" {
-        let name = format!("drover_bench_{}", std::process::id());
         let _ = psql(
             &args.pg_admin_url,
             &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
