@@ -102,6 +102,7 @@ both_backends!(
     aging_lets_old_low_priority_work_overtake,
     never_exceeds_capacity,
     group_claim_fills_the_least_loaded_agent_first,
+    group_claim_goes_by_the_load_now_not_the_order_given,
     claims_only_handled_types_and_matching_labels,
     stale_result_is_refused_and_changes_nothing,
     failure_retries_with_backoff_then_fails,
@@ -245,6 +246,35 @@ async fn group_claim_fills_the_least_loaded_agent_first(store: Store) {
     let agents = store.list_agents().await.unwrap();
     let running: HashMap<i64, i64> = agents.iter().map(|a| (a.id, a.running)).collect();
     assert_eq!((running[&idle], running[&full], running[&busy]), (2, 1, 4));
+}
+
+async fn group_claim_goes_by_the_load_now_not_the_order_given(store: Store) {
+    let busy = register(&store, agent("busy", 4, &["t"], &[])).await;
+    let idle = register(&store, agent("idle", 4, &["t"], &[])).await;
+    let now = now_us();
+    store
+        .submit(&[task("t", 1), task("t", 1), task("t", 1)], &SCHED, now)
+        .await
+        .unwrap();
+    assert_eq!(store.claim(busy, 3, now, TTL).await.unwrap().tasks.len(), 3);
+    let ids: Vec<i64> = store
+        .submit(&[task("t", 9), task("t", 8)], &SCHED, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    // `busy` is listed first (it parked when it was idle), but runs 3 of 4
+    // now: the idle agent gets the work.
+    let claims = store
+        .claim_group(&[(busy, 4), (idle, 4)], now, TTL)
+        .await
+        .unwrap();
+    let got: Vec<Vec<i64>> = claims
+        .iter()
+        .map(|c| c.tasks.iter().map(|t| t.task_id).collect())
+        .collect();
+    assert_eq!(got, vec![vec![], ids]);
 }
 
 async fn claims_only_handled_types_and_matching_labels(store: Store) {
