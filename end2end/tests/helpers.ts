@@ -9,9 +9,12 @@ export async function signIn(page: Page, user: { name: string; password: string 
   await expect(page.getByTestId('who')).toContainText(user.name);
 }
 
-/** Waits until the wasm has hydrated the page and the event stream is open. */
+/** Waits until the wasm has hydrated the page and the event stream is open.
+ *  The shell hydrates first; the page's own code is a lazy chunk, and until
+ *  it has hydrated, typing into the page reaches no handler. */
 export async function live(page: Page) {
   await expect(page.getByTestId('live')).toHaveAttribute('data-connected', 'true');
+  await expect(page.locator('body[data-page]')).toHaveCount(1);
 }
 
 /** Saves a screenshot under this test's output directory (end2end/test-results). */

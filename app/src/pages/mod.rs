@@ -44,6 +44,14 @@ macro_rules! lazy_page {
 
             fn view(_this: Self) -> AnyView {
                 use $module::$page;
+                // In the browser, once this page's code has loaded and
+                // hydrated, `<body data-page>` names it: the shell is live
+                // before a lazy page is, and tests wait for both.
+                Effect::new(|_| {
+                    if let Some(body) = document().body() {
+                        let _ = body.set_attribute("data-page", stringify!($route));
+                    }
+                });
                 view! { <$page/> }.into_any()
             }
         }
