@@ -413,8 +413,10 @@ impl QueueStore for PgStore {
             .filter(|(id, _)| seen.insert(*id))
             .unzip();
         // One statement for the whole group, so one round trip and no
-        // explicit transaction. The agents' rows are locked in id order (two
-        // instances claiming for overlapping groups cannot deadlock); each
+        // explicit transaction. The rows of the agents with a free slot are
+        // locked in id order (two instances claiming for overlapping groups
+        // cannot deadlock); a full agent's row is only read, so recording
+        // its results (which frees its slots) does not wait for claims. Each
         // gets a range of slots (M - C, at most what it asked for) in order
         // of its load now (ties in the order given); the best-ranked queued tasks are
         // numbered and task n goes to the agent whose range holds n. The
@@ -423,14 +425,19 @@ impl QueueStore for PgStore {
         let rows = sqlx::query(
             "WITH req AS ( \
                SELECT * FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS r(agent_id, max_tasks, ord)), \
+             info AS ( \
+               SELECT a.id, a.capacity, a.running, a.status, a.task_types, a.labels, req.ord \
+               FROM agents a JOIN req ON a.id = req.agent_id), \
              ag AS ( \
-               SELECT a.id, a.capacity, a.running, a.status, a.task_types, a.labels, req.ord, \
-                 CASE WHEN a.status = 'online' THEN GREATEST(LEAST(req.max_tasks, a.capacity - a.running), 0) ELSE 0 END AS want, \
+               SELECT a.id, a.capacity, a.running, a.status, req.ord, \
+                 GREATEST(LEAST(req.max_tasks, a.capacity - a.running), 0) AS want, \
                  CASE WHEN a.capacity > 0 THEN a.running::float8 / a.capacity ELSE 1.0 END AS load \
-               FROM agents a JOIN req ON a.id = req.agent_id ORDER BY a.id FOR UPDATE OF a), \
+               FROM agents a JOIN req ON a.id = req.agent_id \
+               WHERE a.status = 'online' AND a.running < a.capacity \
+               ORDER BY a.id FOR UPDATE OF a), \
              slots AS ( \
                SELECT id, load, sum(want) OVER (ORDER BY load, ord) - want AS lo, sum(want) OVER (ORDER BY load, ord) AS hi FROM ag), \
-             kind AS (SELECT task_types, labels FROM ag ORDER BY ord LIMIT 1), \
+             kind AS (SELECT task_types, labels FROM info ORDER BY ord LIMIT 1), \
              picked AS ( \
                SELECT t.id, t.rank FROM tasks t, kind \
                WHERE t.status = 'queued' AND t.run_after <= $3 \
@@ -454,9 +461,10 @@ impl QueueStore for PgStore {
                SELECT id, $3, 'claimed', 'running', agent_id FROM claimed), \
              bump AS (UPDATE agents a SET running = a.running + c.n \
                FROM (SELECT agent_id, count(*) AS n FROM claimed GROUP BY agent_id) c WHERE a.id = c.agent_id) \
-             SELECT ag.id AS claim_agent, ag.capacity, ag.running, ag.status, c.* \
-             FROM ag LEFT JOIN claimed c ON c.agent_id = ag.id \
-             ORDER BY ag.ord, c.rank DESC, c.id",
+             SELECT i.id AS claim_agent, COALESCE(ag.capacity, i.capacity) AS capacity, \
+               COALESCE(ag.running, i.running) AS running, COALESCE(ag.status, i.status) AS status, c.* \
+             FROM info i LEFT JOIN ag ON ag.id = i.id LEFT JOIN claimed c ON c.agent_id = i.id \
+             ORDER BY i.ord, c.rank DESC, c.id",
         )
         .bind(&ids)
         .bind(&wants)
