@@ -97,6 +97,20 @@ macro_rules! both_backends {
     };
 }
 
+/// Like `both_backends!`, for tests that also need the database's guard.
+macro_rules! both_backends_with_guard {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_with_guard {
+            $( #[tokio::test] async fn $name() { let (store, guard) = crate::support::sqlite().await; super::$name(store, guard).await } )*
+        }
+        mod postgres_with_guard {
+            $( #[tokio::test] async fn $name() { let (store, guard) = crate::support::postgres().await; super::$name(store, guard).await } )*
+        }
+    };
+}
+
+both_backends_with_guard!(results_are_recorded_when_their_runs_cannot_advance);
+
 both_backends!(
     claims_highest_priority_first_then_oldest,
     aging_lets_old_low_priority_work_overtake,
@@ -942,6 +956,34 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
             && recorded.advanced.is_empty()
             && recorded.left.is_empty()
     );
+}
+
+async fn results_are_recorded_when_their_runs_cannot_advance(store: Store, guard: support::Guard) {
+    let runs = pairs(&store, 1).await;
+    let a = register(&store, agent("a", 100, &["t"], &[])).await;
+    let claimed = store.claim(a, 100, now_us(), TTL).await.unwrap().tasks;
+    // A definition that no longer parses makes the advance fail.
+    let url = guard.database_url().unwrap();
+    let corrupt = "UPDATE workflows SET definition = '{'";
+    if url.starts_with("sqlite") {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(corrupt).execute(&mut c).await.unwrap();
+    } else {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(corrupt).execute(&mut c).await.unwrap();
+    }
+    let recorded = store
+        .complete_and_advance(&[success(claimed[0].task_id, claimed[0].lease_token)], &SCHED, now_us())
+        .await
+        .unwrap();
+    assert_eq!(recorded.completed.applied, vec![Applied::Yes(TaskStatus::Succeeded)]);
+    assert!(recorded.advanced.is_empty());
+    assert_eq!(recorded.left, runs, "the run is left to the caller");
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.succeeded, stats.running), (1, 0), "the result counts, and its slot is free");
+    assert_eq!(store.claim(a, 100, now_us(), TTL).await.unwrap().running, 0);
 }
 
 /// PostgreSQL: a run whose row another transaction holds is not waited for

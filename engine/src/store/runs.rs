@@ -23,7 +23,7 @@ use drover_protocol::workflow::{
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::{Completed, Ending, PgStore, Result, SqliteStore, Store};
+use super::{Completed, Ending, PgStore, QueueStore, Result, SqliteStore, Store};
 use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::workflow::{self, Action, Definition, ItemState, StepState, StepStatus};
@@ -82,9 +82,10 @@ pub trait RunStore {
     /// advances the runs whose tasks ended, in the same transaction: a
     /// step's successor exists the moment its result is recorded, and the
     /// step costs one commit instead of two. A run another transaction is
-    /// advancing (PostgreSQL: its row is locked), or whose advance failed,
-    /// is left in `Recorded::left` for the caller to advance on its own; the
-    /// results are recorded either way.
+    /// advancing (PostgreSQL: its row is locked) is left in
+    /// `Recorded::left` for the caller to advance on its own; if the advance
+    /// fails, the results are recorded on their own and all their runs are
+    /// left to the caller.
     async fn complete_and_advance(
         &self,
         results: &[TaskResult],
@@ -314,16 +315,12 @@ macro_rules! impl_runs {
                 let (completed, freed) = Self::end_attempts_holding_slots(&mut tx, &endings, now_us).await?;
                 let mut recorded = Recorded { completed, ..Recorded::default() };
                 if !recorded.completed.runs.is_empty() {
-                    // In a savepoint: if the advance fails, the results are
-                    // still recorded and the runs go to the caller. Runs
-                    // locked by another transaction are skipped, not waited
-                    // for, so this transaction (which holds task and agent
-                    // rows) never waits on a run: no lock cycle with a
-                    // transaction that locks a run and then its tasks.
-                    let mut advance = sqlx::Connection::begin(&mut *tx).await?;
-                    match Self::advance_in(&mut advance, &recorded.completed.runs, sched, now_us, $try_lock).await {
+                    // Runs locked by another transaction are skipped, not
+                    // waited for, so this transaction (which holds task
+                    // rows) never waits on a run: no lock cycle with one
+                    // that locks a run and then its tasks.
+                    match Self::advance_in(&mut tx, &recorded.completed.runs, sched, now_us, $try_lock).await {
                         Ok(advanced) => {
-                            advance.commit().await?;
                             recorded.left = recorded
                                 .completed
                                 .runs
@@ -334,9 +331,14 @@ macro_rules! impl_runs {
                             recorded.advanced = advanced;
                         }
                         Err(e) => {
+                            // Not worth a savepoint on every batch (two more
+                            // round trips): on the rare failure the results
+                            // are recorded again on their own, and the runs
+                            // go to the caller.
                             tracing::warn!(runs = recorded.completed.runs.len(), error = %e, "could not advance runs with their results; advancing them on their own");
-                            advance.rollback().await?;
-                            recorded.left = recorded.completed.runs.clone();
+                            tx.rollback().await?;
+                            let completed = QueueStore::complete(self, results, now_us).await?;
+                            return Ok(Recorded { left: completed.runs.clone(), completed, ..Recorded::default() });
                         }
                     }
                 }

@@ -45,11 +45,11 @@ impl Drop for Guard {
 }
 
 impl Guard {
-    /// The URL of the test's PostgreSQL database, for a connection of the
-    /// test's own beside the store's.
+    /// The URL of the test's database, for a connection of the test's own
+    /// beside the store's.
     pub fn database_url(&self) -> Option<String> {
         match self {
-            Guard::Dir(_) => None,
+            Guard::Dir(dir) => Some(format!("sqlite://{}", dir.join("test.db").display())),
             Guard::Database { admin_url, name } => admin_url
                 .rsplit_once('/')
                 .map(|(base, _)| format!("{base}/{name}")),
