@@ -975,14 +975,25 @@ async fn results_are_recorded_when_their_runs_cannot_advance(store: Store, guard
         sqlx::query(corrupt).execute(&mut c).await.unwrap();
     }
     let recorded = store
-        .complete_and_advance(&[success(claimed[0].task_id, claimed[0].lease_token)], &SCHED, now_us())
+        .complete_and_advance(
+            &[success(claimed[0].task_id, claimed[0].lease_token)],
+            &SCHED,
+            now_us(),
+        )
         .await
         .unwrap();
-    assert_eq!(recorded.completed.applied, vec![Applied::Yes(TaskStatus::Succeeded)]);
+    assert_eq!(
+        recorded.completed.applied,
+        vec![Applied::Yes(TaskStatus::Succeeded)]
+    );
     assert!(recorded.advanced.is_empty());
     assert_eq!(recorded.left, runs, "the run is left to the caller");
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.succeeded, stats.running), (1, 0), "the result counts, and its slot is free");
+    assert_eq!(
+        (stats.succeeded, stats.running),
+        (1, 0),
+        "the result counts, and its slot is free"
+    );
     assert_eq!(store.claim(a, 100, now_us(), TTL).await.unwrap().running, 0);
 }
 
