@@ -5,8 +5,8 @@
 //! The claim asks for the agent's whole capacity M, not for the slots free
 //! when it is sent: the server counts the tasks it handed out and has not
 //! yet heard back of, and hands over at most M minus that count, which is
-//! never more than the slots actually free here (a task's slot is freed
-//! before its result is sent). So when a result frees a slot, the
+//! not more than the slots free here (a task's slot is freed as its result
+//! is queued, before the server can record it). So when a result frees a slot, the
 //! dispatcher round that result starts fills it through the claim already
 //! parked, instead of waiting for this agent to ask again, and a workflow's
 //! next step starts one server round after its predecessor's result.
@@ -25,9 +25,10 @@ use crate::stop::StopSignal;
 use crate::tasks::TaskSet;
 
 /// How long a task the server sent waits for a slot here before it is
-/// handed back. The server's count of running tasks is never below ours, but
-/// a task that just finished may still hold its slot for a moment, and a
-/// task the server re-issued stops its older attempt before it can start.
+/// handed back. The server's count of running tasks is never below ours for
+/// long, but a task that just finished may hold its slot a moment after its
+/// result is queued, and an older attempt of a re-issued task takes a
+/// moment to stop and free its slot.
 const SLOT_WAIT: Duration = Duration::from_millis(250);
 
 /// The claim loop's inputs.
@@ -71,6 +72,15 @@ impl Claimer {
                     self.drain.set(reply.drain);
                     let got = reply.tasks.len();
                     for assignment in reply.tasks {
+                        // A task handed out again while an older attempt
+                        // still runs here (its lease ran out): that attempt
+                        // is superseded, and stopping it frees its slot.
+                        if self.tasks.cancel(assignment.task_id) {
+                            tracing::warn!(
+                                task_id = assignment.task_id,
+                                "the server handed out a task this agent was still running; stopped the older attempt"
+                            );
+                        }
                         match self.tasks.free_slot(SLOT_WAIT).await {
                             Some(slot) => self.start(assignment, slot),
                             None => {
