@@ -45,12 +45,27 @@ macro_rules! lazy_page {
             fn view(_this: Self) -> AnyView {
                 use $module::$page;
                 // In the browser, once this page's code has loaded and
-                // hydrated, `<body data-page>` names it: the shell is live
-                // before a lazy page is, and tests wait for both.
+                // hydrated, `<body data-page>` names it (and this mount of
+                // it): the shell is live before a lazy page is, and tests
+                // wait for both. The page takes its mark away when it goes,
+                // unless the next page has already put its own.
                 Effect::new(|_| {
+                    static MOUNTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    let mark = format!(
+                        "{}-{}",
+                        stringify!($route),
+                        MOUNTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    );
                     if let Some(body) = document().body() {
-                        let _ = body.set_attribute("data-page", stringify!($route));
+                        let _ = body.set_attribute("data-page", &mark);
                     }
+                    on_cleanup(move || {
+                        if let Some(body) = document().body() {
+                            if body.get_attribute("data-page").as_deref() == Some(mark.as_str()) {
+                                let _ = body.remove_attribute("data-page");
+                            }
+                        }
+                    });
                 });
                 view! { <$page/> }.into_any()
             }
