@@ -124,6 +124,8 @@ both_backends!(
     idempotency_key_returns_the_first_task,
     silent_agent_goes_offline_and_its_tasks_are_requeued,
     heartbeat_extends_leases_and_names_tasks_to_stop,
+    heartbeat_renews_only_leases_running_low,
+    deregistering_hands_back_held_tasks_without_counting_an_attempt,
     timed_out_attempt_is_failed_and_retried,
     cancel_queued_and_running_tasks,
     leadership_is_exclusive_until_it_expires,
@@ -483,7 +485,7 @@ async fn silent_agent_goes_offline_and_its_tasks_are_requeued(store: Store) {
         .unwrap();
     assert_eq!(store.claim(a, 2, now, TTL).await.unwrap().tasks.len(), 2);
     store
-        .heartbeat(b, &[], now + 10_000_000, TTL)
+        .heartbeat(b, &[], now + 10_000_000, TTL, TTL)
         .await
         .unwrap();
     let sweep = store
@@ -522,7 +524,7 @@ async fn heartbeat_extends_leases_and_names_tasks_to_stop(store: Store) {
         .collect();
     store.cancel_task(c[1].task_id, now).await.unwrap();
     let reply = store
-        .heartbeat(a, &leases, now + TTL - 1, TTL)
+        .heartbeat(a, &leases, now + TTL - 1, TTL, TTL)
         .await
         .unwrap();
     assert_eq!(reply.cancel, vec![c[1].task_id]);
@@ -539,11 +541,59 @@ async fn heartbeat_extends_leases_and_names_tasks_to_stop(store: Store) {
     store.set_agent_draining(a, true).await.unwrap();
     assert!(
         store
-            .heartbeat(a, &leases[..1], now, TTL)
+            .heartbeat(a, &leases[..1], now, TTL, TTL)
             .await
             .unwrap()
             .drain
     );
+}
+
+async fn heartbeat_renews_only_leases_running_low(store: Store) {
+    let a = register(&store, agent("a", 2, &["t"], &[])).await;
+    let now = now_us();
+    store
+        .submit(&[task("t", 2), task("t", 1)], &SCHED, now)
+        .await
+        .unwrap();
+    let c = store.claim(a, 2, now, TTL).await.unwrap().tasks;
+    let lease = |i: usize| Lease {
+        task_id: c[i].task_id,
+        lease_token: c[i].lease_token,
+    };
+    // Early on both leases have more than half left: neither is renewed.
+    let early = store
+        .heartbeat(a, &[lease(0), lease(1)], now + 1_000, TTL, TTL / 2)
+        .await
+        .unwrap();
+    assert!(early.cancel.is_empty());
+    // Later the second one runs low and is renewed.
+    store
+        .heartbeat(a, &[lease(1)], now + TTL * 6 / 10, TTL, TTL / 2)
+        .await
+        .unwrap();
+    // Past the claim's lease, only the first one (never renewed) expires.
+    let sweep = store.expire_leases(now + TTL + 1).await.unwrap();
+    assert_eq!(sweep.tasks_requeued, 1);
+    let second = store.get_task(c[1].task_id).await.unwrap().unwrap();
+    assert_eq!(second.task.status, TaskStatus::Running);
+}
+
+async fn deregistering_hands_back_held_tasks_without_counting_an_attempt(store: Store) {
+    let a = register(&store, agent("a", 1, &["t"], &[])).await;
+    let mut spec = task("t", 1);
+    spec.max_attempts = 1;
+    let id = store.submit(&[spec], &SCHED, now_us()).await.unwrap()[0].id;
+    assert_eq!(
+        store.claim(a, 1, now_us(), TTL).await.unwrap().tasks[0].task_id,
+        id
+    );
+    // The agent stops cleanly; the task it still holds went to a claim it
+    // gave up on. Its one attempt is not spent.
+    let sweep = store.deregister_agent(a, now_us()).await.unwrap();
+    assert_eq!((sweep.tasks_requeued, sweep.tasks_failed), (1, 0));
+    let t = store.get_task(id).await.unwrap().unwrap();
+    assert_eq!(t.task.status, TaskStatus::Queued);
+    assert_eq!(t.attempt_history[0].outcome, "released");
 }
 
 async fn timed_out_attempt_is_failed_and_retried(store: Store) {
@@ -563,6 +613,7 @@ async fn timed_out_attempt_is_failed_and_retried(store: Store) {
                 lease_token: c.lease_token,
             }],
             now + 500_000,
+            TTL,
             TTL,
         )
         .await

@@ -183,11 +183,9 @@ impl Config {
                 return Err(format!("{name} must be a finite number >= 0, got {w}"));
             }
         }
-        // A lease lasts the timeout and is renewed once half of it is left,
-        // so heartbeats must come well within half of it.
-        if self.heartbeat_interval * 3 > self.heartbeat_timeout {
+        if self.heartbeat_interval >= self.heartbeat_timeout {
             return Err(format!(
-                "--heartbeat-interval ({:?}) must be at most a third of --heartbeat-timeout ({:?})",
+                "--heartbeat-interval ({:?}) must be shorter than --heartbeat-timeout ({:?})",
                 self.heartbeat_interval, self.heartbeat_timeout
             ));
         }

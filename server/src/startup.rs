@@ -52,7 +52,11 @@ impl Application {
             "enrollment-token",
         )?;
         let metrics = crate::telemetry::init_metrics()?;
-        let dispatcher = Arc::new(Dispatcher::new(config.heartbeat_timeout));
+        // One interval longer than the timeout: heartbeats renew a lease
+        // only once less than the timeout is left (`QueueStore::heartbeat`).
+        let dispatcher = Arc::new(Dispatcher::new(
+            config.heartbeat_timeout + config.heartbeat_interval,
+        ));
         let instance_id = format!("{}-{}", hostname(), &new_token()[..8]);
         let listener = TcpListener::bind(config.listen)
             .await

@@ -210,6 +210,32 @@ async fn a_task_retried_on_one_instance_wakes_an_agent_polling_another() {
     assert_woken_at_commit(waited, "the retry");
 }
 
+/// An agent's results go through one instance while its claim is parked on
+/// another (agents keep a claim parked even when full): the slot the
+/// results free is filled at once, because taking an agent from full to not
+/// full notifies, not at the other instance's next periodic round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_freed_on_one_instance_is_filled_through_a_claim_parked_on_another() {
+    let (_db, one, two) = two_instances(&[("DROVER_TASK_TYPES", "echo")]).await;
+    let agent = RawAgent::register(&one, "full", 1, &["echo"]).await;
+    let ids = one
+        .submit(vec![
+            new_task("echo", json!({ "n": 1 })),
+            new_task("echo", json!({ "n": 2 })),
+        ])
+        .await;
+    let held = agent.claim(1, 5_000).await;
+    assert_eq!(held.len(), 1, "the agent is full");
+    let (got, waited) = claim_woken_by(&agent.via(&two), async {
+        let (status, body) = agent.succeed(held[0].0, held[0].1).await;
+        assert_eq!(status, 200, "{body}");
+    })
+    .await;
+    let other = if held[0].0 == ids[0] { ids[1] } else { ids[0] };
+    assert_eq!(got.iter().map(|t| t.0).collect::<Vec<_>>(), vec![other]);
+    assert_woken_at_commit(waited, "the freed slot");
+}
+
 /// Long-polls `poller` for one task, runs `act` once the claim has parked,
 /// and answers what the claim got and how long after `act` it came.
 async fn claim_woken_by(

@@ -195,17 +195,21 @@ pub trait QueueStore {
     /// Renews the leases the agent still holds; answers which of the tasks it
     /// runs it must stop (cancelled, timed out, or reassigned). A lease is
     /// renewed (to `lease_ttl_us` from now, never past the task's timeout)
-    /// only once less than half of it is left: an agent running hundreds
-    /// of tasks then rewrites a few rows per heartbeat instead of all of
-    /// them, and holds no lock on the others. That is safe as long as
-    /// heartbeats come more often than every half lease (the server's
-    /// configuration requires a third).
+    /// only when less than `renew_below_us` of it is left; the others are
+    /// read, not rewritten or locked. The server makes leases one heartbeat
+    /// interval longer than the heartbeat timeout and renews them below the
+    /// timeout, so after any heartbeat every lease still has the timeout to
+    /// run (as when each heartbeat rewrote every lease), while a task is
+    /// rewritten at most every other heartbeat and one shorter than an
+    /// interval never: an agent running hundreds of tasks no longer locks
+    /// all of their rows every few seconds.
     async fn heartbeat(
         &self,
         agent_id: i64,
         running: &[Lease],
         now_us: i64,
         lease_ttl_us: i64,
+        renew_below_us: i64,
     ) -> Result<HeartbeatResponse>;
 
     async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64>;
@@ -278,7 +282,7 @@ delegate_to_backend!(QueueStore {
     async fn claim(&self, agent_id: i64, max_tasks: i64, now_us: i64, lease_ttl_us: i64) -> Result<Claim>;
     async fn claim_group(&self, agents: &[(i64, i64)], now_us: i64, lease_ttl_us: i64) -> Result<Vec<Claim>>;
     async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed>;
-    async fn heartbeat(&self, agent_id: i64, running: &[Lease], now_us: i64, lease_ttl_us: i64) -> Result<HeartbeatResponse>;
+    async fn heartbeat(&self, agent_id: i64, running: &[Lease], now_us: i64, lease_ttl_us: i64, renew_below_us: i64) -> Result<HeartbeatResponse>;
     async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64>;
     async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>>;
     async fn deregister_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep>;
@@ -306,6 +310,24 @@ fn freed_slots(agents: impl Iterator<Item = i64>) -> FreedSlots {
         *freed.entry(agent).or_default() += 1;
     }
     freed.into_iter().collect()
+}
+
+/// Why a sweep ends the running attempts it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SweptBecause {
+    Deregistered,
+    Offline,
+    LeaseExpired,
+}
+
+impl SweptBecause {
+    fn reason(self) -> &'static str {
+        match self {
+            SweptBecause::Deregistered => "agent deregistered",
+            SweptBecause::Offline => "agent went offline",
+            SweptBecause::LeaseExpired => "lease expired",
+        }
+    }
 }
 
 /// The attempt ending an agent's result asks for.
@@ -396,15 +418,19 @@ fn ending_of_sweep(
     lease_token: i64,
     started_at_us: i64,
     timeout_ms: i64,
-    reason: &str,
+    why: SweptBecause,
     now_us: i64,
 ) -> Ending {
+    let reason = why.reason().to_string();
     let end = if now_us >= started_at_us + crate::time::ms(timeout_ms) {
         crate::lifecycle::AttemptEnd::TimedOut { timeout_ms }
+    } else if why == SweptBecause::Deregistered {
+        // An agent deregisters after it has finished or released what it
+        // ran, so what it still holds was handed to a claim it gave up on
+        // as it stopped: never started, the attempt does not count.
+        crate::lifecycle::AttemptEnd::Released { reason }
     } else {
-        crate::lifecycle::AttemptEnd::Lost {
-            reason: reason.to_string(),
-        }
+        crate::lifecycle::AttemptEnd::Lost { reason }
     };
     Ending {
         task_id,

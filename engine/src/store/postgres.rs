@@ -21,7 +21,8 @@ use std::str::FromStr;
 
 use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
 use super::{
-    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, TaskFilter,
+    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, SweptBecause,
+    TaskFilter,
 };
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
@@ -130,12 +131,19 @@ impl PgStore {
                 .fetch_all(&mut **tx)
                 .await?;
         }
+        // An agent that was full may have a claim parked on another
+        // instance, which hears of the free slot only by a notification.
         sqlx::query(
-            "UPDATE agents a SET running = GREATEST(a.running - f.n, 0) \
-             FROM unnest($1::bigint[], $2::bigint[]) AS f(id, n) WHERE a.id = f.id AND a.id = ANY($1)",
+            "WITH freed AS ( \
+               UPDATE agents a SET running = GREATEST(a.running - f.n, 0) \
+               FROM unnest($1::bigint[], $2::bigint[]) AS f(id, n) WHERE a.id = f.id AND a.id = ANY($1) \
+               RETURNING a.running + f.n >= a.capacity AS was_full) \
+             SELECT pg_notify($3, $4) FROM (SELECT 1 FROM freed WHERE was_full LIMIT 1) AS opened",
         )
         .bind(&agents)
         .bind(&counts)
+        .bind(WORK_CHANNEL)
+        .bind(instance_tag())
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -218,7 +226,7 @@ impl PgStore {
     async fn sweep_running(
         tx: &mut Transaction<'_, Postgres>,
         rows: Vec<PgRow>,
-        reason: &str,
+        why: SweptBecause,
         now_us: i64,
     ) -> Result<Sweep> {
         let mut endings = Vec::with_capacity(rows.len());
@@ -228,7 +236,7 @@ impl PgStore {
                 row.try_get("lease_token")?,
                 row.try_get("started_at")?,
                 row.try_get("timeout_ms")?,
-                reason,
+                why,
                 now_us,
             ));
         }
@@ -525,6 +533,7 @@ impl QueueStore for PgStore {
         running: &[Lease],
         now_us: i64,
         lease_ttl_us: i64,
+        renew_below_us: i64,
     ) -> Result<HeartbeatResponse> {
         let mut tx = self.pool.begin().await?;
         // The task rows first, in id order, then the agent's row: the order
@@ -533,21 +542,23 @@ impl QueueStore for PgStore {
         // the tie only after `deadlock_timeout` (a second), failing one.
         let ids: Vec<i64> = running.iter().map(|l| l.task_id).collect();
         let tokens: Vec<i64> = running.iter().map(|l| l.lease_token).collect();
-        // Only the leases past half their length are renewed and locked
-        // (see `QueueStore::heartbeat`); the others are only read.
+        // Only the leases running low are renewed and locked (see
+        // `QueueStore::heartbeat`); the others are only read. A row locked
+        // by a results batch meanwhile is checked again once it is free
+        // (still running, still this agent's, same lease) before renewal.
         let extended: Vec<i64> = sqlx::query_scalar(
             "WITH held AS ( \
-               SELECT t.id, t.lease_expires_at, LEAST($1 + $2, t.started_at + t.timeout_ms * 1000) AS until \
+               SELECT t.id, t.lease_token, t.lease_expires_at, LEAST($1 + $2, t.started_at + t.timeout_ms * 1000) AS until \
                FROM tasks t JOIN unnest($3::bigint[], $4::bigint[]) AS v(id, lease_token) \
                  ON t.id = v.id AND t.lease_token = v.lease_token \
                WHERE t.id = ANY($3) AND t.status = 'running' AND t.agent_id = $5), \
              due AS ( \
                SELECT t.id, held.until FROM tasks t JOIN held ON t.id = held.id \
-               WHERE t.id = ANY($3) AND held.lease_expires_at < LEAST($1 + $2 / 2, held.until) \
+               WHERE t.id = ANY($3) AND t.status = 'running' AND t.agent_id = $5 AND t.lease_token = held.lease_token \
+                 AND held.lease_expires_at < LEAST($1 + $6, held.until) \
                ORDER BY t.id FOR UPDATE OF t), \
              renewed AS ( \
-               UPDATE tasks t SET lease_expires_at = due.until FROM due \
-               WHERE t.id = due.id AND t.status = 'running') \
+               UPDATE tasks t SET lease_expires_at = due.until FROM due WHERE t.id = due.id) \
              SELECT id FROM held",
         )
         .bind(now_us)
@@ -555,6 +566,7 @@ impl QueueStore for PgStore {
         .bind(&ids)
         .bind(&tokens)
         .bind(agent_id)
+        .bind(renew_below_us)
         .fetch_all(&mut *tx)
         .await?;
         let status: Option<String> = sqlx::query_scalar(
@@ -624,7 +636,7 @@ impl QueueStore for PgStore {
             .bind(agent_id)
             .fetch_all(&mut *tx)
             .await?;
-        let sweep = Self::sweep_running(&mut tx, rows, "agent deregistered", now_us).await?;
+        let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::Deregistered, now_us).await?;
         tx.commit().await?;
         Ok(sweep)
     }
@@ -809,7 +821,7 @@ impl QueueStore for PgStore {
             .bind(&agents)
             .fetch_all(&mut *tx)
             .await?;
-            sweep = Self::sweep_running(&mut tx, rows, "agent went offline", now_us).await?;
+            sweep = Self::sweep_running(&mut tx, rows, SweptBecause::Offline, now_us).await?;
         }
         tx.commit().await?;
         sweep.agents_offline = agents;
@@ -824,7 +836,7 @@ impl QueueStore for PgStore {
         .bind(now_us)
         .fetch_all(&mut *tx)
         .await?;
-        let sweep = Self::sweep_running(&mut tx, rows, "lease expired", now_us).await?;
+        let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::LeaseExpired, now_us).await?;
         tx.commit().await?;
         Ok(sweep)
     }

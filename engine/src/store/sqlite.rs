@@ -19,7 +19,8 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
 use super::{
-    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, TaskFilter,
+    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, SweptBecause,
+    TaskFilter,
 };
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
@@ -303,7 +304,7 @@ impl SqliteStore {
     async fn sweep_running(
         tx: &mut Transaction<'_, Sqlite>,
         rows: Vec<sqlx::sqlite::SqliteRow>,
-        reason: &str,
+        why: SweptBecause,
         now_us: i64,
     ) -> Result<Sweep> {
         let mut endings = Vec::with_capacity(rows.len());
@@ -313,7 +314,7 @@ impl SqliteStore {
                 row.try_get("lease_token")?,
                 row.try_get("started_at")?,
                 row.try_get("timeout_ms")?,
-                reason,
+                why,
                 now_us,
             ));
         }
@@ -467,7 +468,10 @@ impl QueueStore for SqliteStore {
                 continue;
             }
             let claim = Self::claim_in(&mut tx, agent_id, max_tasks, now_us, lease_ttl_us).await?;
-            exhausted |= (claim.tasks.len() as i64) < max_tasks && claim.running < claim.capacity;
+            // An agent that is draining (or gone) got nothing whatever the queue holds.
+            exhausted |= !claim.drain
+                && (claim.tasks.len() as i64) < max_tasks
+                && claim.running < claim.capacity;
             claims[i] = claim;
         }
         tx.commit().await?;
@@ -488,6 +492,7 @@ impl QueueStore for SqliteStore {
         running: &[Lease],
         now_us: i64,
         lease_ttl_us: i64,
+        renew_below_us: i64,
     ) -> Result<HeartbeatResponse> {
         let mut tx = self.writer.begin().await?;
         let status: Option<String> = sqlx::query_scalar(
@@ -500,11 +505,12 @@ impl QueueStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         // Which leases are still this agent's, then a renewal of only those
-        // past half their length (see `QueueStore::heartbeat`): two
-        // statements however many tasks the agent runs.
+        // running low (see `QueueStore::heartbeat`): two statements however
+        // many tasks the agent runs. CROSS JOIN keeps SQLite on the leases
+        // (looked up by task id) rather than walking every running task.
         let leases: Vec<[i64; 2]> = running.iter().map(|l| [l.task_id, l.lease_token]).collect();
         let held: Vec<i64> = sqlx::query_scalar(
-            "SELECT t.id FROM json_each(?1) v JOIN tasks t ON t.id = json_extract(v.value, '$[0]') \
+            "SELECT t.id FROM json_each(?1) v CROSS JOIN tasks t ON t.id = json_extract(v.value, '$[0]') \
              WHERE t.lease_token = json_extract(v.value, '$[1]') AND t.status = 'running' AND t.agent_id = ?2",
         )
         .bind(serde_json::to_string(&leases)?)
@@ -514,11 +520,12 @@ impl QueueStore for SqliteStore {
         sqlx::query(
             "UPDATE tasks SET lease_expires_at = MIN(?1 + ?2, started_at + timeout_ms * 1000) \
              WHERE id IN (SELECT value FROM json_each(?3)) AND status = 'running' \
-               AND lease_expires_at < MIN(?1 + ?2 / 2, started_at + timeout_ms * 1000)",
+               AND lease_expires_at < MIN(?1 + ?4, started_at + timeout_ms * 1000)",
         )
         .bind(now_us)
         .bind(lease_ttl_us)
         .bind(serde_json::to_string(&held)?)
+        .bind(renew_below_us)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -581,7 +588,7 @@ impl QueueStore for SqliteStore {
             .bind(agent_id)
             .fetch_all(&mut *tx)
             .await?;
-        let sweep = Self::sweep_running(&mut tx, rows, "agent deregistered", now_us).await?;
+        let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::Deregistered, now_us).await?;
         tx.commit().await?;
         Ok(sweep)
     }
@@ -770,7 +777,7 @@ impl QueueStore for SqliteStore {
                 .bind(agent)
                 .fetch_all(&mut *tx)
                 .await?;
-            sweep.add(Self::sweep_running(&mut tx, rows, "agent went offline", now_us).await?);
+            sweep.add(Self::sweep_running(&mut tx, rows, SweptBecause::Offline, now_us).await?);
         }
         tx.commit().await?;
         sweep.agents_offline = agents;
@@ -788,7 +795,7 @@ impl QueueStore for SqliteStore {
         let sweep = if rows.is_empty() {
             Sweep::default()
         } else {
-            Self::sweep_running(&mut tx, rows, "lease expired", now_us).await?
+            Self::sweep_running(&mut tx, rows, SweptBecause::LeaseExpired, now_us).await?
         };
         tx.commit().await?;
         Ok(sweep)

@@ -72,6 +72,7 @@ async fn heartbeat(
             &req.running,
             now_us(),
             state.dispatcher.lease_ttl_us(),
+            state.config.heartbeat_timeout.as_micros() as i64,
         )
         .await?;
     if !reply.cancel.is_empty() {

@@ -543,6 +543,16 @@ pub struct RawAgent {
 }
 
 impl RawAgent {
+    /// The same agent session, talking to another instance.
+    pub fn via(&self, server: &Server) -> Self {
+        Self {
+            id: self.id,
+            token: self.token.clone(),
+            url: server.url.clone(),
+            http: self.http.clone(),
+        }
+    }
+
     pub async fn register(server: &Server, name: &str, capacity: u32, types: &[&str]) -> Self {
         let http = reqwest::Client::new();
         let r = http
