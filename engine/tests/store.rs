@@ -210,6 +210,18 @@ async fn never_exceeds_capacity(store: Store) {
     );
 }
 
+async fn submit_ids(store: &Store, specs: &[TaskSpec], now: i64) -> Vec<i64> {
+    let submitted = store.submit(specs, &SCHED, now).await.unwrap();
+    submitted.iter().map(|s| s.id).collect()
+}
+
+fn task_ids_per_claim(claims: &[drover_engine::store::Claim]) -> Vec<Vec<i64>> {
+    claims
+        .iter()
+        .map(|c| c.tasks.iter().map(|t| t.task_id).collect())
+        .collect()
+}
+
 async fn group_claim_fills_the_least_loaded_agent_first(store: Store) {
     let idle = register(&store, agent("idle", 4, &["t"], &[])).await;
     let full = register(&store, agent("full", 1, &["t"], &[])).await;
@@ -220,23 +232,14 @@ async fn group_claim_fills_the_least_loaded_agent_first(store: Store) {
         store.claim(full, 1, now, TTL).await.unwrap().tasks[0].task_id,
         occupying
     );
-    let ids: Vec<i64> = store
-        .submit(&[1, 6, 4, 5, 3, 2].map(|u| task("t", u)), &SCHED, now)
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
+    let ids = submit_ids(&store, &[1, 6, 4, 5, 3, 2].map(|u| task("t", u)), now).await;
     // Least-loaded first: `idle` asks for 2, `full` has no free slot left,
     // `busy` asks for 3 but only 4 tasks remain after `idle`'s.
     let claims = store
         .claim_group(&[(idle, 2), (full, 5), (busy, 3)], now, TTL)
         .await
         .unwrap();
-    let got: Vec<Vec<i64>> = claims
-        .iter()
-        .map(|c| c.tasks.iter().map(|t| t.task_id).collect())
-        .collect();
+    let got = task_ids_per_claim(&claims);
     assert_eq!(
         got,
         vec![vec![ids[1], ids[3]], vec![], vec![ids[2], ids[4], ids[5]]]
@@ -273,23 +276,14 @@ async fn group_claim_goes_by_the_load_now_not_the_order_given(store: Store) {
         .await
         .unwrap();
     assert_eq!(store.claim(busy, 3, now, TTL).await.unwrap().tasks.len(), 3);
-    let ids: Vec<i64> = store
-        .submit(&[task("t", 9), task("t", 8)], &SCHED, now)
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
+    let ids = submit_ids(&store, &[task("t", 9), task("t", 8)], now).await;
     // `busy` is listed first (it parked when it was idle), but runs 3 of 4
     // now: the idle agent gets the work.
     let claims = store
         .claim_group(&[(busy, 4), (idle, 4)], now, TTL)
         .await
         .unwrap();
-    let got: Vec<Vec<i64>> = claims
-        .iter()
-        .map(|c| c.tasks.iter().map(|t| t.task_id).collect())
-        .collect();
+    let got = task_ids_per_claim(&claims);
     assert_eq!(got, vec![vec![], ids]);
 }
 
@@ -810,24 +804,7 @@ async fn delayed_tasks_wait_for_their_time(store: Store) {
 }
 
 async fn batch_advance_creates_each_next_task_once(store: Store) {
-    let def = drover_engine::workflow::parse_definition(
-        "name: pair\nsteps:\n  - id: a\n    type: task\n    task_type: t\n  - id: b\n    type: task\n    task_type: t\n    depends_on: [a]\n",
-    )
-    .unwrap();
-    let json = serde_json::to_value(&def).unwrap();
-    let (wf, _) = store
-        .upload_workflow("pair", &json, "digest", "test", now_us())
-        .await
-        .unwrap();
-    let mut runs = Vec::new();
-    for _ in 0..5 {
-        let (id, created) = store
-            .start_run(&wf, &serde_json::Map::new(), "test", None, now_us())
-            .await
-            .unwrap();
-        assert!(created);
-        runs.push(id);
-    }
+    let runs = start_pairs(&store, 5).await;
     // Out of order, with a duplicate and a run that does not exist.
     let mut asked: Vec<i64> = runs.iter().rev().copied().collect();
     asked.push(runs[2]);
@@ -911,9 +888,9 @@ async fn batch_advance_creates_each_next_task_once(store: Store) {
         .is_err());
 }
 
-/// Uploads a two-step chain (`a` then `b`, both of task type `t`), starts
-/// `n` runs of it and creates their first tasks.
-async fn pairs(store: &Store, n: usize) -> Vec<i64> {
+/// Uploads a two-step chain (`a` then `b`, both of task type `t`) and
+/// starts `n` runs of it (not advanced yet).
+async fn start_pairs(store: &Store, n: usize) -> Vec<i64> {
     let def = drover_engine::workflow::parse_definition(
         "name: pair\nsteps:\n  - id: a\n    type: task\n    task_type: t\n  - id: b\n    type: task\n    task_type: t\n    depends_on: [a]\n",
     )
@@ -925,12 +902,34 @@ async fn pairs(store: &Store, n: usize) -> Vec<i64> {
         .unwrap();
     let mut runs = Vec::new();
     for _ in 0..n {
-        let (id, _) = store
+        let (id, created) = store
             .start_run(&wf, &serde_json::Map::new(), "test", None, now_us())
             .await
             .unwrap();
+        assert!(created);
         runs.push(id);
     }
+    runs
+}
+
+/// Reports one claimed task's success through `complete_and_advance`.
+async fn succeed_and_advance(
+    store: &Store,
+    claimed: &drover_protocol::agent::Assignment,
+) -> drover_engine::store::Recorded {
+    store
+        .complete_and_advance(
+            &[success(claimed.task_id, claimed.lease_token)],
+            &SCHED,
+            now_us(),
+        )
+        .await
+        .unwrap()
+}
+
+/// [`start_pairs`], with the runs' first tasks created.
+async fn pairs(store: &Store, n: usize) -> Vec<i64> {
+    let runs = start_pairs(store, n).await;
     store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
     runs
 }
@@ -994,14 +993,7 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
         .unwrap();
     let claimed = store.claim(a, 100, now_us(), TTL).await.unwrap().tasks;
     assert_eq!(claimed[0].task_id, plain[0].id);
-    let recorded = store
-        .complete_and_advance(
-            &[success(claimed[0].task_id, claimed[0].lease_token)],
-            &SCHED,
-            now_us(),
-        )
-        .await
-        .unwrap();
+    let recorded = succeed_and_advance(&store, &claimed[0]).await;
     assert!(
         recorded.completed.runs.is_empty()
             && recorded.advanced.is_empty()
@@ -1025,14 +1017,7 @@ async fn results_are_recorded_when_their_runs_cannot_advance(store: Store, guard
         let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
         sqlx::query(corrupt).execute(&mut c).await.unwrap();
     }
-    let recorded = store
-        .complete_and_advance(
-            &[success(claimed[0].task_id, claimed[0].lease_token)],
-            &SCHED,
-            now_us(),
-        )
-        .await
-        .unwrap();
+    let recorded = succeed_and_advance(&store, &claimed[0]).await;
     assert_eq!(
         recorded.completed.applied,
         vec![Applied::Yes(TaskStatus::Succeeded)]
