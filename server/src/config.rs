@@ -56,8 +56,9 @@ pub struct Config {
     #[arg(long, env = "DROVER_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
     pub heartbeat_interval: Duration,
 
-    /// Silence after which an agent is offline and its tasks are requeued;
-    /// also the lease length of a claimed task.
+    /// Silence after which an agent is offline and its tasks are requeued.
+    /// A claimed task's lease lasts this plus one interval, and a heartbeat
+    /// renews it once less than this is left.
     #[arg(long, env = "DROVER_HEARTBEAT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "20s")]
     pub heartbeat_timeout: Duration,
 
