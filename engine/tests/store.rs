@@ -501,21 +501,35 @@ async fn silent_agent_goes_offline_and_its_tasks_are_requeued(store: Store) {
     assert!(store.claim(a, 2, now, TTL).await.unwrap().drain);
 }
 
-async fn heartbeat_extends_leases_and_names_tasks_to_stop(store: Store) {
-    let a = register(&store, agent("a", 2, &["t"], &[])).await;
+/// An agent of capacity 2 holding two tasks claimed at `now`: (agent, now,
+/// the claimed tasks, their leases).
+async fn agent_holding_two(
+    store: &Store,
+) -> (
+    i64,
+    i64,
+    Vec<drover_protocol::agent::Assignment>,
+    Vec<Lease>,
+) {
+    let a = register(store, agent("a", 2, &["t"], &[])).await;
     let now = now_us();
     store
         .submit(&[task("t", 2), task("t", 1)], &SCHED, now)
         .await
         .unwrap();
     let c = store.claim(a, 2, now, TTL).await.unwrap().tasks;
-    let leases: Vec<Lease> = c
+    let leases = c
         .iter()
         .map(|t| Lease {
             task_id: t.task_id,
             lease_token: t.lease_token,
         })
         .collect();
+    (a, now, c, leases)
+}
+
+async fn heartbeat_extends_leases_and_names_tasks_to_stop(store: Store) {
+    let (a, now, c, leases) = agent_holding_two(&store).await;
     store.cancel_task(c[1].task_id, now).await.unwrap();
     let reply = store
         .heartbeat(a, &leases, now + TTL - 1, TTL, TTL)
@@ -543,26 +557,16 @@ async fn heartbeat_extends_leases_and_names_tasks_to_stop(store: Store) {
 }
 
 async fn heartbeat_renews_only_leases_running_low(store: Store) {
-    let a = register(&store, agent("a", 2, &["t"], &[])).await;
-    let now = now_us();
-    store
-        .submit(&[task("t", 2), task("t", 1)], &SCHED, now)
-        .await
-        .unwrap();
-    let c = store.claim(a, 2, now, TTL).await.unwrap().tasks;
-    let lease = |i: usize| Lease {
-        task_id: c[i].task_id,
-        lease_token: c[i].lease_token,
-    };
+    let (a, now, c, leases) = agent_holding_two(&store).await;
     // Early on both leases have more than half left: neither is renewed.
     let early = store
-        .heartbeat(a, &[lease(0), lease(1)], now + 1_000, TTL, TTL / 2)
+        .heartbeat(a, &leases, now + 1_000, TTL, TTL / 2)
         .await
         .unwrap();
     assert!(early.cancel.is_empty());
     // Later the second one runs low and is renewed.
     store
-        .heartbeat(a, &[lease(1)], now + TTL * 6 / 10, TTL, TTL / 2)
+        .heartbeat(a, &leases[1..], now + TTL * 6 / 10, TTL, TTL / 2)
         .await
         .unwrap();
     // Past the claim's lease, only the first one (never renewed) expires.
@@ -803,18 +807,20 @@ async fn delayed_tasks_wait_for_their_time(store: Store) {
     assert_eq!(got, vec![ids[0]]);
 }
 
+/// (run, tasks its advance created), per advanced run.
+fn created(advanced: &[(i64, drover_engine::store::Advanced)]) -> Vec<(i64, usize)> {
+    advanced
+        .iter()
+        .map(|(id, a)| (*id, a.tasks_created))
+        .collect()
+}
+
 async fn batch_advance_creates_each_next_task_once(store: Store) {
     let runs = start_pairs(&store, 5).await;
     // Out of order, with a duplicate and a run that does not exist.
     let mut asked: Vec<i64> = runs.iter().rev().copied().collect();
     asked.push(runs[2]);
     asked.push(runs[4] + 1000);
-    let created = |advanced: &[(i64, drover_engine::store::Advanced)]| -> Vec<(i64, usize)> {
-        advanced
-            .iter()
-            .map(|(id, a)| (*id, a.tasks_created))
-            .collect()
-    };
     let first = store.advance_runs(&asked, &SCHED, now_us()).await.unwrap();
     assert_eq!(
         created(&first),
@@ -956,11 +962,7 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
     assert_eq!(recorded.completed.applied[3], Applied::Stale);
     assert_eq!(recorded.completed.runs, runs);
     assert_eq!(
-        recorded
-            .advanced
-            .iter()
-            .map(|(id, a)| (*id, a.tasks_created))
-            .collect::<Vec<_>>(),
+        created(&recorded.advanced),
         runs.iter().map(|&id| (id, 1)).collect::<Vec<_>>()
     );
     assert!(
@@ -1065,14 +1067,7 @@ async fn postgres_results_leave_a_run_locked_elsewhere_to_the_caller() {
     .unwrap();
     assert_eq!(recorded.completed.runs, runs);
     assert_eq!(recorded.left, vec![runs[0]]);
-    assert_eq!(
-        recorded
-            .advanced
-            .iter()
-            .map(|(id, a)| (*id, a.tasks_created))
-            .collect::<Vec<_>>(),
-        vec![(runs[1], 1)]
-    );
+    assert_eq!(created(&recorded.advanced), vec![(runs[1], 1)]);
     other.execute("ROLLBACK").await.unwrap();
     // The caller advances the one left behind.
     let later = store
