@@ -5,8 +5,10 @@
 //! a *round* whenever it is kicked (a submit, a result that frees a slot, a
 //! requeue, a NOTIFY from another instance, a new waiter) or a delayed task
 //! comes due. A round claims from the store for the waiters, least-loaded
-//! first (L = C/M as the store counts it at that moment, then arrival), so
-//! when work is scarce the least-loaded agent gets it first. Agents are
+//! first: kinds of agents in order of their least-loaded waiter (its load
+//! L = C/M when it parked, then arrival), and within a kind by L as the
+//! store counts it at that moment, so when work is scarce the least-loaded
+//! agent gets it first. Agents are
 //! woken the moment work exists; nobody sleeps and re-polls. An agent keeps
 //! one claim parked for all its slots (the store caps it at M − C), so a
 //! result that frees a slot is followed by a round that fills it.

@@ -116,8 +116,7 @@ async fn claim(
     } else {
         let load = agent.running as f64 / agent.capacity as f64;
         let signature = format!("{:?}|{:?}", agent.task_types, agent.labels);
-        let ticket = state.dispatcher.park(agent.id, max_tasks, load, signature);
-        let mut ticket = ticket;
+        let mut ticket = state.dispatcher.park(agent.id, max_tasks, load, signature);
         match tokio::time::timeout(wait, &mut ticket.reply).await {
             Ok(Ok(claim)) => claim,
             _ => Claim::default(),
