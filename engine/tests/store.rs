@@ -133,6 +133,8 @@ both_backends!(
     delayed_tasks_wait_for_their_time,
     batch_advance_creates_each_next_task_once,
     results_advance_their_runs_in_the_same_transaction,
+    a_run_failing_in_a_batch_cancels_the_retry_beside_it,
+    a_fan_out_finished_in_one_batch_gathers_in_item_order,
 );
 
 async fn claims_highest_priority_first_then_oldest(store: Store) {
@@ -1001,6 +1003,104 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
             && recorded.advanced.is_empty()
             && recorded.left.is_empty()
     );
+}
+
+/// Uploads `yaml` as a workflow and starts one run of it, advanced.
+async fn start_one(store: &Store, name: &str, yaml: &str) -> i64 {
+    let def = drover_engine::workflow::parse_definition(yaml).unwrap();
+    let json = serde_json::to_value(&def).unwrap();
+    let (wf, _) = store
+        .upload_workflow(name, &json, "digest", "test", now_us())
+        .await
+        .unwrap();
+    let (id, _) = store
+        .start_run(&wf, &serde_json::Map::new(), "test", None, now_us())
+        .await
+        .unwrap();
+    store.advance_runs(&[id], &SCHED, now_us()).await.unwrap();
+    id
+}
+
+/// One batch fails a step for good (the run fails) and fails a parallel
+/// step's task that has retries left: that task is not queued again for a
+/// run that ended.
+async fn a_run_failing_in_a_batch_cancels_the_retry_beside_it(store: Store) {
+    let run = start_one(
+        &store,
+        "split",
+        "name: split\nsteps:\n  - id: once\n    type: task\n    task_type: t\n    max_attempts: 1\n  - id: again\n    type: task\n    task_type: t\n    max_attempts: 5\n",
+    )
+    .await;
+    let a = register(&store, agent("a", 10, &["t"], &[])).await;
+    let claimed = store.claim(a, 10, now_us(), TTL).await.unwrap().tasks;
+    assert_eq!(claimed.len(), 2);
+    let results: Vec<TaskResult> = claimed
+        .iter()
+        .map(|t| failure(t.task_id, t.lease_token))
+        .collect();
+    let recorded = store
+        .complete_and_advance(&results, &SCHED, now_us())
+        .await
+        .unwrap();
+    assert_eq!(recorded.completed.runs, vec![run]);
+    assert_eq!(
+        recorded.advanced,
+        vec![(
+            run,
+            drover_engine::store::Advanced {
+                tasks_created: 0,
+                status: Some(RunStatus::Failed)
+            }
+        )]
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.queued, stats.running, stats.failed, stats.cancelled),
+        (0, 0, 1, 1),
+        "the retry was cancelled with its run"
+    );
+    assert!(store
+        .claim(a, 10, now_us() + 3_600_000_000, TTL)
+        .await
+        .unwrap()
+        .tasks
+        .is_empty());
+}
+
+/// Every item of a `for_each` step finishes in one batch (in reverse
+/// order): the step succeeds with the outputs in item order and the next
+/// step gets them.
+async fn a_fan_out_finished_in_one_batch_gathers_in_item_order(store: Store) {
+    let run = start_one(
+        &store,
+        "fan",
+        "name: fan\nsteps:\n  - id: each\n    type: task\n    task_type: t\n    for_each: \"[1, 2, 3]\"\n    payload: { n: \"{{ item }}\" }\n  - id: after\n    type: task\n    task_type: t\n    depends_on: [each]\n    payload: { got: \"{{ steps.each.output }}\" }\n",
+    )
+    .await;
+    let a = register(&store, agent("a", 10, &["t"], &[])).await;
+    let mut claimed = store.claim(a, 10, now_us(), TTL).await.unwrap().tasks;
+    assert_eq!(claimed.len(), 3);
+    claimed.sort_by_key(|t| std::cmp::Reverse(t.task_id));
+    let results: Vec<TaskResult> = claimed
+        .iter()
+        .map(|t| TaskResult {
+            outcome: Outcome::Succeeded {
+                output: t.payload["n"].clone(),
+            },
+            ..success(t.task_id, t.lease_token)
+        })
+        .collect();
+    let recorded = store
+        .complete_and_advance(&results, &SCHED, now_us())
+        .await
+        .unwrap();
+    assert_eq!(created(&recorded.advanced), vec![(run, 1)]);
+    let detail = store.get_run(run).await.unwrap().unwrap();
+    let each = detail.steps.iter().find(|s| s.step_id == "each").unwrap();
+    assert_eq!(each.output, Some(json!([1, 2, 3])));
+    let next = store.claim(a, 10, now_us(), TTL).await.unwrap().tasks;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].payload, json!({ "got": [1, 2, 3] }));
 }
 
 async fn results_are_recorded_when_their_runs_cannot_advance(store: Store, guard: support::Guard) {

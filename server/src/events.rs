@@ -39,11 +39,11 @@ pub struct Event {
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
     instance: String,
-    pg: Option<sqlx::PgPool>,
+    pg: Option<drover_engine::store::Notifier>,
 }
 
 impl EventBus {
-    pub fn new(instance: String, pg: Option<sqlx::PgPool>) -> Self {
+    pub fn new(instance: String, pg: Option<drover_engine::store::Notifier>) -> Self {
         let (tx, _) = broadcast::channel(1024);
         Self { tx, instance, pg }
     }
@@ -54,13 +54,12 @@ impl EventBus {
     }
 
     /// Publishes several notices of one kind; on PostgreSQL they reach the
-    /// other instances in one statement.
+    /// other instances through the store's notifier, coalesced with the rest.
     pub fn publish_many<'a>(
         &self,
         kind: &str,
         notices: impl IntoIterator<Item = (Option<i64>, Option<&'a str>)>,
     ) {
-        let mut payloads = Vec::new();
         for (id, status) in notices {
             let event = Event {
                 kind: kind.to_string(),
@@ -68,25 +67,12 @@ impl EventBus {
                 status: status.map(str::to_string),
                 origin: self.instance.clone(),
             };
-            if self.pg.is_some() {
+            if let Some(notifier) = &self.pg {
                 if let Ok(payload) = serde_json::to_string(&event) {
-                    payloads.push(payload);
+                    notifier.notify(CHANNEL, payload);
                 }
             }
             let _ = self.tx.send(event);
-        }
-        if let (Some(pool), false) = (&self.pg, payloads.is_empty()) {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                if let Err(e) = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
-                    .bind(CHANNEL)
-                    .bind(payloads)
-                    .execute(&pool)
-                    .await
-                {
-                    tracing::debug!(error = %e, "could not relay events");
-                }
-            });
         }
     }
 

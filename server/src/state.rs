@@ -65,7 +65,7 @@ impl Shared {
         let known: HashSet<String> = config.task_types.iter().cloned().collect();
         let events = crate::events::EventBus::new(
             instance_id.clone(),
-            store.postgres().map(|pg| pg.pool().clone()),
+            store.postgres().map(|pg| pg.notifier().clone()),
         );
         // SQLite has one writer; PostgreSQL takes two batches at once.
         let advance_workers = if store.postgres().is_some() { 2 } else { 1 };

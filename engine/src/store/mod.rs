@@ -37,6 +37,7 @@ macro_rules! delegate_to_backend {
 }
 
 mod overview;
+mod pg_notifier;
 mod postgres;
 mod retry;
 mod rows;
@@ -52,6 +53,7 @@ use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
 
 pub use overview::{OverviewCounts, OverviewStore};
+pub use pg_notifier::Notifier;
 pub use postgres::PgStore;
 pub use retry::TaskRetryStore;
 

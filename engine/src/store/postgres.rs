@@ -50,6 +50,7 @@ pub struct PgStore {
     pool: PgPool,
     /// Claims only: connections with bitmap scans off (see [`Self::connect`]).
     claims: PgPool,
+    notifier: super::Notifier,
 }
 
 /// Connections of the claim pool, on top of the main pool's: the
@@ -76,7 +77,25 @@ impl PgStore {
             .max_connections(CLAIM_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(30))
             .connect_lazy_with(options.options([("enable_bitmapscan", "off")]));
-        Ok(Self { pool, claims })
+        let notifier = super::Notifier::start(pool.clone());
+        Ok(Self {
+            pool,
+            claims,
+            notifier,
+        })
+    }
+
+    /// Sends this instance's notices to the others after commit (see
+    /// `pg_notifier`).
+    pub fn notifier(&self) -> &super::Notifier {
+        &self.notifier
+    }
+
+    /// Tells the other instances, soon, that work became claimable: for
+    /// changes already committed.
+    pub(super) fn announce_work(&self) {
+        self.notifier
+            .notify(WORK_CHANNEL, instance_tag().to_string());
     }
 
     /// The pool, for `LISTEN` on [`WORK_CHANNEL`].
@@ -247,25 +266,25 @@ impl PgStore {
 
 /// The columns of a batched attempt ending, one array per column.
 #[derive(Default)]
-struct EndColumns {
-    id: Vec<i64>,
-    lease_token: Vec<i64>,
-    status: Vec<String>,
-    attempts_delta: Vec<i64>,
-    run_after: Vec<Option<i64>>,
-    result: Vec<Option<String>>,
-    error: Vec<Option<String>>,
-    terminal: Vec<bool>,
-    outcome: Vec<String>,
-    event: Vec<String>,
-    started_at: Vec<Option<i64>>,
-    finished_at: Vec<Option<i64>>,
-    attempt_error: Vec<Option<String>>,
-    agent_id: Vec<Option<i64>>,
+pub(super) struct EndColumns {
+    pub(super) id: Vec<i64>,
+    pub(super) lease_token: Vec<i64>,
+    pub(super) status: Vec<String>,
+    pub(super) attempts_delta: Vec<i64>,
+    pub(super) run_after: Vec<Option<i64>>,
+    pub(super) result: Vec<Option<String>>,
+    pub(super) error: Vec<Option<String>>,
+    pub(super) terminal: Vec<bool>,
+    pub(super) outcome: Vec<String>,
+    pub(super) event: Vec<String>,
+    pub(super) started_at: Vec<Option<i64>>,
+    pub(super) finished_at: Vec<Option<i64>>,
+    pub(super) attempt_error: Vec<Option<String>>,
+    pub(super) agent_id: Vec<Option<i64>>,
 }
 
 impl EndColumns {
-    fn push(&mut self, r: super::EndRow) {
+    pub(super) fn push(&mut self, r: super::EndRow) {
         self.id.push(r.id);
         self.lease_token.push(r.lease_token);
         self.status.push(r.status.to_string());

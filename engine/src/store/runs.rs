@@ -28,6 +28,8 @@ use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::workflow::{self, Action, Definition, ItemState, StepState, StepStatus};
 
+mod pg_record;
+
 /// What an advance changed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Advanced {
@@ -230,6 +232,51 @@ macro_rules! approval_of {
 /// holds (`SKIP LOCKED`).
 macro_rules! impl_runs {
     ($store:ty, $db:ty, $reader:ident, $lock:literal, $try_lock:literal) => {
+        impl $store {
+            /// Records results and advances their runs with statement by
+            /// statement round trips (SQLite's way; PostgreSQL's fallback).
+            #[allow(dead_code)]
+            async fn complete_then_advance(&self, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded> {
+                let endings: Vec<Ending> = results.iter().map(crate::store::ending_of_result).collect();
+                let mut tx = self.begin_advance().await?;
+                let (completed, freed) = Self::end_attempts_holding_slots(&mut tx, &endings, now_us).await?;
+                let mut recorded = Recorded { completed, ..Recorded::default() };
+                if !recorded.completed.runs.is_empty() {
+                    // Runs locked by another transaction are skipped, not
+                    // waited for, so this transaction (which holds task
+                    // rows) never waits on a run: no lock cycle with one
+                    // that locks a run and then its tasks.
+                    match Self::advance_in(&mut tx, &recorded.completed.runs, sched, now_us, $try_lock).await {
+                        Ok(advanced) => {
+                            recorded.left = recorded
+                                .completed
+                                .runs
+                                .iter()
+                                .copied()
+                                .filter(|id| advanced.binary_search_by_key(id, |(run, _)| *run).is_err())
+                                .collect();
+                            recorded.advanced = advanced;
+                        }
+                        Err(e) => {
+                            // Not worth a savepoint on every batch (two more
+                            // round trips): on the rare failure the results
+                            // are recorded again on their own, and the runs
+                            // go to the caller.
+                            tracing::warn!(runs = recorded.completed.runs.len(), error = %e, "could not advance runs with their results; advancing them on their own");
+                            tx.rollback().await?;
+                            let completed = QueueStore::complete(self, results, now_us).await?;
+                            return Ok(Recorded { left: completed.runs.clone(), completed, ..Recorded::default() });
+                        }
+                    }
+                }
+                // Last: claims for these agents wait on their rows.
+                Self::free_slots(&mut tx, &freed).await?;
+                tx.commit().await?;
+                self.announce_created(&recorded.advanced);
+                Ok(recorded)
+            }
+        }
+
         impl RunStore for $store {
             async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)> {
                 let def: Definition = serde_json::from_value(wf.definition.clone())?;
@@ -310,42 +357,7 @@ macro_rules! impl_runs {
             }
 
             async fn complete_and_advance(&self, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded> {
-                let endings: Vec<Ending> = results.iter().map(crate::store::ending_of_result).collect();
-                let mut tx = self.begin_advance().await?;
-                let (completed, freed) = Self::end_attempts_holding_slots(&mut tx, &endings, now_us).await?;
-                let mut recorded = Recorded { completed, ..Recorded::default() };
-                if !recorded.completed.runs.is_empty() {
-                    // Runs locked by another transaction are skipped, not
-                    // waited for, so this transaction (which holds task
-                    // rows) never waits on a run: no lock cycle with one
-                    // that locks a run and then its tasks.
-                    match Self::advance_in(&mut tx, &recorded.completed.runs, sched, now_us, $try_lock).await {
-                        Ok(advanced) => {
-                            recorded.left = recorded
-                                .completed
-                                .runs
-                                .iter()
-                                .copied()
-                                .filter(|id| advanced.binary_search_by_key(id, |(run, _)| *run).is_err())
-                                .collect();
-                            recorded.advanced = advanced;
-                        }
-                        Err(e) => {
-                            // Not worth a savepoint on every batch (two more
-                            // round trips): on the rare failure the results
-                            // are recorded again on their own, and the runs
-                            // go to the caller.
-                            tracing::warn!(runs = recorded.completed.runs.len(), error = %e, "could not advance runs with their results; advancing them on their own");
-                            tx.rollback().await?;
-                            let completed = QueueStore::complete(self, results, now_us).await?;
-                            return Ok(Recorded { left: completed.runs.clone(), completed, ..Recorded::default() });
-                        }
-                    }
-                }
-                // Last: claims for these agents wait on their rows.
-                Self::free_slots(&mut tx, &freed).await?;
-                tx.commit().await?;
-                Ok(recorded)
+                self.record_and_advance(results, sched, now_us).await
             }
 
             async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>> {
@@ -596,6 +608,7 @@ macro_rules! impl_runs {
                 let mut tx = self.begin_advance().await?;
                 let advanced = Self::advance_in(&mut tx, run_ids, sched, now_us, $lock).await?;
                 tx.commit().await?;
+                self.announce_created(&advanced);
                 Ok(advanced)
             }
 
@@ -619,32 +632,26 @@ macro_rules! impl_runs {
                 .bind(serde_json::to_string(run_ids)?)
                 .fetch_all(&mut **tx)
                 .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                let mut active = Vec::with_capacity(rows.len());
+                let mut runs = Vec::with_capacity(rows.len());
                 let mut defs: HashMap<i64, Definition> = HashMap::new();
                 for row in &rows {
-                    let id: i64 = row.try_get("id")?;
-                    let status = run_status(&row.try_get::<String, _>("status")?)?;
-                    if status.is_terminal() {
-                        out.push((id, Advanced { tasks_created: 0, status: Some(status) }));
-                        continue;
-                    }
-                    let workflow_id: i64 = row.try_get("workflow_id")?;
-                    if !defs.contains_key(&workflow_id) {
-                        let def = row.try_get::<Option<String>, _>("definition")?
-                            .ok_or_else(|| StoreError::Corrupt(format!("run {id} has no workflow {workflow_id}")))?;
-                        defs.insert(workflow_id, serde_json::from_str(&def)?);
-                    }
-                    active.push(ActiveRun {
-                        id,
-                        workflow_id,
-                        status,
+                    let run = ActiveRun {
+                        id: row.try_get("id")?,
+                        workflow_id: row.try_get("workflow_id")?,
+                        status: run_status(&row.try_get::<String, _>("status")?)?,
                         inputs: row.try_get("inputs")?,
                         started_by: row.try_get("started_by")?,
-                    });
+                    };
+                    if !run.status.is_terminal() && !defs.contains_key(&run.workflow_id) {
+                        let def = row.try_get::<Option<String>, _>("definition")?
+                            .ok_or_else(|| StoreError::Corrupt(format!("run {} has no workflow {}", run.id, run.workflow_id)))?;
+                        defs.insert(run.workflow_id, serde_json::from_str(&def)?);
+                    }
+                    runs.push(run);
                 }
+                let active: Vec<i64> = runs.iter().filter(|r| !r.status.is_terminal()).map(|r| r.id).collect();
                 if active.is_empty() {
-                    return Ok(out);
+                    return Ok(plan_batch(sched, now_us, runs, &defs, HashMap::new(), false)?.0);
                 }
                 // Every step of the runs, then the tasks of their running
                 // steps (current generation) in item order: the planner looks
@@ -661,7 +668,7 @@ macro_rules! impl_runs {
                     Self::ids_in("run_id", 1),
                     Self::ids_in("s.run_id", 1)
                 ))
-                .bind(serde_json::to_string(&active.iter().map(|r| r.id).collect::<Vec<_>>())?)
+                .bind(serde_json::to_string(&active)?)
                 .fetch_all(&mut **tx)
                 .await?
                 {
@@ -688,51 +695,14 @@ macro_rules! impl_runs {
                         });
                     }
                 }
-                let mut writes = Writes::default();
-                for run in active {
-                    let planned = defs
-                        .get(&run.workflow_id)
-                        .ok_or_else(|| StoreError::Corrupt(format!("run {} lost its definition", run.id)))
-                        .and_then(|def| {
-                            let inputs: Map<String, Value> = serde_json::from_str(&run.inputs)?;
-                            let steps = loaded.remove(&run.id).unwrap_or_default();
-                            plan_run(sched, now_us, &run, def, &inputs, steps)
-                        });
-                    match planned {
-                        Ok((advanced, run_writes)) => {
-                            writes.merge(run_writes);
-                            out.push((run.id, advanced));
-                        }
-                        // Nothing of that run was written; the others go on.
-                        Err(e) if run_ids.len() > 1 => tracing::warn!(run_id = run.id, error = %e, "could not advance run"),
-                        Err(e) => return Err(e),
-                    }
-                }
+                let (out, writes) = plan_batch(sched, now_us, runs, &defs, loaded, run_ids.len() > 1)?;
                 Self::write(tx, writes, now_us).await?;
-                out.sort_by_key(|(id, _)| *id);
                 Ok(out)
             }
 
-            /// Writes what the batch's plans decided: a fixed number of
-            /// statements however many runs moved.
-            async fn write(tx: &mut sqlx::Transaction<'_, $db>, writes: Writes, now_us: i64) -> Result<()> {
-                let steps: Vec<Value> = writes
-                    .steps
-                    .into_iter()
-                    .map(|((run_id, step_id), w)| {
-                        serde_json::json!({
-                            "run_id": run_id,
-                            "step_id": step_id,
-                            "status": w.status.as_str(),
-                            "output": w.output.as_ref().map(Value::to_string),
-                            "error": w.error,
-                            "item_count": w.item_count.map(|n| n as i64),
-                            "terminal": w.status.is_terminal(),
-                        })
-                    })
-                    .collect();
-                write_rows(tx, &writes.tasks, &steps, &writes.runs, now_us).await?;
-                for a in writes.approvals {
+            /// Opens the approvals the plans asked for (an open one is kept).
+            pub(super) async fn write_approvals(tx: &mut sqlx::Transaction<'_, $db>, approvals: &[ApprovalWrite], now_us: i64) -> Result<()> {
+                for a in approvals {
                     sqlx::query(
                         "INSERT INTO approvals (run_id, step_id, message, approvers, allow_self, on_timeout, on_reject, status, expires_at, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) ON CONFLICT (run_id, step_id) DO NOTHING",
@@ -749,6 +719,15 @@ macro_rules! impl_runs {
                     .execute(&mut **tx)
                     .await?;
                 }
+                Ok(())
+            }
+
+            /// Writes what the batch's plans decided: a fixed number of
+            /// statements however many runs moved.
+            async fn write(tx: &mut sqlx::Transaction<'_, $db>, writes: Writes, now_us: i64) -> Result<()> {
+                let steps = step_rows(writes.steps);
+                write_rows(tx, &writes.tasks, &steps, &writes.runs, now_us).await?;
+                Self::write_approvals(tx, &writes.approvals, now_us).await?;
                 if !writes.finished.is_empty() {
                     // Nothing more of these runs will run: drop their queued work and open approvals.
                     let ids = serde_json::to_string(&writes.finished)?;
@@ -827,6 +806,71 @@ impl Writes {
             }
         }
     }
+}
+
+/// Plans a batch of loaded runs (a run already ended is answered as it
+/// is); the answers come in run id order. With `skip_failed`, a run whose
+/// plan fails is left out (nothing of it is written) and the others go on.
+fn plan_batch(
+    sched: &Scheduling,
+    now_us: i64,
+    runs: Vec<ActiveRun>,
+    defs: &HashMap<i64, Definition>,
+    mut loaded: HashMap<i64, RunSteps>,
+    skip_failed: bool,
+) -> Result<(Vec<(i64, Advanced)>, Writes)> {
+    let mut out = Vec::with_capacity(runs.len());
+    let mut writes = Writes::default();
+    for run in runs {
+        if run.status.is_terminal() {
+            out.push((
+                run.id,
+                Advanced {
+                    tasks_created: 0,
+                    status: Some(run.status),
+                },
+            ));
+            continue;
+        }
+        let planned = defs
+            .get(&run.workflow_id)
+            .ok_or_else(|| StoreError::Corrupt(format!("run {} lost its definition", run.id)))
+            .and_then(|def| {
+                let inputs: Map<String, Value> = serde_json::from_str(&run.inputs)?;
+                let steps = loaded.remove(&run.id).unwrap_or_default();
+                plan_run(sched, now_us, &run, def, &inputs, steps)
+            });
+        match planned {
+            Ok((advanced, run_writes)) => {
+                writes.merge(run_writes);
+                out.push((run.id, advanced));
+            }
+            Err(e) if skip_failed => {
+                tracing::warn!(run_id = run.id, error = %e, "could not advance run")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by_key(|(id, _)| *id);
+    Ok((out, writes))
+}
+
+/// The rows of the steps' new states, for a multi-row write.
+fn step_rows(steps: BTreeMap<(i64, String), StepWrite>) -> Vec<Value> {
+    steps
+        .into_iter()
+        .map(|((run_id, step_id), w)| {
+            serde_json::json!({
+                "run_id": run_id,
+                "step_id": step_id,
+                "status": w.status.as_str(),
+                "output": w.output.as_ref().map(Value::to_string),
+                "error": w.error,
+                "item_count": w.item_count.map(|n| n as i64),
+                "terminal": w.status.is_terminal(),
+            })
+        })
+        .collect()
 }
 
 /// Plans one loaded run until nothing changes; returns what changed and what to write.
@@ -1025,6 +1069,20 @@ mod sqlite_impl {
         async fn begin_advance(&self) -> Result<Transaction<'static, Sqlite>> {
             self.begin_write().await
         }
+
+        /// One process, one writer: no other instance to tell.
+        fn announce_created(&self, _advanced: &[(i64, Advanced)]) {}
+
+        /// [`RunStore::complete_and_advance`]: statements cost SQLite no
+        /// round trip, so it takes them one by one.
+        async fn record_and_advance(
+            &self,
+            results: &[TaskResult],
+            sched: &Scheduling,
+            now_us: i64,
+        ) -> Result<Recorded> {
+            self.complete_then_advance(results, sched, now_us).await
+        }
     }
 
     /// Inserts new step tasks (skipping keys that exist) with their
@@ -1100,6 +1158,14 @@ mod postgres_impl {
     use sqlx::{Postgres, Transaction};
 
     impl PgStore {
+        /// Agents long-polling another instance hear of a run's new tasks
+        /// once the advance is committed.
+        fn announce_created(&self, advanced: &[(i64, Advanced)]) {
+            if advanced.iter().any(|(_, a)| a.tasks_created > 0) {
+                self.announce_work();
+            }
+        }
+
         /// `column` is one of the ids of the JSON array bound as `$param`.
         /// As `= ANY(array)` the planner probes the column's index; as
         /// `IN (set-returning function)` it guesses 100 ids and, past a few
@@ -1108,27 +1174,28 @@ mod postgres_impl {
             format!("{column} = ANY(ARRAY(SELECT value::bigint FROM json_array_elements_text(${param}::json)))")
         }
 
-        /// Keeps an advance's statements on their indexes: a statement's
-        /// generic plan, made on its sixth run, would keep the sequential
-        /// scans it chose while the tables were small (a new database) until
-        /// they are next analyzed. Every statement here looks rows up by key,
-        /// so with sequential scans priced out the cached generic plans are
-        /// index lookups, and the statements are not planned again on every
-        /// run (forcing custom plans did that, and planning was a quarter of
-        /// the database's time per step). JIT is off so that a misjudged
-        /// estimate cannot cost a compile.
-        async fn begin_advance(&self) -> Result<Transaction<'static, Postgres>> {
+        /// Keeps an advance's statements on their indexes and planned once
+        /// per connection: every statement here looks rows up by key. A
+        /// generic plan made while the tables were small (a new database)
+        /// would keep its sequential scans until they are next analyzed, and
+        /// a bitmap scan would AND the lookup by id with every running
+        /// task's status entry; with both priced out the generic plans are
+        /// index lookups. They are forced because PostgreSQL otherwise
+        /// replanned the results write (a dozen CTEs, ~0.9 ms) on every
+        /// batch, custom plans looking cheaper for the batch's array sizes.
+        /// JIT is off so that a misjudged estimate cannot cost a compile.
+        pub(super) async fn begin_advance(&self) -> Result<Transaction<'static, Postgres>> {
             Ok(self
                 .pool()
-                .begin_with("BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
+                .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off")
                 .await?)
         }
     }
 
     /// Inserts new step tasks (skipping keys that exist) with their
-    /// `submitted` events, and updates steps and runs; new tasks `NOTIFY`
-    /// the work channel, so agents long-polling another instance hear of
-    /// them at commit. The planner guesses 100 rows for a record set, so the
+    /// `submitted` events, and updates steps and runs (the caller tells the
+    /// other instances of new tasks after commit: `announce_created`). The
+    /// planner guesses 100 rows for a record set, so the
     /// updates also name their keys as `= ANY(array)`, which it looks up by
     /// index rather than scanning.
     async fn write_rows(
@@ -1165,14 +1232,12 @@ mod postgres_impl {
                  finished_at = CASE WHEN v.terminal THEN $4 ELSE NULL END \
                FROM json_to_recordset($3::json) AS v(id bigint, status text, error text, terminal boolean) \
                WHERE r.id = v.id AND r.id = ANY(ARRAY(SELECT (e->>'id')::bigint FROM json_array_elements($3::json) e))) \
-             SELECT pg_notify($5, $6) FROM (SELECT 1 FROM ins LIMIT 1) AS created",
+             SELECT count(*) FROM ins",
         )
         .bind(serde_json::to_string(tasks)?)
         .bind(serde_json::to_string(steps)?)
         .bind(serde_json::to_string(runs)?)
         .bind(now_us)
-        .bind(crate::store::postgres::WORK_CHANNEL)
-        .bind(crate::store::postgres::instance_tag())
         .execute(&mut **tx)
         .await?;
         Ok(())
