@@ -201,42 +201,18 @@ impl PgStore {
             return Ok((completed, FreedSlots::default()));
         }
         let freed = super::freed_slots(cols.agent_id.iter().flatten().copied());
-        sqlx::query(
-            "WITH v AS ( \
-               SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
-                 $7::text[], $8::bool[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[]) \
-               AS v(id, lease_token, status, attempts_delta, run_after, result, error, terminal, outcome, event, \
-                    started_at, finished_at, attempt_error, agent_id)), \
-             upd AS (UPDATE tasks t SET status = v.status, attempts = t.attempts + v.attempts_delta, \
-                 run_after = COALESCE(v.run_after, t.run_after), result = v.result, error = v.error, \
-                 agent_id = CASE WHEN v.terminal THEN t.agent_id END, lease_expires_at = NULL, updated_at = $15, \
-                 finished_at = CASE WHEN v.terminal THEN $15 END \
-               FROM v WHERE t.id = v.id AND t.id = ANY($1)), \
-             att AS (UPDATE task_attempts a SET outcome = v.outcome, error = v.attempt_error, \
-                 finished_at = COALESCE(v.finished_at, $15), started_at = COALESCE(v.started_at, a.started_at) \
-               FROM v WHERE a.task_id = v.id AND a.lease_token = v.lease_token AND a.task_id = ANY($1)), \
-             ev AS (INSERT INTO task_events (task_id, at, kind, status, agent_id, detail) \
-               SELECT v.id, $15, v.event, v.status, v.agent_id, v.error FROM v) \
-             SELECT count(*) FROM v",
+        let requeued = cols.status.iter().any(|s| s == TaskStatus::Queued.as_str());
+        // The slots are given back by the caller (`free_slots`), last.
+        let opened = super::runs::write_batch(
+            tx,
+            &cols,
+            &super::runs::AdvanceRows::NONE,
+            &[],
+            requeued,
+            now_us,
         )
-        .bind(&cols.id)
-        .bind(&cols.lease_token)
-        .bind(&cols.status)
-        .bind(&cols.attempts_delta)
-        .bind(&cols.run_after)
-        .bind(&cols.result)
-        .bind(&cols.error)
-        .bind(&cols.terminal)
-        .bind(&cols.outcome)
-        .bind(&cols.event)
-        .bind(&cols.started_at)
-        .bind(&cols.finished_at)
-        .bind(&cols.attempt_error)
-        .bind(&cols.agent_id)
-        .bind(now_us)
-        .execute(&mut **tx)
         .await?;
-        if cols.status.iter().any(|s| s == TaskStatus::Queued.as_str()) {
+        if opened {
             Self::notify_work(tx).await?;
         }
         Ok((completed, freed))

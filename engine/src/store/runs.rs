@@ -30,6 +30,8 @@ use crate::workflow::{self, Action, Definition, ItemState, StepState, StepStatus
 
 mod pg_record;
 
+pub(super) use pg_record::{write_batch, AdvanceRows};
+
 /// What an advance changed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Advanced {
@@ -1194,10 +1196,8 @@ mod postgres_impl {
 
     /// Inserts new step tasks (skipping keys that exist) with their
     /// `submitted` events, and updates steps and runs (the caller tells the
-    /// other instances of new tasks after commit: `announce_created`). The
-    /// planner guesses 100 rows for a record set, so the
-    /// updates also name their keys as `= ANY(array)`, which it looks up by
-    /// index rather than scanning.
+    /// other instances of new tasks after commit: `announce_created`), with
+    /// the statement that records results (`pg_record::write_batch`).
     async fn write_rows(
         tx: &mut Transaction<'_, Postgres>,
         tasks: &[Value],
@@ -1208,38 +1208,15 @@ mod postgres_impl {
         if tasks.is_empty() && steps.is_empty() && runs.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "WITH ins AS ( \
-               INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, max_attempts, \
-                 timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, run_id, step_id, \
-                 item_index, step_generation) \
-               SELECT v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', v.max_attempts, \
-                 v.timeout_ms, v.retry_backoff_ms, ARRAY(SELECT json_array_elements_text(v.required_labels)), v.idempotency_key, \
-                 $4, $4, $4, v.run_id, v.step_id, v.item_index, v.step_generation \
-               FROM json_to_recordset($1::json) AS v(task_type text, payload text, urgency bigint, time_sensitivity bigint, \
-                 importance bigint, priority float8, rank float8, max_attempts bigint, timeout_ms bigint, retry_backoff_ms bigint, \
-                 required_labels json, idempotency_key text, run_id bigint, step_id text, item_index bigint, step_generation bigint) \
-               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
-             ev AS (INSERT INTO task_events (task_id, at, kind, status) SELECT id, $4, 'submitted', 'queued' FROM ins), \
-             st AS (UPDATE run_steps s SET status = v.status, output = v.output, error = v.error, \
-                 item_count = COALESCE(v.item_count, s.item_count), started_at = COALESCE(s.started_at, $4), \
-                 finished_at = CASE WHEN v.terminal THEN $4 ELSE NULL END, updated_at = $4 \
-               FROM json_to_recordset($2::json) AS v(run_id bigint, step_id text, status text, output text, error text, \
-                 item_count bigint, terminal boolean) \
-               WHERE s.run_id = v.run_id AND s.step_id = v.step_id \
-                 AND s.run_id = ANY(ARRAY(SELECT (e->>'run_id')::bigint FROM json_array_elements($2::json) e))), \
-             ru AS (UPDATE runs r SET status = v.status, error = COALESCE(v.error, r.error), updated_at = $4, \
-                 finished_at = CASE WHEN v.terminal THEN $4 ELSE NULL END \
-               FROM json_to_recordset($3::json) AS v(id bigint, status text, error text, terminal boolean) \
-               WHERE r.id = v.id AND r.id = ANY(ARRAY(SELECT (e->>'id')::bigint FROM json_array_elements($3::json) e))) \
-             SELECT count(*) FROM ins",
-        )
-        .bind(serde_json::to_string(tasks)?)
-        .bind(serde_json::to_string(steps)?)
-        .bind(serde_json::to_string(runs)?)
-        .bind(now_us)
-        .execute(&mut **tx)
-        .await?;
+        // Ended runs' work is dropped by the caller (`write`), as on SQLite.
+        let rows = pg_record::AdvanceRows {
+            tasks,
+            steps,
+            runs,
+            finished: &[],
+        };
+        let no_endings = crate::store::postgres::EndColumns::default();
+        pg_record::write_batch(tx, &no_endings, &rows, &[], false, now_us).await?;
         Ok(())
     }
 

@@ -157,6 +157,64 @@ fn rows_of<T: DeserializeOwned>(row: &PgRow, column: &str) -> Result<Vec<T>> {
     })
 }
 
+/// What an advance writes, as `write_batch` takes it.
+pub(in crate::store) struct AdvanceRows<'a> {
+    pub tasks: &'a [Value],
+    pub steps: &'a [Value],
+    pub runs: &'a [Value],
+    /// Runs that ended: their queued work and open approvals are dropped.
+    pub finished: &'a [i64],
+}
+
+impl AdvanceRows<'_> {
+    pub(in crate::store) const NONE: AdvanceRows<'static> = AdvanceRows {
+        tasks: &[],
+        steps: &[],
+        runs: &[],
+        finished: &[],
+    };
+}
+
+/// Runs [`WRITE_BATCH`]: the one statement that writes task endings and
+/// advances on PostgreSQL (results, plain completions and the `Advancer`
+/// all use it, each leaving out what it has not got). Answers whether work
+/// became claimable.
+pub(in crate::store) async fn write_batch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ends: &EndColumns,
+    rows: &AdvanceRows<'_>,
+    freed: &[(i64, i64)],
+    requeued: bool,
+    now_us: i64,
+) -> Result<bool> {
+    let (agents, counts): (Vec<i64>, Vec<i64>) = freed.iter().copied().unzip();
+    Ok(sqlx::query_scalar(WRITE_BATCH)
+        .bind(&ends.id)
+        .bind(&ends.lease_token)
+        .bind(&ends.status)
+        .bind(&ends.attempts_delta)
+        .bind(&ends.run_after)
+        .bind(&ends.result)
+        .bind(&ends.error)
+        .bind(&ends.terminal)
+        .bind(&ends.outcome)
+        .bind(&ends.event)
+        .bind(&ends.started_at)
+        .bind(&ends.finished_at)
+        .bind(&ends.attempt_error)
+        .bind(&ends.agent_id)
+        .bind(now_us)
+        .bind(serde_json::to_string(rows.tasks)?)
+        .bind(serde_json::to_string(rows.steps)?)
+        .bind(serde_json::to_string(rows.runs)?)
+        .bind(rows.finished)
+        .bind(&agents)
+        .bind(&counts)
+        .bind(requeued)
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
 impl PgStore {
     /// [`RunStore::complete_and_advance`] on PostgreSQL. If the batch cannot
     /// be written with its runs' advance, the results are recorded on their
@@ -245,32 +303,13 @@ impl PgStore {
                 .await?;
         }
         Self::write_approvals(&mut tx, &writes.approvals, now_us).await?;
-        let (agents, counts): (Vec<i64>, Vec<i64>) = freed.iter().copied().unzip();
-        let opened: bool = sqlx::query_scalar(WRITE_BATCH)
-            .bind(&cols.id)
-            .bind(&cols.lease_token)
-            .bind(&cols.status)
-            .bind(&cols.attempts_delta)
-            .bind(&cols.run_after)
-            .bind(&cols.result)
-            .bind(&cols.error)
-            .bind(&cols.terminal)
-            .bind(&cols.outcome)
-            .bind(&cols.event)
-            .bind(&cols.started_at)
-            .bind(&cols.finished_at)
-            .bind(&cols.attempt_error)
-            .bind(&cols.agent_id)
-            .bind(now_us)
-            .bind(serde_json::to_string(&writes.tasks)?)
-            .bind(serde_json::to_string(&step_rows(writes.steps))?)
-            .bind(serde_json::to_string(&writes.runs)?)
-            .bind(&writes.finished)
-            .bind(&agents)
-            .bind(&counts)
-            .bind(requeued)
-            .fetch_one(&mut *tx)
-            .await?;
+        let rows = AdvanceRows {
+            tasks: &writes.tasks,
+            steps: &step_rows(writes.steps),
+            runs: &writes.runs,
+            finished: &writes.finished,
+        };
+        let opened = write_batch(&mut tx, &cols, &rows, &freed, requeued, now_us).await?;
         tx.commit().await?;
         if opened {
             self.announce_work();
