@@ -50,10 +50,14 @@ SELECT \
 /// the queued work and open approvals of runs that ended, gives the agents
 /// their slots back, and answers whether work became claimable (new or
 /// requeued tasks, or a full agent with a free slot), which the other
-/// instances are told after commit. The record sets are JSON (see `write_rows`); the endings are
-/// column arrays, as in `PgStore::end_attempts_holding_slots`. `status ||
-/// ''` keeps the cancelling on the run indexes: by a status index it would
-/// walk every queued task (or pending approval).
+/// instances are told after commit. New tasks, steps and runs are JSON
+/// record sets, parsed once each; the keys of the steps and runs to update
+/// come as arrays beside them (`$23`, `$24`), looked up by index (the
+/// planner guesses 100 rows for a record set, and extracting the keys from
+/// the JSON parsed it again: 5 ms of a 10 ms write of 200 steps). The
+/// endings are column arrays. `status || ''` keeps the cancelling on the
+/// run indexes: by a status index it would walk every queued task (or
+/// pending approval).
 const WRITE_BATCH: &str = "\
 WITH v AS ( \
    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
@@ -88,11 +92,11 @@ WITH v AS ( \
    FROM json_to_recordset($17::json) AS n(run_id bigint, step_id text, status text, output text, error text, \
      item_count bigint, terminal boolean) \
    WHERE s.run_id = n.run_id AND s.step_id = n.step_id \
-     AND s.run_id = ANY(ARRAY(SELECT (e->>'run_id')::bigint FROM json_array_elements($17::json) e))), \
+     AND s.run_id = ANY($23)), \
  ru AS (UPDATE runs r SET status = n.status, error = COALESCE(n.error, r.error), updated_at = $15, \
      finished_at = CASE WHEN n.terminal THEN $15 ELSE NULL END \
    FROM json_to_recordset($18::json) AS n(id bigint, status text, error text, terminal boolean) \
-   WHERE r.id = n.id AND r.id = ANY(ARRAY(SELECT (e->>'id')::bigint FROM json_array_elements($18::json) e))), \
+   WHERE r.id = n.id AND r.id = ANY($24)), \
  fin AS (UPDATE tasks SET status = 'cancelled', updated_at = $15, finished_at = $15 \
    WHERE run_id = ANY($19) AND status || '' = 'queued'), \
  fina AS (UPDATE approvals SET status = 'cancelled' WHERE run_id = ANY($19) AND status || '' = 'pending'), \
@@ -157,6 +161,15 @@ fn rows_of<T: DeserializeOwned>(row: &PgRow, column: &str) -> Result<Vec<T>> {
     })
 }
 
+/// The ids under `key` of JSON rows, bound beside the rows so that the
+/// statement looks them up by index without parsing the JSON again.
+fn ids_of(rows: &[Value], key: &str) -> Vec<i64> {
+    let mut ids: Vec<i64> = rows.iter().filter_map(|r| r[key].as_i64()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// What an advance writes, as `write_batch` takes it.
 pub(in crate::store) struct AdvanceRows<'a> {
     pub tasks: &'a [Value],
@@ -211,6 +224,8 @@ pub(in crate::store) async fn write_batch(
         .bind(&agents)
         .bind(&counts)
         .bind(requeued)
+        .bind(ids_of(rows.steps, "run_id"))
+        .bind(ids_of(rows.runs, "id"))
         .fetch_one(&mut **tx)
         .await?)
 }
