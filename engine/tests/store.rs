@@ -1177,3 +1177,49 @@ async fn postgres_results_leave_a_run_locked_elsewhere_to_the_caller() {
     assert_eq!(later[0].1.tasks_created, 1);
     assert_eq!(store.stats().await.unwrap().queued, 2);
 }
+
+/// PostgreSQL: a claim that finds nothing queued for its agents locks none
+/// of their rows (so it writes nothing and waits for no one), and still
+/// answers each agent's capacity and count; with work queued it does lock
+/// them, and waits.
+#[tokio::test]
+async fn postgres_a_claim_with_nothing_queued_locks_no_agent() {
+    use sqlx::{Connection, Executor};
+    let (store, guard) = support::postgres().await;
+    let a = register(&store, agent("a", 3, &["t"], &[])).await;
+    store
+        .submit(&[task("other", 1)], &SCHED, now_us())
+        .await
+        .unwrap();
+    let mut other = sqlx::PgConnection::connect(&guard.database_url().unwrap())
+        .await
+        .unwrap();
+    other.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT id FROM agents WHERE id = $1 FOR UPDATE")
+        .bind(a)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let wait = std::time::Duration::from_secs(3);
+    let empty = tokio::time::timeout(wait, store.claim_group(&[(a, 3)], now_us(), TTL))
+        .await
+        .expect("a claim with nothing to claim waited for the agent's row")
+        .unwrap();
+    assert!(empty[0].tasks.is_empty());
+    assert_eq!(
+        (empty[0].capacity, empty[0].running, empty[0].drain),
+        (3, 0, false)
+    );
+    // With a task of its type queued, the claim needs the row.
+    store
+        .submit(&[task("t", 1)], &SCHED, now_us())
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(wait, store.claim_group(&[(a, 3)], now_us(), TTL))
+            .await
+            .is_err(),
+        "a claim with work to hand out did not lock the agent"
+    );
+    other.execute("ROLLBACK").await.unwrap();
+}

@@ -425,22 +425,28 @@ impl QueueStore for PgStore {
         // numbered and task n goes to the agent whose range holds n. The
         // tasks, their attempts and events and the agents' new C are written
         // together, and every agent's row comes back, with or without tasks.
+        // With nothing queued for the group no agent row is locked: a claim
+        // that finds nothing (most rounds that a re-parked claim starts) then
+        // writes nothing, so it neither waits for a WAL flush at commit nor
+        // holds up a results transaction giving an agent its slots back.
         let rows = sqlx::query(
             "WITH req AS ( \
                SELECT * FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS r(agent_id, max_tasks, ord)), \
              info AS ( \
                SELECT a.id, a.capacity, a.running, a.status, a.task_types, a.labels, req.ord \
                FROM agents a JOIN req ON a.id = req.agent_id), \
+             kind AS (SELECT task_types, labels FROM info ORDER BY ord LIMIT 1), \
              ag AS ( \
                SELECT a.id, a.capacity, a.running, a.status, req.ord, \
                  GREATEST(LEAST(req.max_tasks, a.capacity - a.running), 0) AS want, \
                  CASE WHEN a.capacity > 0 THEN a.running::float8 / a.capacity ELSE 1.0 END AS load \
                FROM agents a JOIN req ON a.id = req.agent_id \
                WHERE a.status = 'online' AND a.running < a.capacity \
+                 AND EXISTS (SELECT 1 FROM tasks t, kind WHERE t.status = 'queued' AND t.run_after <= $3 \
+                   AND t.task_type = ANY(kind.task_types) AND t.required_labels <@ kind.labels) \
                ORDER BY a.id FOR UPDATE OF a), \
              slots AS ( \
                SELECT id, load, sum(want) OVER (ORDER BY load, ord) - want AS lo, sum(want) OVER (ORDER BY load, ord) AS hi FROM ag), \
-             kind AS (SELECT task_types, labels FROM info ORDER BY ord LIMIT 1), \
              picked AS ( \
                SELECT t.id, t.rank FROM tasks t, kind \
                WHERE t.status = 'queued' AND t.run_after <= $3 \
