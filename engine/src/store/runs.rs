@@ -234,51 +234,6 @@ macro_rules! approval_of {
 /// holds (`SKIP LOCKED`).
 macro_rules! impl_runs {
     ($store:ty, $db:ty, $reader:ident, $lock:literal, $try_lock:literal) => {
-        impl $store {
-            /// Records results and advances their runs with statement by
-            /// statement round trips (SQLite's way; PostgreSQL's fallback).
-            #[allow(dead_code)]
-            async fn complete_then_advance(&self, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded> {
-                let endings: Vec<Ending> = results.iter().map(crate::store::ending_of_result).collect();
-                let mut tx = self.begin_advance().await?;
-                let (completed, freed) = Self::end_attempts_holding_slots(&mut tx, &endings, now_us).await?;
-                let mut recorded = Recorded { completed, ..Recorded::default() };
-                if !recorded.completed.runs.is_empty() {
-                    // Runs locked by another transaction are skipped, not
-                    // waited for, so this transaction (which holds task
-                    // rows) never waits on a run: no lock cycle with one
-                    // that locks a run and then its tasks.
-                    match Self::advance_in(&mut tx, &recorded.completed.runs, sched, now_us, $try_lock).await {
-                        Ok(advanced) => {
-                            recorded.left = recorded
-                                .completed
-                                .runs
-                                .iter()
-                                .copied()
-                                .filter(|id| advanced.binary_search_by_key(id, |(run, _)| *run).is_err())
-                                .collect();
-                            recorded.advanced = advanced;
-                        }
-                        Err(e) => {
-                            // Not worth a savepoint on every batch (two more
-                            // round trips): on the rare failure the results
-                            // are recorded again on their own, and the runs
-                            // go to the caller.
-                            tracing::warn!(runs = recorded.completed.runs.len(), error = %e, "could not advance runs with their results; advancing them on their own");
-                            tx.rollback().await?;
-                            let completed = QueueStore::complete(self, results, now_us).await?;
-                            return Ok(Recorded { left: completed.runs.clone(), completed, ..Recorded::default() });
-                        }
-                    }
-                }
-                // Last: claims for these agents wait on their rows.
-                Self::free_slots(&mut tx, &freed).await?;
-                tx.commit().await?;
-                self.announce_created(&recorded.advanced);
-                Ok(recorded)
-            }
-        }
-
         impl RunStore for $store {
             async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)> {
                 let def: Definition = serde_json::from_value(wf.definition.clone())?;
@@ -1086,14 +1041,58 @@ mod sqlite_impl {
         fn announce_created(&self, _advanced: &[(i64, Advanced)]) {}
 
         /// [`RunStore::complete_and_advance`]: statements cost SQLite no
-        /// round trip, so it takes them one by one.
+        /// round trip, so it takes them one by one: the endings, the
+        /// advance of the runs that moved, then the agents' slots.
         async fn record_and_advance(
             &self,
             results: &[TaskResult],
             sched: &Scheduling,
             now_us: i64,
         ) -> Result<Recorded> {
-            self.complete_then_advance(results, sched, now_us).await
+            let endings: Vec<Ending> = results.iter().map(crate::store::ending_of_result).collect();
+            let mut tx = self.begin_advance().await?;
+            let (completed, freed) =
+                Self::end_attempts_holding_slots(&mut tx, &endings, now_us).await?;
+            let mut recorded = Recorded {
+                completed,
+                ..Recorded::default()
+            };
+            if !recorded.completed.runs.is_empty() {
+                // The single writer holds everything: no row locks.
+                match Self::advance_in(&mut tx, &recorded.completed.runs, sched, now_us, "").await {
+                    Ok(advanced) => {
+                        recorded.left = recorded
+                            .completed
+                            .runs
+                            .iter()
+                            .copied()
+                            .filter(|id| {
+                                advanced.binary_search_by_key(id, |(run, _)| *run).is_err()
+                            })
+                            .collect();
+                        recorded.advanced = advanced;
+                    }
+                    Err(e) => {
+                        // Not worth a savepoint on every batch (two more
+                        // round trips): on the rare failure the results
+                        // are recorded again on their own, and the runs
+                        // go to the caller.
+                        tracing::warn!(runs = recorded.completed.runs.len(), error = %e, "could not advance runs with their results; advancing them on their own");
+                        tx.rollback().await?;
+                        let completed = QueueStore::complete(self, results, now_us).await?;
+                        return Ok(Recorded {
+                            left: completed.runs.clone(),
+                            completed,
+                            ..Recorded::default()
+                        });
+                    }
+                }
+            }
+            // Last: claims for these agents wait on their rows.
+            Self::free_slots(&mut tx, &freed).await?;
+            tx.commit().await?;
+            self.announce_created(&recorded.advanced);
+            Ok(recorded)
         }
     }
 
