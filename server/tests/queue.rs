@@ -148,6 +148,15 @@ async fn least_loaded_agent_gets_the_work(backend: Backend) {
     .await;
     // Free work now goes to the less loaded agent, every time.
     for _ in 0..3 {
+        // Once both have asked for more: the least-loaded agent is chosen
+        // among the agents waiting for work, and one that has just been
+        // handed a task is not waiting until its next claim arrives.
+        eventually(
+            Duration::from_secs(10),
+            "both agents' claims parked",
+            || async { (server.claim_waiters().await == Some(2)).then_some(()) },
+        )
+        .await;
         let id = server.submit(vec![new_task("echo", json!({}))]).await[0];
         let t = eventually(Duration::from_secs(10), "echo done", || async {
             let t = server.task(id).await;

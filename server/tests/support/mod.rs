@@ -301,6 +301,22 @@ impl Server {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Agent claims parked on this instance now (the `drover_claim_waiters` gauge).
+    pub async fn claim_waiters(&self) -> Option<u64> {
+        let text = self
+            .req(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("drover_claim_waiters "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+    }
+
     pub async fn submit(&self, tasks: Vec<NewTask>) -> Vec<i64> {
         let (status, body) = self.post("/api/v1/tasks", &json!({ "tasks": tasks })).await;
         assert!(
