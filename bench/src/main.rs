@@ -79,6 +79,16 @@ struct Args {
     /// Directory holding drover-server and drover-agent (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Runs per database. This machine's neighbours move the figures by
+    /// milliseconds from minute to minute: with more than one run the
+    /// medians are printed after the runs.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Another directory of drover-server and drover-agent to compare
+    /// with: its runs alternate with this build's, so both see the same
+    /// minutes of the machine (rows marked `[against]`).
+    #[arg(long)]
+    against: Option<PathBuf>,
 }
 
 const API_TOKEN: &str = "bench-operator";
@@ -118,13 +128,25 @@ async fn main() -> Result<()> {
             .context("binary directory")?
             .to_path_buf(),
     };
-    for b in ["drover-server", "drover-agent"] {
-        if !bin_dir.join(b).exists() {
-            bail!(
-                "{} not found in {}: run `cargo build --release --bins` first",
-                b,
-                bin_dir.display()
-            );
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    if args.keep && (args.repeat > 1 || args.against.is_some()) {
+        bail!("--keep keeps a single run's database: use it without --repeat and --against");
+    }
+    let mut builds = vec![("", bin_dir.clone())];
+    if let Some(other) = &args.against {
+        builds.push((" [against]", other.clone()));
+    }
+    for (_, dir) in &builds {
+        for b in ["drover-server", "drover-agent"] {
+            if !dir.join(b).exists() {
+                bail!(
+                    "{} not found in {}: run `cargo build --release --bins` first",
+                    b,
+                    dir.display()
+                );
+            }
         }
     }
     let backends: Vec<&'static str> = match args.backend {
@@ -137,26 +159,30 @@ async fn main() -> Result<()> {
         args.agents, args.capacity, args.tasks, args.batch, args.submitters, args.latency_samples
     );
     let mut reports = Vec::new();
-    let mut flows = Vec::new();
+    let mut flows: Vec<(String, FlowReport)> = Vec::new();
     for backend in backends {
-        let (report, flow) = run(&args, &bin_dir, backend)
-            .await
-            .with_context(|| format!("{backend} run failed"))?;
-        reports.extend(report);
-        flows.extend(flow);
+        for _ in 0..args.repeat {
+            for (tag, dir) in &builds {
+                let (report, flow) = run(&args, dir, backend)
+                    .await
+                    .with_context(|| format!("{backend} run failed"))?;
+                reports.extend(report);
+                flows.extend(flow.into_iter().map(|f| (format!("{}{tag}", f.backend), f)));
+            }
+        }
     }
     if !flows.is_empty() {
         println!();
         println!("| database | shape | total | result→enqueued p50 | p99 | result→claimed p50 | p99 | samples |");
         println!("|---|---|---|---|---|---|---|---|");
-        for f in &flows {
+        for (label, f) in &flows {
             let ms = |v: Option<f64>| {
                 v.map(|v| format!("{v:.2} ms"))
                     .unwrap_or_else(|| "—".into())
             };
             println!(
                 "| {} | {} | {:.2} s | {} | {} | {} | {} | {} |",
-                f.backend,
+                label,
                 f.shape,
                 f.total.as_secs_f64(),
                 ms(f.enq_p50_ms),
@@ -170,6 +196,9 @@ async fn main() -> Result<()> {
                 f.samples
             );
         }
+    }
+    if args.repeat > 1 && !flows.is_empty() {
+        print_medians(&flows);
     }
     if reports.is_empty() {
         return Ok(());
@@ -192,6 +221,52 @@ async fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The median of each shape's figures over the runs of each database (and build).
+fn print_medians(flows: &[(String, FlowReport)]) {
+    let mut groups: Vec<(&str, &str, Vec<&FlowReport>)> = Vec::new();
+    for (label, f) in flows {
+        match groups
+            .iter_mut()
+            .find(|(l, s, _)| *l == label.as_str() && *s == f.shape.as_str())
+        {
+            Some((_, _, runs)) => runs.push(f),
+            None => groups.push((label, &f.shape, vec![f])),
+        }
+    }
+    println!();
+    println!("| database | shape | runs | total | result→claimed p50 | p99 |");
+    println!("|---|---|---|---|---|---|");
+    for (label, shape, runs) in groups {
+        let ms = |v: Option<f64>| {
+            v.map(|v| format!("{v:.2} ms"))
+                .unwrap_or_else(|| "—".into())
+        };
+        let total = median(runs.iter().map(|f| f.total.as_secs_f64()).collect());
+        let p50 = median(runs.iter().filter_map(|f| f.p50_ms).collect());
+        let p99 = median(runs.iter().filter_map(|f| f.p99_ms).collect());
+        println!(
+            "| {label} | {shape} | {} | {:.2} s | {} | {} |",
+            runs.len(),
+            total.unwrap_or(0.0),
+            ms(p50),
+            ms(p99)
+        );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
 }
 
 fn now_us() -> i64 {
