@@ -896,16 +896,13 @@ async fn batch_advance_creates_each_next_task_once(store: Store) {
         .is_err());
 }
 
-/// Uploads a two-step chain (`a` then `b`, both of task type `t`) and
-/// starts `n` runs of it (not advanced yet).
-async fn start_pairs(store: &Store, n: usize) -> Vec<i64> {
-    let def = drover_engine::workflow::parse_definition(
-        "name: pair\nsteps:\n  - id: a\n    type: task\n    task_type: t\n  - id: b\n    type: task\n    task_type: t\n    depends_on: [a]\n",
-    )
-    .unwrap();
+/// Uploads `yaml` as the workflow `name` and starts `n` runs of it (not
+/// advanced yet).
+async fn start_runs(store: &Store, name: &str, yaml: &str, n: usize) -> Vec<i64> {
+    let def = drover_engine::workflow::parse_definition(yaml).unwrap();
     let json = serde_json::to_value(&def).unwrap();
     let (wf, _) = store
-        .upload_workflow("pair", &json, "digest", "test", now_us())
+        .upload_workflow(name, &json, "digest", "test", now_us())
         .await
         .unwrap();
     let mut runs = Vec::new();
@@ -918,6 +915,18 @@ async fn start_pairs(store: &Store, n: usize) -> Vec<i64> {
         runs.push(id);
     }
     runs
+}
+
+/// Uploads a two-step chain (`a` then `b`, both of task type `t`) and
+/// starts `n` runs of it (not advanced yet).
+async fn start_pairs(store: &Store, n: usize) -> Vec<i64> {
+    start_runs(
+        store,
+        "pair",
+        "name: pair\nsteps:\n  - id: a\n    type: task\n    task_type: t\n  - id: b\n    type: task\n    task_type: t\n    depends_on: [a]\n",
+        n,
+    )
+    .await
 }
 
 /// Reports one claimed task's success through `complete_and_advance`.
@@ -1007,16 +1016,7 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
 
 /// Uploads `yaml` as a workflow and starts one run of it, advanced.
 async fn start_one(store: &Store, name: &str, yaml: &str) -> i64 {
-    let def = drover_engine::workflow::parse_definition(yaml).unwrap();
-    let json = serde_json::to_value(&def).unwrap();
-    let (wf, _) = store
-        .upload_workflow(name, &json, "digest", "test", now_us())
-        .await
-        .unwrap();
-    let (id, _) = store
-        .start_run(&wf, &serde_json::Map::new(), "test", None, now_us())
-        .await
-        .unwrap();
+    let id = start_runs(store, name, yaml, 1).await[0];
     store.advance_runs(&[id], &SCHED, now_us()).await.unwrap();
     id
 }

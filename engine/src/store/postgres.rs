@@ -140,16 +140,8 @@ impl PgStore {
         if freed.is_empty() {
             return Ok(());
         }
+        Self::lock_agents_in_order(tx, freed).await?;
         let (agents, counts): (Vec<i64>, Vec<i64>) = freed.iter().copied().unzip();
-        // Agents are locked in id order, as a group claim locks them: a
-        // batch freeing slots on several agents (a sweep) must not take
-        // them in another order and deadlock with a claim.
-        if agents.len() > 1 {
-            sqlx::query("SELECT id FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .bind(&agents)
-                .fetch_all(&mut **tx)
-                .await?;
-        }
         // An agent that was full may have a claim parked on another
         // instance, which hears of the free slot only by a notification.
         sqlx::query(
@@ -165,6 +157,24 @@ impl PgStore {
         .bind(instance_tag())
         .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+
+    /// Locks the rows of the agents getting slots back in id order, as a
+    /// group claim locks them: a batch freeing slots on several agents (a
+    /// sweep) must not take them in another order and deadlock with a
+    /// claim. One agent's row needs no lock ahead of its update.
+    pub(super) async fn lock_agents_in_order(
+        tx: &mut Transaction<'_, Postgres>,
+        freed: &FreedSlots,
+    ) -> Result<()> {
+        if freed.len() > 1 {
+            let agents: Vec<i64> = freed.iter().map(|(id, _)| *id).collect();
+            sqlx::query("SELECT id FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(&agents)
+                .fetch_all(&mut **tx)
+                .await?;
+        }
         Ok(())
     }
 
@@ -193,10 +203,7 @@ impl PgStore {
         .await?;
         let current = current_leases!(rows);
         let (completed, rows) = super::plan_endings(endings, &current, now_us);
-        let mut cols = EndColumns::default();
-        for row in rows {
-            cols.push(row);
-        }
+        let cols: EndColumns = rows.into_iter().collect();
         if cols.id.is_empty() {
             return Ok((completed, FreedSlots::default()));
         }
@@ -259,8 +266,18 @@ pub(super) struct EndColumns {
     pub(super) agent_id: Vec<Option<i64>>,
 }
 
+impl FromIterator<super::EndRow> for EndColumns {
+    fn from_iter<I: IntoIterator<Item = super::EndRow>>(rows: I) -> Self {
+        let mut cols = Self::default();
+        for row in rows {
+            cols.push(row);
+        }
+        cols
+    }
+}
+
 impl EndColumns {
-    pub(super) fn push(&mut self, r: super::EndRow) {
+    fn push(&mut self, r: super::EndRow) {
         self.id.push(r.id);
         self.lease_token.push(r.lease_token);
         self.status.push(r.status.to_string());

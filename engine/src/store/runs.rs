@@ -817,6 +817,16 @@ fn plan_batch(
     Ok((out, writes))
 }
 
+/// The runs of `runs` that `advanced` (in run id order) does not answer
+/// (another transaction held them, or their plan failed): the caller
+/// advances them.
+fn not_advanced(runs: &[i64], advanced: &[(i64, Advanced)]) -> Vec<i64> {
+    runs.iter()
+        .copied()
+        .filter(|id| advanced.binary_search_by_key(id, |(run, _)| *run).is_err())
+        .collect()
+}
+
 /// The rows of the steps' new states, for a multi-row write.
 fn step_rows(steps: BTreeMap<(i64, String), StepWrite>) -> Vec<Value> {
     steps
@@ -1061,15 +1071,7 @@ mod sqlite_impl {
                 // The single writer holds everything: no row locks.
                 match Self::advance_in(&mut tx, &recorded.completed.runs, sched, now_us, "").await {
                     Ok(advanced) => {
-                        recorded.left = recorded
-                            .completed
-                            .runs
-                            .iter()
-                            .copied()
-                            .filter(|id| {
-                                advanced.binary_search_by_key(id, |(run, _)| *run).is_err()
-                            })
-                            .collect();
+                        recorded.left = not_advanced(&recorded.completed.runs, &advanced);
                         recorded.advanced = advanced;
                     }
                     Err(e) => {
@@ -1091,7 +1093,6 @@ mod sqlite_impl {
             // Last: claims for these agents wait on their rows.
             Self::free_slots(&mut tx, &freed).await?;
             tx.commit().await?;
-            self.announce_created(&recorded.advanced);
             Ok(recorded)
         }
     }

@@ -295,28 +295,13 @@ impl PgStore {
         }
 
         let (advanced, writes) = plan_loaded(&read, &completed.runs, &ends, sched, now_us)?;
-        let left = completed
-            .runs
-            .iter()
-            .copied()
-            .filter(|id| advanced.binary_search_by_key(id, |(run, _)| *run).is_err())
-            .collect();
+        let left = not_advanced(&completed.runs, &advanced);
         cancel_retries_of_ended_runs(&mut ends, &current, &writes.finished);
 
         let freed = crate::store::freed_slots(ends.iter().filter_map(|e| e.agent_id));
         let requeued = ends.iter().any(|e| e.status == TaskStatus::Queued.as_str());
-        let mut cols = EndColumns::default();
-        for end in ends {
-            cols.push(end);
-        }
-        if freed.len() > 1 {
-            // In id order, as claims lock them (see `PgStore::free_slots`).
-            let agents: Vec<i64> = freed.iter().map(|(id, _)| *id).collect();
-            sqlx::query("SELECT id FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .bind(&agents)
-                .fetch_all(&mut *tx)
-                .await?;
-        }
+        let cols: EndColumns = ends.into_iter().collect();
+        Self::lock_agents_in_order(&mut tx, &freed).await?;
         Self::write_approvals(&mut tx, &writes.approvals, now_us).await?;
         let rows = AdvanceRows {
             tasks: &writes.tasks,
