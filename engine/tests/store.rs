@@ -1223,3 +1223,49 @@ async fn postgres_a_claim_with_nothing_queued_locks_no_agent() {
     );
     other.execute("ROLLBACK").await.unwrap();
 }
+
+/// The pools do not ping a connection before every use, only one that sat
+/// idle: connections the database dropped while idle (a restart, an
+/// administrator) are replaced, and the next calls succeed.
+#[tokio::test]
+async fn postgres_connections_dropped_while_idle_are_replaced() {
+    use sqlx::Connection;
+    let (store, guard) = support::postgres().await;
+    let a = register(&store, agent("a", 4, &["t"], &[])).await;
+    let now = now_us();
+    store.submit(&[task("t", 1)], &SCHED, now).await.unwrap();
+    assert_eq!(store.claim(a, 4, now, TTL).await.unwrap().tasks.len(), 1);
+    let url = guard.database_url().unwrap();
+    let name = url.rsplit_once('/').unwrap().1.to_string();
+    let mut admin = sqlx::PgConnection::connect(&support::admin_url())
+        .await
+        .unwrap();
+    let dropped: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid()) t",
+    )
+    .bind(&name)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(dropped > 0, "the store had no open connection to drop");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let id = store
+        .submit(&[task("t", 1)], &SCHED, now_us())
+        .await
+        .unwrap()[0]
+        .id;
+    let claimed = store.claim(a, 4, now_us(), TTL).await.unwrap().tasks;
+    assert_eq!(
+        claimed.iter().map(|c| c.task_id).collect::<Vec<_>>(),
+        vec![id]
+    );
+    assert_eq!(
+        store
+            .complete(&[success(id, claimed[0].lease_token)], now_us())
+            .await
+            .unwrap()
+            .applied,
+        vec![Applied::Yes(TaskStatus::Succeeded)]
+    );
+}

@@ -47,7 +47,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // A connection to a local file does not break: sqlx's ping before
+        // each acquire would only add a round trip to the database thread.
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
@@ -55,6 +58,7 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(max_readers.max(1))
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
