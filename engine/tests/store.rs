@@ -120,6 +120,7 @@ both_backends!(
     claims_only_handled_types_and_matching_labels,
     stale_result_is_refused_and_changes_nothing,
     failure_retries_with_backoff_then_fails,
+    history_lists_submission_claims_and_endings_in_order,
     released_task_is_requeued_without_counting_the_attempt,
     idempotency_key_returns_the_first_task,
     silent_agent_goes_offline_and_its_tasks_are_requeued,
@@ -425,6 +426,52 @@ async fn failure_retries_with_backoff_then_fails(store: Store) {
     assert_eq!(
         (t.status, t.attempts, t.error.as_deref()),
         (TaskStatus::Failed, 2, Some("boom"))
+    );
+}
+
+/// `submitted` and `claimed` come from the task and attempt rows, the
+/// endings from the event log: the history interleaves them in time order.
+async fn history_lists_submission_claims_and_endings_in_order(store: Store) {
+    let a = register(&store, agent("a", 1, &["t"], &[])).await;
+    let b = register(&store, agent("b", 1, &["t"], &[])).await;
+    let mut spec = task("t", 1);
+    spec.max_attempts = 2;
+    spec.retry_backoff_ms = 1;
+    let t0 = now_us();
+    let id = store.submit(&[spec], &SCHED, t0).await.unwrap()[0].id;
+    let first = store.claim(a, 1, t0 + 10, TTL).await.unwrap().tasks[0].clone();
+    store
+        .complete(&[failure(id, first.lease_token)], t0 + 20)
+        .await
+        .unwrap();
+    let second = store.claim(b, 1, t0 + 1_000_000, TTL).await.unwrap().tasks[0].clone();
+    store
+        .complete(&[success(id, second.lease_token)], t0 + 1_000_010)
+        .await
+        .unwrap();
+    let history: Vec<(String, TaskStatus, Option<i64>, i64)> = store
+        .get_task(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|e| (e.kind, e.status, e.agent_id, e.at_us - t0))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("submitted".into(), TaskStatus::Queued, None, 0),
+            ("claimed".into(), TaskStatus::Running, Some(a), 10),
+            ("retry_scheduled".into(), TaskStatus::Queued, Some(a), 20),
+            ("claimed".into(), TaskStatus::Running, Some(b), 1_000_000),
+            (
+                "succeeded".into(),
+                TaskStatus::Succeeded,
+                Some(b),
+                1_000_010
+            ),
+        ]
     );
 }
 

@@ -371,8 +371,7 @@ impl QueueStore for PgStore {
                  AS v(id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, max_attempts, \
                       timeout_ms, backoff, labels, key, run_after) \
                ORDER BY v.id \
-               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
-             ev AS (INSERT INTO task_events (task_id, at, kind, status) SELECT id, $15, 'submitted', 'queued' FROM ins) \
+               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id) \
              SELECT id FROM ins",
         )
         .bind(&ids)
@@ -503,8 +502,6 @@ impl QueueStore for PgStore {
                  t.max_attempts, t.timeout_ms, t.priority, t.rank), \
              att AS (INSERT INTO task_attempts (task_id, lease_token, attempt, agent_id, agent_load, claimed_at, outcome) \
                SELECT id, lease_token, attempts, agent_id, claim_load, $3, 'running' FROM claimed), \
-             ev AS (INSERT INTO task_events (task_id, at, kind, status, agent_id) \
-               SELECT id, $3, 'claimed', 'running', agent_id FROM claimed), \
              bump AS (UPDATE agents a SET running = a.running + c.n \
                FROM (SELECT agent_id, count(*) AS n FROM claimed GROUP BY agent_id) c WHERE a.id = c.agent_id) \
              SELECT i.id AS claim_agent, COALESCE(ag.capacity, i.capacity) AS capacity, \
@@ -734,16 +731,18 @@ impl QueueStore for PgStore {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
+        let attempt_history: Vec<_> = attempts
+            .iter()
+            .map(|r| Ok(attempt_view!(r)))
+            .collect::<Result<_>>()?;
+        let stored = events
+            .iter()
+            .map(|r| Ok(event_view!(r)))
+            .collect::<Result<_>>()?;
         Ok(Some(TaskDetail {
+            events: super::rows::task_history(&task, &attempt_history, stored),
             task,
-            attempt_history: attempts
-                .iter()
-                .map(|r| Ok(attempt_view!(r)))
-                .collect::<Result<_>>()?,
-            events: events
-                .iter()
-                .map(|r| Ok(event_view!(r)))
-                .collect::<Result<_>>()?,
+            attempt_history,
         }))
     }
 

@@ -2,7 +2,7 @@
 //! column names with the same types (JSON as TEXT, integers as 64-bit), so
 //! one macro per view decodes either kind of row.
 
-use drover_protocol::api::{AgentStatus, TaskStatus};
+use drover_protocol::api::{AgentStatus, AttemptView, TaskEventView, TaskStatus, TaskView};
 
 use crate::error::StoreError;
 
@@ -161,3 +161,45 @@ macro_rules! current_leases {
 }
 
 pub(super) use {agent_view, assignment, attempt_view, current_leases, event_view, task_view};
+
+/// A task's history: its `submitted` and `claimed` events come from the
+/// task row and its attempts (which hold the same facts), the rest from
+/// `task_events`. Those two are not stored as events: they were two of the
+/// three rows every task added to the log, on the hot path, saying what the
+/// task and attempt rows already say. The claims (in attempt order) are
+/// merged by time into the stored events (in the order they were written,
+/// which stays causal even if two server instances' clocks disagree); at
+/// the same microsecond a claim comes first, since an attempt ends after it
+/// starts.
+pub(super) fn task_history(
+    task: &TaskView,
+    attempts: &[AttemptView],
+    stored: Vec<TaskEventView>,
+) -> Vec<TaskEventView> {
+    let mut claims = attempts
+        .iter()
+        .map(|a| TaskEventView {
+            at_us: a.claimed_at_us,
+            kind: "claimed".into(),
+            status: TaskStatus::Running,
+            agent_id: Some(a.agent_id),
+            detail: None,
+        })
+        .peekable();
+    let mut events = Vec::with_capacity(1 + attempts.len() + stored.len());
+    events.push(TaskEventView {
+        at_us: task.created_at_us,
+        kind: "submitted".into(),
+        status: TaskStatus::Queued,
+        agent_id: None,
+        detail: None,
+    });
+    for event in stored {
+        while let Some(claim) = claims.next_if(|c| c.at_us <= event.at_us) {
+            events.push(claim);
+        }
+        events.push(event);
+    }
+    events.extend(claims);
+    events
+}

@@ -1107,7 +1107,7 @@ mod sqlite_impl {
         now_us: i64,
     ) -> Result<()> {
         if !tasks.is_empty() {
-            let inserted: Vec<i64> = sqlx::query_scalar(
+            sqlx::query(
                 "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, max_attempts, \
                    timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, run_id, step_id, \
                    item_index, step_generation) \
@@ -1118,19 +1118,12 @@ mod sqlite_impl {
                    ?2, ?2, ?2, json_extract(value, '$.run_id'), json_extract(value, '$.step_id'), json_extract(value, '$.item_index'), \
                    json_extract(value, '$.step_generation') \
                  FROM json_each(?1) WHERE true ORDER BY key \
-                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                 ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(serde_json::to_string(tasks)?)
             .bind(now_us)
-            .fetch_all(&mut **tx)
+            .execute(&mut **tx)
             .await?;
-            if !inserted.is_empty() {
-                sqlx::query("INSERT INTO task_events (task_id, at, kind, status) SELECT value, ?2, 'submitted', 'queued' FROM json_each(?1)")
-                    .bind(serde_json::to_string(&inserted)?)
-                    .bind(now_us)
-                    .execute(&mut **tx)
-                    .await?;
-            }
         }
         if !steps.is_empty() {
             sqlx::query(

@@ -156,15 +156,6 @@ impl SqliteStore {
             .bind(&ids)
             .execute(&mut **tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO task_events (task_id, at, kind, status, agent_id) \
-                 SELECT value, ?1, 'claimed', 'running', ?2 FROM json_each(?3)",
-            )
-            .bind(now_us)
-            .bind(agent_id)
-            .bind(&ids)
-            .execute(&mut **tx)
-            .await?;
         }
         let claimed = ranked.len() as i64;
         if claimed > 0 {
@@ -384,13 +375,6 @@ impl QueueStore for SqliteStore {
         .bind(now_us)
         .fetch_all(&mut *tx)
         .await?;
-        if !inserted.is_empty() {
-            sqlx::query("INSERT INTO task_events (task_id, at, kind, status) SELECT value, ?2, 'submitted', 'queued' FROM json_each(?1)")
-                .bind(serde_json::to_string(&inserted)?)
-                .bind(now_us)
-                .execute(&mut *tx)
-                .await?;
-        }
         let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
         let mut out = Vec::with_capacity(specs.len());
         for (spec, id) in specs.iter().zip(&ids) {
@@ -653,16 +637,18 @@ impl QueueStore for SqliteStore {
             .bind(id)
             .fetch_all(&mut *conn)
             .await?;
+        let attempt_history: Vec<_> = attempts
+            .iter()
+            .map(|r| Ok(attempt_view!(r)))
+            .collect::<Result<_>>()?;
+        let stored = events
+            .iter()
+            .map(|r| Ok(event_view!(r)))
+            .collect::<Result<_>>()?;
         Ok(Some(TaskDetail {
+            events: super::rows::task_history(&task, &attempt_history, stored),
             task,
-            attempt_history: attempts
-                .iter()
-                .map(|r| Ok(attempt_view!(r)))
-                .collect::<Result<_>>()?,
-            events: events
-                .iter()
-                .map(|r| Ok(event_view!(r)))
-                .collect::<Result<_>>()?,
+            attempt_history,
         }))
     }
 

@@ -85,7 +85,6 @@ WITH v AS ( \
      importance bigint, priority float8, rank float8, max_attempts bigint, timeout_ms bigint, retry_backoff_ms bigint, \
      required_labels json, idempotency_key text, run_id bigint, step_id text, item_index bigint, step_generation bigint) \
    ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
- iev AS (INSERT INTO task_events (task_id, at, kind, status) SELECT id, $15, 'submitted', 'queued' FROM ins), \
  st AS (UPDATE run_steps s SET status = n.status, output = n.output, error = n.error, \
      item_count = COALESCE(n.item_count, s.item_count), started_at = COALESCE(s.started_at, $15), \
      finished_at = CASE WHEN n.terminal THEN $15 ELSE NULL END, updated_at = $15 \
