@@ -203,11 +203,11 @@ fn for_each_items(expr: &str, ctx: &Value) -> Result<Vec<Value>, String> {
 }
 
 /// Creates the next items of a task step, up to `max_parallel` unfinished.
-fn next_items(
+fn next_items<'a>(
     def: &Definition,
     step: &TaskStep,
     state: &StepState,
-    ctx: &Value,
+    ctx: impl Fn() -> &'a Value,
 ) -> Result<Vec<(usize, NewTask)>, String> {
     let created = state.items.len();
     let unfinished = state
@@ -220,12 +220,17 @@ fn next_items(
         .unwrap_or(usize::MAX)
         .saturating_sub(unfinished);
     match &step.for_each {
-        None if created == 0 => Ok(vec![(
-            0,
-            new_task(def, step, template::render(&step.payload, ctx)?),
-        )]),
+        None if created == 0 => {
+            let payload = if template::has_templates(&step.payload) {
+                template::render(&step.payload, ctx())?
+            } else {
+                step.payload.clone()
+            };
+            Ok(vec![(0, new_task(def, step, payload))])
+        }
         None => Ok(vec![]),
         Some(expr) => {
+            let ctx = ctx();
             let items = for_each_items(expr, ctx)?;
             let mut out = Vec::new();
             for (index, item) in items.iter().enumerate().skip(created).take(limit) {
@@ -239,7 +244,11 @@ fn next_items(
 
 /// What to do next. See the module docs.
 pub fn plan(view: &RunView) -> Vec<Action> {
-    let ctx = context(view);
+    // Built on first use: it copies every finished step's output, and most
+    // plans (a step finished, the next has a payload without templates)
+    // never read it.
+    let built = std::cell::OnceCell::new();
+    let ctx = || built.get_or_init(|| context(view));
     let default = StepState::default();
     let state_of = |id: &str| view.steps.get(id).unwrap_or(&default);
     let mut actions = Vec::new();
@@ -276,7 +285,7 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                     continue;
                 }
                 if let Some(when) = step.when() {
-                    match template::truthy(when, &ctx) {
+                    match template::truthy(when, ctx()) {
                         Ok(true) => {}
                         Ok(false) => {
                             actions.push(Action::SetStep {
@@ -294,7 +303,7 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                 match step {
                     Step::Task(t) => {
                         let item_count = match &t.for_each {
-                            Some(expr) => match for_each_items(expr, &ctx) {
+                            Some(expr) => match for_each_items(expr, ctx()) {
                                 Ok(items) if items.is_empty() => {
                                     actions.push(Action::SetStep {
                                         step_id: id.into(),
@@ -310,7 +319,7 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                             },
                             None => None,
                         };
-                        match next_items(view.def, t, state, &ctx) {
+                        match next_items(view.def, t, state, ctx) {
                             Ok(items) => {
                                 actions.push(Action::SetStep {
                                     step_id: id.into(),
@@ -327,7 +336,7 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                             Err(e) => return fail(id, e),
                         }
                     }
-                    Step::Approval(a) => match approval_request(a, &ctx) {
+                    Step::Approval(a) => match approval_request(a, ctx()) {
                         Ok(request) => {
                             actions.push(Action::SetStep {
                                 step_id: id.into(),
@@ -395,7 +404,7 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                         item_count: state.item_count,
                     });
                 } else if t.for_each.is_some() && state.items.len() < expected {
-                    match next_items(view.def, t, state, &ctx) {
+                    match next_items(view.def, t, state, ctx) {
                         Ok(items) if !items.is_empty() => actions.push(Action::CreateTasks {
                             step_id: id.into(),
                             items,

@@ -46,6 +46,17 @@ pub fn truthy(expr: &str, ctx: &Value) -> Result<bool, String> {
         .map_err(|e| format!("{expr:?}: {e}"))
 }
 
+/// Whether any string inside `value` is a template (rendering it would
+/// change it).
+pub fn has_templates(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("{{") || s.contains("{%"),
+        Value::Array(items) => items.iter().any(has_templates),
+        Value::Object(map) => map.values().any(has_templates),
+        _ => false,
+    }
+}
+
 /// Renders every string inside `value`.
 pub fn render(value: &Value, ctx: &Value) -> Result<Value, String> {
     Ok(match value {
@@ -121,6 +132,15 @@ mod tests {
             out,
             json!({"n": 2500, "rows": [1, 2], "msg": "buy laptop", "plain": "x"})
         );
+    }
+
+    #[test]
+    fn a_payload_is_a_template_when_any_string_inside_it_is() {
+        assert!(!has_templates(
+            &json!({"ms": 1000, "tags": ["a", "b"], "note": "no braces"})
+        ));
+        assert!(has_templates(&json!({"deep": [{"x": "{{ inputs.a }}"}]})));
+        assert!(has_templates(&json!("{% if x %}y{% endif %}")));
     }
 
     #[test]
