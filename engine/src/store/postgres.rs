@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::str::FromStr;
 
-use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
+use super::rows::{agent_view, assignment, current_leases, task_detail, task_view};
 use super::{
     AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, SweptBecause,
     TaskFilter,
@@ -721,7 +721,6 @@ impl QueueStore for PgStore {
         else {
             return Ok(None);
         };
-        let task = task_view!(row);
         let attempts =
             sqlx::query("SELECT * FROM task_attempts WHERE task_id = $1 ORDER BY lease_token")
                 .bind(id)
@@ -731,19 +730,7 @@ impl QueueStore for PgStore {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        let attempt_history: Vec<_> = attempts
-            .iter()
-            .map(|r| Ok(attempt_view!(r)))
-            .collect::<Result<_>>()?;
-        let stored = events
-            .iter()
-            .map(|r| Ok(event_view!(r)))
-            .collect::<Result<_>>()?;
-        Ok(Some(TaskDetail {
-            events: super::rows::task_history(&task, &attempt_history, stored),
-            task,
-            attempt_history,
-        }))
+        Ok(Some(task_detail!(row, attempts, events)))
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>> {

@@ -160,7 +160,30 @@ macro_rules! current_leases {
     }};
 }
 
-pub(super) use {agent_view, assignment, attempt_view, current_leases, event_view, task_view};
+/// Decodes a `TaskDetail` from the task's row, its attempt rows and its
+/// stored event rows (see [`task_history`]).
+macro_rules! task_detail {
+    ($row:expr, $attempts:expr, $events:expr) => {{
+        let attempt_history: Vec<_> = $attempts
+            .iter()
+            .map(|r| Ok(super::rows::attempt_view!(r)))
+            .collect::<Result<_>>()?;
+        let stored = $events
+            .iter()
+            .map(|r| Ok(super::rows::event_view!(r)))
+            .collect::<Result<_>>()?;
+        let task = super::rows::task_view!($row);
+        drover_protocol::api::TaskDetail {
+            events: super::rows::task_history(&task, &attempt_history, stored),
+            task,
+            attempt_history,
+        }
+    }};
+}
+
+pub(super) use {
+    agent_view, assignment, attempt_view, current_leases, event_view, task_detail, task_view,
+};
 
 /// A task's history: its `submitted` and `claimed` events come from the
 /// task row and its attempts (which hold the same facts), the rest from

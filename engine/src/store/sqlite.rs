@@ -17,7 +17,7 @@ use drover_protocol::api::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::rows::{agent_view, assignment, attempt_view, current_leases, event_view, task_view};
+use super::rows::{agent_view, assignment, current_leases, task_detail, task_view};
 use super::{
     AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, SweptBecause,
     TaskFilter,
@@ -627,7 +627,6 @@ impl QueueStore for SqliteStore {
         else {
             return Ok(None);
         };
-        let task = task_view!(row);
         let attempts =
             sqlx::query("SELECT * FROM task_attempts WHERE task_id = ?1 ORDER BY lease_token")
                 .bind(id)
@@ -637,19 +636,7 @@ impl QueueStore for SqliteStore {
             .bind(id)
             .fetch_all(&mut *conn)
             .await?;
-        let attempt_history: Vec<_> = attempts
-            .iter()
-            .map(|r| Ok(attempt_view!(r)))
-            .collect::<Result<_>>()?;
-        let stored = events
-            .iter()
-            .map(|r| Ok(event_view!(r)))
-            .collect::<Result<_>>()?;
-        Ok(Some(TaskDetail {
-            events: super::rows::task_history(&task, &attempt_history, stored),
-            task,
-            attempt_history,
-        }))
+        Ok(Some(task_detail!(row, attempts, events)))
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>> {
