@@ -136,6 +136,7 @@ both_backends!(
     results_advance_their_runs_in_the_same_transaction,
     a_run_failing_in_a_batch_cancels_the_retry_beside_it,
     a_fan_out_finished_in_one_batch_gathers_in_item_order,
+    queued_tasks_of_an_ended_run_are_cancelled_with_an_event,
 );
 
 async fn claims_highest_priority_first_then_oldest(store: Store) {
@@ -1314,5 +1315,60 @@ async fn postgres_connections_dropped_while_idle_are_replaced() {
             .unwrap()
             .applied,
         vec![Applied::Yes(TaskStatus::Succeeded)]
+    );
+}
+
+/// A run that is cancelled, or fails, takes its queued tasks with it; each
+/// task's history says why.
+async fn queued_tasks_of_an_ended_run_are_cancelled_with_an_event(store: Store) {
+    let last_event = |store: &Store, id: i64| {
+        let store = store.clone();
+        async move {
+            let t = store.get_task(id).await.unwrap().unwrap();
+            let e = t.events.last().unwrap().clone();
+            (t.task.status, e.kind, e.detail)
+        }
+    };
+    // Cancelled: its first step's task is still queued.
+    let runs = pairs(&store, 1).await;
+    let queued = store.get_run(runs[0]).await.unwrap().unwrap().steps[0].task_ids[0];
+    store.cancel_run(runs[0], now_us()).await.unwrap();
+    assert_eq!(
+        last_event(&store, queued).await,
+        (
+            TaskStatus::Cancelled,
+            "cancelled".to_string(),
+            Some("its run was cancelled".to_string())
+        )
+    );
+    // Failed: one branch fails while the other's task waits in the queue.
+    let yaml = "name: branches\nsteps:\n  - id: a\n    type: task\n    task_type: t\n    max_attempts: 1\n  - id: b\n    type: task\n    task_type: u\n";
+    let runs = start_runs(&store, "branches", yaml, 1).await;
+    store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
+    let a = register(&store, agent("a", 1, &["t"], &[])).await;
+    let claimed = store.claim(a, 1, now_us(), TTL).await.unwrap().tasks;
+    let recorded = store
+        .complete_and_advance(
+            &[failure(claimed[0].task_id, claimed[0].lease_token)],
+            &SCHED,
+            now_us(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded.advanced[0].1.status, Some(RunStatus::Failed));
+    let run = store.get_run(runs[0]).await.unwrap().unwrap();
+    let b = run
+        .steps
+        .iter()
+        .find(|s| s.step_id == "b")
+        .unwrap()
+        .task_ids[0];
+    assert_eq!(
+        last_event(&store, b).await,
+        (
+            TaskStatus::Cancelled,
+            "cancelled".to_string(),
+            Some("its run ended".to_string())
+        )
     );
 }

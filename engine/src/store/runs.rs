@@ -436,11 +436,7 @@ macro_rules! impl_runs {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("UPDATE tasks SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE run_id = $2 AND status = 'queued'")
-                    .bind(now_us)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::cancel_queued_tasks(&mut tx, &serde_json::to_string(&[id])?, "its run was cancelled", now_us).await?;
                 sqlx::query("UPDATE approvals SET status = 'cancelled' WHERE run_id = $1 AND status = 'pending'")
                     .bind(id)
                     .execute(&mut *tx)
@@ -686,6 +682,33 @@ macro_rules! impl_runs {
 
             /// Writes what the batch's plans decided: a fixed number of
             /// statements however many runs moved.
+            /// Cancels the queued tasks of the runs (a JSON array of ids),
+            /// each with a `cancelled` event saying why.
+            async fn cancel_queued_tasks(tx: &mut sqlx::Transaction<'_, $db>, runs: &str, why: &str, now_us: i64) -> Result<()> {
+                // `status || ''` keeps SQLite on the run index: by the
+                // status index it would walk every queued task.
+                let cancelled: Vec<i64> = sqlx::query_scalar(&format!(
+                    "UPDATE tasks SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE {} AND status || '' = 'queued' RETURNING id",
+                    Self::ids_in("run_id", 2)
+                ))
+                .bind(now_us)
+                .bind(runs)
+                .fetch_all(&mut **tx)
+                .await?;
+                if !cancelled.is_empty() {
+                    sqlx::query(&format!(
+                        "INSERT INTO task_events (task_id, at, kind, status, detail) SELECT id, $1, 'cancelled', 'cancelled', $3 FROM tasks WHERE {}",
+                        Self::ids_in("id", 2)
+                    ))
+                    .bind(now_us)
+                    .bind(serde_json::to_string(&cancelled)?)
+                    .bind(why)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
             async fn write(tx: &mut sqlx::Transaction<'_, $db>, writes: Writes, now_us: i64) -> Result<()> {
                 let steps = step_rows(writes.steps);
                 write_rows(tx, &writes.tasks, &steps, &writes.runs, now_us).await?;
@@ -693,16 +716,7 @@ macro_rules! impl_runs {
                 if !writes.finished.is_empty() {
                     // Nothing more of these runs will run: drop their queued work and open approvals.
                     let ids = serde_json::to_string(&writes.finished)?;
-                    // `status || ''` keeps SQLite on the run index: by the
-                    // status index it would walk every queued task.
-                    sqlx::query(&format!(
-                        "UPDATE tasks SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE {} AND status || '' = 'queued'",
-                        Self::ids_in("run_id", 2)
-                    ))
-                    .bind(now_us)
-                    .bind(&ids)
-                    .execute(&mut **tx)
-                    .await?;
+                    Self::cancel_queued_tasks(tx, &ids, "its run ended", now_us).await?;
                     sqlx::query(&format!("UPDATE approvals SET status = 'cancelled' WHERE {} AND status = 'pending'", Self::ids_in("run_id", 1)))
                         .bind(&ids)
                         .execute(&mut **tx)
@@ -1097,8 +1111,8 @@ mod sqlite_impl {
         }
     }
 
-    /// Inserts new step tasks (skipping keys that exist) with their
-    /// `submitted` events, and updates steps and runs.
+    /// Inserts new step tasks (skipping keys that exist) and updates steps
+    /// and runs.
     async fn write_rows(
         tx: &mut Transaction<'_, Sqlite>,
         tasks: &[Value],
@@ -1202,8 +1216,8 @@ mod postgres_impl {
         }
     }
 
-    /// Inserts new step tasks (skipping keys that exist) with their
-    /// `submitted` events, and updates steps and runs (the caller tells the
+    /// Inserts new step tasks (skipping keys that exist) and updates steps
+    /// and runs (the caller tells the
     /// other instances of new tasks after commit: `announce_created`), with
     /// the statement that records results (`pg_record::write_batch`).
     async fn write_rows(

@@ -108,7 +108,9 @@ WITH v AS ( \
    FROM json_to_recordset($18::json) AS n(id bigint, status text, error text, terminal boolean) \
    WHERE r.id = n.id AND r.id = ANY($24)), \
  fin AS (UPDATE tasks SET status = 'cancelled', updated_at = $15, finished_at = $15 \
-   WHERE run_id = ANY($19) AND status || '' = 'queued'), \
+   WHERE run_id = ANY($19) AND status || '' = 'queued' RETURNING id), \
+ finev AS (INSERT INTO task_events (task_id, at, kind, status, detail) \
+   SELECT id, $15, 'cancelled', 'cancelled', 'its run ended' FROM fin), \
  fina AS (UPDATE approvals SET status = 'cancelled' WHERE run_id = ANY($19) AND status || '' = 'pending'), \
  freed AS (UPDATE agents a SET running = GREATEST(a.running - f.n, 0) \
    FROM unnest($20::bigint[], $21::bigint[]) AS f(id, n) WHERE a.id = f.id AND a.id = ANY($20) \
