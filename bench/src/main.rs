@@ -812,6 +812,27 @@ async fn print_server_timings(http: &reqwest::Client, url: &str, backend: &str) 
             quantile("0.99")
         );
     }
+    // PostgreSQL: the parts of a results transaction, per transaction.
+    let phase = |name: &str, q: &str| {
+        let prefix = format!("drover_results_phase_seconds{{phase=\"{name}\",quantile=\"{q}\"}}");
+        text.lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|s| format!("{:.2}", s * 1000.0))
+    };
+    let phases = ["begin", "read", "plan", "write", "commit"];
+    if phase("read", "0.5").is_some() {
+        let of = |q: &str| {
+            phases
+                .iter()
+                .map(|p| format!("{p} {}", phase(p, q).unwrap_or_else(|| "—".into())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("{backend}: results transaction, p50 ms: {}", of("0.5"));
+        println!("{backend}: results transaction, p99 ms: {}", of("0.99"));
+    }
     Ok(())
 }
 

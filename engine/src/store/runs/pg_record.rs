@@ -351,11 +351,14 @@ impl PgStore {
             return Ok(Recorded::default());
         }
         let ids: Vec<i64> = endings.iter().map(|e| e.task_id).collect();
+        let mut phases = Phases::start();
         let mut tx = self.begin_advance().await?;
+        phases.end("begin");
         let read = sqlx::query(READ_BATCH)
             .bind(&ids)
             .fetch_one(&mut *tx)
             .await?;
+        phases.end("read");
         let current: Current = rows_of::<LeaseRow>(&read, "leases")?
             .into_iter()
             .map(|l| {
@@ -392,8 +395,11 @@ impl PgStore {
             runs: &writes.runs,
             finished: &writes.finished,
         };
+        phases.end("plan");
         let opened = write_batch(&mut tx, &cols, &rows, &freed, requeued, now_us).await?;
+        phases.end("write");
         tx.commit().await?;
+        phases.end("commit");
         if opened {
             self.announce_work();
         }
@@ -402,6 +408,25 @@ impl PgStore {
             advanced,
             left,
         })
+    }
+}
+
+/// Times the parts of a results transaction into
+/// `drover_results_phase_seconds{phase}`: a step's overhead is mostly its
+/// batch's transaction, and this says which part of it grew.
+struct Phases(std::time::Instant);
+
+impl Phases {
+    fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    /// Ends `phase` (begun when the last one ended).
+    fn end(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!("drover_results_phase_seconds", "phase" => phase)
+            .record(now.duration_since(self.0).as_secs_f64());
+        self.0 = now;
     }
 }
 
