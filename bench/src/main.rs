@@ -176,10 +176,6 @@ async fn main() -> Result<()> {
         println!("| database | shape | total | result→enqueued p50 | p99 | result→claimed p50 | p99 | samples |");
         println!("|---|---|---|---|---|---|---|---|");
         for (label, f) in &flows {
-            let ms = |v: Option<f64>| {
-                v.map(|v| format!("{v:.2} ms"))
-                    .unwrap_or_else(|| "—".into())
-            };
             println!(
                 "| {} | {} | {:.2} s | {} | {} | {} | {} | {} |",
                 label,
@@ -239,10 +235,6 @@ fn print_medians(flows: &[(String, FlowReport)]) {
     println!("| database | shape | runs | total | result→claimed p50 | p99 |");
     println!("|---|---|---|---|---|---|");
     for (label, shape, runs) in groups {
-        let ms = |v: Option<f64>| {
-            v.map(|v| format!("{v:.2} ms"))
-                .unwrap_or_else(|| "—".into())
-        };
         let total = median(runs.iter().map(|f| f.total.as_secs_f64()).collect());
         let p50 = median(runs.iter().filter_map(|f| f.p50_ms).collect());
         let p99 = median(runs.iter().filter_map(|f| f.p99_ms).collect());
@@ -254,6 +246,12 @@ fn print_medians(flows: &[(String, FlowReport)]) {
             ms(p99)
         );
     }
+}
+
+/// A figure in milliseconds for the tables, or a dash when there is none.
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2} ms"))
+        .unwrap_or_else(|| "—".into())
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -798,42 +796,45 @@ async fn print_server_timings(http: &reqwest::Client, url: &str, backend: &str) 
         ),
         ("drover_claim_seconds", "claim for a group of agents"),
     ] {
-        let quantile = |q: &str| {
-            text.lines()
-                .find(|l| l.starts_with(&format!("{metric}{{quantile=\"{q}\"}}")))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(|s| format!("{:.2} ms", s * 1000.0))
-                .unwrap_or_else(|| "—".into())
-        };
         println!(
             "{backend}: server time to {what}: p50 {}, p99 {}",
-            quantile("0.5"),
-            quantile("0.99")
+            ms(quantile_ms(&text, &format!("{metric}{{quantile=\"0.5\"}}"))),
+            ms(quantile_ms(
+                &text,
+                &format!("{metric}{{quantile=\"0.99\"}}")
+            ))
         );
     }
     // PostgreSQL: the parts of a results transaction, per transaction.
     let phase = |name: &str, q: &str| {
-        let prefix = format!("drover_results_phase_seconds{{phase=\"{name}\",quantile=\"{q}\"}}");
-        text.lines()
-            .find(|l| l.starts_with(&prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|s| format!("{:.2}", s * 1000.0))
+        quantile_ms(
+            &text,
+            &format!("drover_results_phase_seconds{{phase=\"{name}\",quantile=\"{q}\"}}"),
+        )
     };
-    let phases = ["begin", "read", "plan", "write", "commit"];
     if phase("read", "0.5").is_some() {
         let of = |q: &str| {
-            phases
+            ["begin", "read", "plan", "write", "commit"]
                 .iter()
-                .map(|p| format!("{p} {}", phase(p, q).unwrap_or_else(|| "—".into())))
+                .map(|p| format!("{p} {}", ms(phase(p, q))))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!("{backend}: results transaction, p50 ms: {}", of("0.5"));
-        println!("{backend}: results transaction, p99 ms: {}", of("0.99"));
+        println!("{backend}: results transaction, p50: {}", of("0.5"));
+        println!("{backend}: results transaction, p99: {}", of("0.99"));
     }
     Ok(())
+}
+
+/// The value of the `/metrics` series `series` (a summary quantile, in
+/// seconds) in milliseconds.
+fn quantile_ms(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|s| s * 1000.0)
 }
 
 /// Starts `--linear-runs` runs of a 10-step chain from `starters` concurrent

@@ -680,8 +680,6 @@ macro_rules! impl_runs {
                 Ok(())
             }
 
-            /// Writes what the batch's plans decided: a fixed number of
-            /// statements however many runs moved.
             /// Cancels the queued tasks of the runs (a JSON array of ids),
             /// each with a `cancelled` event saying why.
             async fn cancel_queued_tasks(tx: &mut sqlx::Transaction<'_, $db>, runs: &str, why: &str, now_us: i64) -> Result<()> {
@@ -709,6 +707,8 @@ macro_rules! impl_runs {
                 Ok(())
             }
 
+            /// Writes what the batch's plans decided: a fixed number of
+            /// statements however many runs moved.
             async fn write(tx: &mut sqlx::Transaction<'_, $db>, writes: Writes, now_us: i64) -> Result<()> {
                 let steps = step_rows(writes.steps);
                 write_rows(tx, &writes.tasks, &steps, &writes.runs, now_us).await?;
@@ -1217,9 +1217,9 @@ mod postgres_impl {
     }
 
     /// Inserts new step tasks (skipping keys that exist) and updates steps
-    /// and runs (the caller tells the
-    /// other instances of new tasks after commit: `announce_created`), with
-    /// the statement that records results (`pg_record::write_batch`).
+    /// and runs (the caller tells the other instances of new tasks after
+    /// commit: `announce_created`), with the statement that records results
+    /// (`pg_record::write_batch`).
     async fn write_rows(
         tx: &mut Transaction<'_, Postgres>,
         tasks: &[Value],
