@@ -173,7 +173,7 @@ async fn main() -> Result<()> {
     }
     if !flows.is_empty() {
         println!();
-        println!("| database | shape | total | result→enqueued p50 | p99 | result→claimed p50 | p99 | samples |");
+        println!("| database | shape | total | result→claimed p50 | p99 | handler→handler p50 | p99 | samples |");
         println!("|---|---|---|---|---|---|---|---|");
         for (label, f) in &flows {
             println!(
@@ -181,14 +181,10 @@ async fn main() -> Result<()> {
                 label,
                 f.shape,
                 f.total.as_secs_f64(),
-                ms(f.enq_p50_ms),
-                ms(f.enq_p99_ms),
-                f.p50_ms
-                    .map(|v| format!("{v:.2} ms"))
-                    .unwrap_or_else(|| "—".into()),
-                f.p99_ms
-                    .map(|v| format!("{v:.2} ms"))
-                    .unwrap_or_else(|| "—".into()),
+                ms(f.p50_ms),
+                ms(f.p99_ms),
+                ms(f.handler_p50_ms),
+                ms(f.handler_p99_ms),
                 f.samples
             );
         }
@@ -232,18 +228,22 @@ fn print_medians(flows: &[(String, FlowReport)]) {
         }
     }
     println!();
-    println!("| database | shape | runs | total | result→claimed p50 | p99 |");
-    println!("|---|---|---|---|---|---|");
+    println!("| database | shape | runs | total | result→claimed p50 | p99 | handler→handler p50 | p99 |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (label, shape, runs) in groups {
         let total = median(runs.iter().map(|f| f.total.as_secs_f64()).collect());
         let p50 = median(runs.iter().filter_map(|f| f.p50_ms).collect());
         let p99 = median(runs.iter().filter_map(|f| f.p99_ms).collect());
+        let handler_p50 = median(runs.iter().filter_map(|f| f.handler_p50_ms).collect());
+        let handler_p99 = median(runs.iter().filter_map(|f| f.handler_p99_ms).collect());
         println!(
-            "| {label} | {shape} | {} | {:.2} s | {} | {} |",
+            "| {label} | {shape} | {} | {:.2} s | {} | {} | {} | {} |",
             runs.len(),
             total.unwrap_or(0.0),
             ms(p50),
-            ms(p99)
+            ms(p99),
+            ms(handler_p50),
+            ms(handler_p99)
         );
     }
 }
@@ -278,12 +278,12 @@ struct FlowReport {
     backend: &'static str,
     shape: String,
     total: Duration,
-    /// Predecessor's result recorded → task enqueued.
-    enq_p50_ms: Option<f64>,
-    enq_p99_ms: Option<f64>,
     /// Predecessor's result recorded → task claimed.
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// Predecessor's handler finished → the task's handler started.
+    handler_p50_ms: Option<f64>,
+    handler_p99_ms: Option<f64>,
     samples: usize,
 }
 
@@ -621,17 +621,19 @@ async fn wait_runs(http: &reqwest::Client, url: &str, workflow: &str, n: usize) 
     }
 }
 
-/// Per-step overheads of chain runs, from a step's predecessor's result
-/// being recorded: to the step's task being enqueued (the engine's
-/// scheduling overhead), and to it being claimed (which adds the wait in
-/// the queue behind other ready work when the agents are saturated).
+/// Per-step gaps of chain runs: from a step's predecessor's result being
+/// recorded to the step's task being claimed (the engine's scheduling
+/// overhead: the results transaction that creates the task, the dispatcher
+/// and the claim), and from the predecessor's handler finishing to the
+/// step's handler starting, by the agents' clocks (what a user sees: adds
+/// the agents' result delivery and the claim's way back to an agent).
 async fn step_overheads(
     http: &reqwest::Client,
     url: &str,
     runs: &[i64],
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    let mut gaps = Vec::new();
-    let mut enqueued = Vec::new();
+    let mut claimed_gaps = Vec::new();
+    let mut handler_gaps = Vec::new();
     for id in runs {
         let run: serde_json::Value = http
             .get(format!("{url}/api/v1/runs/{id}"))
@@ -640,7 +642,8 @@ async fn step_overheads(
             .await?
             .json()
             .await?;
-        let mut prev_finished: Option<i64> = None;
+        // The predecessor's result recorded, and its handler finished.
+        let mut prev: Option<(i64, Option<i64>)> = None;
         for step in run["steps"].as_array().context("steps")? {
             let task = step["task_ids"][0].as_i64().context("task id")?;
             let t: TaskDetail = http
@@ -650,17 +653,20 @@ async fn step_overheads(
                 .await?
                 .json()
                 .await?;
-            let claimed = t.attempt_history.first().context("attempt")?.claimed_at_us;
-            if let Some(prev) = prev_finished {
-                gaps.push((claimed - prev) as f64 / 1000.0);
-                enqueued.push((t.task.created_at_us - prev) as f64 / 1000.0);
+            let attempt = t.attempt_history.first().context("attempt")?;
+            if let Some((recorded, handler_finished)) = prev {
+                claimed_gaps.push((attempt.claimed_at_us - recorded) as f64 / 1000.0);
+                if let (Some(finished), Some(started)) = (handler_finished, attempt.started_at_us) {
+                    handler_gaps.push((started - finished) as f64 / 1000.0);
+                }
             }
-            prev_finished = t.task.finished_at_us;
+            let last = t.attempt_history.last().context("attempt")?;
+            prev = t.task.finished_at_us.map(|r| (r, last.finished_at_us));
         }
     }
-    gaps.sort_by(f64::total_cmp);
-    enqueued.sort_by(f64::total_cmp);
-    Ok((enqueued, gaps))
+    claimed_gaps.sort_by(f64::total_cmp);
+    handler_gaps.sort_by(f64::total_cmp);
+    Ok((claimed_gaps, handler_gaps))
 }
 
 fn pct(sorted: &[f64], p: f64) -> Option<f64> {
@@ -689,14 +695,14 @@ async fn workflows(
     let id = start_run(http, url, "chain40").await?;
     wait_runs(http, url, "chain40", 1).await?;
     let total = started.elapsed();
-    let (enq, gaps) = step_overheads(http, url, &[id]).await?;
+    let (gaps, handler) = step_overheads(http, url, &[id]).await?;
     println!("{backend}: 40-step chain in {:.2} s", total.as_secs_f64());
     out.push(FlowReport {
         backend,
         shape: "40-step chain of 10 ms tasks".into(),
         total,
-        enq_p50_ms: pct(&enq, 0.5),
-        enq_p99_ms: pct(&enq, 0.99),
+        handler_p50_ms: pct(&handler, 0.5),
+        handler_p99_ms: pct(&handler, 0.99),
         p50_ms: pct(&gaps, 0.5),
         p99_ms: pct(&gaps, 0.99),
         samples: gaps.len(),
@@ -720,8 +726,8 @@ async fn workflows(
         backend,
         shape: "1,000-task fan-out + fan-in".into(),
         total,
-        enq_p50_ms: None,
-        enq_p99_ms: None,
+        handler_p50_ms: None,
+        handler_p99_ms: None,
         p50_ms: None,
         p99_ms: None,
         samples: 0,
@@ -874,7 +880,7 @@ async fn linear_chains(
         .step_by((ids.len() / 200).max(1))
         .copied()
         .collect();
-    let (enq, gaps) = step_overheads(http, url, &sample).await?;
+    let (gaps, handler) = step_overheads(http, url, &sample).await?;
     println!(
         "{backend}: {shape} in {:.2} s (all started after {:.2} s)",
         total.as_secs_f64(),
@@ -884,8 +890,8 @@ async fn linear_chains(
         backend,
         shape,
         total,
-        enq_p50_ms: pct(&enq, 0.5),
-        enq_p99_ms: pct(&enq, 0.99),
+        handler_p50_ms: pct(&handler, 0.5),
+        handler_p99_ms: pct(&handler, 0.99),
         p50_ms: pct(&gaps, 0.5),
         p99_ms: pct(&gaps, 0.99),
         samples: gaps.len(),
