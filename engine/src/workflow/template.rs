@@ -50,11 +50,16 @@ pub fn truthy(expr: &str, ctx: &Value) -> Result<bool, String> {
 /// change it).
 pub fn has_templates(value: &Value) -> bool {
     match value {
-        Value::String(s) => s.contains("{{") || s.contains("{%"),
+        Value::String(s) => is_template(s),
         Value::Array(items) => items.iter().any(has_templates),
         Value::Object(map) => map.values().any(has_templates),
         _ => false,
     }
+}
+
+/// Whether `s` holds template syntax (else it renders as itself).
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
 }
 
 /// Renders every string inside `value`.
@@ -62,7 +67,7 @@ pub fn render(value: &Value, ctx: &Value) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) => match sole_expression(s) {
             Some(expr) => eval(expr, ctx)?,
-            None if s.contains("{{") || s.contains("{%") => Value::String(
+            None if is_template(s) => Value::String(
                 env()
                     .render_str(s, ctx)
                     .map_err(|e| format!("{s:?}: {e}"))?,
@@ -112,7 +117,7 @@ pub fn references(source: &str, is_expression: bool) -> Result<Vec<String>, Stri
 /// Every template string inside a JSON value.
 pub fn strings(value: &Value, out: &mut Vec<String>) {
     match value {
-        Value::String(s) if s.contains("{{") || s.contains("{%") => out.push(s.clone()),
+        Value::String(s) if is_template(s) => out.push(s.clone()),
         Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
         Value::Object(map) => map.values().for_each(|v| strings(v, out)),
         _ => {}
