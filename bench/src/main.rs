@@ -287,6 +287,29 @@ struct FlowReport {
     samples: usize,
 }
 
+impl FlowReport {
+    /// A shape's report from its sorted per-step gaps (result→claimed and
+    /// handler→handler; empty for a shape without steps to measure).
+    fn new(
+        backend: &'static str,
+        shape: String,
+        total: Duration,
+        gaps: &[f64],
+        handler: &[f64],
+    ) -> Self {
+        Self {
+            backend,
+            shape,
+            total,
+            p50_ms: pct(gaps, 0.5),
+            p99_ms: pct(gaps, 0.99),
+            handler_p50_ms: pct(handler, 0.5),
+            handler_p99_ms: pct(handler, 0.99),
+            samples: gaps.len(),
+        }
+    }
+}
+
 async fn run(
     args: &Args,
     bin_dir: &Path,
@@ -697,16 +720,13 @@ async fn workflows(
     let total = started.elapsed();
     let (gaps, handler) = step_overheads(http, url, &[id]).await?;
     println!("{backend}: 40-step chain in {:.2} s", total.as_secs_f64());
-    out.push(FlowReport {
+    out.push(FlowReport::new(
         backend,
-        shape: "40-step chain of 10 ms tasks".into(),
+        "40-step chain of 10 ms tasks".into(),
         total,
-        handler_p50_ms: pct(&handler, 0.5),
-        handler_p99_ms: pct(&handler, 0.99),
-        p50_ms: pct(&gaps, 0.5),
-        p99_ms: pct(&gaps, 0.99),
-        samples: gaps.len(),
-    });
+        &gaps,
+        &handler,
+    ));
 
     // A 1,000-item fan-out and fan-in.
     let items: Vec<usize> = (0..1000).collect();
@@ -722,16 +742,13 @@ async fn workflows(
         "{backend}: 1,000-task fan-out in {:.2} s",
         total.as_secs_f64()
     );
-    out.push(FlowReport {
+    out.push(FlowReport::new(
         backend,
-        shape: "1,000-task fan-out + fan-in".into(),
+        "1,000-task fan-out + fan-in".into(),
         total,
-        handler_p50_ms: None,
-        handler_p99_ms: None,
-        p50_ms: None,
-        p99_ms: None,
-        samples: 0,
-    });
+        &[],
+        &[],
+    ));
 
     // Many concurrent 10-step chains of no-op tasks: a throughput test (with
     // zero-length steps the system is closed-loop, so the per-step overhead
@@ -886,14 +903,5 @@ async fn linear_chains(
         total.as_secs_f64(),
         all_started.as_secs_f64()
     );
-    Ok(FlowReport {
-        backend,
-        shape,
-        total,
-        handler_p50_ms: pct(&handler, 0.5),
-        handler_p99_ms: pct(&handler, 0.99),
-        p50_ms: pct(&gaps, 0.5),
-        p99_ms: pct(&gaps, 0.99),
-        samples: gaps.len(),
-    })
+    Ok(FlowReport::new(backend, shape, total, &gaps, &handler))
 }
