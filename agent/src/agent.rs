@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_protocol::agent::RegisterRequest;
+use drover_protocol::agent::{Lease, RegisterRequest};
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
@@ -41,6 +41,8 @@ pub const SHUTDOWN_REASON: &str = "agent shutting down";
 pub enum AgentError {
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     #[error("cannot set up handler {task_type:?}: {message}")]
     Handler { task_type: String, message: String },
     #[error("cannot create the HTTP client: {0}")]
@@ -69,12 +71,22 @@ pub async fn run_until(settings: Settings, mut signals: Signals) -> Result<(), A
             "found undelivered results from an earlier run; delivering them after registering"
         );
     }
+    let agent_key = crate::identity::load_or_create(&settings.state_dir)?;
     let handlers = build_handlers(&settings)?;
     let client =
         Client::new(settings.server.clone()).map_err(|e| AgentError::HttpClient(describe(&e)))?;
 
+    // The results still to deliver name the leases to keep: the server
+    // requeues whatever else this agent held before it restarted.
+    let resuming: Vec<Lease> = leftovers
+        .iter()
+        .map(|r| Lease {
+            task_id: r.task_id,
+            lease_token: r.lease_token,
+        })
+        .collect();
     let session = tokio::select! {
-        session = register(client, &settings) => Arc::new(session?),
+        session = register(client, &settings, agent_key, resuming) => Arc::new(session?),
         signal = signals.next() => {
             tracing::info!(signal, "stopping before registration");
             return Ok(());
@@ -201,7 +213,12 @@ fn build_handlers(settings: &Settings) -> Result<HashMap<String, Arc<Handler>>, 
 /// Registers, retrying with backoff while the server is unreachable. A
 /// refusal is fatal: the token or the configuration is wrong, and retrying
 /// cannot fix that.
-async fn register(mut client: Client, settings: &Settings) -> Result<Session, AgentError> {
+async fn register(
+    mut client: Client,
+    settings: &Settings,
+    agent_key: String,
+    resuming: Vec<Lease>,
+) -> Result<Session, AgentError> {
     let request = RegisterRequest {
         name: settings.name.clone(),
         hostname: settings.hostname.clone(),
@@ -210,6 +227,8 @@ async fn register(mut client: Client, settings: &Settings) -> Result<Session, Ag
         labels: settings.labels.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: drover_protocol::PROTOCOL_VERSION,
+        agent_key: Some(agent_key),
+        resuming,
     };
     let server = settings.server.to_string();
     let mut backoff = Backoff::default();

@@ -14,9 +14,15 @@ pub struct Cli {
     #[arg(long, env = "DROVER_SERVER")]
     pub server: String,
 
-    /// The operator's enrollment token, used to register.
+    /// File holding the enrollment token, used to register (the safe way:
+    /// keep it readable by the agent's user only). Wins over --token.
+    #[arg(long, env = "DROVER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The enrollment token itself. Prefer --token-file: a value here shows
+    /// in the process list and the environment. Handlers never see either.
     #[arg(long, env = "DROVER_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
 
     /// Path of the agent's TOML configuration file.
     #[arg(long, env = "DROVER_AGENT_CONFIG")]

@@ -83,9 +83,15 @@ pub struct CommandConfig {
     pub program: String,
     #[serde(default)]
     pub args: Vec<String>,
-    /// Added to the agent's own environment.
+    /// Set for the program, on top of the few variables every program gets
+    /// (`handlers::command::INHERITED_ENV`).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Names of further variables to pass on from the agent's own
+    /// environment. Nothing else of it reaches the program: not the
+    /// enrollment token, not the agent's other settings.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
     /// Working directory; the agent's own when unset.
     #[serde(default)]
     pub workdir: Option<PathBuf>,
@@ -136,8 +142,36 @@ pub enum ConfigError {
     Server { url: String, message: String },
     #[error("invalid --name {name:?}: {message}")]
     Name { name: String, message: String },
-    #[error("the enrollment token (--token / DROVER_TOKEN) is empty")]
+    #[error("the enrollment token is empty (--token-file / DROVER_TOKEN_FILE, or --token / DROVER_TOKEN)")]
     EmptyToken,
+    #[error(
+        "no enrollment token: give --token-file (DROVER_TOKEN_FILE), or --token (DROVER_TOKEN)"
+    )]
+    NoToken,
+    #[error("cannot read the enrollment token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The enrollment token from `--token-file` or `--token`, trimmed.
+fn enrollment_token(cli: &Cli) -> Result<String, ConfigError> {
+    let token = match (&cli.token_file, &cli.token) {
+        (Some(path), _) => {
+            std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+                path: path.clone(),
+                source,
+            })?
+        }
+        (None, Some(token)) => token.clone(),
+        (None, None) => return Err(ConfigError::NoToken),
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(ConfigError::EmptyToken);
+    }
+    Ok(token.to_string())
 }
 
 /// A check that failed, before the file's path is attached.
@@ -229,6 +263,20 @@ impl HandlerConfig {
                         return Err(invalid(
                             format!("{field}.env"),
                             format!("{key:?} is not a valid environment variable name"),
+                        ));
+                    }
+                }
+                for key in &c.pass_env {
+                    if key.is_empty() || key.contains('=') || key.contains('\0') {
+                        return Err(invalid(
+                            format!("{field}.pass_env"),
+                            format!("{key:?} is not a valid environment variable name"),
+                        ));
+                    }
+                    if key.starts_with("DROVER_TOKEN") {
+                        return Err(invalid(
+                            format!("{field}.pass_env"),
+                            format!("{key} holds the agent's enrollment token and is never passed to handlers"),
                         ));
                     }
                 }
@@ -350,9 +398,7 @@ impl Settings {
     /// Precedence: flag / environment variable, then the file, then the default.
     pub fn resolve(cli: &Cli, file: AgentConfig, hostname: String) -> Result<Self, ConfigError> {
         let server = parse_server_url(&cli.server)?;
-        if cli.token.trim().is_empty() {
-            return Err(ConfigError::EmptyToken);
-        }
+        let enrollment_token = enrollment_token(cli)?;
         let name = cli
             .name
             .clone()
@@ -369,7 +415,7 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         Ok(Settings {
             server,
-            enrollment_token: cli.token.trim().to_string(),
+            enrollment_token,
             name,
             hostname,
             capacity: file.capacity,
@@ -649,10 +695,48 @@ timeout_ms = 10000
             "--shutdown-grace-ms",
             "5",
         ]);
-        let s = Settings::resolve(&cli(&args), file, "host".into()).expect("valid");
+        let s = Settings::resolve(&cli(&args), file.clone(), "host".into()).expect("valid");
         assert_eq!(s.name, "other");
         assert_eq!(s.state_dir, PathBuf::from("/s"));
         assert_eq!(s.shutdown_grace, Duration::from_millis(5));
+
+        let dir = crate::test_util::TempDir::create("token-file");
+        let token_file = dir.0.join("token");
+        std::fs::write(&token_file, "from-file\n").expect("write token");
+        let token_file = token_file.to_string_lossy().into_owned();
+        let with_file = [
+            "--server",
+            "http://h",
+            "--token-file",
+            &token_file,
+            "--config",
+            "a.toml",
+        ];
+        let s = Settings::resolve(&cli(&with_file), file.clone(), "host".into()).expect("valid");
+        assert_eq!(
+            s.enrollment_token, "from-file",
+            "read from the file, trimmed"
+        );
+        let missing = [
+            "--server",
+            "http://h",
+            "--token-file",
+            "/nonexistent/t",
+            "--config",
+            "a.toml",
+        ];
+        let e = Settings::resolve(&cli(&missing), file.clone(), "host".into())
+            .expect_err("no such file")
+            .to_string();
+        assert!(
+            e.contains("cannot read the enrollment token file /nonexistent/t"),
+            "{e}"
+        );
+        let none = ["--server", "http://h", "--config", "a.toml"];
+        let e = Settings::resolve(&cli(&none), file.clone(), "host".into())
+            .expect_err("no token")
+            .to_string();
+        assert!(e.contains("no enrollment token"), "{e}");
 
         let minimal = parse("capacity = 1\n[handlers.e]\nkind = \"builtin\"\nbuiltin = \"echo\"\n")
             .expect("valid");

@@ -19,6 +19,7 @@ pub mod config;
 pub mod drain;
 pub mod handlers;
 pub mod heartbeat;
+pub mod identity;
 pub mod outbox;
 pub mod reporter;
 pub mod session;

@@ -55,7 +55,7 @@ impl Outbox {
     /// left by a previous run. Lines that do not parse (a torn last line after
     /// a crash, say) are skipped with a warning rather than blocking start-up.
     pub fn open(dir: &Path) -> Result<(Self, Vec<TaskResult>), OutboxError> {
-        std::fs::create_dir_all(dir).map_err(|source| OutboxError::CreateDir {
+        create_private_dir(dir).map_err(|source| OutboxError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -120,7 +120,7 @@ impl Outbox {
         }
         let tmp = self.path.with_extension("jsonl.tmp");
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = private_file(&tmp)?;
             for r in results {
                 serde_json::to_writer(&mut f, r)?;
                 f.write_all(b"\n")?;
@@ -141,15 +141,34 @@ impl Outbox {
     }
 }
 
+/// Creates the state directory (and its parents) readable by the agent's
+/// user only: results and the agent's key are no one else's business.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates (or truncates) a file only the agent's user may read or write.
+pub fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 fn open_append(path: &Path) -> Result<File, OutboxError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| OutboxError::Open {
-            path: path.to_path_buf(),
-            source,
-        })
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|source| OutboxError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

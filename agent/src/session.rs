@@ -51,7 +51,12 @@ impl Session {
             Ok(info) => Ok(Self {
                 client,
                 enrollment_token,
-                request,
+                // The leases kept on resuming were claimed: registering
+                // again later must not keep them a second time.
+                request: RegisterRequest {
+                    resuming: vec![],
+                    ..request
+                },
                 current: RwLock::new(Current {
                     generation: 0,
                     info,

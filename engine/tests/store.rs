@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use drover_engine::domain::{AgentSpec, PriorityWeights, Scheduling, TaskSpec};
-use drover_engine::store::{Applied, QueueStore, RunStore, WorkflowDefStore};
+use drover_engine::store::{Applied, QueueStore, Registration, RunStore, WorkflowDefStore};
 use drover_engine::time::now_us;
 use drover_engine::Store;
 use drover_protocol::agent::{Lease, Outcome, TaskResult};
@@ -52,7 +52,20 @@ fn agent(name: &str, capacity: i64, types: &[&str], labels: &[&str]) -> AgentSpe
 
 async fn register(store: &Store, spec: AgentSpec) -> i64 {
     let token = format!("{}-{}", spec.name, rand_suffix());
-    store.register_agent(&spec, &token, now_us()).await.unwrap()
+    store
+        .register_agent(
+            &Registration {
+                spec: &spec,
+                session_hash: &token,
+                key_hash: None,
+                enrollment_id: None,
+                resuming: &[],
+            },
+            now_us(),
+        )
+        .await
+        .unwrap()
+        .agent_id
 }
 
 fn rand_suffix() -> u64 {
@@ -200,7 +213,7 @@ async fn never_exceeds_capacity(store: Store) {
     let t = &first.tasks[0];
     assert_eq!(
         store
-            .complete(&[success(t.task_id, t.lease_token)], now)
+            .complete(a, &[success(t.task_id, t.lease_token)], now)
             .await
             .unwrap()
             .applied,
@@ -339,11 +352,11 @@ async fn stale_result_is_refused_and_changes_nothing(store: Store) {
     assert_eq!(sweep.tasks_requeued, 1);
     let second = store.claim(b, 1, now + TTL + 2, TTL).await.unwrap().tasks[0].clone();
     assert_eq!(second.task_id, id);
-    assert!(second.lease_token > first.lease_token);
+    assert_ne!(second.lease_token, first.lease_token);
     // A's late result is refused; B's is taken; a repeat of B's is refused.
     assert_eq!(
         store
-            .complete(&[success(id, first.lease_token)], now)
+            .complete(a, &[success(id, first.lease_token)], now)
             .await
             .unwrap()
             .applied,
@@ -354,7 +367,7 @@ async fn stale_result_is_refused_and_changes_nothing(store: Store) {
     assert_eq!(t.task.agent_id, Some(b));
     assert_eq!(
         store
-            .complete(&[success(id, second.lease_token)], now)
+            .complete(b, &[success(id, second.lease_token)], now)
             .await
             .unwrap()
             .applied,
@@ -362,7 +375,7 @@ async fn stale_result_is_refused_and_changes_nothing(store: Store) {
     );
     assert_eq!(
         store
-            .complete(&[success(id, second.lease_token)], now)
+            .complete(b, &[success(id, second.lease_token)], now)
             .await
             .unwrap()
             .applied,
@@ -389,7 +402,7 @@ async fn failure_retries_with_backoff_then_fails(store: Store) {
     let c = store.claim(a, 1, now, TTL).await.unwrap().tasks[0].clone();
     assert_eq!(
         store
-            .complete(&[failure(id, c.lease_token)], now)
+            .complete(a, &[failure(id, c.lease_token)], now)
             .await
             .unwrap()
             .applied,
@@ -417,7 +430,7 @@ async fn failure_retries_with_backoff_then_fails(store: Store) {
     assert_eq!(c.attempt, 2);
     assert_eq!(
         store
-            .complete(&[failure(id, c.lease_token)], now)
+            .complete(a, &[failure(id, c.lease_token)], now)
             .await
             .unwrap()
             .applied,
@@ -442,12 +455,12 @@ async fn history_lists_submission_claims_and_endings_in_order(store: Store) {
     let id = store.submit(&[spec], &SCHED, t0).await.unwrap()[0].id;
     let first = store.claim(a, 1, t0 + 10, TTL).await.unwrap().tasks[0].clone();
     store
-        .complete(&[failure(id, first.lease_token)], t0 + 20)
+        .complete(a, &[failure(id, first.lease_token)], t0 + 20)
         .await
         .unwrap();
     let second = store.claim(b, 1, t0 + 1_000_000, TTL).await.unwrap().tasks[0].clone();
     store
-        .complete(&[success(id, second.lease_token)], t0 + 1_000_010)
+        .complete(b, &[success(id, second.lease_token)], t0 + 1_000_010)
         .await
         .unwrap();
     let history: Vec<(String, TaskStatus, Option<i64>, i64)> = store
@@ -493,7 +506,7 @@ async fn released_task_is_requeued_without_counting_the_attempt(store: Store) {
         finished_at_us: None,
     };
     assert_eq!(
-        store.complete(&[release], now).await.unwrap().applied,
+        store.complete(a, &[release], now).await.unwrap().applied,
         vec![Applied::Yes(TaskStatus::Queued)]
     );
     let c = store.claim(a, 1, now, TTL).await.unwrap().tasks[0].clone();
@@ -718,7 +731,7 @@ async fn cancel_queued_and_running_tasks(store: Store) {
     ));
     assert_eq!(
         store
-            .complete(&[success(ids[0], running.lease_token)], now)
+            .complete(a, &[success(ids[0], running.lease_token)], now)
             .await
             .unwrap()
             .applied,
@@ -803,7 +816,11 @@ async fn concurrent_claims_never_hand_out_a_task_twice(store: Store) {
                     .iter()
                     .map(|t| success(t.task_id, t.lease_token))
                     .collect();
-                let applied = store.complete(&results, now_us()).await.unwrap().applied;
+                let applied = store
+                    .complete(id, &results, now_us())
+                    .await
+                    .unwrap()
+                    .applied;
                 assert!(applied
                     .iter()
                     .all(|a| *a == Applied::Yes(TaskStatus::Succeeded)));
@@ -894,7 +911,10 @@ async fn batch_advance_creates_each_next_task_once(store: Store) {
         .map(|t| success(t.task_id, t.lease_token))
         .collect();
     // The runs owning the finished tasks come back with the results.
-    assert_eq!(store.complete(&results, now_us()).await.unwrap().runs, runs);
+    assert_eq!(
+        store.complete(a, &results, now_us()).await.unwrap().runs,
+        runs
+    );
     let ids: Vec<i64> = claimed.iter().map(|t| t.task_id).collect();
     assert_eq!(store.runs_of_tasks(&ids).await.unwrap(), runs);
     let second = store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
@@ -924,7 +944,10 @@ async fn batch_advance_creates_each_next_task_once(store: Store) {
         .iter()
         .map(|t| success(t.task_id, t.lease_token))
         .collect();
-    assert_eq!(store.complete(&results, now_us()).await.unwrap().runs, runs);
+    assert_eq!(
+        store.complete(a, &results, now_us()).await.unwrap().runs,
+        runs
+    );
     let done = store.advance_runs(&runs, &SCHED, now_us()).await.unwrap();
     assert_eq!(
         created(&done),
@@ -980,10 +1003,12 @@ async fn start_pairs(store: &Store, n: usize) -> Vec<i64> {
 /// Reports one claimed task's success through `complete_and_advance`.
 async fn succeed_and_advance(
     store: &Store,
+    agent: i64,
     claimed: &drover_protocol::agent::Assignment,
 ) -> drover_engine::store::Recorded {
     store
         .complete_and_advance(
+            agent,
             &[success(claimed.task_id, claimed.lease_token)],
             &SCHED,
             now_us(),
@@ -1011,7 +1036,7 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
     // A stale result beside them changes nothing and advances nothing.
     results.push(success(claimed[0].task_id, claimed[0].lease_token + 7));
     let recorded = store
-        .complete_and_advance(&results, &SCHED, now_us())
+        .complete_and_advance(a, &results, &SCHED, now_us())
         .await
         .unwrap();
     assert_eq!(
@@ -1039,7 +1064,7 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
         .map(|t| success(t.task_id, t.lease_token))
         .collect();
     let done = store
-        .complete_and_advance(&results, &SCHED, now_us())
+        .complete_and_advance(a, &results, &SCHED, now_us())
         .await
         .unwrap();
     assert!(done
@@ -1054,7 +1079,7 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
         .unwrap();
     let claimed = store.claim(a, 100, now_us(), TTL).await.unwrap().tasks;
     assert_eq!(claimed[0].task_id, plain[0].id);
-    let recorded = succeed_and_advance(&store, &claimed[0]).await;
+    let recorded = succeed_and_advance(&store, a, &claimed[0]).await;
     assert!(
         recorded.completed.runs.is_empty()
             && recorded.advanced.is_empty()
@@ -1087,7 +1112,7 @@ async fn a_run_failing_in_a_batch_cancels_the_retry_beside_it(store: Store) {
         .map(|t| failure(t.task_id, t.lease_token))
         .collect();
     let recorded = store
-        .complete_and_advance(&results, &SCHED, now_us())
+        .complete_and_advance(a, &results, &SCHED, now_us())
         .await
         .unwrap();
     assert_eq!(recorded.completed.runs, vec![run]);
@@ -1139,7 +1164,7 @@ async fn a_fan_out_finished_in_one_batch_gathers_in_item_order(store: Store) {
         })
         .collect();
     let recorded = store
-        .complete_and_advance(&results, &SCHED, now_us())
+        .complete_and_advance(a, &results, &SCHED, now_us())
         .await
         .unwrap();
     assert_eq!(created(&recorded.advanced), vec![(run, 1)]);
@@ -1167,7 +1192,7 @@ async fn results_are_recorded_when_their_runs_cannot_advance(store: Store, guard
         let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
         sqlx::query(corrupt).execute(&mut c).await.unwrap();
     }
-    let recorded = succeed_and_advance(&store, &claimed[0]).await;
+    let recorded = succeed_and_advance(&store, a, &claimed[0]).await;
     assert_eq!(
         recorded.completed.applied,
         vec![Applied::Yes(TaskStatus::Succeeded)]
@@ -1208,7 +1233,7 @@ async fn postgres_results_leave_a_run_locked_elsewhere_to_the_caller() {
         .collect();
     let recorded = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        store.complete_and_advance(&results, &SCHED, now_us()),
+        store.complete_and_advance(a, &results, &SCHED, now_us()),
     )
     .await
     .expect("waited for the run another transaction holds")
@@ -1310,7 +1335,7 @@ async fn postgres_connections_dropped_while_idle_are_replaced() {
     );
     assert_eq!(
         store
-            .complete(&[success(id, claimed[0].lease_token)], now_us())
+            .complete(a, &[success(id, claimed[0].lease_token)], now_us())
             .await
             .unwrap()
             .applied,
@@ -1349,6 +1374,7 @@ async fn queued_tasks_of_an_ended_run_are_cancelled_with_an_event(store: Store) 
     let claimed = store.claim(a, 1, now_us(), TTL).await.unwrap().tasks;
     let recorded = store
         .complete_and_advance(
+            a,
             &[failure(claimed[0].task_id, claimed[0].lease_token)],
             &SCHED,
             now_us(),

@@ -19,6 +19,17 @@ pub struct RegisterRequest {
     pub version: String,
     /// Must equal [`crate::PROTOCOL_VERSION`].
     pub protocol: u32,
+    /// The agent's own secret, kept in its state directory: registering
+    /// again with it resumes the same agent (same id, the leases it holds),
+    /// so a restarted agent can still deliver the results in its outbox.
+    /// Another agent cannot present it, so it cannot post those results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_key: Option<String>,
+    /// On resuming: the leases whose results the agent still has to
+    /// deliver. Every other task the agent held is requeued at once, since
+    /// the restarted process no longer runs it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resuming: Vec<Lease>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,8 +50,9 @@ pub struct RegisterResponse {
 #[serde(deny_unknown_fields)]
 pub struct Lease {
     pub task_id: i64,
-    /// Fencing token: the task's claim number, raised by every claim, so a
-    /// result sent under an older claim is recognised and refused.
+    /// Fencing token: drawn at random for every claim (64 bits), so a
+    /// result sent under an older claim is recognised and refused, and no
+    /// one can guess the token of a lease they were not given.
     pub lease_token: i64,
 }
 
@@ -161,7 +173,8 @@ pub struct ResultAck {
 pub enum AckStatus {
     /// Recorded.
     Accepted,
-    /// The lease is expired or superseded: the result was refused and changed
-    /// nothing. The agent must drop it (the task belongs to someone else now).
+    /// The lease is expired or superseded, or held by another agent: the
+    /// result was refused and changed nothing. The agent must drop it (the
+    /// task belongs to someone else now).
     Stale,
 }

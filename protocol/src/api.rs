@@ -187,6 +187,9 @@ pub enum AgentStatus {
     Draining,
     Offline,
     Deregistered,
+    /// An admin revoked it: its session is refused and it may rejoin only
+    /// by registering again with a valid enrollment token.
+    Revoked,
 }
 
 impl AgentStatus {
@@ -196,6 +199,7 @@ impl AgentStatus {
             AgentStatus::Draining => "draining",
             AgentStatus::Offline => "offline",
             AgentStatus::Deregistered => "deregistered",
+            AgentStatus::Revoked => "revoked",
         }
     }
 
@@ -205,6 +209,7 @@ impl AgentStatus {
             AgentStatus::Draining,
             AgentStatus::Offline,
             AgentStatus::Deregistered,
+            AgentStatus::Revoked,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)

@@ -5,8 +5,10 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use drover_engine::store::{AgentSession, QueueStore, UserStore};
-use drover_protocol::api::{Role, UserView};
+use drover_engine::store::{AgentSession, EnrollmentStore, QueueStore, UserStore};
+use drover_engine::time::now_us;
+use drover_protocol::api::{AgentStatus, Role, UserView};
+use drover_protocol::credentials::EnrollmentTokenView;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -16,6 +18,12 @@ use crate::state::AppState;
 /// Hex SHA-256 of a token: what is stored and compared.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The first characters of a token: enough for an operator to tell tokens
+/// apart in a list, far too few to use.
+pub fn token_prefix(token: &str) -> String {
+    token.chars().take(8).collect()
 }
 
 /// A fresh random token (256 bits, hex).
@@ -35,15 +43,6 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?;
     Some(token.trim())
-}
-
-/// Compares hashes in constant time, so a token cannot be guessed byte by byte.
-fn same_hash(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// A signed-in user: the caller presented one of the user's API tokens, or
@@ -100,24 +99,31 @@ impl Caller {
     }
 }
 
-/// A caller holding the enrollment token (may register agents).
-pub struct Enrollment;
+/// A caller holding a usable enrollment token (may register agents, for
+/// what the token allows).
+pub struct Enrollment(pub EnrollmentTokenView);
 
 impl FromRequestParts<AppState> for Enrollment {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match bearer(parts) {
-            Some(token) if same_hash(&hash_token(token), &state.enrollment_token_hash) => {
-                Ok(Enrollment)
-            }
-            _ => Err(ApiError::Unauthorized),
+        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        // Looked up by hash: the database compares hashes, never the
+        // token, so its timing tells nothing about the token.
+        match state
+            .store
+            .usable_enrollment_token(&hash_token(token), now_us())
+            .await?
+        {
+            Some(view) => Ok(Enrollment(view)),
+            None => Err(ApiError::Unauthorized),
         }
     }
 }
 
-/// An agent session. A deregistered session is refused, so the agent knows
-/// to register again.
+/// An agent session. A deregistered or revoked session is refused, so the
+/// agent knows to register again (which a revoked agent can do only with a
+/// usable enrollment token, as a new agent).
 pub struct Agent(pub AgentSession);
 
 impl FromRequestParts<AppState> for Agent {
@@ -126,7 +132,12 @@ impl FromRequestParts<AppState> for Agent {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
         match state.store.agent_by_token(&hash_token(token)).await? {
-            Some(session) if session.status != drover_protocol::api::AgentStatus::Deregistered => {
+            Some(session)
+                if !matches!(
+                    session.status,
+                    AgentStatus::Deregistered | AgentStatus::Revoked
+                ) =>
+            {
                 Ok(Agent(session))
             }
             _ => Err(ApiError::Unauthorized),

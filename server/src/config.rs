@@ -103,6 +103,12 @@ pub struct Config {
     #[arg(long, env = "DROVER_MAX_BATCH", default_value_t = 10_000)]
     pub max_batch: usize,
 
+    /// Largest output a task may store, in bytes of JSON: an attempt whose
+    /// output is larger fails with a message saying so (retrying would
+    /// only make it again).
+    #[arg(long, env = "DROVER_MAX_OUTPUT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_output_bytes: usize,
+
     /// Where the built dashboard (wasm, css) is served from.
     #[arg(long, env = "DROVER_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,

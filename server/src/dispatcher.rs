@@ -302,7 +302,7 @@ async fn release(store: &Store, agent_id: i64, claim: Claim) {
             finished_at_us: None,
         })
         .collect();
-    if let Err(e) = store.complete(&results, now_us()).await {
+    if let Err(e) = store.complete(agent_id, &results, now_us()).await {
         tracing::warn!(error = %e, agent_id, "could not release undelivered tasks; their leases will expire");
     }
 }

@@ -5,6 +5,7 @@ mod advance;
 mod auth;
 mod cli;
 mod config;
+mod credentials;
 mod dispatcher;
 mod duties;
 mod error;

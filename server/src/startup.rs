@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use drover_engine::store::{QueueStore, UserStore};
+use drover_engine::store::{EnrollmentStore, NewEnrollment, QueueStore, UserStore};
 use drover_engine::time::now_us;
 use drover_engine::Store;
 use drover_protocol::api::Role;
@@ -62,13 +62,8 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         bootstrap_admin(&store, &api_token, config.admin_password.as_deref()).await?;
-        let shared = Shared::new(
-            config,
-            store,
-            dispatcher,
-            instance_id,
-            hash_token(&enrollment_token),
-        );
+        bootstrap_enrollment(&store, &enrollment_token).await?;
+        let shared = Shared::new(config, store, dispatcher, instance_id);
         let known = shared.store.known_task_types().await?;
         shared.learn_task_types(known);
         Ok(Self {
@@ -184,6 +179,29 @@ async fn bootstrap_admin(
             admin.id,
             &hash_token(api_token),
             "DROVER_API_TOKEN",
+            now_us(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Stores the configured (or generated) enrollment token as the one named
+/// `bootstrap-…`, unrestricted, unless it is known already: revoking it
+/// holds across restarts, and a new value of `DROVER_ENROLLMENT_TOKEN` adds
+/// a new bootstrap token beside the old one (revoke that one when rotating).
+async fn bootstrap_enrollment(store: &Store, token: &str) -> anyhow::Result<()> {
+    let prefix = crate::auth::token_prefix(token);
+    store
+        .ensure_enrollment_token(
+            &NewEnrollment {
+                name: &format!("bootstrap-{prefix}"),
+                token_hash: &hash_token(token),
+                prefix: &prefix,
+                task_types: None,
+                labels: None,
+                created_by: "DROVER_ENROLLMENT_TOKEN",
+                expires_at_us: None,
+            },
             now_us(),
         )
         .await?;

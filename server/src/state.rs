@@ -25,7 +25,6 @@ pub struct Shared {
     pub instance_id: String,
     /// Whether this instance currently holds leadership (runs the duties).
     pub leader: AtomicBool,
-    pub enrollment_token_hash: String,
     /// Change notices for live dashboards.
     pub events: crate::events::EventBus,
     /// Advances workflow runs in batches (see `crate::advance`).
@@ -54,13 +53,11 @@ impl std::ops::Deref for AppState {
 }
 
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         store: Store,
         dispatcher: Arc<Dispatcher>,
         instance_id: String,
-        enrollment_token_hash: String,
     ) -> Self {
         let known: HashSet<String> = config.task_types.iter().cloned().collect();
         let events = crate::events::EventBus::new(
@@ -82,7 +79,6 @@ impl Shared {
                 5,
                 std::time::Duration::from_secs(60),
             ),
-            enrollment_token_hash,
             known_types: RwLock::new(known),
         }
     }

@@ -6,7 +6,11 @@
 //!   (the kernel limits one environment string to 128 KiB; over the limit
 //!   the variable is left unset and stdin is the only copy);
 //! - `DROVER_TASK_ID`, `DROVER_TASK_TYPE`, `DROVER_ATTEMPT` describe the task;
-//! - the configured `env` is added to the agent's own environment;
+//! - the environment is not the agent's: the program gets only
+//!   [`INHERITED_ENV`] and the configured `pass_env` names from the agent's
+//!   environment, then the configured `env`, then the task's variables. The
+//!   enrollment token (`DROVER_TOKEN`), whatever else the agent was started
+//!   with, never reaches a task;
 //! - exit 0 is success, and stdout is the output: JSON if it parses, else the
 //!   trimmed text as a JSON string (empty → `null`). Stdout over
 //!   [`MAX_OUTPUT_BYTES`] fails the attempt (not retryable) rather than being
@@ -35,6 +39,23 @@ use super::{
 use crate::client::tail;
 use crate::config::CommandConfig;
 
+/// The variables of the agent's environment every program gets: what
+/// programs need to find binaries, a home, a locale and a time zone.
+pub const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "TMPDIR",
+];
+
 /// Largest payload also passed in `DROVER_PAYLOAD`.
 pub const MAX_ENV_PAYLOAD_BYTES: usize = 64 * 1024;
 
@@ -44,6 +65,7 @@ pub struct CommandHandler {
     program: String,
     args: Vec<String>,
     env: BTreeMap<String, String>,
+    pass_env: Vec<String>,
     workdir: Option<PathBuf>,
     timeout: Option<Duration>,
 }
@@ -54,6 +76,7 @@ impl CommandHandler {
             program: config.program.clone(),
             args: config.args.clone(),
             env: config.env.clone(),
+            pass_env: config.pass_env.clone(),
             workdir: config.workdir.clone(),
             timeout: config.timeout_ms.map(Duration::from_millis),
         }
@@ -69,6 +92,16 @@ impl CommandHandler {
     pub async fn run(&self, ctx: &TaskContext) -> Outcome {
         let payload = ctx.payload.to_string();
         let mut cmd = Command::new(&self.program);
+        cmd.env_clear();
+        let inherited = INHERITED_ENV
+            .iter()
+            .copied()
+            .chain(self.pass_env.iter().map(String::as_str));
+        for name in inherited {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
         cmd.args(&self.args)
             .envs(&self.env)
             .env("DROVER_TASK_ID", ctx.task_id.to_string())
@@ -80,9 +113,6 @@ impl CommandHandler {
             .kill_on_drop(true);
         if payload.len() <= MAX_ENV_PAYLOAD_BYTES {
             cmd.env("DROVER_PAYLOAD", &payload);
-        } else {
-            // Never let a stale value from the agent's own environment through.
-            cmd.env_remove("DROVER_PAYLOAD");
         }
         if let Some(dir) = &self.workdir {
             cmd.current_dir(dir);
@@ -259,6 +289,7 @@ mod tests {
             program: program.into(),
             args: args.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
+            pass_env: vec![],
             workdir: None,
             timeout_ms: None,
         })
@@ -322,6 +353,43 @@ mod tests {
                 output: json!(r#"7|resize|2|{"a":1}|bar"#)
             }
         );
+    }
+
+    /// The test runner's environment is full of variables (CARGO_*, and
+    /// whatever the shell had): none of them may reach the program, only
+    /// the allowlist, `pass_env` and the task's own.
+    #[tokio::test]
+    async fn programs_see_only_the_allowed_environment() {
+        let mut h = handler("env", &[]);
+        h.env.insert("FOO".into(), "bar".into());
+        h.pass_env = vec!["CARGO_PKG_NAME".into()];
+        let Outcome::Succeeded { output } = h.run(&ctx(json!({}))).await else {
+            panic!("env failed");
+        };
+        let text = output.as_str().expect("text output").to_string();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        let task_vars = [
+            "DROVER_TASK_ID",
+            "DROVER_TASK_TYPE",
+            "DROVER_ATTEMPT",
+            "DROVER_PAYLOAD",
+        ];
+        for name in &names {
+            assert!(
+                INHERITED_ENV.contains(name)
+                    || task_vars.contains(name)
+                    || ["FOO", "CARGO_PKG_NAME"].contains(name),
+                "{name} leaked into the program's environment:\n{text}"
+            );
+        }
+        assert!(
+            names.contains(&"FOO") && names.contains(&"CARGO_PKG_NAME"),
+            "{text}"
+        );
+        assert!(!names.contains(&"CARGO_MANIFEST_DIR"), "{text}");
     }
 
     #[tokio::test]

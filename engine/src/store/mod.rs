@@ -36,6 +36,7 @@ macro_rules! delegate_to_backend {
     };
 }
 
+mod enrollment;
 mod overview;
 mod pg_notifier;
 mod postgres;
@@ -52,6 +53,7 @@ use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStat
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
 
+pub use enrollment::{EnrollmentStore, NewEnrollment};
 pub use overview::{OverviewCounts, OverviewStore};
 pub use pg_notifier::Notifier;
 pub use postgres::PgStore;
@@ -110,6 +112,30 @@ pub struct TaskFilter {
     pub limit: i64,
 }
 
+/// An agent registering: what it declared and the credentials it proved.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration<'a> {
+    pub spec: &'a AgentSpec,
+    /// Hash of the session token the agent is given.
+    pub session_hash: &'a str,
+    /// Hash of the agent's own key, when it sent one.
+    pub key_hash: Option<&'a str>,
+    /// The enrollment token it presented.
+    pub enrollment_id: Option<i64>,
+    /// When resuming: the leases whose results it still has to deliver.
+    pub resuming: &'a [Lease],
+}
+
+/// What registering did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registered {
+    pub agent_id: i64,
+    /// An agent known by its key was resumed rather than created.
+    pub resumed: bool,
+    /// The tasks the resumed agent held and no longer runs, requeued.
+    pub sweep: Sweep,
+}
+
 /// What a periodic duty changed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sweep {
@@ -126,6 +152,9 @@ pub struct Sweep {
 struct Ending {
     task_id: i64,
     lease_token: i64,
+    /// The agent that sent the result: it applies only if this agent holds
+    /// the lease. `None` for the server's own endings (sweeps, cancels).
+    holder: Option<i64>,
     end: crate::lifecycle::AttemptEnd,
     started_at_us: Option<i64>,
     finished_at_us: Option<i64>,
@@ -149,6 +178,9 @@ pub enum Applied {
     Yes(TaskStatus),
     /// The lease was expired or superseded; nothing changed.
     Stale,
+    /// The lease is current but another agent holds it: the sender is not
+    /// the agent the task was given to. Nothing changed.
+    NotHolder,
 }
 
 /// The operations of the queue. See the module docs for the contract.
@@ -191,8 +223,14 @@ pub trait QueueStore {
         lease_ttl_us: i64,
     ) -> Result<Vec<Claim>>;
 
-    /// Records results. A result applies only if its lease is current.
-    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed>;
+    /// Records the results `agent_id` sent. A result applies only if its
+    /// lease is current and held by that agent.
+    async fn complete(
+        &self,
+        agent_id: i64,
+        results: &[TaskResult],
+        now_us: i64,
+    ) -> Result<Completed>;
 
     /// Renews the leases the agent still holds; answers which of the tasks it
     /// runs it must stop (cancelled, timed out, or reassigned). A lease is
@@ -214,10 +252,17 @@ pub trait QueueStore {
         renew_below_us: i64,
     ) -> Result<HeartbeatResponse>;
 
-    async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64>;
+    /// Registers an agent. One presenting the key of a known agent that is
+    /// not revoked resumes it: the same id and the leases listed in
+    /// `resuming`; every other task it held is requeued, since the process
+    /// that ran it is gone.
+    async fn register_agent(&self, reg: &Registration<'_>, now_us: i64) -> Result<Registered>;
     async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>>;
     /// Marks the agent gone and requeues what it still held.
     async fn deregister_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep>;
+    /// Revokes an agent: its session is refused from now on, its key no
+    /// longer resumes it, and its tasks are requeued at once.
+    async fn revoke_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep>;
     /// Drain (stop giving it work) or re-enable an agent.
     async fn set_agent_draining(&self, agent_id: i64, draining: bool) -> Result<()>;
     async fn list_agents(&self) -> Result<Vec<AgentView>>;
@@ -283,11 +328,12 @@ delegate_to_backend!(QueueStore {
     async fn submit(&self, specs: &[TaskSpec], sched: &Scheduling, now_us: i64) -> Result<Vec<SubmittedTask>>;
     async fn claim(&self, agent_id: i64, max_tasks: i64, now_us: i64, lease_ttl_us: i64) -> Result<Claim>;
     async fn claim_group(&self, agents: &[(i64, i64)], now_us: i64, lease_ttl_us: i64) -> Result<Vec<Claim>>;
-    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed>;
+    async fn complete(&self, agent_id: i64, results: &[TaskResult], now_us: i64) -> Result<Completed>;
     async fn heartbeat(&self, agent_id: i64, running: &[Lease], now_us: i64, lease_ttl_us: i64, renew_below_us: i64) -> Result<HeartbeatResponse>;
-    async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64>;
+    async fn register_agent(&self, reg: &Registration<'_>, now_us: i64) -> Result<Registered>;
     async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>>;
     async fn deregister_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep>;
+    async fn revoke_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep>;
     async fn set_agent_draining(&self, agent_id: i64, draining: bool) -> Result<()>;
     async fn list_agents(&self) -> Result<Vec<AgentView>>;
     async fn get_task(&self, id: i64) -> Result<Option<TaskDetail>>;
@@ -320,6 +366,8 @@ enum SweptBecause {
     Deregistered,
     Offline,
     LeaseExpired,
+    Restarted,
+    Revoked,
 }
 
 impl SweptBecause {
@@ -328,12 +376,14 @@ impl SweptBecause {
             SweptBecause::Deregistered => "agent deregistered",
             SweptBecause::Offline => "agent went offline",
             SweptBecause::LeaseExpired => "lease expired",
+            SweptBecause::Restarted => "agent restarted",
+            SweptBecause::Revoked => "agent revoked",
         }
     }
 }
 
-/// The attempt ending an agent's result asks for.
-fn ending_of_result(r: &TaskResult) -> Ending {
+/// The attempt ending the result `agent_id` sent asks for.
+fn ending_of_result(agent_id: i64, r: &TaskResult) -> Ending {
     let end = match &r.outcome {
         drover_protocol::agent::Outcome::Succeeded { output } => {
             crate::lifecycle::AttemptEnd::Succeeded {
@@ -355,6 +405,7 @@ fn ending_of_result(r: &TaskResult) -> Ending {
     Ending {
         task_id: r.task_id,
         lease_token: r.lease_token,
+        holder: Some(agent_id),
         end,
         started_at_us: r.started_at_us,
         finished_at_us: r.finished_at_us,
@@ -437,6 +488,7 @@ fn ending_of_sweep(
     Ending {
         task_id,
         lease_token,
+        holder: None,
         end,
         started_at_us: None,
         finished_at_us: None,
@@ -470,8 +522,9 @@ struct EndRow {
     agent_id: Option<i64>,
 }
 
-/// Decides every ending against the current leases: a stale lease (or the
-/// same lease twice in one batch) changes nothing.
+/// Decides every ending against the current leases: a stale lease, one
+/// held by another agent than the sender, or the same lease twice in one
+/// batch changes nothing.
 fn plan_endings(endings: &[Ending], current: &Current, now_us: i64) -> (Completed, Vec<EndRow>) {
     let mut applied = Vec::with_capacity(endings.len());
     let mut rows = Vec::with_capacity(endings.len());
@@ -480,6 +533,9 @@ fn plan_endings(endings: &[Ending], current: &Current, now_us: i64) -> (Complete
     for e in endings {
         let key = (e.task_id, e.lease_token);
         match current.get(&key) {
+            Some((_, agent, _)) if e.holder.is_some() && *agent != e.holder => {
+                applied.push(Applied::NotHolder)
+            }
             Some((task, agent, run)) if seen.insert(key) => {
                 let t = crate::lifecycle::decide(*task, &e.end, now_us);
                 rows.push(EndRow {

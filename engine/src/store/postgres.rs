@@ -21,10 +21,10 @@ use std::str::FromStr;
 
 use super::rows::{agent_view, assignment, current_leases, task_detail, task_view};
 use super::{
-    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, SweptBecause,
-    TaskFilter,
+    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Registered, Registration,
+    Result, Sweep, SweptBecause, TaskFilter,
 };
-use crate::domain::{AgentSpec, Scheduling, TaskSpec};
+use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
 
@@ -495,7 +495,7 @@ impl QueueStore for PgStore {
                JOIN slots s ON p.n > s.lo AND p.n <= s.hi), \
              claimed AS ( \
                UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, claims = t.claims + 1, \
-                 lease_token = t.claims + 1, agent_id = a.agent_id, claim_load = a.load, started_at = $3, updated_at = $3, \
+                 lease_token = drover_lease_token(), agent_id = a.agent_id, claim_load = a.load, started_at = $3, updated_at = $3, \
                  lease_expires_at = LEAST($3 + $4, $3 + t.timeout_ms * 1000) \
                FROM assigned a WHERE t.id = a.id \
                RETURNING t.id, t.agent_id, t.claim_load, t.lease_token, t.task_type, t.payload, t.attempts, \
@@ -554,8 +554,16 @@ impl QueueStore for PgStore {
             .collect())
     }
 
-    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed> {
-        let endings: Vec<Ending> = results.iter().map(super::ending_of_result).collect();
+    async fn complete(
+        &self,
+        agent_id: i64,
+        results: &[TaskResult],
+        now_us: i64,
+    ) -> Result<Completed> {
+        let endings: Vec<Ending> = results
+            .iter()
+            .map(|r| super::ending_of_result(agent_id, r))
+            .collect();
         let mut tx = self.pool.begin().await?;
         let completed = Self::end_attempts(&mut tx, &endings, now_us).await?;
         tx.commit().await?;
@@ -624,22 +632,78 @@ impl QueueStore for PgStore {
         })
     }
 
-    async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO agents (name, hostname, version, task_types, labels, capacity, running, status, token_hash, \
-             registered_at, last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 'online', $7, $8, $8) RETURNING id",
-        )
-        .bind(&spec.name)
-        .bind(&spec.hostname)
-        .bind(&spec.version)
-        .bind(&spec.task_types)
-        .bind(&spec.labels)
-        .bind(spec.capacity)
-        .bind(token_hash)
-        .bind(now_us)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+    async fn register_agent(&self, reg: &Registration<'_>, now_us: i64) -> Result<Registered> {
+        let spec = reg.spec;
+        let mut tx = self.pool.begin().await?;
+        let resumed: Option<i64> = match reg.key_hash {
+            Some(key) => {
+                sqlx::query_scalar(
+                    "UPDATE agents SET name = $1, hostname = $2, version = $3, task_types = $4, labels = $5, \
+                     capacity = $6, status = 'online', token_hash = $7, enrollment_id = $8, last_heartbeat_at = $9 \
+                     WHERE key_hash = $10 AND status <> 'revoked' RETURNING id",
+                )
+                .bind(&spec.name)
+                .bind(&spec.hostname)
+                .bind(&spec.version)
+                .bind(&spec.task_types)
+                .bind(&spec.labels)
+                .bind(spec.capacity)
+                .bind(reg.session_hash)
+                .bind(reg.enrollment_id)
+                .bind(now_us)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            None => None,
+        };
+        let registered = match resumed {
+            Some(agent_id) => {
+                let ids: Vec<i64> = reg.resuming.iter().map(|l| l.task_id).collect();
+                let tokens: Vec<i64> = reg.resuming.iter().map(|l| l.lease_token).collect();
+                let rows = sqlx::query(
+                    "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = $1 \
+                     AND (id, lease_token) NOT IN (SELECT * FROM unnest($2::bigint[], $3::bigint[]))",
+                )
+                .bind(agent_id)
+                .bind(&ids)
+                .bind(&tokens)
+                .fetch_all(&mut *tx)
+                .await?;
+                let sweep =
+                    Self::sweep_running(&mut tx, rows, SweptBecause::Restarted, now_us).await?;
+                Registered {
+                    agent_id,
+                    resumed: true,
+                    sweep,
+                }
+            }
+            None => {
+                let agent_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO agents (name, hostname, version, task_types, labels, capacity, running, status, token_hash, \
+                     registered_at, last_heartbeat_at, key_hash, enrollment_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, 'online', $7, $8, $8, $9, $10) RETURNING id",
+                )
+                .bind(&spec.name)
+                .bind(&spec.hostname)
+                .bind(&spec.version)
+                .bind(&spec.task_types)
+                .bind(&spec.labels)
+                .bind(spec.capacity)
+                .bind(reg.session_hash)
+                .bind(now_us)
+                .bind(reg.key_hash)
+                .bind(reg.enrollment_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                Registered {
+                    agent_id,
+                    ..Registered::default()
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(registered)
     }
 
     async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>> {
@@ -672,6 +736,26 @@ impl QueueStore for PgStore {
             .fetch_all(&mut *tx)
             .await?;
         let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::Deregistered, now_us).await?;
+        tx.commit().await?;
+        Ok(sweep)
+    }
+
+    async fn revoke_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "UPDATE agents SET status = 'revoked', key_hash = NULL WHERE id = $1 RETURNING id",
+        )
+        .bind(agent_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let rows = sqlx::query("SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = $1")
+            .bind(agent_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::Revoked, now_us).await?;
         tx.commit().await?;
         Ok(sweep)
     }
@@ -721,11 +805,12 @@ impl QueueStore for PgStore {
         else {
             return Ok(None);
         };
-        let attempts =
-            sqlx::query("SELECT * FROM task_attempts WHERE task_id = $1 ORDER BY lease_token")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
+        let attempts = sqlx::query(
+            "SELECT * FROM task_attempts WHERE task_id = $1 ORDER BY claimed_at, attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         let events = sqlx::query("SELECT * FROM task_events WHERE task_id = $1 ORDER BY id")
             .bind(id)
             .fetch_all(&self.pool)
@@ -775,6 +860,7 @@ impl QueueStore for PgStore {
                 let ending = Ending {
                     task_id: id,
                     lease_token: row.try_get("lease_token")?,
+                    holder: None,
                     end: AttemptEnd::Cancelled,
                     started_at_us: None,
                     finished_at_us: None,

@@ -92,6 +92,7 @@ pub trait RunStore {
     /// left to the caller.
     async fn complete_and_advance(
         &self,
+        agent_id: i64,
         results: &[TaskResult],
         sched: &Scheduling,
         now_us: i64,
@@ -318,8 +319,8 @@ macro_rules! impl_runs {
                 }
             }
 
-            async fn complete_and_advance(&self, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded> {
-                self.record_and_advance(results, sched, now_us).await
+            async fn complete_and_advance(&self, agent_id: i64, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded> {
+                self.record_and_advance(agent_id, results, sched, now_us).await
             }
 
             async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>> {
@@ -1069,11 +1070,15 @@ mod sqlite_impl {
         /// advance of the runs that moved, then the agents' slots.
         async fn record_and_advance(
             &self,
+            agent_id: i64,
             results: &[TaskResult],
             sched: &Scheduling,
             now_us: i64,
         ) -> Result<Recorded> {
-            let endings: Vec<Ending> = results.iter().map(crate::store::ending_of_result).collect();
+            let endings: Vec<Ending> = results
+                .iter()
+                .map(|r| crate::store::ending_of_result(agent_id, r))
+                .collect();
             let mut tx = self.begin_advance().await?;
             let (completed, freed) =
                 Self::end_attempts_holding_slots(&mut tx, &endings, now_us).await?;
@@ -1095,7 +1100,8 @@ mod sqlite_impl {
                         // go to the caller.
                         tracing::warn!(runs = recorded.completed.runs.len(), error = %e, "could not advance runs with their results; advancing them on their own");
                         tx.rollback().await?;
-                        let completed = QueueStore::complete(self, results, now_us).await?;
+                        let completed =
+                            QueueStore::complete(self, agent_id, results, now_us).await?;
                         return Ok(Recorded {
                             left: completed.runs.clone(),
                             completed,
@@ -1255,7 +1261,7 @@ delegate_to_backend!(RunStore {
     async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)>;
     async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced>;
     async fn advance_runs(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>>;
-    async fn complete_and_advance(&self, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded>;
+    async fn complete_and_advance(&self, agent_id: i64, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded>;
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
     async fn active_runs(&self) -> Result<Vec<i64>>;
     async fn get_run(&self, id: i64) -> Result<Option<RunDetail>>;

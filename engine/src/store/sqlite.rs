@@ -19,10 +19,10 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::rows::{agent_view, assignment, current_leases, task_detail, task_view};
 use super::{
-    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Result, Sweep, SweptBecause,
-    TaskFilter,
+    AgentSession, Claim, Completed, Ending, FreedSlots, QueueStore, Registered, Registration,
+    Result, Sweep, SweptBecause, TaskFilter,
 };
-use crate::domain::{AgentSpec, Scheduling, TaskSpec};
+use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
 
@@ -118,7 +118,7 @@ impl SqliteStore {
         let agent_load = super::rows::load(running, capacity);
         let rows = sqlx::query(
             "UPDATE tasks SET status = 'running', attempts = attempts + 1, claims = claims + 1, \
-             lease_token = claims + 1, agent_id = ?1, claim_load = ?2, started_at = ?3, updated_at = ?3, \
+             lease_token = random(), agent_id = ?1, claim_load = ?2, started_at = ?3, updated_at = ?3, \
              lease_expires_at = MIN(?3 + ?4, ?3 + timeout_ms * 1000) \
              WHERE id IN ( \
                SELECT id FROM tasks \
@@ -466,8 +466,16 @@ impl QueueStore for SqliteStore {
         Ok(claims)
     }
 
-    async fn complete(&self, results: &[TaskResult], now_us: i64) -> Result<Completed> {
-        let endings: Vec<Ending> = results.iter().map(super::ending_of_result).collect();
+    async fn complete(
+        &self,
+        agent_id: i64,
+        results: &[TaskResult],
+        now_us: i64,
+    ) -> Result<Completed> {
+        let endings: Vec<Ending> = results
+            .iter()
+            .map(|r| super::ending_of_result(agent_id, r))
+            .collect();
         let mut tx = self.writer.begin().await?;
         let completed = Self::end_attempts(&mut tx, &endings, now_us).await?;
         tx.commit().await?;
@@ -529,22 +537,83 @@ impl QueueStore for SqliteStore {
         })
     }
 
-    async fn register_agent(&self, spec: &AgentSpec, token_hash: &str, now_us: i64) -> Result<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO agents (name, hostname, version, task_types, labels, capacity, running, status, token_hash, \
-             registered_at, last_heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 'online', ?7, ?8, ?8) RETURNING id",
-        )
-        .bind(&spec.name)
-        .bind(&spec.hostname)
-        .bind(&spec.version)
-        .bind(serde_json::to_string(&spec.task_types)?)
-        .bind(serde_json::to_string(&spec.labels)?)
-        .bind(spec.capacity)
-        .bind(token_hash)
-        .bind(now_us)
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(id)
+    async fn register_agent(&self, reg: &Registration<'_>, now_us: i64) -> Result<Registered> {
+        let spec = reg.spec;
+        let task_types = serde_json::to_string(&spec.task_types)?;
+        let labels = serde_json::to_string(&spec.labels)?;
+        let mut tx = self.writer.begin().await?;
+        let resumed: Option<i64> = match reg.key_hash {
+            Some(key) => {
+                sqlx::query_scalar(
+                    "UPDATE agents SET name = ?1, hostname = ?2, version = ?3, task_types = ?4, labels = ?5, \
+                     capacity = ?6, status = 'online', token_hash = ?7, enrollment_id = ?8, last_heartbeat_at = ?9 \
+                     WHERE key_hash = ?10 AND status <> 'revoked' RETURNING id",
+                )
+                .bind(&spec.name)
+                .bind(&spec.hostname)
+                .bind(&spec.version)
+                .bind(&task_types)
+                .bind(&labels)
+                .bind(spec.capacity)
+                .bind(reg.session_hash)
+                .bind(reg.enrollment_id)
+                .bind(now_us)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            None => None,
+        };
+        let registered = match resumed {
+            Some(agent_id) => {
+                let keep: Vec<[i64; 2]> = reg
+                    .resuming
+                    .iter()
+                    .map(|l| [l.task_id, l.lease_token])
+                    .collect();
+                let rows = sqlx::query(
+                    "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ?1 \
+                     AND NOT EXISTS (SELECT 1 FROM json_each(?2) v \
+                       WHERE json_extract(v.value, '$[0]') = tasks.id AND json_extract(v.value, '$[1]') = tasks.lease_token)",
+                )
+                .bind(agent_id)
+                .bind(serde_json::to_string(&keep)?)
+                .fetch_all(&mut *tx)
+                .await?;
+                let sweep =
+                    Self::sweep_running(&mut tx, rows, SweptBecause::Restarted, now_us).await?;
+                Registered {
+                    agent_id,
+                    resumed: true,
+                    sweep,
+                }
+            }
+            None => {
+                let agent_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO agents (name, hostname, version, task_types, labels, capacity, running, status, token_hash, \
+                     registered_at, last_heartbeat_at, key_hash, enrollment_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 'online', ?7, ?8, ?8, ?9, ?10) RETURNING id",
+                )
+                .bind(&spec.name)
+                .bind(&spec.hostname)
+                .bind(&spec.version)
+                .bind(&task_types)
+                .bind(&labels)
+                .bind(spec.capacity)
+                .bind(reg.session_hash)
+                .bind(now_us)
+                .bind(reg.key_hash)
+                .bind(reg.enrollment_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                Registered {
+                    agent_id,
+                    ..Registered::default()
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(registered)
     }
 
     async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>> {
@@ -577,6 +646,26 @@ impl QueueStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
         let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::Deregistered, now_us).await?;
+        tx.commit().await?;
+        Ok(sweep)
+    }
+
+    async fn revoke_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
+        let mut tx = self.writer.begin().await?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "UPDATE agents SET status = 'revoked', key_hash = NULL WHERE id = ?1 RETURNING id",
+        )
+        .bind(agent_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let rows = sqlx::query("SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ?1")
+            .bind(agent_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::Revoked, now_us).await?;
         tx.commit().await?;
         Ok(sweep)
     }
@@ -627,11 +716,12 @@ impl QueueStore for SqliteStore {
         else {
             return Ok(None);
         };
-        let attempts =
-            sqlx::query("SELECT * FROM task_attempts WHERE task_id = ?1 ORDER BY lease_token")
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await?;
+        let attempts = sqlx::query(
+            "SELECT * FROM task_attempts WHERE task_id = ?1 ORDER BY claimed_at, attempt",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
         let events = sqlx::query("SELECT * FROM task_events WHERE task_id = ?1 ORDER BY id")
             .bind(id)
             .fetch_all(&mut *conn)
@@ -689,6 +779,7 @@ impl QueueStore for SqliteStore {
                 let ending = Ending {
                     task_id: id,
                     lease_token: row.try_get("lease_token")?,
+                    holder: None,
                     end: AttemptEnd::Cancelled,
                     started_at_us: None,
                     finished_at_us: None,

@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use drover_engine::domain::AgentSpec;
-use drover_engine::store::{Applied, Claim, QueueStore, RunStore};
+use drover_engine::store::{Applied, Claim, QueueStore, Registration, RunStore};
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::agent::{
-    AckStatus, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
-    RegisterResponse, ResultAck, ResultsRequest, ResultsResponse,
+    AckStatus, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, Outcome,
+    RegisterRequest, RegisterResponse, ResultAck, ResultsRequest, ResultsResponse, TaskResult,
 };
 use serde_json::Value;
 
@@ -34,22 +34,49 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn register(
-    _: Enrollment,
+    Enrollment(enrollment): Enrollment,
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<RegisterRequest>,
+    ApiJson(mut req): ApiJson<RegisterRequest>,
 ) -> Result<Json<RegisterResponse>, ApiError> {
+    let agent_key = req.agent_key.take();
+    let resuming = std::mem::take(&mut req.resuming);
     let spec = AgentSpec::parse(req)?;
+    crate::credentials::check_enrollment_scope(&enrollment, &spec)?;
+    let key_hash = agent_key
+        .as_deref()
+        .map(crate::credentials::agent_key_hash)
+        .transpose()?;
+    if resuming.len() > MAX_RESULTS {
+        return Err(FieldError::new("resuming", format!("at most {MAX_RESULTS} leases")).into());
+    }
     let token = new_token();
-    let agent_id = state
+    let registered = state
         .store
-        .register_agent(&spec, &hash_token(&token), now_us())
+        .register_agent(
+            &Registration {
+                spec: &spec,
+                session_hash: &hash_token(&token),
+                key_hash: key_hash.as_deref(),
+                enrollment_id: Some(enrollment.id),
+                resuming: &resuming,
+            },
+            now_us(),
+        )
         .await?;
+    let agent_id = registered.agent_id;
     state.learn_task_types(spec.task_types.iter().cloned());
-    tracing::info!(agent_id, name = %spec.name, host = %spec.hostname, capacity = spec.capacity, types = ?spec.task_types, "agent registered");
+    tracing::info!(agent_id, name = %spec.name, host = %spec.hostname, capacity = spec.capacity,
+        types = ?spec.task_types, enrollment = %enrollment.name, resumed = registered.resumed,
+        requeued = registered.sweep.tasks_requeued, "agent registered");
     metrics::counter!("drover_agents_registered_total").increment(1);
     state
         .events
         .publish("agent", Some(agent_id), Some("online"));
+    if !registered.sweep.is_empty() {
+        state.events.publish("tasks", None, None);
+        crate::advance::runs(&state, registered.sweep.runs).await;
+        state.dispatcher.kick();
+    }
     let config = &state.config;
     Ok(Json(RegisterResponse {
         agent_id,
@@ -134,7 +161,7 @@ async fn claim(
 async fn results(
     Agent(agent): Agent,
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<ResultsRequest>,
+    ApiJson(mut req): ApiJson<ResultsRequest>,
 ) -> Result<(StatusCode, Json<ResultsResponse>), ApiError> {
     if req.results.len() > MAX_RESULTS {
         return Err(FieldError::new(
@@ -143,15 +170,19 @@ async fn results(
         )
         .into());
     }
+    for result in &mut req.results {
+        bound_result(result, state.config.max_output_bytes);
+    }
     let started = std::time::Instant::now();
     let recorded = state
         .store
-        .complete_and_advance(&req.results, &state.scheduling, now_us())
+        .complete_and_advance(agent.id, &req.results, &state.scheduling, now_us())
         .await?;
     metrics::histogram!("drover_complete_seconds").record(started.elapsed().as_secs_f64());
     let completed = &recorded.completed;
     let mut acks = Vec::with_capacity(completed.applied.len());
     let mut stale = 0u64;
+    let mut foreign = Vec::new();
     for (r, a) in req.results.iter().zip(&completed.applied) {
         let status = match a {
             Applied::Yes(s) => {
@@ -160,6 +191,13 @@ async fn results(
             }
             Applied::Stale => {
                 stale += 1;
+                AckStatus::Stale
+            }
+            // Answered like a stale lease: the sender learns nothing about
+            // whose task it is.
+            Applied::NotHolder => {
+                stale += 1;
+                foreign.push(r.task_id);
                 AckStatus::Stale
             }
         };
@@ -175,6 +213,12 @@ async fn results(
             "refused results under stale leases"
         );
         metrics::counter!("drover_task_results_stale_total").increment(stale);
+    }
+    if !foreign.is_empty() {
+        tracing::warn!(agent_id = agent.id, name = %agent.name, tasks = ?foreign,
+            "refused results for tasks another agent holds");
+        metrics::counter!("drover_task_results_refused_total", "reason" => "not_holder")
+            .increment(foreign.len() as u64);
     }
     if acks.len() > stale as usize {
         state.events.publish("tasks", None, None);
@@ -210,4 +254,82 @@ async fn deregister(
     Ok(Json(
         serde_json::json!({ "ok": true, "requeued": requeued }),
     ))
+}
+
+/// Longest error message or release reason stored; the rest is cut.
+const MAX_ERROR_BYTES: usize = 16 * 1024;
+
+/// Keeps what an agent reports within what the store takes: an output over
+/// `max_output_bytes` turns the attempt into a failure that says so (not
+/// retried: the handler would only make it again), and long error texts
+/// are cut.
+fn bound_result(result: &mut TaskResult, max_output_bytes: usize) {
+    match &mut result.outcome {
+        Outcome::Succeeded { output } => {
+            let size = serde_json::to_vec(output).map_or(usize::MAX, |v| v.len());
+            if size > max_output_bytes {
+                result.outcome = Outcome::Failed {
+                    error: format!(
+                        "output of {size} bytes exceeds the limit of {max_output_bytes} bytes (DROVER_MAX_OUTPUT_BYTES)"
+                    ),
+                    retryable: false,
+                };
+            }
+        }
+        Outcome::Failed { error: text, .. } | Outcome::Released { reason: text } => {
+            cut_to(text, MAX_ERROR_BYTES)
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
+fn cut_to(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str("… (cut)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn succeeded(output: Value) -> TaskResult {
+        TaskResult {
+            task_id: 1,
+            lease_token: 1,
+            outcome: Outcome::Succeeded { output },
+            started_at_us: None,
+            finished_at_us: None,
+        }
+    }
+
+    #[test]
+    fn an_output_over_the_limit_fails_the_attempt_for_good() {
+        let mut r = succeeded(Value::String("x".repeat(100)));
+        bound_result(&mut r, 50);
+        match r.outcome {
+            Outcome::Failed { error, retryable } => {
+                assert!(!retryable);
+                assert!(error.contains("exceeds the limit of 50 bytes"), "{error}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        let mut small = succeeded(Value::String("x".into()));
+        bound_result(&mut small, 50);
+        assert!(matches!(small.outcome, Outcome::Succeeded { .. }));
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_a_character_boundary() {
+        let mut text = "é".repeat(MAX_ERROR_BYTES);
+        cut_to(&mut text, MAX_ERROR_BYTES);
+        assert!(text.len() <= MAX_ERROR_BYTES + "… (cut)".len());
+        assert!(text.ends_with("… (cut)"));
+    }
 }

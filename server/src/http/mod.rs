@@ -4,6 +4,7 @@
 mod agent_protocol;
 mod agents;
 mod approvals;
+mod enrollment;
 mod runs;
 mod system;
 mod tasks;
@@ -23,6 +24,7 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
     let api = Router::new()
         .merge(tasks::router())
         .merge(agents::router())
+        .merge(enrollment::router())
         .merge(agent_protocol::router())
         .merge(system::api_router())
         .merge(users::router())

@@ -319,18 +319,19 @@ impl PgStore {
     /// own and the runs go to the caller.
     pub(super) async fn record_and_advance(
         &self,
+        agent_id: i64,
         results: &[TaskResult],
         sched: &Scheduling,
         now_us: i64,
     ) -> Result<Recorded> {
         match self
-            .record_and_advance_together(results, sched, now_us)
+            .record_and_advance_together(agent_id, results, sched, now_us)
             .await
         {
             Ok(recorded) => Ok(recorded),
             Err(e) => {
                 tracing::warn!(results = results.len(), error = %e, "could not record results with their runs' advance; recording them on their own");
-                let completed = QueueStore::complete(self, results, now_us).await?;
+                let completed = QueueStore::complete(self, agent_id, results, now_us).await?;
                 Ok(Recorded {
                     left: completed.runs.clone(),
                     completed,
@@ -342,11 +343,15 @@ impl PgStore {
 
     async fn record_and_advance_together(
         &self,
+        agent_id: i64,
         results: &[TaskResult],
         sched: &Scheduling,
         now_us: i64,
     ) -> Result<Recorded> {
-        let endings: Vec<Ending> = results.iter().map(crate::store::ending_of_result).collect();
+        let endings: Vec<Ending> = results
+            .iter()
+            .map(|r| crate::store::ending_of_result(agent_id, r))
+            .collect();
         if endings.is_empty() {
             return Ok(Recorded::default());
         }

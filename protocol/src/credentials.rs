@@ -1,0 +1,45 @@
+//! Enrollment tokens: the credentials operators hand to agents so they may
+//! register. `/api/v1/enrollment-tokens` (admins only).
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/enrollment-tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrollmentToken {
+    /// Unique, for operators to recognise it (`gpu-pool`, `ci-runners`).
+    pub name: String,
+    /// The only task types an agent enrolled with it may register for;
+    /// absent = any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_types: Option<Vec<String>>,
+    /// The only labels such an agent may claim to have; absent = any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// How long it lets agents register, e.g. `30d`, `12h`; absent = until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+}
+
+/// An enrollment token as listed: never the token itself, only its first
+/// characters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnrollmentTokenView {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub task_types: Option<Vec<String>>,
+    pub labels: Option<Vec<String>>,
+    pub created_by: String,
+    pub created_at_us: i64,
+    pub expires_at_us: Option<i64>,
+    pub revoked_at_us: Option<i64>,
+}
+
+/// The answer to creating one: the only time the token is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CreatedEnrollmentToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub view: EnrollmentTokenView,
+}

@@ -1,0 +1,160 @@
+//! `/api/v1/enrollment-tokens`: the credentials agents register with
+//! (admins only), and revoking agents.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use drover_engine::domain::check_name;
+use drover_engine::store::{EnrollmentStore, NewEnrollment, QueueStore};
+use drover_engine::time::now_us;
+use drover_engine::FieldError;
+use drover_protocol::credentials::{CreatedEnrollmentToken, NewEnrollmentToken};
+use serde_json::Value;
+
+use crate::auth::{hash_token, new_token, token_prefix, Caller};
+use crate::error::{not_found, ApiError};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Most task types or labels one token may name.
+const MAX_SCOPE_ENTRIES: usize = 256;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/enrollment-tokens", get(list).post(create))
+        .route("/enrollment-tokens/{id}", delete(revoke))
+        .route("/agents/{id}/revoke", post(revoke_agent))
+}
+
+async fn list(caller: Caller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(
+        serde_json::json!({ "tokens": state.store.list_enrollment_tokens().await? }),
+    ))
+}
+
+fn check_scope(field: &str, list: &Option<Vec<String>>) -> Result<(), FieldError> {
+    let Some(list) = list else { return Ok(()) };
+    if list.is_empty() || list.len() > MAX_SCOPE_ENTRIES {
+        return Err(FieldError::new(
+            field,
+            format!("must name 1 to {MAX_SCOPE_ENTRIES} entries (leave it out to allow any)"),
+        ));
+    }
+    for (i, entry) in list.iter().enumerate() {
+        check_name(&format!("{field}[{i}]"), entry)?;
+    }
+    Ok(())
+}
+
+async fn create(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(new): ApiJson<NewEnrollmentToken>,
+) -> Result<(StatusCode, Json<CreatedEnrollmentToken>), ApiError> {
+    caller.require_admin()?;
+    check_name("name", &new.name)?;
+    check_scope("task_types", &new.task_types)?;
+    check_scope("labels", &new.labels)?;
+    let now = now_us();
+    let expires_at_us = new
+        .expires_in
+        .as_deref()
+        .map(|text| expiry_from(text, now))
+        .transpose()?;
+    let token = new_token();
+    let prefix = token_prefix(&token);
+    let view = state
+        .store
+        .create_enrollment_token(
+            &NewEnrollment {
+                name: &new.name,
+                token_hash: &hash_token(&token),
+                prefix: &prefix,
+                task_types: new.task_types.as_deref(),
+                labels: new.labels.as_deref(),
+                created_by: &caller.0.name,
+                expires_at_us,
+            },
+            now,
+        )
+        .await?;
+    tracing::info!(token = %view.name, by = %caller.0.name, "enrollment token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedEnrollmentToken { token, view }),
+    ))
+}
+
+/// `now` plus a human duration (`30d`, `12h`), refused past ten years.
+fn expiry_from(text: &str, now_us: i64) -> Result<i64, FieldError> {
+    const TEN_YEARS_S: u64 = 10 * 366 * 24 * 3600;
+    let d = humantime::parse_duration(text).map_err(|e| {
+        FieldError::new("expires_in", format!("{e}; write it like 30d, 12h or 90m"))
+    })?;
+    if d.is_zero() || d.as_secs() > TEN_YEARS_S {
+        return Err(FieldError::new(
+            "expires_in",
+            "must be more than zero and at most ten years",
+        ));
+    }
+    Ok(now_us.saturating_add(d.as_micros() as i64))
+}
+
+/// Revokes the token: no agent can register with it any more, and the
+/// agents that registered with it are revoked too (their tasks requeued),
+/// since whoever holds a leaked token may be among them. Rotating is:
+/// create a new token, restart the agents with it, revoke the old one.
+async fn revoke(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let now = now_us();
+    let agents = state
+        .store
+        .revoke_enrollment_token(id, now)
+        .await
+        .map_err(not_found(format!("enrollment token {id}")))?;
+    for &agent in &agents {
+        revoke_one(&state, agent, now).await?;
+    }
+    tracing::info!(token = id, agents = ?agents, by = %caller.0.name, "enrollment token revoked");
+    Ok(Json(
+        serde_json::json!({ "id": id, "revoked": true, "agents_revoked": agents }),
+    ))
+}
+
+/// Revokes one agent: its next call is refused, its tasks run elsewhere.
+async fn revoke_agent(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let requeued = revoke_one(&state, id, now_us()).await?;
+    tracing::info!(agent_id = id, requeued, by = %caller.0.name, "agent revoked");
+    Ok(Json(
+        serde_json::json!({ "id": id, "status": "revoked", "requeued": requeued }),
+    ))
+}
+
+async fn revoke_one(state: &AppState, agent_id: i64, now: i64) -> Result<u64, ApiError> {
+    let sweep = state
+        .store
+        .revoke_agent(agent_id, now)
+        .await
+        .map_err(not_found(format!("agent {agent_id}")))?;
+    state
+        .events
+        .publish("agent", Some(agent_id), Some("revoked"));
+    if !sweep.is_empty() {
+        state.events.publish("tasks", None, None);
+    }
+    let requeued = sweep.tasks_requeued;
+    crate::advance::runs(state, sweep.runs).await;
+    state.dispatcher.kick();
+    Ok(requeued)
+}
