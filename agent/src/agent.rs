@@ -70,8 +70,8 @@ pub async fn run_until(settings: Settings, mut signals: Signals) -> Result<(), A
         );
     }
     let handlers = build_handlers(&settings)?;
-    let client =
-        Client::new(settings.server.clone()).map_err(|e| AgentError::HttpClient(describe(&e)))?;
+    let client = Client::new(settings.server.clone(), &settings.extra_roots)
+        .map_err(|e| AgentError::HttpClient(describe(&e)))?;
 
     let session = tokio::select! {
         session = register(client, &settings) => Arc::new(session?),
@@ -249,6 +249,7 @@ mod tests {
         }
         Settings {
             server: reqwest::Url::parse(server).expect("valid URL"),
+            extra_roots: Vec::new(),
             enrollment_token: "enroll".into(),
             name: "test-agent".into(),
             hostname: "test-host".into(),
