@@ -18,6 +18,7 @@ mod session;
 mod startup;
 mod state;
 mod telemetry;
+mod tls;
 mod users;
 mod web;
 
