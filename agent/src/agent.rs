@@ -73,8 +73,8 @@ pub async fn run_until(settings: Settings, mut signals: Signals) -> Result<(), A
     }
     let agent_key = crate::identity::load_or_create(&settings.state_dir)?;
     let handlers = build_handlers(&settings)?;
-    let client =
-        Client::new(settings.server.clone()).map_err(|e| AgentError::HttpClient(describe(&e)))?;
+    let client = Client::new(settings.server.clone(), &settings.extra_roots)
+        .map_err(|e| AgentError::HttpClient(describe(&e)))?;
 
     // The results still to deliver name the leases to keep: the server
     // requeues whatever else this agent held before it restarted.
@@ -268,6 +268,7 @@ mod tests {
         }
         Settings {
             server: reqwest::Url::parse(server).expect("valid URL"),
+            extra_roots: Vec::new(),
             enrollment_token: "enroll".into(),
             name: "test-agent".into(),
             hostname: "test-host".into(),

@@ -10,9 +10,14 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "drover-agent", version, about)]
 pub struct Cli {
-    /// Base URL of the Drover server, e.g. http://drover.internal:8080.
+    /// Base URL of the Drover server, e.g. https://drover.internal:8443.
     #[arg(long, env = "DROVER_SERVER")]
     pub server: String,
+
+    /// PEM file of CA certificates to trust for https, in addition to the
+    /// system's roots (for a server whose certificate a private CA signed).
+    #[arg(long, env = "DROVER_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 
     /// File holding the enrollment token, used to register (the safe way:
     /// keep it readable by the agent's user only). Wins over --token.

@@ -63,12 +63,20 @@ pub struct Client {
 }
 
 impl Client {
-    /// `base` must end in `/` (see `config::Settings::server`).
-    pub fn new(base: reqwest::Url) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    /// `base` must end in `/` (see `config::Settings::server`). An `https`
+    /// server must present a certificate that the system's roots or one of
+    /// `extra_roots` (`--ca-file`) signed.
+    pub fn new(
+        base: reqwest::Url,
+        extra_roots: &[reqwest::Certificate],
+    ) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("drover-agent/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("drover-agent/", env!("CARGO_PKG_VERSION")));
+        for root in extra_roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let http = builder.build()?;
         Ok(Self {
             http,
             base,
@@ -199,6 +207,33 @@ impl Client {
     fn failing_set(&self) -> std::sync::MutexGuard<'_, HashSet<&'static str>> {
         self.failing.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Reads the PEM certificates of `path` (`--ca-file`), checking each so a
+/// bad file stops the agent at start instead of failing every request.
+pub fn load_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("not a PEM certificate bundle: {}", describe(&e)))?;
+    if certs.is_empty() {
+        return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".to_string());
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        // Certificates are parsed lazily; a client without the system roots
+        // that trusts only this one parses it now.
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert.clone())
+            .build()
+            .map_err(|e| {
+                format!(
+                    "certificate {} is not a usable certificate: {}",
+                    i + 1,
+                    describe(&e)
+                )
+            })?;
+    }
+    Ok(certs)
 }
 
 /// A 2xx body as `T`; any other status as [`ApiError::Rejected`].

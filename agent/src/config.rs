@@ -24,11 +24,6 @@ pub const DEFAULT_STATE_DIR: &str = "./drover-agent-state";
 /// the outbox for the next start.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Whether this build can speak HTTPS. The workspace builds `reqwest` without
-/// a TLS backend, so an `https://` URL would only fail at the first request;
-/// refusing it at start-up says why.
-const TLS_SUPPORTED: bool = false;
-
 /// `agent.toml`, as written by the operator.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +135,8 @@ pub enum ConfigError {
     },
     #[error("invalid --server (DROVER_SERVER): {message}")]
     Server { url: String, message: String },
+    #[error("invalid --ca-file (DROVER_CA_FILE) {path}: {message}")]
+    CaFile { path: PathBuf, message: String },
     #[error("invalid --name {name:?}: {message}")]
     Name { name: String, message: String },
     #[error("the enrollment token is empty (--token-file / DROVER_TOKEN_FILE, or --token / DROVER_TOKEN)")]
@@ -353,16 +350,11 @@ fn check_display_name(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks that `url` is absolute, `http`, and usable by this build.
+/// Checks that `url` is absolute and `http` or `https`.
 fn check_url(url: &str) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match parsed.scheme() {
-        "http" => Ok(parsed),
-        "https" if TLS_SUPPORTED => Ok(parsed),
-        "https" => Err(format!(
-            "{url:?}: https is not supported by this build (reqwest has no TLS backend); \
-             use http, e.g. behind a local TLS-terminating proxy"
-        )),
+        "http" | "https" => Ok(parsed),
         other => Err(format!("{url:?}: unsupported scheme {other:?}")),
     }
 }
@@ -373,6 +365,8 @@ fn check_url(url: &str) -> Result<reqwest::Url, String> {
 pub struct Settings {
     /// Base URL of the server, always ending in `/` so paths can be joined onto it.
     pub server: reqwest::Url,
+    /// CA certificates trusted for the server besides the system's roots (`--ca-file`).
+    pub extra_roots: Vec<reqwest::Certificate>,
     /// The operator's enrollment token, used only to register.
     pub enrollment_token: String,
     pub name: String,
@@ -398,6 +392,15 @@ impl Settings {
     /// Precedence: flag / environment variable, then the file, then the default.
     pub fn resolve(cli: &Cli, file: AgentConfig, hostname: String) -> Result<Self, ConfigError> {
         let server = parse_server_url(&cli.server)?;
+        let extra_roots = match &cli.ca_file {
+            Some(path) => {
+                crate::client::load_ca_file(path).map_err(|message| ConfigError::CaFile {
+                    path: path.clone(),
+                    message,
+                })?
+            }
+            None => Vec::new(),
+        };
         let enrollment_token = enrollment_token(cli)?;
         let name = cli
             .name
@@ -415,6 +418,7 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         Ok(Settings {
             server,
+            extra_roots,
             enrollment_token,
             name,
             hostname,
@@ -640,9 +644,8 @@ timeout_ms = 10000
         assert!(e.contains("handlers.c.timeout_ms"), "{e}");
         let e = err("capacity = 1\n[handlers.h]\nkind = \"http\"\nurl = \"not a url\"\n");
         assert!(e.contains("handlers.h.url"), "{e}");
-        let e =
-            err("capacity = 1\n[handlers.h]\nkind = \"http\"\nurl = \"https://example.com/\"\n");
-        assert!(e.contains("https is not supported"), "{e}");
+        let e = err("capacity = 1\n[handlers.h]\nkind = \"http\"\nurl = \"ftp://example.com/\"\n");
+        assert!(e.contains("unsupported scheme"), "{e}");
         let e = err(
             "capacity = 1\n[handlers.h]\nkind = \"http\"\nmethod = \"GE T\"\nurl = \"http://x/\"\n",
         );
@@ -753,6 +756,63 @@ timeout_ms = 10000
             "http://h/drover/api/v1/agent/claim"
         );
         assert!(parse_server_url("ftp://h/").is_err());
+        let u = parse_server_url("https://drover.internal:8443").expect("https is accepted");
+        assert_eq!(u.as_str(), "https://drover.internal:8443/");
         assert!(parse_server_url("h:8080").is_err());
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+    use clap::Parser;
+
+    fn resolve(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["drover-agent", "--token", "t", "--config", "a.toml"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("valid arguments");
+        let file = AgentConfig::parse(
+            "capacity = 1\n[handlers.e]\nkind = \"builtin\"\nbuiltin = \"echo\"\n",
+            Path::new("a.toml"),
+        )
+        .expect("valid config");
+        Settings::resolve(&cli, file, "host".into())
+    }
+
+    fn ca_err(contents: Option<&str>) -> String {
+        let dir = std::env::temp_dir().join(format!("drover-ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("ca-{}.pem", contents.map_or(0, str::len)));
+        if let Some(c) = contents {
+            std::fs::write(&path, c).expect("write CA file");
+        }
+        let path_arg = path.display().to_string();
+        let e = match resolve(&["--server", "https://h", "--ca-file", &path_arg]) {
+            Ok(_) => panic!("expected the CA file {contents:?} to be refused"),
+            Err(e) => e.to_string(),
+        };
+        let _ = std::fs::remove_file(&path);
+        assert!(e.contains("--ca-file (DROVER_CA_FILE)"), "{e}");
+        assert!(e.contains(&path_arg), "{e}");
+        e
+    }
+
+    #[test]
+    fn https_server_without_ca_file_uses_system_roots_only() {
+        let s = resolve(&["--server", "https://drover.internal:8443"]).expect("valid");
+        assert_eq!(s.server.scheme(), "https");
+        assert!(s.extra_roots.is_empty());
+    }
+
+    #[test]
+    fn unusable_ca_files_are_refused_at_start() {
+        let e = ca_err(None);
+        assert!(e.contains("cannot read"), "{e}");
+        let e = ca_err(Some("just some text\n"));
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let e = ca_err(Some(
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ));
+        assert!(e.contains("not a usable certificate"), "{e}");
     }
 }

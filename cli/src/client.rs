@@ -1,7 +1,9 @@
 //! A small JSON client for the REST API that turns error bodies into
 //! readable messages.
 
-use anyhow::{anyhow, Result};
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -12,16 +14,21 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str, token: Option<String>) -> Result<Self> {
-        if base.starts_with("https://") {
-            return Err(anyhow!(
-                "https is not supported by this build; use http:// or a local proxy"
-            ));
+    /// `https` servers must present a certificate signed by the system's
+    /// roots or by a CA of `ca_file` (`--ca-file`, PEM).
+    pub fn new(base: &str, token: Option<String>, ca_file: Option<&Path>) -> Result<Self> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca_file {
+            for cert in load_ca_file(path)
+                .with_context(|| format!("--ca-file (DROVER_CA_FILE) {}", path.display()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token,
-            http: reqwest::Client::new(),
+            http: builder.build().context("cannot set up HTTPS")?,
         })
     }
 
@@ -58,8 +65,28 @@ impl Client {
     }
 }
 
+/// The PEM certificates of a CA file, each checked so a bad file is
+/// reported as such rather than as an unreachable server.
+fn load_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).context("cannot read it")?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).context("not a PEM bundle")?;
+    if certs.is_empty() {
+        return Err(anyhow!(
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
+        ));
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert.clone())
+            .build()
+            .with_context(|| format!("certificate {} is not a usable certificate", i + 1))?;
+    }
+    Ok(certs)
+}
+
 async fn decode<T: DeserializeOwned>(response: reqwest::Result<reqwest::Response>) -> Result<T> {
-    let response = response.map_err(|e| anyhow!("cannot reach the server: {e}"))?;
+    let response = response.map_err(|e| anyhow!("cannot reach the server: {}", chain(&e)))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
@@ -76,4 +103,17 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Result<reqwest::Response
         ));
     }
     Ok(serde_json::from_value(body)?)
+}
+
+/// An error with its causes: a TLS failure is only named by an inner one
+/// ("invalid peer certificate: UnknownIssuer").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

@@ -40,6 +40,10 @@ struct Cli {
     /// `drover-data/api-token` when it exists.
     #[arg(long, env = "DROVER_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// PEM file of CA certificates to trust for an https server, besides the
+    /// system's roots.
+    #[arg(long, env = "DROVER_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,7 +144,7 @@ async fn run(cli: Cli) -> Result<u8> {
             .ok()
             .map(|t| t.trim().to_string())
     });
-    let client = Client::new(&cli.server, token)?;
+    let client = Client::new(&cli.server, token, cli.ca_file.as_deref())?;
     match cli.command {
         Command::Workflow(WorkflowCmd::Upload { file }) => {
             let text = std::fs::read_to_string(&file)

@@ -19,6 +19,16 @@ pub struct Config {
     #[arg(long, env = "DROVER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// PEM certificate chain (server certificate first) to serve HTTPS with;
+    /// needs --tls-key. Without both the server speaks plain HTTP, e.g.
+    /// behind a TLS-terminating proxy.
+    #[arg(long, env = "DROVER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "DROVER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
     /// Directory for the embedded database and generated tokens.
     #[arg(long, env = "DROVER_DATA_DIR", default_value = "drover-data")]
     pub data_dir: PathBuf,
@@ -198,6 +208,15 @@ impl Config {
         }
         if self.leader_ttl <= self.duty_interval {
             return Err("--leader-ttl must be longer than --duty-interval".into());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err("--tls-cert (DROVER_TLS_CERT) needs --tls-key (DROVER_TLS_KEY)".into())
+            }
+            (None, Some(_)) => {
+                return Err("--tls-key (DROVER_TLS_KEY) needs --tls-cert (DROVER_TLS_CERT)".into())
+            }
+            _ => {}
         }
         for t in &self.task_types {
             drover_engine::domain::check_name("DROVER_TASK_TYPES", t).map_err(|e| e.to_string())?;

@@ -19,6 +19,7 @@ mod session;
 mod startup;
 mod state;
 mod telemetry;
+mod tls;
 mod users;
 mod web;
 

@@ -27,6 +27,8 @@ pub async fn run_command(config: &Config, command: crate::config::Command) -> an
 
 pub struct Application {
     listener: TcpListener,
+    /// Set when the server terminates TLS itself.
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     state: AppState,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -34,6 +36,10 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            _ => None,
+        };
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
@@ -68,6 +74,7 @@ impl Application {
         shared.learn_task_types(known);
         Ok(Self {
             listener,
+            tls,
             state: AppState::new(shared),
             metrics,
         })
@@ -82,6 +89,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            tls,
             state,
             metrics,
         } = self;
@@ -113,15 +121,26 @@ impl Application {
             state.clone(),
             api,
         ));
-        tracing::info!(%addr, instance = %state.instance_id, "drover-server listening");
+        tracing::info!(%addr, tls = tls.is_some(), instance = %state.instance_id, "drover-server listening");
         let closing = state.dispatcher.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: answering long-polls, finishing in-flight requests");
-                closing.close();
-            })
-            .await?;
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down: answering long-polls, finishing in-flight requests");
+            closing.close();
+        };
+        match tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+            Some(config) => {
+                let app = app.layer(axum::middleware::map_request(crate::tls::mark_https));
+                axum::serve(crate::tls::TlsListener::new(listener, config)?, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+        }
         let _ = stop_tx.send(true);
         let _ = dispatcher.await;
         let _ = duties.await;

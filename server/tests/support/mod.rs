@@ -153,7 +153,7 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let server = PathBuf::from(env!("CARGO_BIN_EXE_drover-server"));
     let path = server.with_file_name(name);
     assert!(
@@ -192,9 +192,35 @@ impl Server {
     }
 
     pub async fn start_on(db: &Database, port: u16, env: &[(&str, &str)]) -> Self {
+        let url = format!("http://127.0.0.1:{port}");
+        Self::launch(db, port, env, url, reqwest::Client::new()).await
+    }
+
+    /// Like [`Server::start`] for a server terminating TLS itself: `env`
+    /// names its certificate and key (`DROVER_TLS_CERT`/`DROVER_TLS_KEY`),
+    /// `ca_pem` is the CA that signed it, which the test's client trusts.
+    /// The URL is `https://localhost:PORT`.
+    pub async fn start_https(db: &Database, env: &[(&str, &str)], ca_pem: &str) -> Self {
+        let port = free_port();
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA certificate");
+        let http = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .expect("HTTPS client");
+        let url = format!("https://localhost:{port}");
+        Self::launch(db, port, env, url, http).await
+    }
+
+    async fn launch(
+        db: &Database,
+        port: u16,
+        env: &[(&str, &str)],
+        url: String,
+        http: reqwest::Client,
+    ) -> Self {
         let data_dir = db.dir().join(format!("server-{port}"));
         let mut server = Server {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             port,
             child: None,
             log: db.dir().join(format!("server-{port}.log")),
@@ -204,7 +230,7 @@ impl Server {
                 .collect(),
             db_url: db.url.clone(),
             data_dir,
-            http: reqwest::Client::new(),
+            http,
         };
         server.spawn().await;
         server
