@@ -329,6 +329,12 @@ impl Server {
 
     /// Agent claims parked on this instance now (the `drover_claim_waiters` gauge).
     pub async fn claim_waiters(&self) -> Option<u64> {
+        self.metric("drover_claim_waiters ").await.map(|v| v as u64)
+    }
+
+    /// The value of the first `/metrics` line starting with `series`
+    /// (name and labels, e.g. `drover_x{reason="y"} `).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
         let text = self
             .req(reqwest::Method::GET, "/metrics")
             .send()
@@ -338,9 +344,28 @@ impl Server {
             .await
             .ok()?;
         text.lines()
-            .find_map(|l| l.strip_prefix("drover_claim_waiters "))
+            .find_map(|l| l.strip_prefix(series))
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|v| v as u64)
+    }
+
+    /// A request with another bearer token (a user of another role).
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            r = r.json(body);
+        }
+        let r = r.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn submit(&self, tasks: Vec<NewTask>) -> Vec<i64> {
@@ -420,6 +445,8 @@ pub struct AgentProcess {
     config: PathBuf,
     server_url: String,
     extra_args: Vec<String>,
+    /// Hand the enrollment token over in `DROVER_TOKEN` instead of `--token`.
+    token_in_env: bool,
 }
 
 impl AgentProcess {
@@ -436,9 +463,21 @@ impl AgentProcess {
         config_toml: &str,
         extra_args: &[&str],
     ) -> Self {
+        let mut a = Self::prepare(server, dir, name, config_toml, extra_args);
+        a.spawn();
+        a
+    }
+
+    fn prepare(
+        server: &Server,
+        dir: &Path,
+        name: &str,
+        config_toml: &str,
+        extra_args: &[&str],
+    ) -> Self {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, config_toml).expect("write agent config");
-        let mut a = Self {
+        Self {
             child: None,
             name: name.to_string(),
             log: dir.join(format!("agent-{name}.log")),
@@ -446,7 +485,20 @@ impl AgentProcess {
             config,
             server_url: server.url.clone(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
-        };
+            token_in_env: false,
+        }
+    }
+
+    /// Like [`AgentProcess::start`], with the enrollment token in the
+    /// agent's environment (`DROVER_TOKEN`) rather than on its command line.
+    pub fn start_with_token_in_env(
+        server: &Server,
+        dir: &Path,
+        name: &str,
+        config_toml: &str,
+    ) -> Self {
+        let mut a = Self::prepare(server, dir, name, config_toml, &[]);
+        a.token_in_env = true;
         a.spawn();
         a
     }
@@ -457,11 +509,15 @@ impl AgentProcess {
             .append(true)
             .open(&self.log)
             .expect("agent log");
-        let child = Command::new(bin("drover-agent"))
+        let mut command = Command::new(bin("drover-agent"));
+        if self.token_in_env {
+            command.env("DROVER_TOKEN", ENROLL_TOKEN);
+        } else {
+            command.arg("--token").arg(ENROLL_TOKEN);
+        }
+        let child = command
             .arg("--server")
             .arg(&self.server_url)
-            .arg("--token")
-            .arg(ENROLL_TOKEN)
             .arg("--config")
             .arg(&self.config)
             .arg("--name")
@@ -596,25 +652,42 @@ impl RawAgent {
     }
 
     pub async fn register(server: &Server, name: &str, capacity: u32, types: &[&str]) -> Self {
+        let body = json!({
+            "name": name, "hostname": "test", "task_types": types, "capacity": capacity,
+            "labels": [], "version": "raw", "protocol": 1
+        });
+        match Self::register_with(server, ENROLL_TOKEN, &body).await {
+            Ok(agent) => agent,
+            Err((status, body)) => panic!("register: {status} {body}"),
+        }
+    }
+
+    /// Registers with `enrollment_token` and the given request body; the
+    /// status and body of a refusal.
+    pub async fn register_with(
+        server: &Server,
+        enrollment_token: &str,
+        request: &Value,
+    ) -> Result<Self, (u16, Value)> {
         let http = reqwest::Client::new();
         let r = http
             .post(format!("{}/api/v1/agent/register", server.url))
-            .bearer_auth(ENROLL_TOKEN)
-            .json(&json!({
-                "name": name, "hostname": "test", "task_types": types, "capacity": capacity,
-                "labels": [], "version": "raw", "protocol": 1
-            }))
+            .bearer_auth(enrollment_token)
+            .json(request)
             .send()
             .await
             .expect("register");
-        assert_eq!(r.status().as_u16(), 200);
-        let body: Value = r.json().await.expect("register body");
-        Self {
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            return Err((status, body));
+        }
+        Ok(Self {
             id: body["agent_id"].as_i64().expect("agent id"),
             token: body["session_token"].as_str().expect("token").to_string(),
             url: server.url.clone(),
             http,
-        }
+        })
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {

@@ -1,0 +1,313 @@
+//! Agents on other hosts, read as an attacker would: results only from the
+//! agent holding the lease, enrollment tokens that limit what an agent may
+//! take, revocation, and handlers that never see the agent's credentials.
+//! Real server and agent processes over HTTP, on SQLite and PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use drover_protocol::api::{AgentStatus, TaskStatus};
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::{
+    agent_config, eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, RawAgent,
+    Server, API_TOKEN, ENROLL_TOKEN,
+};
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
+    };
+}
+
+on_both!(
+    another_agents_result_is_stale_while_a_restarted_holder_delivers,
+    a_scoped_enrollment_token_cannot_register_for_other_work,
+    a_revoked_agent_is_refused_and_its_task_runs_elsewhere,
+    handlers_never_see_the_enrollment_token,
+);
+
+fn registration(name: &str, types: &[&str], key: Option<&str>, resuming: Value) -> Value {
+    let mut body = json!({
+        "name": name, "hostname": "test", "task_types": types, "capacity": 4,
+        "labels": [], "version": "raw", "protocol": 1, "resuming": resuming,
+    });
+    if let Some(key) = key {
+        body["agent_key"] = json!(key);
+    }
+    body
+}
+
+async fn start(backend: Backend, types: &str) -> (Database, Server) {
+    let db = Database::new(backend).await;
+    let mut env = fast_timeouts();
+    env.push(("DROVER_TASK_TYPES", types));
+    let server = Server::start(&db, &env).await;
+    (db, server)
+}
+
+async fn another_agents_result_is_stale_while_a_restarted_holder_delivers(backend: Backend) {
+    let (_db, server) = start(backend, "echo").await;
+    let key_a = "a".repeat(64);
+    let a = RawAgent::register_with(
+        &server,
+        ENROLL_TOKEN,
+        &registration("a", &["echo"], Some(&key_a), json!([])),
+    )
+    .await
+    .expect("a registers");
+    let b = RawAgent::register(&server, "b", 4, &["echo"]).await;
+    let id = server.submit(vec![new_task("echo", json!({}))]).await[0];
+    let held = a.claim(1, 0).await;
+    assert_eq!(held.len(), 1);
+    let (task_id, lease) = held[0];
+    assert_eq!(task_id, id);
+
+    // B sends A's exact lease: refused as stale, nothing changes.
+    let forged = json!({ "results": [{ "task_id": id, "lease_token": lease,
+        "outcome": { "status": "succeeded", "output": { "forged": true } } }] });
+    let (status, body) = b.post("results", forged).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["results"][0]["status"], "stale");
+    let (status, _) = b
+        .post(
+            "results",
+            json!({ "results": [{ "task_id": id, "lease_token": lease,
+            "outcome": { "status": "released", "reason": "mine now" } }] }),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let task = server.task(id).await;
+    assert_eq!(task.task.status, TaskStatus::Running);
+    assert_eq!(task.task.agent_id, Some(a.id));
+    let refused = server
+        .metric("drover_task_results_refused_total{reason=\"not_holder\"} ")
+        .await;
+    assert_eq!(refused, Some(2.0), "refusals are counted");
+
+    // A restarts: a new process, the same key, the result in its outbox.
+    let a2 = RawAgent::register_with(
+        &server,
+        ENROLL_TOKEN,
+        &registration(
+            "a",
+            &["echo"],
+            Some(&key_a),
+            json!([{ "task_id": id, "lease_token": lease }]),
+        ),
+    )
+    .await
+    .expect("a registers again");
+    assert_eq!(a2.id, a.id, "the key resumes the same agent");
+    let (status, body) = a2.succeed(id, lease).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["status"], "accepted");
+    let task = server.task(id).await;
+    assert_eq!(task.task.status, TaskStatus::Succeeded);
+    assert_eq!(task.task.result, Some(json!({ "by": a.id })));
+
+    // A different agent presenting a key of its own is someone else.
+    let c = RawAgent::register_with(
+        &server,
+        ENROLL_TOKEN,
+        &registration("a", &["echo"], Some(&"c".repeat(64)), json!([])),
+    )
+    .await
+    .expect("c registers");
+    assert_ne!(c.id, a.id);
+    // A key too short to be a secret is refused, naming the field.
+    let (status, body) = RawAgent::register_with(
+        &server,
+        ENROLL_TOKEN,
+        &registration("d", &["echo"], Some("short"), json!([])),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["field"], "agent_key");
+}
+
+async fn a_scoped_enrollment_token_cannot_register_for_other_work(backend: Backend) {
+    let (_db, server) = start(backend, "resize,deploy").await;
+    let (status, created) = server
+        .post(
+            "/api/v1/enrollment-tokens",
+            &json!({ "name": "resizers", "task_types": ["resize"], "labels": ["gpu"], "expires_in": "30d" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"]
+        .as_str()
+        .expect("the token, shown once")
+        .to_string();
+    assert_eq!(created["name"], "resizers");
+    assert!(created["expires_at_us"].as_i64().is_some());
+
+    let refused = RawAgent::register_with(
+        &server,
+        &token,
+        &registration("r", &["resize", "deploy"], None, json!([])),
+    )
+    .await
+    .err()
+    .expect("deploy is not allowed");
+    assert_eq!(refused.0, 403, "{}", refused.1);
+    assert!(refused.1["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("deploy"));
+    let mut with_label = registration("r", &["resize"], None, json!([]));
+    with_label["labels"] = json!(["prod"]);
+    let refused = RawAgent::register_with(&server, &token, &with_label)
+        .await
+        .err()
+        .expect("label not allowed");
+    assert_eq!(refused.0, 403);
+    let agent = RawAgent::register_with(
+        &server,
+        &token,
+        &registration("r", &["resize"], None, json!([])),
+    )
+    .await
+    .expect("resize is allowed");
+
+    // Listing shows the prefix, never the token.
+    let (status, list) = server.get("/api/v1/enrollment-tokens").await;
+    assert_eq!(status, 200);
+    assert!(
+        !list.to_string().contains(&token),
+        "the token is never listed"
+    );
+    let listed = list["tokens"].as_array().expect("tokens");
+    let entry = listed
+        .iter()
+        .find(|t| t["name"] == "resizers")
+        .expect("listed");
+    assert_eq!(entry["prefix"].as_str(), Some(&token[..8]));
+
+    // Bad input names its field; an operator may not manage tokens.
+    let (status, body) = server
+        .post(
+            "/api/v1/enrollment-tokens",
+            &json!({ "name": "x", "expires_in": "soon" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("expires_in"))
+    );
+    let (status, body) = server
+        .post("/api/v1/enrollment-tokens", &json!({ "name": "resizers" }))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, op) = server
+        .post(
+            "/api/v1/users",
+            &json!({ "name": "olga", "role": "operator" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{op}");
+    let op_token = op["token"].as_str().expect("token");
+    let (status, _) = server
+        .call_as(
+            op_token,
+            Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(&json!({ "name": "mine" })),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = server
+        .call_as(op_token, Method::GET, "/api/v1/enrollment-tokens", None)
+        .await;
+    assert_eq!(status, 403);
+
+    // Revoking the token cuts off the agents it enrolled, and itself.
+    let id = entry["id"].as_i64().expect("id");
+    let (status, body) = server
+        .call_as(
+            API_TOKEN,
+            Method::DELETE,
+            &format!("/api/v1/enrollment-tokens/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["agents_revoked"], json!([agent.id]));
+    let (status, _) = agent.post("claim", json!({ "max_tasks": 1 })).await;
+    assert_eq!(status, 401);
+    let refused = RawAgent::register_with(
+        &server,
+        &token,
+        &registration("r", &["resize"], None, json!([])),
+    )
+    .await
+    .err()
+    .expect("a revoked token enrolls no one");
+    assert_eq!(refused.0, 401);
+}
+
+async fn a_revoked_agent_is_refused_and_its_task_runs_elsewhere(backend: Backend) {
+    let (db, server) = start(backend, "echo,sleep,flaky,fail").await;
+    let rogue = RawAgent::register(&server, "rogue", 4, &["sleep"]).await;
+    let id = server
+        .submit(vec![new_task("sleep", json!({ "ms": 10 }))])
+        .await[0];
+    let held = rogue.claim(1, 0).await;
+    assert_eq!(held.len(), 1);
+    let (status, body) = server
+        .post(&format!("/api/v1/agents/{}/revoke", rogue.id), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["requeued"], 1);
+    // Its next call is refused; its result no longer counts.
+    let (status, _) = rogue.post("heartbeat", json!({ "running": [] })).await;
+    assert_eq!(status, 401);
+    let (status, _) = rogue.succeed(held[0].0, held[0].1).await;
+    assert_eq!(status, 401);
+    let agents = server.agents().await;
+    assert_eq!(
+        agents.iter().find(|a| a.id == rogue.id).map(|a| a.status),
+        Some(AgentStatus::Revoked)
+    );
+    // An honest agent runs the task.
+    let _honest = AgentProcess::start(&server, db.dir(), "honest", &agent_config(2, &[]));
+    eventually(
+        Duration::from_secs(20),
+        "the task to finish elsewhere",
+        || async {
+            let t = server.task(id).await;
+            (t.task.status == TaskStatus::Succeeded).then_some(())
+        },
+    )
+    .await;
+    assert_ne!(server.task(id).await.task.agent_id, Some(rogue.id));
+    let (status, _) = server
+        .post("/api/v1/agents/999999/revoke", &json!({}))
+        .await;
+    assert_eq!(status, 404);
+}
+
+async fn handlers_never_see_the_enrollment_token(backend: Backend) {
+    let (db, server) = start(backend, "env").await;
+    let config = r#"capacity = 1
+
+[handlers.env]
+kind = "command"
+program = "env"
+"#;
+    let _agent = AgentProcess::start_with_token_in_env(&server, db.dir(), "snoop", config);
+    let id = server.submit(vec![new_task("env", json!({}))]).await[0];
+    let task = eventually(Duration::from_secs(20), "the env task", || async {
+        let t = server.task(id).await;
+        (t.task.status == TaskStatus::Succeeded).then_some(t)
+    })
+    .await;
+    let output = task.task.result.expect("output").to_string();
+    assert!(output.contains("DROVER_TASK_ID="), "{output}");
+    assert!(!output.contains(ENROLL_TOKEN), "the token leaked: {output}");
+    assert!(!output.contains("DROVER_TOKEN"), "{output}");
+}
