@@ -54,6 +54,10 @@ impl Client {
         .await
     }
 
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        decode(self.req(reqwest::Method::DELETE, path).send().await).await
+    }
+
     pub async fn post_text<T: DeserializeOwned>(&self, path: &str, body: String) -> Result<T> {
         decode(
             self.req(reqwest::Method::POST, path)

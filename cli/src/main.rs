@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use drover_protocol::api::AgentList;
+use drover_protocol::credentials::{
+    CreatedEnrollmentToken, EnrollmentTokenView, NewEnrollmentToken,
+};
 use drover_protocol::workflow::{
     ApprovalList, RunDetail, RunList, RunStatus, UploadedWorkflow, WorkflowList,
 };
@@ -61,6 +65,44 @@ enum Command {
     Approvals(ApprovalCmd),
     /// Exchange a user name and password (DROVER_PASSWORD) for an API token.
     Login { name: String },
+    /// The agents and their state; revoking one (admin).
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Enrollment tokens, the credentials agents register with (admin).
+    #[command(subcommand, name = "enrollment-token")]
+    EnrollmentToken(EnrollmentCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCmd {
+    List,
+    /// Refuse the agent's session from now on and requeue its tasks; it may
+    /// rejoin only with a usable enrollment token.
+    Revoke {
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EnrollmentCmd {
+    List,
+    /// Create one; the token is printed once, on its own line.
+    Create {
+        name: String,
+        /// Only agents handling these task types may use it (repeat the flag).
+        #[arg(long = "task-type")]
+        task_types: Vec<String>,
+        /// Only these labels may be declared with it (repeat the flag).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// e.g. 30d or 12h; default: until revoked.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Stop it enrolling agents and revoke the agents it enrolled.
+    Revoke {
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,8 +294,94 @@ async fn run(cli: Cli) -> Result<u8> {
                 .await?;
             println!("{}", r["token"].as_str().unwrap_or_default());
         }
+        Command::Agent(cmd) => agents(&client, cmd).await?,
+        Command::EnrollmentToken(cmd) => enrollment_tokens(&client, cmd).await?,
     }
     Ok(0)
+}
+
+async fn agents(client: &Client, cmd: AgentCmd) -> Result<()> {
+    match cmd {
+        AgentCmd::List => {
+            let list: AgentList = client.get("/api/v1/agents").await?;
+            for a in list.agents {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}/{}\t{}",
+                    a.id,
+                    a.name,
+                    a.hostname,
+                    a.status.as_str(),
+                    a.running,
+                    a.capacity,
+                    a.task_types.join(",")
+                );
+            }
+        }
+        AgentCmd::Revoke { id } => {
+            let r: Value = client
+                .post(&format!("/api/v1/agents/{id}/revoke"), &json!({}))
+                .await?;
+            println!("agent {id} revoked; {} task(s) requeued", r["requeued"]);
+        }
+    }
+    Ok(())
+}
+
+async fn enrollment_tokens(client: &Client, cmd: EnrollmentCmd) -> Result<()> {
+    match cmd {
+        EnrollmentCmd::List => {
+            let list: Value = client.get("/api/v1/enrollment-tokens").await?;
+            let tokens: Vec<EnrollmentTokenView> = serde_json::from_value(list["tokens"].clone())?;
+            for t in tokens {
+                let state = if t.revoked_at_us.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                let scope =
+                    |l: &Option<Vec<String>>| l.as_ref().map_or("any".into(), |l| l.join(","));
+                println!(
+                    "{}\t{}\t{}…\t{state}\ttypes: {}\tlabels: {}",
+                    t.id,
+                    t.name,
+                    t.prefix,
+                    scope(&t.task_types),
+                    scope(&t.labels)
+                );
+            }
+        }
+        EnrollmentCmd::Create {
+            name,
+            task_types,
+            labels,
+            expires_in,
+        } => {
+            let body = NewEnrollmentToken {
+                name,
+                task_types: (!task_types.is_empty()).then_some(task_types),
+                labels: (!labels.is_empty()).then_some(labels),
+                expires_in,
+            };
+            let created: CreatedEnrollmentToken = client
+                .post("/api/v1/enrollment-tokens", &serde_json::to_value(&body)?)
+                .await?;
+            eprintln!(
+                "enrollment token {} ({}) created; it is shown this once:",
+                created.view.id, created.view.name
+            );
+            println!("{}", created.token);
+        }
+        EnrollmentCmd::Revoke { id } => {
+            let r: Value = client
+                .delete(&format!("/api/v1/enrollment-tokens/{id}"))
+                .await?;
+            println!(
+                "enrollment token {id} revoked; agents revoked with it: {}",
+                r["agents_revoked"]
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn decide(client: &Client, id: i64, decision: &str, comment: Option<String>) -> Result<()> {
