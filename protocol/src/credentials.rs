@@ -43,3 +43,27 @@ pub struct CreatedEnrollmentToken {
     #[serde(flatten)]
     pub view: EnrollmentTokenView,
 }
+
+/// One entry of the audit log (`GET /api/v1/audit`, admins only).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_us: i64,
+    /// The user's name, `agent:<id>` for an agent, or `system`.
+    pub actor: String,
+    /// What was done, dotted: `sign_in.failed`, `agent.revoked`, `approval.decided`.
+    pub action: String,
+    /// What it was done to: `task:7`, `run:3`, `user:olga`.
+    pub target: Option<String>,
+    /// The particulars, as a JSON object.
+    pub detail: serde_json::Value,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct AuditList {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before_id` for the next page; absent on the last one.
+    pub next_before_id: Option<i64>,
+}

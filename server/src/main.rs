@@ -2,6 +2,7 @@
 //! and dashboard of Drover.
 
 mod advance;
+mod audit;
 mod auth;
 mod cli;
 mod config;

@@ -86,6 +86,12 @@ async fn another_agents_result_is_stale_while_a_restarted_holder_delivers(backen
         .metric("drover_task_results_refused_total{reason=\"not_holder\"} ")
         .await;
     assert_eq!(refused, Some(2.0), "refusals are counted");
+    let (status, audit) = server.get("/api/v1/audit?action=results.refused").await;
+    assert_eq!(status, 200, "{audit}");
+    let entries = audit["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{audit}");
+    assert_eq!(entries[0]["actor"], format!("agent:{}", b.id));
+    assert_eq!(entries[0]["detail"]["tasks"], json!([id]));
 
     // A restarts: a new process, the same key, the result in its outbox.
     let a2 = RawAgent::register_with(

@@ -36,6 +36,7 @@ macro_rules! delegate_to_backend {
     };
 }
 
+mod audit;
 mod enrollment;
 mod overview;
 mod pg_notifier;
@@ -53,6 +54,7 @@ use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStat
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
 
+pub use audit::{AuditFilter, AuditStore, NewAuditEntry};
 pub use enrollment::{EnrollmentStore, NewEnrollment};
 pub use overview::{OverviewCounts, OverviewStore};
 pub use pg_notifier::Notifier;

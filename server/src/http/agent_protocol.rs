@@ -69,6 +69,22 @@ async fn register(
         types = ?spec.task_types, enrollment = %enrollment.name, resumed = registered.resumed,
         requeued = registered.sweep.tasks_requeued, "agent registered");
     metrics::counter!("drover_agents_registered_total").increment(1);
+    crate::audit::record(
+        &state,
+        &crate::audit::agent_actor(agent_id),
+        if registered.resumed {
+            "agent.resumed"
+        } else {
+            "agent.registered"
+        },
+        Some(crate::audit::agent_actor(agent_id)),
+        serde_json::json!({
+            "name": spec.name, "hostname": spec.hostname, "enrollment_token": enrollment.name,
+            "task_types": spec.task_types, "labels": spec.labels, "capacity": spec.capacity,
+            "requeued": registered.sweep.tasks_requeued,
+        }),
+    )
+    .await;
     state
         .events
         .publish("agent", Some(agent_id), Some("online"));
@@ -219,6 +235,14 @@ async fn results(
             "refused results for tasks another agent holds");
         metrics::counter!("drover_task_results_refused_total", "reason" => "not_holder")
             .increment(foreign.len() as u64);
+        crate::audit::record(
+            &state,
+            &crate::audit::agent_actor(agent.id),
+            "results.refused",
+            None,
+            serde_json::json!({ "reason": "another agent holds the lease", "tasks": foreign }),
+        )
+        .await;
     }
     if acks.len() > stale as usize {
         state.events.publish("tasks", None, None);

@@ -48,7 +48,16 @@ async fn drain(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    set_draining(&state, id, true).await
+    let done = set_draining(&state, id, true).await?;
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "agent.drained",
+        Some(crate::audit::agent_actor(id)),
+        Value::Null,
+    )
+    .await;
+    Ok(done)
 }
 
 async fn enable(
@@ -57,5 +66,14 @@ async fn enable(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    set_draining(&state, id, false).await
+    let done = set_draining(&state, id, false).await?;
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "agent.enabled",
+        Some(crate::audit::agent_actor(id)),
+        Value::Null,
+    )
+    .await;
+    Ok(done)
 }

@@ -132,6 +132,26 @@ async fn decide(
         )
         .await?;
     tracing::info!(approval = id, run_id, approved, by = %caller.0.name, "approval decided");
+    // What exactly was approved: the definition's version and a digest of
+    // the inputs the approver was shown.
+    let version = state.store.get_run(run_id).await?.map(|r| r.run.version);
+    let inputs = serde_json::to_string(&record.view.inputs).unwrap_or_default();
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        if approved {
+            "approval.approved"
+        } else {
+            "approval.rejected"
+        },
+        Some(format!("approval:{id}")),
+        serde_json::json!({
+            "run_id": run_id, "step": record.view.step_id, "workflow": record.view.workflow,
+            "version": version, "inputs_sha256": crate::auth::hash_token(&inputs),
+            "comment": req.comment,
+        }),
+    )
+    .await;
     state.events.publish(
         "approval",
         Some(id),

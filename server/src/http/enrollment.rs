@@ -81,6 +81,17 @@ async fn create(
         )
         .await?;
     tracing::info!(token = %view.name, by = %caller.0.name, "enrollment token created");
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "enrollment_token.created",
+        Some(format!("enrollment_token:{}", view.id)),
+        serde_json::json!({
+            "name": view.name, "prefix": view.prefix, "task_types": view.task_types,
+            "labels": view.labels, "expires_at_us": view.expires_at_us,
+        }),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedEnrollmentToken { token, view }),
@@ -119,9 +130,17 @@ async fn revoke(
         .await
         .map_err(not_found(format!("enrollment token {id}")))?;
     for &agent in &agents {
-        revoke_one(&state, agent, now).await?;
+        revoke_one(&state, &caller.0.name, agent, now).await?;
     }
     tracing::info!(token = id, agents = ?agents, by = %caller.0.name, "enrollment token revoked");
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "enrollment_token.revoked",
+        Some(format!("enrollment_token:{id}")),
+        serde_json::json!({ "agents_revoked": agents }),
+    )
+    .await;
     Ok(Json(
         serde_json::json!({ "id": id, "revoked": true, "agents_revoked": agents }),
     ))
@@ -134,19 +153,27 @@ async fn revoke_agent(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let requeued = revoke_one(&state, id, now_us()).await?;
+    let requeued = revoke_one(&state, &caller.0.name, id, now_us()).await?;
     tracing::info!(agent_id = id, requeued, by = %caller.0.name, "agent revoked");
     Ok(Json(
         serde_json::json!({ "id": id, "status": "revoked", "requeued": requeued }),
     ))
 }
 
-async fn revoke_one(state: &AppState, agent_id: i64, now: i64) -> Result<u64, ApiError> {
+async fn revoke_one(state: &AppState, by: &str, agent_id: i64, now: i64) -> Result<u64, ApiError> {
     let sweep = state
         .store
         .revoke_agent(agent_id, now)
         .await
         .map_err(not_found(format!("agent {agent_id}")))?;
+    crate::audit::record(
+        state,
+        by,
+        "agent.revoked",
+        Some(crate::audit::agent_actor(agent_id)),
+        serde_json::json!({ "requeued": sweep.tasks_requeued }),
+    )
+    .await;
     state
         .events
         .publish("agent", Some(agent_id), Some("revoked"));

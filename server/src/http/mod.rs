@@ -4,6 +4,7 @@
 mod agent_protocol;
 mod agents;
 mod approvals;
+mod audit;
 mod enrollment;
 mod runs;
 mod system;
@@ -25,6 +26,7 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(tasks::router())
         .merge(agents::router())
         .merge(enrollment::router())
+        .merge(audit::router())
         .merge(agent_protocol::router())
         .merge(system::api_router())
         .merge(users::router())

@@ -147,6 +147,14 @@ async fn cancel(
     state.dispatcher.kick();
     state.events.publish("run", Some(id), Some("cancelled"));
     tracing::info!(run_id = id, by = %caller.0.name, "run cancelled");
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "run.cancelled",
+        Some(format!("run:{id}")),
+        serde_json::Value::Null,
+    )
+    .await;
     Ok(Json(detail(&state, id).await?))
 }
 
@@ -162,6 +170,14 @@ async fn retry_step(
         .await
         .map_err(not_found(format!("step {step:?} of run {id}")))?;
     tracing::info!(run_id = id, step = %step, by = %caller.0.name, "step retried");
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "run.step_retried",
+        Some(format!("run:{id}")),
+        serde_json::json!({ "step": step }),
+    )
+    .await;
     crate::advance::runs(&state, [id]).await;
     Ok(Json(detail(&state, id).await?))
 }

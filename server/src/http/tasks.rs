@@ -169,6 +169,14 @@ async fn cancel(
         .map_err(not_found(format!("task {id}")))?;
     state.dispatcher.kick();
     state.events.publish("task", Some(id), Some("cancelled"));
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "task.cancelled",
+        Some(format!("task:{id}")),
+        Value::Null,
+    )
+    .await;
     crate::advance::runs_of_tasks(&state, &[id]).await;
     Ok(Json(serde_json::json!({ "id": id, "status": status })))
 }
@@ -186,6 +194,14 @@ async fn retry(
         .await
         .map_err(not_found(format!("task {id}")))?;
     tracing::info!(task_id = id, by = %caller.0.name, "task retried");
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "task.retried",
+        Some(format!("task:{id}")),
+        Value::Null,
+    )
+    .await;
     state.dispatcher.kick();
     state.events.publish("task", Some(id), Some("queued"));
     Ok(Json(serde_json::json!({ "id": id, "status": "queued" })))

@@ -46,6 +46,14 @@ async fn upload(
     if created {
         state.events.publish("workflow", Some(workflow.id), None);
         tracing::info!(workflow = %workflow.name, version = workflow.version, by = %caller.0.name, "workflow uploaded");
+        crate::audit::record(
+            &state,
+            &caller.0.name,
+            "workflow.uploaded",
+            Some(format!("workflow:{}", workflow.name)),
+            serde_json::json!({ "version": workflow.version, "sha256": digest }),
+        )
+        .await;
     }
     let status = if created {
         StatusCode::CREATED
