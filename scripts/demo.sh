@@ -60,10 +60,9 @@ for _ in $(seq 1 100); do
 done
 curl -fs "http://$listen/healthz" >/dev/null || die "drover-server did not start; see the log above"
 api_token="$(cat "$data_dir/api-token")"
-enroll_token="$(cat "$data_dir/enrollment-token")"
 
 step "starting a local agent (examples/agent.toml)"
-./target/release/drover-agent --server "http://$listen" --token "$enroll_token" \
+./target/release/drover-agent --server "http://$listen" --token-file "$data_dir/enrollment-token" \
   --config examples/agent.toml --name "demo-agent" --state-dir "$data_dir/agent" &
 pids+=($!)
 
