@@ -56,6 +56,10 @@ impl Client {
         )
         .await
     }
+
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        decode(self.req(reqwest::Method::DELETE, path).send().await).await
+    }
 }
 
 async fn decode<T: DeserializeOwned>(response: reqwest::Result<reqwest::Response>) -> Result<T> {
