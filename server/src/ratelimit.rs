@@ -128,13 +128,13 @@ impl SignInLimiter {
     }
 
     /// The production limits: an address gets 5 free attempts then waits
-    /// 1 s, 2 s, 4 s … up to 15 minutes; a name gets 20 free attempts (from
-    /// any number of addresses) then waits up to a minute.
+    /// 5 s, 10 s, 20 s … up to 15 minutes; a name gets 20 free attempts
+    /// (from any number of addresses) then waits 1 s, 2 s … up to a minute.
     pub fn standard() -> Self {
         Self::new(
             Policy {
                 free: 5,
-                base_delay: Duration::from_secs(1),
+                base_delay: Duration::from_secs(5),
                 max_delay: Duration::from_secs(15 * 60),
                 forget_after: Duration::from_secs(60 * 60),
             },

@@ -187,7 +187,13 @@ async fn create_token(
     ApiJson(req): ApiJson<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let lifetime = crate::users::parse_lifetime(&req.expires_in)?;
-    let (user, lifetime, default_name) = match (&req.user, &req.password) {
+    // Older CLIs sent `{name: <user>, password}`: with a password and no
+    // `user`, `name` is the user's name and the token gets the default name.
+    let (user_name, token_name) = match (&req.user, &req.password) {
+        (None, Some(_)) => (req.name.as_ref(), None),
+        _ => (req.user.as_ref(), req.name.as_deref()),
+    };
+    let (user, lifetime, default_name) = match (user_name, &req.password) {
         (Some(name), Some(password)) => {
             check_same_origin(&headers)?;
             let record = authenticate(&state, addr, name, password).await?;
@@ -201,12 +207,12 @@ async fn create_token(
         _ => {
             return Err(drover_engine::FieldError::new(
                 "password",
-                "give both user and password, or neither (then sign in first)",
+                "give user and password, or neither (then sign in first)",
             )
             .into())
         }
     };
-    let name = req.name.as_deref().unwrap_or(default_name);
+    let name = token_name.unwrap_or(default_name);
     let (token, id) = crate::users::issue_token(&state.store, user.id, name, lifetime).await?;
     let info = state
         .store
