@@ -25,7 +25,7 @@ pub async fn create(
 ) -> Result<UserWithToken, ApiError> {
     check_name("name", name)?;
     let hash = match password {
-        Some(p) => Some(checked_hash(p)?),
+        Some(p) => Some(hash_off_thread(p).await?),
         None => None,
     };
     let user = store
@@ -35,8 +35,8 @@ pub async fn create(
     Ok(UserWithToken { user, token })
 }
 
-/// Checks a new password's length and hashes it (on the blocking pool:
-/// Argon2 is slow on purpose).
+/// Checks a new password's length and hashes it (slow on purpose: call it
+/// through `hash_off_thread` from async code).
 pub fn checked_hash(password: &str) -> Result<String, ApiError> {
     let n = password.chars().count();
     if n < MIN_PASSWORD_LEN {
@@ -144,12 +144,17 @@ pub async fn change(store: &Store, name: &str, change: UserChange) -> Result<Use
 
 /// Sets a user's password (their sessions end).
 pub async fn set_password(store: &Store, user_id: i64, password: &str) -> Result<(), ApiError> {
-    let password = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || checked_hash(&password))
-        .await
-        .map_err(|e| ApiError::Conflict(format!("hashing failed: {e}")))??;
+    let hash = hash_off_thread(password).await?;
     store.set_password(user_id, &hash).await?;
     Ok(())
+}
+
+/// [`checked_hash`] on the blocking pool, off the async workers.
+async fn hash_off_thread(password: &str) -> Result<String, ApiError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || checked_hash(&password))
+        .await
+        .map_err(|e| ApiError::Conflict(format!("hashing failed: {e}")))?
 }
 
 #[cfg(test)]
