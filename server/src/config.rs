@@ -91,6 +91,12 @@ pub struct Config {
     #[arg(long, env = "DROVER_ENROLLMENT_TOKEN", hide_env_values = true)]
     pub enrollment_token: Option<String>,
 
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the real
+    /// client for the sign-in limits (comma-separated IPs); without it every
+    /// client behind a proxy counts as the proxy's address.
+    #[arg(long, env = "DROVER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Bearer token `/metrics` requires; unset: `/metrics` is open (bind to
     /// loopback or set this).
     #[arg(long, env = "DROVER_METRICS_TOKEN", hide_env_values = true)]

@@ -152,20 +152,45 @@ pub fn form_router() -> Router<AppState> {
 }
 
 /// The client's address, when the server was reached over a socket (not
-/// for in-process calls). Behind a proxy this is the proxy's address.
+/// for in-process calls). Behind a proxy listed in `DROVER_TRUSTED_PROXIES`
+/// it is taken from `X-Forwarded-For`; behind any other proxy it is the
+/// proxy's address.
 pub struct ClientAddr(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(ClientAddr(peer.map(|p| {
+            client_behind(p, &parts.headers, &state.config.trusted_proxies)
+        })))
     }
+}
+
+/// The rightmost `X-Forwarded-For` address that is not a trusted proxy,
+/// when the peer is one (addresses further left are the client's word).
+fn client_behind(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    hops.into_iter()
+        .rev()
+        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(peer)
 }
 
 /// Checks a name and password. In this order, so that nothing expensive
@@ -505,6 +530,32 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 2.2.2.2, 10.0.0.2"),
+        );
+        let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
+        assert_eq!(client_behind(ip("10.0.0.1"), &h, &trusted), ip("2.2.2.2"));
+        assert_eq!(
+            client_behind(ip("9.9.9.9"), &h, &trusted),
+            ip("9.9.9.9"),
+            "an untrusted peer's header is ignored"
+        );
+        assert_eq!(
+            client_behind(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("nonsense, 3.3.3.3"),
+        );
+        assert_eq!(client_behind(ip("10.0.0.1"), &h, &trusted), ip("3.3.3.3"));
     }
 
     #[test]
