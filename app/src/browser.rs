@@ -6,17 +6,21 @@ use wasm_bindgen::JsCast;
 
 use crate::live::{Live, Topic};
 
-/// The CSRF value the server set beside the session cookie.
+/// The CSRF value the server set beside the session cookie: named
+/// `__Host-drover_csrf` over HTTPS, `drover_csrf` over plain HTTP.
 pub fn csrf_token() -> Option<String> {
     let doc = web_sys::window()?
         .document()?
         .dyn_into::<web_sys::HtmlDocument>()
         .ok()?;
     let cookies = doc.cookie().ok()?;
-    cookies
+    let pairs: Vec<(&str, &str)> = cookies
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == "drover_csrf")
+        .collect();
+    ["__Host-drover_csrf", "drover_csrf"]
+        .iter()
+        .find_map(|name| pairs.iter().find(|(k, _)| k == name))
         .map(|(_, v)| v.to_string())
 }
 

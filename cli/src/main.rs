@@ -63,8 +63,17 @@ enum Command {
     /// Approvals waiting for you, and deciding them.
     #[command(subcommand)]
     Approvals(ApprovalCmd),
-    /// Exchange a user name and password (DROVER_PASSWORD) for an API token.
-    Login { name: String },
+    /// Exchange a user name and password (DROVER_PASSWORD) for an API token
+    /// (it expires after 30 days unless --expires-in says otherwise).
+    Login {
+        name: String,
+        /// Lifetime of the token: seconds or a duration such as 90d.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Your API tokens: list, create, revoke.
+    #[command(subcommand)]
+    Tokens(TokenCmd),
     /// The agents and their state; revoking one (admin).
     #[command(subcommand)]
     Agent(AgentCmd),
@@ -103,6 +112,24 @@ enum EnrollmentCmd {
     Revoke {
         id: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Your tokens (prefix only); --all lists everyone's (admin).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create a named token and print it once.
+    Create {
+        name: String,
+        /// Lifetime: seconds or a duration such as 30d; none: no expiry.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Revoke a token by id.
+    Revoke { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,19 +310,62 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Approvals(ApprovalCmd::Reject { id, comment }) => {
             decide(&client, id, "reject", comment).await?
         }
-        Command::Login { name } => {
+        Command::Login { name, expires_in } => {
             let password =
                 std::env::var("DROVER_PASSWORD").context("set DROVER_PASSWORD to the password")?;
             let r: Value = client
                 .post(
                     "/api/v1/tokens",
-                    &json!({ "name": name, "password": password }),
+                    &json!({ "user": name, "password": password, "name": "drover login", "expires_in": expires_in }),
                 )
                 .await?;
             println!("{}", r["token"].as_str().unwrap_or_default());
         }
         Command::Agent(cmd) => agents(&client, cmd).await?,
         Command::EnrollmentToken(cmd) => enrollment_tokens(&client, cmd).await?,
+        Command::Tokens(TokenCmd::List { all }) => {
+            let path = if all {
+                "/api/v1/tokens?all=true"
+            } else {
+                "/api/v1/tokens"
+            };
+            let r: Value = client.get(path).await?;
+            println!("ID\tUSER\tNAME\tPREFIX\tEXPIRES\tSTATE");
+            for t in r["tokens"].as_array().into_iter().flatten() {
+                let state = if t["revoked_at_us"].is_null() {
+                    "live"
+                } else {
+                    "revoked"
+                };
+                let expires = t["expires_at_us"]
+                    .as_i64()
+                    .map(|us| us.to_string())
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "{}\t{}\t{}\t{}…\t{expires}\t{state}",
+                    t["id"],
+                    t["user_name"].as_str().unwrap_or(""),
+                    t["name"].as_str().unwrap_or(""),
+                    t["prefix"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Command::Tokens(TokenCmd::Create { name, expires_in }) => {
+            let r: Value = client
+                .post(
+                    "/api/v1/tokens",
+                    &json!({ "name": name, "expires_in": expires_in }),
+                )
+                .await?;
+            eprintln!("token {} (shown once):", r["id"]);
+            println!("{}", r["token"].as_str().unwrap_or_default());
+        }
+        Command::Tokens(TokenCmd::Revoke { id }) => {
+            client
+                .delete::<Value>(&format!("/api/v1/tokens/{id}"))
+                .await?;
+            println!("token {id} revoked");
+        }
     }
     Ok(0)
 }

@@ -57,20 +57,35 @@ impl FromRequestParts<AppState> for Caller {
             Some(token) => token,
             None => {
                 let session =
-                    crate::session::cookie(&parts.headers, crate::session::SESSION_COOKIE)
-                        .ok_or(ApiError::Unauthorized)?;
+                    crate::session::session_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
                 if !parts.method.is_safe() {
                     crate::session::check_csrf(&parts.headers, session, None)?;
                 }
                 session
             }
         };
-        match state.store.user_by_token(&hash_token(token)).await? {
-            Some(user) => Ok(Caller(user)),
+        // Expired and revoked tokens, ended sessions and disabled users all
+        // fail this one lookup.
+        let now = drover_engine::time::now_us();
+        match state.store.user_by_token(&hash_token(token), now).await? {
+            Some(found) => {
+                // Last use is bookkeeping: written at most once a minute per
+                // token, so busy API clients do not cost a write per request.
+                if found
+                    .last_used_at_us
+                    .is_none_or(|t| now.saturating_sub(t) > LAST_USED_GRANULARITY_US)
+                {
+                    state.store.touch_token(found.token_id, now).await?;
+                }
+                Ok(Caller(found.user))
+            }
             None => Err(ApiError::Unauthorized),
         }
     }
 }
+
+/// How stale a token's recorded last use may be.
+const LAST_USED_GRANULARITY_US: i64 = 60_000_000;
 
 impl Caller {
     /// Submitting, cancelling, uploading and starting need `operator` or `admin`.

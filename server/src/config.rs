@@ -101,6 +101,17 @@ pub struct Config {
     #[arg(long, env = "DROVER_ENROLLMENT_TOKEN", hide_env_values = true)]
     pub enrollment_token: Option<String>,
 
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the real
+    /// client for the sign-in limits (comma-separated IPs); without it every
+    /// client behind a proxy counts as the proxy's address.
+    #[arg(long, env = "DROVER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// Bearer token `/metrics` requires; unset: `/metrics` is open (bind to
+    /// loopback or set this).
+    #[arg(long, env = "DROVER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Task types accepted even before an agent for them has registered (comma-separated).
     #[arg(long, env = "DROVER_TASK_TYPES", value_delimiter = ',')]
     pub task_types: Vec<String>,
@@ -154,6 +165,36 @@ pub enum UserCommand {
     },
     /// List users.
     List,
+    /// Change a user's role (never the last enabled admin's).
+    Role {
+        name: String,
+        #[arg(value_parser = parse_role)]
+        role: drover_protocol::api::Role,
+    },
+    /// Disable a user: their sessions and tokens are refused at once.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Set a user's password (their dashboard sessions end).
+    Password {
+        name: String,
+        #[arg(long, env = "DROVER_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// List a user's API tokens (all users' without a name).
+    Tokens { name: Option<String> },
+    /// Issue a new API token for a user and print it once.
+    AddToken {
+        name: String,
+        /// A label for the token.
+        #[arg(long, default_value = "cli")]
+        label: String,
+        /// Lifetime such as 30d or 12h; none: no expiry.
+        #[arg(long, value_parser = crate::users::parse_duration_text)]
+        expires_in: Option<Duration>,
+    },
+    /// Revoke an API token by id (see `user tokens`).
+    RevokeToken { id: i64 },
 }
 
 fn parse_role(s: &str) -> Result<drover_protocol::api::Role, String> {

@@ -4,26 +4,50 @@
 //! CSRF value in `X-CSRF-Token` (or the `csrf` form field), which a page on
 //! another site cannot read. Sign-in works as a plain HTML form too, so the
 //! page is usable before the wasm loads.
+//!
+//! Over HTTPS (the request carries `x-forwarded-proto: https`, set by a
+//! proxy or by the server's own TLS listener) the cookies are `Secure` and
+//! named with the `__Host-` prefix, which a browser only accepts from a
+//! secure origin for the whole host: a sibling subdomain or a plain-HTTP
+//! man in the middle cannot plant one.
+//!
+//! Signing in is hardened in [`authenticate`]: names are checked before
+//! anything else sees them, attempts are admitted and counted by the
+//! limiter before any await, and Argon2 runs off the async workers.
 
-use axum::extract::{Query, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use std::net::IpAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::http::header::{COOKIE, HOST, ORIGIN, SET_COOKIE};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
 use axum::{Form, Json, Router};
+use drover_engine::domain::check_name;
 use drover_engine::store::{UserRecord, UserStore};
 use drover_engine::time::now_us;
+use drover_engine::FieldError;
 use drover_protocol::api::UserView;
 use serde::{Deserialize, Serialize};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::auth::{hash_token, new_token, Caller};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::ratelimit::Admission;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "drover_session";
 pub const CSRF_COOKIE: &str = "drover_csrf";
+/// The names over HTTPS.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-drover_session";
+pub const SECURE_CSRF_COOKIE: &str = "__Host-drover_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Largest body a sign-in route reads: a name and a password fit easily,
+/// and nothing big is parsed before the caller is known.
+pub const AUTH_BODY_LIMIT: usize = 4 * 1024;
 
 /// The value of one cookie of the request.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -36,6 +60,11 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim())
         .filter(|v| !v.is_empty())
+}
+
+/// The session token of the request, under either cookie name.
+pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SECURE_SESSION_COOKIE).or_else(|| cookie(headers, SESSION_COOKIE))
 }
 
 /// The CSRF value belonging to a session: derived, so nothing is stored.
@@ -62,22 +91,56 @@ pub fn check_csrf(
     }
 }
 
+/// Refuses a sign-in posted by a page of another site (login CSRF: signing
+/// the victim in as the attacker). Browsers say where a request comes from
+/// in `Sec-Fetch-Site`; older ones only in `Origin`, compared with the host
+/// the request was sent to. Requests with neither are not from a browser
+/// page (the CLI, curl) and pass.
+pub fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = || ApiError::Forbidden("sign-in from another site is refused".into());
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.to_str().unwrap_or("") {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(refuse()),
+        };
+    }
+    let Some(origin) = headers.get(ORIGIN) else {
+        return Ok(());
+    };
+    let authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, a)| a);
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(HOST))
+        .and_then(|h| h.to_str().ok());
+    match (authority, host) {
+        (Some(a), Some(h)) if a.eq_ignore_ascii_case(h) => Ok(()),
+        _ => Err(refuse()),
+    }
+}
+
 /// The signed-in user of a request carrying a live session cookie.
 pub async fn session_user(state: &AppState, headers: &HeaderMap) -> Option<UserView> {
-    let session = cookie(headers, SESSION_COOKIE)?;
+    let session = session_token(headers)?;
     state
         .store
-        .user_by_token(&hash_token(session))
+        .user_by_token(&hash_token(session), now_us())
         .await
         .ok()
         .flatten()
+        .map(|found| found.user)
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/session",
-        post(sign_in_json).delete(sign_out_json).get(current),
-    )
+    Router::new()
+        .route(
+            "/session",
+            post(sign_in_json).delete(sign_out_json).get(current),
+        )
+        .layer(RequestBodyLimitLayer::new(AUTH_BODY_LIMIT))
 }
 
 /// Plain-form sign-in and sign-out, outside `/api`.
@@ -85,30 +148,92 @@ pub fn form_router() -> Router<AppState> {
     Router::new()
         .route("/signin", post(sign_in_form))
         .route("/signout", post(sign_out_form))
+        .layer(RequestBodyLimitLayer::new(AUTH_BODY_LIMIT))
 }
 
-/// Checks a name and password, with the per-name rate limit.
+/// The client's address, when the server was reached over a socket (not
+/// for in-process calls). Behind a proxy listed in `DROVER_TRUSTED_PROXIES`
+/// it is taken from `X-Forwarded-For`; behind any other proxy it is the
+/// proxy's address.
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<crate::tls::PeerAddr>>()
+            .map(|c| c.0 .0.ip());
+        Ok(ClientAddr(peer.map(|p| {
+            client_behind(p, &parts.headers, &state.config.trusted_proxies)
+        })))
+    }
+}
+
+/// The rightmost `X-Forwarded-For` address that is not a trusted proxy,
+/// when the peer is one (addresses further left are the client's word).
+fn client_behind(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    hops.into_iter()
+        .rev()
+        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(peer)
+}
+
+/// Checks a name and password. In this order, so that nothing expensive
+/// or shared is reached by a request that should not reach it: the name's
+/// shape (before the limiter, the database and the log see it), the
+/// limiter (which counts the attempt before any await), the lookup, then
+/// Argon2 on the blocking pool — against a dummy hash for unknown names,
+/// so they take as long as known ones.
 pub async fn authenticate(
     state: &AppState,
+    addr: Option<IpAddr>,
     name: &str,
     password: &str,
 ) -> Result<UserRecord, ApiError> {
-    if !state.sign_in_limiter.allows(name) {
+    check_name("name", name)?;
+    if password.len() > crate::passwords::MAX_PASSWORD_LEN {
+        return Err(FieldError::new(
+            "password",
+            format!(
+                "must be at most {} bytes",
+                crate::passwords::MAX_PASSWORD_LEN
+            ),
+        )
+        .into());
+    }
+    if let Admission::Wait(wait) = state.sign_in_limiter.admit(addr, name) {
+        tracing::warn!(user = %name, ?addr, ?wait, "sign-in refused by the rate limit");
         return Err(ApiError::TooManyAttempts);
     }
     let record = state.store.user_by_name(name).await?;
-    let ok = record
-        .as_ref()
-        .and_then(|r| r.password_hash.as_deref())
-        .is_some_and(|h| crate::passwords::verify_password(password, h));
-    match (ok, record) {
-        (true, Some(record)) => {
-            state.sign_in_limiter.succeeded(name);
+    let hash = record.as_ref().and_then(|r| r.password_hash.as_deref());
+    let ok = crate::passwords::verify_off_thread(password, hash).await;
+    match record {
+        Some(record) if ok => {
+            state.sign_in_limiter.succeeded(addr, name);
+            if record.disabled {
+                tracing::warn!(user = %name, "sign-in of a disabled user refused");
+                return Err(ApiError::Forbidden("this user is disabled".into()));
+            }
             Ok(record)
         }
         _ => {
-            state.sign_in_limiter.failed(name);
-            tracing::warn!(user = %name, "failed sign-in");
+            tracing::warn!(user = %name, ?addr, "failed sign-in");
             Err(ApiError::Unauthorized)
         }
     }
@@ -152,7 +277,8 @@ async fn start(
     Ok((token, cookies))
 }
 
-/// Behind a TLS-terminating proxy the request says so; then cookies are `Secure`.
+/// Over HTTPS the request says so (`x-forwarded-proto`, set by a proxy or
+/// the server's own TLS listener); then cookies are `Secure` and `__Host-`.
 fn served_over_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
@@ -165,29 +291,51 @@ fn session_cookies(
     max_age_secs: u64,
     secure: bool,
 ) -> Result<[HeaderValue; 2], ApiError> {
-    let secure = if secure { "; Secure" } else { "" };
+    let (session_name, csrf_name, flag) = if secure {
+        (SECURE_SESSION_COOKIE, SECURE_CSRF_COOKIE, "; Secure")
+    } else {
+        (SESSION_COOKIE, CSRF_COOKIE, "")
+    };
     let session = format!(
-        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}"
+        "{session_name}={token}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{flag}"
     );
     let csrf = format!(
-        "{CSRF_COOKIE}={}; Path=/; Max-Age={max_age_secs}; SameSite=Strict{secure}",
+        "{csrf_name}={}; Path=/; Max-Age={max_age_secs}; SameSite=Strict{flag}",
         csrf_of(token)
     );
     Ok([header_value(&session)?, header_value(&csrf)?])
 }
 
-fn cleared_cookies() -> [HeaderValue; 2] {
-    [
-        HeaderValue::from_static("drover_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
-        HeaderValue::from_static("drover_csrf=; Path=/; Max-Age=0; SameSite=Strict"),
-    ]
+/// Clears the cookies under the names this request used.
+fn cleared_cookies(headers: &HeaderMap) -> Vec<HeaderValue> {
+    let mut out = Vec::new();
+    if cookie(headers, SECURE_SESSION_COOKIE).is_some() || served_over_https(headers) {
+        out.push(HeaderValue::from_static(
+            "__Host-drover_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure",
+        ));
+        out.push(HeaderValue::from_static(
+            "__Host-drover_csrf=; Path=/; Max-Age=0; SameSite=Strict; Secure",
+        ));
+    }
+    if cookie(headers, SESSION_COOKIE).is_some() || out.is_empty() {
+        out.push(HeaderValue::from_static(
+            "drover_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+        ));
+        out.push(HeaderValue::from_static(
+            "drover_csrf=; Path=/; Max-Age=0; SameSite=Strict",
+        ));
+    }
+    out
 }
 
 fn header_value(s: &str) -> Result<HeaderValue, ApiError> {
     HeaderValue::from_str(s).map_err(|_| ApiError::Forbidden("unusable cookie value".into()))
 }
 
-fn with_cookies(mut response: Response, cookies: [HeaderValue; 2]) -> Response {
+fn with_cookies(
+    mut response: Response,
+    cookies: impl IntoIterator<Item = HeaderValue>,
+) -> Response {
     for c in cookies {
         response.headers_mut().append(SET_COOKIE, c);
     }
@@ -197,10 +345,12 @@ fn with_cookies(mut response: Response, cookies: [HeaderValue; 2]) -> Response {
 /// `POST /api/v1/session`: sign in, get the cookies and the CSRF value.
 async fn sign_in_json(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     ApiJson(req): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let record = authenticate(&state, &req.name, &req.password).await?;
+    check_same_origin(&headers)?;
+    let record = authenticate(&state, addr, &req.name, &req.password).await?;
     let (token, cookies) = start(&state, &headers, &record.user).await?;
     let body = SessionView {
         user: record.user,
@@ -214,7 +364,7 @@ async fn sign_in_json(
 
 /// `GET /api/v1/session`: who is signed in (cookie or token).
 async fn current(caller: Caller, headers: HeaderMap) -> Json<serde_json::Value> {
-    let csrf = cookie(&headers, SESSION_COOKIE).map(csrf_of);
+    let csrf = session_token(&headers).map(csrf_of);
     Json(serde_json::json!({ "user": caller.0, "csrf_token": csrf }))
 }
 
@@ -224,13 +374,13 @@ async fn sign_out_json(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
-        state.store.revoke_token(&hash_token(session)).await?;
+    if let Some(session) = session_token(&headers) {
+        state.store.end_session(&hash_token(session)).await?;
     }
     tracing::info!(user = %caller.0.name, "signed out");
     Ok(with_cookies(
         StatusCode::NO_CONTENT.into_response(),
-        cleared_cookies(),
+        cleared_cookies(&headers),
     ))
 }
 
@@ -249,35 +399,88 @@ struct SignInQuery {
 }
 
 /// Only same-site paths are followed after signing in (no open redirect).
+///
+/// Browsers drop tabs and newlines from URLs and treat `\` like `/`, so
+/// `/\t/evil.example` or `/\evil` would become `//evil…`, another host.
+/// A path is followed only if it is one `/` and then something that is not
+/// `/` or `\`, has no control characters or backslashes, and stays so once
+/// percent-decoded.
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if is_local_path(n)
+                && is_local_path(&percent_decoded(n))
+                && n.parse::<axum::http::uri::PathAndQuery>().is_ok() =>
+        {
+            n
+        }
         _ => "/",
     }
 }
 
+fn is_local_path(p: &str) -> bool {
+    let bytes = p.as_bytes();
+    bytes.first() == Some(&b'/')
+        && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+        && !p.chars().any(|c| c.is_control() || c == '\\')
+}
+
+/// `%XX` sequences decoded (bytes that do not form UTF-8 become U+FFFD).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The codes the sign-in page knows how to explain (`app/src/pages/signin.rs`).
+fn error_code(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::TooManyAttempts => "too_many_attempts",
+        ApiError::Unauthorized => "bad_credentials",
+        ApiError::Invalid(_) => "bad_credentials",
+        ApiError::Forbidden(_) => "refused",
+        _ => "unavailable",
+    }
+}
+
 /// `POST /signin` from the HTML form: on success a redirect to `next` with
-/// the cookies, on failure back to the form with the reason.
+/// the cookies, on failure back to the form with an error code.
 async fn sign_in_form(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Query(query): Query<SignInQuery>,
     Form(form): Form<SignInForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref().or(query.next.as_deref())).to_string();
-    let failed = |reason: &str| {
-        let q = serde_urlencoded::to_string([("error", reason), ("next", next.as_str())])
+    let failed = |code: &str| {
+        let q = serde_urlencoded::to_string([("error", code), ("next", next.as_str())])
             .unwrap_or_default();
         Redirect::to(&format!("/signin?{q}")).into_response()
     };
-    match authenticate(&state, form.name.trim(), &form.password).await {
+    if let Err(e) = check_same_origin(&headers) {
+        return e.into_response();
+    }
+    match authenticate(&state, addr, form.name.trim(), &form.password).await {
         Ok(record) => match start(&state, &headers, &record.user).await {
             Ok((_, cookies)) => with_cookies(Redirect::to(&next).into_response(), cookies),
-            Err(e) => e.into_response(),
+            Err(e) => failed(error_code(&e)),
         },
-        Err(ApiError::TooManyAttempts) => failed("Too many failed attempts; wait a minute."),
-        Err(ApiError::Unauthorized) => failed("Wrong name or password."),
-        Err(e) => e.into_response(),
+        Err(e) => failed(error_code(&e)),
     }
 }
 
@@ -293,12 +496,84 @@ async fn sign_out_form(
     headers: HeaderMap,
     Form(form): Form<SignOutForm>,
 ) -> Result<Response, ApiError> {
-    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
+    if let Some(session) = session_token(&headers) {
         check_csrf(&headers, session, form.csrf.as_deref())?;
-        state.store.revoke_token(&hash_token(session)).await?;
+        state.store.end_session(&hash_token(session)).await?;
     }
     Ok(with_cookies(
         Redirect::to("/signin").into_response(),
-        cleared_cookies(),
+        cleared_cookies(&headers),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        for good in ["/", "/tasks", "/tasks?status=queued", "/runs/7#x", "/a%20b"] {
+            assert_eq!(safe_next(Some(good)), good);
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/%09/evil.example",
+            "/\t/evil.example",
+            "/%5Cevil.example",
+            "/%2F/evil.example",
+            "/ok\nLocation: x",
+            "https://evil.example",
+            "evil",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 2.2.2.2, 10.0.0.2"),
+        );
+        let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
+        assert_eq!(client_behind(ip("10.0.0.1"), &h, &trusted), ip("2.2.2.2"));
+        assert_eq!(
+            client_behind(ip("9.9.9.9"), &h, &trusted),
+            ip("9.9.9.9"),
+            "an untrusted peer's header is ignored"
+        );
+        assert_eq!(
+            client_behind(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("nonsense, 3.3.3.3"),
+        );
+        assert_eq!(client_behind(ip("10.0.0.1"), &h, &trusted), ip("3.3.3.3"));
+    }
+
+    #[test]
+    fn cross_site_sign_ins_are_refused() {
+        let mut h = HeaderMap::new();
+        assert!(check_same_origin(&h).is_ok(), "no browser headers: CLI");
+        h.insert(HOST, HeaderValue::from_static("drover.local:8080"));
+        h.insert(ORIGIN, HeaderValue::from_static("http://drover.local:8080"));
+        assert!(check_same_origin(&h).is_ok());
+        h.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(check_same_origin(&h).is_err());
+        h.insert(ORIGIN, HeaderValue::from_static("null"));
+        assert!(check_same_origin(&h).is_err());
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(check_same_origin(&h).is_err());
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert!(check_same_origin(&h).is_err());
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(check_same_origin(&h).is_ok());
+    }
 }

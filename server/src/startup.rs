@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use drover_engine::store::{EnrollmentStore, NewEnrollment, QueueStore, UserStore};
+use drover_engine::store::{EnrollmentStore, NewEnrollment, NewToken, QueueStore, UserStore};
 use drover_engine::time::now_us;
 use drover_engine::Store;
 use drover_protocol::api::Role;
@@ -20,8 +20,9 @@ use crate::state::{AppState, Shared};
 
 /// Runs a one-off administration command against the database.
 pub async fn run_command(config: &Config, command: crate::config::Command) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    create_private_dir(&config.data_dir)?;
     let store = Store::connect(&config.database_url(), 2).await?;
+    restrict_sqlite_files(&config.database_url());
     crate::cli::run(&store, command).await
 }
 
@@ -40,13 +41,15 @@ impl Application {
             (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
             _ => None,
         };
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        create_private_dir(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
         let url = config.database_url();
         let store = Store::connect(&url, config.db_max_connections)
             .await
             .with_context(|| format!("cannot open database {}", redact(&url)))?;
+        restrict_sqlite_files(&url);
+        crate::passwords::warm_up();
         tracing::info!(
             database = store.backend(),
             "database ready, migrations applied"
@@ -128,17 +131,24 @@ impl Application {
             tracing::info!("shutting down: answering long-polls, finishing in-flight requests");
             closing.close();
         };
+        // The peer address feeds the sign-in limiter (`session::ClientAddr`).
         match tls {
             None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<crate::tls::PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await?
             }
             Some(config) => {
                 let app = app.layer(axum::middleware::map_request(crate::tls::mark_https));
-                axum::serve(crate::tls::TlsListener::new(listener, config)?, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?
+                axum::serve(
+                    crate::tls::TlsListener::new(listener, config)?,
+                    app.into_make_service_with_connect_info::<crate::tls::PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await?
             }
         }
         let _ = stop_tx.send(true);
@@ -193,13 +203,28 @@ async fn bootstrap_admin(
             }
         }
     };
+    bootstrap_token(store, admin.id, api_token).await
+}
+
+/// `DROVER_API_TOKEN` (or the generated `api-token` file) is a bootstrap
+/// credential: an admin API token offered at every start, so a fresh
+/// installation can be driven before anyone signs in. It is stored like any
+/// token; once revoked it stays revoked, whatever the environment says.
+async fn bootstrap_token(store: &Store, admin_id: i64, api_token: &str) -> anyhow::Result<()> {
+    let hash = hash_token(api_token);
+    if store.token_revoked(&hash).await? {
+        tracing::warn!("DROVER_API_TOKEN was revoked and stays revoked; unset it or set a new one");
+        return Ok(());
+    }
     store
-        .add_api_token(
-            admin.id,
-            &hash_token(api_token),
-            "DROVER_API_TOKEN",
-            now_us(),
-        )
+        .add_api_token(NewToken {
+            user_id: admin_id,
+            token_hash: &hash,
+            name: "DROVER_API_TOKEN",
+            prefix: &crate::users::token_prefix(api_token),
+            expires_at_us: None,
+            now_us: now_us(),
+        })
         .await?;
     Ok(())
 }
@@ -247,6 +272,41 @@ fn token_or_generate(
     write_private(&path, &token).with_context(|| format!("cannot save {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated the {name}");
     Ok(token)
+}
+
+/// The data directory holds the database and tokens: owner only (0700).
+/// An existing directory is tightened too.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// A SQLite database and its journal files: owner only (0600). SQLite
+/// creates them with the umask's mode, typically world-readable.
+fn restrict_sqlite_files(url: &str) {
+    let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return;
+    };
+    let path = path.split('?').next().unwrap_or(path);
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        use std::os::unix::fs::PermissionsExt;
+        let file = format!("{path}{suffix}");
+        if Path::new(&file).is_file() {
+            if let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!(file, error = %e, "cannot make the database file private");
+            }
+        }
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

@@ -29,7 +29,7 @@ pub struct Shared {
     pub events: crate::events::EventBus,
     /// Advances workflow runs in batches (see `crate::advance`).
     pub advancer: crate::advance::Advancer,
-    /// Failed sign-ins per user name.
+    /// Sign-in attempts per client address and per user name.
     pub sign_in_limiter: crate::ratelimit::SignInLimiter,
     /// Task types some agent has declared, plus the configured ones: a submit
     /// of any other type is refused. Refreshed from the store on a miss, so a
@@ -75,10 +75,7 @@ impl Shared {
             instance_id,
             leader: AtomicBool::new(false),
             events,
-            sign_in_limiter: crate::ratelimit::SignInLimiter::new(
-                5,
-                std::time::Duration::from_secs(60),
-            ),
+            sign_in_limiter: crate::ratelimit::SignInLimiter::standard(),
             known_types: RwLock::new(known),
         }
     }

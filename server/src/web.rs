@@ -54,6 +54,7 @@ pub fn router(options: LeptosOptions, state: AppState, api: Router) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .layer(axum::middleware::from_fn_with_state(state, require_sign_in))
+        .layer(axum::middleware::from_fn(crate::http::security_headers))
         .with_state(options)
 }
 

@@ -164,12 +164,28 @@ async fn a_session_cookie_is_httponly_and_changes_need_its_csrf_token() {
     let res = get_as(&server, "/api/v1/agents", &pairs).await;
     assert_eq!(res.status().as_u16(), 401);
 
-    // Behind an HTTPS proxy the cookies are Secure.
-    let (_, headers, _) = sign_in(&server, true).await;
+    // Over HTTPS (a proxy or the TLS listener says so) the cookies are
+    // Secure and `__Host-` prefixed, and the session works under that name.
+    let (pairs, headers, body) = sign_in(&server, true).await;
     assert!(
-        headers.iter().all(|h| h.contains("; Secure")),
+        headers
+            .iter()
+            .all(|h| h.contains("; Secure") && h.starts_with("__Host-drover_")),
         "{headers:?}"
     );
+    let csrf = cookie_value(&pairs, "__Host-drover_csrf");
+    assert_eq!(body["csrf_token"], json!(csrf));
+    let res = get_as(&server, "/api/v1/session", &pairs).await;
+    assert_eq!(res.status().as_u16(), 200);
+    let res = http
+        .post(format!("{}/api/v1/tasks", server.url))
+        .header(COOKIE, &pairs)
+        .header("x-csrf-token", &csrf)
+        .json(&task)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status().as_u16(), 201);
 }
 
 #[tokio::test]
@@ -221,7 +237,10 @@ async fn pages_send_strangers_to_sign_in_and_back_afterwards() {
         .to_str()
         .unwrap_or_default()
         .to_string();
-    assert!(location.starts_with("/signin?error=Wrong"), "{location}");
+    assert!(
+        location.starts_with("/signin?error=bad_credentials&"),
+        "a fixed code, never text: {location}"
+    );
     assert!(cookies(&res).1.is_empty());
 
     // Only same-site paths are followed after signing in.

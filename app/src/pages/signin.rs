@@ -7,7 +7,12 @@ use leptos_router::hooks::use_query_map;
 #[component]
 pub fn SignIn() -> impl IntoView {
     let query = use_query_map();
-    let error = move || query.with(|q| q.get("error"));
+    // Only fixed messages are shown: the query names a code, never the text.
+    let error = move || {
+        query
+            .with(|q| q.get("error"))
+            .map(|code| error_message(&code))
+    };
     let next = move || query.with(|q| q.get("next")).unwrap_or_else(|| "/".into());
     view! {
         <section class="card signin">
@@ -24,5 +29,17 @@ pub fn SignIn() -> impl IntoView {
             <p class="hint">"The first admin's password is printed when the server first starts (or set with DROVER_ADMIN_PASSWORD). More users: "
                 <code>"drover-server user add NAME --role operator --password …"</code></p>
         </section>
+    }
+}
+
+/// The message for an error code the server's sign-in form redirects with
+/// (`server/src/session.rs`, `error_code`); unknown codes get a generic one.
+pub fn error_message(code: &str) -> &'static str {
+    match code {
+        "bad_credentials" => "Wrong name or password.",
+        "too_many_attempts" => "Too many failed attempts; wait a little and try again.",
+        "refused" => "This sign-in was refused (the user may be disabled).",
+        "unavailable" => "Signing in is not possible right now; try again later.",
+        _ => "Sign-in failed.",
     }
 }

@@ -73,7 +73,7 @@ pub fn postgres_instance_tag() -> &'static str {
 }
 pub use runs::{Advanced, ApprovalRecord, Recorded, RunStore};
 pub use sqlite::SqliteStore;
-pub use users::{UserRecord, UserStore};
+pub use users::{ApiToken, NewToken, TokenUser, UserChange, UserRecord, UserStore, UserSummary};
 pub use workflow_defs::WorkflowDefStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -40,6 +40,38 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(crate::session::form_router())
         .merge(system::router(metrics))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The dashboard's content policy. Leptos hydrates from an inline module
+/// script (and streams resources as inline scripts), so scripts need
+/// `'unsafe-inline'` besides `'self'`, and the wasm needs
+/// `'wasm-unsafe-eval'`. No other origin may script, frame or be framed by
+/// the dashboard; forms post only to the server itself.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
+     script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Headers every response carries: no MIME sniffing, no framing (against
+/// clickjacking), the content policy, and no full URLs leaked as referrers.
+pub async fn security_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::header::{
+        CONTENT_SECURITY_POLICY as CSP, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    };
+    use axum::http::HeaderValue;
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if !h.contains_key(CSP) {
+        h.insert(CSP, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    }
+    response
 }

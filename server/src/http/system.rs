@@ -1,6 +1,8 @@
 //! Health, status and metrics.
 
 use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use drover_engine::domain::PRIORITY_INPUT_MAX;
@@ -9,7 +11,7 @@ use drover_engine::time::now_us;
 use drover_protocol::api::{Overview, ServerStatus, Stats};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::auth::Caller;
+use crate::auth::{hash_token, Caller};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -21,8 +23,31 @@ pub fn router(metrics: PrometheusHandle) -> Router<AppState> {
         )
         .route(
             "/metrics",
-            get(move || std::future::ready(metrics.render())),
+            get(move |State(state): State<AppState>, headers: HeaderMap| {
+                std::future::ready(render_metrics(&state, &headers, &metrics))
+            }),
         )
+}
+
+/// `/metrics`, behind `DROVER_METRICS_TOKEN` when that is set.
+fn render_metrics(
+    state: &AppState,
+    headers: &HeaderMap,
+    metrics: &PrometheusHandle,
+) -> Result<String, ApiError> {
+    if let Some(expected) = state.config.metrics_token.as_deref() {
+        let sent = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or("");
+        // Compared as hashes, so the time taken says nothing about the token.
+        if hash_token(sent) != hash_token(expected) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(metrics.render())
 }
 
 pub fn api_router() -> Router<AppState> {

@@ -1,24 +1,37 @@
-//! `/api/v1/users` and `/api/v1/tokens`: users, roles and API tokens.
+//! `/api/v1/users` and `/api/v1/tokens`: users, roles, passwords and API tokens.
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, put};
 use axum::{Json, Router};
-use drover_engine::store::UserStore;
-use drover_protocol::api::{NewUser, UserView, UserWithToken};
+use drover_engine::store::{ApiToken, UserChange, UserStore};
+use drover_engine::time::now_us;
+use drover_protocol::api::{NewUser, Role, UserView, UserWithToken};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::session::{authenticate, Credentials};
+use crate::session::{authenticate, check_same_origin, ClientAddr, AUTH_BODY_LIMIT};
 use crate::state::AppState;
 
+/// Tokens made by exchanging a password (`drover login`) last this long
+/// unless the request says otherwise.
+const SIGN_IN_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 86400);
+
 pub fn router() -> Router<AppState> {
+    let auth = Router::new()
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/users/{name}/password", put(change_password))
+        .layer(RequestBodyLimitLayer::new(AUTH_BODY_LIMIT));
     Router::new()
         .route("/users", get(list).post(create))
+        .route("/users/{name}", patch(update))
         .route("/me", get(me))
-        .route("/tokens", post(sign_in))
+        .route("/tokens/{id}", delete(revoke_token))
+        .merge(auth)
 }
 
 async fn list(caller: Caller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -44,18 +57,188 @@ async fn me(caller: Caller) -> Json<UserView> {
     Json(caller.0)
 }
 
-/// Exchanges a name and password for a new API token (for the CLI).
-async fn sign_in(
+/// `PATCH /api/v1/users/{name}`: an admin changes a role or disables/enables.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserUpdate {
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    disabled: Option<bool>,
+}
+
+async fn update(
+    caller: Caller,
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<Credentials>,
-) -> Result<(StatusCode, Json<UserWithToken>), ApiError> {
-    let record = authenticate(&state, &req.name, &req.password).await?;
-    let token = crate::cli::issue_token(&state.store, record.user.id, "sign-in").await?;
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<UserUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let mut user = crate::users::find(&state.store, &name).await?;
+    if let Some(role) = req.role {
+        user = crate::users::change(&state.store, &name, UserChange::Role(role)).await?;
+        tracing::info!(user = %name, role = role.as_str(), by = %caller.0.name, "role changed");
+    }
+    if let Some(disabled) = req.disabled {
+        user = crate::users::change(&state.store, &name, UserChange::Disabled(disabled)).await?;
+        tracing::info!(user = %name, disabled, by = %caller.0.name, "user enabled/disabled");
+    }
+    let disabled = state
+        .store
+        .user_by_name(&name)
+        .await?
+        .is_some_and(|r| r.disabled);
+    Ok(Json(
+        serde_json::json!({ "user": user, "disabled": disabled }),
+    ))
+}
+
+/// `PUT /api/v1/users/{name}/password`: yourself with your old password, or
+/// an admin for anyone else. The user's sessions end.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    password: String,
+    #[serde(default)]
+    old_password: Option<String>,
+}
+
+async fn change_password(
+    caller: Caller,
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let user = if caller.0.name == name {
+        let old = req.old_password.as_deref().ok_or_else(|| {
+            ApiError::from(drover_engine::FieldError::new(
+                "old_password",
+                "required to change your own password",
+            ))
+        })?;
+        authenticate(&state, addr, &name, old).await?.user
+    } else {
+        caller.require_admin()?;
+        crate::users::find(&state.store, &name).await?
+    };
+    crate::users::set_password(&state.store, user.id, &req.password).await?;
+    tracing::info!(user = %name, by = %caller.0.name, "password changed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    /// Admins: every user's tokens.
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /api/v1/tokens`: your API tokens (prefix only); `?all=true` for an
+/// admin lists everyone's.
+async fn list_tokens(
+    caller: Caller,
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let user = if q.all {
+        caller.require_admin()?;
+        None
+    } else {
+        Some(caller.0.id)
+    };
+    let tokens = state.store.list_api_tokens(user).await?;
+    Ok(Json(serde_json::json!({ "tokens": tokens })))
+}
+
+/// `POST /api/v1/tokens`: a new named API token. Either signed in (bearer
+/// token or session) — the token is yours — or, for `drover login`, with
+/// `user` and `password` in the body, which go through the same checks
+/// and limits as any sign-in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTokenRequest {
+    #[serde(default)]
+    name: Option<String>,
+    /// Seconds, or a duration such as `"30d"`; none: no expiry (signed in)
+    /// or 30 days (password exchange).
+    #[serde(default)]
+    expires_in: Value,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CreatedToken {
+    /// The token itself: shown this once.
+    token: String,
+    user: UserView,
+    #[serde(flatten)]
+    info: ApiToken,
+}
+
+async fn create_token(
+    caller: Result<Caller, ApiError>,
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: axum::http::HeaderMap,
+    ApiJson(req): ApiJson<NewTokenRequest>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let lifetime = crate::users::parse_lifetime(&req.expires_in)?;
+    // Older CLIs sent `{name: <user>, password}`: with a password and no
+    // `user`, `name` is the user's name and the token gets the default name.
+    let (user_name, token_name) = match (&req.user, &req.password) {
+        (None, Some(_)) => (req.name.as_ref(), None),
+        _ => (req.user.as_ref(), req.name.as_deref()),
+    };
+    let (user, lifetime, default_name) = match (user_name, &req.password) {
+        (Some(name), Some(password)) => {
+            check_same_origin(&headers)?;
+            let record = authenticate(&state, addr, name, password).await?;
+            (
+                record.user,
+                lifetime.or(Some(SIGN_IN_TOKEN_LIFETIME)),
+                "sign-in",
+            )
+        }
+        (None, None) => (caller?.0, lifetime, "api"),
+        _ => {
+            return Err(drover_engine::FieldError::new(
+                "password",
+                "give user and password, or neither (then sign in first)",
+            )
+            .into())
+        }
+    };
+    let name = token_name.unwrap_or(default_name);
+    let (token, id) = crate::users::issue_token(&state.store, user.id, name, lifetime).await?;
+    let info = state
+        .store
+        .api_token(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("token {id}")))?;
+    tracing::info!(user = %user.name, token = id, "API token created");
     Ok((
         StatusCode::CREATED,
-        Json(UserWithToken {
-            user: record.user,
-            token,
-        }),
+        Json(CreatedToken { token, user, info }),
     ))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: revokes one of your tokens (an admin: anyone's).
+async fn revoke_token(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    let token = state
+        .store
+        .api_token(id)
+        .await?
+        .filter(|t| t.user_id == caller.0.id || caller.0.role == Role::Admin)
+        .ok_or_else(|| ApiError::NotFound(format!("token {id}")))?;
+    state.store.revoke_api_token(token.id, now_us()).await?;
+    tracing::info!(token = id, owner = %token.user_name, by = %caller.0.name, "API token revoked");
+    Ok(StatusCode::NO_CONTENT)
 }
