@@ -15,7 +15,7 @@ pub use definition::{
 };
 pub use inputs::validate_inputs;
 pub use plan::{plan, run_status, Action, ItemState, RunView, StepState, StepStatus};
-pub use validate::parse_definition;
+pub use validate::{parse_definition, parse_definition_with};
 
 /// The JSON Schema of a definition, for editors and `/api/v1/schema/workflow.json`.
 pub fn json_schema() -> serde_json::Value {
