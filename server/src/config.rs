@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long, env = "DROVER_MAX_BATCH", default_value_t = 10_000)]
     pub max_batch: usize,
 
+    /// Most items one `for_each` step may fan out to; a longer list is
+    /// refused at upload when it is literal, else fails its run.
+    #[arg(long, env = "DROVER_MAX_FOR_EACH_ITEMS", default_value_t = drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS)]
+    pub max_for_each_items: usize,
+
     /// Where the built dashboard (wasm, css) is served from.
     #[arg(long, env = "DROVER_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -168,6 +173,7 @@ impl Config {
         Scheduling {
             weights,
             aging_points_per_minute: self.aging_points_per_minute,
+            max_for_each_items: self.max_for_each_items,
         }
     }
 
@@ -189,6 +195,9 @@ impl Config {
                 "--heartbeat-interval ({:?}) must be shorter than --heartbeat-timeout ({:?})",
                 self.heartbeat_interval, self.heartbeat_timeout
             ));
+        }
+        if self.max_for_each_items == 0 {
+            return Err("--max-for-each-items must be at least 1".into());
         }
         if self.leader_ttl <= self.duty_interval {
             return Err("--leader-ttl must be longer than --duty-interval".into());
