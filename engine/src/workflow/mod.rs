@@ -5,6 +5,7 @@
 //! pure, so it is tested without I/O.
 
 mod definition;
+mod gates;
 mod inputs;
 mod plan;
 mod template;
@@ -13,6 +14,7 @@ mod validate;
 pub use definition::{
     ApprovalStep, Defaults, Definition, InputSpec, InputType, OnReject, OnTimeout, Step, TaskStep,
 };
+pub use gates::{admin_needed_for, gated_task_types};
 pub use inputs::validate_inputs;
 pub use plan::{plan, run_status, Action, ItemState, RunView, StepState, StepStatus};
 pub use validate::{parse_definition, parse_definition_with};
