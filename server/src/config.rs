@@ -100,7 +100,7 @@ pub struct Config {
     pub max_body_bytes: usize,
 
     /// Most tasks in one submit request.
-    #[arg(long, env = "DROVER_MAX_BATCH", default_value_t = 10_000)]
+    #[arg(long, env = "DROVER_MAX_BATCH", default_value_t = drover_protocol::limits::DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
 
     /// Most items one `for_each` step may fan out to; a longer list is

@@ -162,6 +162,18 @@ async fn a_runaway_template_fails_its_run_and_the_writer_goes_on(backend: Backen
         error.contains("fuel") || error.contains("larger than the limit"),
         "{run}"
     );
+    // Nested loops over an input (which the old validator let through)
+    // hung the writer; now they run out of fuel too.
+    let def = "name: chars\ninputs:\n  s: { type: string, required: true }\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n    payload: \"{% for a in inputs.s %}{% for b in inputs.s %}{% for c in inputs.s %}{{ c }}{% endfor %}{% endfor %}{% endfor %}\"\n";
+    let (s, body) = f.upload(def).await;
+    assert_eq!(s, 201, "{body}");
+    let id = f.start("chars", json!({ "s": "x".repeat(10_000) })).await;
+    let run = f.wait_status(id, "failed").await;
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("fuel") || error.contains("larger than the limit"),
+        "{run}"
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
     // The single writer is free: other work goes on.
     let (s, body) = f
