@@ -21,8 +21,8 @@ pub fn parse_definition(text: &str) -> Result<Definition, Vec<FieldError>> {
 }
 
 /// Parses YAML or JSON and validates it; returns every problem found. A
-/// `for_each` whose list is known at upload (it uses no variables) may
-/// have at most `max_for_each_items` items.
+/// `for_each` whose list is known at upload (it uses no variables, only
+/// functions like `range`) may have at most `max_for_each_items` items.
 pub fn parse_definition_with(
     text: &str,
     max_for_each_items: usize,
