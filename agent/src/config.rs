@@ -14,10 +14,8 @@ use serde::Deserialize;
 
 use crate::cli::Cli;
 
-/// The largest capacity the server accepts (`drover_engine::domain::MAX_AGENT_CAPACITY`).
-pub const MAX_CAPACITY: u32 = 10_000;
-/// The most labels the server accepts (`drover_engine::domain::MAX_LABELS`).
-pub const MAX_LABELS: usize = 32;
+/// The largest capacity and the most labels the server accepts.
+pub use drover_protocol::limits::{MAX_AGENT_CAPACITY as MAX_CAPACITY, MAX_LABELS};
 /// Where results and other state live when neither the flag nor the file says.
 pub const DEFAULT_STATE_DIR: &str = "./drover-agent-state";
 /// How long shutdown keeps trying to deliver results before leaving them in
@@ -328,18 +326,10 @@ fn check_timeout(field: &str, timeout_ms: Option<u64>) -> Result<(), Invalid> {
 
 /// The server's rule for task types and labels: 1–64 characters of `[A-Za-z0-9_.:-]`.
 fn check_name(value: &str) -> Result<(), String> {
-    if value.is_empty() || value.len() > 64 {
-        return Err(format!("{value:?} must be 1 to 64 characters long"));
+    match drover_protocol::limits::name_problem(value) {
+        None => Ok(()),
+        Some(problem) => Err(format!("{value:?} {problem}")),
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
-    {
-        return Err(format!(
-            "{value:?} contains {c:?}; only letters, digits and _ - . : are allowed"
-        ));
-    }
-    Ok(())
 }
 
 /// The server's rule for names, hostnames and versions: 1–200 bytes.

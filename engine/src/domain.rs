@@ -61,13 +61,16 @@ impl PriorityWeights {
     }
 }
 
-/// Starvation control: a queued task gains `points_per_minute` of priority
-/// for every minute it waits. Stored as a static rank (see [`Scheduling::rank`]),
-/// so the claim stays one index scan.
+/// How the engine makes tasks. Starvation control: a queued task gains
+/// `points_per_minute` of priority for every minute it waits. Stored as a
+/// static rank (see [`Scheduling::rank`]), so the claim stays one index scan.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scheduling {
     pub weights: PriorityWeights,
     pub aging_points_per_minute: f64,
+    /// Most tasks one `for_each` step may fan out to; a run whose list is
+    /// longer fails (`DROVER_MAX_FOR_EACH_ITEMS`).
+    pub max_for_each_items: usize,
 }
 
 impl Scheduling {
@@ -80,16 +83,15 @@ impl Scheduling {
     }
 }
 
-/// Bounds of a task's settings.
-pub const PRIORITY_INPUT_MAX: i64 = 10;
-pub const MAX_ATTEMPTS_LIMIT: i64 = 100;
-pub const DEFAULT_MAX_ATTEMPTS: i64 = 3;
-pub const DEFAULT_TIMEOUT_MS: i64 = 300_000;
-pub const MAX_TIMEOUT_MS: i64 = 7 * 24 * 3_600_000;
-pub const DEFAULT_RETRY_BACKOFF_MS: i64 = 1_000;
-pub const MAX_RETRY_BACKOFF_MS: i64 = 3_600_000;
-pub const MAX_LABELS: usize = 32;
-pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// Bounds of a task's settings: the one list is `drover_protocol::limits`.
+pub use drover_protocol::limits::{
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MS, DEFAULT_TIMEOUT_MS, MAX_AGENT_CAPACITY,
+    MAX_ATTEMPTS_LIMIT, MAX_LABELS, MAX_PAYLOAD_BYTES, MAX_RETRY_BACKOFF_MS, MAX_TIMEOUT_MS,
+    PRIORITY_INPUT_MAX,
+};
+use drover_protocol::limits::{
+    MAX_AGENT_TEXT_LEN, MAX_IDEMPOTENCY_KEY_LEN, MAX_TIMESTAMP_US, RESERVED_KEY_PREFIX,
+};
 
 /// A validated task, ready to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,22 +110,13 @@ pub struct TaskSpec {
     pub run_after_us: Option<i64>,
 }
 
-/// A name a task type or label may have: 1–64 characters of
-/// `[A-Za-z0-9_.:-]`, so names are safe in URLs, logs and metrics.
+/// A name a task type or label may have (`limits::name_problem`): names are
+/// safe in URLs, logs and metrics.
 pub fn check_name(field: &str, value: &str) -> Result<(), FieldError> {
-    if value.is_empty() || value.len() > 64 {
-        return Err(FieldError::new(field, "must be 1 to 64 characters long"));
+    match drover_protocol::limits::name_problem(value) {
+        None => Ok(()),
+        Some(problem) => Err(FieldError::new(field, problem)),
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
-    {
-        return Err(FieldError::new(
-            field,
-            format!("contains {c:?}; only letters, digits and _ - . : are allowed"),
-        ));
-    }
-    Ok(())
 }
 
 fn in_range(
@@ -146,7 +139,9 @@ fn in_range(
 impl TaskSpec {
     /// Validates a submitted task. `is_known_type` says whether some agent
     /// (or the server's configuration) handles a task type: work nobody can
-    /// run is refused at the door instead of waiting forever.
+    /// run is refused at the door instead of waiting forever. An
+    /// `idempotency_key` may not start with the prefix reserved for workflow
+    /// steps; the store gives step tasks theirs after parsing.
     pub fn parse(
         new: NewTask,
         weights: &PriorityWeights,
@@ -202,16 +197,25 @@ impl TaskSpec {
             check_name(&format!("required_labels[{i}]"), label)?;
         }
         if let Some(key) = &new.idempotency_key {
-            if key.is_empty() || key.len() > 200 {
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
                 return Err(FieldError::new(
                     "idempotency_key",
-                    "must be 1 to 200 characters long",
+                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters long"),
+                ));
+            }
+            if key.starts_with(RESERVED_KEY_PREFIX) {
+                return Err(FieldError::new(
+                    "idempotency_key",
+                    format!("must not start with {RESERVED_KEY_PREFIX:?}: that prefix is reserved for the tasks of workflow steps"),
                 ));
             }
         }
         if let Some(t) = new.run_after_us {
-            if t < 0 {
-                return Err(FieldError::new("run_after_us", "must not be negative"));
+            if !(0..=MAX_TIMESTAMP_US).contains(&t) {
+                return Err(FieldError::new(
+                    "run_after_us",
+                    format!("must be between 0 and {MAX_TIMESTAMP_US} (microseconds since 1970), got {t}"),
+                ));
             }
         }
         let payload_len = serde_json::to_string(&new.payload)
@@ -254,9 +258,6 @@ pub struct AgentSpec {
     pub capacity: i64,
 }
 
-/// The largest capacity an agent may declare.
-pub const MAX_AGENT_CAPACITY: u32 = 10_000;
-
 impl AgentSpec {
     pub fn parse(req: drover_protocol::agent::RegisterRequest) -> Result<Self, FieldError> {
         if req.protocol != drover_protocol::PROTOCOL_VERSION {
@@ -274,8 +275,11 @@ impl AgentSpec {
             ("hostname", &req.hostname),
             ("version", &req.version),
         ] {
-            if value.is_empty() || value.len() > 200 {
-                return Err(FieldError::new(field, "must be 1 to 200 characters long"));
+            if value.is_empty() || value.len() > MAX_AGENT_TEXT_LEN {
+                return Err(FieldError::new(
+                    field,
+                    format!("must be 1 to {MAX_AGENT_TEXT_LEN} characters long"),
+                ));
             }
         }
         if req.capacity == 0 || req.capacity > MAX_AGENT_CAPACITY {
@@ -363,10 +367,37 @@ mod tests {
     }
 
     #[test]
+    fn settings_over_the_limits_name_the_field() {
+        let parse = |t: NewTask| TaskSpec::parse(t, &PriorityWeights::default(), |_| true);
+        let mut t = task("echo");
+        t.max_attempts = Some(MAX_ATTEMPTS_LIMIT + 1);
+        assert_eq!(parse(t).unwrap_err().field, "max_attempts");
+        let mut t = task("echo");
+        t.timeout_ms = Some(MAX_TIMEOUT_MS + 1);
+        assert_eq!(parse(t).unwrap_err().field, "timeout_ms");
+        let mut t = task("echo");
+        t.run_after_us = Some(i64::MAX);
+        assert_eq!(parse(t).unwrap_err().field, "run_after_us");
+    }
+
+    #[test]
+    fn the_workflow_key_prefix_is_reserved() {
+        let mut t = task("echo");
+        t.idempotency_key = Some("run:1:charge:0:g0".into());
+        let err = TaskSpec::parse(t, &PriorityWeights::default(), |_| true).unwrap_err();
+        assert_eq!(err.field, "idempotency_key");
+        assert!(err.message.contains("reserved"), "{err}");
+        let mut t = task("echo");
+        t.idempotency_key = Some("rerun:1".into());
+        assert!(TaskSpec::parse(t, &PriorityWeights::default(), |_| true).is_ok());
+    }
+
+    #[test]
     fn aged_rank_lets_an_old_low_priority_task_overtake_new_high_ones() {
         let s = Scheduling {
             weights: PriorityWeights::default(),
             aging_points_per_minute: 1.0,
+            max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
         };
         let old_low = s.rank(0.0, 0);
         let fresh_high_after_29_min = s.rank(30.0, 29 * 60_000_000);

@@ -23,6 +23,7 @@ const SCHED: Scheduling = Scheduling {
         importance: 1.0,
     },
     aging_points_per_minute: 1.0,
+    max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
 };
 const TTL: i64 = 30_000_000;
 

@@ -22,6 +22,7 @@ const SCHED: Scheduling = Scheduling {
         importance: 1.0,
     },
     aging_points_per_minute: 1.0,
+    max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
 };
 const TTL: i64 = 30_000_000;
 
@@ -150,6 +151,7 @@ both_backends!(
     a_run_failing_in_a_batch_cancels_the_retry_beside_it,
     a_fan_out_finished_in_one_batch_gathers_in_item_order,
     queued_tasks_of_an_ended_run_are_cancelled_with_an_event,
+    a_stored_definition_over_the_limits_fails_its_run_instead_of_hanging,
 );
 
 async fn claims_highest_priority_first_then_oldest(store: Store) {
@@ -1397,4 +1399,122 @@ async fn queued_tasks_of_an_ended_run_are_cancelled_with_an_event(store: Store) 
             Some("its run ended".to_string())
         )
     );
+}
+
+/// Uploads `def` as stored JSON without validating it (a definition stored
+/// before a limit existed), and starts one run of it, advanced.
+async fn start_unvalidated(store: &Store, name: &str, def: serde_json::Value) -> i64 {
+    let (wf, _) = store
+        .upload_workflow(name, &def, name, "test", now_us())
+        .await
+        .unwrap();
+    let (id, _) = store
+        .start_run(&wf, &serde_json::Map::new(), "test", None, now_us())
+        .await
+        .unwrap();
+    store.advance_runs(&[id], &SCHED, now_us()).await.unwrap();
+    id
+}
+
+/// A definition stored before today's limits: a step whose task the parser
+/// refuses fails its run with the reason (before, the run stayed `running`
+/// for ever), a runaway template fails it too, and an approval timeout near
+/// `i64::MAX` gets a deadline instead of an overflow. A good run advanced
+/// beside a bad one is not held back.
+async fn a_stored_definition_over_the_limits_fails_its_run_instead_of_hanging(store: Store) {
+    let def = |steps: serde_json::Value| json!({ "name": "old", "steps": steps });
+    let bad = start_unvalidated(
+        &store,
+        "attempts",
+        def(json!([
+            { "id": "a", "type": "task", "task_type": "t", "max_attempts": 1000 },
+            { "id": "b", "type": "task", "task_type": "t" }
+        ])),
+    )
+    .await;
+    let run = store.get_run(bad).await.unwrap().unwrap();
+    assert_eq!(run.run.status, RunStatus::Failed, "{run:?}");
+    let error = run.run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("step \"a\"") && error.contains("max_attempts"),
+        "{error}"
+    );
+    assert!(run.steps[0].task_ids.is_empty());
+    // No task of the failed run is left to run.
+    let queued = store
+        .list_tasks(&drover_engine::store::TaskFilter {
+            status: Some(TaskStatus::Queued),
+            task_type: None,
+            agent_id: None,
+            before_id: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert!(queued.is_empty(), "{queued:?}");
+
+    let looping = start_unvalidated(
+        &store,
+        "loops",
+        def(json!([{ "id": "a", "type": "task", "task_type": "t",
+            "payload": "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}" }])),
+    )
+    .await;
+    let run = store.get_run(looping).await.unwrap().unwrap();
+    assert_eq!(run.run.status, RunStatus::Failed, "{run:?}");
+
+    let before = now_us();
+    let gate = start_unvalidated(
+        &store,
+        "gate",
+        def(
+            json!([{ "id": "ok", "type": "approval", "approvers": { "roles": ["admin"] },
+            "message": "go?", "timeout_ms": i64::MAX }]),
+        ),
+    )
+    .await;
+    let run = store.get_run(gate).await.unwrap().unwrap();
+    assert_eq!(run.run.status, RunStatus::WaitingApproval, "{run:?}");
+    let expires = run.approvals[0].expires_at_us.unwrap();
+    let year_us = drover_protocol::limits::MAX_APPROVAL_TIMEOUT_MS * 1000;
+    assert!(expires >= before + year_us && expires <= now_us() + year_us);
+
+    // Advanced together, the good run moves and the bad one fails.
+    let good_def = drover_engine::workflow::parse_definition(
+        "name: good\nsteps:\n  - id: a\n    type: task\n    task_type: t\n",
+    )
+    .unwrap();
+    let (good_wf, _) = store
+        .upload_workflow(
+            "good",
+            &serde_json::to_value(&good_def).unwrap(),
+            "good",
+            "test",
+            now_us(),
+        )
+        .await
+        .unwrap();
+    let (bad_wf, _) = store
+        .upload_workflow(
+            "attempts2",
+            &def(json!([{ "id": "a", "type": "task", "task_type": "t", "timeout_ms": i64::MAX }])),
+            "attempts2",
+            "test",
+            now_us(),
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for wf in [&good_wf, &bad_wf] {
+        let (id, _) = store
+            .start_run(wf, &serde_json::Map::new(), "test", None, now_us())
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let advanced = store.advance_runs(&ids, &SCHED, now_us()).await.unwrap();
+    assert_eq!(advanced.len(), 2, "{advanced:?}");
+    assert_eq!(advanced[0].1.status, Some(RunStatus::Running));
+    assert_eq!(advanced[0].1.tasks_created, 1);
+    assert_eq!(advanced[1].1.status, Some(RunStatus::Failed));
 }

@@ -121,14 +121,19 @@ pub struct Config {
     pub max_body_bytes: usize,
 
     /// Most tasks in one submit request.
-    #[arg(long, env = "DROVER_MAX_BATCH", default_value_t = 10_000)]
+    #[arg(long, env = "DROVER_MAX_BATCH", default_value_t = drover_protocol::limits::DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
 
     /// Largest output a task may store, in bytes of JSON: an attempt whose
     /// output is larger fails with a message saying so (retrying would
     /// only make it again).
-    #[arg(long, env = "DROVER_MAX_OUTPUT_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "DROVER_MAX_OUTPUT_BYTES", default_value_t = drover_protocol::limits::DEFAULT_MAX_OUTPUT_BYTES)]
     pub max_output_bytes: usize,
+
+    /// Most items one `for_each` step may fan out to; a longer list is
+    /// refused at upload when it is literal, else fails its run.
+    #[arg(long, env = "DROVER_MAX_FOR_EACH_ITEMS", default_value_t = drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS)]
+    pub max_for_each_items: usize,
 
     /// Where the built dashboard (wasm, css) is served from.
     #[arg(long, env = "DROVER_SITE_ROOT", default_value = "target/site")]
@@ -225,6 +230,7 @@ impl Config {
         Scheduling {
             weights,
             aging_points_per_minute: self.aging_points_per_minute,
+            max_for_each_items: self.max_for_each_items,
         }
     }
 
@@ -246,6 +252,9 @@ impl Config {
                 "--heartbeat-interval ({:?}) must be shorter than --heartbeat-timeout ({:?})",
                 self.heartbeat_interval, self.heartbeat_timeout
             ));
+        }
+        if self.max_for_each_items == 0 {
+            return Err("--max-for-each-items must be at least 1".into());
         }
         if self.leader_ttl <= self.duty_interval {
             return Err("--leader-ttl must be longer than --duty-interval".into());

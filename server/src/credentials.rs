@@ -5,14 +5,10 @@
 use drover_engine::domain::AgentSpec;
 use drover_engine::FieldError;
 use drover_protocol::credentials::EnrollmentTokenView;
+use drover_protocol::limits::{MAX_AGENT_KEY_LEN, MIN_AGENT_KEY_LEN};
 
 use crate::auth::hash_token;
 use crate::error::ApiError;
-
-/// Shortest agent key accepted: 128 bits in hex. The agent makes 256.
-const MIN_AGENT_KEY_LEN: usize = 32;
-/// Longest agent key accepted.
-const MAX_AGENT_KEY_LEN: usize = 256;
 
 /// Refuses a registration for task types or labels the enrollment token
 /// does not allow: a token handed to the image-resizing hosts cannot be

@@ -887,20 +887,44 @@ fn plan_run(
             inputs,
             started_by,
             steps: &steps,
+            max_items: sched.max_for_each_items,
         };
         let actions = workflow::plan(&view);
         if actions.is_empty() {
             break;
         }
         changed = true;
-        for action in actions {
+        'actions: for action in actions {
             match action {
                 Action::CreateTasks { step_id, items } => {
                     let generation = generations.get(&step_id).copied().unwrap_or(0);
                     for (index, new) in items {
-                        writes.tasks.push(step_task_row(
+                        let row = match step_task_row(
                             sched, run_id, &step_id, index, generation, new, now_us,
-                        )?);
+                        ) {
+                            Ok(row) => row,
+                            Err(why) => {
+                                // A task the step cannot make would leave the
+                                // run running forever: it fails, saying why.
+                                let error = why.to_string();
+                                writes.set_step(
+                                    run_id,
+                                    &step_id,
+                                    StepWrite {
+                                        status: StepStatus::Failed,
+                                        output: None,
+                                        error: Some(error.clone()),
+                                        item_count: None,
+                                    },
+                                );
+                                finished = Some((
+                                    RunStatus::Failed,
+                                    Some(format!("step {step_id:?} failed: {error}")),
+                                ));
+                                break 'actions;
+                            }
+                        };
+                        writes.tasks.push(row);
                         advanced.tasks_created += 1;
                         if let Some(state) = steps.get_mut(&step_id) {
                             state.items.push(ItemState {
@@ -963,7 +987,8 @@ fn plan_run(
                         } else {
                             "fail"
                         },
-                        expires_at: timeout_ms.map(|t| now_us + t * 1000),
+                        expires_at: timeout_ms
+                            .map(|t| drover_protocol::limits::deadline_us(now_us, t)),
                     });
                 }
                 Action::FinishRun { status, error } => {
@@ -984,6 +1009,7 @@ fn plan_run(
                 inputs,
                 started_by,
                 steps: &steps,
+                max_items: sched.max_for_each_items,
             };
             (workflow::run_status(&view), None)
         }
@@ -1016,11 +1042,11 @@ fn step_task_row(
     mut new: NewTask,
     now_us: i64,
 ) -> Result<Value> {
+    // The key is the store's, in the prefix an operator's task may not use.
     let key = format!("run:{run_id}:{step_id}:{index}:g{generation}");
-    new.idempotency_key = Some(key.clone());
-    let spec = TaskSpec::parse(new, &sched.weights, |_| true).map_err(|e| {
-        StoreError::Conflict(format!("step {step_id:?} makes an invalid task: {e}"))
-    })?;
+    new.idempotency_key = None;
+    let spec = TaskSpec::parse(new, &sched.weights, |_| true)
+        .map_err(|e| StoreError::Conflict(format!("it makes an invalid task: {e}")))?;
     Ok(serde_json::json!({
         "task_type": spec.task_type,
         "payload": spec.payload.to_string(),

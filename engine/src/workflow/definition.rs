@@ -20,6 +20,7 @@ pub struct Definition {
     /// The run's typed inputs, by name.
     #[serde(default)]
     pub inputs: BTreeMap<String, InputSpec>,
+    #[schemars(length(min = 1, max = drover_protocol::limits::MAX_STEPS))]
     pub steps: Vec<Step>,
 }
 
@@ -38,16 +39,22 @@ impl Definition {
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = drover_protocol::limits::PRIORITY_INPUT_MAX))]
     pub urgency: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = drover_protocol::limits::PRIORITY_INPUT_MAX))]
     pub time_sensitivity: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = drover_protocol::limits::PRIORITY_INPUT_MAX))]
     pub importance: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = drover_protocol::limits::MAX_ATTEMPTS_LIMIT))]
     pub max_attempts: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = drover_protocol::limits::MAX_TIMEOUT_MS))]
     pub timeout_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = drover_protocol::limits::MAX_RETRY_BACKOFF_MS))]
     pub retry_backoff_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_labels: Vec<String>,
@@ -131,16 +138,22 @@ pub struct TaskStep {
     #[serde(default)]
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = drover_protocol::limits::PRIORITY_INPUT_MAX))]
     pub urgency: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = drover_protocol::limits::PRIORITY_INPUT_MAX))]
     pub time_sensitivity: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = drover_protocol::limits::PRIORITY_INPUT_MAX))]
     pub importance: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = drover_protocol::limits::MAX_ATTEMPTS_LIMIT))]
     pub max_attempts: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = drover_protocol::limits::MAX_TIMEOUT_MS))]
     pub timeout_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = drover_protocol::limits::MAX_RETRY_BACKOFF_MS))]
     pub retry_backoff_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_labels: Vec<String>,
@@ -149,6 +162,7 @@ pub struct TaskStep {
     pub for_each: Option<String>,
     /// At most this many of the step's tasks exist unfinished at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_parallel: Option<usize>,
     /// A compensation step: it runs only when one of these steps fails (and
     /// is skipped when none does); the run still ends failed afterwards.
@@ -187,6 +201,7 @@ pub struct ApprovalStep {
     /// A template shown to the approver.
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = drover_protocol::limits::MAX_APPROVAL_TIMEOUT_MS))]
     pub timeout_ms: Option<i64>,
     #[serde(default)]
     pub on_timeout: OnTimeout,

@@ -5,6 +5,7 @@
 //! pure, so it is tested without I/O.
 
 mod definition;
+mod gates;
 mod inputs;
 mod plan;
 mod template;
@@ -13,9 +14,10 @@ mod validate;
 pub use definition::{
     ApprovalStep, Defaults, Definition, InputSpec, InputType, OnReject, OnTimeout, Step, TaskStep,
 };
+pub use gates::{admin_needed_for, gated_task_types};
 pub use inputs::validate_inputs;
 pub use plan::{plan, run_status, Action, ItemState, RunView, StepState, StepStatus};
-pub use validate::parse_definition;
+pub use validate::{parse_definition, parse_definition_with};
 
 /// The JSON Schema of a definition, for editors and `/api/v1/schema/workflow.json`.
 pub fn json_schema() -> serde_json::Value {

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::definition::{ApprovalStep, Definition, OnReject, OnTimeout, Step, TaskStep};
 use super::template;
+use drover_protocol::limits::MAX_APPROVAL_TIMEOUT_MS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepStatus {
@@ -104,6 +105,8 @@ pub struct RunView<'a> {
     pub inputs: &'a Map<String, Value>,
     pub started_by: &'a str,
     pub steps: &'a BTreeMap<String, StepState>,
+    /// Most items a `for_each` step may have; a longer list fails the run.
+    pub max_items: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,7 +139,7 @@ pub enum Action {
 }
 
 /// The template context: inputs, finished steps' outputs and statuses, the run.
-fn context(view: &RunView) -> Value {
+fn context(view: &RunView) -> template::Context {
     let mut steps = Map::new();
     for (id, s) in view.steps {
         steps.insert(
@@ -144,16 +147,9 @@ fn context(view: &RunView) -> Value {
             json!({ "output": s.output, "status": s.status.as_str(), "error": s.error }),
         );
     }
-    json!({ "inputs": view.inputs, "steps": steps, "run": { "id": view.run_id, "started_by": view.started_by } })
-}
-
-fn with_item(ctx: &Value, item: &Value, index: usize) -> Value {
-    let mut ctx = ctx.clone();
-    if let Value::Object(map) = &mut ctx {
-        map.insert("item".into(), item.clone());
-        map.insert("index".into(), json!(index));
-    }
-    ctx
+    template::context(
+        &json!({ "inputs": view.inputs, "steps": steps, "run": { "id": view.run_id, "started_by": view.started_by } }),
+    )
 }
 
 fn fail(step_id: &str, error: String) -> Vec<Action> {
@@ -172,7 +168,8 @@ fn fail(step_id: &str, error: String) -> Vec<Action> {
     ]
 }
 
-fn new_task(def: &Definition, step: &TaskStep, payload: Value) -> NewTask {
+/// The task a step makes: its own settings, else the definition's defaults.
+pub(super) fn new_task(def: &Definition, step: &TaskStep, payload: Value) -> NewTask {
     let d = &def.defaults;
     NewTask {
         task_type: step.task_type.clone(),
@@ -194,12 +191,10 @@ fn new_task(def: &Definition, step: &TaskStep, payload: Value) -> NewTask {
 }
 
 /// The items of a `for_each` step (evaluated again whenever needed: its
-/// inputs are finished upstream outputs, so the list does not change).
-fn for_each_items(expr: &str, ctx: &Value) -> Result<Vec<Value>, String> {
-    match template::eval(expr, ctx)? {
-        Value::Array(items) => Ok(items),
-        other => Err(format!("for_each {expr:?} gave {other}, not a list")),
-    }
+/// inputs are finished upstream outputs, so the list does not change), at
+/// most `max`.
+fn for_each_items(expr: &str, ctx: &template::Context, max: usize) -> Result<Vec<Value>, String> {
+    template::eval_list(expr, ctx, max)
 }
 
 /// Creates the next items of a task step, up to `max_parallel` unfinished.
@@ -207,7 +202,8 @@ fn next_items<'a>(
     def: &Definition,
     step: &TaskStep,
     state: &StepState,
-    ctx: impl Fn() -> &'a Value,
+    max_items: usize,
+    ctx: impl Fn() -> &'a template::Context,
 ) -> Result<Vec<(usize, NewTask)>, String> {
     let created = state.items.len();
     let unfinished = state
@@ -231,10 +227,11 @@ fn next_items<'a>(
         None => Ok(vec![]),
         Some(expr) => {
             let ctx = ctx();
-            let items = for_each_items(expr, ctx)?;
+            let items = for_each_items(expr, ctx, max_items)?;
             let mut out = Vec::new();
             for (index, item) in items.iter().enumerate().skip(created).take(limit) {
-                let payload = template::render(&step.payload, &with_item(ctx, item, index))?;
+                let payload =
+                    template::render(&step.payload, &template::with_item(ctx, item, index))?;
                 out.push((index, new_task(def, step, payload)));
             }
             Ok(out)
@@ -303,7 +300,7 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                 match step {
                     Step::Task(t) => {
                         let item_count = match &t.for_each {
-                            Some(expr) => match for_each_items(expr, ctx()) {
+                            Some(expr) => match for_each_items(expr, ctx(), view.max_items) {
                                 Ok(items) if items.is_empty() => {
                                     actions.push(Action::SetStep {
                                         step_id: id.into(),
@@ -319,7 +316,7 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                             },
                             None => None,
                         };
-                        match next_items(view.def, t, state, ctx) {
+                        match next_items(view.def, t, state, view.max_items, ctx) {
                             Ok(items) => {
                                 actions.push(Action::SetStep {
                                     step_id: id.into(),
@@ -404,7 +401,7 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                         item_count: state.item_count,
                     });
                 } else if t.for_each.is_some() && state.items.len() < expected {
-                    match next_items(view.def, t, state, ctx) {
+                    match next_items(view.def, t, state, view.max_items, ctx) {
                         Ok(items) if !items.is_empty() => actions.push(Action::CreateTasks {
                             step_id: id.into(),
                             items,
@@ -456,12 +453,14 @@ fn compensated(def: &Definition, id: &str) -> bool {
         .any(|s| s.on_failure_of().iter().any(|w| w == id))
 }
 
-fn approval_request(a: &ApprovalStep, ctx: &Value) -> Result<Action, String> {
+fn approval_request(a: &ApprovalStep, ctx: &template::Context) -> Result<Action, String> {
     Ok(Action::RequestApproval {
         step_id: a.id.clone(),
         message: template::render_text(&a.message, ctx)?,
         approvers: (&a.approvers).into(),
-        timeout_ms: a.timeout_ms,
+        // Upload refuses longer ones; a definition stored before that rule
+        // is held to it here, so the deadline cannot overflow.
+        timeout_ms: a.timeout_ms.map(|t| t.clamp(1, MAX_APPROVAL_TIMEOUT_MS)),
         allow_self_approval: a.allow_self_approval,
         on_timeout_approve: a.on_timeout == OnTimeout::Approve,
         on_reject_continue: a.on_reject == OnReject::Continue,
@@ -498,11 +497,13 @@ pub fn run_status(view: &RunView) -> RunStatus {
 mod tests {
     use super::*;
     use crate::workflow::parse_definition;
+    use drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS;
 
     struct Sim {
         def: Definition,
         inputs: Map<String, Value>,
         steps: BTreeMap<String, StepState>,
+        max_items: usize,
     }
 
     impl Sim {
@@ -511,6 +512,7 @@ mod tests {
                 def: parse_definition(yaml).unwrap(),
                 inputs: inputs.as_object().unwrap().clone(),
                 steps: BTreeMap::new(),
+                max_items: DEFAULT_MAX_FOR_EACH_ITEMS,
             }
         }
 
@@ -522,6 +524,7 @@ mod tests {
                 inputs: &self.inputs,
                 started_by: "u",
                 steps: &self.steps,
+                max_items: self.max_items,
             });
             for a in &actions {
                 match a {
@@ -617,7 +620,8 @@ mod tests {
                 def: &sim.def,
                 inputs: &sim.inputs,
                 started_by: "u",
-                steps: &sim.steps
+                steps: &sim.steps,
+                max_items: DEFAULT_MAX_FOR_EACH_ITEMS,
             }),
             RunStatus::WaitingApproval
         );
@@ -703,6 +707,61 @@ mod tests {
         let a = sim.step();
         assert!(
             matches!(a.last(), Some(Action::FinishRun { status: RunStatus::Failed, error: Some(e) }) if e.contains("boom"))
+        );
+    }
+
+    #[test]
+    fn a_for_each_over_the_cap_fails_the_run_with_the_reason() {
+        let yaml = "name: f\nsteps:\n  - id: list\n    type: task\n    task_type: echo\n  - id: each\n    type: task\n    depends_on: [list]\n    task_type: echo\n    for_each: \"steps.list.output\"\n    payload: \"{{ item }}\"\n";
+        let mut sim = Sim::new(yaml, json!({}));
+        sim.step();
+        let million: Vec<u32> = (0..1_000_000).collect();
+        sim.finish("list", 0, TaskStatus::Succeeded, json!(million));
+        sim.step();
+        let a = sim.step();
+        assert!(
+            matches!(a.last(), Some(Action::FinishRun { status: RunStatus::Failed, error: Some(e) }) if e.contains("more than 10000 items")),
+            "{a:?}"
+        );
+        assert!(!a.iter().any(|x| matches!(x, Action::CreateTasks { .. })));
+
+        // The cap is the server's to set.
+        let mut sim = Sim::new(yaml, json!({}));
+        sim.max_items = 2;
+        sim.step();
+        sim.finish("list", 0, TaskStatus::Succeeded, json!([1, 2, 3]));
+        sim.step();
+        let a = sim.step();
+        assert!(
+            matches!(a.last(), Some(Action::FinishRun { status: RunStatus::Failed, error: Some(e) }) if e.contains("more than 2 items")),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn a_runaway_template_fails_the_run_with_a_limit_error() {
+        let yaml = "name: t\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n    payload: \"{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}\"\n";
+        let started = std::time::Instant::now();
+        let mut sim = Sim::new(yaml, json!({}));
+        let a = sim.step();
+        assert!(
+            matches!(a.last(), Some(Action::FinishRun { status: RunStatus::Failed, error: Some(e) }) if e.contains("fuel") || e.contains("larger than")),
+            "{a:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn an_approval_timeout_from_an_old_definition_is_clamped() {
+        let yaml = "name: a\nsteps:\n  - id: ok\n    type: approval\n    approvers: { roles: [approver] }\n    message: hi\n";
+        let mut sim = Sim::new(yaml, json!({}));
+        if let Step::Approval(a) = &mut sim.def.steps[0] {
+            a.timeout_ms = Some(i64::MAX);
+        }
+        let a = sim.step();
+        assert!(
+            a.iter().any(|x| matches!(x, Action::RequestApproval { timeout_ms: Some(t), .. } if *t == MAX_APPROVAL_TIMEOUT_MS)),
+            "{a:?}"
         );
     }
 }

@@ -3,13 +3,39 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::definition::{Definition, Step};
-use super::{inputs, template};
-use crate::domain::check_name;
+use drover_protocol::api::NewTask;
+use drover_protocol::limits::{
+    DEFAULT_MAX_FOR_EACH_ITEMS, MAX_APPROVAL_TIMEOUT_MS, MAX_DEFINITION_BYTES, MAX_INPUTS,
+    MAX_STEPS,
+};
+use serde_json::Value;
+
+use super::definition::{Definition, Step, TaskStep};
+use super::{inputs, plan, template};
+use crate::domain::{check_name, PriorityWeights, TaskSpec};
 use crate::error::FieldError;
 
-/// Parses YAML or JSON and validates it; returns every problem found.
+/// Parses YAML or JSON and validates it with the default limits.
 pub fn parse_definition(text: &str) -> Result<Definition, Vec<FieldError>> {
+    parse_definition_with(text, DEFAULT_MAX_FOR_EACH_ITEMS)
+}
+
+/// Parses YAML or JSON and validates it; returns every problem found. A
+/// `for_each` whose list is known at upload (it uses no variables, only
+/// functions like `range`) may have at most `max_for_each_items` items.
+pub fn parse_definition_with(
+    text: &str,
+    max_for_each_items: usize,
+) -> Result<Definition, Vec<FieldError>> {
+    if text.len() > MAX_DEFINITION_BYTES {
+        return Err(vec![FieldError::new(
+            "definition",
+            format!(
+                "is {} bytes; the limit is {MAX_DEFINITION_BYTES}",
+                text.len()
+            ),
+        )]);
+    }
     let def: Definition = if text.trim_start().starts_with('{') {
         let de = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de)
@@ -19,7 +45,7 @@ pub fn parse_definition(text: &str) -> Result<Definition, Vec<FieldError>> {
         serde_path_to_error::deserialize(de)
             .map_err(|e| vec![parse_error(e.path().to_string(), e.inner().to_string())])?
     };
-    let errors = validate(&def);
+    let errors = validate(&def, max_for_each_items);
     if errors.is_empty() {
         Ok(def)
     } else {
@@ -36,30 +62,30 @@ fn parse_error(path: String, message: String) -> FieldError {
     FieldError::new(field, format!("invalid definition: {message}"))
 }
 
-fn check_priority(errors: &mut Vec<FieldError>, field: &str, name: &str, v: Option<i64>) {
-    if let Some(v) = v {
-        if !(0..=crate::domain::PRIORITY_INPUT_MAX).contains(&v) {
-            errors.push(FieldError::new(
-                format!("{field}.{name}"),
-                format!("must be between 0 and 10, got {v}"),
-            ));
-        }
-    }
+/// The task parser's verdict on task settings, so that a definition that
+/// validates makes tasks the store accepts (the payload is checked too when
+/// it has no templates; a rendered one is checked when the run makes it).
+fn task_problem(task: NewTask) -> Option<FieldError> {
+    TaskSpec::parse(task, &PriorityWeights::default(), |_| true).err()
 }
 
-fn check_positive(errors: &mut Vec<FieldError>, field: &str, name: &str, v: Option<i64>) {
-    if let Some(v) = v {
-        if v < 1 {
-            errors.push(FieldError::new(
-                format!("{field}.{name}"),
-                format!("must be at least 1, got {v}"),
-            ));
-        }
+/// Whether the step itself sets the setting an error names (else it comes
+/// from `defaults`, which are checked, and reported, on their own).
+fn step_sets(t: &TaskStep, field: &str) -> bool {
+    match field.split(['.', '[']).next().unwrap_or(field) {
+        "urgency" => t.urgency.is_some(),
+        "time_sensitivity" => t.time_sensitivity.is_some(),
+        "importance" => t.importance.is_some(),
+        "max_attempts" => t.max_attempts.is_some(),
+        "timeout_ms" => t.timeout_ms.is_some(),
+        "retry_backoff_ms" => t.retry_backoff_ms.is_some(),
+        "required_labels" => !t.required_labels.is_empty(),
+        _ => true,
     }
 }
 
 /// Every problem of a parsed definition.
-pub fn validate(def: &Definition) -> Vec<FieldError> {
+pub fn validate(def: &Definition, max_for_each_items: usize) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if let Err(e) = check_name("name", &def.name) {
         errors.push(e);
@@ -68,6 +94,19 @@ pub fn validate(def: &Definition) -> Vec<FieldError> {
         errors.push(FieldError::new(
             "steps",
             "a workflow needs at least one step",
+        ));
+    }
+    if def.steps.len() > MAX_STEPS {
+        errors.push(FieldError::new(
+            "steps",
+            format!("at most {MAX_STEPS} steps, got {}", def.steps.len()),
+        ));
+        return errors;
+    }
+    if def.inputs.len() > MAX_INPUTS {
+        errors.push(FieldError::new(
+            "inputs",
+            format!("at most {MAX_INPUTS} inputs, got {}", def.inputs.len()),
         ));
     }
     for (name, spec) in &def.inputs {
@@ -91,12 +130,18 @@ pub fn validate(def: &Definition) -> Vec<FieldError> {
         }
     }
     let d = &def.defaults;
-    for (n, v) in [
-        ("urgency", d.urgency),
-        ("time_sensitivity", d.time_sensitivity),
-        ("importance", d.importance),
-    ] {
-        check_priority(&mut errors, "defaults", n, v);
+    if let Some(e) = task_problem(NewTask {
+        task_type: "defaults".into(),
+        urgency: d.urgency,
+        time_sensitivity: d.time_sensitivity,
+        importance: d.importance,
+        max_attempts: d.max_attempts,
+        timeout_ms: d.timeout_ms,
+        retry_backoff_ms: d.retry_backoff_ms,
+        required_labels: d.required_labels.clone(),
+        ..NewTask::default()
+    }) {
+        errors.push(e.within("defaults"));
     }
 
     // Ids and dependencies.
@@ -157,18 +202,19 @@ pub fn validate(def: &Definition) -> Vec<FieldError> {
         let mut per_item = false;
         match step {
             Step::Task(t) => {
-                if let Err(e) = check_name(&format!("{field}.task_type"), &t.task_type) {
-                    errors.push(e);
+                let payload = if template::has_templates(&t.payload) {
+                    Value::Null
+                } else {
+                    t.payload.clone()
+                };
+                if let Some(e) = task_problem(plan::new_task(def, t, payload)) {
+                    if step_sets(t, &e.field) {
+                        errors.push(FieldError::new(
+                            format!("{field}.{}", e.field),
+                            format!("step {:?}: {}", t.id, e.message),
+                        ));
+                    }
                 }
-                for (n, v) in [
-                    ("urgency", t.urgency),
-                    ("time_sensitivity", t.time_sensitivity),
-                    ("importance", t.importance),
-                ] {
-                    check_priority(&mut errors, &field, n, v);
-                }
-                check_positive(&mut errors, &field, "max_attempts", t.max_attempts);
-                check_positive(&mut errors, &field, "timeout_ms", t.timeout_ms);
                 if t.max_parallel == Some(0) {
                     errors.push(FieldError::new(
                         format!("{field}.max_parallel"),
@@ -178,6 +224,12 @@ pub fn validate(def: &Definition) -> Vec<FieldError> {
                 if let Some(f) = &t.for_each {
                     sources.push((format!("{field}.for_each"), f.clone(), true));
                     per_item = true;
+                    if let Some(problem) = literal_list_problem(f, max_for_each_items) {
+                        errors.push(FieldError::new(
+                            format!("{field}.for_each"),
+                            format!("step {:?}: {problem}", t.id),
+                        ));
+                    }
                 }
                 let mut strings = Vec::new();
                 template::strings(&t.payload, &mut strings);
@@ -202,7 +254,17 @@ pub fn validate(def: &Definition) -> Vec<FieldError> {
                         ));
                     }
                 }
-                check_positive(&mut errors, &field, "timeout_ms", a.timeout_ms);
+                if let Some(t) = a.timeout_ms {
+                    if !(1..=MAX_APPROVAL_TIMEOUT_MS).contains(&t) {
+                        errors.push(FieldError::new(
+                            format!("{field}.timeout_ms"),
+                            format!(
+                                "step {:?}: must be between 1 and {MAX_APPROVAL_TIMEOUT_MS} (a year), got {t}",
+                                a.id
+                            ),
+                        ));
+                    }
+                }
                 sources.push((format!("{field}.message"), a.message.clone(), false));
             }
         }
@@ -233,6 +295,18 @@ pub fn validate(def: &Definition) -> Vec<FieldError> {
     errors
 }
 
+/// Why a `for_each` whose list is known now (it uses no variables, only
+/// functions like `range`) cannot run: too many items, or no list.
+/// Evaluated on fuel, so it ends quickly.
+fn literal_list_problem(expr: &str, max: usize) -> Option<String> {
+    match template::references(expr, true) {
+        Ok(names) if names.iter().all(|n| template::is_global(n)) => {
+            template::eval_list(expr, &template::context(&Value::Null), max).err()
+        }
+        _ => None,
+    }
+}
+
 /// Why a name used in a template is not available to the step, if it is not.
 fn check_reference(
     def: &Definition,
@@ -257,6 +331,7 @@ fn check_reference(
             "uses {name}, which exists only in the payload of a for_each step"
         )),
         (Some("run"), _) => None,
+        (Some(global), _) if template::is_global(global) => None,
         _ => Some(format!(
             "uses {name:?}; templates can use inputs, steps, run, and item/index in for_each steps"
         )),
@@ -388,5 +463,64 @@ mod tests {
         assert!(p[0].contains("colour"), "{p:?}");
         let p = problems("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    payload: \"{{ item }}\"\n");
         assert!(p[0].contains("for_each"), "{p:?}");
+    }
+
+    #[test]
+    fn settings_the_task_parser_refuses_are_refused_at_upload() {
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    max_attempts: 1000\n");
+        assert!(
+            p[0].starts_with("steps[0].max_attempts:") && p[0].contains("between 1 and 100"),
+            "{p:?}"
+        );
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    timeout_ms: 999999999999\n");
+        assert!(p[0].starts_with("steps[0].timeout_ms:"), "{p:?}");
+        let p = problems("name: x\ndefaults: { retry_backoff_ms: 99999999999 }\nsteps:\n  - id: a\n    type: task\n    task_type: e\n");
+        assert_eq!(p.len(), 1, "reported once, at the defaults: {p:?}");
+        assert!(p[0].starts_with("defaults.retry_backoff_ms:"), "{p:?}");
+        // Four bytes of YAML, six of JSON each: under the definition's cap, over the payload's.
+        let big = "\\x01".repeat(drover_protocol::limits::MAX_PAYLOAD_BYTES / 5);
+        let p = problems(&format!("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    payload: \"{big}\"\n"));
+        assert!(p[0].starts_with("steps[0].payload:"), "{p:?}");
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    required_labels: [\"a b\"]\n");
+        assert!(p[0].starts_with("steps[0].required_labels[0]:"), "{p:?}");
+    }
+
+    #[test]
+    fn approval_timeouts_that_could_overflow_are_refused() {
+        let p = problems(&format!("name: x\nsteps:\n  - id: a\n    type: approval\n    approvers: {{ roles: [admin] }}\n    message: hi\n    timeout_ms: {}\n", i64::MAX));
+        assert!(
+            p[0].starts_with("steps[0].timeout_ms:") && p[0].contains("a year"),
+            "{p:?}"
+        );
+        let p = problems("name: x\nsteps:\n  - id: a\n    type: approval\n    approvers: { roles: [admin] }\n    message: hi\n    timeout_ms: 0\n");
+        assert!(p[0].starts_with("steps[0].timeout_ms:"), "{p:?}");
+    }
+
+    #[test]
+    fn a_literal_for_each_over_the_cap_is_refused_at_upload() {
+        let each = |expr: &str| {
+            format!("name: x\nsteps:\n  - id: a\n    type: task\n    task_type: e\n    for_each: \"{expr}\"\n    payload: \"{{{{ item }}}}\"\n")
+        };
+        let p = problems(&each("range(1000) * 1000"));
+        assert!(
+            p[0].starts_with("steps[0].for_each:") && p[0].contains("more than 10000 items"),
+            "{p:?}"
+        );
+        assert!(problems(&each("range(100) * 100")).is_empty());
+        assert!(parse_definition_with(&each("range(100) * 100"), 9_999).is_err());
+        let p = problems(&each("range(100000) | map('string') | list"));
+        assert!(p[0].starts_with("steps[0].for_each:"), "{p:?}");
+        let p = problems(&each("42"));
+        assert!(p[0].contains("not a list"), "{p:?}");
+    }
+
+    #[test]
+    fn oversized_definitions_are_refused_before_parsing() {
+        let text = format!(
+            "name: x\ndescription: {}\nsteps: []\n",
+            "d".repeat(MAX_DEFINITION_BYTES)
+        );
+        let p = problems(&text);
+        assert!(p[0].starts_with("definition:"), "{p:?}");
     }
 }

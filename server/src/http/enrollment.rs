@@ -10,15 +10,13 @@ use drover_engine::store::{EnrollmentStore, NewEnrollment, QueueStore};
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::credentials::{CreatedEnrollmentToken, NewEnrollmentToken};
+use drover_protocol::limits::MAX_ENROLLMENT_SCOPE;
 use serde_json::Value;
 
 use crate::auth::{hash_token, new_token, token_prefix, Caller};
 use crate::error::{not_found, ApiError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-
-/// Most task types or labels one token may name.
-const MAX_SCOPE_ENTRIES: usize = 256;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,10 +34,10 @@ async fn list(caller: Caller, State(state): State<AppState>) -> Result<Json<Valu
 
 fn check_scope(field: &str, list: &Option<Vec<String>>) -> Result<(), FieldError> {
     let Some(list) = list else { return Ok(()) };
-    if list.is_empty() || list.len() > MAX_SCOPE_ENTRIES {
+    if list.is_empty() || list.len() > MAX_ENROLLMENT_SCOPE {
         return Err(FieldError::new(
             field,
-            format!("must name 1 to {MAX_SCOPE_ENTRIES} entries (leave it out to allow any)"),
+            format!("must name 1 to {MAX_ENROLLMENT_SCOPE} entries (leave it out to allow any)"),
         ));
     }
     for (i, entry) in list.iter().enumerate() {

@@ -5,11 +5,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_engine::domain::TaskSpec;
-use drover_engine::store::{QueueStore, TaskFilter, TaskRetryStore};
+use drover_engine::store::{QueueStore, TaskFilter, TaskRetryStore, WorkflowDefStore};
 use drover_engine::time::now_us;
+use drover_engine::workflow;
 use drover_engine::FieldError;
 use drover_protocol::api::{
-    NewTask, NewTaskBatch, SubmitBatchResponse, TaskDetail, TaskList, TaskStatus,
+    NewTask, NewTaskBatch, Role, SubmitBatchResponse, TaskDetail, TaskList, TaskStatus,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -55,6 +56,9 @@ async fn submit(
     state
         .ensure_types_known(tasks.iter().map(|t| t.task_type.as_str()))
         .await?;
+    if caller.0.role != Role::Admin {
+        refuse_gated_types(&state, &tasks).await?;
+    }
     let mut specs = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.into_iter().enumerate() {
         let spec = TaskSpec::parse(task, &state.scheduling.weights, |t| state.is_known_type(t))
@@ -89,6 +93,28 @@ async fn submit(
     }
     .map_err(|e| ApiError::Store(e.into()))?;
     Ok((status, Json(body)))
+}
+
+/// A task type that runs after an approval step in the latest version of
+/// any workflow is submitted by that workflow's runs (or an admin), not
+/// directly: else the approval could be skipped (`workflow::gated_task_types`).
+async fn refuse_gated_types(state: &AppState, tasks: &[NewTask]) -> Result<(), ApiError> {
+    let mut defs = Vec::new();
+    for wf in state.store.list_workflows().await? {
+        let def: workflow::Definition =
+            serde_json::from_value(wf.definition).map_err(|e| ApiError::Store(e.into()))?;
+        defs.push(def);
+    }
+    let gated = workflow::gated_task_types(&defs);
+    match tasks
+        .iter()
+        .find_map(|t| gated.get(&t.task_type).map(|wf| (&t.task_type, wf)))
+    {
+        None => Ok(()),
+        Some((task_type, wf)) => Err(ApiError::Forbidden(format!(
+            "task type {task_type:?} runs after an approval in workflow {wf:?}; only a run of a workflow or an admin may submit it"
+        ))),
+    }
 }
 
 async fn get_task(

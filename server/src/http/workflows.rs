@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use drover_engine::store::WorkflowDefStore;
 use drover_engine::time::now_us;
 use drover_engine::workflow;
+use drover_protocol::api::Role;
 use drover_protocol::workflow::{UploadedWorkflow, WorkflowList, WorkflowVersion};
 use sha2::{Digest, Sha256};
 
@@ -36,8 +37,12 @@ async fn upload(
         message: "the definition is not UTF-8 text".into(),
         field: None,
     })?;
-    let def = workflow::parse_definition(text).map_err(ApiError::invalid_all)?;
+    let def = workflow::parse_definition_with(text, state.scheduling.max_for_each_items)
+        .map_err(ApiError::invalid_all)?;
     let json = serde_json::to_value(&def).map_err(|e| ApiError::Store(e.into()))?;
+    if caller.0.role != Role::Admin {
+        require_admin_for_approvals(&caller, &state, &def, &json).await?;
+    }
     let digest = hex::encode(Sha256::digest(json.to_string().as_bytes()));
     let (workflow, created) = state
         .store
@@ -61,6 +66,39 @@ async fn upload(
         StatusCode::OK
     };
     Ok((status, Json(UploadedWorkflow { workflow, created })))
+}
+
+/// An approval an operator could change could be removed: changing a
+/// workflow that has (or gets) approval steps needs `admin`. Uploading the
+/// latest version again unchanged is allowed.
+async fn require_admin_for_approvals(
+    caller: &Caller,
+    state: &AppState,
+    def: &workflow::Definition,
+    json: &serde_json::Value,
+) -> Result<(), ApiError> {
+    let latest = state.store.workflow(&def.name, None).await?;
+    if latest.as_ref().is_some_and(|l| &l.definition == json) {
+        return Ok(());
+    }
+    let current: Option<workflow::Definition> = latest
+        .map(|l| serde_json::from_value(l.definition))
+        .transpose()
+        .map_err(|e| ApiError::Store(e.into()))?;
+    match workflow::admin_needed_for(def, current.as_ref()) {
+        None => Ok(()),
+        Some(why) => Err(ApiError::Forbidden(format!(
+            "{} is a{} {}; changing workflow {:?} needs admin: {why}",
+            caller.0.name,
+            if caller.0.role == Role::Operator {
+                "n"
+            } else {
+                ""
+            },
+            caller.0.role.as_str(),
+            def.name
+        ))),
+    }
 }
 
 async fn list(
