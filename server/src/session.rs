@@ -228,15 +228,42 @@ pub async fn authenticate(
             state.sign_in_limiter.succeeded(addr, name);
             if record.disabled {
                 tracing::warn!(user = %name, "sign-in of a disabled user refused");
+                audit_sign_in(state, name, "sign_in.refused", addr, "the user is disabled").await;
                 return Err(ApiError::Forbidden("this user is disabled".into()));
             }
+            audit_sign_in(state, name, "sign_in.succeeded", addr, "").await;
             Ok(record)
         }
         _ => {
             tracing::warn!(user = %name, ?addr, "failed sign-in");
+            audit_sign_in(
+                state,
+                name,
+                "sign_in.failed",
+                addr,
+                "wrong name or password",
+            )
+            .await;
             Err(ApiError::Unauthorized)
         }
     }
+}
+
+/// A checked password, written to the audit log under the name tried
+/// (already known to be a well-formed name). Attempts the limiter refused
+/// are only counted: a flood must not fill the log.
+async fn audit_sign_in(
+    state: &AppState,
+    name: &str,
+    action: &str,
+    addr: Option<IpAddr>,
+    reason: &str,
+) {
+    let mut detail = serde_json::json!({ "address": addr.map(|a| a.to_string()) });
+    if !reason.is_empty() {
+        detail["reason"] = reason.into();
+    }
+    crate::audit::record(state, name, action, Some(format!("user:{name}")), detail).await;
 }
 
 #[derive(Deserialize)]

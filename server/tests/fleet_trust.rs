@@ -27,6 +27,7 @@ on_both!(
     a_scoped_enrollment_token_cannot_register_for_other_work,
     a_revoked_agent_is_refused_and_its_task_runs_elsewhere,
     handlers_never_see_the_enrollment_token,
+    sign_ins_and_user_changes_are_audited,
 );
 
 fn registration(name: &str, types: &[&str], key: Option<&str>, resuming: Value) -> Value {
@@ -316,4 +317,52 @@ program = "env"
     assert!(output.contains("DROVER_TASK_ID="), "{output}");
     assert!(!output.contains(ENROLL_TOKEN), "the token leaked: {output}");
     assert!(!output.contains("DROVER_TOKEN"), "{output}");
+}
+
+async fn sign_ins_and_user_changes_are_audited(backend: Backend) {
+    let (_db, server) = start(backend, "echo").await;
+    let (status, _) = server
+        .post(
+            "/api/v1/users",
+            &json!({ "name": "ann", "role": "viewer", "password": "ann-password-1" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for password in ["wrong-password", "ann-password-1"] {
+        let (status, _) = server
+            .call_as(
+                "",
+                Method::POST,
+                "/api/v1/session",
+                Some(&json!({ "name": "ann", "password": password })),
+            )
+            .await;
+        assert!(matches!(status, 200 | 201 | 401), "{status}");
+    }
+    let (status, body) = server
+        .call_as(
+            API_TOKEN,
+            Method::PATCH,
+            "/api/v1/users/ann",
+            Some(&json!({ "role": "operator" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, audit) = server.get("/api/v1/audit?actor=ann").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["sign_in.succeeded", "sign_in.failed"], "{audit}");
+    let (_, audit) = server.get("/api/v1/audit?action=user.").await;
+    let entries = audit["entries"].as_array().expect("entries");
+    let role = entries
+        .iter()
+        .find(|e| e["action"] == "user.role_changed")
+        .expect("role change audited");
+    assert_eq!(role["target"], "user:ann");
+    assert_eq!(role["detail"]["role"], "operator");
+    assert!(entries.iter().any(|e| e["action"] == "user.created"));
 }

@@ -50,6 +50,14 @@ async fn create(
     let created =
         crate::users::create(&state.store, &new.name, new.role, new.password.as_deref()).await?;
     tracing::info!(user = %created.user.name, role = created.user.role.as_str(), by = %caller.0.name, "user created");
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "user.created",
+        Some(format!("user:{}", created.user.name)),
+        serde_json::json!({ "role": created.user.role.as_str() }),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -78,10 +86,31 @@ async fn update(
     if let Some(role) = req.role {
         user = crate::users::change(&state.store, &name, UserChange::Role(role)).await?;
         tracing::info!(user = %name, role = role.as_str(), by = %caller.0.name, "role changed");
+        crate::audit::record(
+            &state,
+            &caller.0.name,
+            "user.role_changed",
+            Some(format!("user:{name}")),
+            serde_json::json!({ "role": role.as_str() }),
+        )
+        .await;
     }
     if let Some(disabled) = req.disabled {
         user = crate::users::change(&state.store, &name, UserChange::Disabled(disabled)).await?;
         tracing::info!(user = %name, disabled, by = %caller.0.name, "user enabled/disabled");
+        let action = if disabled {
+            "user.disabled"
+        } else {
+            "user.enabled"
+        };
+        crate::audit::record(
+            &state,
+            &caller.0.name,
+            action,
+            Some(format!("user:{name}")),
+            Value::Null,
+        )
+        .await;
     }
     let disabled = state
         .store
@@ -124,6 +153,14 @@ async fn change_password(
     };
     crate::users::set_password(&state.store, user.id, &req.password).await?;
     tracing::info!(user = %name, by = %caller.0.name, "password changed");
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "user.password_changed",
+        Some(format!("user:{name}")),
+        Value::Null,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -220,6 +257,14 @@ async fn create_token(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("token {id}")))?;
     tracing::info!(user = %user.name, token = id, "API token created");
+    crate::audit::record(
+        &state,
+        &user.name,
+        "api_token.created",
+        Some(format!("api_token:{id}")),
+        serde_json::json!({ "name": name, "prefix": info.prefix, "expires_at_us": info.expires_at_us }),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken { token, user, info }),
@@ -240,5 +285,13 @@ async fn revoke_token(
         .ok_or_else(|| ApiError::NotFound(format!("token {id}")))?;
     state.store.revoke_api_token(token.id, now_us()).await?;
     tracing::info!(token = id, owner = %token.user_name, by = %caller.0.name, "API token revoked");
+    crate::audit::record(
+        &state,
+        &caller.0.name,
+        "api_token.revoked",
+        Some(format!("api_token:{id}")),
+        serde_json::json!({ "owner": token.user_name }),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
