@@ -28,6 +28,7 @@ on_both!(
     a_revoked_agent_is_refused_and_its_task_runs_elsewhere,
     handlers_never_see_the_enrollment_token,
     sign_ins_and_user_changes_are_audited,
+    approvals_cancels_and_retries_are_audited,
 );
 
 fn registration(name: &str, types: &[&str], key: Option<&str>, resuming: Value) -> Value {
@@ -365,4 +366,84 @@ async fn sign_ins_and_user_changes_are_audited(backend: Backend) {
     assert_eq!(role["target"], "user:ann");
     assert_eq!(role["detail"]["role"], "operator");
     assert!(entries.iter().any(|e| e["action"] == "user.created"));
+}
+
+async fn approvals_cancels_and_retries_are_audited(backend: Backend) {
+    let (db, server) = start(backend, "echo,sleep,flaky,fail").await;
+    let _agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(4, &[]));
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/workflows/purchase-approval.yaml"
+    ))
+    .expect("example");
+    let r = server
+        .http
+        .post(format!("{}/api/v1/workflows", server.url))
+        .bearer_auth(API_TOKEN)
+        .body(yaml)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 201);
+    let (status, approver) = server
+        .post(
+            "/api/v1/users",
+            &json!({ "name": "pat", "role": "approver" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{approver}");
+    let approver_token = approver["token"].as_str().expect("token").to_string();
+    let inputs = json!({ "item": "laptop", "amount": 2500 });
+    let (status, run) = server
+        .post(
+            "/api/v1/runs",
+            &json!({ "workflow": "purchase-approval", "inputs": inputs }),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let run_id = run["id"].as_i64().expect("run id");
+    let approval = eventually(Duration::from_secs(20), "the approval", || async {
+        let (_, run) = server.get(&format!("/api/v1/runs/{run_id}")).await;
+        run["approvals"][0]["id"].as_i64()
+    })
+    .await;
+    let (status, body) = server
+        .call_as(
+            &approver_token,
+            Method::POST,
+            &format!("/api/v1/approvals/{approval}/decision"),
+            Some(&json!({ "decision": "approve", "comment": "ok" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // A task to cancel, then retry.
+    let id = server
+        .submit(vec![new_task("sleep", json!({ "ms": 60000 }))])
+        .await[0];
+    let (status, _) = server
+        .post(&format!("/api/v1/tasks/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .post(&format!("/api/v1/tasks/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+
+    let (_, audit) = server.get("/api/v1/audit").await;
+    let entries = audit["entries"].as_array().expect("entries");
+    let find = |action: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("{action} missing: {audit}"))
+    };
+    let decided = find("approval.approved");
+    assert_eq!(decided["actor"], "pat");
+    assert_eq!(decided["detail"]["version"], 1);
+    assert_eq!(decided["detail"]["run_id"], run_id);
+    let digest = decided["detail"]["inputs_sha256"].as_str().expect("digest");
+    assert_eq!(digest.len(), 64);
+    assert_eq!(find("workflow.uploaded")["detail"]["version"], 1);
+    assert_eq!(find("task.cancelled")["target"], format!("task:{id}"));
+    assert_eq!(find("task.retried")["target"], format!("task:{id}"));
 }
