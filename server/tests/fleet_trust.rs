@@ -29,6 +29,7 @@ on_both!(
     handlers_never_see_the_enrollment_token,
     sign_ins_and_user_changes_are_audited,
     approvals_cancels_and_retries_are_audited,
+    a_restarted_agent_delivers_its_outbox_as_itself,
 );
 
 fn registration(name: &str, types: &[&str], key: Option<&str>, resuming: Value) -> Value {
@@ -446,4 +447,65 @@ async fn approvals_cancels_and_retries_are_audited(backend: Backend) {
     assert_eq!(find("workflow.uploaded")["detail"]["version"], 1);
     assert_eq!(find("task.cancelled")["target"], format!("task:{id}"));
     assert_eq!(find("task.retried")["target"], format!("task:{id}"));
+}
+
+/// The real agent: its task finishes while the server is down, so the
+/// result waits in the outbox; the agent is then killed and started again
+/// with the same state directory. It resumes its identity and delivers the
+/// result, which is accepted because it is still the lease's holder.
+async fn a_restarted_agent_delivers_its_outbox_as_itself(backend: Backend) {
+    let db = Database::new(backend).await;
+    let env = vec![
+        ("DROVER_TASK_TYPES", "echo,sleep,flaky,fail"),
+        ("DROVER_HEARTBEAT_INTERVAL", "300ms"),
+        ("DROVER_HEARTBEAT_TIMEOUT", "30s"),
+        ("DROVER_DUTY_INTERVAL", "200ms"),
+    ];
+    let mut server = Server::start(&db, &env).await;
+    let mut agent = AgentProcess::start(&server, db.dir(), "keeper", &agent_config(1, &[]));
+    let id = server
+        .submit(vec![new_task("sleep", json!({ "ms": 1500 }))])
+        .await[0];
+    let first = eventually(Duration::from_secs(20), "the task to start", || async {
+        let t = server.task(id).await;
+        (t.task.status == TaskStatus::Running).then_some(t.task.agent_id)
+    })
+    .await;
+    server.kill();
+    let outbox = agent.state_dir.join("outbox.jsonl");
+    eventually(
+        Duration::from_secs(20),
+        "the result in the outbox",
+        || async {
+            let text = std::fs::read_to_string(&outbox).unwrap_or_default();
+            text.contains("succeeded").then_some(())
+        },
+    )
+    .await;
+    agent.kill();
+    server.restart().await;
+    agent.restart();
+    let done = eventually(
+        Duration::from_secs(20),
+        "the outbox to be delivered",
+        || async {
+            let t = server.task(id).await;
+            (t.task.status == TaskStatus::Succeeded).then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(done.task.agent_id, first, "finished by the same agent");
+    assert_eq!(
+        done.attempt_history.len(),
+        1,
+        "no second attempt: {:?}",
+        done.attempt_history
+    );
+    let agents = server.agents().await;
+    assert_eq!(agents.len(), 1, "the restart resumed the agent: {agents:?}");
+    assert!(
+        agent.log_text().contains("registered"),
+        "{}",
+        agent.log_text()
+    );
 }
