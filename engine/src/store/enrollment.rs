@@ -106,21 +106,11 @@ macro_rules! impl_enrollment {
             }
 
             async fn ensure_enrollment_token(&self, new: &NewEnrollment<'_>, now_us: i64) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO enrollment_tokens (name, token_hash, prefix, task_types, labels, created_by, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                )
-                .bind(new.name)
-                .bind(new.token_hash)
-                .bind(new.prefix)
-                .bind(json_list(new.task_types)?)
-                .bind(json_list(new.labels)?)
-                .bind(new.created_by)
-                .bind(now_us)
-                .bind(new.expires_at_us)
-                .execute(self.$write())
-                .await?;
-                Ok(())
+                // A token with this hash (or name) exists already: leave it as it is.
+                match self.create_enrollment_token(new, now_us).await {
+                    Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
             }
 
             async fn usable_enrollment_token(&self, token_hash: &str, now_us: i64) -> Result<Option<EnrollmentTokenView>> {

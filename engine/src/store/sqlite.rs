@@ -316,6 +316,45 @@ impl SqliteStore {
         let ended = Self::end_attempts(tx, &endings, now_us).await?;
         Ok(super::sweep_of(ended))
     }
+
+    /// Ends the running attempts of one agent (see [`Self::sweep_running`]).
+    async fn sweep_agent(
+        tx: &mut Transaction<'_, Sqlite>,
+        agent_id: i64,
+        why: SweptBecause,
+        now_us: i64,
+    ) -> Result<Sweep> {
+        let rows = sqlx::query(
+            "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ?1",
+        )
+        .bind(agent_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        Self::sweep_running(tx, rows, why, now_us).await
+    }
+
+    /// Moves an agent out of service with `update` (which binds the id and
+    /// returns it) and sweeps what it held, in one transaction; `None` if
+    /// there is no such agent.
+    async fn retire_agent(
+        &self,
+        agent_id: i64,
+        update: &str,
+        why: SweptBecause,
+        now_us: i64,
+    ) -> Result<Option<Sweep>> {
+        let mut tx = self.writer.begin().await?;
+        let found: Option<i64> = sqlx::query_scalar(update)
+            .bind(agent_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        let sweep = Self::sweep_agent(&mut tx, agent_id, why, now_us).await?;
+        tx.commit().await?;
+        Ok(Some(sweep))
+    }
 }
 
 impl QueueStore for SqliteStore {
@@ -636,38 +675,26 @@ impl QueueStore for SqliteStore {
     }
 
     async fn deregister_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE agents SET status = 'deregistered' WHERE id = ?1")
-            .bind(agent_id)
-            .execute(&mut *tx)
+        let sweep = self
+            .retire_agent(
+                agent_id,
+                "UPDATE agents SET status = 'deregistered' WHERE id = ?1 RETURNING id",
+                SweptBecause::Deregistered,
+                now_us,
+            )
             .await?;
-        let rows = sqlx::query("SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ?1")
-            .bind(agent_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::Deregistered, now_us).await?;
-        tx.commit().await?;
-        Ok(sweep)
+        Ok(sweep.unwrap_or_default())
     }
 
     async fn revoke_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
-        let mut tx = self.writer.begin().await?;
-        let found: Option<i64> = sqlx::query_scalar(
+        self.retire_agent(
+            agent_id,
             "UPDATE agents SET status = 'revoked', key_hash = NULL WHERE id = ?1 RETURNING id",
+            SweptBecause::Revoked,
+            now_us,
         )
-        .bind(agent_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if found.is_none() {
-            return Err(StoreError::NotFound);
-        }
-        let rows = sqlx::query("SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ?1")
-            .bind(agent_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::Revoked, now_us).await?;
-        tx.commit().await?;
-        Ok(sweep)
+        .await?
+        .ok_or(StoreError::NotFound)
     }
 
     async fn set_agent_draining(&self, agent_id: i64, draining: bool) -> Result<()> {
@@ -840,12 +867,8 @@ impl QueueStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut sweep = Sweep::default();
-        for agent in &agents {
-            let rows = sqlx::query("SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ?1")
-                .bind(agent)
-                .fetch_all(&mut *tx)
-                .await?;
-            sweep.add(Self::sweep_running(&mut tx, rows, SweptBecause::Offline, now_us).await?);
+        for &agent in &agents {
+            sweep.add(Self::sweep_agent(&mut tx, agent, SweptBecause::Offline, now_us).await?);
         }
         tx.commit().await?;
         sweep.agents_offline = agents;

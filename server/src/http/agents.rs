@@ -24,21 +24,36 @@ async fn list(_caller: Caller, State(state): State<AppState>) -> Result<Json<Age
     }))
 }
 
-async fn set_draining(state: &AppState, id: i64, draining: bool) -> Result<Json<Value>, ApiError> {
+/// Drains or re-enables an agent, for an admin; audited.
+async fn set_draining(
+    caller: Caller,
+    state: &AppState,
+    id: i64,
+    draining: bool,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
     state
         .store
         .set_agent_draining(id, draining)
         .await
         .map_err(not_found(format!("agent {id}")))?;
     state.dispatcher.kick();
-    state.events.publish(
-        "agent",
-        Some(id),
-        Some(if draining { "draining" } else { "online" }),
-    );
-    Ok(Json(
-        serde_json::json!({ "id": id, "status": if draining { "draining" } else { "online" } }),
-    ))
+    let status = if draining { "draining" } else { "online" };
+    state.events.publish("agent", Some(id), Some(status));
+    let action = if draining {
+        "agent.drained"
+    } else {
+        "agent.enabled"
+    };
+    crate::audit::record(
+        state,
+        &caller.0.name,
+        action,
+        Some(crate::audit::agent_actor(id)),
+        Value::Null,
+    )
+    .await;
+    Ok(Json(serde_json::json!({ "id": id, "status": status })))
 }
 
 /// Stops giving the agent work; it finishes what it runs.
@@ -47,17 +62,7 @@ async fn drain(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
-    let done = set_draining(&state, id, true).await?;
-    crate::audit::record(
-        &state,
-        &caller.0.name,
-        "agent.drained",
-        Some(crate::audit::agent_actor(id)),
-        Value::Null,
-    )
-    .await;
-    Ok(done)
+    set_draining(caller, &state, id, true).await
 }
 
 async fn enable(
@@ -65,15 +70,5 @@ async fn enable(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
-    let done = set_draining(&state, id, false).await?;
-    crate::audit::record(
-        &state,
-        &caller.0.name,
-        "agent.enabled",
-        Some(crate::audit::agent_actor(id)),
-        Value::Null,
-    )
-    .await;
-    Ok(done)
+    set_draining(caller, &state, id, false).await
 }
