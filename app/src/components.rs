@@ -157,27 +157,38 @@ pub fn ConfirmButton(
     }
 }
 
-/// Puts text on the clipboard; false where the browser does not allow it
-/// (then the reader selects and copies it themselves).
+/// Puts text on the clipboard, then says whether it got there (false
+/// where the browser does not allow it: the reader then copies it).
 #[cfg(feature = "hydrate")]
-pub fn copy_text(text: &str) -> bool {
+pub fn copy_text(text: &str, done: impl Fn(bool) + 'static) {
+    use wasm_bindgen::closure::Closure;
     use wasm_bindgen::{JsCast, JsValue};
-    let Some(window) = web_sys::window() else {
-        return false;
-    };
     let get = |on: &JsValue, key: &str| js_sys::Reflect::get(on, &JsValue::from_str(key)).ok();
-    let Some(clipboard) = get(window.as_ref(), "navigator")
+    let promise = web_sys::window()
+        .and_then(|w| get(w.as_ref(), "navigator"))
         .and_then(|n| get(&n, "clipboard"))
         .filter(|c| !c.is_undefined())
-    else {
-        return false;
+        .and_then(|clipboard| {
+            let write = get(&clipboard, "writeText")?
+                .dyn_into::<js_sys::Function>()
+                .ok()?;
+            write.call1(&clipboard, &JsValue::from_str(text)).ok()
+        })
+        .and_then(|p| p.dyn_into::<js_sys::Promise>().ok());
+    let Some(promise) = promise else {
+        return done(false);
     };
-    get(&clipboard, "writeText")
-        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
-        .is_some_and(|write| write.call1(&clipboard, &JsValue::from_str(text)).is_ok())
+    let done = std::rc::Rc::new(done);
+    let failed = done.clone();
+    let on_ok = Closure::once(move |_: JsValue| done(true));
+    let on_err = Closure::once(move |_: JsValue| failed(false));
+    let _ = promise.then2(&on_ok, &on_err);
+    // Each runs at most once, when the browser answers.
+    on_ok.forget();
+    on_err.forget();
 }
 
 #[cfg(not(feature = "hydrate"))]
-pub fn copy_text(_text: &str) -> bool {
-    false
+pub fn copy_text(_text: &str, done: impl Fn(bool) + 'static) {
+    done(false)
 }

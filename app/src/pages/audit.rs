@@ -105,11 +105,11 @@ pub fn Audit() -> impl IntoView {
                 view! {
                     <form class="filters" method="get" action="/audit" data-testid="audit-filters">
                         <label>"Action starts with "
-                            <input name="action" data-testid="filter-action" placeholder="agent. or enrollment_token"
+                            <input name="action" data-testid="filter-action" placeholder="e.g. agent."
                                 value=action.clone().unwrap_or_default()/>
                         </label>
                         <label>"Actor "
-                            <input name="actor" data-testid="filter-actor" placeholder="a user, agent:7 or system"
+                            <input name="actor" data-testid="filter-actor" placeholder="e.g. admin or agent:7"
                                 value=actor.clone().unwrap_or_default()/>
                         </label>
                         {f.limit.map(|l| view! { <input type="hidden" name="limit" value=l/> })}
@@ -178,7 +178,11 @@ fn EntryRow(e: AuditEntry) -> impl IntoView {
         Value::Object(m) => m
             .iter()
             .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), detail_text(k, v)))
+            .map(|(k, v)| {
+                // `expires_at_us` reads as `expires_at`: it is shown as a date.
+                let shown = k.strip_suffix("_us").filter(|_| v.is_i64()).unwrap_or(k);
+                (shown.to_string(), detail_text(k, v))
+            })
             .collect(),
         Value::Null => Vec::new(),
         other => vec![(String::new(), other.to_string())],

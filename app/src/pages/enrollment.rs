@@ -249,7 +249,7 @@ fn CreateToken(tokens: Resource<ApiResult<String>>) -> impl IntoView {
     let copy = move |_| {
         if let Some(el) = new_token.get() {
             el.select();
-            copied.set(Some(copy_text(&el.value())));
+            copy_text(&el.value(), move |ok| copied.set(Some(ok)));
         }
     };
     view! {
