@@ -57,6 +57,12 @@ pub async fn post<T: DeserializeOwned>(path: &str, body: &Value) -> ApiResult<T>
     decode(status, &text)
 }
 
+/// `DELETE /api/v1{path}`.
+pub async fn delete<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
+    let (status, text) = call("DELETE", path, None, JSON).await?;
+    decode(status, &text)
+}
+
 /// `POST /api/v1{path}` with a text body (a YAML or JSON document).
 pub async fn post_text<T: DeserializeOwned>(path: &str, body: String) -> ApiResult<T> {
     let (status, text) = call("POST", path, Some(body), "text/plain; charset=utf-8").await?;

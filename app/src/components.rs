@@ -88,3 +88,107 @@ pub fn outcome_view(outcome: Option<ApiResult<String>>) -> impl IntoView {
         Err(e) => view! { <span class="flash err" role="alert">{e.message}</span> }.into_any(),
     })
 }
+
+/// A refusal without asking, for someone who is not an admin: the page
+/// then does not call an API the server would refuse anyway.
+pub fn admins_only_failure() -> ApiFailure {
+    ApiFailure {
+        status: 403,
+        message: "admins only".into(),
+        field: None,
+    }
+}
+
+/// Shown instead of an admin page to everyone else (the server refuses
+/// them the data anyway).
+#[component]
+pub fn AdminsOnly() -> impl IntoView {
+    view! {
+        <section class="card empty-state" data-testid="admins-only">
+            <h1>"Admins only"</h1>
+            <p>"This page is for administrators. Ask one if you need something here."</p>
+        </section>
+    }
+}
+
+/// A button for something that cannot be undone. Pressing it asks first:
+/// the button becomes the question, "Confirm …" and "Keep" (focused, so
+/// Enter or Escape keeps). Which item is being asked about lives in the
+/// page (`armed`), so a live refresh of the list does not lose the question.
+#[component]
+pub fn ConfirmButton(
+    /// The item whose question is showing, if any.
+    armed: RwSignal<Option<i64>>,
+    /// This item.
+    id: i64,
+    label: &'static str,
+    confirm_label: &'static str,
+    /// What will happen, in a sentence.
+    #[prop(into)]
+    question: String,
+    /// `data-testid` of the button; the confirming one gets `confirm-` before it.
+    testid: &'static str,
+    on_confirm: Callback<()>,
+) -> impl IntoView {
+    let keep: NodeRef<leptos::html::Button> = NodeRef::new();
+    Effect::new(move |_| {
+        if let Some(button) = keep.get() {
+            let _ = button.focus();
+        }
+    });
+    move || {
+        if armed.get() == Some(id) {
+            view! {
+                <span class="confirm" role="group" aria-label=question.clone()
+                    on:keydown=move |ev| { if ev.key() == "Escape" { armed.set(None) } }>
+                    <span class="confirm-q" data-testid="confirm-question">{question.clone()}</span>
+                    <button class="danger solid" data-testid=format!("confirm-{testid}")
+                        on:click=move |_| { armed.set(None); on_confirm.run(()); }>{confirm_label}</button>
+                    <button data-testid="keep" node_ref=keep on:click=move |_| armed.set(None)>"Keep"</button>
+                </span>
+            }
+            .into_any()
+        } else {
+            view! {
+                <button class="danger" data-testid=testid on:click=move |_| armed.set(Some(id))>{label}</button>
+            }
+            .into_any()
+        }
+    }
+}
+
+/// Puts text on the clipboard, then says whether it got there (false
+/// where the browser does not allow it: the reader then copies it).
+#[cfg(feature = "hydrate")]
+pub fn copy_text(text: &str, done: impl Fn(bool) + 'static) {
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::{JsCast, JsValue};
+    let get = |on: &JsValue, key: &str| js_sys::Reflect::get(on, &JsValue::from_str(key)).ok();
+    let promise = web_sys::window()
+        .and_then(|w| get(w.as_ref(), "navigator"))
+        .and_then(|n| get(&n, "clipboard"))
+        .filter(|c| !c.is_undefined())
+        .and_then(|clipboard| {
+            let write = get(&clipboard, "writeText")?
+                .dyn_into::<js_sys::Function>()
+                .ok()?;
+            write.call1(&clipboard, &JsValue::from_str(text)).ok()
+        })
+        .and_then(|p| p.dyn_into::<js_sys::Promise>().ok());
+    let Some(promise) = promise else {
+        return done(false);
+    };
+    let done = std::rc::Rc::new(done);
+    let failed = done.clone();
+    let on_ok = Closure::once(move |_: JsValue| done(true));
+    let on_err = Closure::once(move |_: JsValue| failed(false));
+    let _ = promise.then2(&on_ok, &on_err);
+    // Each runs at most once, when the browser answers.
+    on_ok.forget();
+    on_err.forget();
+}
+
+#[cfg(not(feature = "hydrate"))]
+pub fn copy_text(_text: &str, done: impl Fn(bool) + 'static) {
+    done(false)
+}

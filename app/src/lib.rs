@@ -16,7 +16,7 @@ pub mod format;
 mod live;
 mod pages;
 
-use components::{provide_me, use_me};
+use components::{is_admin, provide_me, session, use_me};
 
 /// The server's version: the app is built from the same workspace, so this
 /// is the version of the server that rendered the page.
@@ -95,6 +95,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/runs") view={Lazy::<pages::RunsRoute>::new()}/>
                     <Route path=path!("/runs/:id") view={Lazy::<pages::RunRoute>::new()}/>
                     <Route path=path!("/approvals") view={Lazy::<pages::ApprovalsRoute>::new()}/>
+                    <Route path=path!("/enrollment-tokens") view={Lazy::<pages::EnrollmentRoute>::new()}/>
+                    <Route path=path!("/audit") view={Lazy::<pages::AuditRoute>::new()}/>
                     <Route path=path!("/signin") view={Lazy::<pages::SignInRoute>::new()}/>
                 </Routes>
             </main>
@@ -117,6 +119,15 @@ fn TopBar() -> impl IntoView {
                 <A href="/workflows">"Workflows"</A>
                 <A href="/runs">"Runs"</A>
                 <A href="/approvals">"Approvals"</A>
+                // What a role may not do is not offered.
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        is_admin(&session(me.await)).then(|| view! {
+                            <A href="/enrollment-tokens">"Enrollment tokens"</A>
+                            <A href="/audit">"Audit"</A>
+                        })
+                    })}
+                </Transition>
             </nav>
             <span
                 class="live-dot"
@@ -127,7 +138,7 @@ fn TopBar() -> impl IntoView {
             ></span>
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
-                    components::session(me.await).map(|s| {
+                    session(me.await).map(|s| {
                         let csrf = s.csrf_token.clone().unwrap_or_default();
                         view! {
                             <span class="who" data-testid="who">

@@ -1,10 +1,13 @@
-//! The fleet: who is online, how loaded (L = C/M), and drain controls.
+//! The fleet: who is online, how loaded (L = C/M), drain controls, and
+//! revoking an agent that is no longer trusted.
 
 use drover_protocol::api::{AgentList, AgentView};
 use leptos::prelude::*;
 
 use crate::api;
-use crate::components::{is_admin, outcome_view, session, use_me, Badge, Empty, ErrorBox, Loading};
+use crate::components::{
+    is_admin, outcome_view, session, use_me, Badge, ConfirmButton, Empty, ErrorBox, Loading,
+};
 use crate::format::{ago, fixed};
 use crate::live::{use_live, Topic};
 
@@ -31,15 +34,45 @@ pub fn Agents() -> impl IntoView {
                 })
         }
     });
+    let revoke = Action::new(move |id: &i64| {
+        let id = *id;
+        async move {
+            api::post::<serde_json::Value>(&format!("/agents/{id}/revoke"), &serde_json::json!({}))
+                .await
+                .map(|answer| {
+                    let requeued = answer
+                        .get("requeued")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0);
+                    let moved = match requeued {
+                        0 => String::new(),
+                        1 => "; its running task goes to another agent".into(),
+                        n => format!("; its {n} running tasks go to other agents"),
+                    };
+                    format!("Agent {id} is revoked: the server refuses its calls{moved}.")
+                })
+        }
+    });
+    // The last button's outcome, whichever it was.
+    let flash = RwSignal::new(None);
     Effect::new(move |_| {
-        if toggle.value().get().is_some() {
+        if let Some(outcome) = toggle.value().get() {
+            flash.set(Some(outcome));
             agents.refetch();
         }
     });
+    Effect::new(move |_| {
+        if let Some(outcome) = revoke.value().get() {
+            flash.set(Some(outcome));
+            agents.refetch();
+        }
+    });
+    // The agent whose revocation is being confirmed.
+    let armed = RwSignal::new(None::<i64>);
     view! {
         <h1 class="page-title">"Agents"</h1>
         <p class="muted">"Work goes to the least-loaded agent that can take it: load L = running (C) / capacity (M)."</p>
-        {move || outcome_view(toggle.value().get())}
+        {move || outcome_view(flash.get())}
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
                 let (list, me) = (api::parse::<AgentList>(agents.await), session(me.await));
@@ -51,7 +84,10 @@ pub fn Agents() -> impl IntoView {
                             " (see the README's agent section)."
                         </Empty>
                     }.into_any(),
-                    Ok(list) => view! {
+                    Ok(mut list) => {
+                        // Revoked agents last: they will not be back.
+                        list.agents.sort_by_key(|a| a.status.as_str() == "revoked");
+                        view! {
                         <div class="table-wrap">
                             <table class="data" data-testid="agents">
                                 <thead><tr>
@@ -60,11 +96,12 @@ pub fn Agents() -> impl IntoView {
                                     {admin.then(|| view! { <th></th> })}
                                 </tr></thead>
                                 <tbody>
-                                    {list.agents.into_iter().map(|a| view! { <AgentRow a admin toggle/> }).collect_view()}
+                                    {list.agents.into_iter().map(|a| view! { <AgentRow a admin toggle revoke armed/> }).collect_view()}
                                 </tbody>
                             </table>
                         </div>
-                    }.into_any(),
+                    }.into_any()
+                    }
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
                 }
             })}
@@ -77,6 +114,8 @@ fn AgentRow(
     a: AgentView,
     admin: bool,
     toggle: Action<(i64, bool), api::ApiResult<String>>,
+    revoke: Action<i64, api::ApiResult<String>>,
+    armed: RwSignal<Option<i64>>,
 ) -> impl IntoView {
     let live = use_live();
     let status = a.status.as_str().to_string();
@@ -89,8 +128,14 @@ fn AgentRow(
     let id = a.id;
     let draining = status == "draining";
     let online = status == "online";
+    let revoked = status == "revoked";
+    let revocable = !revoked && status != "deregistered";
+    let question = format!(
+        "Revoke {}? The server refuses its calls from now on and its running tasks go to other agents.",
+        a.name
+    );
     view! {
-        <tr data-testid="agent-row" data-agent=a.name.clone() data-status=status.clone()>
+        <tr data-testid="agent-row" data-agent=a.name.clone() data-status=status.clone() class:revoked=revoked>
             <td><strong>{a.name.clone()}</strong> <span class="muted">" #" {a.id}</span></td>
             <td>{a.hostname.clone()}</td>
             <td class="muted">{a.version.clone()}</td>
@@ -103,14 +148,18 @@ fn AgentRow(
                 <span class="n" data-testid="agent-load">{a.running} "/" {a.capacity} " · L " {fixed(a.load, 2)}</span>
             </td>
             <td class="muted">{move || ago(live.now_us.get(), beat)}</td>
-            <td><Badge status=status.clone()/></td>
+            <td class="status"><Badge status=status.clone()/></td>
             {admin.then(|| view! {
-                <td>
+                <td class="row-actions">
                     {online.then(|| view! {
                         <button data-testid="drain" on:click=move |_| { toggle.dispatch((id, true)); }>"Drain"</button>
                     })}
                     {draining.then(|| view! {
                         <button data-testid="enable" on:click=move |_| { toggle.dispatch((id, false)); }>"Re-enable"</button>
+                    })}
+                    {revocable.then(|| view! {
+                        <ConfirmButton armed id label="Revoke" confirm_label="Confirm revoke" question testid="revoke"
+                            on_confirm=Callback::new(move |_| { revoke.dispatch(id); })/>
                     })}
                 </td>
             })}

@@ -4,6 +4,8 @@ use leptos::prelude::*;
 
 pub mod agents;
 pub mod approvals;
+pub mod audit;
+pub mod enrollment;
 pub mod overview;
 pub mod run;
 pub mod runs;
@@ -83,5 +85,7 @@ lazy_page! {
     RunsRoute => runs::Runs;
     RunRoute => run::RunPage;
     ApprovalsRoute => approvals::Approvals;
+    EnrollmentRoute => enrollment::EnrollmentTokens;
+    AuditRoute => audit::Audit;
     SignInRoute => signin::SignIn;
 }
