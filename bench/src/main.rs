@@ -166,7 +166,11 @@ async fn main() -> Result<()> {
                 let (report, flow) = run(&args, dir, backend)
                     .await
                     .with_context(|| format!("{backend} run failed"))?;
-                reports.extend(report);
+                reports.extend(
+                    report
+                        .into_iter()
+                        .map(|r| (format!("{}{tag}", r.backend), r)),
+                );
                 flows.extend(flow.into_iter().map(|f| (format!("{}{tag}", f.backend), f)));
             }
         }
@@ -200,10 +204,10 @@ async fn main() -> Result<()> {
         "| database | tasks | seconds | throughput (tasks/s) | submit→start p50 | p99 | max |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for r in &reports {
+    for (label, r) in &reports {
         println!(
             "| {} | {} | {:.2} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms |",
-            r.backend,
+            label,
             r.tasks,
             r.elapsed.as_secs_f64(),
             r.tasks as f64 / r.elapsed.as_secs_f64(),
@@ -212,7 +216,44 @@ async fn main() -> Result<()> {
             r.max_ms
         );
     }
+    if args.repeat > 1 {
+        print_queue_medians(&reports);
+    }
     Ok(())
+}
+
+/// The median of the queue figures over the runs of each database (and build).
+fn print_queue_medians(reports: &[(String, Report)]) {
+    let mut labels: Vec<&str> = Vec::new();
+    for (label, _) in reports {
+        if !labels.contains(&label.as_str()) {
+            labels.push(label);
+        }
+    }
+    println!();
+    println!("| database | runs | throughput (tasks/s) | submit→start p50 | p99 |");
+    println!("|---|---|---|---|---|");
+    for label in labels {
+        let runs: Vec<&Report> = reports
+            .iter()
+            .filter(|(l, _)| l == label)
+            .map(|(_, r)| r)
+            .collect();
+        let rate = median(
+            runs.iter()
+                .map(|r| r.tasks as f64 / r.elapsed.as_secs_f64())
+                .collect(),
+        );
+        let p50 = median(runs.iter().map(|r| r.p50_ms).collect());
+        let p99 = median(runs.iter().map(|r| r.p99_ms).collect());
+        println!(
+            "| {label} | {} | {:.0} | {} | {} |",
+            runs.len(),
+            rate.unwrap_or(0.0),
+            ms(p50),
+            ms(p99)
+        );
+    }
 }
 
 /// The median of each shape's figures over the runs of each database (and build).
@@ -327,12 +368,13 @@ async fn run(
                 &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             )?;
             psql(&args.pg_admin_url, &format!("CREATE DATABASE {name}"))?;
-            let base = args
-                .pg_admin_url
-                .rsplit_once('/')
-                .map(|(b, _)| b)
-                .unwrap_or(&args.pg_admin_url);
-            format!("{base}/{name}")
+            // The admin URL's options (`?sslmode=disable`) apply to the run's database too.
+            let (admin, options) = match args.pg_admin_url.split_once('?') {
+                Some((url, options)) => (url, format!("?{options}")),
+                None => (args.pg_admin_url.as_str(), String::new()),
+            };
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+            format!("{base}/{name}{options}")
         }
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")?

@@ -1,6 +1,6 @@
 //! The state every handler shares.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -35,7 +35,13 @@ pub struct Shared {
     /// of any other type is refused. Refreshed from the store on a miss, so a
     /// registration on another instance is seen.
     known_types: RwLock<HashSet<String>>,
+    /// Task types gated by approvals (only runs and admins submit them), as
+    /// of the newest workflow version id they were worked out from.
+    pub gated_types: GatedTypes,
 }
+
+/// See [`Shared::gated_types`].
+pub type GatedTypes = RwLock<Option<(i64, Arc<BTreeMap<String, String>>)>>;
 
 impl AppState {
     pub fn new(shared: Shared) -> Self {
@@ -77,6 +83,7 @@ impl Shared {
             events,
             sign_in_limiter: crate::ratelimit::SignInLimiter::standard(),
             known_types: RwLock::new(known),
+            gated_types: RwLock::new(None),
         }
     }
 

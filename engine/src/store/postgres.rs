@@ -817,7 +817,7 @@ impl QueueStore for PgStore {
 
     async fn list_agents(&self) -> Result<Vec<AgentView>> {
         let rows = sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents ORDER BY status = 'deregistered', status = 'offline', name, id"
+            "SELECT {AGENT_COLUMNS} FROM agents ORDER BY status IN ('deregistered', 'revoked'), status = 'offline', name, id"
         ))
         .fetch_all(&self.pool)
         .await?;

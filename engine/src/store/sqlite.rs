@@ -727,7 +727,7 @@ impl QueueStore for SqliteStore {
 
     async fn list_agents(&self) -> Result<Vec<AgentView>> {
         let rows = sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents ORDER BY status = 'deregistered', status = 'offline', name, id"
+            "SELECT {AGENT_COLUMNS} FROM agents ORDER BY status IN ('deregistered', 'revoked'), status = 'offline', name, id"
         ))
         .fetch_all(&self.reader)
         .await?;

@@ -19,6 +19,10 @@ pub trait WorkflowDefStore {
     ) -> Result<(WorkflowVersion, bool)>;
     /// The latest version of every workflow.
     async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>>;
+    /// The id of the newest version of any workflow (0 when there is none):
+    /// versions are only ever added, so it changes exactly when the set of
+    /// latest versions does, and costs one index lookup.
+    async fn latest_workflow_id(&self) -> Result<i64>;
     /// Every version of one workflow, newest first.
     async fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>>;
     /// One version, or the latest.
@@ -94,6 +98,12 @@ macro_rules! impl_workflow_defs {
                 rows.iter().map(|r| Ok(version_of!(r))).collect()
             }
 
+            async fn latest_workflow_id(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM workflows")
+                    .fetch_one(self.$reader())
+                    .await?)
+            }
+
             async fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>> {
                 let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM workflows WHERE name = $1 ORDER BY version DESC"))
                     .bind(name)
@@ -122,6 +132,7 @@ impl_workflow_defs!(PgStore, begin_write, pool);
 delegate_to_backend!(WorkflowDefStore {
     async fn upload_workflow(&self, name: &str, definition: &serde_json::Value, digest: &str, created_by: &str, now_us: i64) -> Result<(WorkflowVersion, bool)>;
     async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>>;
+    async fn latest_workflow_id(&self) -> Result<i64>;
     async fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>>;
     async fn workflow(&self, name: &str, version: Option<i64>) -> Result<Option<WorkflowVersion>>;
 });
