@@ -3,17 +3,11 @@
 //! task types that run after an approval are submitted by runs or admins
 //! only — on SQLite and PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use serde_json::{json, Value};
 use support::{fast_timeouts, Backend, Database, Server};
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
-}
 
 on_both!(
     an_operator_cannot_upload_a_version_that_drops_an_approval,
@@ -36,14 +30,7 @@ async fn fixture(backend: Backend) -> Fixture {
     let mut env = fast_timeouts();
     env.push(("DROVER_TASK_TYPES", "echo,sleep"));
     let server = Server::start(&db, &env).await;
-    let (s, body) = server
-        .post(
-            "/api/v1/users",
-            &json!({ "name": "otto", "role": "operator" }),
-        )
-        .await;
-    assert_eq!(s, 201, "{body}");
-    let otto = body["token"].as_str().unwrap().to_string();
+    let otto = server.create_user("otto", "operator").await;
     Fixture {
         server,
         _db: db,
@@ -53,16 +40,7 @@ async fn fixture(backend: Backend) -> Fixture {
 
 impl Fixture {
     async fn upload_as(&self, token: &str, text: &str) -> (u16, Value) {
-        let r = self
-            .server
-            .http
-            .post(format!("{}/api/v1/workflows", self.server.url))
-            .bearer_auth(token)
-            .body(text.to_string())
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        self.server.upload_workflow(token, text).await
     }
 
     async fn submit_as(&self, token: &str, body: Value) -> (u16, Value) {

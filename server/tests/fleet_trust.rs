@@ -3,6 +3,7 @@
 //! take, revocation, and handlers that never see the agent's credentials.
 //! Real server and agent processes over HTTP, on SQLite and PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -14,13 +15,6 @@ use support::{
     agent_config, eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, RawAgent,
     Server, API_TOKEN, ENROLL_TOKEN,
 };
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
-}
 
 on_both!(
     another_agents_result_is_stale_while_a_restarted_holder_delivers,
@@ -212,14 +206,7 @@ async fn a_scoped_enrollment_token_cannot_register_for_other_work(backend: Backe
         .post("/api/v1/enrollment-tokens", &json!({ "name": "resizers" }))
         .await;
     assert_eq!(status, 409, "{body}");
-    let (status, op) = server
-        .post(
-            "/api/v1/users",
-            &json!({ "name": "olga", "role": "operator" }),
-        )
-        .await;
-    assert_eq!(status, 201, "{op}");
-    let op_token = op["token"].as_str().expect("token");
+    let op_token = &server.create_user("olga", "operator").await;
     let (status, _) = server
         .call_as(
             op_token,
@@ -377,23 +364,9 @@ async fn approvals_cancels_and_retries_are_audited(backend: Backend) {
         "/../examples/workflows/purchase-approval.yaml"
     ))
     .expect("example");
-    let r = server
-        .http
-        .post(format!("{}/api/v1/workflows", server.url))
-        .bearer_auth(API_TOKEN)
-        .body(yaml)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(r.status().as_u16(), 201);
-    let (status, approver) = server
-        .post(
-            "/api/v1/users",
-            &json!({ "name": "pat", "role": "approver" }),
-        )
-        .await;
-    assert_eq!(status, 201, "{approver}");
-    let approver_token = approver["token"].as_str().expect("token").to_string();
+    let (status, body) = server.upload_workflow(API_TOKEN, &yaml).await;
+    assert_eq!(status, 201, "{body}");
+    let approver_token = server.create_user("pat", "approver").await;
     let inputs = json!({ "item": "laptop", "amount": 2500 });
     let (status, run) = server
         .post(

@@ -2,19 +2,13 @@
 //! refused at upload, and a run that meets a limit while it runs fails
 //! with the reason instead of staying `running` — on SQLite and PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{agent_config, eventually, fast_timeouts, AgentProcess, Backend, Database, Server};
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
-}
 
 on_both!(
     settings_over_the_task_caps_are_refused_at_upload,
@@ -46,16 +40,7 @@ async fn fixture(backend: Backend, extra: &[(&'static str, &'static str)]) -> Fi
 
 impl Fixture {
     async fn upload(&self, text: &str) -> (u16, Value) {
-        let r = self
-            .server
-            .http
-            .post(format!("{}/api/v1/workflows", self.server.url))
-            .bearer_auth(support::API_TOKEN)
-            .body(text.to_string())
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        self.server.upload_workflow(support::API_TOKEN, text).await
     }
 
     async fn start(&self, workflow: &str, inputs: Value) -> i64 {

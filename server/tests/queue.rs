@@ -1,6 +1,7 @@
 //! The queue end to end: real server and agent processes over HTTP, on
 //! SQLite and on PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use std::collections::HashSet;
@@ -12,13 +13,6 @@ use support::{
     agent_config, eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, RawAgent,
     Server,
 };
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
-}
 
 on_both!(
     tasks_run_in_priority_order,

@@ -2,6 +2,7 @@
 //! the server as real agents finish tasks, approvals decided by users with
 //! roles — on SQLite and PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -10,13 +11,6 @@ use serde_json::{json, Value};
 use support::{
     agent_config, eventually, fast_timeouts, AgentProcess, Backend, Database, RawAgent, Server,
 };
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
-}
 
 on_both!(
     purchase_approval_waits_for_a_manager_and_refuses_self_approval,
@@ -75,25 +69,11 @@ async fn fixture(backend: Backend) -> Fixture {
 
 impl Fixture {
     async fn user(&self, name: &str, role: &str) -> String {
-        let (s, body) = self
-            .server
-            .post("/api/v1/users", &json!({ "name": name, "role": role }))
-            .await;
-        assert_eq!(s, 201, "{body}");
-        body["token"].as_str().unwrap().to_string()
+        self.server.create_user(name, role).await
     }
 
     async fn upload(&self, text: &str) -> (u16, Value) {
-        let r = self
-            .server
-            .http
-            .post(format!("{}/api/v1/workflows", self.server.url))
-            .bearer_auth(support::API_TOKEN)
-            .body(text.to_string())
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        self.server.upload_workflow(support::API_TOKEN, text).await
     }
 
     async fn as_user(&self, token: &str, path: &str, body: Value) -> (u16, Value) {

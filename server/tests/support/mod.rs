@@ -5,7 +5,16 @@
 //! Processes are killed when their handle drops, so a failing test leaves
 //! nothing running.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// Runs each named `async fn name(backend: Backend)` of the test file once
+/// on SQLite and once on PostgreSQL (`#[macro_use] mod support;`).
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
+    };
+}
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -346,6 +355,28 @@ impl Server {
         text.lines()
             .find_map(|l| l.strip_prefix(series))
             .and_then(|v| v.trim().parse::<f64>().ok())
+    }
+
+    /// Creates a user of `role` and returns their API token.
+    pub async fn create_user(&self, name: &str, role: &str) -> String {
+        let (status, body) = self
+            .post("/api/v1/users", &json!({ "name": name, "role": role }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    /// Uploads a workflow definition (YAML or JSON text) with `token`.
+    pub async fn upload_workflow(&self, token: &str, text: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/workflows", self.url))
+            .bearer_auth(token)
+            .body(text.to_string())
+            .send()
+            .await
+            .expect("upload");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     /// A request with another bearer token (a user of another role).
