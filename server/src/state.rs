@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use drover_engine::domain::Scheduling;
-use drover_engine::store::QueueStore;
+use drover_engine::store::{QueueStore, WorkflowDefStore};
+use drover_engine::workflow;
 use drover_engine::Store;
 
 use crate::config::Config;
@@ -37,10 +38,10 @@ pub struct Shared {
     known_types: RwLock<HashSet<String>>,
     /// Task types gated by approvals (only runs and admins submit them), as
     /// of the newest workflow version id they were worked out from.
-    pub gated_types: GatedTypes,
+    pub gated_cache: GatedTypes,
 }
 
-/// See [`Shared::gated_types`].
+/// See [`Shared::gated_cache`].
 pub type GatedTypes = RwLock<Option<(i64, Arc<BTreeMap<String, String>>)>>;
 
 impl AppState {
@@ -83,8 +84,33 @@ impl Shared {
             events,
             sign_in_limiter: crate::ratelimit::SignInLimiter::standard(),
             known_types: RwLock::new(known),
-            gated_types: RwLock::new(None),
+            gated_cache: RwLock::new(None),
         }
+    }
+
+    /// The gated task types, worked out again only when a workflow version was
+    /// added since (on any instance): a submit costs one index lookup, not a
+    /// load and parse of every definition.
+    pub async fn gated_types(
+        &self,
+    ) -> Result<Arc<BTreeMap<String, String>>, crate::error::ApiError> {
+        let latest = self.store.latest_workflow_id().await?;
+        if let Some((id, gated)) = self.gated_cache.read().map(|g| g.clone()).unwrap_or(None) {
+            if id == latest {
+                return Ok(gated);
+            }
+        }
+        let mut defs = Vec::new();
+        for wf in self.store.list_workflows().await? {
+            let def: workflow::Definition = serde_json::from_value(wf.definition)
+                .map_err(|e| crate::error::ApiError::Store(e.into()))?;
+            defs.push(def);
+        }
+        let gated = Arc::new(workflow::gated_task_types(&defs));
+        if let Ok(mut cache) = self.gated_cache.write() {
+            *cache = Some((latest, Arc::clone(&gated)));
+        }
+        Ok(gated)
     }
 
     pub fn is_leader(&self) -> bool {

@@ -13,6 +13,7 @@ on_both!(
     an_operator_cannot_upload_a_version_that_drops_an_approval,
     an_operator_cannot_make_an_approval_decide_itself,
     an_operator_cannot_submit_a_gated_task_type_directly,
+    an_operator_cannot_run_a_gated_task_type_from_a_workflow_of_their_own,
 );
 
 const RELEASE: &str = "name: release\nsteps:\n  - id: build\n    type: task\n    task_type: echo\n  - id: ok\n    type: approval\n    depends_on: [build]\n    approvers: { roles: [approver] }\n    message: ship?\n  - id: deploy\n    type: task\n    depends_on: [ok]\n    task_type: sleep\n";
@@ -158,4 +159,23 @@ async fn an_operator_cannot_submit_a_gated_task_type_directly(backend: Backend) 
         .submit_as(support::API_TOKEN, json!({ "task_type": "sleep" }))
         .await;
     assert_eq!(s, 201, "{body}");
+}
+
+/// The way around the gate on `POST /tasks`: a new workflow of the
+/// operator's own whose step runs the protected type.
+async fn an_operator_cannot_run_a_gated_task_type_from_a_workflow_of_their_own(backend: Backend) {
+    let f = fixture(backend).await;
+    assert_eq!(f.upload_as(support::API_TOKEN, RELEASE).await.0, 201);
+    let hotfix = "name: hotfix\nsteps:\n  - id: deploy\n    type: task\n    task_type: sleep\n";
+    forbidden(
+        f.upload_as(&f.otto, hotfix).await,
+        "runs after an approval in workflow \"release\"",
+    );
+    let (status, body) = f.server.get("/api/v1/workflows/hotfix").await;
+    assert_eq!(status, 404, "nothing was stored: {body}");
+    // Workflows running ungated types are the operator's to change.
+    let build_only = "name: builds\nsteps:\n  - id: build\n    type: task\n    task_type: echo\n";
+    assert_eq!(f.upload_as(&f.otto, build_only).await.0, 201);
+    // An admin may.
+    assert_eq!(f.upload_as(support::API_TOKEN, hotfix).await.0, 201);
 }

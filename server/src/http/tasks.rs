@@ -1,16 +1,12 @@
 //! `/api/v1/tasks`: submit, inspect, list and cancel tasks.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_engine::domain::TaskSpec;
-use drover_engine::store::{QueueStore, TaskFilter, TaskRetryStore, WorkflowDefStore};
+use drover_engine::store::{QueueStore, TaskFilter, TaskRetryStore};
 use drover_engine::time::now_us;
-use drover_engine::workflow;
 use drover_engine::FieldError;
 use drover_protocol::api::{
     NewTask, NewTaskBatch, Role, SubmitBatchResponse, TaskDetail, TaskList, TaskStatus,
@@ -102,7 +98,7 @@ async fn submit(
 /// any workflow is submitted by that workflow's runs (or an admin), not
 /// directly: else the approval could be skipped (`workflow::gated_task_types`).
 async fn refuse_gated_types(state: &AppState, tasks: &[NewTask]) -> Result<(), ApiError> {
-    let gated = gated_types(state).await?;
+    let gated = state.gated_types().await?;
     match tasks
         .iter()
         .find_map(|t| gated.get(&t.task_type).map(|wf| (&t.task_type, wf)))
@@ -112,29 +108,6 @@ async fn refuse_gated_types(state: &AppState, tasks: &[NewTask]) -> Result<(), A
             "task type {task_type:?} runs after an approval in workflow {wf:?}; only a run of a workflow or an admin may submit it"
         ))),
     }
-}
-
-/// The gated task types, worked out again only when a workflow version was
-/// added since (on any instance): a submit costs one index lookup, not a
-/// load and parse of every definition.
-async fn gated_types(state: &AppState) -> Result<Arc<BTreeMap<String, String>>, ApiError> {
-    let latest = state.store.latest_workflow_id().await?;
-    if let Some((id, gated)) = state.gated_types.read().map(|g| g.clone()).unwrap_or(None) {
-        if id == latest {
-            return Ok(gated);
-        }
-    }
-    let mut defs = Vec::new();
-    for wf in state.store.list_workflows().await? {
-        let def: workflow::Definition =
-            serde_json::from_value(wf.definition).map_err(|e| ApiError::Store(e.into()))?;
-        defs.push(def);
-    }
-    let gated = Arc::new(workflow::gated_task_types(&defs));
-    if let Ok(mut cache) = state.gated_types.write() {
-        *cache = Some((latest, Arc::clone(&gated)));
-    }
-    Ok(gated)
 }
 
 async fn get_task(

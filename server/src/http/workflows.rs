@@ -85,7 +85,17 @@ async fn require_admin_for_approvals(
         .map(|l| serde_json::from_value(l.definition))
         .transpose()
         .map_err(|e| ApiError::Store(e.into()))?;
-    match workflow::admin_needed_for(def, current.as_ref()) {
+    // A new workflow that runs a task type some approval protects would
+    // run it without the approval.
+    let gated = state.gated_types().await?;
+    let runs_gated = def.steps.iter().find_map(|step| match step {
+        workflow::Step::Task(t) => gated
+            .get(&t.task_type)
+            .filter(|gating| **gating != def.name)
+            .map(|gating| format!("step {:?} runs task type {:?}, which runs after an approval in workflow {gating:?}", t.id, t.task_type)),
+        _ => None,
+    });
+    match runs_gated.or_else(|| workflow::admin_needed_for(def, current.as_ref())) {
         None => Ok(()),
         Some(why) => Err(ApiError::Forbidden(format!(
             "{} is a{} {}; changing workflow {:?} needs admin: {why}",
