@@ -37,6 +37,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The credential presented belongs to something an admin revoked.
+    #[error("{0}")]
+    Revoked(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

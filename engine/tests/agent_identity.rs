@@ -196,8 +196,21 @@ async fn an_agent_key_resumes_the_agent_and_requeues_what_it_no_longer_runs(stor
         task_id: done.task_id,
         lease_token: done.lease_token,
     }];
+    // An admin had drained it: resuming does not undo that.
+    store
+        .set_agent_draining(first.agent_id, true)
+        .await
+        .expect("drained");
     let again = register_with(&store, "a", Some("key-of-a"), &keep).await;
     assert!(again.resumed);
+    let row = store
+        .list_agents()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|v| v.id == first.agent_id)
+        .expect("listed");
+    assert_eq!(row.status, AgentStatus::Draining);
     assert_eq!(again.agent_id, first.agent_id, "the same agent");
     assert_eq!(
         again.sweep.tasks_requeued, 1,
@@ -241,7 +254,24 @@ async fn a_revoked_agent_is_cut_off_and_its_tasks_requeued(store: Store) {
     assert_eq!(row.status, AgentStatus::Revoked);
     // It gets no work, and its key no longer resumes it.
     assert!(store.claim(a, 1, now_us(), TTL).await.expect("claim").drain);
-    let rejoined = register_with(&store, "a", Some("key-a"), &[]).await;
+    let spec = spec("a");
+    let again = store
+        .register_agent(
+            &Registration {
+                spec: &spec,
+                session_hash: "s-again",
+                key_hash: Some("key-a"),
+                enrollment_id: None,
+                resuming: &[],
+            },
+            now_us(),
+        )
+        .await;
+    assert!(
+        matches!(again, Err(drover_engine::StoreError::Revoked(_))),
+        "a revoked agent's key stays refused: {again:?}"
+    );
+    let rejoined = register_with(&store, "a", Some("a-new-key"), &[]).await;
     assert!(!rejoined.resumed);
     assert_ne!(rejoined.agent_id, a);
     assert!(matches!(
@@ -314,11 +344,16 @@ async fn enrollment_tokens_expire_and_revoking_names_their_agents(store: Store) 
         .await
         .expect("registered")
         .agent_id;
+    assert!(store.agent_by_token("s-r").await.expect("read").is_some());
     let agents = store
         .revoke_enrollment_token(scoped.id, now)
         .await
         .expect("revoked");
     assert_eq!(agents, vec![agent]);
+    // Its session is refused from now on, even before (or without) the
+    // agent's own revocation: one that registered as the token was being
+    // revoked cannot slip through.
+    assert!(store.agent_by_token("s-r").await.expect("read").is_none());
     assert!(store
         .usable_enrollment_token("hash-1", now)
         .await

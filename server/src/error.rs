@@ -37,6 +37,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound("resource".into()),
             StoreError::Conflict(msg) => ApiError::Conflict(msg),
+            StoreError::Revoked(msg) => ApiError::Forbidden(msg),
             other => ApiError::Store(other),
         }
     }

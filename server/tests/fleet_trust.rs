@@ -24,6 +24,7 @@ on_both!(
     sign_ins_and_user_changes_are_audited,
     approvals_cancels_and_retries_are_audited,
     a_restarted_agent_delivers_its_outbox_as_itself,
+    a_revoked_agent_process_stays_out,
 );
 
 fn registration(name: &str, types: &[&str], key: Option<&str>, resuming: Value) -> Value {
@@ -481,4 +482,33 @@ async fn a_restarted_agent_delivers_its_outbox_as_itself(backend: Backend) {
         "{}",
         agent.log_text()
     );
+}
+
+/// The real agent answers a refused session by registering again, with its
+/// key and its still valid enrollment token: the key of a revoked agent is
+/// refused, so it stays out until its key file is deleted.
+async fn a_revoked_agent_process_stays_out(backend: Backend) {
+    let (db, server) = start(backend, "echo,sleep,flaky,fail").await;
+    let agent = AgentProcess::start(&server, db.dir(), "gone", &agent_config(2, &[]));
+    let id = eventually(Duration::from_secs(20), "the agent online", || async {
+        let agents = server.agents().await;
+        agents
+            .iter()
+            .find(|a| a.status == AgentStatus::Online)
+            .map(|a| a.id)
+    })
+    .await;
+    let (status, body) = server
+        .post(&format!("/api/v1/agents/{id}/revoke"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        Duration::from_secs(20),
+        "the agent to hit the refusal",
+        || async { agent.log_text().contains("was revoked").then_some(()) },
+    )
+    .await;
+    let agents = server.agents().await;
+    assert_eq!(agents.len(), 1, "no new agent: {agents:?}");
+    assert_eq!(agents[0].status, AgentStatus::Revoked);
 }

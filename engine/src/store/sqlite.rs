@@ -585,7 +585,7 @@ impl QueueStore for SqliteStore {
             Some(key) => {
                 sqlx::query_scalar(
                     "UPDATE agents SET name = ?1, hostname = ?2, version = ?3, task_types = ?4, labels = ?5, \
-                     capacity = ?6, status = 'online', token_hash = ?7, enrollment_id = ?8, last_heartbeat_at = ?9 \
+                     capacity = ?6, status = CASE WHEN status = 'draining' THEN 'draining' ELSE 'online' END, token_hash = ?7, enrollment_id = ?8, last_heartbeat_at = ?9 \
                      WHERE key_hash = ?10 AND status <> 'revoked' RETURNING id",
                 )
                 .bind(&spec.name)
@@ -628,6 +628,21 @@ impl QueueStore for SqliteStore {
                 }
             }
             None => {
+                // The key of a revoked agent stays refused: the host must
+                // be enrolled afresh (with a new key) to come back.
+                if let Some(key) = reg.key_hash {
+                    let revoked: Option<i64> = sqlx::query_scalar(
+                        "SELECT id FROM agents WHERE key_hash = ?1 AND status = 'revoked'",
+                    )
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(id) = revoked {
+                        return Err(StoreError::Revoked(format!(
+                            "agent {id}, whose key this is, was revoked; delete its key file to enroll it as a new agent"
+                        )));
+                    }
+                }
                 let agent_id: i64 = sqlx::query_scalar(
                     "INSERT INTO agents (name, hostname, version, task_types, labels, capacity, running, status, token_hash, \
                      registered_at, last_heartbeat_at, key_hash, enrollment_id) \
@@ -656,7 +671,12 @@ impl QueueStore for SqliteStore {
     }
 
     async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>> {
-        let row = sqlx::query("SELECT id, name, status, capacity, running, task_types, labels FROM agents WHERE token_hash = ?1")
+        let row = sqlx::query(
+            // A session whose enrollment token was revoked is refused even
+            // if the agent registered as the token was being revoked.
+            "SELECT id, name, status, capacity, running, task_types, labels FROM agents WHERE token_hash = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM enrollment_tokens e WHERE e.id = agents.enrollment_id AND e.revoked_at IS NOT NULL)",
+        )
             .bind(token_hash)
             .fetch_optional(&self.reader)
             .await?;
@@ -689,7 +709,7 @@ impl QueueStore for SqliteStore {
     async fn revoke_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
         self.retire_agent(
             agent_id,
-            "UPDATE agents SET status = 'revoked', key_hash = NULL WHERE id = ?1 RETURNING id",
+            "UPDATE agents SET status = 'revoked' WHERE id = ?1 RETURNING id",
             SweptBecause::Revoked,
             now_us,
         )
