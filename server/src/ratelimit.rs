@@ -105,6 +105,16 @@ impl<K: Hash + Eq + Clone> Counter<K> {
     fn clear(&mut self, key: &K) {
         self.entries.remove(key);
     }
+
+    /// Takes back one counted attempt: it turned out to be a right password.
+    fn forgive_one(&mut self, key: &K) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.attempts = e.attempts.saturating_sub(1);
+            if e.attempts == 0 {
+                self.entries.remove(key);
+            }
+        }
+    }
 }
 
 /// The outcome of asking to try a password.
@@ -156,6 +166,7 @@ impl SignInLimiter {
         };
         let (by_addr, by_name) = &mut *guard;
         let now = Instant::now();
+        let addr = addr.map(limited_unit);
         let addr_wait = addr.map_or(Duration::ZERO, |a| by_addr.wait(&a, now));
         if !addr_wait.is_zero() {
             return Admission::Wait(addr_wait);
@@ -172,14 +183,32 @@ impl SignInLimiter {
         Admission::Admitted
     }
 
-    /// A right password: the address and the name start afresh.
+    /// A right password: the name starts afresh, and the address is not
+    /// charged for this attempt, but keeps its failures — else anyone with
+    /// an account of their own could sign in between guesses at another's
+    /// and never be slowed down.
     pub fn succeeded(&self, addr: Option<IpAddr>, name: &str) {
         if let Ok(mut guard) = self.inner.lock() {
             let (by_addr, by_name) = &mut *guard;
             if let Some(a) = addr {
-                by_addr.clear(&a);
+                by_addr.forgive_one(&limited_unit(a));
             }
             by_name.clear(&name.to_string());
+        }
+    }
+}
+
+/// What one client is, for the limits: an IPv4 address, or an IPv6 /64 —
+/// a single host usually has a whole /64 to pick addresses from.
+fn limited_unit(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
         }
     }
 }
@@ -247,5 +276,38 @@ mod tests {
         assert_eq!(p.delay(1), Duration::from_millis(10));
         assert_eq!(p.delay(2), Duration::from_millis(20));
         assert_eq!(p.delay(1000), Duration::from_millis(40));
+    }
+
+    #[test]
+    fn signing_in_between_guesses_does_not_reset_an_address() {
+        let l = SignInLimiter::new(policy(3, 60_000), policy(100, 1000));
+        // Two wrong guesses at admin, one right sign-in of one's own: the
+        // address keeps the two failures.
+        for _ in 0..2 {
+            assert_eq!(l.admit(ip(1), "admin"), Admission::Admitted);
+        }
+        assert_eq!(l.admit(ip(1), "mallory"), Admission::Admitted);
+        l.succeeded(ip(1), "mallory");
+        assert_eq!(l.admit(ip(1), "admin"), Admission::Admitted);
+        assert!(
+            matches!(l.admit(ip(1), "admin"), Admission::Wait(_)),
+            "the fourth attempt after three failures waits"
+        );
+        // Someone signing in right every time is never slowed down.
+        for _ in 0..10 {
+            assert_eq!(l.admit(ip(2), "ann"), Admission::Admitted);
+            l.succeeded(ip(2), "ann");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_client_per_64() {
+        let l = SignInLimiter::new(policy(1, 60_000), policy(100, 1000));
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(l.admit(Some(a), "admin"), Admission::Admitted);
+        assert!(matches!(l.admit(Some(b), "admin"), Admission::Wait(_)));
+        assert_eq!(l.admit(Some(c), "admin"), Admission::Admitted);
     }
 }
