@@ -62,9 +62,16 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The session token of the request, under either cookie name.
+/// The session token of the request. Over HTTPS only the `__Host-` name
+/// counts: a plain-named cookie could have been planted by a sibling
+/// subdomain or over plain HTTP (session fixation), which is what the
+/// prefix rules out.
 pub fn session_token(headers: &HeaderMap) -> Option<&str> {
-    cookie(headers, SECURE_SESSION_COOKIE).or_else(|| cookie(headers, SESSION_COOKIE))
+    if served_over_https(headers) {
+        cookie(headers, SECURE_SESSION_COOKIE)
+    } else {
+        cookie(headers, SESSION_COOKIE)
+    }
 }
 
 /// The CSRF value belonging to a session: derived, so nothing is stored.
@@ -602,5 +609,19 @@ mod tests {
         assert!(check_same_origin(&h).is_err());
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         assert!(check_same_origin(&h).is_ok());
+    }
+
+    #[test]
+    fn over_https_only_the_host_prefixed_session_cookie_counts() {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("drover_session=planted"));
+        assert_eq!(session_token(&headers), Some("planted"), "plain HTTP");
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(session_token(&headers), None, "a planted plain cookie");
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("drover_session=planted; __Host-drover_session=real"),
+        );
+        assert_eq!(session_token(&headers), Some("real"));
     }
 }

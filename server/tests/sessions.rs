@@ -175,11 +175,25 @@ async fn a_session_cookie_is_httponly_and_changes_need_its_csrf_token() {
     );
     let csrf = cookie_value(&pairs, "__Host-drover_csrf");
     assert_eq!(body["csrf_token"], json!(csrf));
-    let res = get_as(&server, "/api/v1/session", &pairs).await;
+    // A browser sends `__Host-` cookies over HTTPS only.
+    let over_https = |path: &str| {
+        client()
+            .get(format!("{}{path}", server.url))
+            .header(COOKIE, &pairs)
+            .header("x-forwarded-proto", "https")
+    };
+    let res = over_https("/api/v1/session").send().await.expect("get");
     assert_eq!(res.status().as_u16(), 200);
+    let res = get_as(&server, "/api/v1/session", &pairs).await;
+    assert_eq!(
+        res.status().as_u16(),
+        401,
+        "a `__Host-` name is not read off a plain HTTP request"
+    );
     let res = http
         .post(format!("{}/api/v1/tasks", server.url))
         .header(COOKIE, &pairs)
+        .header("x-forwarded-proto", "https")
         .header("x-csrf-token", &csrf)
         .json(&task)
         .send()
