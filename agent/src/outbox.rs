@@ -142,13 +142,20 @@ impl Outbox {
 }
 
 /// Creates the state directory (and its parents) readable by the agent's
-/// user only: results and the agent's key are no one else's business.
+/// user only: results and the agent's key are no one else's business. A
+/// directory that exists already (from an older agent) is narrowed too.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// Creates (or truncates) a file only the agent's user may read or write.
@@ -165,10 +172,19 @@ fn open_append(path: &Path) -> Result<File, OutboxError> {
     options.create(true).append(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map_err(|source| OutboxError::Open {
+    let open_error = |source| OutboxError::Open {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let file = options.open(path).map_err(open_error)?;
+    // An outbox written by an older agent may be world-readable.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(open_error)?;
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -252,5 +268,22 @@ mod tests {
             e.to_string().contains("cannot create state directory"),
             "{e}"
         );
+    }
+
+    /// A state directory and outbox left by an older agent, open to all,
+    /// are narrowed when the agent opens them.
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_state_directory_and_outbox_become_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::create("outbox-mode");
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let outbox = dir.0.join(FILE_NAME);
+        std::fs::write(&outbox, "").expect("write");
+        std::fs::set_permissions(&outbox, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let _ = Outbox::open(&dir.0).expect("open");
+        assert_eq!(mode(&dir.0), 0o700);
+        assert_eq!(mode(&outbox), 0o600);
     }
 }

@@ -367,21 +367,30 @@ async fn enrollment_tokens_expire_and_revoking_names_their_agents(store: Store) 
 
 async fn a_revoked_bootstrap_token_stays_revoked(store: Store) {
     let now = now_us();
+    // An agent from before enrollment tokens were recorded.
+    let old = register_with(&store, "old", None, &[]).await.agent_id;
     let boot = enrollment("bootstrap-abcd1234", "boot-hash", None);
     store
         .ensure_enrollment_token(&boot, now)
         .await
         .expect("stored");
+    let adopted = store.adopt_unenrolled_agents("boot-hash").await;
+    assert_eq!(adopted.expect("adopted"), 1);
     let id = store
         .usable_enrollment_token("boot-hash", now)
         .await
         .expect("read")
         .expect("usable")
         .id;
-    store
+    let revoked = store
         .revoke_enrollment_token(id, now)
         .await
         .expect("revoked");
+    assert_eq!(
+        revoked,
+        vec![old],
+        "revoking it reaches the agents it adopted"
+    );
     // The next start stores it again, as it does every start.
     store
         .ensure_enrollment_token(&boot, now)

@@ -249,6 +249,15 @@ async fn bootstrap_enrollment(store: &Store, token: &str) -> anyhow::Result<()> 
             now_us(),
         )
         .await?;
+    // Agents that registered before tokens were recorded came with this
+    // one (it was the only one): revoking it must reach them.
+    let adopted = store.adopt_unenrolled_agents(&hash_token(token)).await?;
+    if adopted > 0 {
+        tracing::info!(
+            agents = adopted,
+            "agents from before enrollment tokens now count as enrolled with the bootstrap token"
+        );
+    }
     Ok(())
 }
 

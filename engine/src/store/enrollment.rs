@@ -32,6 +32,9 @@ pub trait EnrollmentStore {
     /// exists already, revoked or not: a revoked bootstrap token stays
     /// revoked across restarts.
     async fn ensure_enrollment_token(&self, new: &NewEnrollment<'_>, now_us: i64) -> Result<()>;
+    /// Gives agents registered before enrollment tokens were recorded (none
+    /// is named) the token with this hash, so revoking it reaches them too.
+    async fn adopt_unenrolled_agents(&self, token_hash: &str) -> Result<u64>;
     /// The token with this hash if it may enroll now (not revoked, not expired).
     async fn usable_enrollment_token(
         &self,
@@ -113,6 +116,17 @@ macro_rules! impl_enrollment {
                 }
             }
 
+            async fn adopt_unenrolled_agents(&self, token_hash: &str) -> Result<u64> {
+                Ok(sqlx::query(
+                    "UPDATE agents SET enrollment_id = (SELECT id FROM enrollment_tokens WHERE token_hash = $1) \
+                     WHERE enrollment_id IS NULL AND status <> 'revoked'",
+                )
+                .bind(token_hash)
+                .execute(self.$write())
+                .await?
+                .rows_affected())
+            }
+
             async fn usable_enrollment_token(&self, token_hash: &str, now_us: i64) -> Result<Option<EnrollmentTokenView>> {
                 let row = sqlx::query(&format!(
                     "SELECT {COLUMNS} FROM enrollment_tokens WHERE token_hash = $1 \
@@ -162,6 +176,7 @@ impl_enrollment!(PgStore, pool, pool);
 delegate_to_backend!(EnrollmentStore {
     async fn create_enrollment_token(&self, new: &NewEnrollment<'_>, now_us: i64) -> Result<EnrollmentTokenView>;
     async fn ensure_enrollment_token(&self, new: &NewEnrollment<'_>, now_us: i64) -> Result<()>;
+    async fn adopt_unenrolled_agents(&self, token_hash: &str) -> Result<u64>;
     async fn usable_enrollment_token(&self, token_hash: &str, now_us: i64) -> Result<Option<EnrollmentTokenView>>;
     async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentTokenView>>;
     async fn revoke_enrollment_token(&self, id: i64, now_us: i64) -> Result<Vec<i64>>;
