@@ -47,7 +47,15 @@ fn bearer(parts: &Parts) -> Option<&str> {
 
 /// A signed-in user: the caller presented one of the user's API tokens, or
 /// a session cookie (with the CSRF value when the request changes state).
-pub struct Caller(pub UserView);
+pub struct Caller(pub UserView, pub CallerToken);
+
+/// What the caller's own credential allows beyond the user's role.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallerToken {
+    /// When the token or session presented stops working: a token it mints
+    /// must not outlive it.
+    pub expires_at_us: Option<i64>,
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -77,7 +85,12 @@ impl FromRequestParts<AppState> for Caller {
                 {
                     state.store.touch_token(found.token_id, now).await?;
                 }
-                Ok(Caller(found.user))
+                Ok(Caller(
+                    found.user,
+                    CallerToken {
+                        expires_at_us: found.expires_at_us,
+                    },
+                ))
             }
             None => Err(ApiError::Unauthorized),
         }

@@ -73,7 +73,8 @@ pub async fn run(store: &Store, command: Command) -> anyhow::Result<()> {
             expires_in,
         } => {
             let user = crate::users::find(store, &name).await?;
-            let (token, id) = crate::users::issue_token(store, user.id, &label, expires_in).await?;
+            let (token, id) =
+                crate::users::issue_token(store, user.id, &label, expires_in.into()).await?;
             println!("token {id} for {name} (shown once): {token}");
         }
         UserCommand::RevokeToken { id } => {

@@ -31,7 +31,7 @@ pub async fn create(
     let user = store
         .create_user(name, role, hash.as_deref(), now_us())
         .await?;
-    let (token, _) = issue_token(store, user.id, "first token", None).await?;
+    let (token, _) = issue_token(store, user.id, "first token", Lifetime::default()).await?;
     Ok(UserWithToken { user, token })
 }
 
@@ -64,16 +64,39 @@ pub fn token_prefix(token: &str) -> String {
 }
 
 /// Issues a new API token for a user; returns it (shown once) and its id.
+/// How long a new token lives: `length` from now (`None`: for ever), but
+/// never past `not_after_us`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lifetime {
+    pub length: Option<Duration>,
+    pub not_after_us: Option<i64>,
+}
+
+impl From<Option<Duration>> for Lifetime {
+    fn from(length: Option<Duration>) -> Self {
+        Self {
+            length,
+            not_after_us: None,
+        }
+    }
+}
+
 pub async fn issue_token(
     store: &Store,
     user_id: i64,
     name: &str,
-    lifetime: Option<Duration>,
+    lifetime: Lifetime,
 ) -> Result<(String, i64), ApiError> {
     check_token_name(name)?;
     let token = new_token();
     let now = now_us();
-    let expires_at_us = lifetime.map(|d| now.saturating_add(d.as_micros() as i64));
+    let asked = lifetime
+        .length
+        .map(|d| now.saturating_add(d.as_micros() as i64));
+    let expires_at_us = match (asked, lifetime.not_after_us) {
+        (Some(a), Some(cap)) => Some(a.min(cap)),
+        (a, cap) => a.or(cap),
+    };
     let id = store
         .add_api_token(NewToken {
             user_id,

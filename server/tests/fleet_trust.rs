@@ -25,6 +25,7 @@ on_both!(
     approvals_cancels_and_retries_are_audited,
     a_restarted_agent_delivers_its_outbox_as_itself,
     a_revoked_agent_process_stays_out,
+    a_token_cannot_mint_one_that_outlives_it,
 );
 
 fn registration(name: &str, types: &[&str], key: Option<&str>, resuming: Value) -> Value {
@@ -511,4 +512,30 @@ async fn a_revoked_agent_process_stays_out(backend: Backend) {
     let agents = server.agents().await;
     assert_eq!(agents.len(), 1, "no new agent: {agents:?}");
     assert_eq!(agents[0].status, AgentStatus::Revoked);
+}
+
+async fn a_token_cannot_mint_one_that_outlives_it(backend: Backend) {
+    let (_db, server) = start(backend, "echo").await;
+    let (status, short) = server
+        .post(
+            "/api/v1/tokens",
+            &json!({ "name": "short", "expires_in": "1h" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{short}");
+    let short_token = short["token"].as_str().expect("token");
+    let until = short["expires_at_us"].as_i64().expect("expiry");
+    for asked in [json!(null), json!("3650d")] {
+        let (status, minted) = server
+            .call_as(
+                short_token,
+                Method::POST,
+                "/api/v1/tokens",
+                Some(&json!({ "name": "forever", "expires_in": asked })),
+            )
+            .await;
+        assert_eq!(status, 201, "{minted}");
+        let minted_until = minted["expires_at_us"].as_i64().expect("it expires");
+        assert!(minted_until <= until, "{minted_until} > {until}");
+    }
 }

@@ -61,6 +61,8 @@ pub struct TokenUser {
     pub user: UserView,
     pub token_id: i64,
     pub last_used_at_us: Option<i64>,
+    /// When the token presented stops working (`None`: never).
+    pub expires_at_us: Option<i64>,
 }
 
 /// A change to a user that must leave at least one enabled admin.
@@ -288,7 +290,7 @@ macro_rules! impl_users {
 
             async fn user_by_token(&self, token_hash: &str, now_us: i64) -> Result<Option<TokenUser>> {
                 let row = sqlx::query(
-                    "SELECT u.id, u.name, u.role, u.created_at, t.id AS token_id, t.last_used_at \
+                    "SELECT u.id, u.name, u.role, u.created_at, t.id AS token_id, t.last_used_at, t.expires_at \
                      FROM api_tokens t JOIN users u ON u.id = t.user_id \
                      WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2) \
                      AND t.revoked_at IS NULL AND u.disabled_at IS NULL",
@@ -302,6 +304,7 @@ macro_rules! impl_users {
                         user: user_of(&r)?,
                         token_id: r.int("token_id")?,
                         last_used_at_us: r.opt_int("last_used_at")?,
+                        expires_at_us: r.opt_int("expires_at")?,
                     })
                 })
                 .transpose()

@@ -230,6 +230,7 @@ async fn create_token(
         (None, Some(_)) => (req.name.as_ref(), None),
         _ => (req.user.as_ref(), req.name.as_deref()),
     };
+    let mut cap = None;
     let (user, lifetime, default_name) = match (user_name, &req.password) {
         (Some(name), Some(password)) => {
             check_same_origin(&headers)?;
@@ -240,7 +241,13 @@ async fn create_token(
                 "sign-in",
             )
         }
-        (None, None) => (caller?.0, lifetime, "api"),
+        (None, None) => {
+            // A token minted with a token lives no longer than that one:
+            // a stolen short-lived session cannot turn into a permanent key.
+            let caller = caller?;
+            cap = caller.1.expires_at_us;
+            (caller.0, lifetime, "api")
+        }
         _ => {
             return Err(drover_engine::FieldError::new(
                 "password",
@@ -250,6 +257,10 @@ async fn create_token(
         }
     };
     let name = token_name.unwrap_or(default_name);
+    let lifetime = crate::users::Lifetime {
+        length: lifetime,
+        not_after_us: cap,
+    };
     let (token, id) = crate::users::issue_token(&state.store, user.id, name, lifetime).await?;
     let info = state
         .store
