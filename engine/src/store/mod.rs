@@ -384,6 +384,13 @@ impl SweptBecause {
     }
 }
 
+/// The refusal of a registration presenting the key of revoked agent `id`.
+fn revoked_key(id: i64) -> StoreError {
+    StoreError::Revoked(format!(
+        "agent {id}, whose key this is, was revoked; delete its key file to enroll it as a new agent"
+    ))
+}
+
 /// The attempt ending the result `agent_id` sent asks for.
 fn ending_of_result(agent_id: i64, r: &TaskResult) -> Ending {
     let end = match &r.outcome {

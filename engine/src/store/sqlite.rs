@@ -638,9 +638,7 @@ impl QueueStore for SqliteStore {
                     .fetch_optional(&mut *tx)
                     .await?;
                     if let Some(id) = revoked {
-                        return Err(StoreError::Revoked(format!(
-                            "agent {id}, whose key this is, was revoked; delete its key file to enroll it as a new agent"
-                        )));
+                        return Err(super::revoked_key(id));
                     }
                 }
                 let agent_id: i64 = sqlx::query_scalar(
