@@ -290,7 +290,7 @@ const MAX_ERROR_BYTES: usize = 16 * 1024;
 fn bound_result(result: &mut TaskResult, max_output_bytes: usize) {
     match &mut result.outcome {
         Outcome::Succeeded { output } => {
-            let size = serde_json::to_vec(output).map_or(usize::MAX, |v| v.len());
+            let size = json_size(output);
             if size > max_output_bytes {
                 result.outcome = Outcome::Failed {
                     error: format!(
@@ -303,6 +303,26 @@ fn bound_result(result: &mut TaskResult, max_output_bytes: usize) {
         Outcome::Failed { error: text, .. } | Outcome::Released { reason: text } => {
             cut_to(text, MAX_ERROR_BYTES)
         }
+    }
+}
+
+/// The length of `value` as JSON, counted without building the text: this
+/// runs on every result, on the results path.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 

@@ -56,11 +56,9 @@ async fn create(
     check_scope("task_types", &new.task_types)?;
     check_scope("labels", &new.labels)?;
     let now = now_us();
-    let expires_at_us = new
-        .expires_in
-        .as_deref()
-        .map(|text| expiry_from(text, now))
-        .transpose()?;
+    // The same lifetimes as API tokens: seconds or `30d`, at most ten years.
+    let lifetime = crate::users::parse_lifetime(&new.expires_in.clone().into())?;
+    let expires_at_us = lifetime.map(|d| now.saturating_add(d.as_micros() as i64));
     let token = new_token();
     let prefix = token_prefix(&token);
     let view = state
@@ -94,21 +92,6 @@ async fn create(
         StatusCode::CREATED,
         Json(CreatedEnrollmentToken { token, view }),
     ))
-}
-
-/// `now` plus a human duration (`30d`, `12h`), refused past ten years.
-fn expiry_from(text: &str, now_us: i64) -> Result<i64, FieldError> {
-    const TEN_YEARS_S: u64 = 10 * 366 * 24 * 3600;
-    let d = humantime::parse_duration(text).map_err(|e| {
-        FieldError::new("expires_in", format!("{e}; write it like 30d, 12h or 90m"))
-    })?;
-    if d.is_zero() || d.as_secs() > TEN_YEARS_S {
-        return Err(FieldError::new(
-            "expires_in",
-            "must be more than zero and at most ten years",
-        ));
-    }
-    Ok(now_us.saturating_add(d.as_micros() as i64))
 }
 
 /// Revokes the token: no agent can register with it any more, and the
