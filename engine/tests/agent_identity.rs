@@ -13,7 +13,7 @@ use drover_protocol::agent::{Lease, Outcome, TaskResult};
 use drover_protocol::api::{AgentStatus, NewTask, TaskStatus};
 use serde_json::json;
 
-#[allow(dead_code)] // The helpers other suites use.
+#[macro_use]
 mod support;
 
 const SCHED: Scheduling = Scheduling {
@@ -93,17 +93,6 @@ fn success(lease: (i64, i64), by: &str) -> TaskResult {
         started_at_us: None,
         finished_at_us: None,
     }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { let (store, _guard) = crate::support::sqlite().await; super::$name(store).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { let (store, _guard) = crate::support::postgres().await; super::$name(store).await } )*
-        }
-    };
 }
 
 both_backends!(

@@ -8,15 +8,8 @@ use drover_engine::Store;
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
 
-#[allow(dead_code)] // The helpers other suites use.
+#[macro_use]
 mod support;
-
-macro_rules! both_backends_with_guard {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $name() { let (store, guard) = crate::support::sqlite().await; super::$name(store, guard).await } )* }
-        mod postgres { $( #[tokio::test] async fn $name() { let (store, guard) = crate::support::postgres().await; super::$name(store, guard).await } )* }
-    };
-}
 
 both_backends_with_guard!(the_audit_log_reads_newest_first_and_cannot_be_rewritten);
 

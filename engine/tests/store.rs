@@ -13,6 +13,7 @@ use drover_protocol::api::{AgentStatus, NewTask, TaskStatus};
 use drover_protocol::workflow::RunStatus;
 use serde_json::json;
 
+#[macro_use]
 mod support;
 
 const SCHED: Scheduling = Scheduling {
@@ -98,29 +99,6 @@ fn failure(task_id: i64, lease_token: i64) -> TaskResult {
         started_at_us: None,
         finished_at_us: None,
     }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { let (store, _guard) = crate::support::sqlite().await; super::$name(store).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { let (store, _guard) = crate::support::postgres().await; super::$name(store).await } )*
-        }
-    };
-}
-
-/// Like `both_backends!`, for tests that also need the database's guard.
-macro_rules! both_backends_with_guard {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_with_guard {
-            $( #[tokio::test] async fn $name() { let (store, guard) = crate::support::sqlite().await; super::$name(store, guard).await } )*
-        }
-        mod postgres_with_guard {
-            $( #[tokio::test] async fn $name() { let (store, guard) = crate::support::postgres().await; super::$name(store, guard).await } )*
-        }
-    };
 }
 
 both_backends_with_guard!(results_are_recorded_when_their_runs_cannot_advance);

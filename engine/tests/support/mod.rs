@@ -2,10 +2,37 @@
 //! new PostgreSQL database (dropped when the guard goes) on the server named
 //! by `DROVER_TEST_PG`.
 
+#![allow(dead_code, unused_macros)]
+
 use std::path::PathBuf;
 
 use drover_engine::Store;
 use sqlx::{Connection, Executor, PgConnection};
+
+/// Runs each named `async fn name(store: Store)` of the test file once on
+/// SQLite and once on PostgreSQL (`#[macro_use] mod support;`).
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { let (store, _guard) = crate::support::sqlite().await; super::$name(store).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { let (store, _guard) = crate::support::postgres().await; super::$name(store).await } )*
+        }
+    };
+}
+
+/// Like `both_backends!`, for tests that also need the database's guard.
+macro_rules! both_backends_with_guard {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_with_guard {
+            $( #[tokio::test] async fn $name() { let (store, guard) = crate::support::sqlite().await; super::$name(store, guard).await } )*
+        }
+        mod postgres_with_guard {
+            $( #[tokio::test] async fn $name() { let (store, guard) = crate::support::postgres().await; super::$name(store, guard).await } )*
+        }
+    };
+}
 
 pub enum Guard {
     Dir(PathBuf),
