@@ -133,6 +133,22 @@ async fn another_agents_result_is_stale_while_a_restarted_holder_delivers(backen
     .expect("refused");
     assert_eq!(status, 422);
     assert_eq!(body["error"]["field"], "agent_key");
+    // So is a resuming list longer than any request of results.
+    let leases: Vec<Value> = (0..10_001)
+        .map(|i| json!({ "task_id": i, "lease_token": i }))
+        .collect();
+    let (status, body) = RawAgent::register_with(
+        &server,
+        ENROLL_TOKEN,
+        &registration("e", &["echo"], Some(&key_a), json!(leases)),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("resuming"))
+    );
 }
 
 async fn a_scoped_enrollment_token_cannot_register_for_other_work(backend: Backend) {
@@ -225,6 +241,30 @@ async fn a_scoped_enrollment_token_cannot_register_for_other_work(backend: Backe
 
     // Revoking the token cuts off the agents it enrolled, and itself.
     let id = entry["id"].as_i64().expect("id");
+    // Neither may an operator revoke a token or an agent.
+    let (status, _) = server
+        .call_as(
+            op_token,
+            Method::DELETE,
+            &format!("/api/v1/enrollment-tokens/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = server
+        .call_as(
+            op_token,
+            Method::POST,
+            &format!("/api/v1/agents/{}/revoke", agent.id),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // Nor an agent, with its own session, reach the REST API.
+    let (status, _) = server
+        .call_as(&agent.token, Method::GET, "/api/v1/enrollment-tokens", None)
+        .await;
+    assert_eq!(status, 401);
     let (status, body) = server
         .call_as(
             API_TOKEN,
