@@ -44,6 +44,7 @@ mod postgres;
 mod retry;
 mod rows;
 mod runs;
+mod sql;
 mod sqlite;
 mod users;
 mod workflow_defs;

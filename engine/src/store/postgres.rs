@@ -8,6 +8,13 @@
 //! make work claimable `NOTIFY drover_work`, so the dispatchers of the other
 //! instances wake at once.
 
+mod audit;
+mod enrollment;
+mod overview;
+mod retry;
+mod users;
+mod workflows;
+
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -226,3 +226,211 @@ pub(super) fn task_history(
     events.extend(claims);
     events
 }
+
+/// A user's columns `id, name, role, created_at`.
+#[derive(sqlx::FromRow)]
+pub(super) struct UserRow {
+    id: i64,
+    name: String,
+    role: String,
+    created_at: i64,
+}
+
+impl TryFrom<UserRow> for drover_protocol::api::UserView {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.id,
+            role: drover_protocol::api::Role::parse(&r.role)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown role {:?}", r.role)))?,
+            name: r.name,
+            created_at_us: r.created_at,
+        })
+    }
+}
+
+/// A user with its password hash and whether it is disabled.
+#[derive(sqlx::FromRow)]
+pub(super) struct UserRecordRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    #[sqlx(default)]
+    password_hash: Option<String>,
+    disabled_at: Option<i64>,
+}
+
+impl TryFrom<UserRecordRow> for super::UserRecord {
+    type Error = StoreError;
+    fn try_from(r: UserRecordRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            user: r.user.try_into()?,
+            password_hash: r.password_hash,
+            disabled: r.disabled_at.is_some(),
+        })
+    }
+}
+
+impl TryFrom<UserRecordRow> for super::UserSummary {
+    type Error = StoreError;
+    fn try_from(r: UserRecordRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            user: r.user.try_into()?,
+            disabled: r.disabled_at.is_some(),
+        })
+    }
+}
+
+/// The user behind a token, with the token's bookkeeping.
+#[derive(sqlx::FromRow)]
+pub(super) struct TokenUserRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    token_id: i64,
+    last_used_at: Option<i64>,
+    expires_at: Option<i64>,
+}
+
+impl TryFrom<TokenUserRow> for super::TokenUser {
+    type Error = StoreError;
+    fn try_from(r: TokenUserRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            user: r.user.try_into()?,
+            token_id: r.token_id,
+            last_used_at_us: r.last_used_at,
+            expires_at_us: r.expires_at,
+        })
+    }
+}
+
+/// An API token as `sql::users::API_TOKEN` selects it.
+#[derive(sqlx::FromRow)]
+pub(super) struct ApiTokenRow {
+    id: i64,
+    user_id: i64,
+    user_name: String,
+    label: String,
+    prefix: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl From<ApiTokenRow> for super::ApiToken {
+    fn from(r: ApiTokenRow) -> Self {
+        Self {
+            id: r.id,
+            user_id: r.user_id,
+            user_name: r.user_name,
+            name: r.label,
+            prefix: r.prefix,
+            created_at_us: r.created_at,
+            expires_at_us: r.expires_at,
+            last_used_at_us: r.last_used_at,
+            revoked_at_us: r.revoked_at,
+        }
+    }
+}
+
+/// An enrollment token (lists as JSON text).
+#[derive(sqlx::FromRow)]
+pub(super) struct EnrollmentRow {
+    id: i64,
+    name: String,
+    prefix: String,
+    task_types: Option<String>,
+    labels: Option<String>,
+    created_by: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<EnrollmentRow> for drover_protocol::credentials::EnrollmentTokenView {
+    type Error = StoreError;
+    fn try_from(r: EnrollmentRow) -> Result<Self, StoreError> {
+        let list = |text: Option<String>| -> Result<Option<Vec<String>>, StoreError> {
+            Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+        };
+        Ok(Self {
+            id: r.id,
+            name: r.name,
+            prefix: r.prefix,
+            task_types: list(r.task_types)?,
+            labels: list(r.labels)?,
+            created_by: r.created_by,
+            created_at_us: r.created_at,
+            expires_at_us: r.expires_at,
+            revoked_at_us: r.revoked_at,
+        })
+    }
+}
+
+/// An audit log entry (`detail` as JSON text).
+#[derive(sqlx::FromRow)]
+pub(super) struct AuditRow {
+    id: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    detail: Option<String>,
+}
+
+impl TryFrom<AuditRow> for drover_protocol::credentials::AuditEntry {
+    type Error = StoreError;
+    fn try_from(r: AuditRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.id,
+            at_us: r.at,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            detail: match r.detail {
+                Some(text) => serde_json::from_str(&text)?,
+                None => serde_json::Value::Null,
+            },
+        })
+    }
+}
+
+/// A workflow version (`definition` as JSON text; `digest` only where selected).
+#[derive(sqlx::FromRow)]
+pub(super) struct WorkflowRow {
+    id: i64,
+    name: String,
+    pub(super) version: i64,
+    definition: String,
+    created_by: String,
+    created_at: i64,
+    #[sqlx(default)]
+    pub(super) digest: Option<String>,
+}
+
+impl TryFrom<WorkflowRow> for drover_protocol::workflow::WorkflowVersion {
+    type Error = StoreError;
+    fn try_from(r: WorkflowRow) -> Result<Self, StoreError> {
+        let definition: serde_json::Value = serde_json::from_str(&r.definition)?;
+        Ok(Self {
+            id: r.id,
+            name: r.name,
+            version: r.version,
+            description: definition
+                .get("description")
+                .and_then(|d| d.as_str())
+                .map(str::to_string),
+            definition,
+            created_by: r.created_by,
+            created_at_us: r.created_at,
+        })
+    }
+}
+
+/// A task as retrying it by hand reads it.
+#[derive(sqlx::FromRow)]
+pub(super) struct RetryRow {
+    pub(super) status: String,
+    pub(super) priority: f64,
+    pub(super) run_id: Option<i64>,
+    pub(super) step_id: Option<String>,
+}

@@ -6,6 +6,13 @@
 //! beside the writer. Statements inside a transaction are cheap here (no
 //! network), so multi-row work is a loop over prepared statements.
 
+mod audit;
+mod enrollment;
+mod overview;
+mod retry;
+mod users;
+mod workflows;
+
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,35 @@
+//! The audit log on PostgreSQL.
+
+use drover_protocol::credentials::AuditEntry;
+
+use super::PgStore;
+use crate::store::rows::AuditRow;
+use crate::store::sql::audit as sql;
+use crate::store::{AuditFilter, AuditStore, NewAuditEntry, Result};
+
+impl AuditStore for PgStore {
+    async fn append_audit(&self, entry: &NewAuditEntry<'_>, now_us: i64) -> Result<()> {
+        sqlx::query(sql::APPEND)
+            .bind(now_us)
+            .bind(entry.actor)
+            .bind(entry.action)
+            .bind(entry.target)
+            .bind(serde_json::to_string(entry.detail)?)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        sqlx::query_as::<_, AuditRow>(sql::LIST)
+            .bind(filter.action_prefix.as_deref())
+            .bind(filter.actor.as_deref())
+            .bind(filter.before_id)
+            .bind(filter.limit)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(AuditEntry::try_from)
+            .collect()
+    }
+}

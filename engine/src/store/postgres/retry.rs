@@ -1,0 +1,38 @@
+//! Retrying a failed or cancelled task by hand on PostgreSQL.
+
+use super::PgStore;
+use crate::domain::Scheduling;
+use crate::error::StoreError;
+use crate::store::rows::RetryRow;
+use crate::store::sql::retry as sql;
+use crate::store::{Result, TaskRetryStore};
+
+impl TaskRetryStore for PgStore {
+    async fn retry_task(&self, id: i64, sched: &Scheduling, now_us: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let task = sqlx::query_as::<_, RetryRow>(READ_TASK)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        task.retryable(id)?;
+        sqlx::query(sql::REQUEUE)
+            .bind(now_us)
+            .bind(sched.rank(task.priority, now_us))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::EVENT)
+            .bind(id)
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        Self::notify_work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Locks the task: another instance may be retrying or ending it.
+const READ_TASK: &str =
+    "SELECT status, priority, run_id, step_id FROM tasks WHERE id = $1 FOR UPDATE";

@@ -1,0 +1,125 @@
+//! SQL text that is the same on both backends, written once. Every
+//! statement uses `$n` placeholders: PostgreSQL binds them by number, and so
+//! does SQLite (`?NNN` and `$NNN` both name a parameter by its number, so a
+//! statement may use `$2` before `$1` or the same `$1` twice). Statements
+//! that differ (locks, arrays, JSON unpacking) stay in the backend's folder.
+
+/// Users, API tokens and dashboard sessions.
+pub(super) mod users {
+    pub const CREATE: &str = "INSERT INTO users (name, role, password_hash, created_at) \
+        VALUES ($1, $2, $3, $4) RETURNING id, name, role, created_at";
+    pub const ADD_API_TOKEN: &str =
+        "INSERT INTO api_tokens (token_hash, user_id, label, kind, prefix, created_at, expires_at) \
+         VALUES ($1, $2, $3, 'api', $4, $5, $6) ON CONFLICT (token_hash) DO NOTHING RETURNING id";
+    pub const START_SESSION: &str =
+        "INSERT INTO api_tokens (token_hash, user_id, label, kind, created_at, expires_at) \
+         VALUES ($1, $2, 'session', 'session', $3, $4)";
+    pub const DROP_EXPIRED_SESSIONS: &str =
+        "DELETE FROM api_tokens WHERE kind = 'session' AND expires_at < $1";
+    pub const END_SESSION: &str =
+        "DELETE FROM api_tokens WHERE token_hash = $1 AND kind = 'session'";
+    pub const REVOKE_API_TOKEN: &str = "UPDATE api_tokens SET revoked_at = $2 \
+        WHERE id = $1 AND kind = 'api' AND revoked_at IS NULL";
+    pub const API_TOKEN: &str = "SELECT t.id, t.user_id, u.name AS user_name, t.label, t.prefix, \
+        t.created_at, t.expires_at, t.last_used_at, t.revoked_at \
+        FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1 AND t.kind = 'api'";
+    pub const LIST_API_TOKENS: &str = "SELECT t.id, t.user_id, u.name AS user_name, t.label, \
+        t.prefix, t.created_at, t.expires_at, t.last_used_at, t.revoked_at \
+        FROM api_tokens t JOIN users u ON u.id = t.user_id \
+        WHERE t.kind = 'api' AND ($1 IS NULL OR t.user_id = $1) ORDER BY t.id DESC";
+    pub const TOKEN_REVOKED_AT: &str = "SELECT revoked_at FROM api_tokens WHERE token_hash = $1";
+    pub const USER_BY_TOKEN: &str = "SELECT u.id, u.name, u.role, u.created_at, t.id AS token_id, \
+        t.last_used_at, t.expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
+        WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2) \
+        AND t.revoked_at IS NULL AND u.disabled_at IS NULL";
+    pub const TOUCH_TOKEN: &str = "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1";
+    pub const USER_BY_NAME: &str = "SELECT id, name, role, created_at, password_hash, disabled_at \
+        FROM users WHERE name = $1";
+    pub const LIST: &str =
+        "SELECT id, name, role, created_at, disabled_at FROM users ORDER BY name";
+    pub const ROLE_AND_DISABLED: &str = "SELECT role, disabled_at FROM users WHERE id = $1";
+    pub const OTHER_ENABLED_ADMINS: &str =
+        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL AND id <> $1";
+    pub const SET_ROLE: &str = "UPDATE users SET role = $2 WHERE id = $1";
+    pub const DISABLE: &str =
+        "UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1";
+    pub const ENABLE: &str = "UPDATE users SET disabled_at = NULL WHERE id = $1";
+    pub const END_SESSIONS_OF: &str =
+        "DELETE FROM api_tokens WHERE user_id = $1 AND kind = 'session'";
+    pub const SET_PASSWORD: &str = "UPDATE users SET password_hash = $2 WHERE id = $1";
+}
+
+/// The audit log. The prefix is matched with substr, not LIKE: no wildcard
+/// in a user's filter can widen it.
+pub(super) mod audit {
+    pub const APPEND: &str =
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)";
+    pub const LIST: &str = "SELECT id, at, actor, action, target, detail FROM audit_log \
+        WHERE ($1 IS NULL OR substr(action, 1, length($1)) = $1) \
+        AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR id < $3) \
+        ORDER BY id DESC LIMIT $4";
+}
+
+/// Enrollment tokens.
+pub(super) mod enrollment {
+    pub const CREATE: &str = "INSERT INTO enrollment_tokens \
+        (name, token_hash, prefix, task_types, labels, created_by, created_at, expires_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING \
+        id, name, prefix, task_types, labels, created_by, created_at, expires_at, revoked_at";
+    pub const ADOPT_UNENROLLED: &str = "UPDATE agents SET enrollment_id = \
+        (SELECT id FROM enrollment_tokens WHERE token_hash = $1) \
+        WHERE enrollment_id IS NULL AND status <> 'revoked'";
+    pub const USABLE: &str = "SELECT id, name, prefix, task_types, labels, created_by, \
+        created_at, expires_at, revoked_at FROM enrollment_tokens WHERE token_hash = $1 \
+        AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
+    pub const LIST: &str = "SELECT id, name, prefix, task_types, labels, created_by, created_at, \
+        expires_at, revoked_at FROM enrollment_tokens ORDER BY revoked_at IS NOT NULL, name";
+    pub const REVOKE: &str = "UPDATE enrollment_tokens SET revoked_at = COALESCE(revoked_at, $2) \
+        WHERE id = $1 RETURNING id";
+    pub const AGENTS_OF: &str =
+        "SELECT id FROM agents WHERE enrollment_id = $1 AND status <> 'revoked' ORDER BY id";
+}
+
+/// Versioned workflow definitions.
+pub(super) mod workflows {
+    pub const LATEST_OF: &str = "SELECT id, name, version, definition, created_by, created_at, \
+        digest FROM workflows WHERE name = $1 ORDER BY version DESC LIMIT 1";
+    pub const INSERT: &str = "INSERT INTO workflows \
+        (name, version, definition, digest, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+        RETURNING id, name, version, definition, created_by, created_at";
+    pub const LIST_LATEST: &str = "SELECT id, name, version, definition, created_by, created_at \
+        FROM workflows w WHERE version = (SELECT MAX(version) FROM workflows x WHERE x.name = w.name) \
+        ORDER BY name";
+    pub const LATEST_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM workflows";
+    pub const VERSIONS: &str = "SELECT id, name, version, definition, created_by, created_at \
+        FROM workflows WHERE name = $1 ORDER BY version DESC";
+    pub const ONE: &str = "SELECT id, name, version, definition, created_by, created_at \
+        FROM workflows WHERE name = $1 AND ($2 IS NULL OR version = $2) \
+        ORDER BY version DESC LIMIT 1";
+}
+
+/// The dashboard overview's counts.
+pub(super) mod overview {
+    pub const THROUGHPUT: &str = "SELECT (finished_at - $1) / $2 AS bucket, COUNT(*) AS n \
+        FROM tasks WHERE finished_at IS NOT NULL AND finished_at >= $1 \
+        AND status IN ('succeeded', 'failed') GROUP BY 1";
+    pub const QUEUED_BY_BAND: &str =
+        "SELECT COALESCE(SUM(CASE WHEN priority < $1 THEN 1 ELSE 0 END), 0) AS low, \
+         COALESCE(SUM(CASE WHEN priority >= $1 AND priority < $2 THEN 1 ELSE 0 END), 0) AS medium, \
+         COALESCE(SUM(CASE WHEN priority >= $2 THEN 1 ELSE 0 END), 0) AS high \
+         FROM tasks WHERE status = 'queued'";
+    pub const ACTIVE_RUNS: &str =
+        "SELECT COALESCE(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), 0) AS running, \
+         COALESCE(SUM(CASE WHEN status = 'waiting_approval' THEN 1 ELSE 0 END), 0) AS waiting \
+         FROM runs WHERE status IN ('running', 'waiting_approval')";
+}
+
+/// Retrying a failed or cancelled task by hand. Reading the task is the
+/// backend's (PostgreSQL locks the row).
+pub(super) mod retry {
+    pub const REQUEUE: &str = "UPDATE tasks SET status = 'queued', \
+        max_attempts = attempts + max_attempts, error = NULL, result = NULL, agent_id = NULL, \
+        finished_at = NULL, run_after = $1, updated_at = $1, rank = $2 WHERE id = $3";
+    pub const EVENT: &str = "INSERT INTO task_events (task_id, at, kind, status) \
+        VALUES ($1, $2, 'retried', 'queued')";
+}
