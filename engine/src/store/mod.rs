@@ -40,6 +40,7 @@ mod audit;
 mod enrollment;
 mod overview;
 mod pg_notifier;
+mod plan;
 mod postgres;
 mod retry;
 mod rows;
@@ -54,6 +55,10 @@ use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStat
 
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
+use plan::{
+    ending_of_result, ending_of_sweep, freed_slots, plan_endings, sweep_of, Current, EndRow,
+    Ending, FreedSlots, SweptBecause,
+};
 
 pub use audit::{AuditFilter, AuditStore, NewAuditEntry};
 pub use enrollment::{EnrollmentStore, NewEnrollment};
@@ -148,19 +153,6 @@ pub struct Sweep {
     /// Workflow runs whose tasks the sweep ended for good: they must be
     /// advanced (a step whose last attempt timed out fails its run).
     pub runs: Vec<i64>,
-}
-
-/// One attempt to end: which lease, how, and the agent's timings.
-#[derive(Debug, Clone)]
-struct Ending {
-    task_id: i64,
-    lease_token: i64,
-    /// The agent that sent the result: it applies only if this agent holds
-    /// the lease. `None` for the server's own endings (sweeps, cancels).
-    holder: Option<i64>,
-    end: crate::lifecycle::AttemptEnd,
-    started_at_us: Option<i64>,
-    finished_at_us: Option<i64>,
 }
 
 /// What a batch of results changed.
@@ -351,75 +343,11 @@ delegate_to_backend!(QueueStore {
     async fn resign(&self, name: &str, holder: &str) -> Result<()>;
 });
 
-/// Slots to give back, as (agent id, how many), by agent id.
-type FreedSlots = Vec<(i64, i64)>;
-
-/// Counts the slots freed per agent, one per ended attempt's agent.
-fn freed_slots(agents: impl Iterator<Item = i64>) -> FreedSlots {
-    let mut freed = std::collections::BTreeMap::<i64, i64>::new();
-    for agent in agents {
-        *freed.entry(agent).or_default() += 1;
-    }
-    freed.into_iter().collect()
-}
-
-/// Why a sweep ends the running attempts it finds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SweptBecause {
-    Deregistered,
-    Offline,
-    LeaseExpired,
-    Restarted,
-    Revoked,
-}
-
-impl SweptBecause {
-    fn reason(self) -> &'static str {
-        match self {
-            SweptBecause::Deregistered => "agent deregistered",
-            SweptBecause::Offline => "agent went offline",
-            SweptBecause::LeaseExpired => "lease expired",
-            SweptBecause::Restarted => "agent restarted",
-            SweptBecause::Revoked => "agent revoked",
-        }
-    }
-}
-
 /// The refusal of a registration presenting the key of revoked agent `id`.
 fn revoked_key(id: i64) -> StoreError {
     StoreError::Revoked(format!(
         "agent {id}, whose key this is, was revoked; delete its key file to enroll it as a new agent"
     ))
-}
-
-/// The attempt ending the result `agent_id` sent asks for.
-fn ending_of_result(agent_id: i64, r: &TaskResult) -> Ending {
-    let end = match &r.outcome {
-        drover_protocol::agent::Outcome::Succeeded { output } => {
-            crate::lifecycle::AttemptEnd::Succeeded {
-                output: output.clone(),
-            }
-        }
-        drover_protocol::agent::Outcome::Failed { error, retryable } => {
-            crate::lifecycle::AttemptEnd::Failed {
-                error: error.clone(),
-                retryable: *retryable,
-            }
-        }
-        drover_protocol::agent::Outcome::Released { reason } => {
-            crate::lifecycle::AttemptEnd::Released {
-                reason: reason.clone(),
-            }
-        }
-    };
-    Ending {
-        task_id: r.task_id,
-        lease_token: r.lease_token,
-        holder: Some(agent_id),
-        end,
-        started_at_us: r.started_at_us,
-        finished_at_us: r.finished_at_us,
-    }
 }
 
 impl Sweep {
@@ -436,21 +364,6 @@ impl Sweep {
     pub fn is_empty(&self) -> bool {
         self.agents_offline.is_empty() && self.tasks_requeued == 0 && self.tasks_failed == 0
     }
-}
-
-fn sweep_of(ended: Completed) -> Sweep {
-    let mut sweep = Sweep {
-        runs: ended.runs,
-        ..Sweep::default()
-    };
-    for a in &ended.applied {
-        match a {
-            Applied::Yes(TaskStatus::Queued) => sweep.tasks_requeued += 1,
-            Applied::Yes(TaskStatus::Failed) => sweep.tasks_failed += 1,
-            _ => {}
-        }
-    }
-    sweep
 }
 
 fn stats_of(
@@ -472,107 +385,4 @@ fn stats_of(
         }
     }
     Ok(stats)
-}
-
-/// How a running task found by a sweep ends: timed out if it ran past its
-/// timeout, otherwise lost (its agent or lease is gone) for `reason`.
-fn ending_of_sweep(
-    task_id: i64,
-    lease_token: i64,
-    started_at_us: i64,
-    timeout_ms: i64,
-    why: SweptBecause,
-    now_us: i64,
-) -> Ending {
-    let reason = why.reason().to_string();
-    let end = if now_us >= started_at_us + crate::time::ms(timeout_ms) {
-        crate::lifecycle::AttemptEnd::TimedOut { timeout_ms }
-    } else if why == SweptBecause::Deregistered {
-        // An agent deregisters after it has finished or released what it
-        // ran, so what it still holds was handed to a claim it gave up on
-        // as it stopped: never started, the attempt does not count.
-        crate::lifecycle::AttemptEnd::Released { reason }
-    } else {
-        crate::lifecycle::AttemptEnd::Lost { reason }
-    };
-    Ending {
-        task_id,
-        lease_token,
-        holder: None,
-        end,
-        started_at_us: None,
-        finished_at_us: None,
-    }
-}
-
-/// The running task behind a current lease, as the stores load it.
-/// Keyed by (task id, lease token): the task, its agent and its run.
-type Current = std::collections::HashMap<
-    (i64, i64),
-    (crate::lifecycle::RunningTask, Option<i64>, Option<i64>),
->;
-
-/// One attempt ending to write: the decided transition, flattened for a
-/// multi-row statement (arrays on PostgreSQL, a JSON array on SQLite).
-#[derive(Debug, Clone, serde::Serialize)]
-struct EndRow {
-    id: i64,
-    lease_token: i64,
-    status: &'static str,
-    attempts_delta: i64,
-    run_after: Option<i64>,
-    result: Option<String>,
-    error: Option<String>,
-    terminal: bool,
-    outcome: &'static str,
-    event: &'static str,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    attempt_error: Option<String>,
-    agent_id: Option<i64>,
-}
-
-/// Decides every ending against the current leases: a stale lease, one
-/// held by another agent than the sender, or the same lease twice in one
-/// batch changes nothing.
-fn plan_endings(endings: &[Ending], current: &Current, now_us: i64) -> (Completed, Vec<EndRow>) {
-    let mut applied = Vec::with_capacity(endings.len());
-    let mut rows = Vec::with_capacity(endings.len());
-    let mut runs = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for e in endings {
-        let key = (e.task_id, e.lease_token);
-        match current.get(&key) {
-            Some((_, agent, _)) if e.holder.is_some() && *agent != e.holder => {
-                applied.push(Applied::NotHolder)
-            }
-            Some((task, agent, run)) if seen.insert(key) => {
-                let t = crate::lifecycle::decide(*task, &e.end, now_us);
-                rows.push(EndRow {
-                    id: e.task_id,
-                    lease_token: e.lease_token,
-                    status: t.status.as_str(),
-                    attempts_delta: t.attempts_delta,
-                    run_after: t.run_after_us,
-                    result: t.result,
-                    error: t.error,
-                    terminal: t.status.is_terminal(),
-                    outcome: e.end.outcome(),
-                    event: t.event,
-                    started_at: e.started_at_us,
-                    finished_at: e.finished_at_us,
-                    attempt_error: e.end.error(),
-                    agent_id: *agent,
-                });
-                if t.status.is_terminal() {
-                    runs.extend(*run);
-                }
-                applied.push(Applied::Yes(t.status));
-            }
-            _ => applied.push(Applied::Stale),
-        }
-    }
-    runs.sort_unstable();
-    runs.dedup();
-    (Completed { applied, runs }, rows)
 }
