@@ -56,8 +56,8 @@ use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStat
 use crate::domain::{AgentSpec, Scheduling, TaskSpec};
 use crate::error::StoreError;
 use plan::{
-    ending_of_result, ending_of_sweep, freed_slots, plan_endings, sweep_of, Current, EndRow,
-    Ending, FreedSlots, SweptBecause,
+    ending_of_result, ending_of_sweep, freed_slots, plan_endings, sweep_of, Current, Ending,
+    FreedSlots, SweptBecause,
 };
 
 pub use audit::{AuditFilter, AuditStore, NewAuditEntry};

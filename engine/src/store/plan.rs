@@ -600,3 +600,108 @@ pub(super) fn step_task_row(
         "step_generation": generation,
     }))
 }
+
+/// A step of a run being advanced, as loaded.
+pub(super) struct StepRow {
+    pub(super) run_id: i64,
+    pub(super) step_id: String,
+    pub(super) status: String,
+    pub(super) output: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) item_count: Option<i64>,
+    pub(super) generation: i64,
+}
+
+/// A task of a running step's current generation, as loaded.
+pub(super) struct ItemRow {
+    pub(super) id: i64,
+    pub(super) run_id: i64,
+    pub(super) step_id: String,
+    pub(super) status: String,
+    pub(super) output: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) item_index: i64,
+}
+
+/// What an advance loaded, as either backend reads it.
+pub(super) struct Loaded {
+    /// The runs to advance, in id order.
+    pub(super) runs: Vec<super::rows::RunStateRow>,
+    /// Definitions by workflow id, when not on the run rows.
+    pub(super) defs: Vec<(i64, String)>,
+    /// Steps and items of runs not in `runs` are ignored.
+    pub(super) steps: Vec<StepRow>,
+    /// In run, step and item order.
+    pub(super) items: Vec<ItemRow>,
+}
+
+/// The one run loader's pure half: turns what a backend loaded into run
+/// states and plans them. `ended` are endings of this transaction not yet
+/// written: they are laid over their tasks, which is what the database
+/// would have returned after writing them. With `skip_failed` (several
+/// runs), a run whose plan fails is left out and the others go on.
+pub(super) fn plan_loaded(
+    sched: &Scheduling,
+    now_us: i64,
+    loaded: Loaded,
+    ended: &[EndRow],
+    skip_failed: bool,
+) -> Result<(Vec<(i64, Advanced)>, Writes)> {
+    let mut runs = Vec::with_capacity(loaded.runs.len());
+    let mut texts: HashMap<i64, String> = loaded.defs.into_iter().collect();
+    let mut defs: HashMap<i64, Definition> = HashMap::new();
+    for r in loaded.runs {
+        let status = run_status(&r.status)?;
+        if !status.is_terminal() && !defs.contains_key(&r.workflow_id) {
+            if let Some(text) = r.definition.or_else(|| texts.remove(&r.workflow_id)) {
+                defs.insert(r.workflow_id, serde_json::from_str(&text)?);
+            }
+        }
+        runs.push(ActiveRun {
+            id: r.id,
+            workflow_id: r.workflow_id,
+            status,
+            inputs: r.inputs,
+            started_by: r.started_by,
+        });
+    }
+    let wanted: HashMap<i64, ()> = runs.iter().map(|r| (r.id, ())).collect();
+    let mut steps: HashMap<i64, RunSteps> = HashMap::with_capacity(runs.len());
+    for s in loaded.steps {
+        if !wanted.contains_key(&s.run_id) {
+            continue;
+        }
+        let run = steps.entry(s.run_id).or_default();
+        run.generations.insert(s.step_id.clone(), s.generation);
+        run.steps.insert(
+            s.step_id,
+            StepState {
+                status: step_status(&s.status)?,
+                output: json_opt(s.output)?,
+                error: s.error,
+                items: Vec::new(),
+                item_count: s.item_count.map(|n| n as usize),
+            },
+        );
+    }
+    let ended: HashMap<i64, &EndRow> = ended.iter().map(|e| (e.id, e)).collect();
+    for item in loaded.items {
+        let Some(state) = steps
+            .get_mut(&item.run_id)
+            .and_then(|run| run.steps.get_mut(&item.step_id))
+        else {
+            continue;
+        };
+        let (status, output, error) = match ended.get(&item.id) {
+            Some(end) => (end.status, end.result.clone(), end.error.clone()),
+            None => (item.status.as_str(), item.output, item.error),
+        };
+        state.items.push(ItemState {
+            index: item.item_index as usize,
+            task_status: super::rows::task_status(status)?,
+            output: json_opt(output)?,
+            error,
+        });
+    }
+    plan_batch(sched, now_us, runs, &defs, steps, skip_failed)
+}

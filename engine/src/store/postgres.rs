@@ -8,10 +8,14 @@
 //! make work claimable `NOTIFY drover_work`, so the dispatchers of the other
 //! instances wake at once.
 
+mod advance;
 mod audit;
+mod batch;
 mod enrollment;
 mod overview;
+mod results;
 mod retry;
+mod runs;
 mod users;
 mod workflows;
 
@@ -34,6 +38,7 @@ use super::{
 use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
+use batch::EndColumns;
 
 /// The channel instances use to wake each other's dispatchers.
 pub const WORK_CHANNEL: &str = "drover_work";
@@ -237,15 +242,8 @@ impl PgStore {
         let freed = super::freed_slots(cols.agent_id.iter().flatten().copied());
         let requeued = cols.status.iter().any(|s| s == TaskStatus::Queued.as_str());
         // The slots are given back by the caller (`free_slots`), last.
-        let opened = super::runs::write_batch(
-            tx,
-            &cols,
-            &super::runs::AdvanceRows::NONE,
-            &[],
-            requeued,
-            now_us,
-        )
-        .await?;
+        let opened =
+            batch::write_batch(tx, &cols, &batch::AdvanceRows::NONE, &[], requeued, now_us).await?;
         if opened {
             Self::notify_work(tx).await?;
         }
@@ -310,54 +308,6 @@ impl PgStore {
         let sweep = Self::sweep_agent(&mut tx, agent_id, why, now_us).await?;
         tx.commit().await?;
         Ok(Some(sweep))
-    }
-}
-
-/// The columns of a batched attempt ending, one array per column.
-#[derive(Default)]
-pub(super) struct EndColumns {
-    pub(super) id: Vec<i64>,
-    pub(super) lease_token: Vec<i64>,
-    pub(super) status: Vec<String>,
-    pub(super) attempts_delta: Vec<i64>,
-    pub(super) run_after: Vec<Option<i64>>,
-    pub(super) result: Vec<Option<String>>,
-    pub(super) error: Vec<Option<String>>,
-    pub(super) terminal: Vec<bool>,
-    pub(super) outcome: Vec<String>,
-    pub(super) event: Vec<String>,
-    pub(super) started_at: Vec<Option<i64>>,
-    pub(super) finished_at: Vec<Option<i64>>,
-    pub(super) attempt_error: Vec<Option<String>>,
-    pub(super) agent_id: Vec<Option<i64>>,
-}
-
-impl FromIterator<super::EndRow> for EndColumns {
-    fn from_iter<I: IntoIterator<Item = super::EndRow>>(rows: I) -> Self {
-        let mut cols = Self::default();
-        for row in rows {
-            cols.push(row);
-        }
-        cols
-    }
-}
-
-impl EndColumns {
-    fn push(&mut self, r: super::EndRow) {
-        self.id.push(r.id);
-        self.lease_token.push(r.lease_token);
-        self.status.push(r.status.to_string());
-        self.attempts_delta.push(r.attempts_delta);
-        self.run_after.push(r.run_after);
-        self.result.push(r.result);
-        self.error.push(r.error);
-        self.terminal.push(r.terminal);
-        self.outcome.push(r.outcome.to_string());
-        self.event.push(r.event.to_string());
-        self.started_at.push(r.started_at);
-        self.finished_at.push(r.finished_at);
-        self.attempt_error.push(r.attempt_error);
-        self.agent_id.push(r.agent_id);
     }
 }
 

@@ -434,3 +434,203 @@ pub(super) struct RetryRow {
     pub(super) run_id: Option<i64>,
     pub(super) step_id: Option<String>,
 }
+
+/// A run as `sql::runs::SUMMARY` selects it.
+#[derive(sqlx::FromRow)]
+pub(super) struct RunRow {
+    id: i64,
+    workflow_name: String,
+    workflow_version: i64,
+    inputs: String,
+    status: String,
+    error: Option<String>,
+    started_by: String,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+}
+
+impl TryFrom<RunRow> for drover_protocol::workflow::RunSummary {
+    type Error = StoreError;
+    fn try_from(r: RunRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.id,
+            workflow: r.workflow_name,
+            version: r.workflow_version,
+            status: super::plan::run_status(&r.status)?,
+            error: r.error,
+            started_by: r.started_by,
+            inputs: serde_json::from_str(&r.inputs)?,
+            created_at_us: r.created_at,
+            updated_at_us: r.updated_at,
+            finished_at_us: r.finished_at,
+        })
+    }
+}
+
+/// One step of a run as `sql::runs::STEPS_OF` selects it.
+#[derive(sqlx::FromRow)]
+pub(super) struct RunStepRow {
+    pub(super) step_id: String,
+    pub(super) status: String,
+    pub(super) output: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) item_count: Option<i64>,
+    pub(super) generation: i64,
+    pub(super) started_at: Option<i64>,
+    pub(super) finished_at: Option<i64>,
+}
+
+/// An approval with its run's name, starter and inputs.
+#[derive(sqlx::FromRow)]
+pub(super) struct ApprovalRow {
+    id: i64,
+    run_id: i64,
+    step_id: String,
+    message: String,
+    approvers: String,
+    allow_self: bool,
+    on_reject: String,
+    status: String,
+    decided_by: Option<String>,
+    comment: Option<String>,
+    decided_at: Option<i64>,
+    expires_at: Option<i64>,
+    created_at: i64,
+    workflow_name: String,
+    started_by: String,
+    inputs: String,
+}
+
+impl TryFrom<ApprovalRow> for super::ApprovalRecord {
+    type Error = StoreError;
+    fn try_from(r: ApprovalRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            view: drover_protocol::workflow::ApprovalView {
+                id: r.id,
+                run_id: r.run_id,
+                step_id: r.step_id,
+                workflow: r.workflow_name,
+                message: r.message,
+                approvers: serde_json::from_str(&r.approvers)?,
+                status: r.status,
+                requested_by: r.started_by,
+                decided_by: r.decided_by,
+                comment: r.comment,
+                decided_at_us: r.decided_at,
+                expires_at_us: r.expires_at,
+                created_at_us: r.created_at,
+                inputs: serde_json::from_str(&r.inputs)?,
+            },
+            allow_self: r.allow_self,
+            on_reject_continue: r.on_reject == "continue",
+        })
+    }
+}
+
+/// A run being advanced, with its definition when it still has one.
+#[derive(sqlx::FromRow, serde::Deserialize)]
+pub(super) struct RunStateRow {
+    pub(super) id: i64,
+    pub(super) workflow_id: i64,
+    pub(super) status: String,
+    pub(super) inputs: String,
+    pub(super) started_by: String,
+    #[sqlx(default)]
+    #[serde(default)]
+    pub(super) definition: Option<String>,
+}
+
+/// One row of an advance's load: a step of a run (`kind` 0) or a task of
+/// a running step's current generation (`kind` 1).
+#[derive(sqlx::FromRow)]
+pub(super) struct LoadedRow {
+    kind: i64,
+    task_id: i64,
+    run_id: i64,
+    step_id: String,
+    status: String,
+    output: Option<String>,
+    error: Option<String>,
+    item_count: Option<i64>,
+    generation: Option<i64>,
+    item_index: i64,
+}
+
+/// Splits an advance's load into step rows and item rows.
+pub(super) fn split_loaded(
+    rows: Vec<LoadedRow>,
+) -> (Vec<super::plan::StepRow>, Vec<super::plan::ItemRow>) {
+    let (mut steps, mut items) = (Vec::new(), Vec::new());
+    for r in rows {
+        if r.kind == 0 {
+            steps.push(super::plan::StepRow {
+                run_id: r.run_id,
+                step_id: r.step_id,
+                status: r.status,
+                output: r.output,
+                error: r.error,
+                item_count: r.item_count,
+                generation: r.generation.unwrap_or(0),
+            });
+        } else {
+            items.push(super::plan::ItemRow {
+                id: r.task_id,
+                run_id: r.run_id,
+                step_id: r.step_id,
+                status: r.status,
+                output: r.output,
+                error: r.error,
+                item_index: r.item_index,
+            });
+        }
+    }
+    (steps, items)
+}
+
+/// The run's steps in the definition's order, each with the tasks of its
+/// current generation.
+pub(super) fn step_views(
+    tasks: Vec<(i64, String, i64, i64)>,
+    steps: Vec<RunStepRow>,
+    definition: Option<String>,
+) -> Result<Vec<drover_protocol::workflow::StepView>, StoreError> {
+    let mut task_ids: std::collections::BTreeMap<String, Vec<(i64, i64)>> =
+        std::collections::BTreeMap::new();
+    for (id, step_id, _item_index, generation) in tasks {
+        task_ids.entry(step_id).or_default().push((generation, id));
+    }
+    let mut views = Vec::with_capacity(steps.len());
+    for s in steps {
+        views.push(drover_protocol::workflow::StepView {
+            task_ids: task_ids
+                .get(&s.step_id)
+                .map(|v| {
+                    v.iter()
+                        .filter(|t| t.0 == s.generation)
+                        .map(|t| t.1)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            step_id: s.step_id,
+            status: s.status,
+            output: super::plan::json_opt(s.output)?,
+            error: s.error,
+            item_count: s.item_count,
+            generation: s.generation,
+            started_at_us: s.started_at,
+            finished_at_us: s.finished_at,
+        });
+    }
+    if let Some(def) = definition {
+        let def: crate::workflow::Definition = serde_json::from_str(&def)?;
+        let order: Vec<&str> = def.step_ids();
+        views.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|o| *o == s.step_id)
+                .unwrap_or(usize::MAX)
+        });
+    }
+    Ok(views)
+}

@@ -123,3 +123,66 @@ pub(super) mod retry {
     pub const EVENT: &str = "INSERT INTO task_events (task_id, at, kind, status) \
         VALUES ($1, $2, 'retried', 'queued')";
 }
+
+/// Workflow runs, their steps and approvals. The backends add what
+/// differs: row locks (PostgreSQL), and how a JSON array of ids or rows is
+/// unpacked (`json_each` on SQLite, arrays and record sets on PostgreSQL).
+pub(super) mod runs {
+    pub const BY_KEY: &str = "SELECT id FROM runs WHERE idempotency_key = $1";
+    pub const INSERT: &str = "INSERT INTO runs (workflow_id, workflow_name, workflow_version, \
+        inputs, status, started_by, idempotency_key, created_at, updated_at) \
+        VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $7) RETURNING id";
+    pub const ACTIVE: &str =
+        "SELECT id FROM runs WHERE status IN ('running', 'waiting_approval') ORDER BY id";
+    pub const SUMMARY: &str = "SELECT id, workflow_name, workflow_version, inputs, status, \
+        error, started_by, created_at, updated_at, finished_at FROM runs WHERE id = $1";
+    pub const LIST: &str = "SELECT id, workflow_name, workflow_version, inputs, status, error, \
+        started_by, created_at, updated_at, finished_at FROM runs \
+        WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR workflow_name = $2) \
+        ORDER BY id DESC LIMIT $3";
+    pub const TASKS_OF: &str = "SELECT id, step_id, item_index, step_generation FROM tasks \
+        WHERE run_id = $1 ORDER BY item_index, id";
+    pub const STEPS_OF: &str = "SELECT step_id, status, output, error, item_count, generation, \
+        started_at, finished_at FROM run_steps WHERE run_id = $1";
+    pub const DEFINITION_OF: &str = "SELECT w.definition FROM runs r \
+        JOIN workflows w ON w.id = r.workflow_id WHERE r.id = $1";
+    pub const APPROVALS_OF: &str = "SELECT a.id, a.run_id, a.step_id, a.message, a.approvers, \
+        a.allow_self, a.on_reject, a.status, a.decided_by, a.comment, a.decided_at, a.expires_at, \
+        a.created_at, r.workflow_name, r.started_by, r.inputs \
+        FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.run_id = $1 ORDER BY a.id";
+    pub const CANCEL: &str =
+        "UPDATE runs SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE id = $2";
+    pub const CANCEL_STEPS: &str = "UPDATE run_steps SET status = 'cancelled', updated_at = $1 \
+        WHERE run_id = $2 AND status IN ('pending', 'running', 'waiting_approval')";
+    pub const CANCEL_APPROVALS: &str =
+        "UPDATE approvals SET status = 'cancelled' WHERE run_id = $1 AND status = 'pending'";
+    pub const RUNNING_TASKS: &str = "SELECT id FROM tasks WHERE run_id = $1 AND status = 'running'";
+    pub const STATUS: &str = "SELECT status FROM runs WHERE id = $1";
+    pub const RETRY_STEP: &str = "UPDATE run_steps SET status = 'pending', output = NULL, \
+        error = NULL, item_count = NULL, generation = generation + 1, started_at = NULL, \
+        finished_at = NULL, updated_at = $1 WHERE run_id = $2 AND step_id = $3";
+    /// Steps that were cancelled when the run failed get another chance too.
+    pub const UNCANCEL_STEPS: &str = "UPDATE run_steps SET status = 'pending', updated_at = $1 \
+        WHERE run_id = $2 AND status = 'cancelled'";
+    pub const RESUME: &str = "UPDATE runs SET status = 'running', error = NULL, \
+        finished_at = NULL, updated_at = $1 WHERE id = $2";
+    pub const LIST_APPROVALS: &str = "SELECT a.id, a.run_id, a.step_id, a.message, a.approvers, \
+        a.allow_self, a.on_reject, a.status, a.decided_by, a.comment, a.decided_at, a.expires_at, \
+        a.created_at, r.workflow_name, r.started_by, r.inputs \
+        FROM approvals a JOIN runs r ON r.id = a.run_id WHERE ($1 IS NULL OR a.status = $1) \
+        ORDER BY a.id DESC LIMIT 500";
+    pub const APPROVAL: &str = "SELECT a.id, a.run_id, a.step_id, a.message, a.approvers, \
+        a.allow_self, a.on_reject, a.status, a.decided_by, a.comment, a.decided_at, a.expires_at, \
+        a.created_at, r.workflow_name, r.started_by, r.inputs \
+        FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.id = $1";
+    pub const DECIDE: &str = "UPDATE approvals SET status = $1, decided_by = $2, comment = $3, \
+        decided_at = $4 WHERE id = $5 AND status = 'pending' RETURNING run_id, step_id, on_reject";
+    pub const APPROVAL_STATUS: &str = "SELECT status FROM approvals WHERE id = $1";
+    pub const SET_DECIDED_STEP: &str = "UPDATE run_steps SET status = $1, output = $2, \
+        error = $3, finished_at = $4, updated_at = $4 WHERE run_id = $5 AND step_id = $6";
+    pub const DUE_APPROVALS: &str = "SELECT id, on_timeout FROM approvals \
+        WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1";
+    pub const OPEN_APPROVAL: &str = "INSERT INTO approvals (run_id, step_id, message, approvers, \
+        allow_self, on_timeout, on_reject, status, expires_at, created_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) ON CONFLICT (run_id, step_id) DO NOTHING";
+}

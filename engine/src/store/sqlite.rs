@@ -6,10 +6,13 @@
 //! beside the writer. Statements inside a transaction are cheap here (no
 //! network), so multi-row work is a loop over prepared statements.
 
+mod advance;
 mod audit;
 mod enrollment;
 mod overview;
+mod results;
 mod retry;
+mod runs;
 mod users;
 mod workflows;
 

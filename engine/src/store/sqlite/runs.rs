@@ -1,0 +1,369 @@
+//! Workflow runs, their steps and approvals on SQLite. Advancing them is
+//! `advance.rs`; recording results with their advance is `results.rs`.
+
+use drover_protocol::agent::TaskResult;
+use drover_protocol::workflow::{ApprovalView, RunDetail, RunStatus, RunSummary, WorkflowVersion};
+use serde_json::{Map, Value};
+
+use super::SqliteStore;
+use crate::domain::Scheduling;
+use crate::error::StoreError;
+use crate::store::plan::{decided_step, run_status};
+use crate::store::rows::{step_views, ApprovalRow, RunRow, RunStepRow};
+use crate::store::sql::runs as sql;
+use crate::store::{Advanced, ApprovalRecord, Recorded, Result, RunStore};
+use crate::workflow::Definition;
+
+impl RunStore for SqliteStore {
+    async fn start_run(
+        &self,
+        wf: &WorkflowVersion,
+        inputs: &Map<String, Value>,
+        started_by: &str,
+        key: Option<&str>,
+        now_us: i64,
+    ) -> Result<(i64, bool)> {
+        let def: Definition = serde_json::from_value(wf.definition.clone())?;
+        let mut tx = self.begin_write().await?;
+        if let Some(key) = key {
+            let existing: Option<i64> = sqlx::query_scalar(sql::BY_KEY)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(id) = existing {
+                return Ok((id, false));
+            }
+        }
+        let id: i64 = sqlx::query_scalar(sql::INSERT)
+            .bind(wf.id)
+            .bind(&wf.name)
+            .bind(wf.version)
+            .bind(Value::Object(inputs.clone()).to_string())
+            .bind(started_by)
+            .bind(key)
+            .bind(now_us)
+            .fetch_one(&mut *tx)
+            .await?;
+        // Every step in one statement: on PostgreSQL each is a round
+        // trip, and a thousand runs started at once were eleven
+        // thousand of them.
+        sqlx::query(INSERT_STEPS)
+            .bind(id)
+            .bind(now_us)
+            .bind(serde_json::to_string(&def.step_ids())?)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((id, true))
+    }
+
+    async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced> {
+        self.advance_runs(&[run_id], sched, now_us)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, advanced)| advanced)
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn advance_runs(
+        &self,
+        run_ids: &[i64],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Vec<(i64, Advanced)>> {
+        let mut ids = run_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.advance_in_one_transaction(&ids, sched, now_us).await {
+            Ok(advanced) => Ok(advanced),
+            Err(e) if ids.len() == 1 => Err(e),
+            Err(e) => {
+                // One bad run must not hold the others back: each in its own transaction.
+                tracing::warn!(runs = ids.len(), error = %e, "advancing runs together failed; advancing them one by one");
+                let mut out = Vec::with_capacity(ids.len());
+                let mut first_error = None;
+                for id in ids {
+                    match self.advance_in_one_transaction(&[id], sched, now_us).await {
+                        Ok(advanced) => out.extend(advanced),
+                        Err(e) => {
+                            tracing::warn!(run_id = id, error = %e, "could not advance run");
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                match first_error {
+                    Some(e) if out.is_empty() => Err(e),
+                    _ => Ok(out),
+                }
+            }
+        }
+    }
+
+    async fn complete_and_advance(
+        &self,
+        agent_id: i64,
+        results: &[TaskResult],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Recorded> {
+        self.record_and_advance(agent_id, results, sched, now_us)
+            .await
+    }
+
+    async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>> {
+        let mut runs = Vec::new();
+        for chunk in task_ids.chunks(500) {
+            // The ids are written into the statement (integers, so
+            // nothing to escape) and it is not prepared: planned with
+            // its ids every time, it looks them up by primary key.
+            // A prepared one on PostgreSQL runs a generic plan, which
+            // on a new database scans the whole table for a minute.
+            let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            let sql = format!(
+                "SELECT DISTINCT run_id FROM tasks WHERE id IN ({}) AND run_id IS NOT NULL",
+                ids.join(", ")
+            );
+            for row in sqlx::raw_sql(&sql).fetch_all(self.reader()).await? {
+                runs.push(sqlx::Row::try_get(&row, 0)?);
+            }
+        }
+        runs.sort_unstable();
+        runs.dedup();
+        Ok(runs)
+    }
+
+    async fn active_runs(&self) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(sql::ACTIVE)
+            .fetch_all(self.reader())
+            .await?)
+    }
+
+    async fn get_run(&self, id: i64) -> Result<Option<RunDetail>> {
+        let Some(run) = sqlx::query_as::<_, RunRow>(sql::SUMMARY)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let run = RunSummary::try_from(run)?;
+        let tasks: Vec<(i64, String, i64, i64)> = sqlx::query_as(sql::TASKS_OF)
+            .bind(id)
+            .fetch_all(self.reader())
+            .await?;
+        let steps: Vec<RunStepRow> = sqlx::query_as(sql::STEPS_OF)
+            .bind(id)
+            .fetch_all(self.reader())
+            .await?;
+        let definition: Option<String> = sqlx::query_scalar(sql::DEFINITION_OF)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        let approvals = sqlx::query_as::<_, ApprovalRow>(sql::APPROVALS_OF)
+            .bind(id)
+            .fetch_all(self.reader())
+            .await?
+            .into_iter()
+            .map(|r| Ok(ApprovalRecord::try_from(r)?.view))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(RunDetail {
+            run,
+            steps: step_views(tasks, steps, definition)?,
+            approvals,
+        }))
+    }
+
+    async fn list_runs(
+        &self,
+        status: Option<RunStatus>,
+        workflow: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RunSummary>> {
+        sqlx::query_as::<_, RunRow>(sql::LIST)
+            .bind(status.map(RunStatus::as_str))
+            .bind(workflow)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?
+            .into_iter()
+            .map(RunSummary::try_from)
+            .collect()
+    }
+
+    async fn cancel_run(&self, id: i64, now_us: i64) -> Result<Vec<i64>> {
+        let mut tx = self.begin_write().await?;
+        let status: Option<String> = sqlx::query_scalar(RUN_STATUS_LOCKED)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let status = run_status(&status.ok_or(StoreError::NotFound)?)?;
+        if status.is_terminal() {
+            return Err(StoreError::Conflict(format!(
+                "run already {}",
+                status.as_str()
+            )));
+        }
+        sqlx::query(sql::CANCEL)
+            .bind(now_us)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::CANCEL_STEPS)
+            .bind(now_us)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Self::cancel_queued_tasks(
+            &mut tx,
+            &serde_json::to_string(&[id])?,
+            "its run was cancelled",
+            now_us,
+        )
+        .await?;
+        sqlx::query(sql::CANCEL_APPROVALS)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let running: Vec<i64> = sqlx::query_scalar(sql::RUNNING_TASKS)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(running)
+    }
+
+    async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let status: Option<String> = sqlx::query_scalar(STEP_STATUS_LOCKED)
+            .bind(run_id)
+            .bind(step_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match status.as_deref() {
+            None => return Err(StoreError::NotFound),
+            Some("failed") => {}
+            Some(other) => {
+                return Err(StoreError::Conflict(format!(
+                    "step {step_id:?} is {other}; only a failed step can be retried"
+                )))
+            }
+        }
+        let run: String = sqlx::query_scalar(sql::STATUS)
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if run == "cancelled" {
+            return Err(StoreError::Conflict("the run was cancelled".into()));
+        }
+        sqlx::query(sql::RETRY_STEP)
+            .bind(now_us)
+            .bind(run_id)
+            .bind(step_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::UNCANCEL_STEPS)
+            .bind(now_us)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::RESUME)
+            .bind(now_us)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_approvals(&self, status: Option<&str>) -> Result<Vec<ApprovalView>> {
+        sqlx::query_as::<_, ApprovalRow>(sql::LIST_APPROVALS)
+            .bind(status)
+            .fetch_all(self.reader())
+            .await?
+            .into_iter()
+            .map(|r| Ok(ApprovalRecord::try_from(r)?.view))
+            .collect()
+    }
+
+    async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>> {
+        sqlx::query_as::<_, ApprovalRow>(sql::APPROVAL)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?
+            .map(ApprovalRecord::try_from)
+            .transpose()
+    }
+
+    async fn decide_approval(
+        &self,
+        id: i64,
+        approved: bool,
+        by: &str,
+        comment: Option<&str>,
+        now_us: i64,
+    ) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let decided: Option<(i64, String, String)> = sqlx::query_as(sql::DECIDE)
+            .bind(if approved { "approved" } else { "rejected" })
+            .bind(by)
+            .bind(comment)
+            .bind(now_us)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((run_id, step_id, on_reject)) = decided else {
+            let exists: Option<String> = sqlx::query_scalar(sql::APPROVAL_STATUS)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match exists {
+                None => StoreError::NotFound,
+                Some(s) => StoreError::Conflict(format!("approval already {s}")),
+            });
+        };
+        let (status, output, error) = decided_step(approved, by, comment, on_reject == "continue");
+        sqlx::query(sql::SET_DECIDED_STEP)
+            .bind(status.as_str())
+            .bind(output.to_string())
+            .bind(&error)
+            .bind(now_us)
+            .bind(run_id)
+            .bind(&step_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(run_id)
+    }
+
+    async fn expire_approvals(&self, now_us: i64) -> Result<Vec<i64>> {
+        let due: Vec<(i64, String)> = sqlx::query_as(sql::DUE_APPROVALS)
+            .bind(now_us)
+            .fetch_all(self.reader())
+            .await?;
+        let mut runs = Vec::new();
+        for (id, on_timeout) in due {
+            let approve = on_timeout == "approve";
+            let why = Some("no decision before the timeout");
+            match self
+                .decide_approval(id, approve, "timeout", why, now_us)
+                .await
+            {
+                Ok(run) => runs.push(run),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// SQLite's single writer serialises run changes: no row locks.
+const RUN_STATUS_LOCKED: &str = "SELECT status FROM runs WHERE id = $1";
+const STEP_STATUS_LOCKED: &str = "SELECT status FROM run_steps WHERE run_id = $1 AND step_id = $2";
+/// The run's steps, from a JSON array of step ids.
+const INSERT_STEPS: &str = "INSERT INTO run_steps (run_id, step_id, status, updated_at) \
+    SELECT $1, value, 'pending', $2 FROM json_each($3)";
