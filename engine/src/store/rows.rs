@@ -40,14 +40,14 @@ macro_rules! task_view {
             time_sensitivity: row.try_get("time_sensitivity")?,
             importance: row.try_get("importance")?,
             priority: row.try_get("priority")?,
-            status: super::rows::task_status(&row.try_get::<String, _>("status")?)?,
+            status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
             attempts: row.try_get("attempts")?,
             max_attempts: row.try_get("max_attempts")?,
             timeout_ms: row.try_get("timeout_ms")?,
             retry_backoff_ms: row.try_get("retry_backoff_ms")?,
             required_labels: serde_json::from_str(&row.try_get::<String, _>("required_labels")?)?,
             idempotency_key: row.try_get("idempotency_key")?,
-            result: super::rows::json_or_null(row.try_get("result")?)?,
+            result: crate::store::rows::json_or_null(row.try_get("result")?)?,
             error: row.try_get("error")?,
             agent_id: row.try_get("agent_id")?,
             lease_token: row.try_get("lease_token")?,
@@ -77,8 +77,8 @@ macro_rules! agent_view {
             labels: serde_json::from_str(&row.try_get::<String, _>("labels")?)?,
             capacity,
             running,
-            load: super::rows::load(running, capacity),
-            status: super::rows::agent_status(&row.try_get::<String, _>("status")?)?,
+            load: crate::store::rows::load(running, capacity),
+            status: crate::store::rows::agent_status(&row.try_get::<String, _>("status")?)?,
             registered_at_us: row.try_get("registered_at")?,
             last_heartbeat_at_us: row.try_get("last_heartbeat_at")?,
         }
@@ -110,7 +110,7 @@ macro_rules! event_view {
         drover_protocol::api::TaskEventView {
             at_us: row.try_get("at")?,
             kind: row.try_get("kind")?,
-            status: super::rows::task_status(&row.try_get::<String, _>("status")?)?,
+            status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
             agent_id: row.try_get("agent_id")?,
             detail: row.try_get("detail")?,
         }
@@ -141,7 +141,7 @@ macro_rules! current_leases {
     ($rows:expr) => {{
         use sqlx::Row as _;
         let rows = $rows;
-        let mut current = super::Current::with_capacity(rows.len());
+        let mut current = crate::store::Current::with_capacity(rows.len());
         for row in rows {
             current.insert(
                 (row.try_get("id")?, row.try_get("lease_token")?),
@@ -166,15 +166,15 @@ macro_rules! task_detail {
     ($row:expr, $attempts:expr, $events:expr) => {{
         let attempt_history: Vec<_> = $attempts
             .iter()
-            .map(|r| Ok(super::rows::attempt_view!(r)))
+            .map(|r| Ok(crate::store::rows::attempt_view!(r)))
             .collect::<Result<_>>()?;
         let stored = $events
             .iter()
-            .map(|r| Ok(super::rows::event_view!(r)))
+            .map(|r| Ok(crate::store::rows::event_view!(r)))
             .collect::<Result<_>>()?;
-        let task = super::rows::task_view!($row);
+        let task = crate::store::rows::task_view!($row);
         drover_protocol::api::TaskDetail {
-            events: super::rows::task_history(&task, &attempt_history, stored),
+            events: crate::store::rows::task_history(&task, &attempt_history, stored),
             task,
             attempt_history,
         }

@@ -1,5 +1,6 @@
-//! PostgreSQL: a batch of results recorded and its runs advanced in four
-//! round trips — `BEGIN`, one statement that locks and reads everything the
+//! Results on PostgreSQL: attempts ended (`end_attempts`, used by plain
+//! completions, cancels and sweeps), and a batch of results recorded with
+//! its runs advanced in four round trips — `BEGIN`, one statement that locks and reads everything the
 //! batch needs, one that writes everything, `COMMIT`.
 //!
 //! Every statement is a round trip to another process, and on a busy
@@ -15,22 +16,23 @@
 //! them before planning, which is what the database would have returned
 //! after writing them.
 
+use drover_protocol::agent::TaskResult;
+use drover_protocol::api::TaskStatus;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sqlx::postgres::PgRow;
-use sqlx::Row;
-
-use drover_protocol::agent::TaskResult;
+use sqlx::{Postgres, Row, Transaction};
 
 use super::batch::{write_batch, AdvanceRows, EndColumns};
-use super::PgStore;
+use super::{instance_tag, PgStore, WORK_CHANNEL};
 use crate::domain::Scheduling;
 use crate::lifecycle::RunningTask;
 use crate::store::plan::{
-    not_advanced, plan_loaded, step_rows, Current, EndRow, Ending, ItemRow, Loaded, StepRow, Writes,
+    not_advanced, plan_loaded, step_rows, Current, EndRow, Ending, FreedSlots, ItemRow, Loaded,
+    StepRow, Writes,
 };
-use crate::store::rows::RunStateRow;
-use crate::store::{Advanced, QueueStore, Recorded, Result};
+use crate::store::rows::{current_leases, RunStateRow};
+use crate::store::{Advanced, Completed, QueueStore, Recorded, Result};
 
 /// Locks the batch's tasks (by id, in id order) and then their runs
 /// (without waiting: a run another transaction holds is left to the
@@ -310,4 +312,130 @@ fn plan_read(
         items: items_of(read)?,
     };
     plan_loaded(sched, now_us, loaded, ends, to_advance.len() > 1)
+}
+
+impl PgStore {
+    pub(super) async fn complete_results(
+        &self,
+        agent_id: i64,
+        results: &[TaskResult],
+        now_us: i64,
+    ) -> Result<Completed> {
+        let endings: Vec<Ending> = results
+            .iter()
+            .map(|r| crate::store::ending_of_result(agent_id, r))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let completed = Self::end_attempts(&mut tx, &endings, now_us).await?;
+        tx.commit().await?;
+        Ok(completed)
+    }
+
+    /// Ends attempts whose lease is current (one locking read, one write
+    /// statement for the whole batch, one for the agents' counts); stale
+    /// ones change nothing.
+    pub(super) async fn end_attempts(
+        tx: &mut Transaction<'_, Postgres>,
+        endings: &[Ending],
+        now_us: i64,
+    ) -> Result<Completed> {
+        let (completed, freed) = Self::end_attempts_holding_slots(tx, endings, now_us).await?;
+        Self::free_slots(tx, &freed).await?;
+        Ok(completed)
+    }
+
+    /// Gives agents back the slots their ended attempts held (C -= n). Last
+    /// in a transaction: an agent's row is what every claim for it locks,
+    /// so the less time a transaction holds it, the less claims wait.
+    pub(super) async fn free_slots(
+        tx: &mut Transaction<'_, Postgres>,
+        freed: &FreedSlots,
+    ) -> Result<()> {
+        if freed.is_empty() {
+            return Ok(());
+        }
+        Self::lock_agents_in_order(tx, freed).await?;
+        let (agents, counts): (Vec<i64>, Vec<i64>) = freed.iter().copied().unzip();
+        // An agent that was full may have a claim parked on another
+        // instance, which hears of the free slot only by a notification.
+        sqlx::query(
+            "WITH freed AS ( \
+               UPDATE agents a SET running = GREATEST(a.running - f.n, 0) \
+               FROM unnest($1::bigint[], $2::bigint[]) AS f(id, n) WHERE a.id = f.id AND a.id = ANY($1) \
+               RETURNING a.running + f.n >= a.capacity AS was_full) \
+             SELECT pg_notify($3, $4) FROM (SELECT 1 FROM freed WHERE was_full LIMIT 1) AS opened",
+        )
+        .bind(&agents)
+        .bind(&counts)
+        .bind(WORK_CHANNEL)
+        .bind(instance_tag())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Locks the rows of the agents getting slots back in id order, as a
+    /// group claim locks them: a batch freeing slots on several agents (a
+    /// sweep) must not take them in another order and deadlock with a
+    /// claim. One agent's row needs no lock ahead of its update.
+    pub(super) async fn lock_agents_in_order(
+        tx: &mut Transaction<'_, Postgres>,
+        freed: &FreedSlots,
+    ) -> Result<()> {
+        if freed.len() > 1 {
+            let agents: Vec<i64> = freed.iter().map(|(id, _)| *id).collect();
+            sqlx::query("SELECT id FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(&agents)
+                .fetch_all(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// [`end_attempts`](Self::end_attempts) without giving the agents their
+    /// slots back: the caller does that with [`free_slots`](Self::free_slots)
+    /// at the end of its transaction.
+    pub(super) async fn end_attempts_holding_slots(
+        tx: &mut Transaction<'_, Postgres>,
+        endings: &[Ending],
+        now_us: i64,
+    ) -> Result<(Completed, FreedSlots)> {
+        if endings.is_empty() {
+            return Ok((Completed::default(), FreedSlots::default()));
+        }
+        let ids: Vec<i64> = endings.iter().map(|e| e.task_id).collect();
+        // By id only (`= ANY`, an index probe whatever the statistics say;
+        // a join on the leases was planned as a walk over every running
+        // task while a new database had no statistics yet); which leases are
+        // current is decided from the rows (`plan_endings`).
+        let rows = sqlx::query(
+            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id, t.run_id FROM tasks t \
+             WHERE t.id = ANY($1) AND t.status = 'running' ORDER BY t.id FOR UPDATE OF t",
+        )
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        let current = current_leases!(rows);
+        let (completed, rows) = crate::store::plan_endings(endings, &current, now_us);
+        let cols: EndColumns = rows.into_iter().collect();
+        if cols.id.is_empty() {
+            return Ok((completed, FreedSlots::default()));
+        }
+        let freed = crate::store::freed_slots(cols.agent_id.iter().flatten().copied());
+        let requeued = cols.status.iter().any(|s| s == TaskStatus::Queued.as_str());
+        // The slots are given back by the caller (`free_slots`), last.
+        let opened = super::batch::write_batch(
+            tx,
+            &cols,
+            &super::batch::AdvanceRows::NONE,
+            &[],
+            requeued,
+            now_us,
+        )
+        .await?;
+        if opened {
+            Self::notify_work(tx).await?;
+        }
+        Ok((completed, freed))
+    }
 }
