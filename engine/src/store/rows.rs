@@ -1,6 +1,9 @@
-//! Row decoding shared by both backends. Each backend selects the same
-//! column names with the same types (JSON as TEXT, integers as 64-bit), so
-//! one macro per view decodes either kind of row.
+//! Row decoding shared by both backends: `#[derive(sqlx::FromRow)]`
+//! structs and their conversions to the protocol's views. Each backend
+//! selects the same column names with the same types (JSON and PostgreSQL's
+//! `TEXT[]` lists as JSON text, integers as 64-bit), so one struct decodes
+//! either kind of row. The few one-line macros keep the queue's call sites
+//! short (`task_view!(row)`).
 
 use drover_protocol::api::{AgentStatus, AttemptView, TaskEventView, TaskStatus, TaskView};
 
@@ -29,135 +32,60 @@ pub(super) fn load(running: i64, capacity: i64) -> f64 {
 
 /// Decodes a `TaskView` from a row selected with the backend's `TASK_COLUMNS`.
 macro_rules! task_view {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = &$row;
-        drover_protocol::api::TaskView {
-            id: row.try_get("id")?,
-            task_type: row.try_get("task_type")?,
-            payload: serde_json::from_str(&row.try_get::<String, _>("payload")?)?,
-            urgency: row.try_get("urgency")?,
-            time_sensitivity: row.try_get("time_sensitivity")?,
-            importance: row.try_get("importance")?,
-            priority: row.try_get("priority")?,
-            status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
-            attempts: row.try_get("attempts")?,
-            max_attempts: row.try_get("max_attempts")?,
-            timeout_ms: row.try_get("timeout_ms")?,
-            retry_backoff_ms: row.try_get("retry_backoff_ms")?,
-            required_labels: serde_json::from_str(&row.try_get::<String, _>("required_labels")?)?,
-            idempotency_key: row.try_get("idempotency_key")?,
-            result: crate::store::rows::json_or_null(row.try_get("result")?)?,
-            error: row.try_get("error")?,
-            agent_id: row.try_get("agent_id")?,
-            lease_token: row.try_get("lease_token")?,
-            run_after_us: row.try_get("run_after")?,
-            created_at_us: row.try_get("created_at")?,
-            updated_at_us: row.try_get("updated_at")?,
-            started_at_us: row.try_get("started_at")?,
-            finished_at_us: row.try_get("finished_at")?,
-            claim_load: row.try_get("claim_load")?,
-        }
-    }};
+    ($row:expr) => {
+        crate::store::rows::decode::<crate::store::rows::TaskRow, drover_protocol::api::TaskView>(
+            &$row,
+        )?
+    };
 }
 
 /// Decodes an `AgentView` from a row selected with the backend's `AGENT_COLUMNS`.
 macro_rules! agent_view {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = &$row;
-        let running: i64 = row.try_get("running")?;
-        let capacity: i64 = row.try_get("capacity")?;
-        drover_protocol::api::AgentView {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            hostname: row.try_get("hostname")?,
-            version: row.try_get("version")?,
-            task_types: serde_json::from_str(&row.try_get::<String, _>("task_types")?)?,
-            labels: serde_json::from_str(&row.try_get::<String, _>("labels")?)?,
-            capacity,
-            running,
-            load: crate::store::rows::load(running, capacity),
-            status: crate::store::rows::agent_status(&row.try_get::<String, _>("status")?)?,
-            registered_at_us: row.try_get("registered_at")?,
-            last_heartbeat_at_us: row.try_get("last_heartbeat_at")?,
-        }
-    }};
+    ($row:expr) => {
+        crate::store::rows::decode::<crate::store::rows::AgentRow, drover_protocol::api::AgentView>(
+            &$row,
+        )?
+    };
 }
 
 macro_rules! attempt_view {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = &$row;
-        drover_protocol::api::AttemptView {
-            lease_token: row.try_get("lease_token")?,
-            attempt: row.try_get("attempt")?,
-            agent_id: row.try_get("agent_id")?,
-            agent_load: row.try_get("agent_load")?,
-            claimed_at_us: row.try_get("claimed_at")?,
-            started_at_us: row.try_get("started_at")?,
-            finished_at_us: row.try_get("finished_at")?,
-            outcome: row.try_get("outcome")?,
-            error: row.try_get("error")?,
-        }
-    }};
+    ($row:expr) => {
+        crate::store::rows::decode::<
+            crate::store::rows::AttemptRow,
+            drover_protocol::api::AttemptView,
+        >(&$row)?
+    };
 }
 
 macro_rules! event_view {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = &$row;
-        drover_protocol::api::TaskEventView {
-            at_us: row.try_get("at")?,
-            kind: row.try_get("kind")?,
-            status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
-            agent_id: row.try_get("agent_id")?,
-            detail: row.try_get("detail")?,
-        }
-    }};
+    ($row:expr) => {
+        crate::store::rows::decode::<
+            crate::store::rows::EventRow,
+            drover_protocol::api::TaskEventView,
+        >(&$row)?
+    };
 }
 
 /// Decodes an `Assignment` from a claim's `RETURNING` row.
 macro_rules! assignment {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = &$row;
-        drover_protocol::agent::Assignment {
-            task_id: row.try_get("id")?,
-            lease_token: row.try_get("lease_token")?,
-            task_type: row.try_get("task_type")?,
-            payload: serde_json::from_str(&row.try_get::<String, _>("payload")?)?,
-            attempt: row.try_get::<i64, _>("attempts")? as u32,
-            max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
-            timeout_ms: row.try_get::<i64, _>("timeout_ms")? as u64,
-            priority: row.try_get("priority")?,
-        }
-    }};
+    ($row:expr) => {
+        crate::store::rows::decode::<
+            crate::store::rows::AssignmentRow,
+            drover_protocol::agent::Assignment,
+        >(&$row)?
+    };
 }
 
 /// The running tasks behind current leases, from rows of `id, lease_token,
 /// attempts, max_attempts, retry_backoff_ms, agent_id, run_id` (both backends).
 macro_rules! current_leases {
-    ($rows:expr) => {{
-        use sqlx::Row as _;
-        let rows = $rows;
-        let mut current = crate::store::Current::with_capacity(rows.len());
-        for row in rows {
-            current.insert(
-                (row.try_get("id")?, row.try_get("lease_token")?),
-                (
-                    crate::lifecycle::RunningTask {
-                        attempts: row.try_get("attempts")?,
-                        max_attempts: row.try_get("max_attempts")?,
-                        retry_backoff_ms: row.try_get("retry_backoff_ms")?,
-                    },
-                    row.try_get("agent_id")?,
-                    row.try_get("run_id")?,
-                ),
-            );
-        }
-        current
-    }};
+    ($rows:expr) => {
+        crate::store::rows::current_of(
+            $rows
+                .iter()
+                .map(|row| <crate::store::rows::LeaseRow as sqlx::FromRow<'_, _>>::from_row(row)),
+        )?
+    };
 }
 
 /// Decodes a `TaskDetail` from the task's row, its attempt rows and its
@@ -179,6 +107,249 @@ macro_rules! task_detail {
             attempt_history,
         }
     }};
+}
+
+/// Decodes a row of either backend into `R` and converts it to the view `V`.
+pub(super) fn decode<'r, R, V>(row: &'r impl DecodeRow<'r, R>) -> Result<V, StoreError>
+where
+    V: TryFrom<R, Error = StoreError>,
+{
+    row.decode()?.try_into()
+}
+
+/// A backend's row that decodes into `R` (what `#[derive(sqlx::FromRow)]` gives).
+pub(super) trait DecodeRow<'r, R> {
+    fn decode(&'r self) -> Result<R, StoreError>;
+}
+
+impl<'r, R: sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>> DecodeRow<'r, R>
+    for sqlx::sqlite::SqliteRow
+{
+    fn decode(&'r self) -> Result<R, StoreError> {
+        Ok(R::from_row(self)?)
+    }
+}
+
+impl<'r, R: sqlx::FromRow<'r, sqlx::postgres::PgRow>> DecodeRow<'r, R> for sqlx::postgres::PgRow {
+    fn decode(&'r self) -> Result<R, StoreError> {
+        Ok(R::from_row(self)?)
+    }
+}
+
+/// A row given by reference, as the call sites iterating rows have it.
+impl<'r, R, T: DecodeRow<'r, R>> DecodeRow<'r, R> for &'r T {
+    fn decode(&'r self) -> Result<R, StoreError> {
+        (**self).decode()
+    }
+}
+
+/// A task as both backends select it (lists as JSON text).
+#[derive(sqlx::FromRow)]
+pub(super) struct TaskRow {
+    id: i64,
+    task_type: String,
+    payload: String,
+    urgency: i64,
+    time_sensitivity: i64,
+    importance: i64,
+    priority: f64,
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    timeout_ms: i64,
+    retry_backoff_ms: i64,
+    required_labels: String,
+    idempotency_key: Option<String>,
+    result: Option<String>,
+    error: Option<String>,
+    agent_id: Option<i64>,
+    lease_token: Option<i64>,
+    run_after: i64,
+    created_at: i64,
+    updated_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    claim_load: Option<f64>,
+}
+
+impl TryFrom<TaskRow> for TaskView {
+    type Error = StoreError;
+    fn try_from(r: TaskRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.id,
+            task_type: r.task_type,
+            payload: serde_json::from_str(&r.payload)?,
+            urgency: r.urgency,
+            time_sensitivity: r.time_sensitivity,
+            importance: r.importance,
+            priority: r.priority,
+            status: task_status(&r.status)?,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            timeout_ms: r.timeout_ms,
+            retry_backoff_ms: r.retry_backoff_ms,
+            required_labels: serde_json::from_str(&r.required_labels)?,
+            idempotency_key: r.idempotency_key,
+            result: json_or_null(r.result)?,
+            error: r.error,
+            agent_id: r.agent_id,
+            lease_token: r.lease_token,
+            run_after_us: r.run_after,
+            created_at_us: r.created_at,
+            updated_at_us: r.updated_at,
+            started_at_us: r.started_at,
+            finished_at_us: r.finished_at,
+            claim_load: r.claim_load,
+        })
+    }
+}
+
+/// An agent as both backends select it (lists as JSON text).
+#[derive(sqlx::FromRow)]
+pub(super) struct AgentRow {
+    id: i64,
+    name: String,
+    hostname: String,
+    version: String,
+    task_types: String,
+    labels: String,
+    capacity: i64,
+    running: i64,
+    status: String,
+    registered_at: i64,
+    last_heartbeat_at: i64,
+}
+
+impl TryFrom<AgentRow> for drover_protocol::api::AgentView {
+    type Error = StoreError;
+    fn try_from(r: AgentRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.id,
+            name: r.name,
+            hostname: r.hostname,
+            version: r.version,
+            task_types: serde_json::from_str(&r.task_types)?,
+            labels: serde_json::from_str(&r.labels)?,
+            capacity: r.capacity,
+            running: r.running,
+            load: load(r.running, r.capacity),
+            status: agent_status(&r.status)?,
+            registered_at_us: r.registered_at,
+            last_heartbeat_at_us: r.last_heartbeat_at,
+        })
+    }
+}
+
+/// One attempt of a task (`task_attempts`).
+#[derive(sqlx::FromRow)]
+pub(super) struct AttemptRow {
+    lease_token: i64,
+    attempt: i64,
+    agent_id: i64,
+    agent_load: f64,
+    claimed_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    outcome: String,
+    error: Option<String>,
+}
+
+impl TryFrom<AttemptRow> for AttemptView {
+    type Error = StoreError;
+    fn try_from(r: AttemptRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            lease_token: r.lease_token,
+            attempt: r.attempt,
+            agent_id: r.agent_id,
+            agent_load: r.agent_load,
+            claimed_at_us: r.claimed_at,
+            started_at_us: r.started_at,
+            finished_at_us: r.finished_at,
+            outcome: r.outcome,
+            error: r.error,
+        })
+    }
+}
+
+/// One stored event of a task (`task_events`).
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    at: i64,
+    kind: String,
+    status: String,
+    agent_id: Option<i64>,
+    detail: Option<String>,
+}
+
+impl TryFrom<EventRow> for TaskEventView {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            at_us: r.at,
+            kind: r.kind,
+            status: task_status(&r.status)?,
+            agent_id: r.agent_id,
+            detail: r.detail,
+        })
+    }
+}
+
+/// A claimed task as a claim's `RETURNING` gives it.
+#[derive(sqlx::FromRow)]
+pub(super) struct AssignmentRow {
+    id: i64,
+    lease_token: i64,
+    task_type: String,
+    payload: String,
+    attempts: i64,
+    max_attempts: i64,
+    timeout_ms: i64,
+    priority: f64,
+}
+
+impl TryFrom<AssignmentRow> for drover_protocol::agent::Assignment {
+    type Error = StoreError;
+    fn try_from(r: AssignmentRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            task_id: r.id,
+            lease_token: r.lease_token,
+            task_type: r.task_type,
+            payload: serde_json::from_str(&r.payload)?,
+            attempt: r.attempts as u32,
+            max_attempts: r.max_attempts as u32,
+            timeout_ms: r.timeout_ms as u64,
+            priority: r.priority,
+        })
+    }
+}
+
+/// A running task behind a current lease.
+#[derive(sqlx::FromRow)]
+pub(super) struct LeaseRow {
+    id: i64,
+    lease_token: i64,
+    attempts: i64,
+    max_attempts: i64,
+    retry_backoff_ms: i64,
+    agent_id: Option<i64>,
+    run_id: Option<i64>,
+}
+
+/// The running tasks behind current leases, keyed by (task, lease).
+pub(super) fn current_of(
+    rows: impl Iterator<Item = Result<LeaseRow, sqlx::Error>>,
+) -> Result<super::Current, StoreError> {
+    let mut current = super::Current::with_capacity(rows.size_hint().0);
+    for row in rows {
+        let r = row?;
+        let task = crate::lifecycle::RunningTask {
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            retry_backoff_ms: r.retry_backoff_ms,
+        };
+        current.insert((r.id, r.lease_token), (task, r.agent_id, r.run_id));
+    }
+    Ok(current)
 }
 
 pub(super) use {
