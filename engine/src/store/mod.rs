@@ -3,9 +3,13 @@
 //! server instances). The same test suite (`engine/tests/store.rs`) runs
 //! against both.
 //!
-//! Every method is one database transaction. Decisions that are not SQL (what
-//! a failed attempt turns into) come from [`crate::lifecycle`], so the two
-//! backends differ only in how they read and write rows.
+//! Each changing method is one database transaction, except the sweeps of
+//! duties that decide in turn (`expire_approvals` decides each approval in
+//! its own). Decisions that are not SQL come from `plan` (what an ending,
+//! a sweep or an advance makes happen next, itself using
+//! [`crate::lifecycle`] and [`crate::workflow::plan`]), so the backends
+//! differ only in how they read and write rows. See docs/ARCHITECTURE.md
+//! ("Storage backends") for the layout.
 
 /// Implements a store trait for [`Store`] by forwarding every method to the
 /// chosen backend: each trait lists its methods once instead of matching on

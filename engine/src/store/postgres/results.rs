@@ -164,7 +164,7 @@ fn rows_of<T: DeserializeOwned>(row: &PgRow, column: &str) -> Result<Vec<T>> {
 }
 
 impl PgStore {
-    /// [`RunStore::complete_and_advance`] on PostgreSQL. If the batch cannot
+    /// `RunStore::complete_and_advance` on PostgreSQL. If the batch cannot
     /// be written with its runs' advance, the results are recorded on their
     /// own and the runs go to the caller.
     pub(super) async fn record_and_advance(

@@ -1,17 +1,19 @@
-//! Recording agent results on SQLite together with the advance of the
-//! runs whose tasks ended ([`RunStore::complete_and_advance`]).
+//! Results on SQLite: attempts ended (`end_attempts`, used by plain
+//! completions, cancels and sweeps), and agent results recorded together
+//! with the advance of the runs whose tasks ended
+//! (`RunStore::complete_and_advance`).
 
 use drover_protocol::agent::TaskResult;
+use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
 use crate::domain::Scheduling;
 use crate::store::plan::{not_advanced, Ending};
-#[allow(unused_imports)]
-use crate::store::RunStore;
-use crate::store::{QueueStore, Recorded, Result};
+use crate::store::rows::current_leases;
+use crate::store::{Completed, FreedSlots, QueueStore, Recorded, Result};
 
 impl SqliteStore {
-    /// [`RunStore::complete_and_advance`]: statements cost SQLite no
+    /// `RunStore::complete_and_advance`: statements cost SQLite no
     /// round trip, so it takes them one by one: the endings, the
     /// advance of the runs that moved, then the agents' slots.
     pub(super) async fn record_and_advance(
@@ -59,5 +61,122 @@ impl SqliteStore {
         Self::free_slots(&mut tx, &freed).await?;
         tx.commit().await?;
         Ok(recorded)
+    }
+}
+
+impl SqliteStore {
+    pub(super) async fn complete_results(
+        &self,
+        agent_id: i64,
+        results: &[TaskResult],
+        now_us: i64,
+    ) -> Result<Completed> {
+        let endings: Vec<Ending> = results
+            .iter()
+            .map(|r| crate::store::ending_of_result(agent_id, r))
+            .collect();
+        let mut tx = self.writer.begin().await?;
+        let completed = Self::end_attempts(&mut tx, &endings, now_us).await?;
+        tx.commit().await?;
+        Ok(completed)
+    }
+
+    /// Ends attempts whose lease is current; stale ones change nothing.
+    /// A fixed number of statements per batch: the rows travel as one JSON
+    /// array that `json_each` unpacks inside SQLite.
+    pub(super) async fn end_attempts(
+        tx: &mut Transaction<'_, Sqlite>,
+        endings: &[Ending],
+        now_us: i64,
+    ) -> Result<Completed> {
+        let (completed, freed) = Self::end_attempts_holding_slots(tx, endings, now_us).await?;
+        Self::free_slots(tx, &freed).await?;
+        Ok(completed)
+    }
+
+    /// Gives agents back the slots their ended attempts held (C -= n).
+    pub(super) async fn free_slots(
+        tx: &mut Transaction<'_, Sqlite>,
+        freed: &FreedSlots,
+    ) -> Result<()> {
+        for &(agent, n) in freed {
+            sqlx::query("UPDATE agents SET running = MAX(running - ?1, 0) WHERE id = ?2")
+                .bind(n)
+                .bind(agent)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// [`end_attempts`](Self::end_attempts) without giving the agents their
+    /// slots back: the caller does that with [`free_slots`](Self::free_slots).
+    pub(super) async fn end_attempts_holding_slots(
+        tx: &mut Transaction<'_, Sqlite>,
+        endings: &[Ending],
+        now_us: i64,
+    ) -> Result<(Completed, FreedSlots)> {
+        if endings.is_empty() {
+            return Ok((Completed::default(), FreedSlots::default()));
+        }
+        let leases: Vec<[i64; 2]> = endings.iter().map(|e| [e.task_id, e.lease_token]).collect();
+        // CROSS JOIN fixes the join order: by the leases, then each task by
+        // its id. Left to itself SQLite walks every running task (the
+        // status index) and probes the array for each: with a thousand
+        // tasks running, milliseconds per batch of results on the writer.
+        let rows = sqlx::query(
+            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id, t.run_id \
+             FROM json_each(?1) v CROSS JOIN tasks t ON t.id = json_extract(v.value, '$[0]') \
+             WHERE t.lease_token = json_extract(v.value, '$[1]') AND t.status = 'running'",
+        )
+        .bind(serde_json::to_string(&leases)?)
+        .fetch_all(&mut **tx)
+        .await?;
+        let current = current_leases!(rows);
+        let (completed, rows) = crate::store::plan_endings(endings, &current, now_us);
+        if rows.is_empty() {
+            return Ok((completed, FreedSlots::default()));
+        }
+        let batch = serde_json::to_string(&rows)?;
+        sqlx::query(
+            "UPDATE tasks SET status = json_extract(v.value, '$.status'), \
+               attempts = attempts + json_extract(v.value, '$.attempts_delta'), \
+               run_after = COALESCE(json_extract(v.value, '$.run_after'), run_after), \
+               result = json_extract(v.value, '$.result'), error = json_extract(v.value, '$.error'), \
+               agent_id = CASE WHEN json_extract(v.value, '$.terminal') THEN agent_id ELSE NULL END, \
+               lease_expires_at = NULL, updated_at = ?2, \
+               finished_at = CASE WHEN json_extract(v.value, '$.terminal') THEN ?2 ELSE NULL END \
+             FROM json_each(?1) v WHERE tasks.id = json_extract(v.value, '$.id')",
+        )
+        .bind(&batch)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE task_attempts SET outcome = json_extract(v.value, '$.outcome'), \
+               error = json_extract(v.value, '$.attempt_error'), \
+               finished_at = COALESCE(json_extract(v.value, '$.finished_at'), ?2), \
+               started_at = COALESCE(json_extract(v.value, '$.started_at'), started_at) \
+             FROM json_each(?1) v \
+             WHERE task_attempts.task_id = json_extract(v.value, '$.id') \
+               AND task_attempts.lease_token = json_extract(v.value, '$.lease_token')",
+        )
+        .bind(&batch)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO task_events (task_id, at, kind, status, agent_id, detail) \
+             SELECT json_extract(value, '$.id'), ?2, json_extract(value, '$.event'), json_extract(value, '$.status'), \
+                    json_extract(value, '$.agent_id'), json_extract(value, '$.error') FROM json_each(?1)",
+        )
+        .bind(&batch)
+        .bind(now_us)
+        .execute(&mut **tx)
+        .await?;
+        Ok((
+            completed,
+            crate::store::freed_slots(rows.iter().filter_map(|r| r.agent_id)),
+        ))
     }
 }

@@ -1,0 +1,102 @@
+//! SQLite backend: the embedded, zero-set-up default for one server instance.
+//!
+//! All writes go through a pool of exactly one connection, so transactions
+//! never meet `SQLITE_BUSY` and a claim is naturally a single-writer
+//! `UPDATE … RETURNING`; reads use a separate pool and WAL lets them run
+//! beside the writer. Statements inside a transaction are cheap here (no
+//! network), so a transaction may take several; multi-row work is one
+//! statement over a JSON array unpacked by `json_each`.
+
+mod advance;
+mod agents;
+mod audit;
+mod claim;
+mod enrollment;
+mod overview;
+mod queue;
+mod results;
+mod retry;
+mod runs;
+mod users;
+mod workflows;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use drover_protocol::api::TaskStatus;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::Result;
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, max_readers: u32) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        // A connection to a local file does not break: sqlx's ping before
+        // each acquire would only add a round trip to the database thread.
+        let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(max_readers.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    pub(super) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    pub(super) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// One instance per SQLite file: nobody else to tell of new work.
+    pub(super) async fn notify_work(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin().await?)
+    }
+
+    async fn event(
+        tx: &mut Transaction<'_, Sqlite>,
+        task_id: i64,
+        at: i64,
+        kind: &str,
+        status: TaskStatus,
+        agent_id: Option<i64>,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO task_events (task_id, at, kind, status, agent_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .bind(task_id)
+            .bind(at)
+            .bind(kind)
+            .bind(status.as_str())
+            .bind(agent_id)
+            .bind(detail)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,343 @@
+//! The queue on SQLite: submitting, reading and cancelling tasks, counts,
+//! leadership. Claims, heartbeats, agents and results have their own
+//! files; the trait's methods for them forward there.
+
+use drover_protocol::agent::{HeartbeatResponse, Lease, TaskResult};
+use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStatus, TaskView};
+use sqlx::Row;
+
+use crate::domain::{Scheduling, TaskSpec};
+use crate::error::StoreError;
+use crate::lifecycle::AttemptEnd;
+use crate::store::rows::{task_detail, task_view};
+use crate::store::{
+    AgentSession, Claim, Completed, Ending, QueueStore, Registered, Registration, Result, Sweep,
+    SweptBecause, TaskFilter,
+};
+
+use super::SqliteStore;
+
+/// A task's columns as `TaskView` decodes them.
+const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
+    status, attempts, max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, \
+    result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at, claim_load";
+
+impl QueueStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn submit(
+        &self,
+        specs: &[TaskSpec],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Vec<SubmittedTask>> {
+        if specs.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut tx = self.writer.begin().await?;
+        // Ids are assigned here (this connection is the only writer), so each
+        // input maps to its row whatever an idempotency key skips.
+        let base: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let ids: Vec<i64> = (1..=specs.len() as i64).map(|i| base + i).collect();
+        let mut rows = Vec::with_capacity(specs.len());
+        for (spec, id) in specs.iter().zip(&ids) {
+            rows.push(serde_json::json!({
+                "id": id,
+                "task_type": spec.task_type,
+                "payload": spec.payload.to_string(),
+                "urgency": spec.urgency,
+                "time_sensitivity": spec.time_sensitivity,
+                "importance": spec.importance,
+                "priority": spec.priority,
+                "rank": sched.rank(spec.priority, now_us),
+                "max_attempts": spec.max_attempts,
+                "timeout_ms": spec.timeout_ms,
+                "retry_backoff_ms": spec.retry_backoff_ms,
+                "required_labels": serde_json::to_string(&spec.required_labels)?,
+                "idempotency_key": spec.idempotency_key,
+                "run_after": spec.run_after_us.unwrap_or(now_us),
+            }));
+        }
+        let inserted: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
+               max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.task_type'), json_extract(value, '$.payload'), \
+               json_extract(value, '$.urgency'), json_extract(value, '$.time_sensitivity'), json_extract(value, '$.importance'), \
+               json_extract(value, '$.priority'), json_extract(value, '$.rank'), 'queued', json_extract(value, '$.max_attempts'), \
+               json_extract(value, '$.timeout_ms'), json_extract(value, '$.retry_backoff_ms'), json_extract(value, '$.required_labels'), \
+               json_extract(value, '$.idempotency_key'), json_extract(value, '$.run_after'), ?2, ?2 \
+             FROM json_each(?1) WHERE true ORDER BY key \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(now_us)
+        .fetch_all(&mut *tx)
+        .await?;
+        let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
+        let mut out = Vec::with_capacity(specs.len());
+        for (spec, id) in specs.iter().zip(&ids) {
+            if inserted.contains(id) {
+                out.push(SubmittedTask {
+                    id: *id,
+                    status: TaskStatus::Queued,
+                    priority: spec.priority,
+                    created: true,
+                });
+                continue;
+            }
+            let row =
+                sqlx::query("SELECT id, status, priority FROM tasks WHERE idempotency_key = ?1")
+                    .bind(&spec.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            out.push(SubmittedTask {
+                id: row.try_get("id")?,
+                status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
+                priority: row.try_get("priority")?,
+                created: false,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        agent_id: i64,
+        max_tasks: i64,
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Claim> {
+        self.claim_for_agent(agent_id, max_tasks, now_us, lease_ttl_us)
+            .await
+    }
+
+    async fn claim_group(
+        &self,
+        agents: &[(i64, i64)],
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Vec<Claim>> {
+        self.claim_for_group(agents, now_us, lease_ttl_us).await
+    }
+
+    async fn complete(
+        &self,
+        agent_id: i64,
+        results: &[TaskResult],
+        now_us: i64,
+    ) -> Result<Completed> {
+        self.complete_results(agent_id, results, now_us).await
+    }
+
+    async fn heartbeat(
+        &self,
+        agent_id: i64,
+        running: &[Lease],
+        now_us: i64,
+        lease_ttl_us: i64,
+        renew_below_us: i64,
+    ) -> Result<HeartbeatResponse> {
+        self.renew_leases(agent_id, running, now_us, lease_ttl_us, renew_below_us)
+            .await
+    }
+
+    async fn register_agent(&self, reg: &Registration<'_>, now_us: i64) -> Result<Registered> {
+        self.register(reg, now_us).await
+    }
+
+    async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentSession>> {
+        self.session_by_token(token_hash).await
+    }
+
+    async fn deregister_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
+        self.deregister(agent_id, now_us).await
+    }
+
+    async fn revoke_agent(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
+        self.revoke(agent_id, now_us).await
+    }
+
+    async fn set_agent_draining(&self, agent_id: i64, draining: bool) -> Result<()> {
+        self.set_draining(agent_id, draining).await
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentView>> {
+        self.agents_view().await
+    }
+
+    async fn get_task(&self, id: i64) -> Result<Option<TaskDetail>> {
+        let mut conn = self.reader.acquire().await?;
+        let Some(row) = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = sqlx::query(
+            "SELECT * FROM task_attempts WHERE task_id = ?1 ORDER BY claimed_at, attempt",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let events = sqlx::query("SELECT * FROM task_events WHERE task_id = ?1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(Some(task_detail!(row, attempts, events)))
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>> {
+        let order = if filter.status == Some(TaskStatus::Queued) {
+            "rank DESC, id"
+        } else {
+            "id DESC"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR task_type = ?2) \
+             AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY {order} LIMIT ?5"
+        ))
+        .bind(filter.status.map(TaskStatus::as_str))
+        .bind(&filter.task_type)
+        .bind(filter.agent_id)
+        .bind(filter.before_id)
+        .bind(filter.limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|row| Ok(task_view!(row))).collect()
+    }
+
+    async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query("SELECT status, lease_token FROM tasks WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let status = crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?;
+        match status {
+            TaskStatus::Queued => {
+                sqlx::query("UPDATE tasks SET status = 'cancelled', updated_at = ?1, finished_at = ?1 WHERE id = ?2")
+                    .bind(now_us)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::event(
+                    &mut tx,
+                    id,
+                    now_us,
+                    "cancelled",
+                    TaskStatus::Cancelled,
+                    None,
+                    None,
+                )
+                .await?;
+            }
+            TaskStatus::Running => {
+                let ending = Ending {
+                    task_id: id,
+                    lease_token: row.try_get("lease_token")?,
+                    holder: None,
+                    end: AttemptEnd::Cancelled,
+                    started_at_us: None,
+                    finished_at_us: None,
+                };
+                Self::end_attempts(&mut tx, &[ending], now_us).await?;
+            }
+            done => {
+                return Err(StoreError::Conflict(format!(
+                    "task already {}",
+                    done.as_str()
+                )))
+            }
+        }
+        tx.commit().await?;
+        Ok(TaskStatus::Cancelled)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
+            .fetch_all(&self.reader)
+            .await?;
+        let agents_online: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agents WHERE status IN ('online', 'draining')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        crate::store::stats_of(
+            rows.iter()
+                .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?))),
+            agents_online,
+        )
+    }
+
+    async fn known_task_types(&self) -> Result<Vec<String>> {
+        let types: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT j.value FROM agents, json_each(agents.task_types) j ORDER BY 1",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(types)
+    }
+
+    async fn next_run_after(&self, now_us: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(run_after) FROM tasks WHERE status = 'queued' AND run_after > ?1",
+        )
+        .bind(now_us)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    async fn mark_silent_agents_offline(&self, silent_since_us: i64, now_us: i64) -> Result<Sweep> {
+        self.mark_silent_offline(silent_since_us, now_us).await
+    }
+
+    async fn expire_leases(&self, now_us: i64) -> Result<Sweep> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND lease_expires_at <= ?1",
+        )
+        .bind(now_us)
+        .fetch_all(&mut *tx)
+        .await?;
+        let sweep = if rows.is_empty() {
+            Sweep::default()
+        } else {
+            Self::sweep_running(&mut tx, rows, SweptBecause::LeaseExpired, now_us).await?
+        };
+        tx.commit().await?;
+        Ok(sweep)
+    }
+
+    async fn try_lead(&self, name: &str, holder: &str, now_us: i64, ttl_us: i64) -> Result<bool> {
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leadership (name, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leadership.holder = excluded.holder OR leadership.expires_at < ?4 RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_us + ttl_us)
+        .bind(now_us)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(held.is_some())
+    }
+
+    async fn resign(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leadership WHERE name = ?1 AND holder = ?2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
