@@ -186,3 +186,38 @@ pub(super) mod runs {
         allow_self, on_timeout, on_reject, status, expires_at, created_at) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) ON CONFLICT (run_id, step_id) DO NOTHING";
 }
+
+/// The queue: task history, lease expiry, leadership.
+pub(super) mod queue {
+    pub const ATTEMPTS_OF: &str =
+        "SELECT * FROM task_attempts WHERE task_id = $1 ORDER BY claimed_at, attempt";
+    pub const EVENTS_OF: &str = "SELECT * FROM task_events WHERE task_id = $1 ORDER BY id";
+    pub const EXPIRED_LEASES: &str =
+        "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = \
+        'running' AND lease_expires_at <= $1";
+    pub const TRY_LEAD: &str =
+        "INSERT INTO leadership (name, holder, expires_at) VALUES ($1, $2, $3) ON \
+        CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = \
+        excluded.expires_at WHERE leadership.holder = excluded.holder OR \
+        leadership.expires_at < $4 RETURNING holder";
+    pub const RESIGN: &str = "DELETE FROM leadership WHERE name = $1 AND holder = $2";
+}
+
+/// Agents: sessions, status changes, the tasks a sweep ends.
+pub(super) mod agents {
+    pub const REVOKED_WITH_KEY: &str =
+        "SELECT id FROM agents WHERE key_hash = $1 AND status = 'revoked'";
+    pub const SESSION: &str =
+        "SELECT id, name, status, capacity, running, task_types, labels FROM agents WHERE \
+        token_hash = $1 AND NOT EXISTS (SELECT 1 FROM enrollment_tokens e WHERE e.id = \
+        agents.enrollment_id AND e.revoked_at IS NOT NULL)";
+    pub const DEREGISTER: &str =
+        "UPDATE agents SET status = 'deregistered' WHERE id = $1 RETURNING id";
+    pub const REVOKE: &str = "UPDATE agents SET status = 'revoked' WHERE id = $1 RETURNING id";
+    pub const SET_STATUS_FROM: &str =
+        "UPDATE agents SET status = $1 WHERE id = $2 AND status IN ($1, $3)";
+    pub const STATUS: &str = "SELECT status FROM agents WHERE id = $1";
+    pub const RUNNING_OF: &str =
+        "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = \
+        'running' AND agent_id = $1";
+}

@@ -13,6 +13,7 @@ use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
 use crate::store::rows::{task_detail, task_view};
+use crate::store::sql;
 use crate::store::{
     AgentSession, Claim, Completed, Ending, QueueStore, Registered, Registration, Result, Sweep,
     SweptBecause, TaskFilter,
@@ -203,13 +204,11 @@ impl QueueStore for PgStore {
         else {
             return Ok(None);
         };
-        let attempts = sqlx::query(
-            "SELECT * FROM task_attempts WHERE task_id = $1 ORDER BY claimed_at, attempt",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let events = sqlx::query("SELECT * FROM task_events WHERE task_id = $1 ORDER BY id")
+        let attempts = sqlx::query(sql::queue::ATTEMPTS_OF)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let events = sqlx::query(sql::queue::EVENTS_OF)
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
@@ -315,34 +314,28 @@ impl QueueStore for PgStore {
 
     async fn expire_leases(&self, now_us: i64) -> Result<Sweep> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND lease_expires_at <= $1",
-        )
-        .bind(now_us)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(sql::queue::EXPIRED_LEASES)
+            .bind(now_us)
+            .fetch_all(&mut *tx)
+            .await?;
         let sweep = Self::sweep_running(&mut tx, rows, SweptBecause::LeaseExpired, now_us).await?;
         tx.commit().await?;
         Ok(sweep)
     }
 
     async fn try_lead(&self, name: &str, holder: &str, now_us: i64, ttl_us: i64) -> Result<bool> {
-        let held: Option<String> = sqlx::query_scalar(
-            "INSERT INTO leadership (name, holder, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE leadership.holder = excluded.holder OR leadership.expires_at < $4 RETURNING holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now_us + ttl_us)
-        .bind(now_us)
-        .fetch_optional(&self.pool)
-        .await?;
+        let held: Option<String> = sqlx::query_scalar(sql::queue::TRY_LEAD)
+            .bind(name)
+            .bind(holder)
+            .bind(now_us + ttl_us)
+            .bind(now_us)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(held.is_some())
     }
 
     async fn resign(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM leadership WHERE name = $1 AND holder = $2")
+        sqlx::query(sql::queue::RESIGN)
             .bind(name)
             .bind(holder)
             .execute(&self.pool)

@@ -9,6 +9,7 @@ use crate::store::rows::agent_view;
 use crate::store::{AgentSession, Registered, Registration, Result, Sweep, SweptBecause};
 
 use super::SqliteStore;
+use crate::store::sql;
 
 /// An agent's columns as `AgentView` decodes them.
 const AGENT_COLUMNS: &str = "id, name, hostname, version, task_types, labels, capacity, running, \
@@ -70,12 +71,10 @@ impl SqliteStore {
                 // The key of a revoked agent stays refused: the host must
                 // be enrolled afresh (with a new key) to come back.
                 if let Some(key) = reg.key_hash {
-                    let revoked: Option<i64> = sqlx::query_scalar(
-                        "SELECT id FROM agents WHERE key_hash = ?1 AND status = 'revoked'",
-                    )
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    let revoked: Option<i64> = sqlx::query_scalar(sql::agents::REVOKED_WITH_KEY)
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     if let Some(id) = revoked {
                         return Err(crate::store::revoked_key(id));
                     }
@@ -111,12 +110,11 @@ impl SqliteStore {
         let row = sqlx::query(
             // A session whose enrollment token was revoked is refused even
             // if the agent registered as the token was being revoked.
-            "SELECT id, name, status, capacity, running, task_types, labels FROM agents WHERE token_hash = ?1 \
-             AND NOT EXISTS (SELECT 1 FROM enrollment_tokens e WHERE e.id = agents.enrollment_id AND e.revoked_at IS NOT NULL)",
+            sql::agents::SESSION,
         )
-            .bind(token_hash)
-            .fetch_optional(&self.reader)
-            .await?;
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await?;
         row.map(|row| {
             Ok(AgentSession {
                 id: row.try_get("id")?,
@@ -135,7 +133,7 @@ impl SqliteStore {
         let sweep = self
             .retire_agent(
                 agent_id,
-                "UPDATE agents SET status = 'deregistered' WHERE id = ?1 RETURNING id",
+                sql::agents::DEREGISTER,
                 SweptBecause::Deregistered,
                 now_us,
             )
@@ -144,14 +142,9 @@ impl SqliteStore {
     }
 
     pub(super) async fn revoke(&self, agent_id: i64, now_us: i64) -> Result<Sweep> {
-        self.retire_agent(
-            agent_id,
-            "UPDATE agents SET status = 'revoked' WHERE id = ?1 RETURNING id",
-            SweptBecause::Revoked,
-            now_us,
-        )
-        .await?
-        .ok_or(StoreError::NotFound)
+        self.retire_agent(agent_id, sql::agents::REVOKE, SweptBecause::Revoked, now_us)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     pub(super) async fn set_draining(&self, agent_id: i64, draining: bool) -> Result<()> {
@@ -160,20 +153,18 @@ impl SqliteStore {
         } else {
             ("draining", "online")
         };
-        let done =
-            sqlx::query("UPDATE agents SET status = ?1 WHERE id = ?2 AND status IN (?1, ?3)")
-                .bind(to)
-                .bind(agent_id)
-                .bind(from)
-                .execute(&self.writer)
-                .await?
-                .rows_affected();
+        let done = sqlx::query(sql::agents::SET_STATUS_FROM)
+            .bind(to)
+            .bind(agent_id)
+            .bind(from)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
         if done == 0 {
-            let exists: Option<String> =
-                sqlx::query_scalar("SELECT status FROM agents WHERE id = ?1")
-                    .bind(agent_id)
-                    .fetch_optional(&self.writer)
-                    .await?;
+            let exists: Option<String> = sqlx::query_scalar(sql::agents::STATUS)
+                .bind(agent_id)
+                .fetch_optional(&self.writer)
+                .await?;
             return Err(match exists {
                 None => StoreError::NotFound,
                 Some(s) => StoreError::Conflict(format!("agent is {s}")),
@@ -242,12 +233,10 @@ impl SqliteStore {
         why: SweptBecause,
         now_us: i64,
     ) -> Result<Sweep> {
-        let rows = sqlx::query(
-            "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND agent_id = ?1",
-        )
-        .bind(agent_id)
-        .fetch_all(&mut **tx)
-        .await?;
+        let rows = sqlx::query(sql::agents::RUNNING_OF)
+            .bind(agent_id)
+            .fetch_all(&mut **tx)
+            .await?;
         Self::sweep_running(tx, rows, why, now_us).await
     }
 

@@ -16,6 +16,7 @@ use crate::store::{
 };
 
 use super::SqliteStore;
+use crate::store::sql;
 
 /// A task's columns as `TaskView` decodes them.
 const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
@@ -181,13 +182,11 @@ impl QueueStore for SqliteStore {
         else {
             return Ok(None);
         };
-        let attempts = sqlx::query(
-            "SELECT * FROM task_attempts WHERE task_id = ?1 ORDER BY claimed_at, attempt",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
-        let events = sqlx::query("SELECT * FROM task_events WHERE task_id = ?1 ORDER BY id")
+        let attempts = sqlx::query(sql::queue::ATTEMPTS_OF)
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let events = sqlx::query(sql::queue::EVENTS_OF)
             .bind(id)
             .fetch_all(&mut *conn)
             .await?;
@@ -302,12 +301,10 @@ impl QueueStore for SqliteStore {
 
     async fn expire_leases(&self, now_us: i64) -> Result<Sweep> {
         let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query(
-            "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = 'running' AND lease_expires_at <= ?1",
-        )
-        .bind(now_us)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(sql::queue::EXPIRED_LEASES)
+            .bind(now_us)
+            .fetch_all(&mut *tx)
+            .await?;
         let sweep = if rows.is_empty() {
             Sweep::default()
         } else {
@@ -318,22 +315,18 @@ impl QueueStore for SqliteStore {
     }
 
     async fn try_lead(&self, name: &str, holder: &str, now_us: i64, ttl_us: i64) -> Result<bool> {
-        let held: Option<String> = sqlx::query_scalar(
-            "INSERT INTO leadership (name, holder, expires_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE leadership.holder = excluded.holder OR leadership.expires_at < ?4 RETURNING holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now_us + ttl_us)
-        .bind(now_us)
-        .fetch_optional(&self.writer)
-        .await?;
+        let held: Option<String> = sqlx::query_scalar(sql::queue::TRY_LEAD)
+            .bind(name)
+            .bind(holder)
+            .bind(now_us + ttl_us)
+            .bind(now_us)
+            .fetch_optional(&self.writer)
+            .await?;
         Ok(held.is_some())
     }
 
     async fn resign(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM leadership WHERE name = ?1 AND holder = ?2")
+        sqlx::query(sql::queue::RESIGN)
             .bind(name)
             .bind(holder)
             .execute(&self.writer)
