@@ -653,7 +653,7 @@ impl QueueStore for PgStore {
         .await?;
         let status: Option<String> = sqlx::query_scalar(
             "UPDATE agents SET last_heartbeat_at = $1, \
-             status = CASE WHEN status = 'offline' THEN 'online' ELSE status END \
+             status = CASE WHEN status = 'offline' THEN (CASE WHEN drained THEN 'draining' ELSE 'online' END) ELSE status END \
              WHERE id = $2 RETURNING status",
         )
         .bind(now_us)
@@ -678,7 +678,7 @@ impl QueueStore for PgStore {
             Some(key) => {
                 sqlx::query_scalar(
                     "UPDATE agents SET name = $1, hostname = $2, version = $3, task_types = $4, labels = $5, \
-                     capacity = $6, status = CASE WHEN status = 'draining' THEN 'draining' ELSE 'online' END, token_hash = $7, enrollment_id = $8, last_heartbeat_at = $9 \
+                     capacity = $6, status = CASE WHEN drained THEN 'draining' ELSE 'online' END, token_hash = $7, enrollment_id = $8, last_heartbeat_at = $9 \
                      WHERE key_hash = $10 AND status <> 'revoked' RETURNING id",
                 )
                 .bind(&spec.name)
@@ -812,7 +812,7 @@ impl QueueStore for PgStore {
             ("draining", "online")
         };
         let done =
-            sqlx::query("UPDATE agents SET status = $1 WHERE id = $2 AND status IN ($1, $3)")
+            sqlx::query("UPDATE agents SET status = $1, drained = ($1 = 'draining') WHERE id = $2 AND status IN ($1, $3)")
                 .bind(to)
                 .bind(agent_id)
                 .bind(from)
