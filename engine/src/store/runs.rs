@@ -113,7 +113,14 @@ pub trait RunStore {
     async fn cancel_run(&self, id: i64, now_us: i64) -> Result<Vec<i64>>;
     /// Puts a failed step back to pending (a new generation) and the run back to running.
     async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()>;
-    async fn list_approvals(&self, status: Option<&str>) -> Result<Vec<ApprovalView>>;
+    /// Approvals with `status` (any if `None`), newest first: at most
+    /// [`APPROVAL_PAGE`] of them, all older than `before_id` if given, so a
+    /// caller that filters further pages on with the last id it saw.
+    async fn list_approvals(
+        &self,
+        status: Option<&str>,
+        before_id: Option<i64>,
+    ) -> Result<Vec<ApprovalRecord>>;
     async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>>;
     /// Records a decision on a pending approval and sets its step's state.
     /// `Conflict` if it was already decided.
@@ -196,6 +203,9 @@ macro_rules! summary_of {
         }
     }};
 }
+
+/// Most approvals [`RunStore::list_approvals`] returns at once.
+pub const APPROVAL_PAGE: usize = 500;
 
 const APPROVAL_COLUMNS: &str = "a.id, a.run_id, a.step_id, a.message, a.approvers, a.allow_self, a.on_reject, a.status, \
     a.decided_by, a.comment, a.decided_at, a.expires_at, a.created_at, r.workflow_name, r.started_by, r.inputs";
@@ -490,14 +500,16 @@ macro_rules! impl_runs {
                 Ok(())
             }
 
-            async fn list_approvals(&self, status: Option<&str>) -> Result<Vec<ApprovalView>> {
+            async fn list_approvals(&self, status: Option<&str>, before_id: Option<i64>) -> Result<Vec<ApprovalRecord>> {
                 let rows = sqlx::query(&format!(
-                    "SELECT {APPROVAL_COLUMNS} FROM approvals a JOIN runs r ON r.id = a.run_id WHERE ($1 IS NULL OR a.status = $1) ORDER BY a.id DESC LIMIT 500"
+                    "SELECT {APPROVAL_COLUMNS} FROM approvals a JOIN runs r ON r.id = a.run_id \
+                     WHERE ($1 IS NULL OR a.status = $1) AND ($2 IS NULL OR a.id < $2) ORDER BY a.id DESC LIMIT {APPROVAL_PAGE}"
                 ))
                 .bind(status)
+                .bind(before_id)
                 .fetch_all(self.$reader())
                 .await?;
-                rows.iter().map(|r| Ok(approval_of!(r).view)).collect()
+                rows.iter().map(|r| Ok(approval_of!(r))).collect()
             }
 
             async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>> {
@@ -1294,7 +1306,7 @@ delegate_to_backend!(RunStore {
     async fn list_runs(&self, status: Option<RunStatus>, workflow: Option<&str>, limit: i64) -> Result<Vec<RunSummary>>;
     async fn cancel_run(&self, id: i64, now_us: i64) -> Result<Vec<i64>>;
     async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()>;
-    async fn list_approvals(&self, status: Option<&str>) -> Result<Vec<ApprovalView>>;
+    async fn list_approvals(&self, status: Option<&str>, before_id: Option<i64>) -> Result<Vec<ApprovalRecord>>;
     async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>>;
     async fn decide_approval(&self, id: i64, approved: bool, by: &str, comment: Option<&str>, now_us: i64) -> Result<i64>;
     async fn expire_approvals(&self, now_us: i64) -> Result<Vec<i64>>;
