@@ -1,7 +1,8 @@
 //! A handler never outlives its agent: when `drover-agent` is killed with
 //! `kill -9`, the `command` handlers it started die with it, grandchildren
 //! included, so their side effects do not happen after the agent is gone
-//! (and then a second time on the agent that gets the task next).
+//! (and then a second time on the agent that gets the task next). And an
+//! agent drained before it died comes back drained.
 
 #![cfg(target_os = "linux")]
 
@@ -10,8 +11,11 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use drover_protocol::api::{AgentStatus, TaskStatus};
 use serde_json::json;
-use support::{eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, Server};
+use support::{
+    agent_config, eventually, fast_timeouts, new_task, AgentProcess, Backend, Database, Server,
+};
 
 /// Whether `pid` is gone (or a zombie nobody reaped yet).
 fn is_dead(pid: &str) -> bool {
@@ -82,4 +86,56 @@ async fn command_handlers_die_with_their_agent() {
     for pid in &pids {
         assert!(is_dead(pid), "handler process {pid} is still alive");
     }
+}
+
+async fn status_of(server: &Server, name: &str) -> Option<AgentStatus> {
+    let agents = server.agents().await;
+    agents.iter().find(|a| a.name == name).map(|a| a.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_agent_killed_and_restarted_comes_back_drained() {
+    let db = Database::new(Backend::Sqlite).await;
+    let mut env = fast_timeouts();
+    env.push(("DROVER_TASK_TYPES", "echo,sleep"));
+    let server = Server::start(&db, &env).await;
+    let mut agent = AgentProcess::start(&server, db.dir(), "cordoned", &agent_config(1, &[]));
+    let id = eventually(Duration::from_secs(20), "the agent online", || async {
+        let agents = server.agents().await;
+        agents
+            .iter()
+            .find(|a| a.name == "cordoned" && a.status == AgentStatus::Online)
+            .map(|a| a.id)
+    })
+    .await;
+    let (status, body) = server
+        .post(&format!("/api/v1/agents/{id}/drain"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // kill -9, silent past the heartbeat timeout, then started again with
+    // the same state directory (its key): it resumes as itself, drained.
+    agent.kill();
+    eventually(Duration::from_secs(20), "the agent offline", || async {
+        (status_of(&server, "cordoned").await == Some(AgentStatus::Offline)).then_some(())
+    })
+    .await;
+    agent.restart();
+    eventually(Duration::from_secs(20), "the agent back", || async {
+        let status = status_of(&server, "cordoned").await;
+        (status != Some(AgentStatus::Offline)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        status_of(&server, "cordoned").await,
+        Some(AgentStatus::Draining)
+    );
+    let task = server.submit(vec![new_task("echo", json!({}))]).await[0];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.task(task).await.task.status, TaskStatus::Queued);
+    assert_eq!(
+        server.agents().await.len(),
+        1,
+        "the same agent, not a new one"
+    );
 }
