@@ -27,7 +27,8 @@
 //! On Linux a handler never outlives its agent: the group is announced to
 //! the agent's guard process before the program starts, and the guard kills
 //! it if the agent dies (even by `kill -9`) while the handler runs; see
-//! [`super::guard`] for why a guard rather than `PR_SET_PDEATHSIG`.
+//! [`super::guard`] for why a guard rather than `PR_SET_PDEATHSIG` alone
+//! (which the handler's first process also gets).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -127,17 +128,14 @@ impl CommandHandler {
         #[cfg(target_os = "linux")]
         let guard = super::guard::current();
         #[cfg(target_os = "linux")]
-        if let Some(guard) = guard {
-            let fd = guard.fd();
+        {
+            let agent = std::process::id();
+            let announce_to = guard.map(|g| g.fd());
             // SAFETY: the hook runs in the forked child, after `setpgid`
-            // made it the leader of its own group, and only calls
-            // async-signal-safe functions (getpid, write, signal).
+            // made it the leader of its own group, and only makes
+            // async-signal-safe calls (see `guard::prepare_child`).
             unsafe {
-                cmd.pre_exec(move || {
-                    let pgid = u32::try_from(libc::getpid()).unwrap_or(0);
-                    super::guard::announce_from_child(fd, pgid);
-                    Ok(())
-                });
+                cmd.pre_exec(move || super::guard::prepare_child(agent, announce_to));
             }
         }
 

@@ -19,6 +19,9 @@
 //! the guard to drop groups that no longer exist (`?`). When the agent dies the kernel closes the pipe, the guard reads end
 //! of file and sends SIGKILL to every group still announced, then exits.
 //!
+//! The handler's first process also gets `PR_SET_PDEATHSIG` (see
+//! [`prepare_child`]), for a guard killed together with the agent.
+//!
 //! The guard ignores SIGINT, SIGTERM and SIGHUP (Ctrl-C in a terminal, a
 //! `kill` of the agent) so that it outlives the agent it watches; it calls
 //! itself `drover-guard`, so `pkill drover-agent` leaves it alone. A program
@@ -129,6 +132,34 @@ impl Guard {
             );
         });
     }
+}
+
+/// Runs in a command handler's child between fork and exec (it already
+/// leads its own group): it asks to be SIGKILLed when the agent dies and
+/// announces its group to the guard, if there is one.
+///
+/// `PR_SET_PDEATHSIG` is the second line of defence, for the case where the
+/// guard dies with the agent (`kill -9 -<pgid>` of the agent's own group):
+/// it reaches this process only, not what it forks. It fires when the
+/// forking *thread* exits; handlers are spawned from tokio worker threads,
+/// which live as long as the runtime. The `getppid` check closes the race
+/// in which the agent died before `prctl`: then the child kills itself.
+pub(crate) fn prepare_child(agent_pid: u32, announce_to: Option<RawFd>) -> io::Result<()> {
+    // SAFETY: prctl, getppid, getpid and raise are async-signal-safe
+    // syscalls with no memory arguments.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if u32::try_from(libc::getppid()).ok() != Some(agent_pid) {
+            libc::raise(libc::SIGKILL);
+        }
+        if let Some(fd) = announce_to {
+            let pgid = u32::try_from(libc::getpid()).unwrap_or(0);
+            announce_from_child(fd, pgid);
+        }
+    }
+    Ok(())
 }
 
 /// Writes `+<pgid>\n` to `fd` from a forked child, before it execs.
