@@ -5,8 +5,8 @@
 //! someone else must notice its death. The kernel offers `PR_SET_PDEATHSIG`,
 //! but it only reaches the one process that set it (not the `sleep` that
 //! `sh -c '...; sleep 30; touch x'` forks), and it fires when the *thread*
-//! that forked the child exits, not the process (a tokio worker thread that
-//! ends would kill a handler of a live agent). A per-command supervisor
+//! that forked the child exits, not the process, so it hangs on which
+//! thread happened to spawn the handler. A per-command supervisor
 //! re-exec'd per task costs an exec per task and blurs spawn errors; a
 //! forked one pins a copy-on-write snapshot of the agent's memory for the
 //! task's whole run. So instead the agent starts one small process at start
@@ -16,8 +16,9 @@
 //! *before* it execs the program, so there is no window in which a handler
 //! runs unannounced; the agent withdraws it (`-<pgid>`) once the handler has
 //! ended, or, when the exec failed and the agent never learnt the id, asks
-//! the guard to drop groups that no longer exist (`?`). When the agent dies the kernel closes the pipe, the guard reads end
-//! of file and sends SIGKILL to every group still announced, then exits.
+//! the guard to drop groups that no longer exist (`?`). When the agent dies
+//! the kernel closes the pipe, the guard reads end of file and sends SIGKILL
+//! to every group still announced, then exits.
 //!
 //! The handler's first process also gets `PR_SET_PDEATHSIG` (see
 //! [`prepare_child`]), for a guard killed together with the agent.
