@@ -2,7 +2,10 @@
 //!
 //! Exit codes: 0 after an orderly shutdown; 2 for a bad command line or
 //! configuration; 1 when the agent cannot start (state directory, refused
-//! registration).
+//! registration, no handler guard).
+//!
+//! `drover-agent --guard` (first argument, not for people) runs the handler
+//! guard instead: see `drover_agent::handlers::guard`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,6 +16,14 @@ use drover_agent::config::Settings;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(
+            drover_agent::handlers::guard::GUARD_FLAG,
+        ))
+    {
+        return drover_agent::handlers::guard::serve();
+    }
     let cli = Cli::parse();
     let filter = match EnvFilter::try_new(&cli.log) {
         Ok(f) => f,
@@ -36,6 +47,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any handler runs: command handlers must die with this agent.
+    #[cfg(target_os = "linux")]
+    if settings
+        .handlers
+        .values()
+        .any(|h| matches!(h, drover_agent::config::HandlerConfig::Command(_)))
+    {
+        // /proc/self/exe is this very binary, even if the file was replaced
+        // since it started.
+        if let Err(e) = drover_agent::handlers::guard::install("/proc/self/exe") {
+            eprintln!("drover-agent: cannot start the handler guard: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

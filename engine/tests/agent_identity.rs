@@ -102,7 +102,87 @@ both_backends!(
     a_revoked_agent_is_cut_off_and_its_tasks_requeued,
     enrollment_tokens_expire_and_revoking_names_their_agents,
     a_revoked_bootstrap_token_stays_revoked,
+    a_drained_agent_stays_drained_across_offline_and_back,
+    a_drained_agent_stays_drained_across_a_restart,
 );
+
+async fn status_of(store: &Store, agent_id: i64) -> AgentStatus {
+    store
+        .list_agents()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|v| v.id == agent_id)
+        .expect("listed")
+        .status
+}
+
+/// Silence past the timeout: everything heard before `now` is too old.
+async fn goes_silent(store: &Store, agent_id: i64) {
+    let now = now_us() + 1;
+    let sweep = store
+        .mark_silent_agents_offline(now, now)
+        .await
+        .expect("duty");
+    assert_eq!(sweep.agents_offline, vec![agent_id]);
+    assert_eq!(status_of(store, agent_id).await, AgentStatus::Offline);
+}
+
+async fn a_drained_agent_stays_drained_across_offline_and_back(store: Store) {
+    let a = register_with(&store, "a", Some("key-a"), &[])
+        .await
+        .agent_id;
+    submit(&store, 1).await;
+    store.set_agent_draining(a, true).await.expect("drained");
+
+    // Silent, then heard from again: back, but still drained.
+    goes_silent(&store, a).await;
+    let beat = store
+        .heartbeat(a, &[], now_us(), TTL, TTL)
+        .await
+        .expect("heartbeat");
+    assert!(beat.drain, "the agent is told it is still drained");
+    assert_eq!(status_of(&store, a).await, AgentStatus::Draining);
+    let claim = store.claim(a, 1, now_us(), TTL).await.expect("claim");
+    assert!(claim.tasks.is_empty() && claim.drain);
+
+    // Silent, then restarted with its key: still drained.
+    goes_silent(&store, a).await;
+    let again = register_with(&store, "a", Some("key-a"), &[]).await;
+    assert!(again.resumed);
+    assert_eq!(status_of(&store, a).await, AgentStatus::Draining);
+
+    // Re-enabled, the same round trip brings it back working.
+    store.set_agent_draining(a, false).await.expect("enabled");
+    goes_silent(&store, a).await;
+    let beat = store
+        .heartbeat(a, &[], now_us(), TTL, TTL)
+        .await
+        .expect("heartbeat");
+    assert!(!beat.drain);
+    assert_eq!(status_of(&store, a).await, AgentStatus::Online);
+    let claim = store.claim(a, 1, now_us(), TTL).await.expect("claim");
+    assert_eq!(claim.tasks.len(), 1);
+}
+
+async fn a_drained_agent_stays_drained_across_a_restart(store: Store) {
+    let a = register_with(&store, "a", Some("key-a"), &[])
+        .await
+        .agent_id;
+    store.set_agent_draining(a, true).await.expect("drained");
+    // An orderly restart: the agent deregisters, then resumes with its key.
+    store
+        .deregister_agent(a, now_us())
+        .await
+        .expect("deregistered");
+    assert_eq!(status_of(&store, a).await, AgentStatus::Deregistered);
+    let again = register_with(&store, "a", Some("key-a"), &[]).await;
+    assert!(again.resumed);
+    assert_eq!(status_of(&store, a).await, AgentStatus::Draining);
+    submit(&store, 1).await;
+    let claim = store.claim(a, 1, now_us(), TTL).await.expect("claim");
+    assert!(claim.tasks.is_empty() && claim.drain);
+}
 
 async fn only_the_lease_holder_can_end_a_task(store: Store) {
     let a = register_with(&store, "a", None, &[]).await.agent_id;

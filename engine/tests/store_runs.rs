@@ -78,9 +78,14 @@ async fn approvals_are_listed_decided_and_expired(store: Store) {
         .collect();
     assert_eq!(newest_first, vec![runs[1]]);
 
-    let pending = store.list_approvals(Some("pending")).await.unwrap();
+    let pending = store.list_approvals(Some("pending"), None).await.unwrap();
     assert_eq!(pending.len(), 2);
-    let first = pending.iter().find(|a| a.run_id == runs[0]).unwrap().id;
+    let first = pending
+        .iter()
+        .find(|a| a.view.run_id == runs[0])
+        .unwrap()
+        .view
+        .id;
     let record = store.approval(first).await.unwrap().unwrap();
     assert_eq!(
         (record.view.step_id.as_str(), record.view.message.as_str()),
@@ -120,14 +125,14 @@ async fn approvals_are_listed_decided_and_expired(store: Store) {
         store.expire_approvals(NOW + 2_000_000).await.unwrap(),
         vec![runs[1]]
     );
-    let all = store.list_approvals(None).await.unwrap();
-    let expired = all.iter().find(|a| a.run_id == runs[1]).unwrap();
+    let all = store.list_approvals(None, None).await.unwrap();
+    let expired = &all.iter().find(|a| a.view.run_id == runs[1]).unwrap().view;
     assert_eq!(
         (expired.status.as_str(), expired.decided_by.as_deref()),
         ("approved", Some("timeout"))
     );
     assert!(store
-        .list_approvals(Some("pending"))
+        .list_approvals(Some("pending"), None)
         .await
         .unwrap()
         .is_empty());

@@ -23,6 +23,12 @@
 //! sent SIGKILL, so `sh -c '...'` wrappers do not leave their children
 //! running. After a normal exit nothing is killed: background processes a
 //! program deliberately leaves behind are its own business.
+//!
+//! On Linux a handler never outlives its agent: the group is announced to
+//! the agent's guard process before the program starts, and the guard kills
+//! it if the agent dies (even by `kill -9`) while the handler runs; see
+//! [`super::guard`] for why a guard rather than `PR_SET_PDEATHSIG` alone
+//! (which the handler's first process also gets).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -119,10 +125,28 @@ impl CommandHandler {
         }
         #[cfg(unix)]
         cmd.process_group(0);
+        #[cfg(target_os = "linux")]
+        let guard = super::guard::current();
+        #[cfg(target_os = "linux")]
+        {
+            let agent = std::process::id();
+            let announce_to = guard.map(|g| g.fd());
+            // SAFETY: the hook runs in the forked child, after `setpgid`
+            // made it the leader of its own group, and only makes
+            // async-signal-safe calls (see `guard::prepare_child`).
+            unsafe {
+                cmd.pre_exec(move || super::guard::prepare_child(agent, announce_to));
+            }
+        }
 
         let child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
+                // The child may have announced itself before its exec failed.
+                #[cfg(target_os = "linux")]
+                if let Some(guard) = guard {
+                    guard.prune();
+                }
                 let place = match &self.workdir {
                     Some(dir) => format!(" in {}", dir.display()),
                     None => String::new(),
@@ -194,22 +218,39 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 
 /// Owns the child; unless it was seen to exit, kills its whole process group
 /// when dropped (the `Child` itself is then killed and reaped by tokio's
-/// `kill_on_drop`).
+/// `kill_on_drop`). Either way the group is then withdrawn from the agent's
+/// guard, which must not kill that id later.
 struct GroupGuard {
     child: Child,
     /// The group to kill: the child's pid, as it leads its own group.
     group: Option<u32>,
+    /// The group as announced to the guard, until withdrawn.
+    #[cfg(target_os = "linux")]
+    announced: Option<(u32, &'static super::guard::Guard)>,
 }
 
 impl GroupGuard {
     fn new(child: Child) -> Self {
         let group = child.id();
-        Self { child, group }
+        Self {
+            #[cfg(target_os = "linux")]
+            announced: group.zip(super::guard::current()),
+            child,
+            group,
+        }
     }
 
     /// The child was reaped: its pid may be reused, so never signal it.
     fn exited(&mut self) {
         self.group = None;
+        self.withdraw();
+    }
+
+    fn withdraw(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some((pgid, guard)) = self.announced.take() {
+            guard.forget(pgid);
+        }
     }
 }
 
@@ -224,6 +265,7 @@ impl Drop for GroupGuard {
                 libc::kill(-pgid, libc::SIGKILL);
             }
         }
+        self.withdraw();
     }
 }
 

@@ -9,6 +9,8 @@
 
 pub mod builtin;
 pub mod command;
+#[cfg(target_os = "linux")]
+pub mod guard;
 pub mod http;
 
 use std::time::Duration;

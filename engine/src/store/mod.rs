@@ -81,7 +81,7 @@ pub fn postgres_work_channel() -> &'static str {
 pub fn postgres_instance_tag() -> &'static str {
     postgres::instance_tag()
 }
-pub use runs::{Advanced, ApprovalRecord, Recorded, RunStore};
+pub use runs::{Advanced, ApprovalRecord, Recorded, RunStore, APPROVAL_PAGE};
 pub use sqlite::SqliteStore;
 pub use users::{ApiToken, NewToken, TokenUser, UserChange, UserRecord, UserStore, UserSummary};
 pub use workflow_defs::WorkflowDefStore;

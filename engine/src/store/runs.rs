@@ -48,6 +48,9 @@ pub struct Recorded {
     pub left: Vec<i64>,
 }
 
+/// Most approvals [`RunStore::list_approvals`] returns at once.
+pub const APPROVAL_PAGE: usize = 500;
+
 #[allow(async_fn_in_trait)]
 pub trait RunStore {
     /// Creates a run (its steps pending); with an idempotency key that was
@@ -104,7 +107,14 @@ pub trait RunStore {
     async fn cancel_run(&self, id: i64, now_us: i64) -> Result<Vec<i64>>;
     /// Puts a failed step back to pending (a new generation) and the run back to running.
     async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()>;
-    async fn list_approvals(&self, status: Option<&str>) -> Result<Vec<ApprovalView>>;
+    /// Approvals with `status` (any if `None`), newest first: at most
+    /// [`APPROVAL_PAGE`] of them, all older than `before_id` if given, so a
+    /// caller that filters further pages on with the last id it saw.
+    async fn list_approvals(
+        &self,
+        status: Option<&str>,
+        before_id: Option<i64>,
+    ) -> Result<Vec<ApprovalRecord>>;
     async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>>;
     /// Records a decision on a pending approval and sets its step's state.
     /// `Conflict` if it was already decided.
@@ -131,7 +141,7 @@ delegate_to_backend!(RunStore {
     async fn list_runs(&self, status: Option<RunStatus>, workflow: Option<&str>, limit: i64) -> Result<Vec<RunSummary>>;
     async fn cancel_run(&self, id: i64, now_us: i64) -> Result<Vec<i64>>;
     async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()>;
-    async fn list_approvals(&self, status: Option<&str>) -> Result<Vec<ApprovalView>>;
+    async fn list_approvals(&self, status: Option<&str>, before_id: Option<i64>) -> Result<Vec<ApprovalRecord>>;
     async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>>;
     async fn decide_approval(&self, id: i64, approved: bool, by: &str, comment: Option<&str>, now_us: i64) -> Result<i64>;
     async fn expire_approvals(&self, now_us: i64) -> Result<Vec<i64>>;

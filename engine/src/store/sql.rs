@@ -170,7 +170,7 @@ pub(super) mod runs {
         a.allow_self, a.on_reject, a.status, a.decided_by, a.comment, a.decided_at, a.expires_at, \
         a.created_at, r.workflow_name, r.started_by, r.inputs \
         FROM approvals a JOIN runs r ON r.id = a.run_id WHERE ($1 IS NULL OR a.status = $1) \
-        ORDER BY a.id DESC LIMIT 500";
+        AND ($2 IS NULL OR a.id < $2) ORDER BY a.id DESC LIMIT $3";
     pub const APPROVAL: &str = "SELECT a.id, a.run_id, a.step_id, a.message, a.approvers, \
         a.allow_self, a.on_reject, a.status, a.decided_by, a.comment, a.decided_at, a.expires_at, \
         a.created_at, r.workflow_name, r.started_by, r.inputs \
@@ -215,7 +215,7 @@ pub(super) mod agents {
         "UPDATE agents SET status = 'deregistered' WHERE id = $1 RETURNING id";
     pub const REVOKE: &str = "UPDATE agents SET status = 'revoked' WHERE id = $1 RETURNING id";
     pub const SET_STATUS_FROM: &str =
-        "UPDATE agents SET status = $1 WHERE id = $2 AND status IN ($1, $3)";
+        "UPDATE agents SET status = $1, drained = ($1 = 'draining') WHERE id = $2 AND status IN ($1, $3)";
     pub const STATUS: &str = "SELECT status FROM agents WHERE id = $1";
     pub const RUNNING_OF: &str =
         "SELECT id, lease_token, started_at, timeout_ms FROM tasks WHERE status = \

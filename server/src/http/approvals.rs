@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use drover_engine::store::{ApprovalRecord, RunStore};
+use drover_engine::store::{ApprovalRecord, RunStore, APPROVAL_PAGE};
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::api::{Role, UserView};
@@ -67,23 +67,27 @@ async fn list(
         );
     }
     let mine = q.mine.unwrap_or(status == "pending");
-    let all = state
-        .store
-        .list_approvals((status != "all").then_some(status.as_str()))
-        .await?;
-    let mut approvals: Vec<ApprovalView> = Vec::with_capacity(all.len());
-    for a in all {
-        if mine {
-            // The inbox: only what the caller may decide.
-            let Some(record) = state.store.approval(a.id).await? else {
-                continue;
-            };
-            if refusal(&caller.0, &record).is_some() {
-                continue;
+    let status = (status != "all").then_some(status.as_str());
+    // The inbox filters by who may decide, which the query cannot: page
+    // back through older approvals until a page is full or none are left,
+    // so an approver whose approvals are older than the newest page of
+    // others' still sees them.
+    let mut approvals: Vec<ApprovalView> = Vec::new();
+    let mut before = None;
+    loop {
+        let page = state.store.list_approvals(status, before).await?;
+        let last_page = page.len() < APPROVAL_PAGE;
+        before = page.last().map(|a| a.view.id);
+        for record in page {
+            if !mine || refusal(&caller.0, &record).is_none() {
+                approvals.push(record.view);
             }
         }
-        approvals.push(a);
+        if !mine || last_page || approvals.len() >= APPROVAL_PAGE {
+            break;
+        }
     }
+    approvals.truncate(APPROVAL_PAGE);
     Ok(Json(ApprovalList { approvals }))
 }
 

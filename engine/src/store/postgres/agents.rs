@@ -23,7 +23,7 @@ impl PgStore {
             Some(key) => {
                 sqlx::query_scalar(
                     "UPDATE agents SET name = $1, hostname = $2, version = $3, task_types = $4, labels = $5, \
-                     capacity = $6, status = CASE WHEN status = 'draining' THEN 'draining' ELSE 'online' END, token_hash = $7, enrollment_id = $8, last_heartbeat_at = $9 \
+                     capacity = $6, status = CASE WHEN drained THEN 'draining' ELSE 'online' END, token_hash = $7, enrollment_id = $8, last_heartbeat_at = $9 \
                      WHERE key_hash = $10 AND status <> 'revoked' RETURNING id",
                 )
                 .bind(&spec.name)

@@ -87,7 +87,7 @@ impl SqliteStore {
         let mut tx = self.writer.begin().await?;
         let status: Option<String> = sqlx::query_scalar(
             "UPDATE agents SET last_heartbeat_at = ?1, \
-             status = CASE WHEN status = 'offline' THEN 'online' ELSE status END \
+             status = CASE WHEN status = 'offline' THEN (CASE WHEN drained THEN 'draining' ELSE 'online' END) ELSE status END \
              WHERE id = ?2 RETURNING status",
         )
         .bind(now_us)

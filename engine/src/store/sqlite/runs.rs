@@ -2,7 +2,7 @@
 //! `advance.rs`; recording results with their advance is `results.rs`.
 
 use drover_protocol::agent::TaskResult;
-use drover_protocol::workflow::{ApprovalView, RunDetail, RunStatus, RunSummary, WorkflowVersion};
+use drover_protocol::workflow::{RunDetail, RunStatus, RunSummary, WorkflowVersion};
 use serde_json::{Map, Value};
 
 use super::SqliteStore;
@@ -11,7 +11,7 @@ use crate::error::StoreError;
 use crate::store::plan::{decided_step, run_status};
 use crate::store::rows::{step_views, ApprovalRow, RunRow, RunStepRow};
 use crate::store::sql::runs as sql;
-use crate::store::{Advanced, ApprovalRecord, Recorded, Result, RunStore};
+use crate::store::{Advanced, ApprovalRecord, Recorded, Result, RunStore, APPROVAL_PAGE};
 use crate::workflow::Definition;
 
 impl RunStore for SqliteStore {
@@ -279,13 +279,19 @@ impl RunStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_approvals(&self, status: Option<&str>) -> Result<Vec<ApprovalView>> {
+    async fn list_approvals(
+        &self,
+        status: Option<&str>,
+        before_id: Option<i64>,
+    ) -> Result<Vec<ApprovalRecord>> {
         sqlx::query_as::<_, ApprovalRow>(sql::LIST_APPROVALS)
             .bind(status)
+            .bind(before_id)
+            .bind(APPROVAL_PAGE as i64)
             .fetch_all(self.reader())
             .await?
             .into_iter()
-            .map(|r| Ok(ApprovalRecord::try_from(r)?.view))
+            .map(ApprovalRecord::try_from)
             .collect()
     }
 
