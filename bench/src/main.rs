@@ -16,6 +16,8 @@ use clap::{Parser, ValueEnum};
 use drover_protocol::api::{AgentList, Stats, SubmitBatchResponse, TaskDetail};
 use serde_json::json;
 
+mod ceilings;
+
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum Backend {
     Sqlite,
@@ -89,6 +91,12 @@ struct Args {
     /// minutes of the machine (rows marked `[against]`).
     #[arg(long)]
     against: Option<PathBuf>,
+    /// Directory of the reference scripts (`sqlite_limit.py`, `pg_limit.sh`,
+    /// e.g. `../shared/bench/limit`): the databases' own queue ceilings are
+    /// measured after the runs and each queue figure is printed as a
+    /// fraction of its database's batch-100 ceiling.
+    #[arg(long)]
+    ceilings: Option<PathBuf>,
 }
 
 const API_TOKEN: &str = "bench-operator";
@@ -219,7 +227,48 @@ async fn main() -> Result<()> {
     if args.repeat > 1 {
         print_queue_medians(&reports);
     }
+    if let Some(dir) = &args.ceilings {
+        let measured: Vec<&'static str> = reports.iter().map(|(_, r)| r.backend).collect();
+        let mut backends: Vec<&'static str> = Vec::new();
+        for b in measured {
+            if !backends.contains(&b) {
+                backends.push(b);
+            }
+        }
+        let limits = ceilings::measure(dir, &backends)?;
+        print_ratios(&reports, &limits);
+    }
     Ok(())
+}
+
+/// Each database's median queue throughput as a fraction of its ceiling.
+fn print_ratios(reports: &[(String, Report)], limits: &ceilings::Ceilings) {
+    println!();
+    println!("| database | throughput (tasks/s, median) | ceiling at batch 100 (tasks/s) | fraction of the ceiling |");
+    println!("|---|---|---|---|");
+    let mut labels: Vec<&str> = Vec::new();
+    for (label, _) in reports {
+        if !labels.contains(&label.as_str()) {
+            labels.push(label);
+        }
+    }
+    for label in labels {
+        let runs: Vec<&Report> = reports
+            .iter()
+            .filter(|(l, _)| l == label)
+            .map(|(_, r)| r)
+            .collect();
+        let Some(limit) = runs.first().and_then(|r| limits.get(r.backend)) else {
+            continue;
+        };
+        let rate = median(
+            runs.iter()
+                .map(|r| r.tasks as f64 / r.elapsed.as_secs_f64())
+                .collect(),
+        )
+        .unwrap_or(0.0);
+        println!("| {label} | {rate:.0} | {limit:.0} | {:.3} |", rate / limit);
+    }
 }
 
 /// The median of the queue figures over the runs of each database (and build).

@@ -257,8 +257,9 @@ mod tests {
     }
 
     #[test]
-    fn a_nested_loop_runs_out_of_fuel_in_bounded_time() {
-        let started = std::time::Instant::now();
+    fn a_nested_loop_runs_out_of_fuel() {
+        // Fuel counts instructions, so the error bounds the work whatever
+        // the machine's load: no clock needed.
         let err = render_text(
             "{% for i in range(100000) %}{% for j in range(100000) %}{{ i * j }}{% endfor %}{% endfor %}",
             &ctx(json!({})),
@@ -274,7 +275,6 @@ mod tests {
             err.contains("fuel") || err.contains("larger than") || err.contains("too large"),
             "{err}"
         );
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 
     #[test]

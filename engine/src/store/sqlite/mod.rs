@@ -12,6 +12,7 @@ mod agents;
 mod audit;
 mod claim;
 mod enrollment;
+mod hot;
 mod overview;
 mod queue;
 mod results;
@@ -19,6 +20,7 @@ mod retry;
 mod runs;
 mod users;
 mod workflows;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -33,6 +35,8 @@ use super::Result;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The queue's hot writes (submit, claim, results): see `writer.rs`.
+    hot: writer::Writer,
 }
 
 impl SqliteStore {
@@ -57,9 +61,14 @@ impl SqliteStore {
             .test_before_acquire(false)
             .max_connections(max_readers.max(1))
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let hot = writer::Writer::start(options.get_filename(), writer.clone())?;
+        Ok(Self {
+            writer,
+            reader,
+            hot,
+        })
     }
 
     pub(super) fn writer(&self) -> &SqlitePool {

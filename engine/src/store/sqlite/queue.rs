@@ -37,75 +37,13 @@ impl QueueStore for SqliteStore {
         if specs.is_empty() {
             return Ok(vec![]);
         }
-        let mut tx = self.writer.begin().await?;
-        // Ids are assigned here (this connection is the only writer), so each
-        // input maps to its row whatever an idempotency key skips.
-        let base: i64 = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0)",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        let ids: Vec<i64> = (1..=specs.len() as i64).map(|i| base + i).collect();
-        let mut rows = Vec::with_capacity(specs.len());
-        for (spec, id) in specs.iter().zip(&ids) {
-            rows.push(serde_json::json!({
-                "id": id,
-                "task_type": spec.task_type,
-                "payload": spec.payload.to_string(),
-                "urgency": spec.urgency,
-                "time_sensitivity": spec.time_sensitivity,
-                "importance": spec.importance,
-                "priority": spec.priority,
-                "rank": sched.rank(spec.priority, now_us),
-                "max_attempts": spec.max_attempts,
-                "timeout_ms": spec.timeout_ms,
-                "retry_backoff_ms": spec.retry_backoff_ms,
-                "required_labels": serde_json::to_string(&spec.required_labels)?,
-                "idempotency_key": spec.idempotency_key,
-                "run_after": spec.run_after_us.unwrap_or(now_us),
-            }));
-        }
-        let inserted: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
-               max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
-             SELECT json_extract(value, '$.id'), json_extract(value, '$.task_type'), json_extract(value, '$.payload'), \
-               json_extract(value, '$.urgency'), json_extract(value, '$.time_sensitivity'), json_extract(value, '$.importance'), \
-               json_extract(value, '$.priority'), json_extract(value, '$.rank'), 'queued', json_extract(value, '$.max_attempts'), \
-               json_extract(value, '$.timeout_ms'), json_extract(value, '$.retry_backoff_ms'), json_extract(value, '$.required_labels'), \
-               json_extract(value, '$.idempotency_key'), json_extract(value, '$.run_after'), ?2, ?2 \
-             FROM json_each(?1) WHERE true ORDER BY key \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .bind(now_us)
-        .fetch_all(&mut *tx)
-        .await?;
-        let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
-        let mut out = Vec::with_capacity(specs.len());
-        for (spec, id) in specs.iter().zip(&ids) {
-            if inserted.contains(id) {
-                out.push(SubmittedTask {
-                    id: *id,
-                    status: TaskStatus::Queued,
-                    priority: spec.priority,
-                    created: true,
-                });
-                continue;
-            }
-            let row =
-                sqlx::query("SELECT id, status, priority FROM tasks WHERE idempotency_key = ?1")
-                    .bind(&spec.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            out.push(SubmittedTask {
-                id: row.try_get("id")?,
-                status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
-                priority: row.try_get("priority")?,
-                created: false,
-            });
-        }
-        tx.commit().await?;
-        Ok(out)
+        let tasks = specs
+            .iter()
+            .map(|spec| super::hot::NewTask::of(spec, sched, now_us))
+            .collect::<Result<Vec<_>>>()?;
+        self.hot
+            .run(move |conn| super::hot::submit(conn, &tasks, now_us))
+            .await
     }
 
     async fn claim(

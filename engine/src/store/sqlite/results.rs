@@ -10,12 +10,13 @@ use super::SqliteStore;
 use crate::domain::Scheduling;
 use crate::store::plan::{not_advanced, Ending};
 use crate::store::rows::current_leases;
-use crate::store::{Completed, FreedSlots, QueueStore, Recorded, Result};
+use crate::store::{Completed, FreedSlots, Recorded, Result, RunStore};
 
 impl SqliteStore {
-    /// `RunStore::complete_and_advance`: statements cost SQLite no
-    /// round trip, so it takes them one by one: the endings, the
-    /// advance of the runs that moved, then the agents' slots.
+    /// `RunStore::complete_and_advance`: the writer thread records the
+    /// results (the queue's hot path, committed on their own), then the
+    /// runs they moved are advanced in one more transaction. Should that
+    /// fail, the runs go back to the caller as `left`.
     pub(super) async fn record_and_advance(
         &self,
         agent_id: i64,
@@ -23,48 +24,33 @@ impl SqliteStore {
         sched: &Scheduling,
         now_us: i64,
     ) -> Result<Recorded> {
-        let endings: Vec<Ending> = results
-            .iter()
-            .map(|r| crate::store::ending_of_result(agent_id, r))
-            .collect();
-        let mut tx = self.begin_advance().await?;
-        let (completed, freed) =
-            Self::end_attempts_holding_slots(&mut tx, &endings, now_us).await?;
+        let completed = self.complete_results(agent_id, results, now_us).await?;
         let mut recorded = Recorded {
             completed,
             ..Recorded::default()
         };
-        if !recorded.completed.runs.is_empty() {
-            // The single writer holds everything: no row locks.
-            match Self::advance_in(&mut tx, &recorded.completed.runs, sched, now_us, "").await {
-                Ok(advanced) => {
-                    recorded.left = not_advanced(&recorded.completed.runs, &advanced);
-                    recorded.advanced = advanced;
-                }
-                Err(e) => {
-                    // Not worth a savepoint on every batch (two more
-                    // round trips): on the rare failure the results
-                    // are recorded again on their own, and the runs
-                    // go to the caller.
-                    tracing::warn!(runs = recorded.completed.runs.len(), error = %e, "could not advance runs with their results; advancing them on their own");
-                    tx.rollback().await?;
-                    let completed = QueueStore::complete(self, agent_id, results, now_us).await?;
-                    return Ok(Recorded {
-                        left: completed.runs.clone(),
-                        completed,
-                        ..Recorded::default()
-                    });
-                }
+        if recorded.completed.runs.is_empty() {
+            return Ok(recorded);
+        }
+        match self
+            .advance_runs(&recorded.completed.runs, sched, now_us)
+            .await
+        {
+            Ok(advanced) => {
+                recorded.left = not_advanced(&recorded.completed.runs, &advanced);
+                recorded.advanced = advanced;
+            }
+            Err(e) => {
+                tracing::warn!(runs = recorded.completed.runs.len(), error = %e, "could not advance runs after their results; the caller advances them");
+                recorded.left = recorded.completed.runs.clone();
             }
         }
-        // Last: claims for these agents wait on their rows.
-        Self::free_slots(&mut tx, &freed).await?;
-        tx.commit().await?;
         Ok(recorded)
     }
 }
 
 impl SqliteStore {
+    /// Agent results, on the writer thread.
     pub(super) async fn complete_results(
         &self,
         agent_id: i64,
@@ -75,10 +61,9 @@ impl SqliteStore {
             .iter()
             .map(|r| crate::store::ending_of_result(agent_id, r))
             .collect();
-        let mut tx = self.writer.begin().await?;
-        let completed = Self::end_attempts(&mut tx, &endings, now_us).await?;
-        tx.commit().await?;
-        Ok(completed)
+        self.hot
+            .run(move |conn| super::hot::end_attempts(conn, &endings, now_us))
+            .await
     }
 
     /// Ends attempts whose lease is current; stale ones change nothing.
