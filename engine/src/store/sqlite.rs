@@ -464,41 +464,63 @@ impl QueueStore for SqliteStore {
         // One transaction, so the group takes the single writer once. The
         // agents are served in order of their load now (ties in the order
         // given). Once an agent is left with free slots the queue holds
-        // nothing more for the group, and the rest are answered empty
-        // without a query (an agent that is gone is still told to drain).
+        // nothing more for the group, and the rest are answered without a
+        // query: no tasks, their own counts, and told to drain if they are
+        // not online (an agent that is gone is still told to drain).
         let mut tx = self.writer.begin().await?;
         let ids: Vec<i64> = agents.iter().map(|&(id, _)| id).collect();
-        let load: HashMap<i64, f64> = sqlx::query(
-            "SELECT id, running, capacity FROM agents WHERE id IN (SELECT value FROM json_each(?1))",
+        // Per agent: (running, capacity, online).
+        let mut known: HashMap<i64, (i64, i64, bool)> = sqlx::query(
+            "SELECT id, running, capacity, status FROM agents WHERE id IN (SELECT value FROM json_each(?1))",
         )
         .bind(serde_json::to_string(&ids)?)
         .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|r| {
+            let status: String = r.try_get("status")?;
             Ok((
                 r.try_get("id")?,
-                super::rows::load(r.try_get("running")?, r.try_get("capacity")?),
+                (
+                    r.try_get("running")?,
+                    r.try_get("capacity")?,
+                    status == AgentStatus::Online.as_str(),
+                ),
             ))
         })
         .collect::<Result<_>>()?;
+        let load = |i: usize| {
+            known
+                .get(&agents[i].0)
+                .map_or(f64::MAX, |&(running, capacity, _)| {
+                    super::rows::load(running, capacity)
+                })
+        };
         let mut order: Vec<usize> = (0..agents.len()).collect();
-        order.sort_by(|&a, &b| {
-            let of = |i: usize| load.get(&agents[i].0).copied().unwrap_or(f64::MAX);
-            of(a).total_cmp(&of(b)).then(a.cmp(&b))
-        });
+        order.sort_by(|&a, &b| load(a).total_cmp(&load(b)).then(a.cmp(&b)));
         let mut claims = vec![Claim::default(); agents.len()];
         let mut exhausted = false;
         for i in order {
             let (agent_id, max_tasks) = agents[i];
-            if exhausted && load.contains_key(&agent_id) {
-                continue;
+            if exhausted {
+                if let Some(&(running, capacity, online)) = known.get(&agent_id) {
+                    claims[i] = Claim {
+                        tasks: vec![],
+                        running,
+                        capacity,
+                        drain: !online,
+                    };
+                    continue;
+                }
             }
             let claim = Self::claim_in(&mut tx, agent_id, max_tasks, now_us, lease_ttl_us).await?;
             // An agent that is draining (or gone) got nothing whatever the queue holds.
             exhausted |= !claim.drain
                 && (claim.tasks.len() as i64) < max_tasks
                 && claim.running < claim.capacity;
+            if let Some(k) = known.get_mut(&agent_id) {
+                k.0 = claim.running;
+            }
             claims[i] = claim;
         }
         tx.commit().await?;
