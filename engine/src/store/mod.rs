@@ -3,9 +3,14 @@
 //! server instances). The same test suite (`engine/tests/store.rs`) runs
 //! against both.
 //!
-//! Every method is one database transaction. Decisions that are not SQL (what
-//! a failed attempt turns into) come from [`crate::lifecycle`], so the two
-//! backends differ only in how they read and write rows.
+//! Each method commits its writes together, in one database transaction (or
+//! one statement), except where one bad item must not undo the others:
+//! `RunStore::expire_approvals` decides each due approval in a transaction of
+//! its own, and `RunStore::advance_runs` falls back to one transaction per
+//! run when advancing them together fails (`UserStore::start_session` also
+//! drops expired sessions in a statement of its own). Decisions that are not
+//! SQL (what a failed attempt turns into) come from [`crate::lifecycle`], so
+//! the two backends differ only in how they read and write rows.
 
 /// Implements a store trait for [`Store`] by forwarding every method to the
 /// chosen backend: each trait lists its methods once instead of matching on

@@ -3,8 +3,10 @@
 //! All writes go through a pool of exactly one connection, so transactions
 //! never meet `SQLITE_BUSY` and a claim is naturally a single-writer
 //! `UPDATE … RETURNING`; reads use a separate pool and WAL lets them run
-//! beside the writer. Statements inside a transaction are cheap here (no
-//! network), so multi-row work is a loop over prepared statements.
+//! beside the writer. Multi-row work (submits, results, heartbeats, sweeps)
+//! is a fixed number of statements per batch, not one per row: the rows
+//! travel as one JSON array that `json_each` unpacks inside SQLite (only the
+//! agents' running counts are updated one statement per agent).
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
