@@ -1,30 +1,40 @@
 //! The queue against a model of its contract. Proptest generates sequences
-//! of submits, claims, group claims, heartbeats, results, cancels, lease
-//! expiries, silence sweeps, drains and deregistrations, with time jumps
-//! between them (time is only ever the `now_us` passed in: no sleeps). Each
-//! sequence runs on a real store (a SQLite file, a PostgreSQL database) and
-//! on an in-memory model, and after every command the two are compared:
-//! what the call answered, every task's status, attempts, holder, lease and
-//! `run_after`, the order of the queue, every agent's status and running
-//! count, and the stats. A failure shrinks to a minimal sequence.
+//! of submits, claims, group claims, heartbeats, results (current, stale,
+//! repeated and another agent's leases), cancels, lease expiries, silence
+//! sweeps, drains, restarts (resuming with a key), revocations and
+//! deregistrations, with time jumps between them that cross the renewal
+//! threshold, the lease, short tasks' timeouts and minutes of aging. Time
+//! is only ever the `now_us` passed in: no sleeps. Each sequence runs on a
+//! real store (a SQLite file, a PostgreSQL database) and on an in-memory
+//! model; after every command the two are compared: what the call answered,
+//! every task's status, attempts, holder, lease and `run_after`, the order
+//! of the queue, and every agent's status and running count (≤ capacity).
+//! At the end of a sequence the stats and each task's attempt rows are
+//! compared too. A failure shrinks to a minimal sequence.
 //!
 //! What the model predicts exactly, and what it only bounds:
 //! - Claim order: aging is a rank fixed at submit (`Scheduling::rank`), so
 //!   the model sorts by the same `f64` the store does and checks the exact
-//!   tasks and order of every claim (highest rank first, then oldest id).
+//!   tasks and order of every claim and group claim (highest rank first,
+//!   then lowest id; in a group, the least-loaded agent first).
 //! - Retry backoff is random (equal jitter): a retried task's `run_after`
 //!   must lie in `[now + c/2, now + c]`; the model then follows the store's
 //!   draw.
+//!
+//! Not modelled: idempotency keys, workflow runs, concurrent callers.
 //!
 //! Per backend it runs `PROPTEST_CASES` sequences (default 48) of up to
 //! `DROVER_MODEL_STEPS` commands (default 40), well under a minute. For a
 //! longer search:
 //! `PROPTEST_CASES=2000 DROVER_MODEL_STEPS=150 cargo test -p drover-engine --test store_model`
-//! (`PROPTEST_RNG_SEED` replays a run). The cases of one run share one
-//! database: each names its own task types and starts by cancelling what an
-//! earlier case left running and deregistering its agents.
+//! (`PROPTEST_RNG_SEED=n` replays a run; `DROVER_MODEL_COVERAGE=1` with
+//! `-- --nocapture` prints what the sequences exercised). The cases of one
+//! run share one database: each names its own task types and starts by
+//! cancelling what an earlier case left unfinished and deregistering its
+//! agents.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use drover_engine::domain::{AgentSpec, PriorityWeights, Scheduling, TaskSpec};
@@ -68,13 +78,33 @@ const SCHED: Scheduling = Scheduling {
     max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
 };
 
-/// The task types (indexes into a case's three types) an agent of each kind
-/// handles. Type 2 has no agent: it stays queued.
-const KINDS: [&[usize]; 2] = [&[0], &[0, 1]];
+/// What agents of one kind take: task types (indexes into a case's three
+/// types; type 2 has no agent and stays queued) and labels.
+struct Kind {
+    types: &'static [usize],
+    labels: &'static [&'static str],
+}
+
+impl Kind {
+    fn takes(&self, t: &MTask) -> bool {
+        self.types.contains(&t.ty) && (!t.gpu || self.labels.contains(&"gpu"))
+    }
+}
+
+const KINDS: [Kind; 2] = [
+    Kind {
+        types: &[0],
+        labels: &[],
+    },
+    Kind {
+        types: &[0, 1],
+        labels: &["gpu"],
+    },
+];
 
 /// Issue 18: "a drained agent stays drained across offline/online". The
-/// model expects it: an agent drained before it went silent is draining
-/// again, not online, when it heartbeats back.
+/// model expects it: an agent drained before it went silent (or restarted,
+/// or deregistered) is draining again, not online, when it comes back.
 const DRAIN_SURVIVES_OFFLINE: bool = true;
 
 // ---------------------------------------------------------------- commands
@@ -82,6 +112,8 @@ const DRAIN_SURVIVES_OFFLINE: bool = true;
 #[derive(Debug, Clone)]
 struct NewT {
     ty: usize,
+    /// Requires the label `gpu`.
+    gpu: bool,
     urgency: i64,
     max_attempts: i64,
     short_timeout: bool,
@@ -92,7 +124,7 @@ struct NewT {
 /// A lease named in a heartbeat or a result.
 #[derive(Debug, Clone, Copy)]
 enum Pick {
-    /// One the sending agent holds now (any lease if it holds none).
+    /// One the sending agent holds now (none if it holds none).
     Own(Index),
     /// Any lease ever handed out in the case: current, stale or another
     /// agent's.
@@ -151,10 +183,13 @@ enum Cmd {
         all: bool,
         extra: Vec<Pick>,
     },
+    /// From one of the agents holding leases, if any.
     Complete {
         agent: Index,
         results: Vec<(Pick, Out)>,
     },
+    /// Every agent still registered heartbeats the leases it holds.
+    HeartbeatAll,
     Cancel(Index),
     ExpireLeases,
     Advance(Jump),
@@ -164,6 +199,13 @@ enum Cmd {
         on: bool,
     },
     Deregister(Index),
+    /// The agent's process restarts: it registers again with its key,
+    /// listing the leases it still has results for.
+    Restart {
+        agent: Index,
+        keep: Vec<Pick>,
+    },
+    Revoke(Index),
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +218,7 @@ struct Scenario {
 fn new_task() -> impl Strategy<Value = NewT> {
     (
         prop_oneof![4 => Just(0usize), 2 => Just(1), 1 => Just(2)],
+        prop::bool::weighted(0.25),
         0..=3i64,
         1..=3i64,
         any::<bool>(),
@@ -183,8 +226,9 @@ fn new_task() -> impl Strategy<Value = NewT> {
         prop::bool::weighted(0.2),
     )
         .prop_map(
-            |(ty, urgency, max_attempts, short_timeout, backoff, delayed)| NewT {
+            |(ty, gpu, urgency, max_attempts, short_timeout, backoff, delayed)| NewT {
                 ty,
+                gpu,
                 urgency,
                 max_attempts,
                 short_timeout,
@@ -197,14 +241,14 @@ fn new_task() -> impl Strategy<Value = NewT> {
 fn pick() -> impl Strategy<Value = Pick> {
     prop_oneof![
         3 => any::<Index>().prop_map(Pick::Own),
-        2 => any::<Index>().prop_map(Pick::Any),
+        1 => any::<Index>().prop_map(Pick::Any),
     ]
 }
 
 fn outcome() -> impl Strategy<Value = Out> {
     prop_oneof![
         3 => Just(Out::Succeed),
-        2 => Just(Out::Fail),
+        3 => Just(Out::Fail),
         1 => Just(Out::FailFinal),
         1 => Just(Out::Release),
     ]
@@ -222,26 +266,30 @@ fn jump() -> impl Strategy<Value = Jump> {
 
 fn command() -> impl Strategy<Value = Cmd> {
     prop_oneof![
-        3 => vec(new_task(), 1..=3).prop_map(Cmd::Submit),
-        3 => (any::<Index>(), 0..=4i64).prop_map(|(agent, max)| Cmd::Claim { agent, max }),
-        2 => (0..KINDS.len(), any::<Index>(), vec(0..=4i64, 1..=3))
+        6 => vec(new_task(), 1..=4).prop_map(Cmd::Submit),
+        6 => (any::<Index>(), 0..=4i64).prop_map(|(agent, max)| Cmd::Claim { agent, max }),
+        4 => (0..KINDS.len(), any::<Index>(), vec(0..=4i64, 1..=3))
             .prop_map(|(kind, first, maxes)| Cmd::ClaimGroup { kind, first, maxes }),
-        2 => (any::<Index>(), any::<bool>(), vec(pick(), 0..=2))
+        6 => (any::<Index>(), prop::bool::weighted(0.8), vec(pick(), 0..=2))
             .prop_map(|(agent, all, extra)| Cmd::Heartbeat { agent, all, extra }),
-        4 => (any::<Index>(), vec((pick(), outcome()), 1..=3))
+        8 => (any::<Index>(), vec((pick(), outcome()), 1..=3))
             .prop_map(|(agent, results)| Cmd::Complete { agent, results }),
-        1 => any::<Index>().prop_map(Cmd::Cancel),
-        2 => Just(Cmd::ExpireLeases),
-        3 => jump().prop_map(Cmd::Advance),
-        1 => Just(Cmd::MarkSilentOffline),
-        1 => (any::<Index>(), any::<bool>()).prop_map(|(agent, on)| Cmd::Drain { agent, on }),
+        3 => Just(Cmd::HeartbeatAll),
+        2 => any::<Index>().prop_map(Cmd::Cancel),
+        3 => Just(Cmd::ExpireLeases),
+        5 => jump().prop_map(Cmd::Advance),
+        2 => Just(Cmd::MarkSilentOffline),
+        2 => (any::<Index>(), any::<bool>()).prop_map(|(agent, on)| Cmd::Drain { agent, on }),
         1 => any::<Index>().prop_map(Cmd::Deregister),
+        2 => (any::<Index>(), vec(pick(), 0..=2))
+            .prop_map(|(agent, keep)| Cmd::Restart { agent, keep }),
+        1 => any::<Index>().prop_map(Cmd::Revoke),
     ]
 }
 
 fn scenario(steps: usize) -> impl Strategy<Value = Scenario> {
     (
-        vec((0..KINDS.len(), 1..=3i64), 1..=3),
+        vec((0..KINDS.len(), 1..=3i64), 1..=4),
         vec(command(), 1..=steps.max(1)),
     )
         .prop_map(|(agents, cmds)| Scenario { agents, cmds })
@@ -268,6 +316,7 @@ struct MLease {
 struct MTask {
     id: i64,
     ty: usize,
+    gpu: bool,
     priority: f64,
     rank: f64,
     status: TaskStatus,
@@ -284,8 +333,9 @@ struct MTask {
 enum AState {
     Online,
     Draining,
-    Offline { drained: bool },
+    Offline,
     Deregistered,
+    Revoked,
 }
 
 impl AState {
@@ -293,8 +343,9 @@ impl AState {
         match self {
             AState::Online => AgentStatus::Online,
             AState::Draining => AgentStatus::Draining,
-            AState::Offline { .. } => AgentStatus::Offline,
+            AState::Offline => AgentStatus::Offline,
             AState::Deregistered => AgentStatus::Deregistered,
+            AState::Revoked => AgentStatus::Revoked,
         }
     }
 }
@@ -302,9 +353,16 @@ impl AState {
 #[derive(Debug, Clone)]
 struct MAgent {
     id: i64,
+    /// Its session token's hash, to look it up by.
+    session: String,
+    /// Its key's hash, to resume it by.
+    key: String,
     kind: usize,
     capacity: i64,
     state: AState,
+    /// The operator's last word: drained (or re-enabled).
+    drained: bool,
+    restarts: usize,
     last_heartbeat: i64,
 }
 
@@ -326,6 +384,8 @@ enum Swept {
     Expired,
     Offline,
     Deregistered,
+    Restarted,
+    Revoked,
 }
 
 /// A claim as the model predicts it.
@@ -351,6 +411,17 @@ struct Case<'a> {
 }
 
 type Step = Result<(), TestCaseError>;
+
+thread_local! {
+    /// What this backend's sequences exercised (shrinking included),
+    /// printed with `DROVER_MODEL_COVERAGE=1 … -- --nocapture`: a model
+    /// test is only as good as what its generator reaches.
+    static COVERAGE: RefCell<BTreeMap<String, u64>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+fn covered(what: impl Into<String>) {
+    COVERAGE.with(|c| *c.borrow_mut().entry(what.into()).or_default() += 1);
+}
 
 fn fail(msg: impl Into<String>) -> TestCaseError {
     TestCaseError::fail(msg.into())
@@ -418,24 +489,33 @@ impl<'a> Case<'a> {
                 name: format!("m{n}-{i}"),
                 hostname: "model".into(),
                 version: "test".into(),
-                task_types: KINDS[kind].iter().map(|&t| case.types[t].clone()).collect(),
-                labels: vec![],
+                task_types: KINDS[kind]
+                    .types
+                    .iter()
+                    .map(|&t| case.types[t].clone())
+                    .collect(),
+                labels: KINDS[kind].labels.iter().map(|l| l.to_string()).collect(),
                 capacity,
             };
             let session = format!("m{n}-{i}-session");
+            let key = format!("m{n}-{i}-key");
             let reg = Registration {
                 spec: &spec,
                 session_hash: &session,
-                key_hash: None,
+                key_hash: Some(&key),
                 enrollment_id: None,
                 resuming: &[],
             };
             let id = db("register", store.register_agent(&reg, now).await)?.agent_id;
             case.agents.push(MAgent {
                 id,
+                session,
+                key,
                 kind,
                 capacity,
                 state: AState::Online,
+                drained: false,
+                restarts: 0,
                 last_heartbeat: now,
             });
         }
@@ -475,14 +555,97 @@ impl<'a> Case<'a> {
         match pick {
             Pick::Own(ix) => {
                 let held = self.held_by(a);
-                if held.is_empty() {
-                    any(ix)
-                } else {
-                    Some(lease(held[ix.index(held.len())]))
-                }
+                (!held.is_empty()).then(|| lease(held[ix.index(held.len())]))
             }
             Pick::Any(ix) => any(ix),
         }
+    }
+
+    /// Agent `a` heartbeats with `leases`: checks the answer, renews in the
+    /// model what the store renews.
+    async fn heartbeat(&mut self, a: usize, leases: &[Lease]) -> Step {
+        let store = self.store;
+        let got = db(
+            "heartbeat",
+            store
+                .heartbeat(self.agents[a].id, leases, self.now, TTL, RENEW_BELOW)
+                .await,
+        )?;
+        // The answer names tasks, not leases: a task is to stop when none
+        // of the leases listed for it is current and the agent's.
+        let mut held = HashSet::new();
+        for l in leases {
+            let now = self.now;
+            let current = self.by_id.get(&l.task_id).and_then(|&i| {
+                let t = &mut self.tasks[i];
+                let timeout = t.timeout_ms * 1000;
+                t.lease
+                    .as_mut()
+                    .filter(|m| {
+                        t.status == TaskStatus::Running && m.agent == a && m.token == l.lease_token
+                    })
+                    .map(|m| (m, timeout))
+            });
+            if let Some((m, timeout)) = current {
+                held.insert(l.task_id);
+                let until = (now + TTL).min(m.started + timeout);
+                covered("hb held");
+                if m.expires < (now + RENEW_BELOW).min(until) {
+                    covered("hb renew");
+                    m.expires = until;
+                }
+            }
+        }
+        let cancel: Vec<i64> = leases
+            .iter()
+            .map(|l| l.task_id)
+            .filter(|id| !held.contains(id))
+            .collect();
+        let ag = &mut self.agents[a];
+        ag.last_heartbeat = self.now;
+        if ag.state == AState::Offline {
+            ag.state = if ag.drained && DRAIN_SURVIVES_OFFLINE {
+                AState::Draining
+            } else {
+                AState::Online
+            };
+        }
+        let expected = HeartbeatResponse {
+            cancel,
+            drain: ag.state != AState::Online,
+        };
+        prop_assert_eq!(got, expected, "heartbeat of agent {}", a);
+        Ok(())
+    }
+
+    /// Every lease agent `a` holds, as it would heartbeat them.
+    fn own_leases(&self, a: usize) -> Vec<Lease> {
+        self.held_by(a)
+            .into_iter()
+            .map(|(i, token)| Lease {
+                task_id: self.tasks[i].id,
+                lease_token: token,
+            })
+            .collect()
+    }
+
+    /// The leases `picks` name, an `Own` pick preferring a lease not named
+    /// yet (a batch repeats a lease only when the agent holds no other).
+    fn resolve_all(&self, a: usize, picks: &[Pick]) -> Vec<Lease> {
+        let mut out: Vec<Lease> = Vec::new();
+        for &pick in picks {
+            let fresh: Vec<Lease> = self
+                .own_leases(a)
+                .into_iter()
+                .filter(|l| !out.contains(l))
+                .collect();
+            let lease = match pick {
+                Pick::Own(ix) if !fresh.is_empty() => Some(fresh[ix.index(fresh.len())]),
+                _ => self.resolve(a, pick),
+            };
+            out.extend(lease);
+        }
+        out
     }
 
     fn agent(&self, ix: Index) -> usize {
@@ -521,7 +684,7 @@ impl<'a> Case<'a> {
                 RunAfter::At(at) => at <= self.now,
                 RunAfter::Between(..) => return Err(fail("model: unresolved run_after")),
             };
-            if due && KINDS[agent.kind].contains(&t.ty) && (picked.len() as i64) < want {
+            if due && KINDS[agent.kind].takes(t) && (picked.len() as i64) < want {
                 picked.push(i);
             }
         }
@@ -533,6 +696,11 @@ impl<'a> Case<'a> {
     /// Checks one claim against the model's plan and records its leases.
     fn take_claim(&mut self, a: usize, max: i64, got: &Claim) -> Step {
         let (picked, planned) = self.plan_claim(a, max)?;
+        covered(format!(
+            "claim tasks={} drain={}",
+            picked.len().min(2),
+            planned.drain
+        ));
         let seen = Planned {
             tasks: got.tasks.iter().map(|t| t.task_id).collect(),
             running: got.running,
@@ -543,7 +711,7 @@ impl<'a> Case<'a> {
         let agent = &self.agents[a];
         for (&i, asg) in picked.iter().zip(&got.tasks) {
             let t = &mut self.tasks[i];
-            prop_assert!(KINDS[agent.kind].contains(&t.ty), "a type the agent lacks");
+            prop_assert!(KINDS[agent.kind].takes(t), "a task the agent does not take");
             t.status = TaskStatus::Running;
             t.attempts += 1;
             t.claims += 1;
@@ -616,6 +784,7 @@ impl<'a> Case<'a> {
             } else {
                 End::Lost
             };
+            covered(format!("sweep {why:?} {end:?}"));
             match self.end(i, end) {
                 TaskStatus::Queued => requeued += 1,
                 TaskStatus::Failed => failed += 1,
@@ -657,6 +826,7 @@ impl<'a> Case<'a> {
                                 }),
                                 retry_backoff_ms: Some(if n.backoff { BACKOFF_MS } else { 0 }),
                                 run_after_us: n.delayed.then_some(self.now + DELAY_US),
+                                required_labels: if n.gpu { vec!["gpu".into()] } else { vec![] },
                                 payload: json!({}),
                                 ..NewTask::default()
                             },
@@ -676,6 +846,7 @@ impl<'a> Case<'a> {
                     self.tasks.push(MTask {
                         id: s.id,
                         ty: ty.unwrap_or(2),
+                        gpu: !spec.required_labels.is_empty(),
                         priority: spec.priority,
                         rank: SCHED.rank(spec.priority, self.now),
                         status: TaskStatus::Queued,
@@ -728,69 +899,33 @@ impl<'a> Case<'a> {
             }
             Cmd::Heartbeat { agent, all, extra } => {
                 let a = self.agent(*agent);
-                let mut leases: Vec<Lease> = if *all {
-                    self.held_by(a)
-                        .into_iter()
-                        .map(|(i, token)| Lease {
-                            task_id: self.tasks[i].id,
-                            lease_token: token,
-                        })
-                        .collect()
-                } else {
-                    vec![]
-                };
-                leases.extend(extra.iter().filter_map(|&p| self.resolve(a, p)));
-                let got = db(
-                    "heartbeat",
-                    store
-                        .heartbeat(self.agents[a].id, &leases, self.now, TTL, RENEW_BELOW)
-                        .await,
-                )?;
-                let mut cancel = Vec::new();
-                for l in &leases {
-                    let now = self.now;
-                    let held = self.by_id.get(&l.task_id).and_then(|&i| {
-                        let t = &mut self.tasks[i];
-                        let timeout = t.timeout_ms * 1000;
-                        t.lease
-                            .as_mut()
-                            .filter(|m| {
-                                t.status == TaskStatus::Running
-                                    && m.agent == a
-                                    && m.token == l.lease_token
-                            })
-                            .map(|m| (m, timeout))
-                    });
-                    match held {
-                        Some((m, timeout)) => {
-                            let until = (now + TTL).min(m.started + timeout);
-                            if m.expires < (now + RENEW_BELOW).min(until) {
-                                m.expires = until;
-                            }
-                        }
-                        None => cancel.push(l.task_id),
+                let mut leases: Vec<Lease> = if *all { self.own_leases(a) } else { vec![] };
+                leases.extend(self.resolve_all(a, extra));
+                self.heartbeat(a, &leases).await?;
+            }
+            Cmd::HeartbeatAll => {
+                for a in 0..self.agents.len() {
+                    if !matches!(self.agents[a].state, AState::Deregistered | AState::Revoked) {
+                        let leases = self.own_leases(a);
+                        self.heartbeat(a, &leases).await?;
                     }
                 }
-                let ag = &mut self.agents[a];
-                ag.last_heartbeat = self.now;
-                if let AState::Offline { drained } = ag.state {
-                    ag.state = if drained && DRAIN_SURVIVES_OFFLINE {
-                        AState::Draining
-                    } else {
-                        AState::Online
-                    };
-                }
-                let expected = HeartbeatResponse {
-                    cancel,
-                    drain: ag.state != AState::Online,
-                };
-                prop_assert_eq!(got, expected, "heartbeat of agent {}", a);
             }
             Cmd::Complete { agent, results } => {
-                let a = self.agent(*agent);
-                let sent: Vec<(Lease, Out)> = results
-                    .iter()
-                    .filter_map(|&(p, out)| self.resolve(a, p).map(|l| (l, out)))
+                // Sent by an agent holding leases when there is one.
+                let holders: Vec<usize> = (0..self.agents.len())
+                    .filter(|&a| self.running_of(a) > 0)
+                    .collect();
+                let a = if holders.is_empty() {
+                    self.agent(*agent)
+                } else {
+                    holders[agent.index(holders.len())]
+                };
+                let picks: Vec<Pick> = results.iter().map(|&(p, _)| p).collect();
+                let sent: Vec<(Lease, Out)> = self
+                    .resolve_all(a, &picks)
+                    .into_iter()
+                    .zip(results.iter().map(|&(_, out)| out))
                     .collect();
                 if sent.is_empty() {
                     return Ok(());
@@ -848,6 +983,9 @@ impl<'a> Case<'a> {
                         _ => Applied::Stale,
                     });
                 }
+                for e in &expected {
+                    covered(format!("result {e:?}"));
+                }
                 prop_assert_eq!(&got.applied, &expected, "results from agent {}", a);
                 prop_assert!(got.runs.is_empty());
             }
@@ -862,6 +1000,7 @@ impl<'a> Case<'a> {
                         self.tasks[i].status = TaskStatus::Cancelled;
                     }
                     (TaskStatus::Running, Ok(TaskStatus::Cancelled)) => {
+                        covered("cancel running");
                         self.end(i, End::Cancelled);
                     }
                     (s, Err(StoreError::Conflict(_))) if s.is_terminal() => {}
@@ -901,9 +1040,7 @@ impl<'a> Case<'a> {
                     let ag = &mut self.agents[a];
                     let live = matches!(ag.state, AState::Online | AState::Draining);
                     if live && ag.last_heartbeat < since {
-                        ag.state = AState::Offline {
-                            drained: ag.state == AState::Draining,
-                        };
+                        ag.state = AState::Offline;
                         offline.push(ag.id);
                         held.extend(self.held_by(a).into_iter().map(|(i, _)| i));
                     }
@@ -918,6 +1055,7 @@ impl<'a> Case<'a> {
                 let ag = &mut self.agents[a];
                 match (ag.state, got) {
                     (AState::Online | AState::Draining, Ok(())) => {
+                        ag.drained = *on;
                         ag.state = if *on {
                             AState::Draining
                         } else {
@@ -925,7 +1063,7 @@ impl<'a> Case<'a> {
                         };
                     }
                     (
-                        AState::Offline { .. } | AState::Deregistered,
+                        AState::Offline | AState::Deregistered | AState::Revoked,
                         Err(StoreError::Conflict(_)),
                     ) => {}
                     (s, got) => {
@@ -937,6 +1075,11 @@ impl<'a> Case<'a> {
             }
             Cmd::Deregister(ix) => {
                 let a = self.agent(*ix);
+                if self.agents[a].state == AState::Revoked {
+                    // Only the agent's own session deregisters it, and a
+                    // revoked agent's session is refused.
+                    return Ok(());
+                }
                 let got = db(
                     "deregister",
                     store.deregister_agent(self.agents[a].id, self.now).await,
@@ -945,6 +1088,76 @@ impl<'a> Case<'a> {
                 let held = self.held_by(a).into_iter().map(|(i, _)| i).collect();
                 let counts = self.sweep(held, Swept::Deregistered);
                 Self::expect_sweep(&got, &[], counts, "deregister_agent")?;
+            }
+            Cmd::Restart { agent, keep } => {
+                let a = self.agent(*agent);
+                let keep = self.resolve_all(a, keep);
+                let ag = &mut self.agents[a];
+                ag.restarts += 1;
+                let session = format!("{}-r{}", ag.key, ag.restarts);
+                let kind = &KINDS[ag.kind];
+                let spec = AgentSpec {
+                    name: format!("{}-r", ag.key),
+                    hostname: "model".into(),
+                    version: "test".into(),
+                    task_types: kind.types.iter().map(|&t| self.types[t].clone()).collect(),
+                    labels: kind.labels.iter().map(|l| l.to_string()).collect(),
+                    capacity: ag.capacity,
+                };
+                let reg = Registration {
+                    spec: &spec,
+                    session_hash: &session,
+                    key_hash: Some(&ag.key),
+                    enrollment_id: None,
+                    resuming: &keep,
+                };
+                let got = store.register_agent(&reg, self.now).await;
+                if ag.state == AState::Revoked {
+                    prop_assert!(
+                        matches!(got, Err(StoreError::Revoked(_))),
+                        "a revoked agent's key was taken: {:?}",
+                        got
+                    );
+                    return Ok(());
+                }
+                let got = db("register (resume)", got)?;
+                ag.session = session;
+                ag.last_heartbeat = self.now;
+                let drained = if DRAIN_SURVIVES_OFFLINE {
+                    ag.drained
+                } else {
+                    ag.state == AState::Draining
+                };
+                ag.state = if drained {
+                    AState::Draining
+                } else {
+                    AState::Online
+                };
+                prop_assert_eq!((got.agent_id, got.resumed), (ag.id, true));
+                let gone: Vec<usize> = self
+                    .held_by(a)
+                    .into_iter()
+                    .filter(|&(i, token)| {
+                        !keep.contains(&Lease {
+                            task_id: self.tasks[i].id,
+                            lease_token: token,
+                        })
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                let counts = self.sweep(gone, Swept::Restarted);
+                Self::expect_sweep(&got.sweep, &[], counts, "register (resume)")?;
+            }
+            Cmd::Revoke(ix) => {
+                let a = self.agent(*ix);
+                let got = db(
+                    "revoke_agent",
+                    store.revoke_agent(self.agents[a].id, self.now).await,
+                )?;
+                self.agents[a].state = AState::Revoked;
+                let held = self.held_by(a).into_iter().map(|(i, _)| i).collect();
+                let counts = self.sweep(held, Swept::Revoked);
+                Self::expect_sweep(&got, &[], counts, "revoke_agent")?;
             }
         }
         Ok(())
@@ -1004,6 +1217,7 @@ impl<'a> Case<'a> {
                                 hi,
                                 self.now
                             );
+                            covered("backoff drawn");
                             t.run_after = RunAfter::At(s.run_after_us);
                         }
                     }
@@ -1030,12 +1244,9 @@ impl<'a> Case<'a> {
             .collect();
         prop_assert_eq!(queued, expected, "queued tasks in claim order");
         // Agents: status, and C equal to the leases held, never above M.
-        let agents = db("list_agents", store.list_agents().await)?;
-        let by_id: HashMap<i64, _> = agents.iter().map(|a| (a.id, a)).collect();
         for (a, m) in self.agents.iter().enumerate() {
-            let Some(s) = by_id.get(&m.id) else {
-                return Err(fail(format!("agent {} is not listed", m.id)));
-            };
+            let s = db("agent_by_token", store.agent_by_token(&m.session).await)?
+                .ok_or_else(|| fail(format!("agent {a} not found by its session")))?;
             let running = self.running_of(a);
             prop_assert_eq!(
                 (s.status, s.running, s.capacity),
@@ -1045,8 +1256,13 @@ impl<'a> Case<'a> {
             );
             prop_assert!(s.running <= s.capacity);
         }
-        // Stats, as the change since the case started.
-        let stats = db("stats", store.stats().await)?;
+        Ok(())
+    }
+
+    /// The stats, as the change since the case started. (Once per case:
+    /// they count every task in the database.)
+    async fn check_stats(&self) -> Step {
+        let stats = db("stats", self.store.stats().await)?;
         let count = |s: TaskStatus| self.tasks.iter().filter(|t| t.status == s).count() as i64;
         let online = self
             .agents
@@ -1114,6 +1330,7 @@ async fn run_case(store: &Store, s: &Scenario) -> Step {
         case.check().await.map_err(at)?;
     }
     case.check_histories().await?;
+    case.check_stats().await?;
     Ok(())
 }
 
@@ -1158,6 +1375,15 @@ fn run_model(postgres: bool) {
     let result = runner.run(&scenario(steps()), |s| rt.block_on(run_case(&store, &s)));
     drop(store);
     drop(guard);
+    if std::env::var_os("DROVER_MODEL_COVERAGE").is_some() {
+        COVERAGE.with(|c| {
+            eprintln!(
+                "{}: {:#?}",
+                if postgres { "postgres" } else { "sqlite" },
+                c.borrow()
+            )
+        });
+    }
     match result {
         Ok(()) => {}
         Err(TestError::Fail(why, s)) => {
@@ -1179,7 +1405,10 @@ fn postgres_store_follows_the_model() {
 
 // ------------------------------------------- regressions the model found
 
-both_backends!(a_group_claim_answers_every_agent_with_its_own_state);
+both_backends!(
+    a_group_claim_answers_every_agent_with_its_own_state,
+    a_drained_agent_stays_drained_across_offline,
+);
 
 async fn register_plain(store: &Store, name: &str, capacity: i64) -> i64 {
     let spec = AgentSpec {
@@ -1229,4 +1458,23 @@ async fn a_group_claim_answers_every_agent_with_its_own_state(store: Store) {
         got,
         vec![(0, 0, 1, false), (0, 0, 2, false), (0, 0, 3, true)]
     );
+}
+
+/// Found by the model (and named in issue 18): an agent drained before it
+/// went silent came back online, and was given work, at its next heartbeat.
+async fn a_drained_agent_stays_drained_across_offline(store: Store) {
+    let a = register_plain(&store, "a", 1).await;
+    store.set_agent_draining(a, true).await.expect("drain");
+    let later = drover_engine::time::now_us() + 11_000_000;
+    let sweep = store
+        .mark_silent_agents_offline(later - SILENCE, later)
+        .await
+        .expect("silence sweep");
+    assert_eq!(sweep.agents_offline, vec![a]);
+    let reply = store
+        .heartbeat(a, &[], later, TTL, RENEW_BELOW)
+        .await
+        .expect("heartbeat");
+    assert!(reply.drain, "the agent came back undrained");
+    assert!(store.claim(a, 1, later, TTL).await.expect("claim").drain);
 }
