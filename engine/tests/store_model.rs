@@ -23,7 +23,7 @@
 //!
 //! Not modelled: idempotency keys, workflow runs, concurrent callers.
 //!
-//! Per backend it runs `PROPTEST_CASES` sequences (default 48) of up to
+//! Per backend it runs `PROPTEST_CASES` sequences (default 64) of up to
 //! `DROVER_MODEL_STEPS` commands (default 40), well under a minute. For a
 //! longer search:
 //! `PROPTEST_CASES=2000 DROVER_MODEL_STEPS=150 cargo test -p drover-engine --test store_model`
@@ -52,7 +52,7 @@ use serde_json::json;
 #[macro_use]
 mod support;
 
-const DEFAULT_CASES: u32 = 48;
+const DEFAULT_CASES: u32 = 64;
 const DEFAULT_STEPS: usize = 40;
 
 /// Lease length; a heartbeat renews a lease with less than half of it left.
@@ -728,6 +728,11 @@ impl<'a> Case<'a> {
                 t.id
             );
             prop_assert_eq!(&asg.task_type, &self.types[t.ty]);
+            prop_assert!(
+                !self.issued.contains(&(i, asg.lease_token)),
+                "task {} claimed again under an old lease token",
+                asg.task_id
+            );
             self.issued.push((i, asg.lease_token));
         }
         Ok(())
@@ -1408,6 +1413,7 @@ fn postgres_store_follows_the_model() {
 both_backends!(
     a_group_claim_answers_every_agent_with_its_own_state,
     a_drained_agent_stays_drained_across_offline,
+    a_drained_agent_stays_drained_when_it_restarts,
 );
 
 async fn register_plain(store: &Store, name: &str, capacity: i64) -> i64 {
@@ -1477,4 +1483,41 @@ async fn a_drained_agent_stays_drained_across_offline(store: Store) {
         .expect("heartbeat");
     assert!(reply.drain, "the agent came back undrained");
     assert!(store.claim(a, 1, later, TTL).await.expect("claim").drain);
+}
+
+/// Found by the model: an agent drained, stopped (deregistered) and started
+/// again with its key came back online.
+async fn a_drained_agent_stays_drained_when_it_restarts(store: Store) {
+    let spec = AgentSpec {
+        name: "a".into(),
+        hostname: "model".into(),
+        version: "test".into(),
+        task_types: vec!["t".into()],
+        labels: vec![],
+        capacity: 1,
+    };
+    let register = |session: &'static str| Registration {
+        spec: &spec,
+        session_hash: session,
+        key_hash: Some("a-key"),
+        enrollment_id: None,
+        resuming: &[],
+    };
+    let now = drover_engine::time::now_us();
+    let a = store
+        .register_agent(&register("first"), now)
+        .await
+        .expect("register")
+        .agent_id;
+    store.set_agent_draining(a, true).await.expect("drain");
+    store.deregister_agent(a, now).await.expect("deregister");
+    let again = store
+        .register_agent(&register("second"), now)
+        .await
+        .expect("register again");
+    assert_eq!((again.agent_id, again.resumed), (a, true));
+    assert!(
+        store.claim(a, 1, now, TTL).await.expect("claim").drain,
+        "the agent came back undrained"
+    );
 }
