@@ -1,11 +1,12 @@
 //! `drover-agent`: a thin worker for Drover.
 //!
 //! The agent registers with the server, then runs three loops until it is
-//! told to stop: a claim loop that long-polls for as many tasks as it has free
-//! slots, a heartbeat loop that keeps its leases alive and applies the
-//! server's cancellations, and a reporter that delivers results in batches
-//! through a durable outbox. Tasks run through handlers configured per task
-//! type (`builtin`, `command`, `http`).
+//! told to stop: a claim loop that keeps one long-poll parked asking for the
+//! agent's whole capacity (the server hands over at most capacity minus the
+//! tasks it counts as running here), a heartbeat loop that keeps its leases
+//! alive and applies the server's cancellations, and a reporter that
+//! delivers results in batches through a durable outbox. Tasks run through
+//! handlers configured per task type (`builtin`, `command`, `http`).
 //!
 //! It is a library as well as a binary so its pieces can be tested (and
 //! embedded) without spawning a process.

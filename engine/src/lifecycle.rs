@@ -82,9 +82,9 @@ pub struct Transition {
 /// Largest delay between retries.
 pub const MAX_BACKOFF_MS: i64 = 3_600_000;
 
-/// Exponential backoff with full jitter: attempt n waits a random time in
-/// `[base·2^(n−1) / 2, base·2^(n−1)]`, capped, so a burst of failures does not
-/// come back as a burst.
+/// Exponential backoff with equal jitter: attempt n waits a random time in
+/// `[c / 2, c]` with `c = base·2^(n−1)`, capped, so a burst of failures does
+/// not come back as a burst, yet no retry comes sooner than half its backoff.
 pub fn backoff_ms(base_ms: i64, attempt: i64) -> i64 {
     if base_ms <= 0 {
         return 0;

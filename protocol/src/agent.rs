@@ -79,7 +79,8 @@ pub struct HeartbeatResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
-    /// Free slots on the agent; the server never exceeds capacity regardless.
+    /// The most tasks to hand over. The agent asks for its whole capacity;
+    /// the server never exceeds capacity regardless.
     pub max_tasks: u32,
     /// How long to wait for work before answering with none (capped by the server).
     #[serde(default)]

@@ -3,13 +3,18 @@
 //! server instances). The same test suite (`engine/tests/store.rs`) runs
 //! against both.
 //!
-//! Each changing method is one database transaction, except the sweeps of
-//! duties that decide in turn (`expire_approvals` decides each approval in
-//! its own). Decisions that are not SQL come from `plan` (what an ending,
-//! a sweep or an advance makes happen next, itself using
-//! [`crate::lifecycle`] and [`crate::workflow::plan`]), so the backends
-//! differ only in how they read and write rows. See docs/ARCHITECTURE.md
-//! ("Storage backends") for the layout.
+//! Each method commits its writes together, in one database transaction (or
+//! one statement), except where one bad item must not undo the others:
+//! `RunStore::expire_approvals` decides each due approval in a transaction of
+//! its own, `RunStore::advance_runs` falls back to one transaction per run
+//! when advancing them together fails, and on SQLite an agent's results are
+//! committed by the writer thread before the runs they move are advanced
+//! (`UserStore::start_session` also drops expired sessions in a statement of
+//! its own). Decisions that are not SQL come from `plan` (what an ending, a
+//! sweep or an advance makes happen next, itself using [`crate::lifecycle`]
+//! and [`crate::workflow::plan`]), so the backends differ only in how they
+//! read and write rows. See docs/ARCHITECTURE.md ("Storage backends") for
+//! the layout.
 
 /// Implements a store trait for [`Store`] by forwarding every method to the
 /// chosen backend: each trait lists its methods once instead of matching on

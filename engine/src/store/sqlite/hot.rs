@@ -218,39 +218,63 @@ pub(crate) fn claim(
 /// Claims for a group of agents of one kind in one transaction (see
 /// `QueueStore::claim_group`): by their load now, ties in the order given.
 /// Once an agent is left with free slots the queue holds nothing more for
-/// the group, and the rest are answered empty without a query (an agent
-/// that is gone is still told to drain).
+/// the group, and the rest are answered without a query: no tasks, their
+/// own counts, and told to drain if they are not online (an agent that is
+/// gone is still told to drain).
 pub(crate) fn claim_group(
     conn: &Connection,
     agents: &[(i64, i64)],
     now_us: i64,
     lease_ttl_us: i64,
 ) -> Result<Vec<Claim>> {
-    let mut load = std::collections::HashMap::with_capacity(agents.len());
-    let mut of_agent = conn.prepare_cached("SELECT running, capacity FROM agents WHERE id = ?1")?;
+    // Per agent: (running, capacity, online).
+    let mut known = std::collections::HashMap::with_capacity(agents.len());
+    let mut of_agent =
+        conn.prepare_cached("SELECT running, capacity, status FROM agents WHERE id = ?1")?;
     for &(id, _) in agents {
         let found = of_agent
-            .query_row([id], |r| Ok(rows::load(r.get(0)?, r.get(1)?)))
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)? == AgentStatus::Online.as_str(),
+                ))
+            })
             .optional()?;
-        if let Some(l) = found {
-            load.insert(id, l);
+        if let Some(k) = found {
+            known.insert(id, k);
         }
     }
+    let load = |i: usize| {
+        known
+            .get(&agents[i].0)
+            .map_or(f64::MAX, |&(running, capacity, _)| {
+                rows::load(running, capacity)
+            })
+    };
     let mut order: Vec<usize> = (0..agents.len()).collect();
-    order.sort_by(|&a, &b| {
-        let of = |i: usize| load.get(&agents[i].0).copied().unwrap_or(f64::MAX);
-        of(a).total_cmp(&of(b)).then(a.cmp(&b))
-    });
+    order.sort_by(|&a, &b| load(a).total_cmp(&load(b)).then(a.cmp(&b)));
     let mut claims = vec![Claim::default(); agents.len()];
     let mut exhausted = false;
     for i in order {
         let (agent_id, max_tasks) = agents[i];
-        if exhausted && load.contains_key(&agent_id) {
-            continue;
+        if exhausted {
+            if let Some(&(running, capacity, online)) = known.get(&agent_id) {
+                claims[i] = Claim {
+                    tasks: vec![],
+                    running,
+                    capacity,
+                    drain: !online,
+                };
+                continue;
+            }
         }
         let c = claim(conn, agent_id, max_tasks, now_us, lease_ttl_us)?;
         // An agent that is draining (or gone) got nothing whatever the queue holds.
         exhausted |= !c.drain && (c.tasks.len() as i64) < max_tasks && c.running < c.capacity;
+        if let Some(k) = known.get_mut(&agent_id) {
+            k.0 = c.running;
+        }
         claims[i] = c;
     }
     Ok(claims)
