@@ -39,9 +39,7 @@ fn hit(e: &Exec, ev: &Event, timeout: Duration) -> bool {
     let per_agent = ev.agent_pid.is_some();
     let same_agent = ev.agent_pid == Some(e.agent_pid)
         || (e.agent_pid <= 1 && ev.agent.as_deref() == Some(e.agent.as_str()));
-    (!per_agent || same_agent)
-        && e.start_us <= ev.end_us + after
-        && end + before >= ev.start_us
+    (!per_agent || same_agent) && e.start_us <= ev.end_us + after && end + before >= ev.start_us
 }
 
 /// A handler whose agent was killed between starting it and its first
@@ -65,7 +63,11 @@ pub async fn check(
     let mut rows = Vec::new();
     let tasks = db.tasks().await?;
     let status: HashMap<i64, &str> = tasks.iter().map(|t| (t.0, t.1.as_str())).collect();
-    let run_tasks: HashSet<i64> = tasks.iter().filter(|t| t.3.is_some()).map(|t| t.0).collect();
+    let run_tasks: HashSet<i64> = tasks
+        .iter()
+        .filter(|t| t.3.is_some())
+        .map(|t| t.0)
+        .collect();
     let acked: HashSet<i64> = submitted.task_ids.iter().copied().collect();
     let expected: HashSet<i64> = acked.union(&run_tasks).copied().collect();
     let by_task = log.by_task();
@@ -88,9 +90,19 @@ pub async fn check(
     // database without its side effect.
     let lost_db = expected
         .iter()
-        .filter(|id| !matches!(status.get(id), Some(&("succeeded" | "failed" | "cancelled"))))
+        .filter(|id| {
+            !matches!(
+                status.get(id),
+                Some(&("succeeded" | "failed" | "cancelled"))
+            )
+        })
         .count();
-    rows.push(row("lost (DB: not final or missing)", lost_db, "0", Some(lost_db == 0)));
+    rows.push(row(
+        "lost (DB: not final or missing)",
+        lost_db,
+        "0",
+        Some(lost_db == 0),
+    ));
     let not_succeeded = expected
         .iter()
         .filter(|id| matches!(status.get(id), Some(&("failed" | "cancelled"))))
@@ -128,9 +140,19 @@ pub async fn check(
 
     // Unexpected: side effects of tasks nobody submitted; rows nobody asked for.
     let unexpected_log = by_task.keys().filter(|id| !expected.contains(id)).count();
-    rows.push(row("unexpected (log)", unexpected_log, "0", Some(unexpected_log == 0)));
+    rows.push(row(
+        "unexpected (log)",
+        unexpected_log,
+        "0",
+        Some(unexpected_log == 0),
+    ));
     let unexpected_db = tasks.iter().filter(|t| !expected.contains(&t.0)).count();
-    rows.push(row("unexpected (DB)", unexpected_db, "0", Some(unexpected_db == 0)));
+    rows.push(row(
+        "unexpected (DB)",
+        unexpected_db,
+        "0",
+        Some(unexpected_db == 0),
+    ));
     rows.push(row(
         "torn or stray log lines",
         log.bad_lines + log.orphan_ends,
@@ -168,16 +190,20 @@ pub async fn check(
             dup_unexplained.push(*id);
         }
     }
-    rows.push(row(
-        "duplicated completions, all",
-        dup_total,
-        "",
-        None,
-    ));
+    rows.push(row("duplicated completions, all", dup_total, "", None));
     for (kind, n) in &dup_by_kind {
-        rows.push(row(&format!("  of them: handler hit by {kind}"), n, "", None));
+        rows.push(row(
+            &format!("  of them: handler hit by {kind}"),
+            n,
+            "",
+            None,
+        ));
     }
-    let shown: Vec<String> = dup_unexplained.iter().take(10).map(|i| i.to_string()).collect();
+    let shown: Vec<String> = dup_unexplained
+        .iter()
+        .take(10)
+        .map(|i| i.to_string())
+        .collect();
     rows.push(row(
         "duplicated completions, no fault to explain",
         if dup_unexplained.is_empty() {
@@ -211,7 +237,9 @@ pub async fn check(
     let want = runs.len() * TASKS_PER_RUN;
     rows.push(row(
         "run step tasks succeeded / expected (each once)",
-        format!("{step_tasks} / {want}, {step_not_once} not once, {unfinished_steps} steps unfinished"),
+        format!(
+            "{step_tasks} / {want}, {step_not_once} not once, {unfinished_steps} steps unfinished"
+        ),
         "all, once",
         Some(step_tasks as usize == want && step_not_once == 0 && unfinished_steps == 0),
     ));
@@ -266,6 +294,7 @@ pub async fn check(
     let bound_us = (timeout + Duration::from_secs(1)).as_micros() as i64;
     let mut delays: Vec<f64> = Vec::new();
     let mut never = 0usize;
+    let mut overlapped = 0usize;
     let mut worst_delay = (0.0f64, "", 0i64);
     let mut late_accepted = 0usize;
     let mut short_cut_requeues = 0usize;
@@ -274,9 +303,7 @@ pub async fn check(
         let in_flight: Vec<&Exec> = log
             .execs
             .iter()
-            .filter(|e| {
-                (e.agent_pid == pid && e.start_us <= ev.start_us) || born_orphan(e, ev)
-            })
+            .filter(|e| (e.agent_pid == pid && e.start_us <= ev.start_us) || born_orphan(e, ev))
             .filter(|e| e.end_us.is_none_or(|end| end > ev.start_us))
             .collect();
         for e in &in_flight {
@@ -292,7 +319,13 @@ pub async fn check(
                             .map(|x| x.start_us)
                             .min()
                     });
+                    let outage = faults.events.iter().any(|o| {
+                        o.agent_pid.is_none()
+                            && o.start_us <= ev.start_us + bound_us
+                            && o.end_us >= ev.start_us
+                    });
                     match first.or(next) {
+                        Some(_) if outage => overlapped += 1,
                         Some(at) => {
                             let ms = (at - ev.start_us) as f64 / 1000.0;
                             if ms > worst_delay.0 {
@@ -334,6 +367,12 @@ pub async fn check(
     ));
     rows.push(row("  in flight, never requeued", never, "", None));
     rows.push(row(
+        "  not timed: a server or database outage overlapped",
+        overlapped,
+        "",
+        None,
+    ));
+    rows.push(row(
         "late results accepted (SIGSTOP, long cut)",
         late_accepted,
         "0",
@@ -355,11 +394,18 @@ pub async fn check(
             .execs
             .iter()
             .filter(|e| e.agent_pid == pid && e.start_us <= ev.start_us)
-            .filter(|e| e.end_us.is_some_and(|end| end > ev.start_us && end <= ev.end_us))
+            .filter(|e| {
+                e.end_us
+                    .is_some_and(|end| end > ev.start_us && end <= ev.end_us)
+            })
             .count();
         let refused = ev.refused.unwrap_or(0.0);
         rows.push(row(
-            &format!("{} {}: results refused (409 stale)", ev.kind.name(), ev.agent.as_deref().unwrap_or("")),
+            &format!(
+                "{} {}: results refused (409 stale)",
+                ev.kind.name(),
+                ev.agent.as_deref().unwrap_or("")
+            ),
             format!("{refused:.0} refused, {ended_while} finished while cut off"),
             "≥ 1 if any finished",
             Some(ended_while == 0 || refused >= 1.0),
@@ -368,7 +414,12 @@ pub async fn check(
 
     // Leader failover, database restart, disk.
     for ms in &faults.failovers_ms {
-        rows.push(row("leader failover", format!("{ms:.0} ms"), "≤ 5000 ms", Some(*ms <= 5000.0)));
+        rows.push(row(
+            "leader failover",
+            format!("{ms:.0} ms"),
+            "≤ 5000 ms",
+            Some(*ms <= 5000.0),
+        ));
     }
     for (down, back) in &faults.pg_restarts {
         rows.push(row(
@@ -382,7 +433,12 @@ pub async fn check(
         rows.push(row("disk full", note, "clear errors", None));
     }
     for ms in &faults.disk_recovery_ms {
-        rows.push(row("disk full: room → submit accepted", format!("{ms:.0} ms"), "", None));
+        rows.push(row(
+            "disk full: room → submit accepted",
+            format!("{ms:.0} ms"),
+            "",
+            None,
+        ));
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for ev in &faults.events {

@@ -44,7 +44,9 @@ impl Db {
     /// Tasks and runs not yet in a final state.
     pub async fn unfinished(&self) -> Result<(i64, i64)> {
         let tasks: Vec<(i64,)> = self
-            .fetch("SELECT CAST(count(*) AS BIGINT) FROM tasks WHERE status IN ('queued', 'running')")
+            .fetch(
+                "SELECT CAST(count(*) AS BIGINT) FROM tasks WHERE status IN ('queued', 'running')",
+            )
             .await?;
         let runs: Vec<(i64,)> = self
             .fetch("SELECT CAST(count(*) AS BIGINT) FROM runs WHERE status NOT IN ('succeeded', 'failed', 'cancelled')")

@@ -229,14 +229,34 @@ impl<'a> Injector<'a> {
         if matches!(kind, Kind::AgentKill | Kind::SigStop | Kind::CutLong) {
             self.burst().await?;
         }
+        if matches!(
+            kind,
+            Kind::ServerKill | Kind::LeaderKill | Kind::PgRestart | Kind::DiskFull
+        ) {
+            // Let the last silent agent's tasks be requeued first: an outage
+            // of the server or database in that window would delay the
+            // requeue and spoil its measurement.
+            if let Some(last) = self.report.events.last() {
+                let quiet_until = last.start_us
+                    + (self.timeout() + Duration::from_millis(1500)).as_micros() as i64;
+                let wait = quiet_until - now_us();
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+                }
+            }
+        }
         match kind {
             Kind::AgentKill => self.agent_kill().await,
             Kind::SigStop => self.sigstop().await,
             Kind::CutShort => self.cut(kind, self.timeout() / 2, Mode::Drop).await,
             Kind::CutLong => self.cut(kind, self.timeout() * 2, Mode::Drop).await,
             Kind::Delay => {
-                self.cut(kind, Duration::from_secs(3), Mode::Delay(Duration::from_millis(250)))
-                    .await
+                self.cut(
+                    kind,
+                    Duration::from_secs(3),
+                    Mode::Delay(Duration::from_millis(250)),
+                )
+                .await
             }
             Kind::ServerKill => self.server_kill().await,
             Kind::LeaderKill => self.leader_kill().await,
@@ -245,7 +265,13 @@ impl<'a> Injector<'a> {
         }
     }
 
-    fn event(&mut self, kind: Kind, agent: Option<usize>, pid: Option<u32>, start_us: i64) -> &mut Event {
+    fn event(
+        &mut self,
+        kind: Kind,
+        agent: Option<usize>,
+        pid: Option<u32>,
+        start_us: i64,
+    ) -> &mut Event {
         let name = agent.map(|i| self.world.agents[i].proc.name.clone());
         self.report.events.push(Event {
             kind,
@@ -431,9 +457,9 @@ impl<'a> Injector<'a> {
                     break;
                 }
                 if Instant::now() > deadline {
-                    self.report
-                        .problems
-                        .push(format!("{url} not answering 30 s after PostgreSQL restarted"));
+                    self.report.problems.push(format!(
+                        "{url} not answering 30 s after PostgreSQL restarted"
+                    ));
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

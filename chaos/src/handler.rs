@@ -30,9 +30,21 @@ pub fn run(log: &Path, agent: &str) -> Result<()> {
     // changes once its agent dies, so `end` repeats the one `start` saw).
     let agent_pid = std::os::unix::process::parent_id();
     let pid = std::process::id();
-    append(log, &format!("{task} {attempt} {agent} {agent_pid} {pid} start {}\n", now_us()))?;
+    append(
+        log,
+        &format!(
+            "{task} {attempt} {agent} {agent_pid} {pid} start {}\n",
+            now_us()
+        ),
+    )?;
     std::thread::sleep(Duration::from_millis(ms));
-    append(log, &format!("{task} {attempt} {agent} {agent_pid} {pid} end {}\n", now_us()))?;
+    append(
+        log,
+        &format!(
+            "{task} {attempt} {agent} {agent_pid} {pid} end {}\n",
+            now_us()
+        ),
+    )?;
     println!("{{}}");
     Ok(())
 }

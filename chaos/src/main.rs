@@ -137,7 +137,10 @@ impl Plan {
     pub fn server_settings(&self) -> Vec<(&'static str, String)> {
         let t = self.heartbeat_timeout.as_millis() as u64;
         vec![
-            ("DROVER_HEARTBEAT_INTERVAL", format!("{}ms", (t / 6).max(100))),
+            (
+                "DROVER_HEARTBEAT_INTERVAL",
+                format!("{}ms", (t / 6).max(100)),
+            ),
             ("DROVER_HEARTBEAT_TIMEOUT", format!("{t}ms")),
             ("DROVER_DUTY_INTERVAL", "200ms".into()),
             ("DROVER_LEADER_TTL", "1500ms".into()),
@@ -214,11 +217,16 @@ async fn suite(args: Args) -> Result<bool> {
         }
     }
     let plan = Plan {
-        tasks: args.tasks.unwrap_or(if args.short { 1_000 } else { 10_000 }),
+        tasks: args
+            .tasks
+            .unwrap_or(if args.short { 1_000 } else { 10_000 }),
         runs: args.runs.unwrap_or(if args.short { 20 } else { 200 }),
         agents: args.agents.unwrap_or(if args.short { 3 } else { 5 }).max(1),
         capacity: args.capacity.max(1),
-        spread: Duration::from_secs(args.spread_secs.unwrap_or(if args.short { 45 } else { 150 })),
+        spread: Duration::from_secs(
+            args.spread_secs
+                .unwrap_or(if args.short { 45 } else { 150 }),
+        ),
         min_cycles: args.min_cycles,
         fault_pause: Duration::from_millis(args.fault_pause_ms),
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms.max(500)),
@@ -252,10 +260,19 @@ async fn postgres(args: &Args) -> Result<pg::Pg> {
     let dir = std::env::temp_dir().join(format!("drover-chaos-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let pg = pg::Pg::private(&dir, args.pg_bin_dir.as_deref())
-        .await
-        .context("start a private PostgreSQL (or give --pg-url)")?;
-    Ok(pg)
+    match pg::Pg::private(&dir, args.pg_bin_dir.as_deref()).await {
+        Ok(pg) => Ok(pg),
+        // The test suite's server, when there is one: everything but the restart.
+        Err(e) => {
+            match std::env::var("DROVER_TEST_PG") {
+                Ok(admin_url) => {
+                    println!("  no private PostgreSQL ({e:#}); using DROVER_TEST_PG, without the restart");
+                    Ok(pg::Pg::Shared { admin_url })
+                }
+                Err(_) => Err(e.context("start a private PostgreSQL (or give --pg-url)")),
+            }
+        }
+    }
 }
 
 async fn one_backend(backend: Backend, plan: &Plan, pg: Option<pg::Pg>) -> Result<bool> {
@@ -269,7 +286,9 @@ async fn one_backend(backend: Backend, plan: &Plan, pg: Option<pg::Pg>) -> Resul
         plan.heartbeat_timeout.as_millis()
     );
     let private_pg_dir = match &pg {
-        Some(pg::Pg::Private(_)) => Some(std::env::temp_dir().join(format!("drover-chaos-pg-{}", std::process::id()))),
+        Some(pg::Pg::Private(_)) => {
+            Some(std::env::temp_dir().join(format!("drover-chaos-pg-{}", std::process::id())))
+        }
         _ => None,
     };
     let mut world = world::World::start(backend, plan, pg).await?;
@@ -287,7 +306,8 @@ async fn one_backend(backend: Backend, plan: &Plan, pg: Option<pg::Pg>) -> Resul
         done.store(true, Ordering::SeqCst);
         r
     };
-    let injector = faults::Injector::new(&mut world, client.clone(), plan.fault_pause, plan.capacity);
+    let injector =
+        faults::Injector::new(&mut world, client.clone(), plan.fault_pause, plan.capacity);
     let (work, report) = tokio::join!(work, injector.run(&done, plan.min_cycles));
     work?;
     println!("  [{:>6.1} s] faults over, healing", elapsed_s());
@@ -295,14 +315,27 @@ async fn one_backend(backend: Backend, plan: &Plan, pg: Option<pg::Pg>) -> Resul
     // Everything acknowledged reaches a final state (or the check says not).
     let deadline = Instant::now() + plan.spread + Duration::from_secs(300);
     let mut last_print = Instant::now();
+    // (unfinished counts, since when they have not moved)
+    let mut progress = ((-1, -1), Instant::now());
     loop {
         match world.db.unfinished().await {
             Ok((0, 0)) => break,
-            Ok((t, r)) if last_print.elapsed() > Duration::from_secs(10) => {
-                println!("  waiting: {t} tasks, {r} runs unfinished");
-                last_print = Instant::now();
+            Ok(counts) => {
+                if counts != progress.0 {
+                    progress = (counts, Instant::now());
+                } else if progress.1.elapsed() > Duration::from_secs(60) {
+                    println!("  no progress in the database for 60 s: giving up waiting");
+                    break;
+                }
+                if last_print.elapsed() > Duration::from_secs(10) {
+                    println!(
+                        "  waiting: {} tasks, {} runs unfinished",
+                        counts.0, counts.1
+                    );
+                    last_print = Instant::now();
+                }
             }
-            _ => {}
+            Err(_) => {}
         }
         if Instant::now() > deadline {
             println!("  gave up waiting for the queue to drain");

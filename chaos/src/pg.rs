@@ -36,7 +36,9 @@ impl Pg {
     pub async fn private(dir: &Path, bin_dir: Option<&Path>) -> Result<Self> {
         let bin = match bin_dir {
             Some(d) => d.to_path_buf(),
-            None => find_bin_dir().context("no initdb found (set --pg-bin-dir, or --pg-url to use a running server)")?,
+            None => find_bin_dir().context(
+                "no initdb found (set --pg-bin-dir, or --pg-url to use a running server)",
+            )?,
         };
         let data = dir.join("pgdata");
         std::fs::create_dir_all(&data)?;
@@ -59,7 +61,16 @@ impl Pg {
         let mut init = Command::new(bin.join("initdb"));
         init.arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some((uid, gid)) = owner {
@@ -102,7 +113,10 @@ impl Pg {
             Some((url, options)) => (url.to_string(), format!("?{options}")),
             None => (admin.clone(), String::new()),
         };
-        let base = base.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(base);
+        let base = base
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(base);
         Ok(format!("{base}/{name}{options}"))
     }
 
@@ -143,7 +157,12 @@ impl Private {
             .arg(self.port.to_string())
             .arg("-k")
             .arg(&self.data)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=200",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -54,7 +54,10 @@ impl ServerProc {
             ("DROVER_DATA_DIR".into(), data.display().to_string()),
             ("DROVER_API_TOKEN".into(), API_TOKEN.into()),
             ("DROVER_ENROLLMENT_TOKEN".into(), ENROLL_TOKEN.into()),
-            ("DROVER_SITE_ROOT".into(), data.join("site").display().to_string()),
+            (
+                "DROVER_SITE_ROOT".into(),
+                data.join("site").display().to_string(),
+            ),
             ("DROVER_TASK_TYPES".into(), "chaos".into()),
             ("RUST_LOG".into(), "info,sqlx=warn,tower_http=warn".into()),
         ];
@@ -104,7 +107,11 @@ impl ServerProc {
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 self.child = None;
-                bail!("{} exited with {status}; see {}", self.name, self.log.display());
+                bail!(
+                    "{} exited with {status}; see {}",
+                    self.name,
+                    self.log.display()
+                );
             }
             if Instant::now() > deadline {
                 bail!("{} did not come up; see {}", self.name, self.log.display());

@@ -50,11 +50,7 @@ impl Proxy {
             epoch: 0,
         });
         let task = tokio::spawn(accept_loop(listener, rx));
-        Ok(Arc::new(Self {
-            addr,
-            route,
-            task,
-        }))
+        Ok(Arc::new(Self { addr, route, task }))
     }
 
     pub fn url(&self) -> String {

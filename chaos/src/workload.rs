@@ -101,7 +101,10 @@ impl Client {
             .await?;
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     /// Uploads [`WORKFLOW`].
@@ -116,7 +119,11 @@ impl Client {
             .send()
             .await?;
         if !r.status().is_success() {
-            bail!("workflow upload: {} {}", r.status(), r.text().await.unwrap_or_default());
+            bail!(
+                "workflow upload: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -124,7 +131,11 @@ impl Client {
     pub fn record_tasks(&self, body: &Value) {
         let ids = body["tasks"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t["id"].as_i64()).collect::<Vec<_>>())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t["id"].as_i64())
+                    .collect::<Vec<_>>()
+            })
             .or_else(|| body["id"].as_i64().map(|id| vec![id]))
             .unwrap_or_default();
         if let Ok(mut s) = self.submitted.lock() {
@@ -205,7 +216,10 @@ pub async fn run(
                 "inputs": {},
                 "idempotency_key": format!("chaos-r-{next_run}"),
             });
-            match client.post("/api/v1/runs", &body, Duration::from_secs(60)).await {
+            match client
+                .post("/api/v1/runs", &body, Duration::from_secs(60))
+                .await
+            {
                 Ok(v) => {
                     if let (Some(id), Ok(mut s)) = (
                         v["id"].as_i64().or_else(|| v["run"]["id"].as_i64()),

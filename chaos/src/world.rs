@@ -42,7 +42,9 @@ impl Tmpfs {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        Ok(Self { path: path.to_path_buf() })
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
     }
 
     /// Resizes the filesystem (`mount -o remount,size=`).
@@ -125,7 +127,10 @@ impl World {
                     tmpfs_skip = Some("--no-disk-fault".into());
                 }
                 std::fs::create_dir_all(&db_dir)?;
-                (format!("sqlite://{}", db_dir.join("drover.db").display()), None)
+                (
+                    format!("sqlite://{}", db_dir.join("drover.db").display()),
+                    None,
+                )
             }
             Backend::Postgres => {
                 let pg = pg.as_ref().context("no PostgreSQL")?;
@@ -198,7 +203,10 @@ impl World {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
-                bail!("only {online} of {n} agents came online; logs in {}", self.dir.display());
+                bail!(
+                    "only {online} of {n} agents came online; logs in {}",
+                    self.dir.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
