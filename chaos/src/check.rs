@@ -252,15 +252,13 @@ pub async fn check(
     for e in &log.execs {
         by_agent.entry(e.agent_pid).or_default().push(e);
     }
-    for (pid, execs) in by_agent.iter().filter(|(pid, _)| **pid > 1) {
-        let death = faults
-            .events
-            .iter()
-            .find(|ev| ev.kind == Kind::AgentKill && ev.agent_pid == Some(*pid))
-            .map(|ev| ev.start_us);
+    for (_, execs) in by_agent.iter().filter(|(pid, _)| **pid > 1) {
         let mut points: Vec<(i64, i32)> = Vec::new();
         for e in execs {
-            let end = e.end_us.or(death).unwrap_or(e.start_us);
+            // No `end`: the handler was killed (a cancel, a timeout, its
+            // agent's death) at an unknown moment; its slot was given back
+            // then, so it counts only at its start.
+            let end = e.end_us.unwrap_or(e.start_us);
             points.push((e.start_us, 1));
             points.push((end, -1));
         }
@@ -342,10 +340,8 @@ pub async fn check(
                         late_accepted += 1;
                     }
                 }
-                Kind::CutShort => {
-                    if first.is_some_and(|at| at <= ev.end_us) {
-                        short_cut_requeues += 1;
-                    }
+                Kind::CutShort if first.is_some_and(|at| at <= ev.end_us) => {
+                    short_cut_requeues += 1;
                 }
                 _ => {}
             }

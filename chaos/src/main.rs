@@ -359,7 +359,8 @@ async fn one_backend(backend: Backend, plan: &Plan, pg: Option<pg::Pg>) -> Resul
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let rows = {
-        let sub = submitted.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        // The workload is over: take what it recorded.
+        let sub = std::mem::take(&mut *submitted.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
         check::check(
             &world.db,
             &log,
