@@ -31,6 +31,26 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::Result;
 
+/// Keeps the writer connection only if it is outside any transaction.
+///
+/// On some errors (a full disk) SQLite rolls a transaction back by itself,
+/// after which sqlx's count of open transactions no longer matches the
+/// connection's: its next `begin` would open a savepoint inside a
+/// transaction that is never committed, and every later write would be
+/// acknowledged and lost. A connection in that state is closed instead
+/// (closing rolls back) and the pool opens a fresh one.
+async fn outside_transaction(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
+    let mut handle = conn.lock_handle().await?;
+    // SAFETY: the handle is locked for us alone while we hold it, and
+    // `sqlite3_get_autocommit` only reads the connection's state.
+    let autocommit =
+        unsafe { rusqlite::ffi::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) };
+    if autocommit == 0 {
+        tracing::error!("SQLite writer connection left inside a transaction; closing it");
+    }
+    Ok(autocommit != 0)
+}
+
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -51,6 +71,7 @@ impl SqliteStore {
         // each acquire would only add a round trip to the database thread.
         let writer = SqlitePoolOptions::new()
             .test_before_acquire(false)
+            .after_release(|conn, _| Box::pin(outside_transaction(conn)))
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))

@@ -170,9 +170,13 @@ fn run_batch(
             }
         }
     }
-    let committed = conn.execute_batch("COMMIT").map_err(|e| {
+    let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    // Whatever failed (SQLite rolls back by itself on some errors, such as
+    // a full disk, and keeps the transaction open on others), the next
+    // batch must start outside any transaction, or its writes would land
+    // in one that is never committed.
+    if !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
-        e.to_string()
-    });
+    }
     Some((replies, committed))
 }
