@@ -146,12 +146,15 @@ pub(crate) fn claim(
         });
     }
     let agent_load = rows::load(running, capacity);
+    // The claim index, named: it yields queued tasks in claim order, so the
+    // scan stops at the limit. Without statistics SQLite prefers the status
+    // index and sorts every queued task on each claim.
     let mut take = conn.prepare_cached(
         "UPDATE tasks SET status = 'running', attempts = attempts + 1, claims = claims + 1, \
          lease_token = random(), agent_id = ?1, claim_load = ?2, started_at = ?3, updated_at = ?3, \
          lease_expires_at = MIN(?3 + ?4, ?3 + timeout_ms * 1000) \
          WHERE id IN ( \
-           SELECT id FROM tasks \
+           SELECT id FROM tasks INDEXED BY tasks_claim \
            WHERE status = 'queued' AND run_after <= ?3 \
              AND task_type IN (SELECT value FROM json_each(?5)) \
              AND (required_labels = '[]' OR NOT EXISTS ( \
