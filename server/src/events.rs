@@ -3,9 +3,9 @@
 //!
 //! Events are small notices — what changed and its id — not state: a client
 //! refetches what it shows. They are published in-process on a broadcast
-//! channel; on PostgreSQL each instance also `NOTIFY`s them and relays the
-//! other instances' notices, so a browser connected to any instance sees
-//! every change. A slow client that falls behind skips ahead (it is told to
+//! channel and handed to the store for the other instances sharing the
+//! database, whose notices `relay.rs` brings back, so a browser connected
+//! to any instance sees every change. A slow client that falls behind skips ahead (it is told to
 //! refetch) rather than holding memory.
 
 use std::convert::Infallible;
@@ -15,13 +15,11 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::Stream;
 use serde::{Deserialize, Serialize};
+use drover_engine::Store;
 use tokio::sync::broadcast;
 
 use crate::auth::Caller;
 use crate::state::AppState;
-
-/// PostgreSQL channel carrying events between instances.
-pub const CHANNEL: &str = "drover_events";
 
 /// A notice that something changed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,22 +37,27 @@ pub struct Event {
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
     instance: String,
-    pg: Option<drover_engine::store::Notifier>,
+    /// Carries the events to the other instances sharing the database.
+    store: Store,
 }
 
 impl EventBus {
-    pub fn new(instance: String, pg: Option<drover_engine::store::Notifier>) -> Self {
+    pub fn new(instance: String, store: Store) -> Self {
         let (tx, _) = broadcast::channel(1024);
-        Self { tx, instance, pg }
+        Self {
+            tx,
+            instance,
+            store,
+        }
     }
 
-    /// Publishes locally and, on PostgreSQL, to the other instances.
+    /// Publishes locally and to the other instances sharing the database.
     pub fn publish(&self, kind: &str, id: Option<i64>, status: Option<&str>) {
         self.publish_many(kind, [(id, status)]);
     }
 
-    /// Publishes several notices of one kind; on PostgreSQL they reach the
-    /// other instances through the store's notifier, coalesced with the rest.
+    /// Publishes several notices of one kind; they reach the other
+    /// instances through the store, coalesced with the rest.
     pub fn publish_many<'a>(
         &self,
         kind: &str,
@@ -67,9 +70,9 @@ impl EventBus {
                 status: status.map(str::to_string),
                 origin: self.instance.clone(),
             };
-            if let Some(notifier) = &self.pg {
+            if self.store.is_shared() {
                 if let Ok(payload) = serde_json::to_string(&event) {
-                    notifier.notify(CHANNEL, payload);
+                    self.store.publish_event(payload);
                 }
             }
             let _ = self.tx.send(event);

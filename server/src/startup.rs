@@ -111,10 +111,12 @@ impl Application {
             .map(|_| tokio::spawn(crate::advance::run_worker(state.clone(), stopped())))
             .collect();
         let duties = tokio::spawn(crate::duties::run(state.clone(), stopped()));
-        let listener_task = state
-            .store
-            .postgres()
-            .map(|pg| tokio::spawn(crate::notify::run(pg.pool().clone(), state.clone())));
+        let relay = tokio::spawn(crate::relay::run(
+            state.store.clone(),
+            state.dispatcher.clone(),
+            state.events.clone(),
+            stopped(),
+        ));
 
         let site_root = state.config.site_root.display().to_string();
         let addr = listener.local_addr()?;
@@ -157,9 +159,7 @@ impl Application {
         for a in advancers {
             let _ = a.await;
         }
-        if let Some(t) = listener_task {
-            t.abort();
-        }
+        let _ = relay.await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -27,7 +27,7 @@ pub struct Shared {
     /// Whether this instance currently holds leadership (runs the duties).
     pub leader: AtomicBool,
     /// Change notices for live dashboards.
-    pub events: crate::events::EventBus,
+    pub events: Arc<crate::events::EventBus>,
     /// Advances workflow runs in batches (see `crate::advance`).
     pub advancer: crate::advance::Advancer,
     /// Sign-in attempts per client address and per user name.
@@ -67,14 +67,12 @@ impl Shared {
         instance_id: String,
     ) -> Self {
         let known: HashSet<String> = config.task_types.iter().cloned().collect();
-        let events = crate::events::EventBus::new(
+        let events = Arc::new(crate::events::EventBus::new(
             instance_id.clone(),
-            store.postgres().map(|pg| pg.notifier().clone()),
-        );
-        // SQLite has one writer; PostgreSQL takes two batches at once.
-        let advance_workers = if store.postgres().is_some() { 2 } else { 1 };
+            store.clone(),
+        ));
         Self {
-            advancer: crate::advance::Advancer::new(advance_workers),
+            advancer: crate::advance::Advancer::new(store.advance_parallelism()),
             scheduling: config.scheduling(),
             config,
             store,

@@ -1,0 +1,35 @@
+//! Relays the other instances' signals (see `drover_engine::store::Signal`):
+//! work they made claimable wakes this instance's dispatcher, and their
+//! dashboard events reach this instance's event stream. With one instance
+//! (SQLite) nothing ever arrives.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use drover_engine::store::Signal;
+use drover_engine::Store;
+
+use crate::dispatcher::Dispatcher;
+use crate::events::EventBus;
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    store: Store,
+    dispatcher: Arc<Dispatcher>,
+    events: Arc<EventBus>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut signals = store.listen();
+    loop {
+        let signal = tokio::select! {
+            _ = &mut shutdown => return,
+            s = signals.next() => s,
+        };
+        match signal {
+            Some(Signal::Work) | Some(Signal::Reconnected) => dispatcher.kick(),
+            Some(Signal::Event(payload)) => events.relay(&payload),
+            None => return,
+        }
+    }
+}
