@@ -11,7 +11,14 @@ pub fn init_logging(filter: &str) {
         .try_init();
 }
 
-/// Installs the Prometheus recorder; `/metrics` renders the handle.
+/// Installs the Prometheus recorder; `/metrics` renders the handle. The
+/// recorder is process-wide: apps started in one process (the in-process
+/// tests) share it.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
-    Ok(PrometheusBuilder::new().install_recorder()?)
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new().install_recorder()?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
 }

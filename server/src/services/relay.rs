@@ -9,8 +9,8 @@ use std::sync::Arc;
 use drover_engine::store::Signal;
 use drover_engine::Store;
 
-use crate::dispatcher::Dispatcher;
-use crate::events::EventBus;
+use crate::services::dispatcher::Dispatcher;
+use crate::services::events::EventBus;
 
 /// Runs until `shutdown` resolves.
 pub async fn run(

@@ -8,18 +8,9 @@
 //! to any instance sees every change. A slow client that falls behind skips ahead (it is told to
 //! refetch) rather than holding memory.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
-use axum::extract::State;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::stream::Stream;
-use serde::{Deserialize, Serialize};
 use drover_engine::Store;
-use tokio::sync::broadcast;
-
-use crate::auth::Caller;
-use crate::state::AppState;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
 
 /// A notice that something changed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,6 +30,8 @@ pub struct EventBus {
     instance: String,
     /// Carries the events to the other instances sharing the database.
     store: Store,
+    /// Set on shutdown: streams end, so no open stream holds the server up.
+    closed: watch::Sender<bool>,
 }
 
 impl EventBus {
@@ -48,6 +41,20 @@ impl EventBus {
             tx,
             instance,
             store,
+            closed: watch::channel(false).0,
+        }
+    }
+
+    /// Ends every stream (see [`closed`](Self::closed)).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once the bus is closed: streams end there.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
         }
     }
 
@@ -91,27 +98,4 @@ impl EventBus {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
-}
-
-/// `GET /api/v1/events`: `event: <kind>`, `data: <json>` per change, and
-/// `event: resync` when the client fell behind and should refetch.
-pub async fn stream(
-    _caller: Caller,
-    State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = state.events.subscribe();
-    let events = futures::stream::unfold(rx, |mut rx| async move {
-        let item = match rx.recv().await {
-            Ok(e) => SseEvent::default()
-                .event(e.kind.clone())
-                .json_data(&e)
-                .unwrap_or_else(|_| SseEvent::default().event("resync")),
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                SseEvent::default().event("resync").data("{}")
-            }
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(item), rx))
-    });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
