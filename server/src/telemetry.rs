@@ -15,10 +15,14 @@ pub fn init_logging(filter: &str) {
 /// recorder is process-wide: apps started in one process (the in-process
 /// tests) share it.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
-    let handle = PrometheusBuilder::new().install_recorder()?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    static HANDLE: std::sync::OnceLock<Result<PrometheusHandle, String>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }

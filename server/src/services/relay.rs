@@ -26,10 +26,23 @@ pub async fn run(
             _ = &mut shutdown => return,
             s = signals.next() => s,
         };
-        match signal {
-            Some(Signal::Work) | Some(Signal::Reconnected) => dispatcher.kick(),
-            Some(Signal::Event(payload)) => events.relay(&payload),
+        let name = match signal {
+            Some(Signal::Work) => {
+                dispatcher.kick();
+                "work"
+            }
+            Some(Signal::Reconnected) => {
+                dispatcher.kick();
+                "reconnected"
+            }
+            Some(Signal::Event(payload)) => {
+                events.relay(&payload);
+                "event"
+            }
             None => return,
-        }
+        };
+        // Counted so that a test (or an operator) can tell a wake-up that
+        // came from another instance from one of the periodic round.
+        metrics::counter!("drover_relay_signals_total", "signal" => name).increment(1);
     }
 }
