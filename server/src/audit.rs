@@ -5,14 +5,13 @@
 
 use drover_engine::store::{AuditStore, NewAuditEntry};
 use drover_engine::time::now_us;
+use drover_engine::Store;
 use serde_json::Value;
-
-use crate::state::AppState;
 
 /// Records one action. A failure to write is logged and counted, not
 /// returned: the action itself has happened (or been refused) already.
 pub async fn record(
-    state: &AppState,
+    store: &Store,
     actor: &str,
     action: &str,
     target: Option<String>,
@@ -24,7 +23,7 @@ pub async fn record(
         target: target.as_deref(),
         detail: &detail,
     };
-    if let Err(e) = state.store.append_audit(&entry, now_us()).await {
+    if let Err(e) = store.append_audit(&entry, now_us()).await {
         metrics::counter!("drover_audit_write_failures_total").increment(1);
         tracing::error!(error = %e, actor, action, ?target, "could not write the audit log");
     }

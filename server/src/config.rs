@@ -195,7 +195,7 @@ pub enum UserCommand {
         #[arg(long, default_value = "cli")]
         label: String,
         /// Lifetime such as 30d or 12h; none: no expiry.
-        #[arg(long, value_parser = crate::users::parse_duration_text)]
+        #[arg(long, value_parser = crate::accounts::parse_duration_text)]
         expires_in: Option<Duration>,
     },
     /// Revoke an API token by id (see `user tokens`).

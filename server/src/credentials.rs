@@ -7,8 +7,8 @@ use drover_engine::FieldError;
 use drover_protocol::credentials::EnrollmentTokenView;
 use drover_protocol::limits::{MAX_AGENT_KEY_LEN, MIN_AGENT_KEY_LEN};
 
-use crate::auth::hash_token;
 use crate::error::ApiError;
+use crate::tokens::hash_token;
 
 /// Refuses a registration for task types or labels the enrollment token
 /// does not allow: a token handed to the image-resizing hosts cannot be

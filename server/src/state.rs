@@ -10,7 +10,10 @@ use drover_engine::workflow;
 use drover_engine::Store;
 
 use crate::config::Config;
-use crate::dispatcher::Dispatcher;
+use crate::services::advance::Advancer;
+use crate::services::dispatcher::Dispatcher;
+use crate::services::effects::Effects;
+use crate::services::events::EventBus;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,11 +28,13 @@ pub struct Shared {
     /// Identifies this instance in the leadership table and in `/status`.
     pub instance_id: String,
     /// Whether this instance currently holds leadership (runs the duties).
-    pub leader: AtomicBool,
+    pub leader: Arc<AtomicBool>,
     /// Change notices for live dashboards.
-    pub events: crate::events::EventBus,
-    /// Advances workflow runs in batches (see `crate::advance`).
-    pub advancer: crate::advance::Advancer,
+    pub events: Arc<EventBus>,
+    /// Advances workflow runs in batches (see `crate::services::advance`).
+    pub advancer: Arc<Advancer>,
+    /// Wakes the dispatcher, publishes events and advances runs after a change.
+    pub effects: Arc<Effects>,
     /// Sign-in attempts per client address and per user name.
     pub sign_in_limiter: crate::ratelimit::SignInLimiter,
     /// Task types some agent has declared, plus the configured ones: a submit
@@ -67,20 +72,28 @@ impl Shared {
         instance_id: String,
     ) -> Self {
         let known: HashSet<String> = config.task_types.iter().cloned().collect();
-        let events = crate::events::EventBus::new(
-            instance_id.clone(),
-            store.postgres().map(|pg| pg.notifier().clone()),
-        );
-        // SQLite has one writer; PostgreSQL takes two batches at once.
-        let advance_workers = if store.postgres().is_some() { 2 } else { 1 };
+        let events = Arc::new(EventBus::new(instance_id.clone(), store.clone()));
+        let scheduling = config.scheduling();
+        let advancer = Arc::new(Advancer::new(
+            store.clone(),
+            scheduling,
+            dispatcher.clone(),
+            events.clone(),
+        ));
+        let effects = Arc::new(Effects::new(
+            dispatcher.clone(),
+            events.clone(),
+            advancer.clone(),
+        ));
         Self {
-            advancer: crate::advance::Advancer::new(advance_workers),
-            scheduling: config.scheduling(),
+            advancer,
+            effects,
+            scheduling,
             config,
             store,
             dispatcher,
             instance_id,
-            leader: AtomicBool::new(false),
+            leader: Arc::new(AtomicBool::new(false)),
             events,
             sign_in_limiter: crate::ratelimit::SignInLimiter::standard(),
             known_types: RwLock::new(known),

@@ -11,7 +11,18 @@ pub fn init_logging(filter: &str) {
         .try_init();
 }
 
-/// Installs the Prometheus recorder; `/metrics` renders the handle.
+/// Installs the Prometheus recorder; `/metrics` renders the handle. The
+/// recorder is process-wide: apps started in one process (the in-process
+/// tests) share it.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
-    Ok(PrometheusBuilder::new().install_recorder()?)
+    static HANDLE: std::sync::OnceLock<Result<PrometheusHandle, String>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }

@@ -8,7 +8,7 @@ use support::{Backend, Database, Server};
 
 async fn server() -> (Server, Database) {
     let db = Database::new(Backend::Sqlite).await;
-    let server = Server::start(
+    let server = Server::spawn_app(
         &db,
         &[
             ("DROVER_TASK_TYPES", "echo"),
@@ -344,7 +344,7 @@ async fn users_can_be_added_from_the_command_line() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
 
-    let server = Server::start(&db, &[]).await;
+    let server = Server::spawn_app(&db, &[]).await;
     let r = server
         .http
         .get(format!("{}/api/v1/me", server.url))

@@ -30,7 +30,7 @@ async fn fixture(backend: Backend) -> Fixture {
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     env.push(("DROVER_TASK_TYPES", "echo,sleep"));
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     let otto = server.create_user("otto", "operator").await;
     Fixture {
         server,

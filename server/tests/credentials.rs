@@ -20,7 +20,7 @@ async fn server(backend: Backend) -> (Server, Database) {
         ("DROVER_ADMIN_PASSWORD", ADMIN_PASSWORD),
         ("DROVER_TASK_TYPES", "echo"),
     ];
-    (Server::start(&db, &env).await, db)
+    (Server::spawn_app(&db, &env).await, db)
 }
 
 /// One request with a bearer token; the status and JSON body.

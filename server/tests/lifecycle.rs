@@ -133,3 +133,53 @@ async fn agent_keeps_results_while_the_server_is_down_and_delivers_them_later() 
         );
     }
 }
+
+/// SIGTERM with a dashboard's event stream open and an agent mid-task:
+/// the server exits cleanly within seconds, and as the leader it stopped
+/// its duties first, so it did not mark the agent (which it could no
+/// longer hear) offline or requeue its task on the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stops_promptly_on_sigterm_with_an_event_stream_open_and_spares_its_agents() {
+    let db = Database::new(Backend::Sqlite).await;
+    let mut server = Server::start(&db, &env()).await;
+    let _agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(2, &[]));
+    let id = server
+        .submit(vec![new_task("sleep", json!({"ms": 60_000}))])
+        .await[0];
+    eventually(Duration::from_secs(10), "task running", || async {
+        (server.task(id).await.task.status == TaskStatus::Running).then_some(())
+    })
+    .await;
+    let events = server
+        .http
+        .get(format!("{}/api/v1/events", server.url))
+        .bearer_auth(support::API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    let started = Instant::now();
+    // Longer than the heartbeat timeout (2 s): a server that kept its
+    // duties running while no longer answering would sweep the agent.
+    let status = server.stop_within(Duration::from_secs(8)).await;
+    let took = started.elapsed();
+
+    let store = drover_engine::Store::connect(&db.url, 1).await.unwrap();
+    use drover_engine::store::QueueStore;
+    let agents = store.list_agents().await.unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(
+        agents[0].status,
+        AgentStatus::Online,
+        "the stopping leader must not mark its agents offline"
+    );
+    let task = store.get_task(id).await.unwrap().unwrap();
+    assert_eq!(
+        task.task.status,
+        TaskStatus::Running,
+        "the stopping leader must not requeue its agents' tasks"
+    );
+    let status = status.unwrap_or_else(|| panic!("still running after {took:?}"));
+    assert!(status.success(), "exit status {status}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}

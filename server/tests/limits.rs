@@ -29,7 +29,7 @@ async fn fixture(backend: Backend, extra: &[(&'static str, &'static str)]) -> Fi
     let mut env = fast_timeouts();
     env.push(("DROVER_TASK_TYPES", "echo,sleep,fail"));
     env.extend_from_slice(extra);
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     let agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(4, &[]));
     Fixture {
         server,

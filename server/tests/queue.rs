@@ -33,7 +33,7 @@ async fn tasks_run_in_priority_order(backend: Backend) {
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     with_types(&mut env);
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     // Queue first, then one single-slot agent drains the queue in P order.
     let specs: Vec<(i64, i64, i64)> = vec![
         (1, 0, 0),
@@ -73,7 +73,7 @@ async fn capacity_is_never_exceeded(backend: Backend) {
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     with_types(&mut env);
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     let _agent = AgentProcess::start(&server, db.dir(), "three", &agent_config(3, &[]));
     let ids = server
         .submit(
@@ -119,6 +119,8 @@ async fn least_loaded_agent_gets_the_work(backend: Backend) {
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     with_types(&mut env);
+    // A process: the test reads its claim-waiters gauge, which is
+    // process-wide (apps in one process would share it).
     let server = Server::start(&db, &env).await;
     let a = AgentProcess::start(&server, db.dir(), "busy", &agent_config(4, &["a"]));
     let b = AgentProcess::start(&server, db.dir(), "idle", &agent_config(4, &["b"]));
@@ -177,7 +179,7 @@ async fn killed_agents_task_is_requeued_and_finished_by_another(backend: Backend
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     with_types(&mut env);
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     let mut first = AgentProcess::start(&server, db.dir(), "doomed", &agent_config(1, &[]));
     // `flaky` hangs on its first attempt only.
     let id = server.submit(vec![new_task("flaky", json!({}))]).await[0];
@@ -213,7 +215,7 @@ async fn stale_result_gets_409_and_the_task_completes_once(backend: Backend) {
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     with_types(&mut env);
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     let slow = RawAgent::register(&server, "slow", 1, &["echo"]).await;
     let id = server.submit(vec![new_task("echo", json!({}))]).await[0];
     let (task, old_token) = slow.claim(1, 5_000).await[0];
@@ -252,6 +254,7 @@ async fn server_restart_loses_no_task(backend: Backend) {
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     with_types(&mut env);
+    // A process: the restart is a kill -9.
     let mut server = Server::start(&db, &env).await;
     let mut ids: HashSet<i64> = server
         .submit(
@@ -295,7 +298,7 @@ async fn failing_command_is_retried_then_failed_with_its_stderr(backend: Backend
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     with_types(&mut env);
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     let _agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(2, &[]));
     let task = NewTask {
         max_attempts: Some(3),
@@ -321,7 +324,7 @@ async fn cancelled_running_task_is_stopped_on_the_agent(backend: Backend) {
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     with_types(&mut env);
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     let _agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(1, &[]));
     let long = server
         .submit(vec![new_task("sleep", json!({"ms": 60_000}))])

@@ -20,7 +20,7 @@ async fn server(extra: &[(&str, &str)]) -> (Server, Database) {
         ("DROVER_ADMIN_PASSWORD", ADMIN_PASSWORD),
     ];
     env.extend_from_slice(extra);
-    (Server::start(&db, &env).await, db)
+    (Server::spawn_app(&db, &env).await, db)
 }
 
 fn client() -> reqwest::Client {

@@ -18,6 +18,8 @@ async fn server(extra: &[(&str, &str)]) -> (Server, Database) {
     let db = Database::new(Backend::Sqlite).await;
     let mut env = vec![("DROVER_ADMIN_PASSWORD", ADMIN_PASSWORD)];
     env.extend_from_slice(extra);
+    // A process: these tests read process-wide metrics (Argon2 checks)
+    // and the data directory a process is given.
     (Server::start(&db, &env).await, db)
 }
 

@@ -54,11 +54,25 @@ struct Fixture {
     db: Database,
 }
 
+/// The server runs in this process; see [`fixture_process`].
 async fn fixture(backend: Backend) -> Fixture {
+    fixture_on(backend, false).await
+}
+
+/// The server is a process, for a test that kills it.
+async fn fixture_process(backend: Backend) -> Fixture {
+    fixture_on(backend, true).await
+}
+
+async fn fixture_on(backend: Backend, process: bool) -> Fixture {
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     env.push(("DROVER_TASK_TYPES", "echo,sleep,fail"));
-    let server = Server::start(&db, &env).await;
+    let server = if process {
+        Server::start(&db, &env).await
+    } else {
+        Server::spawn_app(&db, &env).await
+    };
     let agent = AgentProcess::start(&server, db.dir(), "worker", &agent_config(4, &[]));
     Fixture {
         server,
@@ -373,7 +387,7 @@ async fn a_failed_step_can_be_retried(backend: Backend) {
 }
 
 async fn killing_the_server_mid_run_finishes_every_step_once(backend: Backend) {
-    let mut f = fixture(backend).await;
+    let mut f = fixture_process(backend).await;
     let mut def = String::from("name: chain\nsteps:\n");
     for i in 0..8 {
         def.push_str(&format!(
@@ -499,7 +513,7 @@ async fn the_shipped_examples_run_to_the_end_with_the_demo_agent() {
     let db = Database::new(Backend::Sqlite).await;
     let mut env = fast_timeouts();
     env.push(("DROVER_TASK_TYPES", "echo,sleep,charge-card"));
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = std::fs::read_to_string(root.join("examples/agent.toml")).unwrap();
     let _agent = AgentProcess::start(&server, db.dir(), "demo", &config);
@@ -739,7 +753,7 @@ async fn a_step_whose_last_attempt_times_out_fails_the_run(backend: Backend) {
     let db = Database::new(backend).await;
     let mut env = fast_timeouts();
     env.push(("DROVER_TASK_TYPES", "manual,echo"));
-    let server = Server::start(&db, &env).await;
+    let server = Server::spawn_app(&db, &env).await;
     let def = "name: slow\nsteps:\n  - id: stuck\n    type: task\n    task_type: manual\n    timeout_ms: 300\n    max_attempts: 1\n  - id: after\n    type: task\n    depends_on: [stuck]\n    task_type: echo\n";
     let r = reqwest::Client::new()
         .post(format!("{}/api/v1/workflows", server.url))

@@ -54,6 +54,7 @@ mod postgres;
 mod retry;
 mod rows;
 mod runs;
+mod signals;
 mod sql;
 mod sqlite;
 mod users;
@@ -75,18 +76,8 @@ pub use overview::{OverviewCounts, OverviewStore};
 pub use pg_notifier::Notifier;
 pub use postgres::PgStore;
 pub use retry::TaskRetryStore;
-
-/// The PostgreSQL channel on which instances wake each other's dispatchers.
-pub fn postgres_work_channel() -> &'static str {
-    postgres::WORK_CHANNEL
-}
-
-/// The payload of this process's notifications on the work channel: its own
-/// listener skips them, as the process has already woken its dispatcher.
-pub fn postgres_instance_tag() -> &'static str {
-    postgres::instance_tag()
-}
 pub use runs::{Advanced, ApprovalRecord, Recorded, RunStore, APPROVAL_PAGE};
+pub use signals::{Signal, Signals};
 pub use sqlite::SqliteStore;
 pub use users::{ApiToken, NewToken, TokenUser, UserChange, UserRecord, UserStore, UserSummary};
 pub use workflow_defs::WorkflowDefStore;
@@ -316,14 +307,6 @@ impl Store {
             )));
         };
         Ok(store)
-    }
-
-    /// The PostgreSQL pool, for LISTEN/NOTIFY between server instances.
-    pub fn postgres(&self) -> Option<&PgStore> {
-        match self {
-            Store::Postgres(pg) => Some(pg),
-            Store::Sqlite(_) => None,
-        }
     }
 }
 

@@ -16,10 +16,12 @@ use drover_protocol::agent::{
 };
 use serde_json::Value;
 
-use crate::auth::{hash_token, new_token, Agent, Enrollment};
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::http::auth::{Agent, Enrollment};
+use crate::http::extract::ApiJson;
+use crate::services::effects::Change;
 use crate::state::AppState;
+use crate::tokens::{hash_token, new_token};
 
 /// Most results in one request.
 const MAX_RESULTS: usize = 10_000;
@@ -70,7 +72,7 @@ async fn register(
         requeued = registered.sweep.tasks_requeued, "agent registered");
     metrics::counter!("drover_agents_registered_total").increment(1);
     crate::audit::record(
-        &state,
+        &state.store,
         &crate::audit::agent_actor(agent_id),
         if registered.resumed {
             "agent.resumed"
@@ -85,14 +87,14 @@ async fn register(
         }),
     )
     .await;
-    state
-        .events
-        .publish("agent", Some(agent_id), Some("online"));
+    let mut change = Change::new().event("agent", Some(agent_id), Some("online"));
     if !registered.sweep.is_empty() {
-        state.events.publish("tasks", None, None);
-        crate::advance::runs(&state, registered.sweep.runs).await;
-        state.dispatcher.kick();
+        change = change
+            .event("tasks", None, None)
+            .advance(registered.sweep.runs)
+            .wake();
     }
+    state.effects.after(change).await;
     let config = &state.config;
     Ok(Json(RegisterResponse {
         agent_id,
@@ -236,7 +238,7 @@ async fn results(
         metrics::counter!("drover_task_results_refused_total", "reason" => "not_holder")
             .increment(foreign.len() as u64);
         crate::audit::record(
-            &state,
+            &state.store,
             &crate::audit::agent_actor(agent.id),
             "results.refused",
             None,
@@ -244,15 +246,16 @@ async fn results(
         )
         .await;
     }
+    let mut change = Change::new();
     if acks.len() > stale as usize {
-        state.events.publish("tasks", None, None);
+        change = change.event("tasks", None, None);
     }
-    crate::advance::announce(&state, &recorded.advanced);
-    crate::advance::runs(&state, recorded.left).await;
+    state.effects.announce(&recorded.advanced);
     // Slots were freed (and failed tasks may be requeued): hand out work.
-    // After the advance, so that the round also sees the runs' next steps
-    // rather than running once before them and once after.
-    state.dispatcher.kick();
+    state
+        .effects
+        .after(change.advance(recorded.left).wake())
+        .await;
     let status = if stale > 0 && stale as usize == acks.len() {
         StatusCode::CONFLICT
     } else {
@@ -269,12 +272,12 @@ async fn deregister(
     let _ = body;
     let sweep = state.store.deregister_agent(agent.id, now_us()).await?;
     tracing::info!(agent_id = agent.id, name = %agent.name, requeued = sweep.tasks_requeued, "agent deregistered");
-    state.dispatcher.kick();
-    state
-        .events
-        .publish("agent", Some(agent.id), Some("deregistered"));
     let requeued = sweep.tasks_requeued;
-    crate::advance::runs(&state, sweep.runs).await;
+    let change = Change::new()
+        .wake()
+        .event("agent", Some(agent.id), Some("deregistered"))
+        .advance(sweep.runs);
+    state.effects.after(change).await;
     Ok(Json(
         serde_json::json!({ "ok": true, "requeued": requeued }),
     ))

@@ -7,8 +7,9 @@ use drover_engine::store::QueueStore;
 use drover_protocol::api::AgentList;
 use serde_json::Value;
 
-use crate::auth::Caller;
 use crate::error::{not_found, ApiError};
+use crate::http::auth::Caller;
+use crate::services::effects::Change;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -37,16 +38,16 @@ async fn set_draining(
         .set_agent_draining(id, draining)
         .await
         .map_err(not_found(format!("agent {id}")))?;
-    state.dispatcher.kick();
     let status = if draining { "draining" } else { "online" };
-    state.events.publish("agent", Some(id), Some(status));
+    let change = Change::new().wake().event("agent", Some(id), Some(status));
+    state.effects.after(change).await;
     let action = if draining {
         "agent.drained"
     } else {
         "agent.enabled"
     };
     crate::audit::record(
-        state,
+        &state.store,
         &caller.0.name,
         action,
         Some(crate::audit::agent_actor(id)),

@@ -10,9 +10,10 @@ use drover_protocol::api::{Role, UserView};
 use drover_protocol::workflow::{ApprovalList, ApprovalView, DecideApproval, Decision};
 use serde::Deserialize;
 
-use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::http::auth::Caller;
+use crate::http::extract::ApiJson;
+use crate::services::effects::Change;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -141,7 +142,7 @@ async fn decide(
     let version = state.store.get_run(run_id).await?.map(|r| r.run.version);
     let inputs = serde_json::to_string(&record.view.inputs).unwrap_or_default();
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         if approved {
             "approval.approved"
@@ -151,17 +152,20 @@ async fn decide(
         Some(format!("approval:{id}")),
         serde_json::json!({
             "run_id": run_id, "step": record.view.step_id, "workflow": record.view.workflow,
-            "version": version, "inputs_sha256": crate::auth::hash_token(&inputs),
+            "version": version, "inputs_sha256": crate::tokens::hash_token(&inputs),
             "comment": req.comment,
         }),
     )
     .await;
-    state.events.publish(
-        "approval",
-        Some(id),
-        Some(if approved { "approved" } else { "rejected" }),
-    );
-    crate::advance::runs(&state, [run_id]).await;
+    let status = if approved { "approved" } else { "rejected" };
+    state
+        .effects
+        .after(
+            Change::new()
+                .event("approval", Some(id), Some(status))
+                .advance([run_id]),
+        )
+        .await;
     state
         .store
         .approval(id)

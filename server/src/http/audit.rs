@@ -8,8 +8,8 @@ use drover_engine::FieldError;
 use drover_protocol::credentials::AuditList;
 use serde::Deserialize;
 
-use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::auth::Caller;
 use crate::state::AppState;
 
 /// The largest page.

@@ -13,10 +13,12 @@ use drover_protocol::credentials::{CreatedEnrollmentToken, NewEnrollmentToken};
 use drover_protocol::limits::MAX_ENROLLMENT_SCOPE;
 use serde_json::Value;
 
-use crate::auth::{hash_token, new_token, token_prefix, Caller};
 use crate::error::{not_found, ApiError};
-use crate::extract::ApiJson;
+use crate::http::auth::Caller;
+use crate::http::extract::ApiJson;
+use crate::services::effects::Change;
 use crate::state::AppState;
+use crate::tokens::{hash_token, new_token, token_prefix};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -57,7 +59,7 @@ async fn create(
     check_scope("labels", &new.labels)?;
     let now = now_us();
     // The same lifetimes as API tokens: seconds or `30d`, at most ten years.
-    let lifetime = crate::users::parse_lifetime(&new.expires_in.clone().into())?;
+    let lifetime = crate::accounts::parse_lifetime(&new.expires_in.clone().into())?;
     let expires_at_us = lifetime.map(|d| now.saturating_add(d.as_micros() as i64));
     let token = new_token();
     let prefix = token_prefix(&token);
@@ -78,7 +80,7 @@ async fn create(
         .await?;
     tracing::info!(token = %view.name, by = %caller.0.name, "enrollment token created");
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         "enrollment_token.created",
         Some(format!("enrollment_token:{}", view.id)),
@@ -115,7 +117,7 @@ async fn revoke(
     }
     tracing::info!(token = id, agents = ?agents, by = %caller.0.name, "enrollment token revoked");
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         "enrollment_token.revoked",
         Some(format!("enrollment_token:{id}")),
@@ -148,21 +150,20 @@ async fn revoke_one(state: &AppState, by: &str, agent_id: i64, now: i64) -> Resu
         .await
         .map_err(not_found(format!("agent {agent_id}")))?;
     crate::audit::record(
-        state,
+        &state.store,
         by,
         "agent.revoked",
         Some(crate::audit::agent_actor(agent_id)),
         serde_json::json!({ "requeued": sweep.tasks_requeued }),
     )
     .await;
-    state
-        .events
-        .publish("agent", Some(agent_id), Some("revoked"));
+    let mut change = Change::new()
+        .wake()
+        .event("agent", Some(agent_id), Some("revoked"));
     if !sweep.is_empty() {
-        state.events.publish("tasks", None, None);
+        change = change.event("tasks", None, None);
     }
     let requeued = sweep.tasks_requeued;
-    crate::advance::runs(state, sweep.runs).await;
-    state.dispatcher.kick();
+    state.effects.after(change.advance(sweep.runs)).await;
     Ok(requeued)
 }

@@ -1,12 +1,19 @@
-//! The HTTP edge: one module per resource, each exposing `router()`; this
-//! module merges them and adds the shared layers.
+//! The HTTP edge: every route and extractor. One module per resource, each
+//! exposing `router()`; this module merges them and adds the shared layers.
+//! `auth` and `cookies` authenticate requests, `pages` serves the dashboard.
 
 mod agent_protocol;
 mod agents;
 mod approvals;
 mod audit;
+pub mod auth;
+pub mod cookies;
 mod enrollment;
+mod events;
+pub mod extract;
+pub mod pages;
 mod runs;
+pub mod session;
 mod system;
 mod tasks;
 mod users;
@@ -33,11 +40,11 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(workflows::router())
         .merge(runs::router())
         .merge(approvals::router())
-        .merge(crate::session::router())
+        .merge(crate::http::session::router())
         .fallback(|| async { ApiError::NotFound("API route".into()) });
     Router::new()
         .nest("/api/v1", api)
-        .merge(crate::session::form_router())
+        .merge(crate::http::session::form_router())
         .merge(system::router(metrics))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn(security_headers))

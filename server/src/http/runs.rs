@@ -10,9 +10,10 @@ use drover_engine::{workflow, FieldError, StoreError};
 use drover_protocol::workflow::{RunDetail, RunList, RunStatus, StartRun};
 use serde::Deserialize;
 
-use crate::auth::Caller;
 use crate::error::{not_found, ApiError};
-use crate::extract::ApiJson;
+use crate::http::auth::Caller;
+use crate::http::extract::ApiJson;
+use crate::services::effects::Change;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -73,7 +74,7 @@ async fn start(
     if created {
         tracing::info!(run_id = id, workflow = %wf.name, version = wf.version, by = %caller.0.name, "run started");
         metrics::counter!("drover_runs_started_total").increment(1);
-        crate::advance::runs(&state, [id]).await;
+        state.effects.after(Change::new().advance([id])).await;
     }
     let status = if created {
         StatusCode::CREATED
@@ -144,11 +145,17 @@ async fn cancel(
             }
         }
     }
-    state.dispatcher.kick();
-    state.events.publish("run", Some(id), Some("cancelled"));
+    state
+        .effects
+        .after(
+            Change::new()
+                .wake()
+                .event("run", Some(id), Some("cancelled")),
+        )
+        .await;
     tracing::info!(run_id = id, by = %caller.0.name, "run cancelled");
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         "run.cancelled",
         Some(format!("run:{id}")),
@@ -171,13 +178,13 @@ async fn retry_step(
         .map_err(not_found(format!("step {step:?} of run {id}")))?;
     tracing::info!(run_id = id, step = %step, by = %caller.0.name, "step retried");
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         "run.step_retried",
         Some(format!("run:{id}")),
         serde_json::json!({ "step": step }),
     )
     .await;
-    crate::advance::runs(&state, [id]).await;
+    state.effects.after(Change::new().advance([id])).await;
     Ok(Json(detail(&state, id).await?))
 }

@@ -11,9 +11,10 @@ use drover_engine::time::now_us;
 use drover_protocol::api::{Overview, ServerStatus, Stats};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::auth::{hash_token, Caller};
 use crate::error::ApiError;
+use crate::http::auth::Caller;
 use crate::state::AppState;
+use crate::tokens::hash_token;
 
 pub fn router(metrics: PrometheusHandle) -> Router<AppState> {
     Router::new()
@@ -55,7 +56,7 @@ pub fn api_router() -> Router<AppState> {
         .route("/status", get(status))
         .route("/stats", get(stats))
         .route("/overview", get(overview))
-        .route("/events", get(crate::events::stream))
+        .route("/events", get(crate::http::events::stream))
 }
 
 async fn status(_caller: Caller, State(state): State<AppState>) -> Json<ServerStatus> {

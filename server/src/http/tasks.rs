@@ -14,9 +14,10 @@ use drover_protocol::api::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::auth::Caller;
 use crate::error::{not_found, ApiError};
-use crate::extract::{from_value, parse_json, read_body};
+use crate::http::auth::Caller;
+use crate::http::extract::{from_value, parse_json, read_body};
+use crate::services::effects::Change;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -77,8 +78,8 @@ async fn submit(
     let created = submitted.iter().filter(|s| s.created).count();
     metrics::counter!("drover_tasks_submitted_total").increment(created as u64);
     if created > 0 {
-        state.dispatcher.kick();
-        state.events.publish("tasks", None, Some("queued"));
+        let change = Change::new().wake().event("tasks", None, Some("queued"));
+        state.effects.after(change).await;
     }
     let status = if created > 0 {
         StatusCode::CREATED
@@ -186,17 +187,19 @@ async fn cancel(
         .cancel_task(id, now_us())
         .await
         .map_err(not_found(format!("task {id}")))?;
-    state.dispatcher.kick();
-    state.events.publish("task", Some(id), Some("cancelled"));
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         "task.cancelled",
         Some(format!("task:{id}")),
         Value::Null,
     )
     .await;
-    crate::advance::runs_of_tasks(&state, &[id]).await;
+    let change = Change::new()
+        .wake()
+        .event("task", Some(id), Some("cancelled"))
+        .advance_runs_of(&[id]);
+    state.effects.after(change).await;
     Ok(Json(serde_json::json!({ "id": id, "status": status })))
 }
 
@@ -214,14 +217,14 @@ async fn retry(
         .map_err(not_found(format!("task {id}")))?;
     tracing::info!(task_id = id, by = %caller.0.name, "task retried");
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         "task.retried",
         Some(format!("task:{id}")),
         Value::Null,
     )
     .await;
-    state.dispatcher.kick();
-    state.events.publish("task", Some(id), Some("queued"));
+    let change = Change::new().wake().event("task", Some(id), Some("queued"));
+    state.effects.after(change).await;
     Ok(Json(serde_json::json!({ "id": id, "status": "queued" })))
 }

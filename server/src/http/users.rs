@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
-use crate::session::{authenticate, check_same_origin, ClientAddr, AUTH_BODY_LIMIT};
+use crate::http::auth::Caller;
+use crate::http::cookies::{check_same_origin, AUTH_BODY_LIMIT};
+use crate::http::extract::ApiJson;
+use crate::http::session::{authenticate, ClientAddr};
 use crate::state::AppState;
 
 /// Tokens made by exchanging a password (`drover login`) last this long
@@ -48,10 +49,10 @@ async fn create(
 ) -> Result<(StatusCode, Json<UserWithToken>), ApiError> {
     caller.require_admin()?;
     let created =
-        crate::users::create(&state.store, &new.name, new.role, new.password.as_deref()).await?;
+        crate::accounts::create(&state.store, &new.name, new.role, new.password.as_deref()).await?;
     tracing::info!(user = %created.user.name, role = created.user.role.as_str(), by = %caller.0.name, "user created");
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         "user.created",
         Some(format!("user:{}", created.user.name)),
@@ -82,12 +83,12 @@ async fn update(
     ApiJson(req): ApiJson<UserUpdate>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let mut user = crate::users::find(&state.store, &name).await?;
+    let mut user = crate::accounts::find(&state.store, &name).await?;
     if let Some(role) = req.role {
-        user = crate::users::change(&state.store, &name, UserChange::Role(role)).await?;
+        user = crate::accounts::change(&state.store, &name, UserChange::Role(role)).await?;
         tracing::info!(user = %name, role = role.as_str(), by = %caller.0.name, "role changed");
         crate::audit::record(
-            &state,
+            &state.store,
             &caller.0.name,
             "user.role_changed",
             Some(format!("user:{name}")),
@@ -96,7 +97,7 @@ async fn update(
         .await;
     }
     if let Some(disabled) = req.disabled {
-        user = crate::users::change(&state.store, &name, UserChange::Disabled(disabled)).await?;
+        user = crate::accounts::change(&state.store, &name, UserChange::Disabled(disabled)).await?;
         tracing::info!(user = %name, disabled, by = %caller.0.name, "user enabled/disabled");
         let action = if disabled {
             "user.disabled"
@@ -104,7 +105,7 @@ async fn update(
             "user.enabled"
         };
         crate::audit::record(
-            &state,
+            &state.store,
             &caller.0.name,
             action,
             Some(format!("user:{name}")),
@@ -149,12 +150,12 @@ async fn change_password(
         authenticate(&state, addr, &name, old).await?.user
     } else {
         caller.require_admin()?;
-        crate::users::find(&state.store, &name).await?
+        crate::accounts::find(&state.store, &name).await?
     };
-    crate::users::set_password(&state.store, user.id, &req.password).await?;
+    crate::accounts::set_password(&state.store, user.id, &req.password).await?;
     tracing::info!(user = %name, by = %caller.0.name, "password changed");
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         "user.password_changed",
         Some(format!("user:{name}")),
@@ -223,7 +224,7 @@ async fn create_token(
     headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let lifetime = crate::users::parse_lifetime(&req.expires_in)?;
+    let lifetime = crate::accounts::parse_lifetime(&req.expires_in)?;
     // Older CLIs sent `{name: <user>, password}`: with a password and no
     // `user`, `name` is the user's name and the token gets the default name.
     let (user_name, token_name) = match (&req.user, &req.password) {
@@ -257,19 +258,18 @@ async fn create_token(
         }
     };
     let name = token_name.unwrap_or(default_name);
-    let lifetime = crate::users::Lifetime {
+    let lifetime = crate::accounts::Lifetime {
         length: lifetime,
         not_after_us: cap,
     };
-    let (token, id) = crate::users::issue_token(&state.store, user.id, name, lifetime).await?;
+    let (token, id) = crate::accounts::issue_token(&state.store, user.id, name, lifetime).await?;
     let info = state
         .store
         .api_token(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("token {id}")))?;
     tracing::info!(user = %user.name, token = id, "API token created");
-    crate::audit::record(
-        &state,
+    crate::audit::record(&state.store,
         &user.name,
         "api_token.created",
         Some(format!("api_token:{id}")),
@@ -297,7 +297,7 @@ async fn revoke_token(
     state.store.revoke_api_token(token.id, now_us()).await?;
     tracing::info!(token = id, owner = %token.user_name, by = %caller.0.name, "API token revoked");
     crate::audit::record(
-        &state,
+        &state.store,
         &caller.0.name,
         "api_token.revoked",
         Some(format!("api_token:{id}")),

@@ -11,9 +11,10 @@ use drover_protocol::api::Role;
 use drover_protocol::workflow::{UploadedWorkflow, WorkflowList, WorkflowVersion};
 use sha2::{Digest, Sha256};
 
-use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::read_body;
+use crate::http::auth::Caller;
+use crate::http::extract::read_body;
+use crate::services::effects::Change;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -49,10 +50,11 @@ async fn upload(
         .upload_workflow(&def.name, &json, &digest, &caller.0.name, now_us())
         .await?;
     if created {
-        state.events.publish("workflow", Some(workflow.id), None);
+        let change = Change::new().event("workflow", Some(workflow.id), None);
+        state.effects.after(change).await;
         tracing::info!(workflow = %workflow.name, version = workflow.version, by = %caller.0.name, "workflow uploaded");
         crate::audit::record(
-            &state,
+            &state.store,
             &caller.0.name,
             "workflow.uploaded",
             Some(format!("workflow:{}", workflow.name)),

@@ -1,4 +1,8 @@
-//! Starts real `drover-server` and `drover-agent` processes for tests.
+//! Starts the server for tests: in this process ([`Server::spawn_app`],
+//! the app of `drover_server::Application` on port 0, for API and store
+//! stories) or as a real `drover-server` process ([`Server::start`], for
+//! kill -9, restarts, TLS and process-wide metrics), and real
+//! `drover-agent` processes.
 //!
 //! Each test gets its own database (a SQLite file in a temporary directory,
 //! or a new PostgreSQL database on `DROVER_TEST_PG`) and its own ports.
@@ -21,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use drover_protocol::api::{
     AgentList, AgentView, NewTask, ServerStatus, Stats, SubmitBatchResponse, TaskDetail,
 };
@@ -38,19 +43,15 @@ pub enum Backend {
 }
 
 /// A scratch directory, removed on drop.
-pub struct TempDir(pub PathBuf);
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(prefix: &str) -> Self {
-        let dir = std::env::temp_dir().join(unique(prefix));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}_"))
+            .tempdir()
+            .expect("create temp dir");
+        Self(dir.path().to_path_buf(), dir)
     }
 }
 
@@ -155,6 +156,12 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// The app of a [`Server`] started in this process.
+struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -173,11 +180,12 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// A running `drover-server`.
+/// A running server: a `drover-server` process, or the app in this process.
 pub struct Server {
     pub url: String,
     pub port: u16,
     child: Option<Child>,
+    app: Option<InProcess>,
     log: PathBuf,
     args: Vec<(String, String)>,
     db_url: String,
@@ -240,9 +248,79 @@ impl Server {
             db_url: db.url.clone(),
             data_dir,
             http,
+            app: None,
         };
         server.spawn().await;
         server
+    }
+
+    /// Starts the app in this process on a port of its own (bound, not
+    /// guessed), with the same settings [`Server::start`] gives a process.
+    pub async fn spawn_app(db: &Database, env: &[(&str, &str)]) -> Self {
+        let mut server = Server {
+            url: String::new(),
+            port: 0,
+            child: None,
+            log: db.dir().join("in-process.log"),
+            args: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            db_url: db.url.clone(),
+            data_dir: db.dir().join(unique("server")),
+            http: reqwest::Client::new(),
+            app: None,
+        };
+        server.spawn_in_process().await;
+        server
+    }
+
+    async fn spawn_in_process(&mut self) {
+        let site = self.data_dir.join("site");
+        let mut args: Vec<String> = vec![
+            "drover-server".into(),
+            format!("--listen=127.0.0.1:{}", self.port),
+            format!("--database-url={}", self.db_url),
+            format!("--data-dir={}", self.data_dir.display()),
+            format!("--api-token={API_TOKEN}"),
+            format!("--enrollment-token={ENROLL_TOKEN}"),
+            format!("--site-root={}", site.display()),
+        ];
+        for (k, v) in &self.args {
+            let flag = k
+                .strip_prefix("DROVER_")
+                .unwrap_or_else(|| panic!("{k}: not a server setting"))
+                .to_lowercase()
+                .replace('_', "-");
+            args.push(format!("--{flag}={v}"));
+        }
+        let config = drover_server::Config::try_parse_from(&args)
+            .unwrap_or_else(|e| panic!("server settings {args:?}: {e}"));
+        let app = drover_server::Application::build(config)
+            .await
+            .expect("build the app");
+        self.port = app.local_addr().expect("bound address").port();
+        self.url = format!("http://127.0.0.1:{}", self.port);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        self.app = Some(InProcess {
+            stop: Some(stop),
+            task,
+        });
+    }
+
+    /// Stops an in-process app in order and waits for it to finish.
+    pub async fn shutdown(&mut self) {
+        let mut app = self.app.take().expect("an in-process app");
+        if let Some(stop) = app.stop.take() {
+            let _ = stop.send(());
+        }
+        app.task
+            .await
+            .expect("the app task")
+            .expect("the app stopped cleanly");
     }
 
     async fn spawn(&mut self) {
@@ -286,15 +364,40 @@ impl Server {
     }
 
     pub fn log_text(&self) -> String {
+        if self.app.is_some() {
+            return "(the app runs in this process: no log file)".into();
+        }
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `kill -9`: no shutdown, no resignation.
     pub fn kill(&mut self) {
+        assert!(self.app.is_none(), "kill -9 needs a server process");
+        self.kill_process();
+    }
+
+    fn kill_process(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGTERM, then wait up to `within` for the exit; a server still
+    /// running then is killed and `None` returned.
+    pub async fn stop_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take().expect("server running");
+        terminate(&c);
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
     }
 
     /// SIGTERM, then wait for a clean exit.
@@ -304,7 +407,14 @@ impl Server {
         c.wait().expect("wait for server")
     }
 
+    /// A process is killed (`kill -9`) and started again; an in-process
+    /// app is stopped in order and started again on the same port.
     pub async fn restart(&mut self) {
+        if self.app.is_some() {
+            self.shutdown().await;
+            self.spawn_in_process().await;
+            return;
+        }
         self.kill();
         self.spawn().await;
     }
@@ -456,7 +566,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.kill();
+        self.kill_process();
     }
 }
 

@@ -87,7 +87,7 @@ async fn require_sign_in(State(state): State<AppState>, req: Request, next: Next
         || path.starts_with("/api/")
         || req.method() != axum::http::Method::GET;
     if open
-        || crate::session::session_user(&state, req.headers())
+        || crate::http::session::session_user(&state, req.headers())
             .await
             .is_some()
     {

@@ -17,19 +17,32 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use drover_engine::domain::Scheduling;
 use drover_engine::store::{Advanced, RunStore};
 use drover_engine::time::now_us;
+use drover_engine::Store;
 use tokio::sync::{oneshot, Notify};
 
-use crate::state::AppState;
+use super::dispatcher::Dispatcher;
+use super::events::EventBus;
 
 /// Runs advanced in one transaction at most.
 pub const MAX_BATCH: usize = 512;
 
-/// Runs waiting to be advanced, and the callers waiting on them.
+/// Advances runs in batches; new tasks wake the dispatcher and new run
+/// states go to the event bus.
 pub struct Advancer {
+    batches: Batches,
+    store: Store,
+    scheduling: Scheduling,
+    dispatcher: Arc<Dispatcher>,
+    events: Arc<EventBus>,
+}
+
+/// Runs waiting to be advanced, and the callers waiting on them.
+struct Batches {
     pending: Mutex<Pending>,
     wake: Notify,
     workers: usize,
@@ -55,18 +68,14 @@ struct Batch {
     waiters: Vec<oneshot::Sender<()>>,
 }
 
-impl Advancer {
+impl Batches {
     /// `workers` batches may be in flight at once (1 for SQLite).
-    pub fn new(workers: usize) -> Self {
+    fn new(workers: usize) -> Self {
         Self {
             pending: Mutex::new(Pending::default()),
             wake: Notify::new(),
             workers: workers.max(1),
         }
-    }
-
-    pub fn workers(&self) -> usize {
-        self.workers
     }
 
     /// Adds runs to the next batch; the receivers resolve once a batch that
@@ -166,109 +175,131 @@ impl Advancer {
     }
 }
 
-/// A worker: advances batches until `shutdown` resolves.
-pub async fn run_worker(state: AppState, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let advancer = &state.advancer;
-    loop {
-        let batch = loop {
-            let woken = advancer.wake.notified();
-            if let Some(batch) = advancer.take() {
-                break batch;
-            }
-            tokio::select! {
-                _ = &mut shutdown => {
-                    advancer.close();
-                    return;
+impl Advancer {
+    /// As many workers as the store can advance batches at once.
+    pub fn new(
+        store: Store,
+        scheduling: Scheduling,
+        dispatcher: Arc<Dispatcher>,
+        events: Arc<EventBus>,
+    ) -> Self {
+        Self {
+            batches: Batches::new(store.advance_parallelism()),
+            store,
+            scheduling,
+            dispatcher,
+            events,
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.batches.workers
+    }
+
+    /// A worker: advances batches until `shutdown` resolves.
+    pub async fn run_worker(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let batches = &self.batches;
+        loop {
+            let batch = loop {
+                let woken = batches.wake.notified();
+                if let Some(batch) = batches.take() {
+                    break batch;
                 }
-                _ = woken => {}
+                tokio::select! {
+                    _ = &mut shutdown => {
+                        batches.close();
+                        return;
+                    }
+                    _ = woken => {}
+                }
+            };
+            self.advance_batch(&batch.runs).await;
+            batches.finish(batch);
+        }
+    }
+
+    async fn advance_batch(&self, runs: &[i64]) {
+        let started = std::time::Instant::now();
+        let advanced = match self
+            .store
+            .advance_runs(runs, &self.scheduling, now_us())
+            .await
+        {
+            Ok(advanced) => advanced,
+            Err(e) => {
+                tracing::warn!(runs = runs.len(), error = %e, "could not advance runs");
+                return;
             }
         };
-        advance_batch(&state, &batch.runs).await;
-        advancer.finish(batch);
+        let elapsed = started.elapsed();
+        metrics::histogram!("drover_advance_batch_runs").record(runs.len() as f64);
+        metrics::histogram!("drover_advance_batch_seconds").record(elapsed.as_secs_f64());
+        tracing::debug!(
+            runs = runs.len(),
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "advanced a batch"
+        );
+        self.announce(&advanced);
     }
-}
 
-async fn advance_batch(state: &AppState, runs: &[i64]) {
-    let started = std::time::Instant::now();
-    let advanced = match state
-        .store
-        .advance_runs(runs, &state.scheduling, now_us())
-        .await
-    {
-        Ok(advanced) => advanced,
-        Err(e) => {
-            tracing::warn!(runs = runs.len(), error = %e, "could not advance runs");
+    /// Tells the dispatcher of the tasks these advances created, and the
+    /// dashboard of the runs' new states.
+    pub fn announce(&self, advanced: &[(i64, Advanced)]) {
+        let mut created = 0;
+        for (run_id, a) in advanced {
+            if let Some(status) = a.status.filter(|s| s.is_terminal()) {
+                tracing::debug!(run_id, status = status.as_str(), "run advanced to its end");
+            }
+            created += a.tasks_created;
+        }
+        if created > 0 {
+            metrics::counter!("drover_workflow_tasks_created_total").increment(created as u64);
+            self.dispatcher.kick();
+        }
+        if advanced.is_empty() {
             return;
         }
-    };
-    let elapsed = started.elapsed();
-    metrics::histogram!("drover_advance_batch_runs").record(runs.len() as f64);
-    metrics::histogram!("drover_advance_batch_seconds").record(elapsed.as_secs_f64());
-    tracing::debug!(
-        runs = runs.len(),
-        ms = elapsed.as_secs_f64() * 1000.0,
-        "advanced a batch"
-    );
-    announce(state, &advanced);
-}
+        self.events.publish_many(
+            "run",
+            advanced
+                .iter()
+                .map(|(run_id, a)| (Some(*run_id), a.status.map(|s| s.as_str()))),
+        );
+    }
 
-/// Tells the dispatcher of the tasks these advances created, and the
-/// dashboard of the runs' new states.
-pub fn announce(state: &AppState, advanced: &[(i64, Advanced)]) {
-    let mut created = 0;
-    for (run_id, a) in advanced {
-        if let Some(status) = a.status.filter(|s| s.is_terminal()) {
-            tracing::debug!(run_id, status = status.as_str(), "run advanced to its end");
+    /// Advances each run; new tasks wake the dispatcher. Returns once they
+    /// have been advanced. Failures are logged, not returned: the caller's
+    /// own change is already committed, and the leader's recovery pass
+    /// advances any run left behind.
+    pub async fn runs(&self, run_ids: impl IntoIterator<Item = i64>) {
+        for done in self.batches.request(run_ids) {
+            // An error means the advancer shut down: nothing more to wait for.
+            let _ = done.await;
         }
-        created += a.tasks_created;
     }
-    if created > 0 {
-        metrics::counter!("drover_workflow_tasks_created_total").increment(created as u64);
-        state.dispatcher.kick();
-    }
-    if advanced.is_empty() {
-        return;
-    }
-    state.events.publish_many(
-        "run",
-        advanced
-            .iter()
-            .map(|(run_id, a)| (Some(*run_id), a.status.map(|s| s.as_str()))),
-    );
-}
 
-/// Advances each run; new tasks wake the dispatcher. Returns once they have
-/// been advanced. Failures are logged, not returned: the caller's own change
-/// is already committed, and the leader's recovery pass advances any run
-/// left behind.
-pub async fn runs(state: &AppState, run_ids: impl IntoIterator<Item = i64>) {
-    for done in state.advancer.request(run_ids) {
-        // An error means the advancer shut down: nothing more to wait for.
-        let _ = done.await;
-    }
-}
-
-/// Advances the runs owning these tasks (after their tasks finished).
-pub async fn runs_of_tasks(state: &AppState, task_ids: &[i64]) {
-    if task_ids.is_empty() {
-        return;
-    }
-    match state.store.runs_of_tasks(task_ids).await {
-        Ok(runs) => self::runs(state, runs).await,
-        Err(e) => tracing::warn!(error = %e, "could not find the runs of finished tasks"),
-    }
-}
-
-/// Advances every active run: the leader's recovery pass.
-pub async fn all_active(state: &AppState) {
-    match state.store.active_runs().await {
-        Ok(runs) if !runs.is_empty() => {
-            tracing::info!(runs = runs.len(), "advancing active runs");
-            self::runs(state, runs).await
+    /// Advances the runs owning these tasks (after their tasks finished).
+    pub async fn runs_of_tasks(&self, task_ids: &[i64]) {
+        if task_ids.is_empty() {
+            return;
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not list active runs"),
+        match self.store.runs_of_tasks(task_ids).await {
+            Ok(runs) => self.runs(runs).await,
+            Err(e) => tracing::warn!(error = %e, "could not find the runs of finished tasks"),
+        }
+    }
+
+    /// Advances every active run: the leader's recovery pass.
+    pub async fn all_active(&self) {
+        match self.store.active_runs().await {
+            Ok(runs) if !runs.is_empty() => {
+                tracing::info!(runs = runs.len(), "advancing active runs");
+                self.runs(runs).await
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not list active runs"),
+        }
     }
 }
 
@@ -278,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_batch_takes_pending_runs_once_and_leaves_in_flight_ones() {
-        let a = Advancer::new(2);
+        let a = Batches::new(2);
         let _r1 = a.request([3, 1, 2]);
         let first = a.take().unwrap();
         assert_eq!(first.runs, vec![3, 1, 2], "first asked, first taken");
@@ -296,7 +327,7 @@ mod tests {
 
     #[tokio::test]
     async fn callers_are_answered_when_their_batch_ends_or_on_close() {
-        let a = Advancer::new(1);
+        let a = Batches::new(1);
         let waits = a.request(0..(MAX_BATCH as i64 + 1));
         let first = a.take().unwrap();
         assert_eq!(first.runs.len(), MAX_BATCH);

@@ -1,174 +1,20 @@
-//! Builds the application from its configuration and binds it, so `main`
-//! and the tests start the server the same way.
+//! What a server does once at start before it serves: the data directory
+//! and its private files, the bootstrap admin user and tokens.
 
-use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
-use drover_engine::store::{EnrollmentStore, NewEnrollment, NewToken, QueueStore, UserStore};
+use drover_engine::store::{EnrollmentStore, NewEnrollment, NewToken, UserStore};
 use drover_engine::time::now_us;
 use drover_engine::Store;
 use drover_protocol::api::Role;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::auth::{hash_token, new_token};
-use crate::config::Config;
-use crate::dispatcher::Dispatcher;
-use crate::state::{AppState, Shared};
-
-/// Runs a one-off administration command against the database.
-pub async fn run_command(config: &Config, command: crate::config::Command) -> anyhow::Result<()> {
-    create_private_dir(&config.data_dir)?;
-    let store = Store::connect(&config.database_url(), 2).await?;
-    restrict_sqlite_files(&config.database_url());
-    crate::cli::run(&store, command).await
-}
-
-pub struct Application {
-    listener: TcpListener,
-    /// Set when the server terminates TLS itself.
-    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    state: AppState,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
-}
-
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        config.validate().map_err(anyhow::Error::msg)?;
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
-            _ => None,
-        };
-        create_private_dir(&config.data_dir).with_context(|| {
-            format!("cannot create data directory {}", config.data_dir.display())
-        })?;
-        let url = config.database_url();
-        let store = Store::connect(&url, config.db_max_connections)
-            .await
-            .with_context(|| format!("cannot open database {}", redact(&url)))?;
-        restrict_sqlite_files(&url);
-        crate::passwords::warm_up();
-        tracing::info!(
-            database = store.backend(),
-            "database ready, migrations applied"
-        );
-        let api_token = token_or_generate(config.api_token.clone(), &config.data_dir, "api-token")?;
-        let enrollment_token = token_or_generate(
-            config.enrollment_token.clone(),
-            &config.data_dir,
-            "enrollment-token",
-        )?;
-        let metrics = crate::telemetry::init_metrics()?;
-        // One interval longer than the timeout: heartbeats renew a lease
-        // only once less than the timeout is left (`QueueStore::heartbeat`).
-        let dispatcher = Arc::new(Dispatcher::new(
-            config.heartbeat_timeout + config.heartbeat_interval,
-        ));
-        let instance_id = format!("{}-{}", hostname(), &new_token()[..8]);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        bootstrap_admin(&store, &api_token, config.admin_password.as_deref()).await?;
-        bootstrap_enrollment(&store, &enrollment_token).await?;
-        let shared = Shared::new(config, store, dispatcher, instance_id);
-        let known = shared.store.known_task_types().await?;
-        shared.learn_task_types(known);
-        Ok(Self {
-            listener,
-            tls,
-            state: AppState::new(shared),
-            metrics,
-        })
-    }
-
-    /// Serves until `shutdown` resolves, then stops taking requests, lets
-    /// in-flight ones finish, stops the background loops and resigns
-    /// leadership.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let Self {
-            listener,
-            tls,
-            state,
-            metrics,
-        } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let dispatcher = {
-            let (d, store, stop) = (state.dispatcher.clone(), state.store.clone(), stopped());
-            tokio::spawn(async move { d.run(store, stop).await })
-        };
-        let advancers: Vec<_> = (0..state.advancer.workers())
-            .map(|_| tokio::spawn(crate::advance::run_worker(state.clone(), stopped())))
-            .collect();
-        let duties = tokio::spawn(crate::duties::run(state.clone(), stopped()));
-        let listener_task = state
-            .store
-            .postgres()
-            .map(|pg| tokio::spawn(crate::notify::run(pg.pool().clone(), state.clone())));
-
-        let site_root = state.config.site_root.display().to_string();
-        let addr = listener.local_addr()?;
-        let api = crate::http::router(state.clone(), metrics);
-        let app = api.clone().merge(crate::web::router(
-            crate::web::leptos_options(&site_root, addr),
-            state.clone(),
-            api,
-        ));
-        tracing::info!(%addr, tls = tls.is_some(), instance = %state.instance_id, "drover-server listening");
-        let closing = state.dispatcher.clone();
-        let shutdown = async move {
-            shutdown.await;
-            tracing::info!("shutting down: answering long-polls, finishing in-flight requests");
-            closing.close();
-        };
-        // The peer address feeds the sign-in limiter (`session::ClientAddr`).
-        match tls {
-            None => {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<crate::tls::PeerAddr>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await?
-            }
-            Some(config) => {
-                let app = app.layer(axum::middleware::map_request(crate::tls::mark_https));
-                axum::serve(
-                    crate::tls::TlsListener::new(listener, config)?,
-                    app.into_make_service_with_connect_info::<crate::tls::PeerAddr>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await?
-            }
-        }
-        let _ = stop_tx.send(true);
-        let _ = dispatcher.await;
-        let _ = duties.await;
-        for a in advancers {
-            let _ = a.await;
-        }
-        if let Some(t) = listener_task {
-            t.abort();
-        }
-        tracing::info!("stopped");
-        Ok(())
-    }
-}
+use crate::tokens::{hash_token, new_token};
 
 /// Makes sure the `admin` user exists (creating it on first start, with the
 /// configured password or a generated one printed once) and that the
 /// configured API token is one of its tokens.
-async fn bootstrap_admin(
+pub(crate) async fn bootstrap_admin(
     store: &Store,
     api_token: &str,
     password: Option<&str>,
@@ -221,7 +67,7 @@ async fn bootstrap_token(store: &Store, admin_id: i64, api_token: &str) -> anyho
             user_id: admin_id,
             token_hash: &hash,
             name: "DROVER_API_TOKEN",
-            prefix: &crate::users::token_prefix(api_token),
+            prefix: &crate::accounts::token_prefix(api_token),
             expires_at_us: None,
             now_us: now_us(),
         })
@@ -233,8 +79,8 @@ async fn bootstrap_token(store: &Store, admin_id: i64, api_token: &str) -> anyho
 /// `bootstrap-…`, unrestricted, unless it is known already: revoking it
 /// holds across restarts, and a new value of `DROVER_ENROLLMENT_TOKEN` adds
 /// a new bootstrap token beside the old one (revoke that one when rotating).
-async fn bootstrap_enrollment(store: &Store, token: &str) -> anyhow::Result<()> {
-    let prefix = crate::auth::token_prefix(token);
+pub(crate) async fn bootstrap_enrollment(store: &Store, token: &str) -> anyhow::Result<()> {
+    let prefix = crate::tokens::token_prefix(token);
     store
         .ensure_enrollment_token(
             &NewEnrollment {
@@ -263,7 +109,7 @@ async fn bootstrap_enrollment(store: &Store, token: &str) -> anyhow::Result<()> 
 
 /// Uses the configured token, or the one saved in the data directory, or
 /// makes and saves a new one (readable by the owner only) and says where.
-fn token_or_generate(
+pub(crate) fn token_or_generate(
     configured: Option<String>,
     data_dir: &Path,
     name: &str,
@@ -285,7 +131,7 @@ fn token_or_generate(
 
 /// The data directory holds the database and tokens: owner only (0700).
 /// An existing directory is tightened too.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]
     {
@@ -297,7 +143,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// A SQLite database and its journal files: owner only (0600). SQLite
 /// creates them with the umask's mode, typically world-readable.
-fn restrict_sqlite_files(url: &str) {
+pub(crate) fn restrict_sqlite_files(url: &str) {
     let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -332,7 +178,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.write_all(b"\n")
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
@@ -342,7 +188,7 @@ fn hostname() -> String {
 }
 
 /// Hides the password of a database URL in messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];

@@ -3,25 +3,14 @@
 //!
 //! Events are small notices — what changed and its id — not state: a client
 //! refetches what it shows. They are published in-process on a broadcast
-//! channel; on PostgreSQL each instance also `NOTIFY`s them and relays the
-//! other instances' notices, so a browser connected to any instance sees
-//! every change. A slow client that falls behind skips ahead (it is told to
+//! channel and handed to the store for the other instances sharing the
+//! database, whose notices `relay.rs` brings back, so a browser connected
+//! to any instance sees every change. A slow client that falls behind skips ahead (it is told to
 //! refetch) rather than holding memory.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
-use axum::extract::State;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::stream::Stream;
+use drover_engine::Store;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
-
-use crate::auth::Caller;
-use crate::state::AppState;
-
-/// PostgreSQL channel carrying events between instances.
-pub const CHANNEL: &str = "drover_events";
+use tokio::sync::{broadcast, watch};
 
 /// A notice that something changed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,22 +28,43 @@ pub struct Event {
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
     instance: String,
-    pg: Option<drover_engine::store::Notifier>,
+    /// Carries the events to the other instances sharing the database.
+    store: Store,
+    /// Set on shutdown: streams end, so no open stream holds the server up.
+    closed: watch::Sender<bool>,
 }
 
 impl EventBus {
-    pub fn new(instance: String, pg: Option<drover_engine::store::Notifier>) -> Self {
+    pub fn new(instance: String, store: Store) -> Self {
         let (tx, _) = broadcast::channel(1024);
-        Self { tx, instance, pg }
+        Self {
+            tx,
+            instance,
+            store,
+            closed: watch::channel(false).0,
+        }
     }
 
-    /// Publishes locally and, on PostgreSQL, to the other instances.
+    /// Ends every stream (see [`closed`](Self::closed)).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once the bus is closed: streams end there.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
+    }
+
+    /// Publishes locally and to the other instances sharing the database.
     pub fn publish(&self, kind: &str, id: Option<i64>, status: Option<&str>) {
         self.publish_many(kind, [(id, status)]);
     }
 
-    /// Publishes several notices of one kind; on PostgreSQL they reach the
-    /// other instances through the store's notifier, coalesced with the rest.
+    /// Publishes several notices of one kind; they reach the other
+    /// instances through the store, coalesced with the rest.
     pub fn publish_many<'a>(
         &self,
         kind: &str,
@@ -67,9 +77,9 @@ impl EventBus {
                 status: status.map(str::to_string),
                 origin: self.instance.clone(),
             };
-            if let Some(notifier) = &self.pg {
+            if self.store.is_shared() {
                 if let Ok(payload) = serde_json::to_string(&event) {
-                    notifier.notify(CHANNEL, payload);
+                    self.store.publish_event(payload);
                 }
             }
             let _ = self.tx.send(event);
@@ -88,27 +98,4 @@ impl EventBus {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
-}
-
-/// `GET /api/v1/events`: `event: <kind>`, `data: <json>` per change, and
-/// `event: resync` when the client fell behind and should refetch.
-pub async fn stream(
-    _caller: Caller,
-    State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = state.events.subscribe();
-    let events = futures::stream::unfold(rx, |mut rx| async move {
-        let item = match rx.recv().await {
-            Ok(e) => SseEvent::default()
-                .event(e.kind.clone())
-                .json_data(&e)
-                .unwrap_or_else(|_| SseEvent::default().event("resync")),
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                SseEvent::default().event("resync").data("{}")
-            }
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(item), rx))
-    });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -1,5 +1,5 @@
 //! Authentication. Users present an API token as a bearer token, or the
-//! dashboard's session cookie (see `crate::session`); agents enroll with the
+//! dashboard's session cookie (see `super::session`); agents enroll with the
 //! enrollment token and then use a per-session token. Tokens are stored only
 //! as SHA-256 hashes.
 
@@ -9,29 +9,11 @@ use drover_engine::store::{AgentSession, EnrollmentStore, QueueStore, UserStore}
 use drover_engine::time::now_us;
 use drover_protocol::api::{AgentStatus, Role, UserView};
 use drover_protocol::credentials::EnrollmentTokenView;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::http::cookies;
 use crate::state::AppState;
-
-/// Hex SHA-256 of a token: what is stored and compared.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// The first characters of a token: enough for an operator to tell tokens
-/// apart in a list, far too few to use.
-pub fn token_prefix(token: &str) -> String {
-    token.chars().take(8).collect()
-}
-
-/// A fresh random token (256 bits, hex).
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
+use crate::tokens::hash_token;
 
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts
@@ -65,9 +47,9 @@ impl FromRequestParts<AppState> for Caller {
             Some(token) => token,
             None => {
                 let session =
-                    crate::session::session_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+                    cookies::session_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
                 if !parts.method.is_safe() {
-                    crate::session::check_csrf(&parts.headers, session, None)?;
+                    cookies::check_csrf(&parts.headers, session, None)?;
                 }
                 session
             }

@@ -15,7 +15,7 @@ pub async fn run(store: &Store, command: Command) -> anyhow::Result<()> {
             role,
             password,
         } => {
-            let created = crate::users::create(store, &name, role, password.as_deref()).await?;
+            let created = crate::accounts::create(store, &name, role, password.as_deref()).await?;
             println!(
                 "created {} ({})",
                 created.user.name,
@@ -30,25 +30,25 @@ pub async fn run(store: &Store, command: Command) -> anyhow::Result<()> {
             }
         }
         UserCommand::Role { name, role } => {
-            let user = crate::users::change(store, &name, UserChange::Role(role)).await?;
+            let user = crate::accounts::change(store, &name, UserChange::Role(role)).await?;
             println!("{} is now {}", user.name, user.role.as_str());
         }
         UserCommand::Disable { name } => {
-            crate::users::change(store, &name, UserChange::Disabled(true)).await?;
+            crate::accounts::change(store, &name, UserChange::Disabled(true)).await?;
             println!("{name} disabled: sessions and tokens are refused");
         }
         UserCommand::Enable { name } => {
-            crate::users::change(store, &name, UserChange::Disabled(false)).await?;
+            crate::accounts::change(store, &name, UserChange::Disabled(false)).await?;
             println!("{name} enabled");
         }
         UserCommand::Password { name, password } => {
-            let user = crate::users::find(store, &name).await?;
-            crate::users::set_password(store, user.id, &password).await?;
+            let user = crate::accounts::find(store, &name).await?;
+            crate::accounts::set_password(store, user.id, &password).await?;
             println!("password of {name} changed; their sessions ended");
         }
         UserCommand::Tokens { name } => {
             let user = match name {
-                Some(n) => Some(crate::users::find(store, &n).await?.id),
+                Some(n) => Some(crate::accounts::find(store, &n).await?.id),
                 None => None,
             };
             let now = now_us();
@@ -72,9 +72,9 @@ pub async fn run(store: &Store, command: Command) -> anyhow::Result<()> {
             label,
             expires_in,
         } => {
-            let user = crate::users::find(store, &name).await?;
+            let user = crate::accounts::find(store, &name).await?;
             let (token, id) =
-                crate::users::issue_token(store, user.id, &label, expires_in.into()).await?;
+                crate::accounts::issue_token(store, user.id, &label, expires_in.into()).await?;
             println!("token {id} for {name} (shown once): {token}");
         }
         UserCommand::RevokeToken { id } => {

@@ -9,9 +9,9 @@ use drover_engine::time::now_us;
 use drover_engine::{FieldError, Store};
 use drover_protocol::api::{Role, UserView, UserWithToken};
 
-use crate::auth::{hash_token, new_token};
 use crate::error::ApiError;
 use crate::passwords::{hash_password, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+use crate::tokens::{hash_token, new_token};
 
 /// Longest lifetime a token may be given.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);

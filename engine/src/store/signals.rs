@@ -1,0 +1,152 @@
+//! Signals between server instances sharing one database, behind the
+//! [`Store`] seam so the server never sees the backend.
+//!
+//! On PostgreSQL every instance `LISTEN`s on two channels: the work channel
+//! (the store `NOTIFY`s it when work becomes claimable, so a task submitted
+//! through one instance reaches an agent long-polling another within
+//! milliseconds) and the events channel (dashboard notices, relayed so a
+//! browser connected to any instance sees every change). SQLite serves one
+//! instance: its listener never yields and publishing is a no-op.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{postgres, Store};
+
+/// The PostgreSQL channel carrying dashboard events between instances.
+const EVENTS_CHANNEL: &str = "drover_events";
+
+/// Wait before reconnecting a lost `LISTEN` connection.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// Something another instance did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// Work may have become claimable: run a dispatcher round.
+    Work,
+    /// A dashboard event another instance published (its JSON payload).
+    Event(String),
+    /// The listening connection was lost and is back: notices may have been
+    /// missed meanwhile, so whatever they would have triggered should run.
+    Reconnected,
+}
+
+/// The signals of the other instances, as they arrive. Dropping it stops
+/// listening.
+pub struct Signals {
+    rx: Option<mpsc::Receiver<Signal>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Signals {
+    /// The next signal; never resolves on a backend without other instances.
+    pub async fn next(&mut self) -> Option<Signal> {
+        match &mut self.rx {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Store {
+    /// Starts listening for the other instances' signals. This instance's
+    /// own work notices are skipped: it has already woken its dispatcher.
+    pub fn listen(&self) -> Signals {
+        match self {
+            Store::Sqlite(_) => Signals {
+                rx: None,
+                task: None,
+            },
+            Store::Postgres(pg) => {
+                let (tx, rx) = mpsc::channel(1024);
+                let task = tokio::spawn(listen_loop(pg.pool().clone(), tx));
+                Signals {
+                    rx: Some(rx),
+                    task: Some(task),
+                }
+            }
+        }
+    }
+
+    /// Sends a dashboard event's payload to the other instances, after the
+    /// changes already committed (coalesced, see `pg_notifier`).
+    pub fn publish_event(&self, payload: String) {
+        if let Store::Postgres(pg) = self {
+            pg.notifier().notify(EVENTS_CHANNEL, payload);
+        }
+    }
+
+    /// Whether other instances may share this database (and so need
+    /// [`publish_event`](Self::publish_event)).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// How many batches of runs may be advanced at once: SQLite has one
+    /// writer; PostgreSQL takes two batches at once.
+    pub fn advance_parallelism(&self) -> usize {
+        match self {
+            Store::Sqlite(_) => 1,
+            Store::Postgres(_) => 2,
+        }
+    }
+}
+
+/// Listens until the receiver is gone, reconnecting after a lost connection.
+async fn listen_loop(pool: PgPool, tx: mpsc::Sender<Signal>) {
+    let mut first = true;
+    loop {
+        match listen_once(&pool, &tx, first).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN connection lost; retrying");
+                first = false;
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(RECONNECT_AFTER).await;
+            }
+        }
+    }
+}
+
+/// One connection's life; `Ok` when the receiver is gone.
+async fn listen_once(
+    pool: &PgPool,
+    tx: &mpsc::Sender<Signal>,
+    first: bool,
+) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener
+        .listen_all([postgres::WORK_CHANNEL, EVENTS_CHANNEL])
+        .await?;
+    // Notices sent while the connection was down are lost: say so.
+    if !first && tx.send(Signal::Reconnected).await.is_err() {
+        return Ok(());
+    }
+    loop {
+        let n = listener.recv().await?;
+        let signal = if n.channel() == EVENTS_CHANNEL {
+            Signal::Event(n.payload().to_string())
+        } else if n.payload() != postgres::instance_tag() {
+            Signal::Work
+        } else {
+            continue;
+        };
+        if tx.send(signal).await.is_err() {
+            return Ok(());
+        }
+    }
+}
