@@ -27,17 +27,17 @@ macro_rules! delegate_to_backend {
         impl $trait for Store {
             $(
                 fn $sync(&self) -> $sret {
-                    match self {
-                        Store::Sqlite(s) => s.$sync(),
-                        Store::Postgres(s) => s.$sync(),
+                    match &self.0 {
+                        $crate::store::Backend::Sqlite(s) => s.$sync(),
+                        $crate::store::Backend::Postgres(s) => s.$sync(),
                     }
                 }
             )*
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    match self {
-                        Store::Sqlite(s) => s.$name($($arg),*).await,
-                        Store::Postgres(s) => s.$name($($arg),*).await,
+                    match &self.0 {
+                        $crate::store::Backend::Sqlite(s) => s.$name($($arg),*).await,
+                        $crate::store::Backend::Postgres(s) => s.$name($($arg),*).await,
                     }
                 }
             )*
@@ -48,7 +48,6 @@ macro_rules! delegate_to_backend {
 mod audit;
 mod enrollment;
 mod overview;
-mod pg_notifier;
 mod plan;
 mod postgres;
 mod retry;
@@ -73,12 +72,11 @@ use plan::{
 pub use audit::{AuditFilter, AuditStore, NewAuditEntry};
 pub use enrollment::{EnrollmentStore, NewEnrollment};
 pub use overview::{OverviewCounts, OverviewStore};
-pub use pg_notifier::Notifier;
-pub use postgres::PgStore;
+use postgres::PgStore;
 pub use retry::TaskRetryStore;
 pub use runs::{Advanced, ApprovalRecord, Recorded, RunStore, APPROVAL_PAGE};
 pub use signals::{Signal, Signals};
-pub use sqlite::SqliteStore;
+use sqlite::SqliteStore;
 pub use users::{ApiToken, NewToken, TokenUser, UserChange, UserRecord, UserStore, UserSummary};
 pub use workflow_defs::WorkflowDefStore;
 
@@ -286,9 +284,15 @@ pub trait QueueStore {
     async fn resign(&self, name: &str, holder: &str) -> Result<()>;
 }
 
-/// The store the server runs on, chosen by the database URL.
+/// The store the server runs on, chosen by the database URL. Which
+/// database it is stays inside: callers see the traits, `backend()` for
+/// display, and the signals of `signals.rs`.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store(Backend);
+
+/// The two implementations behind [`Store`].
+#[derive(Clone, Debug)]
+enum Backend {
     Sqlite(SqliteStore),
     Postgres(PgStore),
 }
@@ -298,15 +302,15 @@ impl Store {
     /// and runs the migrations for that database.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         let store = if url.starts_with("sqlite:") {
-            Store::Sqlite(SqliteStore::connect(url, max_connections).await?)
+            Backend::Sqlite(SqliteStore::connect(url, max_connections).await?)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Store::Postgres(PgStore::connect(url, max_connections).await?)
+            Backend::Postgres(PgStore::connect(url, max_connections).await?)
         } else {
             return Err(StoreError::Config(format!(
                 "{url:?}: expected sqlite://PATH or postgres://..."
             )));
         };
-        Ok(store)
+        Ok(Store(store))
     }
 }
 

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{postgres, Store};
+use super::{postgres, Backend, Store};
 
 /// The PostgreSQL channel carrying dashboard events between instances.
 const EVENTS_CHANNEL: &str = "drover_events";
@@ -64,12 +64,12 @@ impl Store {
     /// Starts listening for the other instances' signals. This instance's
     /// own work notices are skipped: it has already woken its dispatcher.
     pub fn listen(&self) -> Signals {
-        match self {
-            Store::Sqlite(_) => Signals {
+        match &self.0 {
+            Backend::Sqlite(_) => Signals {
                 rx: None,
                 task: None,
             },
-            Store::Postgres(pg) => {
+            Backend::Postgres(pg) => {
                 let (tx, rx) = mpsc::channel(1024);
                 let task = tokio::spawn(listen_loop(pg.pool().clone(), tx));
                 Signals {
@@ -81,9 +81,9 @@ impl Store {
     }
 
     /// Sends a dashboard event's payload to the other instances, after the
-    /// changes already committed (coalesced, see `pg_notifier`).
+    /// changes already committed (coalesced, see `postgres/notifier.rs`).
     pub fn publish_event(&self, payload: String) {
-        if let Store::Postgres(pg) = self {
+        if let Backend::Postgres(pg) = &self.0 {
             pg.notifier().notify(EVENTS_CHANNEL, payload);
         }
     }
@@ -91,15 +91,15 @@ impl Store {
     /// Whether other instances may share this database (and so need
     /// [`publish_event`](Self::publish_event)).
     pub fn is_shared(&self) -> bool {
-        matches!(self, Store::Postgres(_))
+        matches!(&self.0, Backend::Postgres(_))
     }
 
     /// How many batches of runs may be advanced at once: SQLite has one
     /// writer; PostgreSQL takes two batches at once.
     pub fn advance_parallelism(&self) -> usize {
-        match self {
-            Store::Sqlite(_) => 1,
-            Store::Postgres(_) => 2,
+        match &self.0 {
+            Backend::Sqlite(_) => 1,
+            Backend::Postgres(_) => 2,
         }
     }
 }

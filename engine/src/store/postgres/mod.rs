@@ -14,6 +14,7 @@ mod audit;
 mod batch;
 mod claim;
 mod enrollment;
+mod notifier;
 mod overview;
 mod queue;
 mod results;
@@ -45,7 +46,7 @@ pub struct PgStore {
     pool: PgPool,
     /// Claims only: connections with bitmap scans off (see [`Self::connect`]).
     claims: PgPool,
-    notifier: super::Notifier,
+    notifier: notifier::Notifier,
 }
 
 /// Connections of the claim pool, on top of the main pool's: the
@@ -92,7 +93,7 @@ impl PgStore {
         // marks them dead the first time and skips them after).
         let claims = pool_options(CLAIM_CONNECTIONS)
             .connect_lazy_with(options.options([("enable_bitmapscan", "off")]));
-        let notifier = super::Notifier::start(pool.clone());
+        let notifier = notifier::Notifier::start(pool.clone());
         Ok(Self {
             pool,
             claims,
@@ -102,7 +103,7 @@ impl PgStore {
 
     /// Sends this instance's notices to the others after commit (see
     /// `pg_notifier`).
-    pub fn notifier(&self) -> &super::Notifier {
+    pub fn notifier(&self) -> &notifier::Notifier {
         &self.notifier
     }
 
