@@ -55,7 +55,7 @@ WITH e AS ( \
    FROM json_to_recordset($16::json) AS n(task_type text, payload text, urgency bigint, time_sensitivity bigint, \
      importance bigint, priority float8, rank float8, max_attempts bigint, timeout_ms bigint, retry_backoff_ms bigint, \
      required_labels json, idempotency_key text, run_id bigint, step_id text, item_index bigint, step_generation bigint) \
-   ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+   ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id), \
  st AS (UPDATE run_steps s SET status = n.status, output = n.output, error = n.error, \
      item_count = COALESCE(n.item_count, s.item_count), started_at = COALESCE(s.started_at, $15), \
      finished_at = CASE WHEN n.terminal THEN $15 ELSE NULL END, updated_at = $15 \

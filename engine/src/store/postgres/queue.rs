@@ -80,7 +80,7 @@ impl QueueStore for PgStore {
                  AS v(id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, max_attempts, \
                       timeout_ms, backoff, labels, key, run_after) \
                ORDER BY v.id \
-               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id) \
+               ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
              SELECT id FROM ins",
         )
         .bind(&ids)
@@ -221,11 +221,17 @@ impl QueueStore for PgStore {
         } else {
             "id DESC"
         };
+        // The status is written into the statement (one of five fixed
+        // words), not bound: only then can the planner of a prepared
+        // statement use the partial index of that status.
+        let status = match filter.status {
+            Some(s) => format!("status = '{}'", s.as_str()),
+            None => "true".to_string(),
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR task_type = $2) \
-             AND ($3::bigint IS NULL OR agent_id = $3) AND ($4::bigint IS NULL OR id < $4) ORDER BY {order} LIMIT $5"
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE {status} AND ($1::text IS NULL OR task_type = $1) \
+             AND ($2::bigint IS NULL OR agent_id = $2) AND ($3::bigint IS NULL OR id < $3) ORDER BY {order} LIMIT $4"
         ))
-        .bind(filter.status.map(TaskStatus::as_str))
         .bind(&filter.task_type)
         .bind(filter.agent_id)
         .bind(filter.before_id)
@@ -301,7 +307,7 @@ impl QueueStore for PgStore {
 
     async fn next_run_after(&self, now_us: i64) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT min(run_after) FROM tasks WHERE status = 'queued' AND run_after > $1",
+            "SELECT min(run_after) FROM tasks WHERE status = 'queued' AND run_after > created_at AND run_after > $1",
         )
         .bind(now_us)
         .fetch_one(&self.pool)
