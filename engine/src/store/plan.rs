@@ -11,6 +11,7 @@ use drover_protocol::api::{NewTask, TaskStatus};
 use drover_protocol::workflow::RunStatus;
 use serde_json::{Map, Value};
 
+use super::rows::{json_opt, run_status, step_status, ItemRow, StepRow};
 use super::{Advanced, Applied, Completed, Result, Sweep};
 use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
@@ -213,18 +214,6 @@ pub(super) fn plan_endings(
     runs.sort_unstable();
     runs.dedup();
     (Completed { applied, runs }, rows)
-}
-
-pub(super) fn run_status(s: &str) -> Result<RunStatus> {
-    RunStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown run status {s:?}")))
-}
-
-pub(super) fn step_status(s: &str) -> Result<StepStatus> {
-    StepStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown step status {s:?}")))
-}
-
-pub(super) fn json_opt(s: Option<String>) -> Result<Option<Value>> {
-    Ok(s.map(|s| serde_json::from_str(&s)).transpose()?)
 }
 
 /// The step's output after an approval decision, and the error when a rejection fails the run.
@@ -599,28 +588,6 @@ pub(super) fn step_task_row(
         "item_index": index as i64,
         "step_generation": generation,
     }))
-}
-
-/// A step of a run being advanced, as loaded.
-pub(super) struct StepRow {
-    pub(super) run_id: i64,
-    pub(super) step_id: String,
-    pub(super) status: String,
-    pub(super) output: Option<String>,
-    pub(super) error: Option<String>,
-    pub(super) item_count: Option<i64>,
-    pub(super) generation: i64,
-}
-
-/// A task of a running step's current generation, as loaded.
-pub(super) struct ItemRow {
-    pub(super) id: i64,
-    pub(super) run_id: i64,
-    pub(super) step_id: String,
-    pub(super) status: String,
-    pub(super) output: Option<String>,
-    pub(super) error: Option<String>,
-    pub(super) item_index: i64,
 }
 
 /// What an advance loaded, as either backend reads it.

@@ -628,7 +628,7 @@ impl TryFrom<RunRow> for drover_protocol::workflow::RunSummary {
             id: r.id,
             workflow: r.workflow_name,
             version: r.workflow_version,
-            status: super::plan::run_status(&r.status)?,
+            status: run_status(&r.status)?,
             error: r.error,
             started_by: r.started_by,
             inputs: serde_json::from_str(&r.inputs)?,
@@ -729,13 +729,11 @@ pub(super) struct LoadedRow {
 }
 
 /// Splits an advance's load into step rows and item rows.
-pub(super) fn split_loaded(
-    rows: Vec<LoadedRow>,
-) -> (Vec<super::plan::StepRow>, Vec<super::plan::ItemRow>) {
+pub(super) fn split_loaded(rows: Vec<LoadedRow>) -> (Vec<StepRow>, Vec<ItemRow>) {
     let (mut steps, mut items) = (Vec::new(), Vec::new());
     for r in rows {
         if r.kind == 0 {
-            steps.push(super::plan::StepRow {
+            steps.push(StepRow {
                 run_id: r.run_id,
                 step_id: r.step_id,
                 status: r.status,
@@ -745,7 +743,7 @@ pub(super) fn split_loaded(
                 generation: r.generation.unwrap_or(0),
             });
         } else {
-            items.push(super::plan::ItemRow {
+            items.push(ItemRow {
                 id: r.task_id,
                 run_id: r.run_id,
                 step_id: r.step_id,
@@ -785,7 +783,7 @@ pub(super) fn step_views(
                 .unwrap_or_default(),
             step_id: s.step_id,
             status: s.status,
-            output: super::plan::json_opt(s.output)?,
+            output: json_opt(s.output)?,
             error: s.error,
             item_count: s.item_count,
             generation: s.generation,
@@ -804,4 +802,40 @@ pub(super) fn step_views(
         });
     }
     Ok(views)
+}
+
+pub(super) fn run_status(s: &str) -> Result<drover_protocol::workflow::RunStatus, StoreError> {
+    use drover_protocol::workflow::RunStatus;
+    RunStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown run status {s:?}")))
+}
+
+pub(super) fn step_status(s: &str) -> Result<crate::workflow::StepStatus, StoreError> {
+    use crate::workflow::StepStatus;
+    StepStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown step status {s:?}")))
+}
+
+pub(super) fn json_opt(s: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    Ok(s.map(|s| serde_json::from_str(&s)).transpose()?)
+}
+
+/// A step of a run being advanced, as loaded.
+pub(super) struct StepRow {
+    pub(super) run_id: i64,
+    pub(super) step_id: String,
+    pub(super) status: String,
+    pub(super) output: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) item_count: Option<i64>,
+    pub(super) generation: i64,
+}
+
+/// A task of a running step's current generation, as loaded.
+pub(super) struct ItemRow {
+    pub(super) id: i64,
+    pub(super) run_id: i64,
+    pub(super) step_id: String,
+    pub(super) status: String,
+    pub(super) output: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) item_index: i64,
 }

@@ -28,10 +28,10 @@ use super::{instance_tag, PgStore, WORK_CHANNEL};
 use crate::domain::Scheduling;
 use crate::lifecycle::RunningTask;
 use crate::store::plan::{
-    not_advanced, plan_loaded, step_rows, Current, EndRow, Ending, FreedSlots, ItemRow, Loaded,
-    StepRow, Writes,
+    not_advanced, plan_loaded, step_rows, Current, EndRow, Ending, FreedSlots, Loaded, Writes,
 };
 use crate::store::rows::{current_leases, RunStateRow};
+use crate::store::rows::{ItemRow, StepRow};
 use crate::store::{Advanced, Completed, QueueStore, Recorded, Result};
 
 /// Locks the batch's tasks (by id, in id order) and then their runs

@@ -8,7 +8,8 @@ use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
 use crate::domain::Scheduling;
-use crate::store::plan::{plan_loaded, run_status, step_rows, ApprovalWrite, Loaded, Writes};
+use crate::store::plan::{plan_loaded, step_rows, ApprovalWrite, Loaded, Writes};
+use crate::store::rows::run_status;
 use crate::store::rows::{split_loaded, LoadedRow, RunStateRow};
 use crate::store::sql::runs as sql;
 use crate::store::{Advanced, Result};
