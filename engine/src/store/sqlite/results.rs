@@ -7,6 +7,7 @@ use drover_protocol::agent::TaskResult;
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
+use crate::error::StoreError;
 use crate::domain::Scheduling;
 use crate::store::plan::{not_advanced, Ending};
 use crate::store::rows::current_leases;
@@ -17,7 +18,29 @@ impl SqliteStore {
     /// results (the queue's hot path, committed on their own), then the
     /// runs they moved are advanced in one more transaction. Should that
     /// fail, the runs go back to the caller as `left`.
+    ///
+    /// Both steps run in a task of their own: the writer commits a job
+    /// whether or not its caller still waits, so if the caller gave up (an
+    /// agent's request cut off mid-way) the advance must still follow the
+    /// commit, or the runs would wait for the next leader's recovery pass.
     pub(super) async fn record_and_advance(
+        &self,
+        agent_id: i64,
+        results: &[TaskResult],
+        sched: &Scheduling,
+        now_us: i64,
+    ) -> Result<Recorded> {
+        let (store, results, sched) = (self.clone(), results.to_vec(), *sched);
+        tokio::spawn(async move {
+            store
+                .record_then_advance(agent_id, &results, &sched, now_us)
+                .await
+        })
+        .await
+        .map_err(|e| StoreError::Sqlite(format!("recording results stopped: {e}")))?
+    }
+
+    async fn record_then_advance(
         &self,
         agent_id: i64,
         results: &[TaskResult],
