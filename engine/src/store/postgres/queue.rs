@@ -38,14 +38,6 @@ impl QueueStore for PgStore {
         if specs.is_empty() {
             return Ok(vec![]);
         }
-        let mut tx = self.pool.begin().await?;
-        // Ids are drawn first so each input maps to its row whatever order
-        // the insert returns in, and whichever rows an idempotency key skips.
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT nextval('tasks_id_seq') FROM generate_series(1, $1)")
-                .bind(specs.len() as i64)
-                .fetch_all(&mut *tx)
-                .await?;
         let mut task_type = Vec::with_capacity(specs.len());
         let mut payload = Vec::with_capacity(specs.len());
         let (mut urgency, mut time_sensitivity, mut importance) = (vec![], vec![], vec![]);
@@ -68,22 +60,27 @@ impl QueueStore for PgStore {
             key.push(s.idempotency_key.clone());
             run_after.push(s.run_after_us.unwrap_or(now_us));
         }
-        let inserted: Vec<i64> = sqlx::query_scalar(
-            "WITH ins AS ( \
+        // One statement, committed on its own (one round trip): ids are
+        // drawn per input in order (`ord`), so each input maps to its row
+        // whatever an idempotency key skips.
+        let rows: Vec<(i64, bool)> = sqlx::query_as(
+            "WITH v AS ( \
+               SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], \
+                 $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[]) \
+                 WITH ORDINALITY AS v(task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
+                      max_attempts, timeout_ms, backoff, labels, key, run_after, ord)), \
+             ids AS MATERIALIZED (SELECT ord, nextval('tasks_id_seq') AS id FROM v ORDER BY ord), \
+             ins AS ( \
                INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
                  max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
-               SELECT v.id, v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', \
+               SELECT ids.id, v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', \
                  v.max_attempts, v.timeout_ms, v.backoff, \
-                 ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, $15, $15 \
-               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[], \
-                 $8::float8[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::bigint[]) \
-                 AS v(id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, max_attempts, \
-                      timeout_ms, backoff, labels, key, run_after) \
-               ORDER BY v.id \
+                 ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, $14, $14 \
+               FROM v JOIN ids USING (ord) \
+               ORDER BY v.ord \
                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
-             SELECT id FROM ins",
+             SELECT ids.id, ins.id IS NOT NULL FROM ids LEFT JOIN ins ON ins.id = ids.id ORDER BY ids.ord",
         )
-        .bind(&ids)
         .bind(&task_type)
         .bind(&payload)
         .bind(&urgency)
@@ -98,8 +95,14 @@ impl QueueStore for PgStore {
         .bind(&key)
         .bind(&run_after)
         .bind(now_us)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
+        let ids: Vec<i64> = rows.iter().map(|&(id, _)| id).collect();
+        let inserted: Vec<i64> = rows
+            .iter()
+            .filter(|&&(_, inserted)| inserted)
+            .map(|&(id, _)| id)
+            .collect();
         let inserted: HashSet<i64> = inserted.into_iter().collect();
         let mut out = Vec::with_capacity(specs.len());
         for (spec, id) in specs.iter().zip(&ids) {
@@ -115,7 +118,7 @@ impl QueueStore for PgStore {
             let row =
                 sqlx::query("SELECT id, status, priority FROM tasks WHERE idempotency_key = $1")
                     .bind(&spec.idempotency_key)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&self.pool)
                     .await?;
             out.push(SubmittedTask {
                 id: row.try_get("id")?,
@@ -124,10 +127,12 @@ impl QueueStore for PgStore {
                 created: false,
             });
         }
+        // After the commit, through the notifier: a notice inside the
+        // transaction is one more round trip, and holds the database-wide
+        // notify lock through the commit's flush.
         if !inserted.is_empty() {
-            Self::notify_work(&mut tx).await?;
+            self.announce_work();
         }
-        tx.commit().await?;
         Ok(out)
     }
 

@@ -7,8 +7,8 @@ use drover_protocol::agent::TaskResult;
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
-use crate::error::StoreError;
 use crate::domain::Scheduling;
+use crate::error::StoreError;
 use crate::store::plan::{not_advanced, Ending};
 use crate::store::rows::current_leases;
 use crate::store::{Completed, FreedSlots, Recorded, Result, RunStore};
