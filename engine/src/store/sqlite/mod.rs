@@ -1,11 +1,14 @@
 //! SQLite backend: the embedded, zero-set-up default for one server instance.
 //!
-//! All writes go through a pool of exactly one connection, so transactions
-//! never meet `SQLITE_BUSY` and a claim is naturally a single-writer
-//! `UPDATE … RETURNING`; reads use a separate pool and WAL lets them run
-//! beside the writer. Statements inside a transaction are cheap here (no
-//! network), so a transaction may take several; multi-row work is one
-//! statement over a JSON array unpacked by `json_each`.
+//! One writer at a time, so transactions never meet `SQLITE_BUSY` and a
+//! claim is naturally a single-writer `UPDATE … RETURNING`; reads use a
+//! separate pool and WAL lets them run beside the writer. The queue's hot
+//! writes (submits, claims, results) are jobs for the writer thread
+//! (`writer.rs`, statements in `hot.rs`): prepared statements in a loop,
+//! waiting jobs committed together. The rest writes through sqlx's pool of
+//! exactly one connection, which is also the writer thread's turn; its
+//! multi-row work is one statement over a JSON array unpacked by
+//! `json_each`.
 
 mod advance;
 mod agents;
