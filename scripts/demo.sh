@@ -30,14 +30,19 @@ pids=()
 cleanup() {
   trap - EXIT INT TERM
   step "stopping"
-  # The agent first, so it can finish its work and deregister; then the server.
+  # The agent first, so it can finish its work and deregister; then the
+  # server. Both run in sessions of their own (setsid), so Ctrl-C reaches
+  # only this script and this order holds.
   local i
   for (( i=${#pids[@]}-1; i>=0; i-- )); do
     kill -TERM "${pids[$i]}" 2>/dev/null || true
     wait "${pids[$i]}" 2>/dev/null || true
   done
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal stops the script too, not only its processes.
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
 # The dashboard's admin password: chosen on the first start, kept in the data
 # directory (mode 0600) so every later demo run can print it.
@@ -52,7 +57,7 @@ admin_password="$(cat "$data_dir/admin-password")"
 step "starting drover-server on http://$listen (SQLite in $data_dir)"
 DROVER_ADMIN_PASSWORD="$admin_password" DROVER_LISTEN="$listen" DROVER_DATA_DIR="$data_dir" DROVER_SITE_ROOT=target/site \
   DROVER_TASK_TYPES="${DROVER_TASK_TYPES:-echo,sleep}" \
-  ./target/release/drover-server &
+  setsid ./target/release/drover-server &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -fs "http://$listen/healthz" >/dev/null 2>&1 && break
@@ -62,7 +67,7 @@ curl -fs "http://$listen/healthz" >/dev/null || die "drover-server did not start
 api_token="$(cat "$data_dir/api-token")"
 
 step "starting a local agent (examples/agent.toml)"
-./target/release/drover-agent --server "http://$listen" --token-file "$data_dir/enrollment-token" \
+setsid ./target/release/drover-agent --server "http://$listen" --token-file "$data_dir/enrollment-token" \
   --config examples/agent.toml --name "demo-agent" --state-dir "$data_dir/agent" &
 pids+=($!)
 
