@@ -1,7 +1,7 @@
-//! Results on SQLite: attempts ended (`end_attempts`, used by plain
-//! completions, cancels and sweeps), and agent results recorded together
-//! with the advance of the runs whose tasks ended
-//! (`RunStore::complete_and_advance`).
+//! Results on SQLite: agents' results, recorded by the writer thread and
+//! followed by the advance of the runs whose tasks ended
+//! (`RunStore::complete_and_advance`), and the server's own endings
+//! (`end_attempts`: cancels and sweeps) inside sqlx transactions.
 
 use drover_protocol::agent::TaskResult;
 use sqlx::{Sqlite, Transaction};
@@ -30,24 +30,19 @@ impl SqliteStore {
         sched: &Scheduling,
         now_us: i64,
     ) -> Result<Recorded> {
-        let (store, results, sched) = (self.clone(), results.to_vec(), *sched);
-        tokio::spawn(async move {
-            store
-                .record_then_advance(agent_id, &results, &sched, now_us)
-                .await
-        })
-        .await
-        .map_err(|e| StoreError::Sqlite(format!("recording results stopped: {e}")))?
+        let (store, endings, sched) = (self.clone(), endings_of(agent_id, results), *sched);
+        tokio::spawn(async move { store.record_then_advance(endings, &sched, now_us).await })
+            .await
+            .map_err(|e| StoreError::Sqlite(format!("recording results stopped: {e}")))?
     }
 
     async fn record_then_advance(
         &self,
-        agent_id: i64,
-        results: &[TaskResult],
+        endings: Vec<Ending>,
         sched: &Scheduling,
         now_us: i64,
     ) -> Result<Recorded> {
-        let completed = self.complete_results(agent_id, results, now_us).await?;
+        let completed = self.end_on_writer(endings, now_us).await?;
         let mut recorded = Recorded {
             completed,
             ..Recorded::default()
@@ -80,33 +75,18 @@ impl SqliteStore {
         results: &[TaskResult],
         now_us: i64,
     ) -> Result<Completed> {
-        let endings: Vec<Ending> = results
-            .iter()
-            .map(|r| crate::store::ending_of_result(agent_id, r))
-            .collect();
+        self.end_on_writer(endings_of(agent_id, results), now_us)
+            .await
+    }
+
+    async fn end_on_writer(&self, endings: Vec<Ending>, now_us: i64) -> Result<Completed> {
         self.hot
             .run(move |conn| super::hot::end_attempts(conn, &endings, now_us))
             .await
     }
 
-    /// Ends attempts whose lease is current; stale ones change nothing.
-    /// A fixed number of statements per batch: the rows travel as one JSON
-    /// array that `json_each` unpacks inside SQLite.
-    pub(super) async fn end_attempts(
-        tx: &mut Transaction<'_, Sqlite>,
-        endings: &[Ending],
-        now_us: i64,
-    ) -> Result<Completed> {
-        let (completed, freed) = Self::end_attempts_holding_slots(tx, endings, now_us).await?;
-        Self::free_slots(tx, &freed).await?;
-        Ok(completed)
-    }
-
     /// Gives agents back the slots their ended attempts held (C -= n).
-    pub(super) async fn free_slots(
-        tx: &mut Transaction<'_, Sqlite>,
-        freed: &FreedSlots,
-    ) -> Result<()> {
+    async fn free_slots(tx: &mut Transaction<'_, Sqlite>, freed: &FreedSlots) -> Result<()> {
         for &(agent, n) in freed {
             sqlx::query("UPDATE agents SET running = MAX(running - ?1, 0) WHERE id = ?2")
                 .bind(n)
@@ -117,15 +97,18 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// [`end_attempts`](Self::end_attempts) without giving the agents their
-    /// slots back: the caller does that with [`free_slots`](Self::free_slots).
-    pub(super) async fn end_attempts_holding_slots(
+    /// Ends attempts whose lease is current; stale ones change nothing.
+    /// A fixed number of statements per batch: the rows travel as one JSON
+    /// array that `json_each` unpacks inside SQLite. The server's own
+    /// endings (sweeps, cancels) come here; agents' results go through the
+    /// writer thread (`hot::end_attempts`).
+    pub(super) async fn end_attempts(
         tx: &mut Transaction<'_, Sqlite>,
         endings: &[Ending],
         now_us: i64,
-    ) -> Result<(Completed, FreedSlots)> {
+    ) -> Result<Completed> {
         if endings.is_empty() {
-            return Ok((Completed::default(), FreedSlots::default()));
+            return Ok(Completed::default());
         }
         let leases: Vec<[i64; 2]> = endings.iter().map(|e| [e.task_id, e.lease_token]).collect();
         // CROSS JOIN fixes the join order: by the leases, then each task by
@@ -143,7 +126,7 @@ impl SqliteStore {
         let current = current_leases!(rows);
         let (completed, rows) = crate::store::plan_endings(endings, &current, now_us);
         if rows.is_empty() {
-            return Ok((completed, FreedSlots::default()));
+            return Ok(completed);
         }
         let batch = serde_json::to_string(&rows)?;
         sqlx::query(
@@ -182,9 +165,19 @@ impl SqliteStore {
         .bind(now_us)
         .execute(&mut **tx)
         .await?;
-        Ok((
-            completed,
-            crate::store::freed_slots(rows.iter().filter_map(|r| r.agent_id)),
-        ))
+        Self::free_slots(
+            tx,
+            &crate::store::freed_slots(rows.iter().filter_map(|r| r.agent_id)),
+        )
+        .await?;
+        Ok(completed)
     }
+}
+
+/// The attempt endings the results `agent_id` sent ask for.
+fn endings_of(agent_id: i64, results: &[TaskResult]) -> Vec<Ending> {
+    results
+        .iter()
+        .map(|r| crate::store::ending_of_result(agent_id, r))
+        .collect()
 }
