@@ -27,6 +27,7 @@ use crate::handlers::Handler;
 use crate::outbox::{Outbox, OutboxError};
 use crate::reporter::Reporter;
 use crate::session::Session;
+use crate::starter::Starter;
 use crate::stop::{stop_pair, Signals};
 use crate::tasks::TaskSet;
 
@@ -109,8 +110,11 @@ pub async fn run_until(settings: Settings, mut signals: Signals) -> Result<(), A
     let drain = Arc::new(Drain::default());
 
     let (stop_reporter, reporter_stop) = stop_pair();
+    let starter = Starter::new(Arc::clone(&tasks), handlers);
     let mut reporter = tokio::spawn(
-        Reporter::new(Arc::clone(&session), outbox, leftovers, results_rx).run(reporter_stop),
+        Reporter::new(Arc::clone(&session), outbox, leftovers, results_rx)
+            .with_eager_dispatch(Arc::clone(&starter), Arc::clone(&drain))
+            .run(reporter_stop),
     );
     let (stop_heartbeat, heartbeat_stop) = stop_pair();
     let heartbeat = tokio::spawn(crate::heartbeat::run(
@@ -123,8 +127,7 @@ pub async fn run_until(settings: Settings, mut signals: Signals) -> Result<(), A
     let claimer = tokio::spawn(
         Claimer {
             session: Arc::clone(&session),
-            tasks: Arc::clone(&tasks),
-            handlers,
+            starter: Arc::clone(&starter),
             drain: Arc::clone(&drain),
         }
         .run(claims_stop),
@@ -140,6 +143,7 @@ pub async fn run_until(settings: Settings, mut signals: Signals) -> Result<(), A
         "shutting down: no longer claiming; waiting for running tasks"
     );
     stop_claims.stop();
+    starter.close();
     let _ = claimer.await;
 
     // 2. Let running tasks finish, within the grace period.

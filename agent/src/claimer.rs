@@ -11,35 +11,23 @@
 //! parked, instead of waiting for this agent to ask again, and a workflow's
 //! next step starts one server round after its predecessor's result.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_protocol::agent::{Assignment, ClaimRequest, Outcome};
+use drover_protocol::agent::ClaimRequest;
 
 use crate::backoff::Backoff;
 use crate::drain::Drain;
-use crate::handlers::Handler;
 use crate::session::Session;
+use crate::starter::Starter;
 use crate::stop::StopSignal;
-use crate::tasks::TaskSet;
-
-/// How long a task the server sent waits for a slot here before it is
-/// handed back. The server's count of running tasks is never below ours for
-/// long, but a task that just finished may hold its slot a moment after its
-/// result is queued, and an older attempt of a re-issued task takes a
-/// moment to stop and free its slot.
-const SLOT_WAIT: Duration = Duration::from_millis(250);
 
 /// The claim loop's inputs.
 pub struct Claimer {
     pub session: Arc<Session>,
-    pub tasks: Arc<TaskSet>,
-    /// Task type → handler.
-    pub handlers: HashMap<String, Arc<Handler>>,
+    pub starter: Arc<Starter>,
     pub drain: Arc<Drain>,
 }
-
 impl Claimer {
     /// Claims until `stop`. A claim in flight is abandoned on stop: the server
     /// requeues anything it handed out in it when the agent deregisters.
@@ -57,7 +45,7 @@ impl Claimer {
             }
             let wait_ms = self.session.info().max_claim_wait_ms;
             let request = ClaimRequest {
-                max_tasks: self.tasks.capacity(),
+                max_tasks: self.starter.tasks().capacity(),
                 wait_ms,
             };
             let asked = Instant::now();
@@ -71,32 +59,7 @@ impl Claimer {
                     refused_logged = false;
                     self.drain.set(reply.drain);
                     let got = reply.tasks.len();
-                    for assignment in reply.tasks {
-                        // A task handed out again while an older attempt
-                        // still runs here (its lease ran out): that attempt
-                        // is superseded, and stopping it frees its slot.
-                        if self.tasks.cancel(assignment.task_id) {
-                            tracing::warn!(
-                                task_id = assignment.task_id,
-                                "the server handed out a task this agent was still running; stopped the older attempt"
-                            );
-                        }
-                        match self.tasks.free_slot(SLOT_WAIT).await {
-                            Some(slot) => self.start(assignment, slot),
-                            None => {
-                                tracing::warn!(
-                                    task_id = assignment.task_id,
-                                    "the server sent a task with every slot taken; handing it back"
-                                );
-                                self.tasks.refuse(
-                                    &assignment,
-                                    Outcome::Released {
-                                        reason: "agent has no free slot".into(),
-                                    },
-                                );
-                            }
-                        }
-                    }
+                    self.starter.start_all(reply.tasks).await;
                     let early =
                         wait_ms == 0 || asked.elapsed() < Duration::from_millis(wait_ms / 2);
                     if got == 0 && !reply.drain && early {
@@ -119,23 +82,6 @@ impl Claimer {
                     _ = tokio::time::sleep(pause) => {}
                     _ = stop.stopped() => return,
                 }
-            }
-        }
-    }
-
-    fn start(&self, assignment: Assignment, slot: tokio::sync::OwnedSemaphorePermit) {
-        match self.handlers.get(&assignment.task_type) {
-            Some(handler) => self.tasks.start(assignment, Arc::clone(handler), slot),
-            None => {
-                // The server only sends advertised types; if it does not,
-                // say so and let another agent try.
-                tracing::warn!(task_id = assignment.task_id, task_type = %assignment.task_type, "no handler for this task type");
-                let error = format!(
-                    "agent has no handler for task type {:?}",
-                    assignment.task_type
-                );
-                self.tasks
-                    .refuse(&assignment, crate::handlers::failed(error));
             }
         }
     }

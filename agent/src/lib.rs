@@ -24,6 +24,7 @@ pub mod identity;
 pub mod outbox;
 pub mod reporter;
 pub mod session;
+pub mod starter;
 pub mod stop;
 pub mod tasks;
 pub mod time;

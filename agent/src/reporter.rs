@@ -1,8 +1,13 @@
 //! Delivers task results to the server, in batches, durably.
 //!
 //! Results arrive on a channel. The reporter takes everything available,
-//! appends it to the outbox (fsynced), sends one request and, once the server
-//! acknowledges it, truncates the outbox. While a request is in flight new
+//! appends it to the outbox (fsynced) while it sends one request, and, once
+//! the server acknowledges it, truncates the outbox. The append runs beside
+//! the request rather than before it: a result the server acknowledged
+//! needs no copy here, and one it did not get is on disk once the append
+//! ends, which is what a failed request waits for; an agent killed in
+//! between loses what it would have lost a moment earlier (the server
+//! runs the task again). While a request is in flight new
 //! results queue up on the channel and go in the next request, so batches
 //! grow with load without any added delay.
 //!
@@ -16,6 +21,11 @@
 //!   bad result cannot block the others forever;
 //! - 401: handled by the session (registers again, then the batch is resent
 //!   and most likely acknowledged as stale).
+//!
+//! Eager dispatch: when the server offers it, each request also asks for
+//! as many tasks as there are free slots (`want`), and the tasks in the
+//! answer are started at once, so a slot a result frees is filled in the
+//! same round trip rather than one dispatcher round later.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -26,8 +36,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::backoff::Backoff;
 use crate::client::ApiError;
+use crate::drain::Drain;
 use crate::outbox::{Outbox, OutboxError};
 use crate::session::Session;
+use crate::starter::Starter;
 use crate::stop::StopSignal;
 
 /// Most results in one request.
@@ -52,6 +64,8 @@ pub struct Reporter {
     closed: bool,
     /// Set while the outbox cannot be written, so the error is logged once.
     outbox_failing: bool,
+    /// Where tasks that come with an answer are started (eager dispatch).
+    eager: Option<(Arc<Starter>, Arc<Drain>)>,
 }
 
 impl Reporter {
@@ -76,6 +90,21 @@ impl Reporter {
             pending,
             closed: false,
             outbox_failing: false,
+            eager: None,
+        }
+    }
+
+    /// Asks for work with each request and starts what comes back.
+    pub fn with_eager_dispatch(mut self, starter: Arc<Starter>, drain: Arc<Drain>) -> Self {
+        self.eager = Some((starter, drain));
+        self
+    }
+
+    /// Tasks to ask for with the next request.
+    fn wanted(&self) -> u32 {
+        match &self.eager {
+            Some((starter, drain)) if self.session.info().eager_dispatch => starter.wanted(drain),
+            _ => 0,
         }
     }
 
@@ -86,6 +115,8 @@ impl Reporter {
         let mut backoff = Backoff::default();
         let mut refused_logged = false;
         let mut limit = MAX_BATCH;
+        // Queued results not yet appended to the outbox.
+        let mut unsynced: Vec<String> = Vec::new();
         loop {
             if self.pending.is_empty() {
                 if self.closed {
@@ -93,7 +124,7 @@ impl Reporter {
                 }
                 tokio::select! {
                     received = self.results.recv() => match received {
-                        Some(r) => self.take(vec![r]).await,
+                        Some(r) => unsynced.extend(self.queue(vec![r])),
                         None => {
                             self.closed = true;
                             continue;
@@ -103,7 +134,7 @@ impl Reporter {
                 }
             }
             let fresh = self.drain_channel();
-            self.take(fresh).await;
+            unsynced.extend(self.queue(fresh));
 
             let n = batch_len(&self.pending, limit);
             let request = ResultsRequest {
@@ -113,15 +144,32 @@ impl Reporter {
                     .take(n)
                     .map(|p| p.result.clone())
                     .collect(),
+                want: self.wanted(),
             };
-            let answer = tokio::select! {
-                answer = self.session.results(&request) => answer,
+            let lines = std::mem::take(&mut unsynced);
+            let sending = async {
+                let append = async {
+                    if lines.is_empty() {
+                        return Ok(());
+                    }
+                    self.with_outbox(move |o| o.append(&lines)).await
+                };
+                tokio::join!(append, self.session.results(&request))
+            };
+            let (appended, answer) = tokio::select! {
+                done = sending => done,
                 _ = stop.stopped() => return self.give_up().await,
             };
+            self.note_outbox(appended);
             match answer {
-                Ok(acks) => {
+                Ok(mut acks) => {
                     backoff.reset();
                     refused_logged = false;
+                    let tasks = std::mem::take(&mut acks.tasks);
+                    if let (Some((starter, _)), false) = (&self.eager, tasks.is_empty()) {
+                        let starter = Arc::clone(starter);
+                        tokio::spawn(async move { starter.start_all(tasks).await });
+                    }
                     log_acks(&request.results, &acks.results);
                     self.pending.drain(..n);
                     if self.pending.is_empty() {
@@ -176,11 +224,9 @@ impl Reporter {
         fresh
     }
 
-    /// Makes `fresh` durable and queues it for delivery.
-    async fn take(&mut self, fresh: Vec<TaskResult>) {
-        if fresh.is_empty() {
-            return;
-        }
+    /// Queues `fresh` for delivery; returns the outbox lines that make it
+    /// durable.
+    fn queue(&mut self, fresh: Vec<TaskResult>) -> Vec<String> {
         let mut lines = Vec::with_capacity(fresh.len());
         for result in fresh {
             match serde_json::to_string(&result) {
@@ -197,8 +243,7 @@ impl Reporter {
                 }
             }
         }
-        let outcome = self.with_outbox(move |o| o.append(&lines)).await;
-        self.note_outbox(outcome);
+        lines
     }
 
     /// Rewrites the outbox to hold exactly the pending results.
@@ -208,10 +253,13 @@ impl Reporter {
         self.note_outbox(outcome);
     }
 
-    /// Stops trying: moves whatever is still on the channel to the outbox.
+    /// Stops trying: writes every undelivered result to the outbox
+    /// (including what is still on the channel, and what an append cut
+    /// short by the stop may not have written).
     async fn give_up(mut self) -> usize {
         let fresh = self.drain_channel();
-        self.take(fresh).await;
+        self.queue(fresh);
+        self.rewrite().await;
         self.pending.len()
     }
 

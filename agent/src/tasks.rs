@@ -66,6 +66,11 @@ impl TaskSet {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Slots free right now.
+    pub fn free_slots(&self) -> u32 {
+        self.slots.available_permits() as u32
+    }
+
     /// M: the most tasks this agent runs at once.
     pub fn capacity(&self) -> u32 {
         self.capacity

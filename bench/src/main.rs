@@ -17,6 +17,7 @@ use drover_protocol::api::{AgentList, Stats, SubmitBatchResponse, TaskDetail, Ta
 use serde_json::json;
 
 mod ceilings;
+mod clients;
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum Backend {
@@ -32,6 +33,9 @@ enum Mode {
     /// Workflow shapes: a 40-step chain, a 1,000-item fan-out, and 1,000
     /// concurrent 10-step runs (of no-op steps, then of 1 s steps).
     Workflows,
+    /// Many concurrent clients submitting one task per request (one client
+    /// first, for the lone caller's latency), while the agents drain.
+    Clients,
     Both,
 }
 
@@ -64,6 +68,14 @@ struct Args {
     /// Concurrent submitters.
     #[arg(long, default_value_t = 2)]
     submitters: usize,
+    /// Concurrent single-task clients in the clients mode.
+    #[arg(long, default_value_t = 200)]
+    clients: usize,
+    /// Each throughput task sleeps this long on the agent (the built-in
+    /// `sleep` handler) instead of echoing: with it, the queue mode shows
+    /// how much of the fleet's time goes between tasks.
+    #[arg(long, default_value_t = 0)]
+    task_ms: u64,
     /// Single tasks submitted one at a time on the idle system for latency.
     #[arg(long, default_value_t = 300)]
     latency_samples: usize,
@@ -125,7 +137,7 @@ struct Report {
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = Args::parse();
-    if args.mode != Mode::Queue {
+    if matches!(args.mode, Mode::Workflows | Mode::Both) {
         let needed = (args.linear_runs as u32).div_ceil(args.agents.max(1));
         args.capacity = args.capacity.max(needed);
     }
@@ -168,18 +180,28 @@ async fn main() -> Result<()> {
     );
     let mut reports = Vec::new();
     let mut flows: Vec<(String, FlowReport)> = Vec::new();
+    let mut client_reports: Vec<(String, clients::Report)> = Vec::new();
     for backend in backends {
         for _ in 0..args.repeat {
             for (tag, dir) in &builds {
-                let (report, flow) = run(&args, dir, backend)
+                let m = run(&args, dir, backend)
                     .await
                     .with_context(|| format!("{backend} run failed"))?;
                 reports.extend(
-                    report
+                    m.queue
                         .into_iter()
                         .map(|r| (format!("{}{tag}", r.backend), r)),
                 );
-                flows.extend(flow.into_iter().map(|f| (format!("{}{tag}", f.backend), f)));
+                flows.extend(
+                    m.flows
+                        .into_iter()
+                        .map(|f| (format!("{}{tag}", f.backend), f)),
+                );
+                client_reports.extend(
+                    m.clients
+                        .into_iter()
+                        .map(|c| (format!("{}{tag}", c.backend), c)),
+                );
             }
         }
     }
@@ -203,6 +225,9 @@ async fn main() -> Result<()> {
     }
     if args.repeat > 1 && !flows.is_empty() {
         print_medians(&flows);
+    }
+    if !client_reports.is_empty() {
+        clients::print(&client_reports);
     }
     if reports.is_empty() {
         return Ok(());
@@ -413,11 +438,15 @@ impl FlowReport {
     }
 }
 
-async fn run(
-    args: &Args,
-    bin_dir: &Path,
-    backend: &'static str,
-) -> Result<(Option<Report>, Vec<FlowReport>)> {
+/// What one run on one database measured, by mode.
+#[derive(Default)]
+struct Measured {
+    queue: Option<Report>,
+    flows: Vec<FlowReport>,
+    clients: Option<clients::Report>,
+}
+
+async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measured> {
     let dir = std::env::temp_dir().join(format!("drover-bench-{}-{}", backend, std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -506,14 +535,32 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let mut flows = Vec::new();
-    if args.mode != Mode::Queue {
-        flows = workflows(args, &http, &url, backend).await?;
+    let mut measured = Measured::default();
+    if args.mode == Mode::Clients {
+        let before = stats(&http, &url).await?;
+        let report = clients::measure(
+            backend,
+            &url,
+            API_TOKEN,
+            args.clients,
+            args.tasks,
+            args.latency_samples,
+        )
+        .await?;
+        let sent = (report.single.requests + report.concurrent.requests) as i64;
+        drained(&http, &url, &before, sent).await?;
+        measured.clients = Some(report);
+        drop(procs);
+        cleanup(args, backend, &dir);
+        return Ok(measured);
+    }
+    if matches!(args.mode, Mode::Workflows | Mode::Both) {
+        measured.flows = workflows(args, &http, &url, backend).await?;
     }
     if args.mode == Mode::Workflows {
         drop(procs);
         cleanup(args, backend, &dir);
-        return Ok((None, flows));
+        return Ok(measured);
     }
 
     // Latency first, on the idle system: one task at a time.
@@ -551,24 +598,29 @@ async fn run(
     let (p50_ms, p99_ms, max_ms) = (pct(0.50), pct(0.99), pct(1.0));
 
     // Throughput: many submitters, batches, until everything has succeeded.
-    let before: Stats = http
-        .get(format!("{url}/api/v1/stats"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let before = stats(&http, &url).await?;
+    let run_before = handler_time(&http, &url).await?;
     let started = Instant::now();
     let per_submitter = args.tasks / args.submitters;
+    let task = if args.task_ms > 0 {
+        ("sleep", json!({ "ms": args.task_ms }))
+    } else {
+        ("echo", json!({}))
+    };
     let mut submitters = Vec::new();
     for s in 0..args.submitters {
-        let (http, url, batch) = (http.clone(), url.clone(), args.batch);
+        let (http, url, batch, task) = (http.clone(), url.clone(), args.batch, task.clone());
         submitters.push(tokio::spawn(async move {
             let mut sent = 0;
             while sent < per_submitter {
                 let n = batch.min(per_submitter - sent);
                 let tasks: Vec<_> = (0..n)
-                    .map(|i| json!({"task_type": "echo", "payload": {"s": s, "i": sent + i}}))
+                    .map(|i| {
+                        let mut payload = task.1.clone();
+                        payload["s"] = json!(s);
+                        payload["i"] = json!(sent + i);
+                        json!({"task_type": task.0, "payload": payload})
+                    })
                     .collect();
                 let r: SubmitBatchResponse = http
                     .post(format!("{url}/api/v1/tasks"))
@@ -588,55 +640,108 @@ async fn run(
     for s in submitters {
         total += s.await??;
     }
-    let target = before.succeeded + total as i64;
-    // Done when nothing is queued or running. Each check reads one row of
-    // an index; counting every status (`/stats`) is a scan of the table,
-    // which polled this often would load the database it measures.
-    loop {
-        if !any_task(&http, &url, "queued").await? && !any_task(&http, &url, "running").await? {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("throughput run did not finish in 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let elapsed = drained(&http, &url, &before, total as i64).await? - started;
+    println!(
+        "{backend}: {total} tasks in {:.2} s = {:.0} tasks/s; latency p50 {p50_ms:.2} ms, p99 {p99_ms:.2} ms",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    if args.task_ms > 0 {
+        let slots = f64::from(args.agents * args.capacity);
+        let ideal = slots * 1000.0 / args.task_ms as f64;
+        let rate = total as f64 / elapsed.as_secs_f64();
+        let run_after = handler_time(&http, &url).await?;
+        let handler_s = (run_after.0 - run_before.0) / (run_after.1 - run_before.1).max(1.0);
+        let slot_s_per_task = slots * elapsed.as_secs_f64() / total as f64;
+        println!(
+            "{backend}: {:.1} % of the ideal {ideal:.0} tasks/s of {} ms tasks on {} slots; \
+             handlers ran {:.2} ms on average, slots spent {:.2} ms per task between tasks \
+             (the fleet was busy {:.1} % of the time)",
+            100.0 * rate / ideal,
+            args.task_ms,
+            slots,
+            handler_s * 1000.0,
+            (slot_s_per_task - handler_s) * 1000.0,
+            100.0 * handler_s / slot_s_per_task
+        );
+        print_server_timings(&http, &url, backend).await?;
     }
-    let elapsed = started.elapsed();
-    let s: Stats = http
+    drop(procs);
+    cleanup(args, backend, &dir);
+    measured.queue = Some(Report {
+        backend,
+        tasks: total,
+        elapsed,
+        p50_ms,
+        p99_ms,
+        max_ms,
+    });
+    Ok(measured)
+}
+
+/// The server's running total of handler time (seconds, by the agents'
+/// clocks) and the number of results it sums.
+async fn handler_time(http: &reqwest::Client, url: &str) -> Result<(f64, f64)> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let value = |series: &str| {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        value("drover_task_run_seconds_sum"),
+        value("drover_task_run_seconds_count"),
+    ))
+}
+
+async fn stats(http: &reqwest::Client, url: &str) -> Result<Stats> {
+    Ok(http
         .get(format!("{url}/api/v1/stats"))
         .bearer_auth(API_TOKEN)
         .send()
         .await?
         .error_for_status()?
         .json()
-        .await?;
+        .await?)
+}
+
+/// Waits until nothing is queued or running, then checks that the `sent`
+/// tasks submitted since `before` all succeeded. Returns when the queue
+/// was seen empty.
+async fn drained(http: &reqwest::Client, url: &str, before: &Stats, sent: i64) -> Result<Instant> {
+    let started = Instant::now();
+    // Each check reads one row of an index; counting every status
+    // (`/stats`) is a scan of the table, which polled this often would load
+    // the database it measures.
+    loop {
+        if !any_task(http, url, "queued").await? && !any_task(http, url, "running").await? {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the queue did not drain in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let empty = Instant::now();
+    let s = stats(http, url).await?;
     if s.failed > before.failed {
         bail!("{} tasks failed", s.failed - before.failed);
     }
-    if s.succeeded < target {
+    if s.succeeded < before.succeeded + sent {
         bail!(
-            "only {} of {total} tasks succeeded: {s:?}",
+            "only {} of {sent} tasks succeeded: {s:?}",
             s.succeeded - before.succeeded
         );
     }
-    println!(
-        "{backend}: {total} tasks in {:.2} s = {:.0} tasks/s; latency p50 {p50_ms:.2} ms, p99 {p99_ms:.2} ms",
-        elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64()
-    );
-    drop(procs);
-    cleanup(args, backend, &dir);
-    Ok((
-        Some(Report {
-            backend,
-            tasks: total,
-            elapsed,
-            p50_ms,
-            p99_ms,
-            max_ms,
-        }),
-        flows,
-    ))
+    Ok(empty)
 }
 
 fn psql(admin_url: &str, sql: &str) -> Result<()> {
@@ -950,7 +1055,7 @@ async fn print_server_timings(http: &reqwest::Client, url: &str, backend: &str) 
     };
     if phase("read", "0.5").is_some() {
         let of = |q: &str| {
-            ["begin", "read", "plan", "write", "commit"]
+            ["begin", "read", "plan", "write", "refill", "commit"]
                 .iter()
                 .map(|p| format!("{p} {}", ms(phase(p, q))))
                 .collect::<Vec<_>>()

@@ -203,6 +203,14 @@ impl TaskSpec {
                     format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters long"),
                 ));
             }
+            // PostgreSQL text cannot hold NUL, and no key needs control
+            // characters: refused here, not by the database.
+            if key.chars().any(char::is_control) {
+                return Err(FieldError::new(
+                    "idempotency_key",
+                    "must not contain control characters",
+                ));
+            }
             if key.starts_with(RESERVED_KEY_PREFIX) {
                 return Err(FieldError::new(
                     "idempotency_key",
@@ -388,6 +396,10 @@ mod tests {
         assert_eq!(err.field, "idempotency_key");
         assert!(err.message.contains("reserved"), "{err}");
         let mut t = task("echo");
+        t.idempotency_key = Some("a\u{0}b".into());
+        let err = TaskSpec::parse(t.clone(), &PriorityWeights::default(), |_| true).unwrap_err();
+        assert_eq!(err.field, "idempotency_key");
+        assert!(err.message.contains("control"), "{err}");
         t.idempotency_key = Some("rerun:1".into());
         assert!(TaskSpec::parse(t, &PriorityWeights::default(), |_| true).is_ok());
     }

@@ -992,6 +992,7 @@ async fn succeed_and_advance(
             &[success(claimed.task_id, claimed.lease_token)],
             &SCHED,
             now_us(),
+            None,
         )
         .await
         .unwrap()
@@ -1016,7 +1017,7 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
     // A stale result beside them changes nothing and advances nothing.
     results.push(success(claimed[0].task_id, claimed[0].lease_token + 7));
     let recorded = store
-        .complete_and_advance(a, &results, &SCHED, now_us())
+        .complete_and_advance(a, &results, &SCHED, now_us(), None)
         .await
         .unwrap();
     assert_eq!(
@@ -1044,7 +1045,7 @@ async fn results_advance_their_runs_in_the_same_transaction(store: Store) {
         .map(|t| success(t.task_id, t.lease_token))
         .collect();
     let done = store
-        .complete_and_advance(a, &results, &SCHED, now_us())
+        .complete_and_advance(a, &results, &SCHED, now_us(), None)
         .await
         .unwrap();
     assert!(done
@@ -1092,7 +1093,7 @@ async fn a_run_failing_in_a_batch_cancels_the_retry_beside_it(store: Store) {
         .map(|t| failure(t.task_id, t.lease_token))
         .collect();
     let recorded = store
-        .complete_and_advance(a, &results, &SCHED, now_us())
+        .complete_and_advance(a, &results, &SCHED, now_us(), None)
         .await
         .unwrap();
     assert_eq!(recorded.completed.runs, vec![run]);
@@ -1144,7 +1145,7 @@ async fn a_fan_out_finished_in_one_batch_gathers_in_item_order(store: Store) {
         })
         .collect();
     let recorded = store
-        .complete_and_advance(a, &results, &SCHED, now_us())
+        .complete_and_advance(a, &results, &SCHED, now_us(), None)
         .await
         .unwrap();
     assert_eq!(created(&recorded.advanced), vec![(run, 1)]);
@@ -1213,7 +1214,7 @@ async fn postgres_results_leave_a_run_locked_elsewhere_to_the_caller() {
         .collect();
     let recorded = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        store.complete_and_advance(a, &results, &SCHED, now_us()),
+        store.complete_and_advance(a, &results, &SCHED, now_us(), None),
     )
     .await
     .expect("waited for the run another transaction holds")
@@ -1358,6 +1359,7 @@ async fn queued_tasks_of_an_ended_run_are_cancelled_with_an_event(store: Store) 
             &[failure(claimed[0].task_id, claimed[0].lease_token)],
             &SCHED,
             now_us(),
+            None,
         )
         .await
         .unwrap();

@@ -43,6 +43,10 @@ pub struct RegisterResponse {
     pub heartbeat_timeout_ms: u64,
     /// The longest a claim long-poll is held open by the server.
     pub max_claim_wait_ms: u64,
+    /// The server hands out work in the answer to results when asked
+    /// ([`ResultsRequest::want`]). Absent (false) from older servers.
+    #[serde(default)]
+    pub eager_dispatch: bool,
 }
 
 /// A task the agent holds, named by its lease.
@@ -115,6 +119,17 @@ pub struct Assignment {
 #[serde(deny_unknown_fields)]
 pub struct ResultsRequest {
     pub results: Vec<TaskResult>,
+    /// Eager dispatch: also claim up to this many tasks for this agent and
+    /// send them in the answer, so that a slot a result frees is filled in
+    /// the same round trip. 0 (the default) claims nothing. The server caps
+    /// it at the agent's free capacity, and may send fewer, or none (a less
+    /// loaded agent of the same kind is waiting for work).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub want: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -161,6 +176,10 @@ fn default_true() -> bool {
 pub struct ResultsResponse {
     /// One entry per result, in request order.
     pub results: Vec<ResultAck>,
+    /// Work claimed for the agent on its request's `want`: it holds these
+    /// leases exactly as if a claim had brought them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<Assignment>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use drover_engine::store::QueueStore;
+use drover_engine::store::{GroupCommit, QueueStore};
 use drover_engine::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -67,7 +67,11 @@ impl Application {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
         let url = config.database_url();
-        let store = Store::connect(&url, config.db_max_connections)
+        let group_commit = GroupCommit {
+            max_requests: config.group_commit_max as usize,
+            window: config.group_commit_window,
+        };
+        let store = Store::connect_with(&url, config.db_max_connections, group_commit)
             .await
             .with_context(|| format!("cannot open database {}", redact(&url)))?;
         restrict_sqlite_files(&url);

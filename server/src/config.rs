@@ -41,6 +41,17 @@ pub struct Config {
     #[arg(long, env = "DROVER_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// Group commit: most concurrent write requests (submits, agents'
+    /// results, claims) that share one transaction.
+    #[arg(long, env = "DROVER_GROUP_COMMIT_MAX", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub group_commit_max: u32,
+
+    /// Group commit: how long a write waits for others to share its commit.
+    /// 0s (the default) adds no wait: a write goes at once, and the writes
+    /// that arrive while one is in flight share the next commit.
+    #[arg(long, env = "DROVER_GROUP_COMMIT_WINDOW", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub group_commit_window: Duration,
+
     /// Weights α,β,γ of P = α·urgency + β·time_sensitivity + γ·importance.
     #[arg(long, env = "DROVER_PRIORITY_WEIGHTS", value_parser = PriorityWeights::parse, default_value = "1,1,1")]
     pub priority_weights: PriorityWeights,
@@ -251,6 +262,12 @@ impl Config {
             return Err(format!(
                 "--heartbeat-interval ({:?}) must be shorter than --heartbeat-timeout ({:?})",
                 self.heartbeat_interval, self.heartbeat_timeout
+            ));
+        }
+        if self.group_commit_window > Duration::from_millis(100) {
+            return Err(format!(
+                "--group-commit-window ({:?}) must be at most 100ms: every write would wait that long",
+                self.group_commit_window
             ));
         }
         if self.max_for_each_items == 0 {

@@ -31,8 +31,8 @@ impl Builtin {
     }
 }
 
-/// `{"ms": N}` → sleeps N ms → `{"slept_ms": N}`. The sleep is an ordinary
-/// timer, so dropping the future (cancel, timeout, shutdown) ends it at once.
+/// `{"ms": N}` → sleeps N ms → `{"slept_ms": N}`. Dropping the future
+/// (cancel, timeout, shutdown) ends it at once.
 async fn sleep(payload: &Value) -> Outcome {
     let Some(ms) = payload.get("ms").and_then(Value::as_u64) else {
         return failed_for_good(format!(
@@ -40,9 +40,25 @@ async fn sleep(payload: &Value) -> Outcome {
             short(payload)
         ));
     };
-    tokio::time::sleep(Duration::from_millis(ms)).await;
+    sleep_precisely(Duration::from_millis(ms)).await;
     Outcome::Succeeded {
         output: json!({ "slept_ms": ms }),
+    }
+}
+
+/// Sleeps `d` to within a fraction of a millisecond. tokio's timers fire on
+/// whole milliseconds and late by about one, which would count as the
+/// task's own time: the last stretch is slept on a blocking thread, whose
+/// timer is exact (most of the wait holds no thread).
+async fn sleep_precisely(d: Duration) {
+    const EXACT_TAIL: Duration = Duration::from_millis(2);
+    let deadline = tokio::time::Instant::now() + d;
+    if d > EXACT_TAIL {
+        tokio::time::sleep_until(deadline - EXACT_TAIL).await;
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !left.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
     }
 }
 

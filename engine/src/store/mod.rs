@@ -46,6 +46,7 @@ macro_rules! delegate_to_backend {
 }
 
 mod audit;
+mod combine;
 mod enrollment;
 mod overview;
 mod plan;
@@ -70,11 +71,12 @@ use plan::{
 };
 
 pub use audit::{AuditFilter, AuditStore, NewAuditEntry};
+pub use combine::GroupCommit;
 pub use enrollment::{EnrollmentStore, NewEnrollment};
 pub use overview::{OverviewCounts, OverviewStore};
 use postgres::PgStore;
 pub use retry::TaskRetryStore;
-pub use runs::{Advanced, ApprovalRecord, Recorded, RunStore, APPROVAL_PAGE};
+pub use runs::{Advanced, ApprovalRecord, Recorded, Refill, RunStore, APPROVAL_PAGE};
 pub use signals::{Signal, Signals};
 use sqlite::SqliteStore;
 pub use users::{ApiToken, NewToken, TokenUser, UserChange, UserRecord, UserStore, UserSummary};
@@ -301,10 +303,19 @@ impl Store {
     /// Connects to `sqlite://path` (created if missing) or `postgres://...`
     /// and runs the migrations for that database.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with(url, max_connections, GroupCommit::default()).await
+    }
+
+    /// [`Store::connect`], with how concurrent writes share commits.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        group_commit: GroupCommit,
+    ) -> Result<Self> {
         let store = if url.starts_with("sqlite:") {
-            Backend::Sqlite(SqliteStore::connect(url, max_connections).await?)
+            Backend::Sqlite(SqliteStore::connect(url, max_connections, group_commit).await?)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres(PgStore::connect(url, max_connections).await?)
+            Backend::Postgres(PgStore::connect(url, max_connections, group_commit).await?)
         } else {
             return Err(StoreError::Config(format!(
                 "{url:?}: expected sqlite://PATH or postgres://..."

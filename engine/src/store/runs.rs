@@ -20,7 +20,7 @@ use drover_protocol::agent::TaskResult;
 use drover_protocol::workflow::{ApprovalView, RunDetail, RunStatus, RunSummary, WorkflowVersion};
 use serde_json::{Map, Value};
 
-use super::{Completed, Result, Store};
+use super::{Claim, Completed, Result, Store};
 use crate::domain::Scheduling;
 
 /// What an advance changed.
@@ -46,6 +46,23 @@ pub struct Recorded {
     pub advanced: Vec<(i64, Advanced)>,
     /// Runs of `completed.runs` not advanced here: the caller advances them.
     pub left: Vec<i64>,
+    /// Work claimed for the reporting agent with its results (eager
+    /// dispatch, [`Refill`]); empty if none was asked for or none could be
+    /// claimed.
+    pub refill: Claim,
+    /// The refill was claimed in the results' own write.
+    pub refilled: bool,
+}
+
+/// Eager dispatch: with an agent's results, claim work for the slots they
+/// free, in the same write where the backend can (SQLite: the same
+/// transaction), so that the slots are filled without a dispatcher round.
+/// The claim is the agent's ordinary claim (capacity, labels, priority);
+/// if it fails the results still stand.
+#[derive(Debug, Clone, Copy)]
+pub struct Refill {
+    pub max_tasks: i64,
+    pub lease_ttl_us: i64,
 }
 
 /// Most approvals [`RunStore::list_approvals`] returns at once.
@@ -90,6 +107,7 @@ pub trait RunStore {
         results: &[TaskResult],
         sched: &Scheduling,
         now_us: i64,
+        refill: Option<Refill>,
     ) -> Result<Recorded>;
     /// Runs owning any of these tasks.
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
@@ -134,7 +152,7 @@ delegate_to_backend!(RunStore {
     async fn start_run(&self, wf: &WorkflowVersion, inputs: &Map<String, Value>, started_by: &str, key: Option<&str>, now_us: i64) -> Result<(i64, bool)>;
     async fn advance_run(&self, run_id: i64, sched: &Scheduling, now_us: i64) -> Result<Advanced>;
     async fn advance_runs(&self, run_ids: &[i64], sched: &Scheduling, now_us: i64) -> Result<Vec<(i64, Advanced)>>;
-    async fn complete_and_advance(&self, agent_id: i64, results: &[TaskResult], sched: &Scheduling, now_us: i64) -> Result<Recorded>;
+    async fn complete_and_advance(&self, agent_id: i64, results: &[TaskResult], sched: &Scheduling, now_us: i64, refill: Option<Refill>) -> Result<Recorded>;
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
     async fn active_runs(&self) -> Result<Vec<i64>>;
     async fn get_run(&self, id: i64) -> Result<Option<RunDetail>>;

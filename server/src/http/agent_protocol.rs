@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use drover_engine::domain::AgentSpec;
-use drover_engine::store::{Applied, Claim, QueueStore, Registration, RunStore};
+use drover_engine::store::{
+    AgentSession, Applied, Claim, QueueStore, Refill, Registration, RunStore,
+};
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::agent::{
@@ -102,6 +104,7 @@ async fn register(
         heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
         heartbeat_timeout_ms: config.heartbeat_timeout.as_millis() as u64,
         max_claim_wait_ms: config.max_claim_wait.as_millis() as u64,
+        eager_dispatch: true,
     }))
 }
 
@@ -160,8 +163,9 @@ async fn claim(
             .await?
     } else {
         let load = agent.running as f64 / agent.capacity as f64;
-        let signature = format!("{:?}|{:?}", agent.task_types, agent.labels);
-        let mut ticket = state.dispatcher.park(agent.id, max_tasks, load, signature);
+        let mut ticket = state
+            .dispatcher
+            .park(agent.id, max_tasks, load, signature(&agent));
         match tokio::time::timeout(wait, &mut ticket.reply).await {
             Ok(Ok(claim)) => claim,
             _ => Claim::default(),
@@ -191,10 +195,11 @@ async fn results(
     for result in &mut req.results {
         bound_result(result, state.config.max_output_bytes);
     }
+    let refill = eager_refill(&state, &agent, req.want, req.results.len());
     let started = std::time::Instant::now();
-    let recorded = state
+    let mut recorded = state
         .store
-        .complete_and_advance(agent.id, &req.results, &state.scheduling, now_us())
+        .complete_and_advance(agent.id, &req.results, &state.scheduling, now_us(), refill)
         .await?;
     metrics::histogram!("drover_complete_seconds").record(started.elapsed().as_secs_f64());
     let completed = &recorded.completed;
@@ -205,6 +210,15 @@ async fn results(
         let status = match a {
             Applied::Yes(s) => {
                 metrics::counter!("drover_task_results_total", "status" => s.as_str()).increment(1);
+                // How long handlers run, by the agent's clock: with the
+                // results' rate and the fleet's slots it tells the time
+                // slots spend between tasks.
+                if let (Some(start), Some(end)) = (r.started_at_us, r.finished_at_us) {
+                    if end >= start {
+                        metrics::histogram!("drover_task_run_seconds")
+                            .record((end - start) as f64 / 1e6);
+                    }
+                }
                 AckStatus::Accepted
             }
             Applied::Stale => {
@@ -246,8 +260,14 @@ async fn results(
         )
         .await;
     }
+    let accepted = acks.len() - stale as usize;
+    let tasks = std::mem::take(&mut recorded.refill.tasks);
+    if !tasks.is_empty() {
+        metrics::counter!("drover_tasks_claimed_total").increment(tasks.len() as u64);
+        metrics::counter!("drover_tasks_eager_dispatched_total").increment(tasks.len() as u64);
+    }
     let mut change = Change::new();
-    if acks.len() > stale as usize {
+    if accepted > 0 {
         change = change.event("tasks", None, None);
     }
     state.effects.announce(&recorded.advanced);
@@ -261,7 +281,46 @@ async fn results(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(ResultsResponse { results: acks })))
+    Ok((
+        status,
+        Json(ResultsResponse {
+            results: acks,
+            tasks,
+        }),
+    ))
+}
+
+/// Agents with the same task types and labels compete for the same tasks.
+fn signature(agent: &AgentSession) -> String {
+    format!("{:?}|{:?}", agent.task_types, agent.labels)
+}
+
+/// Eager dispatch (`ResultsRequest::want`): the results' write also
+/// claims work for the slots they free, which the answer carries, so the
+/// agent's slots are refilled without a dispatcher round. The store caps it
+/// at the agent's free capacity as for any claim. It yields to a
+/// less-loaded agent of the same kind that is parked waiting for work, so
+/// the least-loaded agent still gets work first.
+fn eager_refill(
+    state: &AppState,
+    agent: &AgentSession,
+    want: u32,
+    reported: usize,
+) -> Option<Refill> {
+    if want == 0 || agent.status != drover_protocol::api::AgentStatus::Online {
+        return None;
+    }
+    let load = (agent.running - reported as i64).max(0) as f64 / agent.capacity as f64;
+    if state
+        .dispatcher
+        .less_loaded_waiting(agent.id, &signature(agent), load)
+    {
+        return None;
+    }
+    Some(Refill {
+        max_tasks: i64::from(want).min(agent.capacity),
+        lease_ttl_us: state.dispatcher.lease_ttl_us(),
+    })
 }
 
 async fn deregister(

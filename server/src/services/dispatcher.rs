@@ -101,6 +101,20 @@ impl Dispatcher {
         self.kick.notify_one();
     }
 
+    /// Whether another agent of the same kind (`signature`) is parked with
+    /// a load below `load`: eager dispatch to an agent that just reported
+    /// yields to it, so the least-loaded agent still gets the work first.
+    pub fn less_loaded_waiting(&self, agent_id: i64, signature: &str, load: f64) -> bool {
+        self.waiters.lock().is_ok_and(|w| {
+            w.values().any(|w| {
+                w.agent_id != agent_id
+                    && w.load < load
+                    && w.signature == signature
+                    && !w.reply.is_closed()
+            })
+        })
+    }
+
     pub fn waiting(&self) -> usize {
         self.waiters.lock().map(|w| w.len()).unwrap_or(0)
     }
@@ -304,5 +318,30 @@ async fn release(store: &Store, agent_id: i64, claim: Claim) {
         .collect();
     if let Err(e) = store.complete(agent_id, &results, now_us()).await {
         tracing::warn!(error = %e, agent_id, "could not release undelivered tasks; their leases will expire");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eager_dispatch_yields_only_to_a_less_loaded_agent_of_its_kind() {
+        let d = Dispatcher::new(Duration::from_secs(30));
+        let _b = d.park(2, 4, 0.25, "echo".into());
+        let _c = d.park(3, 4, 0.0, "other".into());
+        assert!(
+            d.less_loaded_waiting(1, "echo", 0.5),
+            "agent 2 is less loaded"
+        );
+        assert!(
+            !d.less_loaded_waiting(1, "echo", 0.25),
+            "a tie does not yield"
+        );
+        assert!(
+            !d.less_loaded_waiting(2, "echo", 0.5),
+            "an agent does not yield to itself"
+        );
+        assert!(!d.less_loaded_waiting(1, "sql", 0.5), "nor to another kind");
     }
 }

@@ -32,6 +32,17 @@ impl PgStore {
         now_us: i64,
         lease_ttl_us: i64,
     ) -> Result<Vec<Claim>> {
+        Self::claim_group_on(&self.claims, agents, now_us, lease_ttl_us).await
+    }
+
+    /// [`claim_for_group`](Self::claim_for_group) on `executor`: the claim
+    /// pool, or a results transaction that refills the slots it frees.
+    pub(super) async fn claim_group_on(
+        executor: impl sqlx::PgExecutor<'_>,
+        agents: &[(i64, i64)],
+        now_us: i64,
+        lease_ttl_us: i64,
+    ) -> Result<Vec<Claim>> {
         if agents.is_empty() {
             return Ok(Vec::new());
         }
@@ -104,7 +115,7 @@ impl PgStore {
         .bind(&wants)
         .bind(now_us)
         .bind(lease_ttl_us)
-        .fetch_all(&self.claims)
+        .fetch_all(executor)
         .await?;
         // An agent missing from the rows is gone: it gets nothing and drains.
         let mut claims: Vec<Claim> = vec![

@@ -20,6 +20,7 @@ mod queue;
 mod results;
 mod retry;
 mod runs;
+mod submit;
 mod users;
 mod workflows;
 
@@ -29,6 +30,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::str::FromStr;
 
+use drover_protocol::api::SubmittedTask;
+
+use super::combine::{Combiner, GroupCommit};
 use super::Result;
 
 /// The channel instances use to wake each other's dispatchers.
@@ -47,6 +51,8 @@ pub struct PgStore {
     /// Claims only: connections with bitmap scans off (see [`Self::connect`]).
     claims: PgPool,
     notifier: notifier::Notifier,
+    /// Submits, gathered into shared commits.
+    submits: Combiner<submit::Rows, Vec<SubmittedTask>>,
 }
 
 /// Connections of the claim pool, on top of the main pool's: the
@@ -78,7 +84,11 @@ fn pool_options(max_connections: u32) -> PgPoolOptions {
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        group_commit: GroupCommit,
+    ) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = pool_options(max_connections.max(2))
             .connect_with(options.clone())
@@ -94,10 +104,12 @@ impl PgStore {
         let claims = pool_options(CLAIM_CONNECTIONS)
             .connect_lazy_with(options.options([("enable_bitmapscan", "off")]));
         let notifier = notifier::Notifier::start(pool.clone());
+        let submits = submit::combiner(group_commit, pool.clone(), notifier.clone());
         Ok(Self {
             pool,
             claims,
             notifier,
+            submits,
         })
     }
 

@@ -2,8 +2,6 @@
 //! counts, leadership. Claims, heartbeats, agents and results have their
 //! own files; the trait's methods for them forward there.
 
-use std::collections::HashSet;
-
 use drover_protocol::agent::{HeartbeatResponse, Lease, TaskResult};
 use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStatus, TaskView};
 use sqlx::Row;
@@ -38,102 +36,9 @@ impl QueueStore for PgStore {
         if specs.is_empty() {
             return Ok(vec![]);
         }
-        let mut task_type = Vec::with_capacity(specs.len());
-        let mut payload = Vec::with_capacity(specs.len());
-        let (mut urgency, mut time_sensitivity, mut importance) = (vec![], vec![], vec![]);
-        let (mut priority, mut rank) = (vec![], vec![]);
-        let (mut max_attempts, mut timeout_ms, mut backoff) = (vec![], vec![], vec![]);
-        let (mut labels, mut key, mut run_after) = (vec![], vec![], vec![]);
-        for s in specs {
-            task_type.push(s.task_type.clone());
-            payload.push(s.payload.to_string());
-            urgency.push(s.urgency);
-            time_sensitivity.push(s.time_sensitivity);
-            importance.push(s.importance);
-            priority.push(s.priority);
-            rank.push(sched.rank(s.priority, now_us));
-            max_attempts.push(s.max_attempts);
-            timeout_ms.push(s.timeout_ms);
-            backoff.push(s.retry_backoff_ms);
-            // Postgres arrays cannot nest, so labels travel as a JSON text per task.
-            labels.push(serde_json::to_string(&s.required_labels)?);
-            key.push(s.idempotency_key.clone());
-            run_after.push(s.run_after_us.unwrap_or(now_us));
-        }
-        // One statement, committed on its own (one round trip): ids are
-        // drawn per input in order (`ord`), so each input maps to its row
-        // whatever an idempotency key skips.
-        let rows: Vec<(i64, bool)> = sqlx::query_as(
-            "WITH v AS ( \
-               SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], \
-                 $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[]) \
-                 WITH ORDINALITY AS v(task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
-                      max_attempts, timeout_ms, backoff, labels, key, run_after, ord)), \
-             ids AS MATERIALIZED (SELECT ord, nextval('tasks_id_seq') AS id FROM v ORDER BY ord), \
-             ins AS ( \
-               INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
-                 max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
-               SELECT ids.id, v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', \
-                 v.max_attempts, v.timeout_ms, v.backoff, \
-                 ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, $14, $14 \
-               FROM v JOIN ids USING (ord) \
-               ORDER BY v.ord \
-               ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
-             SELECT ids.id, ins.id IS NOT NULL FROM ids LEFT JOIN ins ON ins.id = ids.id ORDER BY ids.ord",
-        )
-        .bind(&task_type)
-        .bind(&payload)
-        .bind(&urgency)
-        .bind(&time_sensitivity)
-        .bind(&importance)
-        .bind(&priority)
-        .bind(&rank)
-        .bind(&max_attempts)
-        .bind(&timeout_ms)
-        .bind(&backoff)
-        .bind(&labels)
-        .bind(&key)
-        .bind(&run_after)
-        .bind(now_us)
-        .fetch_all(&self.pool)
-        .await?;
-        let ids: Vec<i64> = rows.iter().map(|&(id, _)| id).collect();
-        let inserted: Vec<i64> = rows
-            .iter()
-            .filter(|&&(_, inserted)| inserted)
-            .map(|&(id, _)| id)
-            .collect();
-        let inserted: HashSet<i64> = inserted.into_iter().collect();
-        let mut out = Vec::with_capacity(specs.len());
-        for (spec, id) in specs.iter().zip(&ids) {
-            if inserted.contains(id) {
-                out.push(SubmittedTask {
-                    id: *id,
-                    status: TaskStatus::Queued,
-                    priority: spec.priority,
-                    created: true,
-                });
-                continue;
-            }
-            let row =
-                sqlx::query("SELECT id, status, priority FROM tasks WHERE idempotency_key = $1")
-                    .bind(&spec.idempotency_key)
-                    .fetch_one(&self.pool)
-                    .await?;
-            out.push(SubmittedTask {
-                id: row.try_get("id")?,
-                status: crate::store::rows::task_status(&row.try_get::<String, _>("status")?)?,
-                priority: row.try_get("priority")?,
-                created: false,
-            });
-        }
-        // After the commit, through the notifier: a notice inside the
-        // transaction is one more round trip, and holds the database-wide
-        // notify lock through the commit's flush.
-        if !inserted.is_empty() {
-            self.announce_work();
-        }
-        Ok(out)
+        self.submits
+            .run(super::submit::Rows::of(specs, sched, now_us)?)
+            .await
     }
 
     async fn claim(

@@ -32,7 +32,7 @@ use crate::store::plan::{
 };
 use crate::store::rows::{current_leases, RunStateRow};
 use crate::store::rows::{ItemRow, StepRow};
-use crate::store::{Advanced, Completed, QueueStore, Recorded, Result};
+use crate::store::{Advanced, Claim, Completed, QueueStore, Recorded, Refill, Result};
 
 /// Locks the batch's tasks (by id, in id order) and then their runs
 /// (without waiting: a run another transaction holds is left to the
@@ -173,22 +173,35 @@ impl PgStore {
         results: &[TaskResult],
         sched: &Scheduling,
         now_us: i64,
+        refill: Option<Refill>,
     ) -> Result<Recorded> {
-        match self
-            .record_and_advance_together(agent_id, results, sched, now_us)
+        let mut recorded = match self
+            .record_and_advance_together(agent_id, results, sched, now_us, refill)
             .await
         {
-            Ok(recorded) => Ok(recorded),
+            Ok(recorded) => recorded,
             Err(e) => {
                 tracing::warn!(results = results.len(), error = %e, "could not record results with their runs' advance; recording them on their own");
                 let completed = QueueStore::complete(self, agent_id, results, now_us).await?;
-                Ok(Recorded {
+                Recorded {
                     left: completed.runs.clone(),
                     completed,
                     ..Recorded::default()
-                })
+                }
             }
+        };
+        // Not claimed inside the results' transaction (every lease was
+        // stale, or that transaction failed): the agent's ordinary claim.
+        if let (Some(r), false) = (refill, recorded.refilled) {
+            recorded.refill = self
+                .claim_for_agent(agent_id, r.max_tasks, now_us, r.lease_ttl_us)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(agent_id, error = %e, "eager claim failed; the parked claim gets the work");
+                    Claim::default()
+                });
         }
+        Ok(recorded)
     }
 
     async fn record_and_advance_together(
@@ -197,6 +210,7 @@ impl PgStore {
         results: &[TaskResult],
         sched: &Scheduling,
         now_us: i64,
+        refill: Option<Refill>,
     ) -> Result<Recorded> {
         let endings: Vec<Ending> = results
             .iter()
@@ -253,6 +267,17 @@ impl PgStore {
         phases.end("plan");
         let opened = write_batch(&mut tx, &cols, &rows, &freed, false, now_us).await?;
         phases.end("write");
+        // Eager dispatch: the claim for the freed slots shares the commit.
+        // Should it fail, the transaction fails with it and the caller
+        // records the results on their own.
+        let mut refilled = None;
+        if let Some(r) = refill {
+            let mut claims =
+                Self::claim_group_on(&mut *tx, &[(agent_id, r.max_tasks)], now_us, r.lease_ttl_us)
+                    .await?;
+            refilled = Some(claims.pop().unwrap_or_default());
+            phases.end("refill");
+        }
         tx.commit().await?;
         phases.end("commit");
         if opened {
@@ -262,6 +287,8 @@ impl PgStore {
             completed,
             advanced,
             left,
+            refilled: refilled.is_some(),
+            refill: refilled.unwrap_or_default(),
         })
     }
 }

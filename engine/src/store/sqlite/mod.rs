@@ -63,7 +63,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str, max_readers: u32) -> Result<Self> {
+    pub async fn connect(
+        url: &str,
+        max_readers: u32,
+        group_commit: crate::store::GroupCommit,
+    ) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -87,7 +91,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone().read_only(true))
             .await?;
-        let hot = writer::Writer::start(options.get_filename(), writer.clone())?;
+        let hot = writer::Writer::start(options.get_filename(), writer.clone(), group_commit)?;
         Ok(Self {
             writer,
             reader,

@@ -11,7 +11,7 @@ use crate::domain::Scheduling;
 use crate::error::StoreError;
 use crate::store::plan::{not_advanced, Ending};
 use crate::store::rows::current_leases;
-use crate::store::{Completed, FreedSlots, Recorded, Result, RunStore};
+use crate::store::{Claim, Completed, FreedSlots, Recorded, Refill, Result, RunStore};
 
 impl SqliteStore {
     /// `RunStore::complete_and_advance`: the writer thread records the
@@ -29,22 +29,51 @@ impl SqliteStore {
         results: &[TaskResult],
         sched: &Scheduling,
         now_us: i64,
+        refill: Option<Refill>,
     ) -> Result<Recorded> {
         let (store, endings, sched) = (self.clone(), endings_of(agent_id, results), *sched);
-        tokio::spawn(async move { store.record_then_advance(endings, &sched, now_us).await })
-            .await
-            .map_err(|e| StoreError::Sqlite(format!("recording results stopped: {e}")))?
+        tokio::spawn(async move {
+            store
+                .record_then_advance(agent_id, endings, &sched, now_us, refill)
+                .await
+        })
+        .await
+        .map_err(|e| StoreError::Sqlite(format!("recording results stopped: {e}")))?
     }
 
     async fn record_then_advance(
         &self,
+        agent_id: i64,
         endings: Vec<Ending>,
         sched: &Scheduling,
         now_us: i64,
+        refill: Option<Refill>,
     ) -> Result<Recorded> {
-        let completed = self.end_on_writer(endings, now_us).await?;
+        // The refill's claim runs in the results' transaction, in a
+        // savepoint of its own: it sees the slots they freed, and if it
+        // fails the results still commit.
+        let refilled = refill.is_some();
+        let (completed, refill) = self
+            .hot
+            .run(move |conn| {
+                let completed = super::hot::end_attempts(conn, &endings, now_us)?;
+                let refill = match refill {
+                    Some(r) => super::writer::in_savepoint(conn, |conn| {
+                        super::hot::claim(conn, agent_id, r.max_tasks, now_us, r.lease_ttl_us)
+                    })
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(agent_id, error = %e, "eager claim failed; the parked claim gets the work");
+                        Claim::default()
+                    }),
+                    None => Claim::default(),
+                };
+                Ok((completed, refill))
+            })
+            .await?;
         let mut recorded = Recorded {
             completed,
+            refill,
+            refilled,
             ..Recorded::default()
         };
         if recorded.completed.runs.is_empty() {

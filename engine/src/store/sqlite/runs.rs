@@ -12,7 +12,7 @@ use crate::store::plan::decided_step;
 use crate::store::rows::run_status;
 use crate::store::rows::{step_views, ApprovalRow, RunRow, RunStepRow};
 use crate::store::sql::runs as sql;
-use crate::store::{Advanced, ApprovalRecord, Recorded, Result, RunStore, APPROVAL_PAGE};
+use crate::store::{Advanced, ApprovalRecord, Recorded, Refill, Result, RunStore, APPROVAL_PAGE};
 use crate::workflow::Definition;
 
 impl RunStore for SqliteStore {
@@ -110,8 +110,9 @@ impl RunStore for SqliteStore {
         results: &[TaskResult],
         sched: &Scheduling,
         now_us: i64,
+        refill: Option<Refill>,
     ) -> Result<Recorded> {
-        self.record_and_advance(agent_id, results, sched, now_us)
+        self.record_and_advance(agent_id, results, sched, now_us, refill)
             .await
     }
 

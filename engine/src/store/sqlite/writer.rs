@@ -11,7 +11,8 @@
 //! cached prepared statement (a few µs).
 //!
 //! Group commit: the thread takes every job that is waiting (up to
-//! [`MAX_JOBS`]) and runs them in one transaction, each inside its own
+//! `GroupCommit::max_requests`, after waiting `GroupCommit::window` for
+//! more if that is set) and runs them in one transaction, each inside its own
 //! savepoint, so a job that fails is rolled back alone and its neighbours
 //! still commit. A job's caller hears back only after the commit that holds
 //! its rows (or its failure), so nothing is acknowledged before it is
@@ -30,9 +31,7 @@ use sqlx::SqlitePool;
 use tokio::sync::oneshot;
 
 use crate::error::StoreError;
-
-/// Jobs committed together at most.
-const MAX_JOBS: usize = 64;
+use crate::store::GroupCommit;
 
 /// What runs on the writer thread; returns what to do once the commit's
 /// outcome is known.
@@ -50,7 +49,11 @@ pub(crate) struct Writer {
 impl Writer {
     /// Opens the database file (already migrated) and starts the thread.
     /// `gate` is the sqlx writer pool it takes turns with.
-    pub(crate) fn start(path: &Path, gate: SqlitePool) -> Result<Self, StoreError> {
+    pub(crate) fn start(
+        path: &Path,
+        gate: SqlitePool,
+        group_commit: GroupCommit,
+    ) -> Result<Self, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(
@@ -62,7 +65,7 @@ impl Writer {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("drover-sqlite-writer".into())
-            .spawn(move || write_all(conn, queue, gate, runtime))
+            .spawn(move || write_all(conn, queue, gate, runtime, group_commit))
             .map_err(|e| StoreError::Sqlite(format!("cannot start the writer thread: {e}")))?;
         Ok(Self { jobs })
     }
@@ -98,7 +101,7 @@ impl Writer {
 
 /// Runs `f` inside a savepoint: its writes stay if it succeeds and are
 /// undone if it fails, whatever the other jobs of the batch do.
-fn in_savepoint<T>(
+pub(crate) fn in_savepoint<T>(
     conn: &rusqlite::Connection,
     f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -122,15 +125,25 @@ fn write_all(
     queue: mpsc::Receiver<Job>,
     gate: SqlitePool,
     runtime: tokio::runtime::Handle,
+    group_commit: GroupCommit,
 ) {
+    let max_jobs = group_commit.max_requests.max(1);
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
-        while batch.len() < MAX_JOBS {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let deadline = std::time::Instant::now() + group_commit.window;
+        while batch.len() < max_jobs {
+            let next = match queue.try_recv() {
+                Ok(job) => Some(job),
+                Err(_) => deadline
+                    .checked_duration_since(std::time::Instant::now())
+                    .and_then(|left| queue.recv_timeout(left).ok()),
+            };
+            match next {
+                Some(job) => batch.push(job),
+                None => break,
             }
         }
+        metrics::histogram!("drover_group_commit_requests").record(batch.len() as f64);
         // sqlx gives a connection back to its pool on the runtime.
         let _runtime = runtime.enter();
         let turn = match runtime.block_on(gate.acquire()) {

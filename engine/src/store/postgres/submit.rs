@@ -1,0 +1,212 @@
+//! Submits on PostgreSQL, with group commit: the tasks of concurrent
+//! submit requests are inserted by one statement in one transaction
+//! ([`Combiner`](crate::store::combine)), so a hundred clients that each
+//! send one task cost a few commits, not a hundred.
+
+use std::collections::HashMap;
+
+use drover_protocol::api::{SubmittedTask, TaskStatus};
+use sqlx::PgPool;
+
+use super::notifier::Notifier;
+use crate::domain::{Scheduling, TaskSpec};
+use crate::store::combine::{Combiner, GroupCommit, Job};
+use crate::store::rows::task_status;
+use crate::store::Result;
+
+/// One request's tasks as the insert's columns, owned so that they can wait
+/// for the combined write.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Rows {
+    task_type: Vec<String>,
+    payload: Vec<String>,
+    urgency: Vec<i64>,
+    time_sensitivity: Vec<i64>,
+    importance: Vec<i64>,
+    priority: Vec<f64>,
+    rank: Vec<f64>,
+    max_attempts: Vec<i64>,
+    timeout_ms: Vec<i64>,
+    backoff: Vec<i64>,
+    /// PostgreSQL arrays cannot nest, so labels travel as JSON text per task.
+    labels: Vec<String>,
+    key: Vec<Option<String>>,
+    run_after: Vec<i64>,
+    created_at: Vec<i64>,
+}
+
+impl Rows {
+    pub(super) fn of(specs: &[TaskSpec], sched: &Scheduling, now_us: i64) -> Result<Self> {
+        let mut rows = Self::default();
+        for s in specs {
+            rows.task_type.push(s.task_type.clone());
+            rows.payload.push(s.payload.to_string());
+            rows.urgency.push(s.urgency);
+            rows.time_sensitivity.push(s.time_sensitivity);
+            rows.importance.push(s.importance);
+            rows.priority.push(s.priority);
+            rows.rank.push(sched.rank(s.priority, now_us));
+            rows.max_attempts.push(s.max_attempts);
+            rows.timeout_ms.push(s.timeout_ms);
+            rows.backoff.push(s.retry_backoff_ms);
+            rows.labels.push(serde_json::to_string(&s.required_labels)?);
+            rows.key.push(s.idempotency_key.clone());
+            rows.run_after.push(s.run_after_us.unwrap_or(now_us));
+            rows.created_at.push(now_us);
+        }
+        Ok(rows)
+    }
+
+    fn append(&mut self, other: Rows) {
+        self.task_type.extend(other.task_type);
+        self.payload.extend(other.payload);
+        self.urgency.extend(other.urgency);
+        self.time_sensitivity.extend(other.time_sensitivity);
+        self.importance.extend(other.importance);
+        self.priority.extend(other.priority);
+        self.rank.extend(other.rank);
+        self.max_attempts.extend(other.max_attempts);
+        self.timeout_ms.extend(other.timeout_ms);
+        self.backoff.extend(other.backoff);
+        self.labels.extend(other.labels);
+        self.key.extend(other.key);
+        self.run_after.extend(other.run_after);
+        self.created_at.extend(other.created_at);
+    }
+}
+
+impl Job for Rows {
+    fn rows(&self) -> usize {
+        self.task_type.len()
+    }
+}
+
+/// The submits' gathering task.
+pub(super) fn combiner(
+    settings: GroupCommit,
+    pool: PgPool,
+    notifier: Notifier,
+) -> Combiner<Rows, Vec<SubmittedTask>> {
+    Combiner::start(settings, move |jobs| {
+        let (pool, notifier) = (pool.clone(), notifier.clone());
+        async move { insert(&pool, &notifier, jobs).await }
+    })
+}
+
+/// Inserts the requests' tasks in one statement (one transaction) and
+/// answers each request with its tasks, in order. Ids are drawn per input
+/// in order (`ord`), so each input maps to its row whatever an idempotency
+/// key skips; a key met twice, in one request or in two, makes one task.
+async fn insert(
+    pool: &PgPool,
+    notifier: &Notifier,
+    jobs: Vec<Rows>,
+) -> Result<Vec<Vec<SubmittedTask>>> {
+    let sizes: Vec<usize> = jobs.iter().map(Job::rows).collect();
+    let mut all = Rows::default();
+    for job in jobs {
+        all.append(job);
+    }
+    let rows: Vec<(i64, bool)> = sqlx::query_as(
+        "WITH v AS ( \
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], \
+             $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[], \
+             $14::bigint[]) \
+             WITH ORDINALITY AS v(task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
+                  max_attempts, timeout_ms, backoff, labels, key, run_after, created_at, ord)), \
+         ids AS MATERIALIZED (SELECT ord, nextval('tasks_id_seq') AS id FROM v ORDER BY ord), \
+         ins AS ( \
+           INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
+             max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
+           SELECT ids.id, v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', \
+             v.max_attempts, v.timeout_ms, v.backoff, \
+             ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, v.created_at, v.created_at \
+           FROM v JOIN ids USING (ord) \
+           ORDER BY v.ord \
+           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
+         SELECT ids.id, ins.id IS NOT NULL FROM ids LEFT JOIN ins ON ins.id = ids.id ORDER BY ids.ord",
+    )
+    .bind(&all.task_type)
+    .bind(&all.payload)
+    .bind(&all.urgency)
+    .bind(&all.time_sensitivity)
+    .bind(&all.importance)
+    .bind(&all.priority)
+    .bind(&all.rank)
+    .bind(&all.max_attempts)
+    .bind(&all.timeout_ms)
+    .bind(&all.backoff)
+    .bind(&all.labels)
+    .bind(&all.key)
+    .bind(&all.run_after)
+    .bind(&all.created_at)
+    .fetch_all(pool)
+    .await?;
+    // Inputs whose key was taken are answered with the task that has it.
+    let taken: Vec<String> = rows
+        .iter()
+        .zip(&all.key)
+        .filter(|((_, inserted), _)| !inserted)
+        .filter_map(|(_, key)| key.clone())
+        .collect();
+    let existing = existing_tasks(pool, &taken).await?;
+    let mut answers = Vec::with_capacity(sizes.len());
+    let mut inputs = rows.iter().zip(&all.priority).zip(&all.key);
+    for size in sizes {
+        let mut answer = Vec::with_capacity(size);
+        for ((&(id, inserted), &priority), key) in inputs.by_ref().take(size) {
+            let task = if inserted {
+                SubmittedTask {
+                    id,
+                    status: TaskStatus::Queued,
+                    priority,
+                    created: true,
+                }
+            } else {
+                key.as_ref()
+                    .and_then(|k| existing.get(k))
+                    .cloned()
+                    .ok_or_else(|| {
+                        crate::error::StoreError::Config(
+                            "a task skipped for its idempotency key was not found".into(),
+                        )
+                    })?
+            };
+            answer.push(task);
+        }
+        answers.push(answer);
+    }
+    // After the commit, through the notifier: a notice inside the
+    // transaction is one more round trip, and holds the database-wide
+    // notify lock through the commit's flush.
+    if rows.iter().any(|&(_, inserted)| inserted) {
+        notifier.notify(super::WORK_CHANNEL, super::instance_tag().to_string());
+    }
+    Ok(answers)
+}
+
+/// The tasks that hold `keys`, by key.
+async fn existing_tasks(pool: &PgPool, keys: &[String]) -> Result<HashMap<String, SubmittedTask>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, i64, String, f64)> = sqlx::query_as(
+        "SELECT idempotency_key, id, status, priority FROM tasks WHERE idempotency_key = ANY($1)",
+    )
+    .bind(keys)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(key, id, status, priority)| {
+            Ok((
+                key,
+                SubmittedTask {
+                    id,
+                    status: task_status(&status)?,
+                    priority,
+                    created: false,
+                },
+            ))
+        })
+        .collect()
+}
