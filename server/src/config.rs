@@ -41,6 +41,12 @@ pub struct Config {
     #[arg(long, env = "DROVER_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// How long a verified API token or session is trusted without asking
+    /// the database again (0s: ask on every request). Revocations through
+    /// this instance apply at once; through another, within this time.
+    #[arg(long, env = "DROVER_AUTH_CACHE_TTL", value_parser = humantime::parse_duration, default_value = "1s")]
+    pub auth_cache_ttl: Duration,
+
     /// Group commit: most concurrent write requests (submits, agents'
     /// results, claims) that share one transaction.
     #[arg(long, env = "DROVER_GROUP_COMMIT_MAX", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -262,6 +268,12 @@ impl Config {
             return Err(format!(
                 "--heartbeat-interval ({:?}) must be shorter than --heartbeat-timeout ({:?})",
                 self.heartbeat_interval, self.heartbeat_timeout
+            ));
+        }
+        if self.auth_cache_ttl > Duration::from_secs(60) {
+            return Err(format!(
+                "--auth-cache-ttl ({:?}) must be at most 60s: a revoked token would keep working that long on other instances",
+                self.auth_cache_ttl
             ));
         }
         if self.group_commit_window > Duration::from_millis(100) {

@@ -19,6 +19,7 @@ mod accounts;
 mod admin_commands;
 pub mod app;
 mod audit;
+mod auth_cache;
 mod bootstrap;
 pub mod config;
 mod credentials;

@@ -44,6 +44,8 @@ pub struct Shared {
     /// Task types gated by approvals (only runs and admins submit them), as
     /// of the newest workflow version id they were worked out from.
     pub gated_cache: GatedTypes,
+    /// Bearer tokens verified a moment ago (`crate::auth_cache`).
+    pub auth_cache: crate::auth_cache::AuthCache,
 }
 
 /// See [`Shared::gated_cache`].
@@ -72,6 +74,7 @@ impl Shared {
         instance_id: String,
     ) -> Self {
         let known: HashSet<String> = config.task_types.iter().cloned().collect();
+        let config_auth_ttl = config.auth_cache_ttl;
         let events = Arc::new(EventBus::new(instance_id.clone(), store.clone()));
         let scheduling = config.scheduling();
         let advancer = Arc::new(Advancer::new(
@@ -98,6 +101,7 @@ impl Shared {
             sign_in_limiter: crate::ratelimit::SignInLimiter::standard(),
             known_types: RwLock::new(known),
             gated_cache: RwLock::new(None),
+            auth_cache: crate::auth_cache::AuthCache::new(config_auth_ttl),
         }
     }
 

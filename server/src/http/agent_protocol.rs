@@ -16,6 +16,7 @@ use drover_protocol::agent::{
     AckStatus, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, Outcome,
     RegisterRequest, RegisterResponse, ResultAck, ResultsRequest, ResultsResponse, TaskResult,
 };
+use drover_protocol::api::TaskStatus;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -272,10 +273,23 @@ async fn results(
     }
     state.effects.announce(&recorded.advanced);
     // Slots were freed (and failed tasks may be requeued): hand out work.
-    state
-        .effects
-        .after(change.advance(recorded.left).wake())
-        .await;
+    // A refill already claimed for the freed slots, leaving nothing this
+    // agent could take, so only requeued tasks call for a round (new tasks
+    // of advanced runs start their own, `announce`).
+    let requeued = recorded
+        .completed
+        .applied
+        .iter()
+        .any(|a| matches!(a, Applied::Yes(TaskStatus::Queued)));
+    // An agent that asked for fewer tasks than it has free slots may have
+    // room left for its parked claim.
+    let room_left = refill.is_some_and(|r| {
+        recorded.refill.running < recorded.refill.capacity && tasks.len() as i64 >= r.max_tasks
+    });
+    if !recorded.refilled || requeued || room_left {
+        change = change.wake();
+    }
+    state.effects.after(change.advance(recorded.left)).await;
     let status = if stale > 0 && stale as usize == acks.len() {
         StatusCode::CONFLICT
     } else {

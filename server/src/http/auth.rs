@@ -57,8 +57,18 @@ impl FromRequestParts<AppState> for Caller {
         // Expired and revoked tokens, ended sessions and disabled users all
         // fail this one lookup.
         let now = drover_engine::time::now_us();
-        match state.store.user_by_token(&hash_token(token), now).await? {
+        let hash = hash_token(token);
+        if let Some(found) = state.auth_cache.get(&hash, now) {
+            return Ok(Caller(
+                found.user,
+                CallerToken {
+                    expires_at_us: found.expires_at_us,
+                },
+            ));
+        }
+        match state.store.user_by_token(&hash, now).await? {
             Some(found) => {
+                state.auth_cache.put(hash, found.clone());
                 // Last use is bookkeeping: written at most once a minute per
                 // token, so busy API clients do not cost a write per request.
                 if found

@@ -265,6 +265,7 @@ async fn sign_out_json(
 ) -> Result<Response, ApiError> {
     if let Some(session) = session_token(&headers) {
         state.store.end_session(&hash_token(session)).await?;
+        state.auth_cache.clear();
     }
     tracing::info!(user = %caller.0.name, "signed out");
     Ok(with_cookies(
@@ -388,6 +389,7 @@ async fn sign_out_form(
     if let Some(session) = session_token(&headers) {
         check_csrf(&headers, session, form.csrf.as_deref())?;
         state.store.end_session(&hash_token(session)).await?;
+        state.auth_cache.clear();
     }
     Ok(with_cookies(
         Redirect::to("/signin").into_response(),

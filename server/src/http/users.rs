@@ -86,6 +86,7 @@ async fn update(
     let mut user = crate::accounts::find(&state.store, &name).await?;
     if let Some(role) = req.role {
         user = crate::accounts::change(&state.store, &name, UserChange::Role(role)).await?;
+        state.auth_cache.clear();
         tracing::info!(user = %name, role = role.as_str(), by = %caller.0.name, "role changed");
         crate::audit::record(
             &state.store,
@@ -98,6 +99,7 @@ async fn update(
     }
     if let Some(disabled) = req.disabled {
         user = crate::accounts::change(&state.store, &name, UserChange::Disabled(disabled)).await?;
+        state.auth_cache.clear();
         tracing::info!(user = %name, disabled, by = %caller.0.name, "user enabled/disabled");
         let action = if disabled {
             "user.disabled"
@@ -153,6 +155,7 @@ async fn change_password(
         crate::accounts::find(&state.store, &name).await?
     };
     crate::accounts::set_password(&state.store, user.id, &req.password).await?;
+    state.auth_cache.clear();
     tracing::info!(user = %name, by = %caller.0.name, "password changed");
     crate::audit::record(
         &state.store,
@@ -295,6 +298,7 @@ async fn revoke_token(
         .filter(|t| t.user_id == caller.0.id || caller.0.role == Role::Admin)
         .ok_or_else(|| ApiError::NotFound(format!("token {id}")))?;
     state.store.revoke_api_token(token.id, now_us()).await?;
+    state.auth_cache.clear();
     tracing::info!(token = id, owner = %token.user_name, by = %caller.0.name, "API token revoked");
     crate::audit::record(
         &state.store,
