@@ -271,7 +271,9 @@ pub async fn check(
                 worst = now.max(0) as usize;
                 worst_agent = execs[0].agent.clone();
             }
-            if d > 0 && now as u32 > capacity {
+            // `now` dips below zero where ends sort before starts at one
+            // instant; only a positive count can exceed the capacity.
+            if d > 0 && now > 0 && now as u32 > capacity {
                 over += 1;
             }
         }

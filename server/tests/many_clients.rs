@@ -24,6 +24,7 @@ on_both!(
     results_bring_work_for_the_freed_slots_and_never_more,
     a_draining_agent_gets_no_work_with_its_results,
     a_real_agent_is_refilled_through_its_results,
+    concurrent_results_of_many_agents_share_commits_and_refills,
 );
 
 fn env() -> Vec<(&'static str, &'static str)> {
@@ -129,9 +130,12 @@ async fn a_failing_submit_fails_alone_and_its_neighbours_commit(backend: Backend
         }
     }
     assert_eq!(server.stats().await.queued, 5 * 62, "every good task, once");
+    let write = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "submits",
+    };
     assert!(
-        server.metric("drover_group_commit_requests_sum ").await
-            > server.metric("drover_group_commit_requests_count ").await,
+        shared_commits(&server, write).await,
         "concurrent submits shared commits"
     );
 }
@@ -323,6 +327,80 @@ async fn a_real_agent_is_refilled_through_its_results(backend: Backend) {
     );
     let agents = server.agents().await;
     assert_eq!(agents[0].running, 0, "every slot came back");
+}
+
+async fn concurrent_results_of_many_agents_share_commits_and_refills(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::spawn_app(&db, &env()).await;
+    let mut agents = Vec::new();
+    for i in 0..24 {
+        agents.push(RawAgent::register(&server, &format!("a{i}"), 1, &["echo"]).await);
+    }
+    server
+        .submit(
+            (0..48)
+                .map(|i| new_task("echo", json!({ "i": i })))
+                .collect(),
+        )
+        .await;
+    let mut held = Vec::new();
+    for a in &agents {
+        let got = a.claim(1, 0).await;
+        assert_eq!(got.len(), 1);
+        held.push(got[0]);
+    }
+    // Every agent reports at once and asks for its next task.
+    let calls: Vec<_> = agents
+        .iter()
+        .zip(&held)
+        .map(|(a, &lease)| {
+            let a = a.via(&server);
+            tokio::spawn(async move {
+                a.post(
+                    "results",
+                    json!({ "results": [succeeded(lease)], "want": 1 }),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut brought = std::collections::HashSet::new();
+    for call in calls {
+        let (status, body) = call.await.expect("results");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"][0]["status"], "accepted", "{body}");
+        let tasks = body["tasks"].as_array().cloned().unwrap_or_default();
+        assert!(tasks.len() <= 1, "capacity 1: {body}");
+        for t in tasks {
+            assert!(
+                brought.insert(t["task_id"].as_i64().expect("id")),
+                "a task went to two agents"
+            );
+        }
+    }
+    assert_eq!(brought.len(), 24, "each freed slot was refilled");
+    let stats = server.stats().await;
+    assert_eq!((stats.succeeded, stats.running, stats.queued), (24, 24, 0));
+    for a in server.agents().await {
+        assert_eq!(a.running, 1, "{} holds exactly its capacity", a.name);
+    }
+    let write = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "results",
+    };
+    assert!(
+        shared_commits(&server, write).await,
+        "concurrent results shared transactions"
+    );
+}
+
+/// Whether some write of kind `write` held more than one request (this
+/// process's metrics: the in-process servers of this file share them).
+async fn shared_commits(server: &Server, write: &str) -> bool {
+    let series = |part: &str| format!("drover_group_commit_requests_{part}{{write=\"{write}\"}} ");
+    let sum = server.metric(&series("sum")).await.unwrap_or(0.0);
+    let count = server.metric(&series("count")).await.unwrap_or(0.0);
+    count > 0.0 && sum > count
 }
 
 fn succeeded((task_id, lease_token): (i64, i64)) -> Value {

@@ -79,13 +79,14 @@ pub(crate) trait Job: Clone + Send + 'static {
 impl<J: Job, T: Send + 'static> Combiner<J, T> {
     /// Starts the gathering task. `write` writes a batch in one
     /// transaction and answers each job, in order, or fails as a whole.
-    pub(crate) fn start<W, F>(settings: GroupCommit, write: W) -> Self
+    /// `name` labels its `drover_group_commit_requests` metric.
+    pub(crate) fn start<W, F>(name: &'static str, settings: GroupCommit, write: W) -> Self
     where
         W: Fn(Vec<J>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Vec<T>>> + Send + 'static,
     {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(gather(settings, queue, Arc::new(write)));
+        tokio::spawn(gather(name, settings, queue, Arc::new(write)));
         Self { jobs }
     }
 
@@ -103,6 +104,7 @@ impl<J: Job, T: Send + 'static> Combiner<J, T> {
 }
 
 async fn gather<J, T, W, F>(
+    name: &'static str,
     settings: GroupCommit,
     mut queue: mpsc::UnboundedReceiver<Envelope<J, T>>,
     write: Arc<W>,
@@ -139,7 +141,8 @@ async fn gather<J, T, W, F>(
             rows += job.0.rows();
             batch.push(job);
         }
-        metrics::histogram!("drover_group_commit_requests").record(batch.len() as f64);
+        metrics::histogram!("drover_group_commit_requests", "write" => name)
+            .record(batch.len() as f64);
         let write = Arc::clone(&write);
         tokio::spawn(async move {
             write_batch(batch, write.as_ref()).await;
@@ -204,7 +207,7 @@ mod tests {
 
     /// Doubles each number; fails a batch holding a negative one.
     fn doubler(writes: Arc<AtomicUsize>) -> Combiner<N, i64> {
-        Combiner::start(GroupCommit::default(), move |jobs: Vec<N>| {
+        Combiner::start("test", GroupCommit::default(), move |jobs: Vec<N>| {
             let writes = Arc::clone(&writes);
             async move {
                 writes.fetch_add(1, Ordering::SeqCst);

@@ -53,6 +53,9 @@ pub struct PgStore {
     notifier: notifier::Notifier,
     /// Submits, gathered into shared commits.
     submits: Combiner<submit::Rows, Vec<SubmittedTask>>,
+    /// Agents' results, gathered into shared transactions (`None` in the
+    /// store the gathering task itself writes with).
+    results: Option<Combiner<results::ResultsJob, crate::store::Recorded>>,
 }
 
 /// Connections of the claim pool, on top of the main pool's: the
@@ -105,12 +108,15 @@ impl PgStore {
             .connect_lazy_with(options.options([("enable_bitmapscan", "off")]));
         let notifier = notifier::Notifier::start(pool.clone());
         let submits = submit::combiner(group_commit, pool.clone(), notifier.clone());
-        Ok(Self {
+        let mut store = Self {
             pool,
             claims,
             notifier,
             submits,
-        })
+            results: None,
+        };
+        store.results = Some(results::combiner(group_commit, store.clone()));
+        Ok(store)
     }
 
     /// Sends this instance's notices to the others after commit (see

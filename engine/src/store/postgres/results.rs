@@ -18,6 +18,8 @@
 
 use drover_protocol::agent::TaskResult;
 use drover_protocol::api::TaskStatus;
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sqlx::postgres::PgRow;
@@ -27,12 +29,13 @@ use super::batch::{write_batch, AdvanceRows, EndColumns};
 use super::{instance_tag, PgStore, WORK_CHANNEL};
 use crate::domain::Scheduling;
 use crate::lifecycle::RunningTask;
+use crate::store::combine::{Combiner, GroupCommit, Job};
 use crate::store::plan::{
     not_advanced, plan_loaded, step_rows, Current, EndRow, Ending, FreedSlots, Loaded, Writes,
 };
 use crate::store::rows::{current_leases, RunStateRow};
 use crate::store::rows::{ItemRow, StepRow};
-use crate::store::{Advanced, Claim, Completed, QueueStore, Recorded, Refill, Result};
+use crate::store::{Advanced, Claim, Completed, Recorded, Refill, Result};
 
 /// Locks the batch's tasks (by id, in id order) and then their runs
 /// (without waiting: a run another transaction holds is left to the
@@ -163,10 +166,38 @@ fn rows_of<T: DeserializeOwned>(row: &PgRow, column: &str) -> Result<Vec<T>> {
     })
 }
 
+/// One agent's results request, waiting to share a results transaction
+/// with other agents' (group commit; shared, so a retry alone is cheap).
+#[derive(Clone)]
+pub(super) struct ResultsJob(Arc<ResultsRequestJob>);
+
+pub(super) struct ResultsRequestJob {
+    agent_id: i64,
+    endings: Vec<Ending>,
+    refill: Option<Refill>,
+    sched: Scheduling,
+    now_us: i64,
+}
+
+impl Job for ResultsJob {
+    fn rows(&self) -> usize {
+        self.0.endings.len()
+    }
+}
+
+/// The results' gathering task. It holds a store without one of its own,
+/// so the two do not keep each other alive.
+pub(super) fn combiner(settings: GroupCommit, store: PgStore) -> Combiner<ResultsJob, Recorded> {
+    Combiner::start("results", settings, move |jobs| {
+        let store = store.clone();
+        async move { store.record_many(jobs).await }
+    })
+}
+
 impl PgStore {
-    /// `RunStore::complete_and_advance` on PostgreSQL. If the batch cannot
-    /// be written with its runs' advance, the results are recorded on their
-    /// own and the runs go to the caller.
+    /// `RunStore::complete_and_advance` on PostgreSQL: through the results'
+    /// gathering task, so that concurrent requests of many agents share a
+    /// transaction.
     pub(super) async fn record_and_advance(
         &self,
         agent_id: i64,
@@ -175,14 +206,97 @@ impl PgStore {
         now_us: i64,
         refill: Option<Refill>,
     ) -> Result<Recorded> {
+        let job = ResultsJob(Arc::new(ResultsRequestJob {
+            agent_id,
+            endings: results
+                .iter()
+                .map(|r| crate::store::ending_of_result(agent_id, r))
+                .collect(),
+            refill,
+            sched: *sched,
+            now_us,
+        }));
+        match &self.results {
+            Some(combiner) => combiner.run(job).await,
+            None => self.record_one(&job.0).await,
+        }
+    }
+
+    /// Writes gathered results requests: one alone as itself, several in
+    /// one transaction whose outcome is split back per request (the runs
+    /// it advanced go with the first). If that transaction fails the
+    /// gathering task writes each request alone.
+    pub(super) async fn record_many(&self, jobs: Vec<ResultsJob>) -> Result<Vec<Recorded>> {
+        if let [job] = jobs.as_slice() {
+            return Ok(vec![self.record_one(&job.0).await?]);
+        }
+        let Some(first) = jobs.first().map(|j| &j.0) else {
+            return Ok(Vec::new());
+        };
+        let endings: Vec<Ending> = jobs
+            .iter()
+            .flat_map(|j| j.0.endings.iter().cloned())
+            .collect();
+        // One refill per agent (an agent with two requests here gets it once).
+        let mut refills: Vec<(i64, Refill)> = Vec::new();
+        for j in &jobs {
+            if let Some(r) = j.0.refill {
+                if !refills.iter().any(|(a, _)| *a == j.0.agent_id) {
+                    refills.push((j.0.agent_id, r));
+                }
+            }
+        }
+        let (mut recorded, mut claims) = self
+            .record_and_advance_together(&endings, &refills, &first.sched, first.now_us)
+            .await?;
+        if !recorded.refilled {
+            claims = self.refill_alone(&refills, first.now_us).await;
+        }
+        let mut applied = std::mem::take(&mut recorded.completed.applied).into_iter();
+        let mut out = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            let mut mine = if i == 0 {
+                Recorded {
+                    completed: Completed {
+                        applied: Vec::new(),
+                        runs: std::mem::take(&mut recorded.completed.runs),
+                    },
+                    advanced: std::mem::take(&mut recorded.advanced),
+                    left: std::mem::take(&mut recorded.left),
+                    ..Recorded::default()
+                }
+            } else {
+                Recorded::default()
+            };
+            mine.completed.applied = applied.by_ref().take(job.0.endings.len()).collect();
+            mine.refilled = job.0.refill.is_some();
+            if job.0.refill.is_some() {
+                if let Some(at) = refills.iter().position(|(a, _)| *a == job.0.agent_id) {
+                    mine.refill = std::mem::take(&mut claims[at]);
+                }
+            }
+            out.push(mine);
+        }
+        Ok(out)
+    }
+
+    /// One request. If its results cannot be written with their runs'
+    /// advance, they are recorded on their own and the runs go to the
+    /// caller.
+    async fn record_one(&self, job: &ResultsRequestJob) -> Result<Recorded> {
+        let refills: Vec<(i64, Refill)> =
+            job.refill.map(|r| (job.agent_id, r)).into_iter().collect();
         let mut recorded = match self
-            .record_and_advance_together(agent_id, results, sched, now_us, refill)
+            .record_and_advance_together(&job.endings, &refills, &job.sched, job.now_us)
             .await
         {
-            Ok(recorded) => recorded,
+            Ok((mut recorded, claims)) => {
+                recorded.refill = claims.into_iter().next().unwrap_or_default();
+                recorded
+            }
             Err(e) => {
-                tracing::warn!(results = results.len(), error = %e, "could not record results with their runs' advance; recording them on their own");
-                let completed = QueueStore::complete(self, agent_id, results, now_us).await?;
+                tracing::warn!(results = job.endings.len(), error = %e, "could not record results with their runs' advance; recording them on their own");
+                let completed = self.complete_endings(&job.endings, job.now_us).await?;
                 Recorded {
                     left: completed.runs.clone(),
                     completed,
@@ -192,32 +306,46 @@ impl PgStore {
         };
         // Not claimed inside the results' transaction (every lease was
         // stale, or that transaction failed): the agent's ordinary claim.
-        if let (Some(r), false) = (refill, recorded.refilled) {
+        if !recorded.refilled {
             recorded.refill = self
-                .claim_for_agent(agent_id, r.max_tasks, now_us, r.lease_ttl_us)
+                .refill_alone(&refills, job.now_us)
                 .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(agent_id, error = %e, "eager claim failed; the parked claim gets the work");
-                    Claim::default()
-                });
+                .into_iter()
+                .next()
+                .unwrap_or_default();
         }
+        recorded.refilled = job.refill.is_some();
         Ok(recorded)
     }
 
+    /// Each agent's ordinary claim, outside any results transaction.
+    async fn refill_alone(&self, refills: &[(i64, Refill)], now_us: i64) -> Vec<Claim> {
+        let mut claims = Vec::with_capacity(refills.len());
+        for &(agent_id, r) in refills {
+            claims.push(
+                self.claim_for_agent(agent_id, r.max_tasks, now_us, r.lease_ttl_us)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(agent_id, error = %e, "eager claim failed; the parked claim gets the work");
+                        Claim::default()
+                    }),
+            );
+        }
+        claims
+    }
+
+    /// Records `endings` with the advance of their runs, and claims each
+    /// `refills` agent's work, all in one transaction. The claims come back
+    /// in `refills`' order (none if every lease was stale).
     async fn record_and_advance_together(
         &self,
-        agent_id: i64,
-        results: &[TaskResult],
+        endings: &[Ending],
+        refills: &[(i64, Refill)],
         sched: &Scheduling,
         now_us: i64,
-        refill: Option<Refill>,
-    ) -> Result<Recorded> {
-        let endings: Vec<Ending> = results
-            .iter()
-            .map(|r| crate::store::ending_of_result(agent_id, r))
-            .collect();
+    ) -> Result<(Recorded, Vec<Claim>)> {
         if endings.is_empty() {
-            return Ok(Recorded::default());
+            return Ok((Recorded::default(), Vec::new()));
         }
         let ids: Vec<i64> = endings.iter().map(|e| e.task_id).collect();
         let mut phases = Phases::start();
@@ -239,14 +367,17 @@ impl PgStore {
                 ((l.id, l.lease_token), (task, l.agent_id, l.run_id))
             })
             .collect();
-        let (completed, ends) = crate::store::plan_endings(&endings, &current, now_us);
+        let (completed, ends) = crate::store::plan_endings(endings, &current, now_us);
         if ends.is_empty() {
             // Every lease was stale: nothing to write.
             tx.rollback().await?;
-            return Ok(Recorded {
-                completed,
-                ..Recorded::default()
-            });
+            return Ok((
+                Recorded {
+                    completed,
+                    ..Recorded::default()
+                },
+                Vec::new(),
+            ));
         }
 
         let (advanced, writes) = plan_read(&read, &completed.runs, &ends, sched, now_us)?;
@@ -270,12 +401,18 @@ impl PgStore {
         // Eager dispatch: the claim for the freed slots shares the commit.
         // Should it fail, the transaction fails with it and the caller
         // records the results on their own.
-        let mut refilled = None;
-        if let Some(r) = refill {
-            let mut claims =
+        // Agents in id order, as every claim locks them.
+        let mut order: Vec<usize> = (0..refills.len()).collect();
+        order.sort_by_key(|&i| refills[i].0);
+        let mut claims = vec![Claim::default(); refills.len()];
+        for i in order {
+            let (agent_id, r) = refills[i];
+            let mut claimed =
                 Self::claim_group_on(&mut *tx, &[(agent_id, r.max_tasks)], now_us, r.lease_ttl_us)
                     .await?;
-            refilled = Some(claims.pop().unwrap_or_default());
+            claims[i] = claimed.pop().unwrap_or_default();
+        }
+        if !refills.is_empty() {
             phases.end("refill");
         }
         tx.commit().await?;
@@ -283,13 +420,16 @@ impl PgStore {
         if opened {
             self.announce_work();
         }
-        Ok(Recorded {
-            completed,
-            advanced,
-            left,
-            refilled: refilled.is_some(),
-            refill: refilled.unwrap_or_default(),
-        })
+        Ok((
+            Recorded {
+                completed,
+                advanced,
+                left,
+                refilled: true,
+                refill: Claim::default(),
+            },
+            claims,
+        ))
     }
 }
 
@@ -352,8 +492,13 @@ impl PgStore {
             .iter()
             .map(|r| crate::store::ending_of_result(agent_id, r))
             .collect();
+        self.complete_endings(&endings, now_us).await
+    }
+
+    /// Ends the attempts in a transaction of their own.
+    async fn complete_endings(&self, endings: &[Ending], now_us: i64) -> Result<Completed> {
         let mut tx = self.pool.begin().await?;
-        let completed = Self::end_attempts(&mut tx, &endings, now_us).await?;
+        let completed = Self::end_attempts(&mut tx, endings, now_us).await?;
         tx.commit().await?;
         Ok(completed)
     }

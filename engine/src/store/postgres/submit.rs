@@ -87,7 +87,7 @@ pub(super) fn combiner(
     pool: PgPool,
     notifier: Notifier,
 ) -> Combiner<Rows, Vec<SubmittedTask>> {
-    Combiner::start(settings, move |jobs| {
+    Combiner::start("submits", settings, move |jobs| {
         let (pool, notifier) = (pool.clone(), notifier.clone());
         async move { insert(&pool, &notifier, jobs).await }
     })

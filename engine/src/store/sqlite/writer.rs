@@ -143,7 +143,8 @@ fn write_all(
                 None => break,
             }
         }
-        metrics::histogram!("drover_group_commit_requests").record(batch.len() as f64);
+        metrics::histogram!("drover_group_commit_requests", "write" => "sqlite")
+            .record(batch.len() as f64);
         // sqlx gives a connection back to its pool on the runtime.
         let _runtime = runtime.enter();
         let turn = match runtime.block_on(gate.acquire()) {
