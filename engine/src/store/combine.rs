@@ -45,10 +45,6 @@ impl Default for GroupCommit {
 /// request larger than this is still written, alone.
 const MAX_ROWS: usize = 5_000;
 
-/// Writes of one combined batch in flight at once: the next batch gathers
-/// while one is written, and the database works on two.
-const IN_FLIGHT: usize = 2;
-
 type Envelope<J, T> = (J, oneshot::Sender<Result<T>>);
 
 /// Hands jobs to the gathering task; cheap to clone. The task stops when
@@ -79,14 +75,22 @@ pub(crate) trait Job: Clone + Send + 'static {
 impl<J: Job, T: Send + 'static> Combiner<J, T> {
     /// Starts the gathering task. `write` writes a batch in one
     /// transaction and answers each job, in order, or fails as a whole.
-    /// `name` labels its `drover_group_commit_requests` metric.
-    pub(crate) fn start<W, F>(name: &'static str, settings: GroupCommit, write: W) -> Self
+    /// `name` labels its `drover_group_commit_requests` metric. Up to
+    /// `in_flight` writes run at once; jobs are gathered only while all of
+    /// them are busy, so below that concurrency each job is written as it
+    /// comes, and above it the batches take the excess.
+    pub(crate) fn start<W, F>(
+        name: &'static str,
+        settings: GroupCommit,
+        in_flight: usize,
+        write: W,
+    ) -> Self
     where
         W: Fn(Vec<J>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Vec<T>>> + Send + 'static,
     {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(gather(name, settings, queue, Arc::new(write)));
+        tokio::spawn(gather(name, settings, in_flight, queue, Arc::new(write)));
         Self { jobs }
     }
 
@@ -106,6 +110,7 @@ impl<J: Job, T: Send + 'static> Combiner<J, T> {
 async fn gather<J, T, W, F>(
     name: &'static str,
     settings: GroupCommit,
+    in_flight: usize,
     mut queue: mpsc::UnboundedReceiver<Envelope<J, T>>,
     write: Arc<W>,
 ) where
@@ -114,7 +119,7 @@ async fn gather<J, T, W, F>(
     W: Fn(Vec<J>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Vec<T>>> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
     let max_requests = settings.max_requests.max(1);
     loop {
         // Wait for a free write first: jobs keep queueing meanwhile, and
@@ -207,7 +212,7 @@ mod tests {
 
     /// Doubles each number; fails a batch holding a negative one.
     fn doubler(writes: Arc<AtomicUsize>) -> Combiner<N, i64> {
-        Combiner::start("test", GroupCommit::default(), move |jobs: Vec<N>| {
+        Combiner::start("test", GroupCommit::default(), 2, move |jobs: Vec<N>| {
             let writes = Arc::clone(&writes);
             async move {
                 writes.fetch_add(1, Ordering::SeqCst);

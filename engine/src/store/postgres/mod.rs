@@ -115,7 +115,12 @@ impl PgStore {
             submits,
             results: None,
         };
-        store.results = Some(results::combiner(group_commit, store.clone()));
+        // A results transaction holds a connection for several round
+        // trips: half the pool may record results side by side, and only
+        // beyond that are agents' requests gathered (a few agents keep
+        // their own transactions; hundreds share them).
+        let in_flight = (max_connections as usize / 2).max(2);
+        store.results = Some(results::combiner(group_commit, in_flight, store.clone()));
         Ok(store)
     }
 

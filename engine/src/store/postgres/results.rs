@@ -187,8 +187,12 @@ impl Job for ResultsJob {
 
 /// The results' gathering task. It holds a store without one of its own,
 /// so the two do not keep each other alive.
-pub(super) fn combiner(settings: GroupCommit, store: PgStore) -> Combiner<ResultsJob, Recorded> {
-    Combiner::start("results", settings, move |jobs| {
+pub(super) fn combiner(
+    settings: GroupCommit,
+    in_flight: usize,
+    store: PgStore,
+) -> Combiner<ResultsJob, Recorded> {
+    Combiner::start("results", settings, in_flight, move |jobs| {
         let store = store.clone();
         async move { store.record_many(jobs).await }
     })

@@ -87,7 +87,9 @@ pub(super) fn combiner(
     pool: PgPool,
     notifier: Notifier,
 ) -> Combiner<Rows, Vec<SubmittedTask>> {
-    Combiner::start("submits", settings, move |jobs| {
+    // Two inserts at once: one commits while the next batch gathers. Each
+    // is one statement, so more would only queue in the database.
+    Combiner::start("submits", settings, 2, move |jobs| {
         let (pool, notifier) = (pool.clone(), notifier.clone());
         async move { insert(&pool, &notifier, jobs).await }
     })
