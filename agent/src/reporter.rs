@@ -1,13 +1,8 @@
 //! Delivers task results to the server, in batches, durably.
 //!
 //! Results arrive on a channel. The reporter takes everything available,
-//! appends it to the outbox (fsynced) while it sends one request, and, once
-//! the server acknowledges it, truncates the outbox. The append runs beside
-//! the request rather than before it: a result the server acknowledged
-//! needs no copy here, and one it did not get is on disk once the append
-//! ends, which is what a failed request waits for; an agent killed in
-//! between loses what it would have lost a moment earlier (the server
-//! runs the task again). While a request is in flight new
+//! appends it to the outbox (fsynced), sends one request and, once the server
+//! acknowledges it, truncates the outbox. While a request is in flight new
 //! results queue up on the channel and go in the next request, so batches
 //! grow with load without any added delay.
 //!
@@ -21,6 +16,13 @@
 //!   bad result cannot block the others forever;
 //! - 401: handled by the session (registers again, then the batch is resent
 //!   and most likely acknowledged as stale).
+//!
+//! The fsync of the first result to arrive is also what gathers a batch:
+//! the results that finish meanwhile go in the same request. (Sending that
+//! first result at once, with its append beside the request, made requests
+//! of one result under load, and workflow steps waited longer: 1,000
+//! concurrent chains of no-op steps, 12 → 19 ms from one step's end to the
+//! next one's start, on SQLite.)
 //!
 //! Eager dispatch: when the server offers it, each request also asks for
 //! as many tasks as there are free slots (`want`), and the tasks in the
@@ -115,8 +117,6 @@ impl Reporter {
         let mut backoff = Backoff::default();
         let mut refused_logged = false;
         let mut limit = MAX_BATCH;
-        // Queued results not yet appended to the outbox.
-        let mut unsynced: Vec<String> = Vec::new();
         loop {
             if self.pending.is_empty() {
                 if self.closed {
@@ -124,7 +124,7 @@ impl Reporter {
                 }
                 tokio::select! {
                     received = self.results.recv() => match received {
-                        Some(r) => unsynced.extend(self.queue(vec![r])),
+                        Some(r) => self.take(vec![r]).await,
                         None => {
                             self.closed = true;
                             continue;
@@ -134,7 +134,7 @@ impl Reporter {
                 }
             }
             let fresh = self.drain_channel();
-            unsynced.extend(self.queue(fresh));
+            self.take(fresh).await;
 
             let n = batch_len(&self.pending, limit);
             let request = ResultsRequest {
@@ -146,21 +146,10 @@ impl Reporter {
                     .collect(),
                 want: self.wanted(),
             };
-            let lines = std::mem::take(&mut unsynced);
-            let sending = async {
-                let append = async {
-                    if lines.is_empty() {
-                        return Ok(());
-                    }
-                    self.with_outbox(move |o| o.append(&lines)).await
-                };
-                tokio::join!(append, self.session.results(&request))
-            };
-            let (appended, answer) = tokio::select! {
-                done = sending => done,
+            let answer = tokio::select! {
+                answer = self.session.results(&request) => answer,
                 _ = stop.stopped() => return self.give_up().await,
             };
-            self.note_outbox(appended);
             match answer {
                 Ok(mut acks) => {
                     backoff.reset();
@@ -224,9 +213,11 @@ impl Reporter {
         fresh
     }
 
-    /// Queues `fresh` for delivery; returns the outbox lines that make it
-    /// durable.
-    fn queue(&mut self, fresh: Vec<TaskResult>) -> Vec<String> {
+    /// Makes `fresh` durable and queues it for delivery.
+    async fn take(&mut self, fresh: Vec<TaskResult>) {
+        if fresh.is_empty() {
+            return;
+        }
         let mut lines = Vec::with_capacity(fresh.len());
         for result in fresh {
             match serde_json::to_string(&result) {
@@ -243,7 +234,8 @@ impl Reporter {
                 }
             }
         }
-        lines
+        let outcome = self.with_outbox(move |o| o.append(&lines)).await;
+        self.note_outbox(outcome);
     }
 
     /// Rewrites the outbox to hold exactly the pending results.
@@ -253,13 +245,10 @@ impl Reporter {
         self.note_outbox(outcome);
     }
 
-    /// Stops trying: writes every undelivered result to the outbox
-    /// (including what is still on the channel, and what an append cut
-    /// short by the stop may not have written).
+    /// Stops trying: moves whatever is still on the channel to the outbox.
     async fn give_up(mut self) -> usize {
         let fresh = self.drain_channel();
-        self.queue(fresh);
-        self.rewrite().await;
+        self.take(fresh).await;
         self.pending.len()
     }
 

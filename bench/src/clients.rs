@@ -115,8 +115,50 @@ async fn phase(url: &str, token: &str, clients: usize, requests: usize) -> Resul
     })
 }
 
-/// The table of every run's figures.
+/// The table of every run's figures, then (with several runs of a
+/// database) their medians.
 pub fn print(reports: &[(String, Report)]) {
+    print_runs(reports);
+    let mut labels: Vec<&str> = Vec::new();
+    for (label, _) in reports {
+        if !labels.contains(&label.as_str()) {
+            labels.push(label);
+        }
+    }
+    if labels.len() == reports.len() {
+        return;
+    }
+    println!();
+    println!("| database | runs | clients | submits/s (median) | round trip p50 | p99 |");
+    println!("|---|---|---|---|---|---|");
+    for label in labels {
+        let runs: Vec<&Report> = reports
+            .iter()
+            .filter(|(l, _)| l == label)
+            .map(|(_, r)| r)
+            .collect();
+        for concurrent in [false, true] {
+            let phases: Vec<&Phase> = runs
+                .iter()
+                .map(|r| if concurrent { &r.concurrent } else { &r.single })
+                .collect();
+            println!(
+                "| {label} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+                runs.len(),
+                phases[0].clients,
+                median(phases.iter().map(|p| p.rate()).collect()),
+                median(phases.iter().map(|p| p.pct(0.5)).collect()),
+                median(phases.iter().map(|p| p.pct(0.99)).collect())
+            );
+        }
+    }
+}
+
+fn median(values: Vec<f64>) -> f64 {
+    crate::median(values).unwrap_or(0.0)
+}
+
+fn print_runs(reports: &[(String, Report)]) {
     println!();
     println!("| database | clients | submits | submits/s | round trip p50 | p99 | max |");
     println!("|---|---|---|---|---|---|---|");

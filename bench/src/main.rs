@@ -653,17 +653,27 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
         let run_after = handler_time(&http, &url).await?;
         let handler_s = (run_after.0 - run_before.0) / (run_after.1 - run_before.1).max(1.0);
         let slot_s_per_task = slots * elapsed.as_secs_f64() / total as f64;
-        println!(
-            "{backend}: {:.1} % of the ideal {ideal:.0} tasks/s of {} ms tasks on {} slots; \
+        if run_after.1 == run_before.1 {
+            // A server without `drover_task_run_seconds` (an older build).
+            println!(
+                "{backend}: {:.1} % of the ideal {ideal:.0} tasks/s of {} ms tasks on {} slots",
+                100.0 * rate / ideal,
+                args.task_ms,
+                slots
+            );
+        } else {
+            println!(
+                "{backend}: {:.1} % of the ideal {ideal:.0} tasks/s of {} ms tasks on {} slots; \
              handlers ran {:.2} ms on average, slots spent {:.2} ms per task between tasks \
              (the fleet was busy {:.1} % of the time)",
-            100.0 * rate / ideal,
-            args.task_ms,
-            slots,
-            handler_s * 1000.0,
-            (slot_s_per_task - handler_s) * 1000.0,
-            100.0 * handler_s / slot_s_per_task
-        );
+                100.0 * rate / ideal,
+                args.task_ms,
+                slots,
+                handler_s * 1000.0,
+                (slot_s_per_task - handler_s) * 1000.0,
+                100.0 * handler_s / slot_s_per_task
+            );
+        }
         print_server_timings(&http, &url, backend).await?;
     }
     drop(procs);

@@ -52,28 +52,32 @@ impl SqliteStore {
         // The refill's claim runs in the results' transaction, in a
         // savepoint of its own: it sees the slots they freed, and if it
         // fails the results still commit.
-        let refilled = refill.is_some();
         let (completed, refill) = self
             .hot
             .run(move |conn| {
                 let completed = super::hot::end_attempts(conn, &endings, now_us)?;
+                // Results that move workflow runs get no refill: it would
+                // claim before the advance below creates the runs' next
+                // steps, which the round that advance starts hands out.
                 let refill = match refill {
-                    Some(r) => super::writer::in_savepoint(conn, |conn| {
-                        super::hot::claim(conn, agent_id, r.max_tasks, now_us, r.lease_ttl_us)
-                    })
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(agent_id, error = %e, "eager claim failed; the parked claim gets the work");
-                        Claim::default()
-                    }),
-                    None => Claim::default(),
+                    Some(r) if completed.runs.is_empty() => Some(
+                        super::writer::in_savepoint(conn, |conn| {
+                            super::hot::claim(conn, agent_id, r.max_tasks, now_us, r.lease_ttl_us)
+                        })
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(agent_id, error = %e, "eager claim failed; the parked claim gets the work");
+                            Claim::default()
+                        }),
+                    ),
+                    _ => None,
                 };
                 Ok((completed, refill))
             })
             .await?;
         let mut recorded = Recorded {
             completed,
-            refill,
-            refilled,
+            refilled: refill.is_some(),
+            refill: refill.unwrap_or_default(),
             ..Recorded::default()
         };
         if recorded.completed.runs.is_empty() {
