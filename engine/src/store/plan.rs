@@ -17,6 +17,55 @@ use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::workflow::{self, Action, Definition, ItemState, StepState, StepStatus};
 
+/// A task to insert, as both backends write it: owned, so that it can wait
+/// for a shared commit (PostgreSQL's gathering task, SQLite's writer
+/// thread).
+#[derive(Clone, Debug)]
+pub(crate) struct TaskRow {
+    pub(crate) task_type: String,
+    pub(crate) payload: String,
+    pub(crate) urgency: i64,
+    pub(crate) time_sensitivity: i64,
+    pub(crate) importance: i64,
+    pub(crate) priority: f64,
+    pub(crate) rank: f64,
+    pub(crate) max_attempts: i64,
+    pub(crate) timeout_ms: i64,
+    pub(crate) retry_backoff_ms: i64,
+    /// JSON text (PostgreSQL arrays cannot nest).
+    pub(crate) required_labels: String,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) run_after: i64,
+    pub(crate) created_at: i64,
+}
+
+impl TaskRow {
+    /// The rows of `specs`, submitted together at `now_us`.
+    pub(crate) fn all(specs: &[TaskSpec], sched: &Scheduling, now_us: i64) -> Result<Vec<Self>> {
+        specs
+            .iter()
+            .map(|spec| {
+                Ok(Self {
+                    task_type: spec.task_type.clone(),
+                    payload: spec.payload.to_string(),
+                    urgency: spec.urgency,
+                    time_sensitivity: spec.time_sensitivity,
+                    importance: spec.importance,
+                    priority: spec.priority,
+                    rank: sched.rank(spec.priority, now_us),
+                    max_attempts: spec.max_attempts,
+                    timeout_ms: spec.timeout_ms,
+                    retry_backoff_ms: spec.retry_backoff_ms,
+                    required_labels: serde_json::to_string(&spec.required_labels)?,
+                    idempotency_key: spec.idempotency_key.clone(),
+                    run_after: spec.run_after_us.unwrap_or(now_us),
+                    created_at: now_us,
+                })
+            })
+            .collect()
+    }
+}
+
 /// One attempt to end: which lease, how, and the agent's timings.
 #[derive(Debug, Clone)]
 pub(super) struct Ending {

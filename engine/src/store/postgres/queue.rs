@@ -37,7 +37,9 @@ impl QueueStore for PgStore {
             return Ok(vec![]);
         }
         self.submits
-            .run(super::submit::Rows::of(specs, sched, now_us)?)
+            .run(super::submit::Rows(crate::store::plan::TaskRow::all(
+                specs, sched, now_us,
+            )?))
             .await
     }
 

@@ -9,15 +9,24 @@ use drover_protocol::api::{SubmittedTask, TaskStatus};
 use sqlx::PgPool;
 
 use super::notifier::Notifier;
-use crate::domain::{Scheduling, TaskSpec};
 use crate::store::combine::{Combiner, GroupCommit, Job};
+use crate::store::plan::TaskRow;
 use crate::store::rows::task_status;
 use crate::store::Result;
 
-/// One request's tasks as the insert's columns, owned so that they can wait
-/// for the combined write.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Rows {
+/// One request's tasks, waiting for the combined insert.
+#[derive(Clone, Debug)]
+pub(super) struct Rows(pub(super) Vec<TaskRow>);
+
+impl Job for Rows {
+    fn rows(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The insert's columns: PostgreSQL takes each as one array (`unnest`).
+#[derive(Default)]
+struct Columns {
     task_type: Vec<String>,
     payload: Vec<String>,
     urgency: Vec<i64>,
@@ -28,56 +37,32 @@ pub(super) struct Rows {
     max_attempts: Vec<i64>,
     timeout_ms: Vec<i64>,
     backoff: Vec<i64>,
-    /// PostgreSQL arrays cannot nest, so labels travel as JSON text per task.
     labels: Vec<String>,
     key: Vec<Option<String>>,
     run_after: Vec<i64>,
     created_at: Vec<i64>,
 }
 
-impl Rows {
-    pub(super) fn of(specs: &[TaskSpec], sched: &Scheduling, now_us: i64) -> Result<Self> {
-        let mut rows = Self::default();
-        for s in specs {
-            rows.task_type.push(s.task_type.clone());
-            rows.payload.push(s.payload.to_string());
-            rows.urgency.push(s.urgency);
-            rows.time_sensitivity.push(s.time_sensitivity);
-            rows.importance.push(s.importance);
-            rows.priority.push(s.priority);
-            rows.rank.push(sched.rank(s.priority, now_us));
-            rows.max_attempts.push(s.max_attempts);
-            rows.timeout_ms.push(s.timeout_ms);
-            rows.backoff.push(s.retry_backoff_ms);
-            rows.labels.push(serde_json::to_string(&s.required_labels)?);
-            rows.key.push(s.idempotency_key.clone());
-            rows.run_after.push(s.run_after_us.unwrap_or(now_us));
-            rows.created_at.push(now_us);
+impl FromIterator<TaskRow> for Columns {
+    fn from_iter<I: IntoIterator<Item = TaskRow>>(rows: I) -> Self {
+        let mut c = Self::default();
+        for t in rows {
+            c.task_type.push(t.task_type);
+            c.payload.push(t.payload);
+            c.urgency.push(t.urgency);
+            c.time_sensitivity.push(t.time_sensitivity);
+            c.importance.push(t.importance);
+            c.priority.push(t.priority);
+            c.rank.push(t.rank);
+            c.max_attempts.push(t.max_attempts);
+            c.timeout_ms.push(t.timeout_ms);
+            c.backoff.push(t.retry_backoff_ms);
+            c.labels.push(t.required_labels);
+            c.key.push(t.idempotency_key);
+            c.run_after.push(t.run_after);
+            c.created_at.push(t.created_at);
         }
-        Ok(rows)
-    }
-
-    fn append(&mut self, other: Rows) {
-        self.task_type.extend(other.task_type);
-        self.payload.extend(other.payload);
-        self.urgency.extend(other.urgency);
-        self.time_sensitivity.extend(other.time_sensitivity);
-        self.importance.extend(other.importance);
-        self.priority.extend(other.priority);
-        self.rank.extend(other.rank);
-        self.max_attempts.extend(other.max_attempts);
-        self.timeout_ms.extend(other.timeout_ms);
-        self.backoff.extend(other.backoff);
-        self.labels.extend(other.labels);
-        self.key.extend(other.key);
-        self.run_after.extend(other.run_after);
-        self.created_at.extend(other.created_at);
-    }
-}
-
-impl Job for Rows {
-    fn rows(&self) -> usize {
-        self.task_type.len()
+        c
     }
 }
 
@@ -105,10 +90,7 @@ async fn insert(
     jobs: Vec<Rows>,
 ) -> Result<Vec<Vec<SubmittedTask>>> {
     let sizes: Vec<usize> = jobs.iter().map(Job::rows).collect();
-    let mut all = Rows::default();
-    for job in jobs {
-        all.append(job);
-    }
+    let all: Columns = jobs.into_iter().flat_map(|job| job.0).collect();
     let rows: Vec<(i64, bool)> = sqlx::query_as(
         "WITH v AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], \

@@ -7,54 +7,12 @@ use drover_protocol::agent::Assignment;
 use drover_protocol::api::{AgentStatus, SubmittedTask, TaskStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::domain::{Scheduling, TaskSpec};
-use crate::store::plan::{Current, Ending, FreedSlots};
+use crate::store::plan::{Current, Ending, FreedSlots, TaskRow};
 use crate::store::{rows, Claim, Completed, Result};
-
-/// A task to insert, owned so that it can travel to the writer thread.
-pub(crate) struct NewTask {
-    task_type: String,
-    payload: String,
-    urgency: i64,
-    time_sensitivity: i64,
-    importance: i64,
-    priority: f64,
-    rank: f64,
-    max_attempts: i64,
-    timeout_ms: i64,
-    retry_backoff_ms: i64,
-    required_labels: String,
-    idempotency_key: Option<String>,
-    run_after: i64,
-}
-
-impl NewTask {
-    pub(crate) fn of(spec: &TaskSpec, sched: &Scheduling, now_us: i64) -> Result<Self> {
-        Ok(Self {
-            task_type: spec.task_type.clone(),
-            payload: spec.payload.to_string(),
-            urgency: spec.urgency,
-            time_sensitivity: spec.time_sensitivity,
-            importance: spec.importance,
-            priority: spec.priority,
-            rank: sched.rank(spec.priority, now_us),
-            max_attempts: spec.max_attempts,
-            timeout_ms: spec.timeout_ms,
-            retry_backoff_ms: spec.retry_backoff_ms,
-            required_labels: serde_json::to_string(&spec.required_labels)?,
-            idempotency_key: spec.idempotency_key.clone(),
-            run_after: spec.run_after_us.unwrap_or(now_us),
-        })
-    }
-}
 
 /// Inserts the tasks in order; a task whose idempotency key exists (also
 /// earlier in the same batch) is answered with the task that has it.
-pub(crate) fn submit(
-    conn: &Connection,
-    tasks: &[NewTask],
-    now_us: i64,
-) -> Result<Vec<SubmittedTask>> {
+pub(crate) fn submit(conn: &Connection, tasks: &[TaskRow]) -> Result<Vec<SubmittedTask>> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
            max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
@@ -77,7 +35,7 @@ pub(crate) fn submit(
             t.required_labels,
             t.idempotency_key,
             t.run_after,
-            now_us,
+            t.created_at,
         ])?;
         if inserted == 1 {
             out.push(SubmittedTask {

@@ -37,12 +37,9 @@ impl QueueStore for SqliteStore {
         if specs.is_empty() {
             return Ok(vec![]);
         }
-        let tasks = specs
-            .iter()
-            .map(|spec| super::hot::NewTask::of(spec, sched, now_us))
-            .collect::<Result<Vec<_>>>()?;
+        let tasks = crate::store::plan::TaskRow::all(specs, sched, now_us)?;
         self.hot
-            .run(move |conn| super::hot::submit(conn, &tasks, now_us))
+            .run(move |conn| super::hot::submit(conn, &tasks))
             .await
     }
 
