@@ -119,24 +119,14 @@ async fn phase(url: &str, token: &str, clients: usize, requests: usize) -> Resul
 /// database) their medians.
 pub fn print(reports: &[(String, Report)]) {
     print_runs(reports);
-    let mut labels: Vec<&str> = Vec::new();
-    for (label, _) in reports {
-        if !labels.contains(&label.as_str()) {
-            labels.push(label);
-        }
-    }
-    if labels.len() == reports.len() {
+    let groups = crate::by_label(reports);
+    if groups.len() == reports.len() {
         return;
     }
     println!();
     println!("| database | runs | clients | submits/s (median) | round trip p50 | p99 |");
     println!("|---|---|---|---|---|---|");
-    for label in labels {
-        let runs: Vec<&Report> = reports
-            .iter()
-            .filter(|(l, _)| l == label)
-            .map(|(_, r)| r)
-            .collect();
+    for (label, runs) in groups {
         for concurrent in [false, true] {
             let phases: Vec<&Phase> = runs
                 .iter()

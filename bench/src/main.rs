@@ -271,18 +271,7 @@ fn print_ratios(reports: &[(String, Report)], limits: &ceilings::Ceilings) {
     println!();
     println!("| database | throughput (tasks/s, median) | ceiling at batch 100 (tasks/s) | fraction of the ceiling |");
     println!("|---|---|---|---|");
-    let mut labels: Vec<&str> = Vec::new();
-    for (label, _) in reports {
-        if !labels.contains(&label.as_str()) {
-            labels.push(label);
-        }
-    }
-    for label in labels {
-        let runs: Vec<&Report> = reports
-            .iter()
-            .filter(|(l, _)| l == label)
-            .map(|(_, r)| r)
-            .collect();
+    for (label, runs) in by_label(reports) {
         let Some(limit) = runs.first().and_then(|r| limits.get(r.backend)) else {
             continue;
         };
@@ -294,6 +283,19 @@ fn print_ratios(reports: &[(String, Report)], limits: &ceilings::Ceilings) {
         .unwrap_or(0.0);
         println!("| {label} | {rate:.0} | {limit:.0} | {:.3} |", rate / limit);
     }
+}
+
+/// The runs of each label (database, and build), labels in the order they
+/// first appear.
+fn by_label<R>(reports: &[(String, R)]) -> Vec<(&str, Vec<&R>)> {
+    let mut groups: Vec<(&str, Vec<&R>)> = Vec::new();
+    for (label, report) in reports {
+        match groups.iter_mut().find(|(l, _)| *l == label.as_str()) {
+            Some((_, runs)) => runs.push(report),
+            None => groups.push((label, vec![report])),
+        }
+    }
+    groups
 }
 
 /// Whether any task has `status` (one row of the list, read by index).
@@ -311,21 +313,10 @@ async fn any_task(http: &reqwest::Client, url: &str, status: &str) -> Result<boo
 
 /// The median of the queue figures over the runs of each database (and build).
 fn print_queue_medians(reports: &[(String, Report)]) {
-    let mut labels: Vec<&str> = Vec::new();
-    for (label, _) in reports {
-        if !labels.contains(&label.as_str()) {
-            labels.push(label);
-        }
-    }
     println!();
     println!("| database | runs | throughput (tasks/s) | submit→start p50 | p99 |");
     println!("|---|---|---|---|---|");
-    for label in labels {
-        let runs: Vec<&Report> = reports
-            .iter()
-            .filter(|(l, _)| l == label)
-            .map(|(_, r)| r)
-            .collect();
+    for (label, runs) in by_label(reports) {
         let rate = median(
             runs.iter()
                 .map(|r| r.tasks as f64 / r.elapsed.as_secs_f64())
@@ -692,20 +683,8 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
 /// The server's running total of handler time (seconds, by the agents'
 /// clocks) and the number of results it sums.
 async fn handler_time(http: &reqwest::Client, url: &str) -> Result<(f64, f64)> {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    let value = |series: &str| {
-        text.lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let text = metrics_text(http, url).await?;
+    let value = |series: &str| series_value(&text, series).unwrap_or(0.0);
     Ok((
         value("drover_task_run_seconds_sum"),
         value("drover_task_run_seconds_count"),
@@ -1031,13 +1010,7 @@ async fn workflows(
 /// 1 s-step chains): recording a results batch, advancing a batch of runs,
 /// and a claim.
 async fn print_server_timings(http: &reqwest::Client, url: &str, backend: &str) -> Result<()> {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
+    let text = metrics_text(http, url).await?;
     for (metric, what) in [
         ("drover_complete_seconds", "record a results batch"),
         ("drover_advance_batch_seconds", "advance a batch of runs"),
@@ -1080,12 +1053,27 @@ async fn print_server_timings(http: &reqwest::Client, url: &str, backend: &str) 
 /// The value of the `/metrics` series `series` (a summary quantile, in
 /// seconds) in milliseconds.
 fn quantile_ms(metrics: &str, series: &str) -> Option<f64> {
+    series_value(metrics, series).map(|s| s * 1000.0)
+}
+
+/// The value of the first `/metrics` line that starts with `series`.
+fn series_value(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
-        .map(|s| s * 1000.0)
+}
+
+/// The server's `/metrics` text.
+async fn metrics_text(http: &reqwest::Client, url: &str) -> Result<String> {
+    Ok(http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
 }
 
 /// Starts `--linear-runs` runs of a 10-step chain from `starters` concurrent
