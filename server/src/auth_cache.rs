@@ -62,3 +62,47 @@ impl AuthCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_protocol::api::{Role, UserView};
+
+    fn user(expires_at_us: Option<i64>) -> TokenUser {
+        TokenUser {
+            user: UserView {
+                id: 1,
+                name: "ann".into(),
+                role: Role::Operator,
+                created_at_us: 0,
+            },
+            token_id: 7,
+            last_used_at_us: None,
+            expires_at_us,
+        }
+    }
+
+    #[test]
+    fn a_token_is_remembered_until_expiry_ttl_or_clear() {
+        let cache = AuthCache::new(Duration::from_secs(60));
+        cache.put("live".into(), user(None));
+        cache.put("expiring".into(), user(Some(1_000)));
+        assert!(cache.get("live", 2_000).is_some());
+        assert!(cache.get("expiring", 999).is_some());
+        assert!(cache.get("expiring", 1_000).is_none(), "expired on a hit");
+        assert!(cache.get("unknown", 0).is_none());
+        cache.clear();
+        assert!(
+            cache.get("live", 2_000).is_none(),
+            "cleared by a revocation"
+        );
+
+        let off = AuthCache::new(Duration::ZERO);
+        off.put("live".into(), user(None));
+        assert!(off.get("live", 0).is_none(), "0s asks every time");
+        let short = AuthCache::new(Duration::from_millis(1));
+        short.put("live".into(), user(None));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(short.get("live", 0).is_none(), "past its TTL");
+    }
+}

@@ -303,3 +303,36 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> Result<Config, clap::Error> {
+        let mut args = vec!["drover-server"];
+        args.extend_from_slice(extra);
+        Config::try_parse_from(args)
+    }
+
+    #[test]
+    fn group_commit_and_token_memory_settings_are_bounded() {
+        let defaults = parse(&[]).expect("defaults parse");
+        assert!(defaults.validate().is_ok());
+        assert_eq!(defaults.group_commit_max, 64);
+        assert!(defaults.group_commit_window.is_zero());
+        assert_eq!(defaults.auth_cache_ttl, Duration::from_secs(1));
+
+        assert!(parse(&["--group-commit-max=0"]).is_err());
+        assert!(parse(&["--group-commit-max=1025"]).is_err());
+        let slow = parse(&["--group-commit-window=101ms"]).expect("parses");
+        assert!(slow
+            .validate()
+            .unwrap_err()
+            .contains("--group-commit-window"));
+        let long = parse(&["--auth-cache-ttl=61s"]).expect("parses");
+        assert!(long.validate().unwrap_err().contains("--auth-cache-ttl"));
+        let off = parse(&["--auth-cache-ttl=0s", "--group-commit-window=100ms"]).expect("parses");
+        assert!(off.validate().is_ok());
+    }
+}
