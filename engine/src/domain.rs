@@ -91,6 +91,7 @@ pub use drover_protocol::limits::{
 };
 use drover_protocol::limits::{
     MAX_AGENT_TEXT_LEN, MAX_IDEMPOTENCY_KEY_LEN, MAX_TIMESTAMP_US, RESERVED_KEY_PREFIX,
+    SCHEDULE_KEY_PREFIX,
 };
 
 /// A validated task, ready to store.
@@ -117,6 +118,37 @@ pub fn check_name(field: &str, value: &str) -> Result<(), FieldError> {
         None => Ok(()),
         Some(problem) => Err(FieldError::new(field, problem)),
     }
+}
+
+/// An idempotency key a client may use (on a task or a run): bounded, no
+/// control characters (PostgreSQL text cannot hold NUL), and not in the
+/// spaces reserved for workflow steps and schedule ticks, whose keys make
+/// them happen once.
+pub fn check_idempotency_key(field: &str, key: &str) -> Result<(), FieldError> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(FieldError::new(
+            field,
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters long"),
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    for (prefix, owner) in [
+        (RESERVED_KEY_PREFIX, "the tasks of workflow steps"),
+        (SCHEDULE_KEY_PREFIX, "the ticks of schedules"),
+    ] {
+        if key.starts_with(prefix) {
+            return Err(FieldError::new(
+                field,
+                format!("must not start with {prefix:?}: that prefix is reserved for {owner}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn in_range(
@@ -197,26 +229,7 @@ impl TaskSpec {
             check_name(&format!("required_labels[{i}]"), label)?;
         }
         if let Some(key) = &new.idempotency_key {
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-                return Err(FieldError::new(
-                    "idempotency_key",
-                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters long"),
-                ));
-            }
-            // PostgreSQL text cannot hold NUL, and no key needs control
-            // characters: refused here, not by the database.
-            if key.chars().any(char::is_control) {
-                return Err(FieldError::new(
-                    "idempotency_key",
-                    "must not contain control characters",
-                ));
-            }
-            if key.starts_with(RESERVED_KEY_PREFIX) {
-                return Err(FieldError::new(
-                    "idempotency_key",
-                    format!("must not start with {RESERVED_KEY_PREFIX:?}: that prefix is reserved for the tasks of workflow steps"),
-                ));
-            }
+            check_idempotency_key("idempotency_key", key)?;
         }
         if let Some(t) = new.run_after_us {
             if !(0..=MAX_TIMESTAMP_US).contains(&t) {

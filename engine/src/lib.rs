@@ -8,6 +8,7 @@
 pub mod domain;
 pub mod error;
 pub mod lifecycle;
+pub mod schedule;
 pub mod store;
 pub mod time;
 pub mod workflow;

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod api;
 pub mod credentials;
 pub mod limits;
+pub mod schedule;
 pub mod workflow;
 
 /// Version of the agent protocol; the server refuses agents that speak another.

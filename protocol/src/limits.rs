@@ -53,6 +53,26 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 /// being created.
 pub const RESERVED_KEY_PREFIX: &str = "run:";
 
+/// Idempotency keys starting with this belong to schedules
+/// (`schedule:<id>:<tick in unix seconds>`): the key is what makes a tick
+/// start its run or task once, so no client may take it.
+pub const SCHEDULE_KEY_PREFIX: &str = "schedule:";
+
+/// Schedules one server keeps.
+pub const MAX_SCHEDULES: i64 = 1_000;
+/// A cron expression is at most this many bytes.
+pub const MAX_CRON_LEN: usize = 256;
+/// A schedule's description is at most this many bytes.
+pub const MAX_SCHEDULE_DESCRIPTION: usize = 1_000;
+/// Upcoming fire times shown with a schedule.
+pub const SCHEDULE_UPCOMING: usize = 5;
+/// Ticks of one schedule fired in one pass of the leader; the rest follow
+/// in the next passes, so one schedule cannot hold the others up.
+pub const MAX_FIRES_PER_PASS: usize = 100;
+/// Missed ticks counted one by one after an outage; past it the count says
+/// "at least".
+pub const MAX_MISSED_COUNT: i64 = 10_000;
+
 /// An agent's name, hostname and version are 1 to this many bytes.
 pub const MAX_AGENT_TEXT_LEN: usize = 200;
 /// The largest capacity an agent may declare.

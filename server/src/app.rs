@@ -20,6 +20,7 @@ use crate::bootstrap::{
 use crate::config::Config;
 use crate::services::dispatcher::Dispatcher;
 use crate::services::duties::Duties;
+use crate::services::schedules::Scheduler;
 use crate::state::{AppState, Shared};
 use crate::tokens::new_token;
 
@@ -166,6 +167,19 @@ impl Application {
             }
             .run(stop_duties.signal()),
         );
+        let schedules = tokio::spawn(
+            Scheduler {
+                store: state.store.clone(),
+                effects: state.effects.clone(),
+                scheduling: state.scheduling,
+                leader: state.leader.clone(),
+                wake: state.schedule_wake.clone(),
+                gated: state.gated_cache.clone(),
+                grace: state.config.schedule_grace,
+                interval: state.config.duty_interval,
+            }
+            .run(stop_duties.signal()),
+        );
 
         let site_root = state.config.site_root.display().to_string();
         let addr = listener.local_addr()?;
@@ -187,6 +201,9 @@ impl Application {
         stop_duties.fire();
         if tokio::time::timeout(DUTIES_GRACE, duties).await.is_err() {
             tracing::warn!("the duties did not stop in time");
+        }
+        if tokio::time::timeout(DUTIES_GRACE, schedules).await.is_err() {
+            tracing::warn!("the schedule loop did not stop in time");
         }
         tracing::info!("shutting down: closing event streams, answering long-polls");
         state.events.close();

@@ -101,6 +101,13 @@ pub struct Config {
     #[arg(long, env = "DROVER_LEADER_TTL", value_parser = humantime::parse_duration, default_value = "5s")]
     pub leader_ttl: Duration,
 
+    /// How late a schedule's tick may fire: ticks older than this when a
+    /// leader sees them were missed (no server ran) and follow the
+    /// schedule's missed-tick policy. At least the leader TTL plus two duty
+    /// intervals, so a leader change never counts as an outage.
+    #[arg(long, env = "DROVER_SCHEDULE_GRACE", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub schedule_grace: Duration,
+
     /// Bearer token for the operator API; generated into the data directory if unset.
     #[arg(long, env = "DROVER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
@@ -287,6 +294,13 @@ impl Config {
         }
         if self.leader_ttl <= self.duty_interval {
             return Err("--leader-ttl must be longer than --duty-interval".into());
+        }
+        if self.schedule_grace < self.leader_ttl + 2 * self.duty_interval {
+            return Err(format!(
+                "--schedule-grace ({:?}) must be at least --leader-ttl plus two --duty-interval ({:?}): ticks late by a leader change would count as missed",
+                self.schedule_grace,
+                self.leader_ttl + 2 * self.duty_interval
+            ));
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {

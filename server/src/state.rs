@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use drover_engine::domain::Scheduling;
-use drover_engine::store::{QueueStore, WorkflowDefStore};
-use drover_engine::workflow;
+use drover_engine::store::QueueStore;
 use drover_engine::Store;
 
 use crate::config::Config;
@@ -43,13 +42,14 @@ pub struct Shared {
     known_types: RwLock<HashSet<String>>,
     /// Task types gated by approvals (only runs and admins submit them), as
     /// of the newest workflow version id they were worked out from.
-    pub gated_cache: GatedTypes,
+    pub gated_cache: Arc<GatedTypes>,
     /// Bearer tokens verified a moment ago (`crate::auth_cache`).
     pub auth_cache: crate::auth_cache::AuthCache,
+    /// Wakes the schedule loop when a schedule is written.
+    pub schedule_wake: Arc<tokio::sync::Notify>,
 }
 
-/// See [`Shared::gated_cache`].
-pub type GatedTypes = RwLock<Option<(i64, Arc<BTreeMap<String, String>>)>>;
+pub use crate::services::gated::{gated_types, GatedTypes};
 
 impl AppState {
     pub fn new(shared: Shared) -> Self {
@@ -100,8 +100,9 @@ impl Shared {
             events,
             sign_in_limiter: crate::ratelimit::SignInLimiter::standard(),
             known_types: RwLock::new(known),
-            gated_cache: RwLock::new(None),
+            gated_cache: Arc::new(RwLock::new(None)),
             auth_cache: crate::auth_cache::AuthCache::new(config_auth_ttl),
+            schedule_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -111,23 +112,7 @@ impl Shared {
     pub async fn gated_types(
         &self,
     ) -> Result<Arc<BTreeMap<String, String>>, crate::error::ApiError> {
-        let latest = self.store.latest_workflow_id().await?;
-        if let Some((id, gated)) = self.gated_cache.read().map(|g| g.clone()).unwrap_or(None) {
-            if id == latest {
-                return Ok(gated);
-            }
-        }
-        let mut defs = Vec::new();
-        for wf in self.store.list_workflows().await? {
-            let def: workflow::Definition = serde_json::from_value(wf.definition)
-                .map_err(|e| crate::error::ApiError::Store(e.into()))?;
-            defs.push(def);
-        }
-        let gated = Arc::new(workflow::gated_task_types(&defs));
-        if let Ok(mut cache) = self.gated_cache.write() {
-            *cache = Some((latest, Arc::clone(&gated)));
-        }
-        Ok(gated)
+        Ok(gated_types(&self.store, &self.gated_cache).await?)
     }
 
     pub fn is_leader(&self) -> bool {

@@ -276,3 +276,57 @@ fn assert_woken_by_the_other_instance(signals: f64, what: &str) {
         "{what}: no work signal from the other instance; the claim was found by a periodic round"
     );
 }
+
+/// A per-second schedule on two instances: every tick from the first to the
+/// last starts exactly one task, also while the leader is killed (`kill -9`)
+/// and the standby takes over (its late ticks fire late, within the grace,
+/// not twice and not never).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_fire_each_schedule_tick_once_across_a_leader_kill() {
+    let mut env = fast_timeouts();
+    env.push(("DROVER_TASK_TYPES", "echo"));
+    let (db, mut one, two) = two_instances(&env).await;
+    let (status, view) = one
+        .post(
+            "/api/v1/schedules",
+            &json!({"name": "tick", "task": {"task_type": "echo"}, "cron": "* * * * * *"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{view}");
+    let id = view["id"].as_i64().expect("id");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let leader_is_one = one.status().await.is_some_and(|s| s.leader);
+    let mut two = two;
+    let (killed, survivor) = if leader_is_one {
+        (&mut one, &two)
+    } else {
+        (&mut two, &one)
+    };
+    killed.kill();
+    eventually(Duration::from_secs(10), "the standby to lead", || async {
+        survivor.status().await.filter(|s| s.leader).map(|_| ())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut conn = db.pg().await;
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT idempotency_key FROM tasks WHERE idempotency_key LIKE $1 ORDER BY idempotency_key",
+    )
+    .bind(format!("schedule:{id}:%"))
+    .fetch_all(&mut conn)
+    .await
+    .expect("keys");
+    let mut seconds: Vec<i64> = keys
+        .iter()
+        .filter_map(|k| k.rsplit(':').next().and_then(|s| s.parse().ok()))
+        .collect();
+    seconds.sort_unstable();
+    assert!(seconds.len() >= 7, "{seconds:?}");
+    for pair in seconds.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            1,
+            "a tick missed or fired twice: {seconds:?}"
+        );
+    }
+}

@@ -131,7 +131,8 @@ pub(super) mod runs {
     pub const BY_KEY: &str = "SELECT id FROM runs WHERE idempotency_key = $1";
     pub const INSERT: &str = "INSERT INTO runs (workflow_id, workflow_name, workflow_version, \
         inputs, status, started_by, idempotency_key, created_at, updated_at) \
-        VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $7) RETURNING id";
+        VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $7) \
+        ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
     pub const ACTIVE: &str =
         "SELECT id FROM runs WHERE status IN ('running', 'waiting_approval') ORDER BY id";
     pub const SUMMARY: &str = "SELECT id, workflow_name, workflow_version, inputs, status, \

@@ -13,6 +13,7 @@ mod events;
 pub mod extract;
 pub mod pages;
 mod runs;
+mod schedules;
 pub mod session;
 mod system;
 mod tasks;
@@ -39,6 +40,7 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(users::router())
         .merge(workflows::router())
         .merge(runs::router())
+        .merge(schedules::router())
         .merge(approvals::router())
         .merge(crate::http::session::router())
         .fallback(|| async { ApiError::NotFound("API route".into()) });

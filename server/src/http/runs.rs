@@ -4,9 +4,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use drover_engine::store::{QueueStore, RunStore, WorkflowDefStore};
+use drover_engine::store::{RunStore, WorkflowDefStore};
 use drover_engine::time::now_us;
-use drover_engine::{workflow, FieldError, StoreError};
+use drover_engine::{workflow, FieldError};
 use drover_protocol::workflow::{RunDetail, RunList, RunStatus, StartRun};
 use serde::Deserialize;
 
@@ -38,6 +38,9 @@ async fn start(
     ApiJson(req): ApiJson<StartRun>,
 ) -> Result<(StatusCode, Json<RunDetail>), ApiError> {
     caller.require_operator()?;
+    if let Some(key) = &req.idempotency_key {
+        drover_engine::domain::check_idempotency_key("idempotency_key", key)?;
+    }
     let wf = state
         .store
         .workflow(&req.workflow, req.version)
@@ -132,27 +135,9 @@ async fn cancel(
     Path(id): Path<i64>,
 ) -> Result<Json<RunDetail>, ApiError> {
     caller.require_operator()?;
-    let running = state
-        .store
-        .cancel_run(id, now_us())
+    crate::services::cancel::cancel_run(&state.store, &state.effects, id)
         .await
         .map_err(not_found(format!("run {id}")))?;
-    for task in running {
-        match state.store.cancel_task(task, now_us()).await {
-            Ok(_) | Err(StoreError::Conflict(_)) => {}
-            Err(e) => {
-                tracing::warn!(task, error = %e, "could not cancel a task of a cancelled run")
-            }
-        }
-    }
-    state
-        .effects
-        .after(
-            Change::new()
-                .wake()
-                .event("run", Some(id), Some("cancelled")),
-        )
-        .await;
     tracing::info!(run_id = id, by = %caller.0.name, "run cancelled");
     crate::audit::record(
         &state.store,

@@ -182,9 +182,7 @@ async fn cancel(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_operator()?;
-    let status = state
-        .store
-        .cancel_task(id, now_us())
+    let status = crate::services::cancel::cancel_task(&state.store, &state.effects, id)
         .await
         .map_err(not_found(format!("task {id}")))?;
     crate::audit::record(
@@ -195,11 +193,6 @@ async fn cancel(
         Value::Null,
     )
     .await;
-    let change = Change::new()
-        .wake()
-        .event("task", Some(id), Some("cancelled"))
-        .advance_runs_of(&[id]);
-    state.effects.after(change).await;
     Ok(Json(serde_json::json!({ "id": id, "status": status })))
 }
 

@@ -5,8 +5,11 @@
 //! `relay` → `dispatcher`, `events`.
 
 pub mod advance;
+pub mod cancel;
 pub mod dispatcher;
 pub mod duties;
 pub mod effects;
 pub mod events;
+pub mod gated;
 pub mod relay;
+pub mod schedules;

@@ -35,7 +35,7 @@ impl RunStore for PgStore {
                 return Ok((id, false));
             }
         }
-        let id: i64 = sqlx::query_scalar(sql::INSERT)
+        let id: Option<i64> = sqlx::query_scalar(sql::INSERT)
             .bind(wf.id)
             .bind(&wf.name)
             .bind(wf.version)
@@ -43,8 +43,18 @@ impl RunStore for PgStore {
             .bind(started_by)
             .bind(key)
             .bind(now_us)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+        let Some(id) = id else {
+            // Started with this key since the look-up (two instances
+            // firing one schedule tick): that run is the answer.
+            tx.rollback().await?;
+            let id: i64 = sqlx::query_scalar(sql::BY_KEY)
+                .bind(key)
+                .fetch_one(self.pool())
+                .await?;
+            return Ok((id, false));
+        };
         // Every step in one statement: on PostgreSQL each is a round
         // trip, and a thousand runs started at once were eleven
         // thousand of them.
