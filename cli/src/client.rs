@@ -54,6 +54,16 @@ impl Client {
         .await
     }
 
+    pub async fn patch<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
+        decode(
+            self.req(reqwest::Method::PATCH, path)
+                .json(body)
+                .send()
+                .await,
+        )
+        .await
+    }
+
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         decode(self.req(reqwest::Method::DELETE, path).send().await).await
     }

@@ -16,6 +16,7 @@ use drover_protocol::api::AgentList;
 use drover_protocol::credentials::{
     CreatedEnrollmentToken, EnrollmentTokenView, NewEnrollmentToken,
 };
+use drover_protocol::schedule::{ScheduleList, ScheduleView};
 use drover_protocol::workflow::{
     ApprovalList, RunDetail, RunList, RunStatus, UploadedWorkflow, WorkflowList,
 };
@@ -60,6 +61,9 @@ enum Command {
     /// Workflow runs.
     #[command(subcommand)]
     Run(RunCmd),
+    /// Workflows and tasks started by cron or once at a time.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
     /// Approvals waiting for you, and deciding them.
     #[command(subcommand)]
     Approvals(ApprovalCmd),
@@ -180,6 +184,131 @@ enum RunCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum ScheduleCmd {
+    /// Every schedule with its next tick and what its last tick did.
+    List,
+    /// One schedule, as JSON.
+    Get {
+        id: i64,
+    },
+    /// Create one: a target (--workflow or --task-type) and a timing
+    /// (--cron or --at).
+    Create {
+        name: String,
+        #[command(flatten)]
+        target: ScheduleTarget,
+        #[command(flatten)]
+        timing: ScheduleTiming,
+        /// Start paused.
+        #[arg(long)]
+        paused: bool,
+    },
+    /// Change a schedule: the options given replace what they name.
+    Edit {
+        id: i64,
+        #[command(flatten)]
+        target: ScheduleTarget,
+        #[command(flatten)]
+        timing: ScheduleTiming,
+    },
+    /// Stop firing until resumed.
+    Pause {
+        id: i64,
+    },
+    /// Fire again from the next tick (the ticks of the pause do not fire).
+    Resume {
+        id: i64,
+    },
+    Delete {
+        id: i64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ScheduleTarget {
+    /// Start a run of this workflow.
+    #[arg(long, conflicts_with = "task_type")]
+    workflow: Option<String>,
+    /// Its version (default: the latest at each tick).
+    #[arg(long, requires = "workflow")]
+    version: Option<i64>,
+    /// Run inputs, `key=value` (JSON when it parses, else text).
+    #[arg(
+        long = "input",
+        short = 'i',
+        value_name = "KEY=VALUE",
+        requires = "workflow"
+    )]
+    inputs: Vec<String>,
+    /// Or submit a task of this type.
+    #[arg(long)]
+    task_type: Option<String>,
+    /// The task's payload, as JSON.
+    #[arg(long, requires = "task_type")]
+    payload: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ScheduleTiming {
+    /// Cron: five fields (minute first) or six (second first), or @daily etc.
+    #[arg(long, conflicts_with = "at")]
+    cron: Option<String>,
+    /// The time zone the cron fields are read in (IANA name; default UTC).
+    #[arg(long = "tz")]
+    time_zone: Option<String>,
+    /// Or once, at this RFC 3339 time (2026-12-24T18:00:00+01:00).
+    #[arg(long)]
+    at: Option<String>,
+    /// Ticks missed while no server ran: skip or run_once.
+    #[arg(long)]
+    missed: Option<String>,
+    /// While the previous tick's run is active: allow, skip or cancel_previous.
+    #[arg(long)]
+    overlap: Option<String>,
+}
+
+impl ScheduleTarget {
+    fn into_json(self, body: &mut Map<String, Value>) -> Result<()> {
+        if let Some(w) = self.workflow {
+            body.insert("workflow".into(), json!(w));
+            if let Some(v) = self.version {
+                body.insert("version".into(), json!(v));
+            }
+            body.insert("inputs".into(), Value::Object(parse_inputs(&self.inputs)?));
+        }
+        if let Some(t) = self.task_type {
+            let payload: Value = match self.payload {
+                Some(p) => serde_json::from_str(&p).context("--payload is not JSON")?,
+                None => json!({}),
+            };
+            body.insert("task".into(), json!({ "task_type": t, "payload": payload }));
+        }
+        if let Some(d) = self.description {
+            body.insert("description".into(), json!(d));
+        }
+        Ok(())
+    }
+}
+
+impl ScheduleTiming {
+    fn into_json(self, body: &mut Map<String, Value>) {
+        for (key, value) in [
+            ("cron", self.cron),
+            ("time_zone", self.time_zone),
+            ("at", self.at),
+            ("missed", self.missed),
+            ("overlap", self.overlap),
+        ] {
+            if let Some(v) = value {
+                body.insert(key.into(), json!(v));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
 enum ApprovalCmd {
     /// Pending approvals you may decide.
     List,
@@ -225,6 +354,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 up.workflow.name, up.workflow.version
             );
         }
+        Command::Schedule(cmd) => schedule(&client, cmd).await?,
         Command::Workflow(WorkflowCmd::List) => {
             let list: WorkflowList = client.get("/api/v1/workflows").await?;
             for w in list.workflows {
@@ -467,6 +597,115 @@ async fn decide(client: &Client, id: i64, decision: &str, comment: Option<String
 
 /// `key=value` pairs; a value that parses as JSON keeps its type (`10`,
 /// `true`, `["a"]`), anything else is text.
+async fn schedule(client: &Client, cmd: ScheduleCmd) -> Result<()> {
+    let print =
+        |s: &ScheduleView| println!("schedule {} {:?}: {}", s.id, s.name, describe_schedule(s));
+    match cmd {
+        ScheduleCmd::List => {
+            let list: ScheduleList = client.get("/api/v1/schedules").await?;
+            println!("ID\tNAME\tTARGET\tWHEN\tNEXT\tLAST\tSTATE");
+            for s in &list.schedules {
+                let target = match (&s.workflow, &s.task) {
+                    (Some(w), _) => format!("workflow {w}"),
+                    (None, Some(t)) => format!("task {}", t.task_type),
+                    _ => "-".into(),
+                };
+                let when = match (&s.cron, s.at_us) {
+                    (Some(c), _) => format!("{c} ({})", s.time_zone),
+                    (None, Some(_)) => "once".into(),
+                    _ => "-".into(),
+                };
+                let last = match (&s.last_outcome, s.last_run_id, s.last_task_id) {
+                    (Some(o), Some(r), _) => format!("{o} run {r}"),
+                    (Some(o), None, Some(t)) => format!("{o} task {t}"),
+                    (Some(o), None, None) => o.clone(),
+                    _ => "-".into(),
+                };
+                println!(
+                    "{}\t{}\t{target}\t{when}\t{}\t{last}\t{}",
+                    s.id,
+                    s.name,
+                    s.next_fire_at_us
+                        .map(from_now)
+                        .unwrap_or_else(|| "-".into()),
+                    s.state
+                );
+            }
+        }
+        ScheduleCmd::Get { id } => {
+            let s: Value = client.get(&format!("/api/v1/schedules/{id}")).await?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        ScheduleCmd::Create {
+            name,
+            target,
+            timing,
+            paused,
+        } => {
+            let mut body = Map::new();
+            body.insert("name".into(), json!(name));
+            body.insert("paused".into(), json!(paused));
+            target.into_json(&mut body)?;
+            timing.into_json(&mut body);
+            let s: ScheduleView = client
+                .post("/api/v1/schedules", &Value::Object(body))
+                .await?;
+            print(&s);
+        }
+        ScheduleCmd::Edit { id, target, timing } => {
+            let mut body = Map::new();
+            target.into_json(&mut body)?;
+            timing.into_json(&mut body);
+            let path = format!("/api/v1/schedules/{id}");
+            let s: ScheduleView = client.patch(&path, &Value::Object(body)).await?;
+            print(&s);
+        }
+        ScheduleCmd::Pause { id } | ScheduleCmd::Resume { id } => {
+            let verb = if matches!(cmd, ScheduleCmd::Pause { .. }) {
+                "pause"
+            } else {
+                "resume"
+            };
+            let s: ScheduleView = client
+                .post(&format!("/api/v1/schedules/{id}/{verb}"), &json!({}))
+                .await?;
+            print(&s);
+        }
+        ScheduleCmd::Delete { id } => {
+            let _: Value = client.delete(&format!("/api/v1/schedules/{id}")).await?;
+            println!("schedule {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+fn describe_schedule(s: &ScheduleView) -> String {
+    match s.next_fire_at_us {
+        Some(next) => format!("{}, next tick {}", s.state, from_now(next)),
+        None => s.state.clone(),
+    }
+}
+
+/// A time as "in 3 min" (or "2 h ago") from now: the CLI has no date library.
+fn from_now(us: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let secs = (us - now) / 1_000_000;
+    let (n, unit) = match secs.abs() {
+        s if s < 120 => (s, "s"),
+        s if s < 7_200 => (s / 60, "min"),
+        s if s < 172_800 => (s / 3_600, "h"),
+        s => (s / 86_400, "d"),
+    };
+    if secs >= 0 {
+        format!("in {n} {unit}")
+    } else {
+        format!("{n} {unit} ago")
+    }
+}
+
 fn parse_inputs(pairs: &[String]) -> Result<Map<String, Value>> {
     let mut inputs = Map::new();
     for pair in pairs {

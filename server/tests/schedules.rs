@@ -635,3 +635,81 @@ async fn concurrent_run_starts_with_one_key_make_one_run(backend: Backend) {
     assert_eq!(ids.len(), 1, "one run: {ids:?}");
     assert_eq!(created, 1);
 }
+
+/// `drover schedule ...` against a server, as the operator.
+fn cli(server: &Server, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(support::bin("drover"))
+        .arg("--server")
+        .arg(&server.url)
+        .args(args)
+        .env("DROVER_TOKEN", API_TOKEN)
+        .output()
+        .expect("run drover");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_lists_edits_pauses_and_deletes_a_schedule() {
+    let db = Database::new(Backend::Sqlite).await;
+    let server = Server::start(&db, &env()).await;
+    server.upload_workflow(API_TOKEN, ECHO_FLOW).await;
+    let (ok, out) = cli(
+        &server,
+        &[
+            "schedule",
+            "create",
+            "nightly",
+            "--workflow",
+            "hourly",
+            "-i",
+            "who=cli",
+            "--cron",
+            "30 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--overlap",
+            "skip",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("schedule 1 \"nightly\": active, next tick in"),
+        "{out}"
+    );
+    let (ok, out) = cli(&server, &["schedule", "list"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("nightly\tworkflow hourly\t30 2 * * * (Europe/Berlin)"),
+        "{out}"
+    );
+    let (ok, out) = cli(&server, &["schedule", "edit", "1", "--cron", "0 3 * * *"]);
+    assert!(ok, "{out}");
+    assert_eq!(schedule(&server, 1).await["cron"], "0 3 * * *");
+    assert_eq!(schedule(&server, 1).await["inputs"]["who"], "cli", "kept");
+    let (ok, out) = cli(&server, &["schedule", "pause", "1"]);
+    assert!(ok && out.contains("paused"), "{out}");
+    // Bad input: a message naming the field, and a non-zero exit.
+    let (ok, out) = cli(
+        &server,
+        &[
+            "schedule",
+            "create",
+            "x",
+            "--workflow",
+            "hourly",
+            "--cron",
+            "99 * * * *",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("cron"), "{out}");
+    let (ok, out) = cli(&server, &["schedule", "delete", "1"]);
+    assert!(ok, "{out}");
+    let (ok, _) = cli(&server, &["schedule", "get", "1"]);
+    assert!(!ok, "gone");
+}
