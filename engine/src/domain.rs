@@ -81,6 +81,12 @@ impl Scheduling {
     pub fn rank(&self, priority: f64, enqueued_at_us: i64) -> f64 {
         priority - self.aging_points_per_minute * (enqueued_at_us as f64 / 60_000_000.0)
     }
+
+    /// The priority a task of `rank` has at `now_us`, aged by its wait
+    /// (the inverse of [`Scheduling::rank`]).
+    pub fn aged(&self, rank: f64, now_us: i64) -> f64 {
+        rank + self.aging_points_per_minute * (now_us as f64 / 60_000_000.0)
+    }
 }
 
 /// Bounds of a task's settings: the one list is `drover_protocol::limits`.

@@ -7,6 +7,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod explain;
 pub mod lifecycle;
 pub mod schedule;
 pub mod store;

@@ -170,6 +170,66 @@ pub struct TaskDetail {
     pub task: TaskView,
     pub attempt_history: Vec<AttemptView>,
     pub events: Vec<TaskEventView>,
+    /// Why a queued task is not running yet (absent for other statuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// What holds a queued task now, in words (`summary`) and as data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Waiting {
+    /// The main reason, one sentence.
+    pub summary: String,
+    /// Every reason that holds it, the main one first.
+    pub reasons: Vec<WaitReason>,
+    /// Its priority aged by the time it has waited: what orders the claim.
+    pub aged_priority: f64,
+    /// Claimable queued tasks (any type) the claim takes before it.
+    pub ahead: i64,
+    /// Of those, the ones of its own type.
+    pub ahead_same_type: i64,
+    /// The counts stopped at their limit: there are at least that many.
+    pub ahead_capped: bool,
+    /// When it should start, from how fast tasks of its type started over
+    /// the last minute; absent when nothing says.
+    pub estimated_start_us: Option<i64>,
+}
+
+/// One thing that holds a queued task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WaitReason {
+    /// Not claimable before `until_us`: its `run_after_us`, or the backoff
+    /// before a retry (`cause`: `run_after` or `retry_backoff`).
+    NotBefore { until_us: i64, cause: String },
+    /// No online agent handles its type with its labels; the agents that
+    /// come closest, and what each lacks.
+    NoAgent {
+        task_type: String,
+        required_labels: Vec<String>,
+        closest: Vec<AgentGap>,
+    },
+    /// Every online agent able to take it is full (L = 1).
+    AgentsFull {
+        agents: i64,
+        running: i64,
+        capacity: i64,
+    },
+    /// Tasks ranked before it are taken first.
+    QueuedBehind { ahead: i64, ahead_same_type: i64 },
+    /// Nothing holds it: a matching agent has a free slot, and the next
+    /// claim takes it.
+    Ready { free_slots: i64 },
+}
+
+/// An agent that could not take a task, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentGap {
+    pub agent_id: i64,
+    pub name: String,
+    pub status: AgentStatus,
+    /// e.g. `handles no "resize" tasks`, `lacks label "gpu"`, `is offline`.
+    pub missing: Vec<String>,
 }
 
 /// `GET /api/v1/tasks`.

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use drover_engine::domain::Scheduling;
 use drover_engine::store::QueueStore;
 use drover_engine::Store;
+use drover_protocol::api::AgentView;
 
 use crate::config::Config;
 use crate::services::advance::Advancer;
@@ -45,6 +46,9 @@ pub struct Shared {
     pub gated_cache: Arc<GatedTypes>,
     /// Bearer tokens verified a moment ago (`crate::auth_cache`).
     pub auth_cache: crate::auth_cache::AuthCache,
+    /// The registered agents as of a moment ago: a submit checks its tasks
+    /// can be taken by someone without a query each.
+    agents_seen: RwLock<Option<(std::time::Instant, Arc<Vec<AgentView>>)>>,
     /// Wakes the schedule loop when a schedule is written.
     pub schedule_wake: Arc<tokio::sync::Notify>,
 }
@@ -103,6 +107,7 @@ impl Shared {
             gated_cache: Arc::new(RwLock::new(None)),
             auth_cache: crate::auth_cache::AuthCache::new(config_auth_ttl),
             schedule_wake: Arc::new(tokio::sync::Notify::new()),
+            agents_seen: RwLock::new(None),
         }
     }
 
@@ -113,6 +118,29 @@ impl Shared {
         &self,
     ) -> Result<Arc<BTreeMap<String, String>>, crate::error::ApiError> {
         Ok(gated_types(&self.store, &self.gated_cache).await?)
+    }
+
+    /// The registered agents, read again when the copy is a second old.
+    pub async fn registered_agents(
+        &self,
+    ) -> Result<Arc<Vec<AgentView>>, drover_engine::StoreError> {
+        if let Some((at, agents)) = self.agents_seen.read().ok().and_then(|a| a.clone()) {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return Ok(agents);
+            }
+        }
+        let agents = Arc::new(self.store.list_agents().await?);
+        if let Ok(mut seen) = self.agents_seen.write() {
+            *seen = Some((std::time::Instant::now(), Arc::clone(&agents)));
+        }
+        Ok(agents)
+    }
+
+    /// An agent registered here: the next submit reads the agents again.
+    pub fn forget_registered_agents(&self) {
+        if let Ok(mut seen) = self.agents_seen.write() {
+            *seen = None;
+        }
     }
 
     pub fn is_leader(&self) -> bool {

@@ -59,6 +59,7 @@ mod signals;
 mod sql;
 mod sqlite;
 mod users;
+mod waiting;
 mod workflow_defs;
 
 use drover_protocol::agent::{Assignment, HeartbeatResponse, Lease, TaskResult};
@@ -82,6 +83,7 @@ pub use schedules::{ScheduleDef, ScheduleRow, ScheduleStore, Started, TickRecord
 pub use signals::{Signal, Signals};
 use sqlite::SqliteStore;
 pub use users::{ApiToken, NewToken, TokenUser, UserChange, UserRecord, UserStore, UserSummary};
+pub use waiting::WaitingStore;
 pub use workflow_defs::WorkflowDefStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

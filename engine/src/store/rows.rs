@@ -105,6 +105,7 @@ macro_rules! task_detail {
             events: crate::store::rows::task_history(&task, &attempt_history, stored),
             task,
             attempt_history,
+            waiting: None,
         }
     }};
 }

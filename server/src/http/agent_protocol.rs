@@ -70,6 +70,7 @@ async fn register(
         .await?;
     let agent_id = registered.agent_id;
     state.learn_task_types(spec.task_types.iter().cloned());
+    state.forget_registered_agents();
     tracing::info!(agent_id, name = %spec.name, host = %spec.hostname, capacity = spec.capacity,
         types = ?spec.task_types, enrollment = %enrollment.name, resumed = registered.resumed,
         requeued = registered.sweep.tasks_requeued, "agent registered");
@@ -172,6 +173,10 @@ async fn claim(
             _ => Claim::default(),
         }
     };
+    if wait.is_zero() {
+        metrics::counter!("drover_tasks_claimed_total").increment(claim.tasks.len() as u64);
+        state.dispatcher.starts.record(&claim.tasks, now_us());
+    }
     Ok(Json(ClaimResponse {
         tasks: claim.tasks,
         drain: claim.drain,
@@ -266,6 +271,7 @@ async fn results(
     if !tasks.is_empty() {
         metrics::counter!("drover_tasks_claimed_total").increment(tasks.len() as u64);
         metrics::counter!("drover_tasks_eager_dispatched_total").increment(tasks.len() as u64);
+        state.dispatcher.starts.record(&tasks, now_us());
     }
     let mut change = Change::new();
     if accepted > 0 {

@@ -5,11 +5,13 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_engine::domain::TaskSpec;
-use drover_engine::store::{QueueStore, TaskFilter, TaskRetryStore};
+use drover_engine::explain;
+use drover_engine::store::{QueueStore, TaskFilter, TaskRetryStore, WaitingStore};
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::api::{
-    NewTask, NewTaskBatch, Role, SubmitBatchResponse, TaskDetail, TaskList, TaskStatus,
+    NewTask, NewTaskBatch, Role, SubmitBatchResponse, TaskDetail, TaskList, TaskStatus, TaskView,
+    Waiting,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -59,7 +61,7 @@ async fn submit(
     if caller.0.role != Role::Admin {
         refuse_gated_types(&state, &tasks).await?;
     }
-    let mut specs = Vec::with_capacity(tasks.len());
+    let mut specs: Vec<TaskSpec> = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.into_iter().enumerate() {
         let spec = TaskSpec::parse(task, &state.scheduling.weights, |t| state.is_known_type(t))
             .map_err(|e| {
@@ -86,12 +88,16 @@ async fn submit(
     } else {
         StatusCode::OK
     };
-    let body = if batch {
+    let mut body = if batch {
         serde_json::to_value(SubmitBatchResponse { tasks: submitted })
     } else {
         serde_json::to_value(&submitted[0])
     }
     .map_err(|e| ApiError::Store(e.into()))?;
+    let warnings = unreachable_warnings(&state, &specs).await?;
+    if let (Some(obj), false) = (body.as_object_mut(), warnings.is_empty()) {
+        obj.insert("warnings".into(), Value::from(warnings));
+    }
     Ok((status, Json(body)))
 }
 
@@ -116,12 +122,58 @@ async fn get_task(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<TaskDetail>, ApiError> {
-    state
+    let mut detail = state
         .store
         .get_task(id)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("task {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("task {id}")))?;
+    if detail.task.status == TaskStatus::Queued {
+        detail.waiting = waiting(&state, &detail.task).await?;
+    }
+    Ok(Json(detail))
+}
+
+/// Warnings for submitted tasks no registered agent could ever take (their
+/// type, or their labels): accepted, but they would wait in silence.
+async fn unreachable_warnings(
+    state: &AppState,
+    specs: &[TaskSpec],
+) -> Result<Vec<String>, ApiError> {
+    let agents = state.registered_agents().await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut warnings = Vec::new();
+    for spec in specs {
+        if seen.insert((spec.task_type.as_str(), spec.required_labels.as_slice())) {
+            if let Some(w) = explain::unreachable(&spec.task_type, &spec.required_labels, &agents) {
+                warnings.push(w);
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// Tasks counted ahead of a queued one, at most: past it, "10000+".
+const AHEAD_LIMIT: i64 = 10_000;
+
+/// Why a queued task is not running yet (`drover_engine::explain`).
+async fn waiting(state: &AppState, task: &TaskView) -> Result<Option<Waiting>, ApiError> {
+    let now = now_us();
+    let Some((rank, ahead)) = state
+        .store
+        .queue_ahead(task.id, &task.task_type, now, AHEAD_LIMIT)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let agents = state.store.list_agents().await?;
+    Ok(Some(explain::explain(
+        task,
+        &agents,
+        ahead,
+        state.scheduling.aged(rank, now),
+        state.dispatcher.starts.per_second(&task.task_type, now),
+        now,
+    )))
 }
 
 #[derive(Debug, Deserialize)]

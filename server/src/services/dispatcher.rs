@@ -59,6 +59,8 @@ pub struct Dispatcher {
     /// Set on shutdown: parked claims are answered empty at once, so the
     /// server does not wait out every long-poll before it can stop.
     closed: std::sync::atomic::AtomicBool,
+    /// How fast each task type starts here (for estimated start times).
+    pub starts: super::start_rates::StartRates,
 }
 
 /// A ticket for a parked claim; dropping it withdraws the waiter.
@@ -86,6 +88,7 @@ impl Dispatcher {
             kicked_at: Mutex::new(None),
             lease_ttl_us: lease_ttl.as_micros() as i64,
             closed: std::sync::atomic::AtomicBool::new(false),
+            starts: Default::default(),
         }
     }
 
@@ -286,6 +289,7 @@ impl Dispatcher {
         }
         let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(&id));
         metrics::counter!("drover_tasks_claimed_total").increment(got as u64);
+        self.starts.record(&claim.tasks, now_us());
         let undelivered = match waiter {
             Some(w) => w.reply.send(claim).err(),
             None => Some(claim),

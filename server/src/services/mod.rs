@@ -13,3 +13,4 @@ pub mod events;
 pub mod gated;
 pub mod relay;
 pub mod schedules;
+pub mod start_rates;

@@ -1,0 +1,71 @@
+//! The queue ahead of a task, for "why is this task waiting?"
+//! (`crate::explain`). One statement text serves both backends.
+//!
+//! The count walks the claim index (`rank DESC, id` over queued tasks) from
+//! the top down to the task, and stops at a limit: a task far down a long
+//! queue costs the limit, not the queue.
+
+use super::{Result, Store};
+use crate::explain::Ahead;
+
+#[allow(async_fn_in_trait)]
+pub trait WaitingStore {
+    /// The task's rank and the claimable queued tasks ranked before it
+    /// (counted up to `limit`); `None` if it is not queued.
+    async fn queue_ahead(
+        &self,
+        task_id: i64,
+        task_type: &str,
+        now_us: i64,
+        limit: i64,
+    ) -> Result<Option<(f64, Ahead)>>;
+}
+
+const RANK: &str = "SELECT rank FROM tasks WHERE id = $1 AND status = 'queued'";
+const AHEAD: &str =
+    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN task_type = $3 THEN 1 ELSE 0 END), 0) \
+    FROM (SELECT task_type FROM tasks WHERE status = 'queued' AND run_after <= $4 \
+          AND rank >= $1 AND (rank > $1 OR id < $2) ORDER BY rank DESC, id LIMIT $5) a";
+
+macro_rules! waiting_store {
+    ($store:ty, $read:ident) => {
+        impl WaitingStore for $store {
+            async fn queue_ahead(
+                &self,
+                task_id: i64,
+                task_type: &str,
+                now_us: i64,
+                limit: i64,
+            ) -> Result<Option<(f64, Ahead)>> {
+                let rank: Option<f64> = sqlx::query_scalar(RANK)
+                    .bind(task_id)
+                    .fetch_optional(self.$read())
+                    .await?;
+                let Some(rank) = rank else { return Ok(None) };
+                let (all, same_type): (i64, i64) = sqlx::query_as(AHEAD)
+                    .bind(rank)
+                    .bind(task_id)
+                    .bind(task_type)
+                    .bind(now_us)
+                    .bind(limit)
+                    .fetch_one(self.$read())
+                    .await?;
+                Ok(Some((
+                    rank,
+                    Ahead {
+                        all,
+                        same_type,
+                        capped: all >= limit,
+                    },
+                )))
+            }
+        }
+    };
+}
+
+waiting_store!(super::sqlite::SqliteStore, reader);
+waiting_store!(super::postgres::PgStore, pool);
+
+delegate_to_backend!(WaitingStore {
+    async fn queue_ahead(&self, task_id: i64, task_type: &str, now_us: i64, limit: i64) -> Result<Option<(f64, Ahead)>>;
+});
