@@ -53,6 +53,7 @@ pub fn connect_events(live: Live) {
         ("run", &[Topic::Runs][..]),
         ("approval", &[Topic::Approvals, Topic::Runs][..]),
         ("workflow", &[Topic::Workflows][..]),
+        ("schedule", &[Topic::Schedules][..]),
         // The stream dropped notices for this client: refetch everything.
         (
             "resync",
@@ -62,6 +63,7 @@ pub fn connect_events(live: Live) {
                 Topic::Runs,
                 Topic::Approvals,
                 Topic::Workflows,
+                Topic::Schedules,
             ][..],
         ),
     ] {

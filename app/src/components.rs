@@ -81,6 +81,22 @@ pub fn Empty(#[prop(into)] title: String, children: Children) -> impl IntoView {
     }
 }
 
+/// Who started a run: a schedule's runs (`schedule:<id>`) link to the
+/// schedules page, at that schedule's row.
+pub fn started_by_view(started_by: String) -> AnyView {
+    match started_by
+        .strip_prefix("schedule:")
+        .and_then(|id| id.parse::<i64>().ok())
+    {
+        Some(id) => view! {
+            <a href=format!("/schedules#schedule-{id}") data-testid="started-by-schedule"
+                title="Started by this schedule">{started_by}</a>
+        }
+        .into_any(),
+        None => started_by.into_any(),
+    }
+}
+
 /// A message after a button was pressed: what happened, or why not.
 pub fn outcome_view(outcome: Option<ApiResult<String>>) -> impl IntoView {
     outcome.map(|o| match o {

@@ -12,6 +12,22 @@ pub fn ago(now_us: i64, t_us: i64) -> String {
     }
 }
 
+/// "in 3 s", "in 5 min": how long until `t_us`, for times to come.
+pub fn until(now_us: i64, t_us: i64) -> String {
+    let us = t_us - now_us;
+    if us <= 0 {
+        return "due now".into();
+    }
+    // Rounded up: a tick 0.4 s away is "in 1 s", never "in 0 s".
+    let secs = (us + 999_999) / 1_000_000;
+    match secs {
+        0..=59 => format!("in {secs} s"),
+        60..=3599 => format!("in {} min", secs / 60),
+        3600..=86_399 => format!("in {} h", secs / 3600),
+        _ => format!("in {} d", secs / 86_400),
+    }
+}
+
 /// A span of time in the largest fitting unit.
 pub fn duration_us(us: i64) -> String {
     let us = us.max(0);
@@ -97,6 +113,10 @@ mod tests {
         assert_eq!(utc(1_795_000_000_000_000), "2026-11-18 11:06:40 UTC");
         assert_eq!(ago(10_000_000, 0), "10 s ago");
         assert_eq!(ago(200_000_000, 0), "3 min ago");
+        assert_eq!(until(0, 2_400_000), "in 3 s");
+        assert_eq!(until(0, 300_000_000), "in 5 min");
+        assert_eq!(until(0, 7_200_000_000), "in 2 h");
+        assert_eq!(until(5, 5), "due now");
         assert_eq!(duration_us(1_500), "1 ms");
         assert_eq!(duration_us(2_500_000), "2.5 s");
         assert_eq!(num(1.0), "1");

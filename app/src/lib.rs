@@ -94,6 +94,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/workflows/:name") view={Lazy::<pages::WorkflowRoute>::new()}/>
                     <Route path=path!("/runs") view={Lazy::<pages::RunsRoute>::new()}/>
                     <Route path=path!("/runs/:id") view={Lazy::<pages::RunRoute>::new()}/>
+                    <Route path=path!("/schedules") view={Lazy::<pages::SchedulesRoute>::new()}/>
                     <Route path=path!("/approvals") view={Lazy::<pages::ApprovalsRoute>::new()}/>
                     <Route path=path!("/enrollment-tokens") view={Lazy::<pages::EnrollmentRoute>::new()}/>
                     <Route path=path!("/audit") view={Lazy::<pages::AuditRoute>::new()}/>
@@ -118,6 +119,7 @@ fn TopBar() -> impl IntoView {
                 <A href="/tasks">"Tasks"</A>
                 <A href="/workflows">"Workflows"</A>
                 <A href="/runs">"Runs"</A>
+                <A href="/schedules">"Schedules"</A>
                 <A href="/approvals">"Approvals"</A>
                 // What a role may not do is not offered.
                 <Transition fallback=|| ()>

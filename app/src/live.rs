@@ -11,6 +11,7 @@ pub enum Topic {
     Runs,
     Approvals,
     Workflows,
+    Schedules,
 }
 
 impl Topic {
@@ -22,7 +23,7 @@ impl Topic {
 
 #[derive(Clone, Copy)]
 pub struct Live {
-    counters: [RwSignal<u64>; 5],
+    counters: [RwSignal<u64>; 6],
     /// Whether the event stream is connected (shown in the header).
     pub connected: RwSignal<bool>,
     /// The clock relative times are shown against, ticking each second.

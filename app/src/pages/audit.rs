@@ -150,6 +150,7 @@ fn target_href(target: &str) -> Option<String> {
     match kind {
         "run" => Some(format!("/runs/{id}")),
         "task" => Some(format!("/tasks/{id}")),
+        "schedule" => Some(format!("/schedules#schedule-{id}")),
         _ => None,
     }
 }
@@ -223,6 +224,10 @@ mod tests {
             "?action=agent.&actor=agent%3A7&limit=5&before_id=42"
         );
         assert_eq!(target_href("run:3").as_deref(), Some("/runs/3"));
+        assert_eq!(
+            target_href("schedule:4").as_deref(),
+            Some("/schedules#schedule-4")
+        );
         assert_eq!(
             detail_text("task_types", &serde_json::json!(["echo", "wc"])),
             "echo, wc"

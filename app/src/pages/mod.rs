@@ -9,6 +9,7 @@ pub mod enrollment;
 pub mod overview;
 pub mod run;
 pub mod runs;
+pub mod schedules;
 pub mod signin;
 pub mod tasks;
 pub mod workflows;
@@ -84,6 +85,7 @@ lazy_page! {
     WorkflowRoute => workflows::WorkflowPage;
     RunsRoute => runs::Runs;
     RunRoute => run::RunPage;
+    SchedulesRoute => schedules::Schedules;
     ApprovalsRoute => approvals::Approvals;
     EnrollmentRoute => enrollment::EnrollmentTokens;
     AuditRoute => audit::Audit;

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_params_map;
 
 use crate::api::{self, enc, ApiResult};
 use crate::components::{
-    can_operate, my_name, outcome_view, session, use_me, Badge, ErrorBox, Loading,
+    can_operate, my_name, outcome_view, session, started_by_view, use_me, Badge, ErrorBox, Loading,
 };
 use crate::dag::{layout, steps_of, DagStep, NODE_H, NODE_W};
 use crate::format::{duration_us, json, utc};
@@ -173,7 +173,7 @@ fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> i
             <h1>"Run #" {r.id} " " <span data-testid="run-status"><Badge status=r.status.as_str()/></span></h1>
             <dl class="facts">
                 <dt>"Workflow"</dt><dd><a href=format!("/workflows/{}?version={}", enc(&r.workflow), r.version)>{r.workflow.clone()} " v" {r.version}</a></dd>
-                <dt>"Started by"</dt><dd>{r.started_by.clone()} ", " {utc(r.created_at_us)}</dd>
+                <dt>"Started by"</dt><dd>{started_by_view(r.started_by.clone())} ", " {utc(r.created_at_us)}</dd>
                 {r.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} " (" {duration_us(f - r.created_at_us)} ")"</dd> })}
                 {r.error.clone().map(|e| view! { <dt>"Error"</dt><dd class="err-line">{e}</dd> })}
                 <dt>"Inputs"</dt><dd><code class="inputs">{r.inputs.to_string()}</code></dd>

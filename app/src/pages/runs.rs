@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{self, enc};
-use crate::components::{Badge, Empty, ErrorBox, Loading};
+use crate::components::{started_by_view, Badge, Empty, ErrorBox, Loading};
 use crate::format::{ago, duration_us};
 use crate::live::{use_live, Topic};
 
@@ -57,7 +57,7 @@ pub fn Runs() -> impl IntoView {
                                             <td><a href=format!("/runs/{}", r.id)>"#" {r.id}</a></td>
                                             <td><a href=format!("/workflows/{}?version={}", enc(&r.workflow), r.version)>{r.workflow.clone()} " v" {r.version}</a></td>
                                             <td><Badge status=r.status.as_str()/></td>
-                                            <td>{r.started_by.clone()}</td>
+                                            <td>{started_by_view(r.started_by.clone())}</td>
                                             <td class="muted">{move || ago(live.now_us.get(), created)}</td>
                                             <td class="muted">{r.finished_at_us.map(|f| duration_us(f - created))}</td>
                                         </tr>
