@@ -64,6 +64,9 @@ enum Command {
     /// Workflows and tasks started by cron or once at a time.
     #[command(subcommand)]
     Schedule(ScheduleCmd),
+    /// Incoming webhooks that start a workflow (admin).
+    #[command(subcommand)]
+    Trigger(TriggerCmd),
     /// Approvals waiting for you, and deciding them.
     #[command(subcommand)]
     Approvals(ApprovalCmd),
@@ -224,6 +227,29 @@ enum ScheduleCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TriggerCmd {
+    /// Every trigger, with where to send deliveries.
+    List,
+    /// Create one; its secret is printed once, on its own line.
+    Create {
+        name: String,
+        #[arg(long)]
+        workflow: String,
+        #[arg(long)]
+        version: Option<i64>,
+        /// An input taken from the delivery's JSON body: `input=/json/pointer`.
+        #[arg(long = "input", short = 'i', value_name = "INPUT=/POINTER")]
+        inputs: Vec<String>,
+        /// hmac (signed deliveries; default) or bearer.
+        #[arg(long, default_value = "hmac")]
+        auth: String,
+    },
+    Delete {
+        id: i64,
+    },
+}
+
 #[derive(Debug, clap::Args)]
 struct ScheduleTarget {
     /// Start a run of this workflow.
@@ -355,6 +381,7 @@ async fn run(cli: Cli) -> Result<u8> {
             );
         }
         Command::Schedule(cmd) => schedule(&client, cmd).await?,
+        Command::Trigger(cmd) => trigger(&client, cmd).await?,
         Command::Workflow(WorkflowCmd::List) => {
             let list: WorkflowList = client.get("/api/v1/workflows").await?;
             for w in list.workflows {
@@ -674,6 +701,55 @@ async fn schedule(client: &Client, cmd: ScheduleCmd) -> Result<()> {
         ScheduleCmd::Delete { id } => {
             let _: Value = client.delete(&format!("/api/v1/schedules/{id}")).await?;
             println!("schedule {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn trigger(client: &Client, cmd: TriggerCmd) -> Result<()> {
+    match cmd {
+        TriggerCmd::List => {
+            let list: Value = client.get("/api/v1/triggers").await?;
+            println!("ID\tNAME\tWORKFLOW\tAUTH\tPATH\tFIRED");
+            for t in list["triggers"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    t["id"],
+                    t["name"].as_str().unwrap_or(""),
+                    t["workflow"].as_str().unwrap_or(""),
+                    t["auth"].as_str().unwrap_or(""),
+                    t["path"].as_str().unwrap_or(""),
+                    t["fired_count"]
+                );
+            }
+        }
+        TriggerCmd::Create {
+            name,
+            workflow,
+            version,
+            inputs,
+            auth,
+        } => {
+            let mut map = Map::new();
+            for pair in &inputs {
+                let Some((input, pointer)) = pair.split_once('=') else {
+                    bail!("--input {pair:?}: expected INPUT=/json/pointer");
+                };
+                map.insert(input.to_string(), json!(pointer));
+            }
+            let body = json!({ "name": name, "workflow": workflow, "version": version, "inputs": map, "auth": auth });
+            let created: Value = client.post("/api/v1/triggers", &body).await?;
+            eprintln!(
+                "trigger {} created: deliveries go to {} ({}); its secret, shown once:",
+                created["id"],
+                created["path"].as_str().unwrap_or(""),
+                auth
+            );
+            println!("{}", created["secret"].as_str().unwrap_or(""));
+        }
+        TriggerCmd::Delete { id } => {
+            let _: Value = client.delete(&format!("/api/v1/triggers/{id}")).await?;
+            println!("trigger {id} deleted");
         }
     }
     Ok(())

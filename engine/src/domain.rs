@@ -96,8 +96,8 @@ pub use drover_protocol::limits::{
     PRIORITY_INPUT_MAX,
 };
 use drover_protocol::limits::{
-    MAX_AGENT_TEXT_LEN, MAX_IDEMPOTENCY_KEY_LEN, MAX_TIMESTAMP_US, RESERVED_KEY_PREFIX,
-    SCHEDULE_KEY_PREFIX,
+    HOOK_KEY_PREFIX, MAX_AGENT_TEXT_LEN, MAX_IDEMPOTENCY_KEY_LEN, MAX_TIMESTAMP_US,
+    RESERVED_KEY_PREFIX, SCHEDULE_KEY_PREFIX,
 };
 
 /// A validated task, ready to store.
@@ -146,6 +146,7 @@ pub fn check_idempotency_key(field: &str, key: &str) -> Result<(), FieldError> {
     for (prefix, owner) in [
         (RESERVED_KEY_PREFIX, "the tasks of workflow steps"),
         (SCHEDULE_KEY_PREFIX, "the ticks of schedules"),
+        (HOOK_KEY_PREFIX, "webhook deliveries"),
     ] {
         if key.starts_with(prefix) {
             return Err(FieldError::new(

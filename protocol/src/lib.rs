@@ -12,6 +12,7 @@ pub mod api;
 pub mod credentials;
 pub mod limits;
 pub mod schedule;
+pub mod trigger;
 pub mod workflow;
 
 /// Version of the agent protocol; the server refuses agents that speak another.

@@ -58,6 +58,14 @@ pub const RESERVED_KEY_PREFIX: &str = "run:";
 /// start its run or task once, so no client may take it.
 pub const SCHEDULE_KEY_PREFIX: &str = "schedule:";
 
+/// Run idempotency keys starting with this belong to webhook deliveries
+/// (`hook:<trigger id>:<the delivery's Idempotency-Key>`).
+pub const HOOK_KEY_PREFIX: &str = "hook:";
+/// Triggers one server keeps.
+pub const MAX_TRIGGERS: i64 = 1_000;
+/// How far a signed delivery's timestamp may be from the server's clock.
+pub const HOOK_TIMESTAMP_TOLERANCE_S: i64 = 300;
+
 /// Schedules one server keeps.
 pub const MAX_SCHEDULES: i64 = 1_000;
 /// A cron expression is at most this many bytes.

@@ -58,6 +58,7 @@ mod schedules;
 mod signals;
 mod sql;
 mod sqlite;
+mod triggers;
 mod users;
 mod waiting;
 mod workflow_defs;
@@ -82,6 +83,7 @@ pub use runs::{Advanced, ApprovalRecord, Recorded, Refill, RunStore, APPROVAL_PA
 pub use schedules::{ScheduleDef, ScheduleRow, ScheduleStore, Started, TickRecord};
 pub use signals::{Signal, Signals};
 use sqlite::SqliteStore;
+pub use triggers::{NewTriggerRow, TriggerRow, TriggerStore};
 pub use users::{ApiToken, NewToken, TokenUser, UserChange, UserRecord, UserStore, UserSummary};
 pub use waiting::WaitingStore;
 pub use workflow_defs::WorkflowDefStore;

@@ -17,6 +17,7 @@ mod schedules;
 pub mod session;
 mod system;
 mod tasks;
+mod triggers;
 mod users;
 mod workflows;
 
@@ -41,6 +42,7 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(workflows::router())
         .merge(runs::router())
         .merge(schedules::router())
+        .merge(triggers::router())
         .merge(approvals::router())
         .merge(crate::http::session::router())
         .fallback(|| async { ApiError::NotFound("API route".into()) });
