@@ -135,7 +135,7 @@ fn AgentRow(
         a.name
     );
     view! {
-        <tr data-testid="agent-row" data-agent=a.name.clone() data-status=status.clone() class:revoked=revoked>
+        <tr data-testid="agent-row" id=format!("agent-{id}") data-agent=a.name.clone() data-status=status.clone() class:revoked=revoked>
             <td><strong>{a.name.clone()}</strong> <span class="muted">" #" {a.id}</span></td>
             <td>{a.hostname.clone()}</td>
             <td class="muted">{a.version.clone()}</td>

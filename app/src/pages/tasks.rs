@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use drover_protocol::api::{AgentList, ServerStatus, TaskDetail, TaskList, TaskView};
+use drover_protocol::api::{
+    AgentGap, AgentList, ServerStatus, TaskDetail, TaskList, TaskView, WaitReason, Waiting,
+};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
@@ -11,7 +13,7 @@ use crate::api::{self, enc};
 use crate::components::{
     can_operate, outcome_view, session, use_me, Badge, Empty, ErrorBox, Loading,
 };
-use crate::format::{ago, duration_us, fixed, json, num, utc};
+use crate::format::{ago, duration_us, fixed, json, num, until, utc};
 use crate::live::{use_live, Topic};
 
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
@@ -175,6 +177,9 @@ fn TaskRow(
     }
 }
 
+/// How often a queued task's page asks again why it waits.
+const WAITING_POLL_US: i64 = 10_000_000;
+
 #[component]
 pub fn TaskPage() -> impl IntoView {
     let params = use_params_map();
@@ -187,10 +192,35 @@ pub fn TaskPage() -> impl IntoView {
             .and_then(|s| s.parse::<i64>().ok())
             .unwrap_or(0)
     };
+    // What holds a queued task also changes with the agents (one comes
+    // online, drains, goes offline), and with time alone: its priority
+    // ages, its run_after passes, the queue ahead moves.
+    let poll = RwSignal::new(0u64);
     let task = Resource::new(
-        move || (live.watch(Topic::Tasks), id()),
-        |(_, id)| async move { api::fetch(&format!("/tasks/{id}")).await },
+        move || {
+            (
+                live.watch(Topic::Tasks),
+                live.watch(Topic::Agents),
+                poll.get(),
+                id(),
+            )
+        },
+        |(_, _, _, id)| async move { api::fetch(&format!("/tasks/{id}")).await },
     );
+    // While the task waits, look again every few seconds on the page's clock.
+    let poll_slot = Memo::new(move |_| live.now_us.get() / WAITING_POLL_US);
+    Effect::new(move |ran: Option<()>| {
+        // Read, not only tracked: a memo nobody reads never runs, so never changes.
+        let _ = poll_slot.get();
+        let waiting = || {
+            task.get_untracked()
+                .and_then(|fetched| api::parse::<TaskDetail>(fetched).ok())
+                .is_some_and(|d| d.waiting.is_some())
+        };
+        if ran.is_some() && waiting() {
+            poll.update(|n| *n += 1);
+        }
+    });
     let act = task_action();
     view! {
         <p class="crumbs"><a href="/tasks">"Tasks"</a> " / " {id}</p>
@@ -234,6 +264,7 @@ pub fn TaskDetailView(
                     {matches!(status, "failed" | "cancelled").then(|| view! { <button on:click=move |_| { act.dispatch((id, "retry")); }>"Retry"</button> })}
                 </div>
             })}
+            {d.waiting.clone().map(|w| view! { <WaitingView w/> })}
             {t.error.clone().map(|e| view! { <h2>"Error"</h2><pre class="error-pre">{e}</pre> })}
             <div class="grid2">
                 <div><h2>"Payload"</h2><pre>{json(&t.payload)}</pre></div>
@@ -277,4 +308,220 @@ pub fn AttemptsTable(d: TaskDetail) -> impl IntoView {
             </tbody>
         </table>
     }.into_any()
+}
+
+/// Why a queued task is not running yet: the server's sentence, then each
+/// thing that holds it, its aged priority and when it should start.
+#[component]
+pub fn WaitingView(w: Waiting) -> impl IntoView {
+    let live = use_live();
+    let plus = if w.ahead_capped { "+" } else { "" };
+    let no_agent = w
+        .reasons
+        .iter()
+        .any(|r| matches!(r, WaitReason::NoAgent { .. }));
+    let estimate = w.estimated_start_us;
+    view! {
+        <section class="waiting" data-testid="waiting" aria-labelledby="waiting-title">
+            <h2 id="waiting-title">"Why is this waiting?"</h2>
+            <p data-testid="waiting-summary" style=SUMMARY_STYLE>
+                <strong>{capitalized(&w.summary)} "."</strong>
+            </p>
+            <ul data-testid="waiting-reasons">
+                {w.reasons.into_iter().map(|r| reason_view(r, plus)).collect_view()}
+            </ul>
+            <dl class="facts">
+                <dt>"Aged priority"</dt>
+                <dd data-testid="aged-priority">
+                    <strong>{num(w.aged_priority)}</strong>
+                    <span class="muted">" (P plus ageing for the time it has waited: what orders the claim)"</span>
+                </dd>
+                <dt>"Ahead of it"</dt>
+                <dd data-testid="waiting-ahead">{ahead_text(w.ahead, w.ahead_same_type, plus)}</dd>
+                <dt>"Estimated start"</dt>
+                <dd data-testid="estimated-start">{move || match estimate {
+                    Some(at) => format!("{} ({})", starts(live.now_us.get(), at), utc(at)),
+                    None if no_agent => "unknown: no online agent can run it".to_string(),
+                    None => "unknown: too few tasks of its type started lately to tell".to_string(),
+                }}</dd>
+            </dl>
+        </section>
+    }
+}
+
+/// The summary stands out from the lines below it (a rule beside it, not
+/// only colour).
+const SUMMARY_STYLE: &str = "margin:0.2rem 0 0.5rem;padding:0.35rem 0.75rem;\
+     border-left:3px solid var(--warn);background:var(--bg);font-size:1.05rem";
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// "3 tasks ahead (2 of this type)", with "+" when the count stopped at its limit.
+fn ahead_text(ahead: i64, same_type: i64, plus: &str) -> String {
+    if ahead == 0 {
+        return "no task ahead in the claim order".into();
+    }
+    let tasks = if ahead == 1 && plus.is_empty() {
+        "task"
+    } else {
+        "tasks"
+    };
+    format!("{ahead}{plus} {tasks} ahead ({same_type}{plus} of this type)")
+}
+
+/// "starts in about 40 s", from the page's ticking clock.
+fn starts(now_us: i64, at_us: i64) -> String {
+    match until(now_us, at_us).strip_prefix("in ") {
+        Some(span) => format!("starts in about {span}"),
+        None => "should start any moment now".into(),
+    }
+}
+
+/// One thing that holds the task, as a line: a short tag, then the words.
+fn reason_view(r: WaitReason, plus: &'static str) -> AnyView {
+    let live = use_live();
+    match r {
+        WaitReason::NotBefore { until_us, cause } => {
+            let why = if cause == "retry_backoff" {
+                "the backoff before its next attempt"
+            } else {
+                "its run_after time"
+            };
+            view! {
+                <li data-kind="not_before">
+                    <span class="chip">"not before"</span>
+                    " Not before " <strong>{utc(until_us)}</strong>
+                    " (" <span data-testid="not-before-in">{move || until(live.now_us.get(), until_us)}</span> "): "
+                    {why} "."
+                </li>
+            }
+            .into_any()
+        }
+        WaitReason::NoAgent {
+            task_type,
+            required_labels,
+            closest,
+        } => {
+            let labels = if required_labels.is_empty() {
+                String::new()
+            } else {
+                format!(" with the labels {}", required_labels.join(", "))
+            };
+            view! {
+                <li data-kind="no_agent">
+                    <span class="chip">"no agent"</span>
+                    " No online agent runs " <code>{task_type}</code> {labels} "."
+                    {if closest.is_empty() {
+                        view! { " No agent is registered." }.into_any()
+                    } else {
+                        view! {
+                            " Closest:"
+                            <ul data-testid="closest-agents">
+                                {closest.into_iter().map(gap_view).collect_view()}
+                            </ul>
+                        }
+                        .into_any()
+                    }}
+                </li>
+            }
+            .into_any()
+        }
+        WaitReason::AgentsFull {
+            agents,
+            running,
+            capacity,
+        } => view! {
+            <li data-kind="agents_full">
+                <span class="chip">"agents full"</span>
+                {format!(
+                    " All {agents} agent{} able to run it {} full: {running} of {capacity} slots in use.",
+                    if agents == 1 { "" } else { "s" },
+                    if agents == 1 { "is" } else { "are" },
+                )}
+            </li>
+        }
+        .into_any(),
+        WaitReason::KeyFull {
+            key,
+            limit,
+            admitted,
+            held_by,
+        } => view! {
+            <li data-kind="key_full">
+                <span class="chip">"key full"</span>
+                " Its concurrency key " <code>{key}</code>
+                {format!(" is full: {admitted} of {limit} admitted")}
+                {(!held_by.is_empty()).then(|| view! {
+                    ", held by "
+                    {held_by.into_iter().enumerate().map(|(i, id)| view! {
+                        {(i > 0).then_some(", ")}
+                        <a href=format!("/tasks/{id}")>"task " {id}</a>
+                    }).collect_view()}
+                })}
+                ". It waits until one of them ends."
+            </li>
+        }
+        .into_any(),
+        WaitReason::QueuedBehind {
+            ahead,
+            ahead_same_type,
+        } => view! {
+            <li data-kind="queued_behind">
+                <span class="chip">"queued behind"</span>
+                " " {ahead_text(ahead, ahead_same_type, plus)} ", taken first in the claim order."
+            </li>
+        }
+        .into_any(),
+        WaitReason::Ready { free_slots } => view! {
+            <li data-kind="ready">
+                <span class="chip">"ready"</span>
+                {format!(
+                    " Nothing holds it: {free_slots} free slot{} on agents able to run it; the next claim takes it.",
+                    if free_slots == 1 { "" } else { "s" },
+                )}
+            </li>
+        }
+        .into_any(),
+    }
+}
+
+/// An agent that comes close, linked to its row on the agents page, and what it lacks.
+fn gap_view(g: AgentGap) -> impl IntoView {
+    view! {
+        <li data-testid="closest-agent" data-agent=g.name.clone()>
+            <a href=format!("/agents#agent-{}", g.agent_id)>{g.name.clone()}</a>
+            " " <Badge status=g.status.as_str()/> " "
+            {g.missing.join(", ")}
+        </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_words_read_naturally() {
+        assert_eq!(ahead_text(0, 0, ""), "no task ahead in the claim order");
+        assert_eq!(ahead_text(1, 1, ""), "1 task ahead (1 of this type)");
+        assert_eq!(ahead_text(3, 2, ""), "3 tasks ahead (2 of this type)");
+        assert_eq!(
+            ahead_text(10_000, 9_000, "+"),
+            "10000+ tasks ahead (9000+ of this type)"
+        );
+        assert_eq!(starts(0, 40_000_000), "starts in about 40 s");
+        assert_eq!(starts(0, 3_600_000_000), "starts in about 1 h");
+        assert_eq!(starts(5, 5), "should start any moment now");
+        assert_eq!(
+            capitalized("not before its run_after time"),
+            "Not before its run_after time"
+        );
+        assert_eq!(capitalized(""), "");
+    }
 }
