@@ -76,6 +76,14 @@ struct Args {
     /// how much of the fleet's time goes between tasks.
     #[arg(long, default_value_t = 0)]
     task_ms: u64,
+    /// Concurrency keys in the queue mode: every other task takes one of
+    /// this many keys (`bench:<n>`), each limited to `--key-limit` tasks at
+    /// once. 0: no keys.
+    #[arg(long, default_value_t = 0)]
+    keys: usize,
+    /// The limit of each key (`--keys`).
+    #[arg(long, default_value_t = 8)]
+    key_limit: i64,
     /// Single tasks submitted one at a time on the idle system for latency.
     #[arg(long, default_value_t = 300)]
     latency_samples: usize,
@@ -178,6 +186,12 @@ async fn main() -> Result<()> {
         "drover-bench: {} agents x capacity {}, {} no-op tasks in batches of {} from {} submitters, {} latency samples",
         args.agents, args.capacity, args.tasks, args.batch, args.submitters, args.latency_samples
     );
+    if args.keys > 0 {
+        println!(
+            "drover-bench: every other task takes one of {} concurrency keys, each limited to {}",
+            args.keys, args.key_limit
+        );
+    }
     let mut reports = Vec::new();
     let mut flows: Vec<(String, FlowReport)> = Vec::new();
     let mut client_reports: Vec<(String, clients::Report)> = Vec::new();
@@ -601,6 +615,7 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
     let mut submitters = Vec::new();
     for s in 0..args.submitters {
         let (http, url, batch, task) = (http.clone(), url.clone(), args.batch, task.clone());
+        let (keys, key_limit) = (args.keys, args.key_limit);
         submitters.push(tokio::spawn(async move {
             let mut sent = 0;
             while sent < per_submitter {
@@ -610,7 +625,14 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
                         let mut payload = task.1.clone();
                         payload["s"] = json!(s);
                         payload["i"] = json!(sent + i);
-                        json!({"task_type": task.0, "payload": payload})
+                        let n = sent + i;
+                        if keys > 0 && n % 2 == 0 {
+                            json!({"task_type": task.0, "payload": payload,
+                                   "concurrency_key": format!("bench:{}", (n / 2 + s) % keys),
+                                   "concurrency_limit": key_limit})
+                        } else {
+                            json!({"task_type": task.0, "payload": payload})
+                        }
                     })
                     .collect();
                 let r: SubmitBatchResponse = http

@@ -96,8 +96,8 @@ pub use drover_protocol::limits::{
     PRIORITY_INPUT_MAX,
 };
 use drover_protocol::limits::{
-    HOOK_KEY_PREFIX, MAX_AGENT_TEXT_LEN, MAX_IDEMPOTENCY_KEY_LEN, MAX_TIMESTAMP_US,
-    RESERVED_KEY_PREFIX, SCHEDULE_KEY_PREFIX,
+    HOOK_KEY_PREFIX, MAX_AGENT_TEXT_LEN, MAX_CONCURRENCY_LIMIT, MAX_IDEMPOTENCY_KEY_LEN,
+    MAX_TIMESTAMP_US, RESERVED_KEY_PREFIX, SCHEDULE_KEY_PREFIX,
 };
 
 /// A validated task, ready to store.
@@ -115,6 +115,8 @@ pub struct TaskSpec {
     pub required_labels: Vec<String>,
     pub idempotency_key: Option<String>,
     pub run_after_us: Option<i64>,
+    /// A named semaphore and its limit (both or neither).
+    pub concurrency: Option<(String, i64)>,
 }
 
 /// A name a task type or label may have (`limits::name_problem`): names are
@@ -182,7 +184,7 @@ impl TaskSpec {
     /// `idempotency_key` may not start with the prefix reserved for workflow
     /// steps; the store gives step tasks theirs after parsing.
     pub fn parse(
-        new: NewTask,
+        mut new: NewTask,
         weights: &PriorityWeights,
         is_known_type: impl Fn(&str) -> bool,
     ) -> Result<Self, FieldError> {
@@ -246,6 +248,39 @@ impl TaskSpec {
                 ));
             }
         }
+        let concurrency = match (new.concurrency_key.take(), new.concurrency_limit) {
+            (None, None) => None,
+            (Some(key), Some(limit)) => {
+                if key.is_empty()
+                    || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+                    || key.chars().any(char::is_control)
+                {
+                    return Err(FieldError::new(
+                        "concurrency_key",
+                        format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters long, without control characters"),
+                    ));
+                }
+                if !(1..=MAX_CONCURRENCY_LIMIT).contains(&limit) {
+                    return Err(FieldError::new(
+                        "concurrency_limit",
+                        format!("must be between 1 and {MAX_CONCURRENCY_LIMIT}, got {limit}"),
+                    ));
+                }
+                Some((key, limit))
+            }
+            (Some(_), None) => {
+                return Err(FieldError::new(
+                    "concurrency_limit",
+                    "is required with concurrency_key: how many tasks of the key may run at once",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(FieldError::new(
+                    "concurrency_key",
+                    "is required with concurrency_limit: the name the limit applies to",
+                ))
+            }
+        };
         let payload_len = serde_json::to_string(&new.payload)
             .map(|s| s.len())
             .unwrap_or(usize::MAX);
@@ -271,6 +306,7 @@ impl TaskSpec {
             required_labels,
             idempotency_key: new.idempotency_key,
             run_after_us: new.run_after_us,
+            concurrency,
         })
     }
 }

@@ -15,6 +15,16 @@ pub struct Ahead {
     pub capped: bool,
 }
 
+/// A full concurrency key, as the store reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyState {
+    pub key: String,
+    pub limit: i64,
+    pub admitted: i64,
+    /// Some of the tasks holding its slots.
+    pub holders: Vec<i64>,
+}
+
 /// Whether `agent` could ever take tasks of `task_type` needing `labels`.
 pub fn can_take(agent: &AgentView, task_type: &str, labels: &[String]) -> bool {
     agent.task_types.iter().any(|t| t == task_type)
@@ -41,10 +51,12 @@ fn gaps(agent: &AgentView, task_type: &str, labels: &[String]) -> Vec<String> {
 }
 
 /// Explains a queued task. `aged_priority` is its P aged to `now_us`;
-/// `starts_per_s` how fast tasks of its type started lately (if known).
+/// `starts_per_s` how fast tasks of its type started lately (if known);
+/// `key` the state of its concurrency key when it is held.
 pub fn explain(
     task: &TaskView,
     agents: &[AgentView],
+    key: Option<KeyState>,
     ahead: Ahead,
     aged_priority: f64,
     starts_per_s: Option<f64>,
@@ -101,7 +113,19 @@ pub fn explain(
             capacity: able.iter().map(|a| a.capacity).sum(),
         });
     }
-    if ahead.all > 0 && not_before.is_none() {
+    let held = task.held && key.is_some();
+    if let (true, Some(k)) = (task.held, key) {
+        reasons.insert(
+            usize::from(not_before.is_some()),
+            WaitReason::KeyFull {
+                key: k.key,
+                limit: k.limit,
+                admitted: k.admitted,
+                held_by: k.holders,
+            },
+        );
+    }
+    if ahead.all > 0 && not_before.is_none() && !held {
         reasons.push(WaitReason::QueuedBehind {
             ahead: ahead.all,
             ahead_same_type: ahead.same_type,
@@ -115,7 +139,7 @@ pub fn explain(
         None
     } else {
         let from = not_before.unwrap_or(now_us);
-        match (free > 0 && ahead.same_type == 0, starts_per_s) {
+        match (free > 0 && ahead.same_type == 0 && !held, starts_per_s) {
             (true, _) => Some(from),
             (false, Some(rate)) if rate > 0.0 => {
                 let wait_s = (ahead.same_type + 1) as f64 / rate;
@@ -165,6 +189,18 @@ fn summary(reason: &WaitReason, capped: bool) -> String {
         } => format!(
             "all {agents} agent(s) able to run it are full ({running}/{capacity} slots, L = 1)"
         ),
+        WaitReason::KeyFull {
+            key,
+            limit,
+            admitted,
+            held_by,
+        } => {
+            let ids: Vec<String> = held_by.iter().map(|id| id.to_string()).collect();
+            format!(
+                "concurrency key {key:?} is full ({admitted}/{limit}), held by task(s) {}",
+                ids.join(", ")
+            )
+        }
         WaitReason::QueuedBehind {
             ahead,
             ahead_same_type,
@@ -238,6 +274,9 @@ mod tests {
             started_at_us: None,
             finished_at_us: None,
             claim_load: None,
+            concurrency_key: None,
+            concurrency_limit: None,
+            held: false,
         }
     }
 
@@ -264,6 +303,57 @@ mod tests {
         }
     }
 
+    fn explain_t(
+        task: &TaskView,
+        agents: &[AgentView],
+        ahead: Ahead,
+        aged: f64,
+        rate: Option<f64>,
+        now: i64,
+    ) -> Waiting {
+        explain(task, agents, None, ahead, aged, rate, now)
+    }
+
+    #[test]
+    fn a_held_task_names_its_full_key_and_who_holds_it() {
+        let agents = [agent(1, &["echo"], &[], 0, AgentStatus::Online)];
+        let mut t = task("echo", &[]);
+        t.held = true;
+        let key = KeyState {
+            key: "customer:42".into(),
+            limit: 2,
+            admitted: 2,
+            holders: vec![3, 4],
+        };
+        let w = explain(
+            &t,
+            &agents,
+            Some(key),
+            Ahead {
+                all: 5,
+                same_type: 5,
+                capped: false,
+            },
+            0.0,
+            Some(1.0),
+            NOW,
+        );
+        assert_eq!(w.reasons.len(), 1, "not behind the queue: out of it: {w:?}");
+        assert!(matches!(
+            &w.reasons[0],
+            WaitReason::KeyFull {
+                admitted: 2,
+                limit: 2,
+                ..
+            }
+        ));
+        assert_eq!(
+            w.summary,
+            "concurrency key \"customer:42\" is full (2/2), held by task(s) 3, 4"
+        );
+        assert_eq!(w.estimated_start_us, Some(NOW + 6_000_000));
+    }
+
     #[test]
     fn a_task_no_agent_can_take_names_the_closest_and_what_they_lack() {
         let agents = [
@@ -271,7 +361,7 @@ mod tests {
             agent(2, &["resize"], &["eu"], 0, AgentStatus::Online),
             agent(3, &["echo"], &[], 0, AgentStatus::Online),
         ];
-        let w = explain(
+        let w = explain_t(
             &task("resize", &["gpu", "us"]),
             &agents,
             Ahead::default(),
@@ -298,7 +388,7 @@ mod tests {
             0,
             AgentStatus::Offline,
         )];
-        let w = explain(
+        let w = explain_t(
             &task("resize", &["gpu", "us"]),
             &agents,
             Ahead::default(),
@@ -320,7 +410,7 @@ mod tests {
             same_type: 19,
             capped: false,
         };
-        let w = explain(&task("echo", &[]), &agents, ahead, 5.5, Some(10.0), NOW);
+        let w = explain_t(&task("echo", &[]), &agents, ahead, 5.5, Some(10.0), NOW);
         assert_eq!(
             w.reasons[0],
             WaitReason::AgentsFull {
@@ -349,7 +439,7 @@ mod tests {
         let agents = [agent(1, &["echo"], &[], 0, AgentStatus::Online)];
         let mut t = task("echo", &[]);
         t.run_after_us = NOW + 5_000_000;
-        let w = explain(&t, &agents, Ahead::default(), 0.0, None, NOW);
+        let w = explain_t(&t, &agents, Ahead::default(), 0.0, None, NOW);
         assert_eq!(
             w.reasons[0],
             WaitReason::NotBefore {
@@ -359,14 +449,14 @@ mod tests {
         );
         assert_eq!(w.estimated_start_us, Some(NOW + 5_000_000));
         t.attempts = 1;
-        let w = explain(&t, &agents, Ahead::default(), 0.0, None, NOW);
+        let w = explain_t(&t, &agents, Ahead::default(), 0.0, None, NOW);
         assert!(w.summary.contains("backoff"), "{}", w.summary);
     }
 
     #[test]
     fn a_task_with_a_free_slot_and_nothing_ahead_is_ready() {
         let agents = [agent(1, &["echo"], &[], 1, AgentStatus::Online)];
-        let w = explain(
+        let w = explain_t(
             &task("echo", &[]),
             &agents,
             Ahead::default(),

@@ -38,6 +38,15 @@ pub struct NewTask {
     /// Do not start before this time (microseconds since the epoch).
     #[serde(default)]
     pub run_after_us: Option<i64>,
+    /// A named semaphore (`customer:42`): at most `concurrency_limit`
+    /// tasks with this key run at once, fleet-wide, whatever their type or
+    /// workflow. The others wait, *held*, without blocking other tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    /// 1–10000; required with `concurrency_key`. The newest task's limit
+    /// is the key's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_limit: Option<i64>,
 }
 
 /// `POST /api/v1/tasks` accepts one [`NewTask`] or `{"tasks": [...]}`.
@@ -133,6 +142,14 @@ pub struct TaskView {
     /// L = C/M of the agent when it last claimed the task: why it got it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_load: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_limit: Option<i64>,
+    /// Queued, but its concurrency key is full: it is not claimable until
+    /// a task of the key ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// One claim of a task by an agent.
@@ -214,6 +231,14 @@ pub enum WaitReason {
         agents: i64,
         running: i64,
         capacity: i64,
+    },
+    /// Its concurrency key is full: `admitted` of `limit` tasks of the key
+    /// are queued or running (some of them named in `held_by`).
+    KeyFull {
+        key: String,
+        limit: i64,
+        admitted: i64,
+        held_by: Vec<i64>,
     },
     /// Tasks ranked before it are taken first.
     QueuedBehind { ahead: i64, ahead_same_type: i64 },

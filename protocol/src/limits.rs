@@ -61,6 +61,11 @@ pub const SCHEDULE_KEY_PREFIX: &str = "schedule:";
 /// Run idempotency keys starting with this belong to webhook deliveries
 /// (`hook:<trigger id>:<the delivery's Idempotency-Key>`).
 pub const HOOK_KEY_PREFIX: &str = "hook:";
+/// A task's concurrency limit is 1 to this.
+pub const MAX_CONCURRENCY_LIMIT: i64 = 10_000;
+/// Tasks of a full key named in "why is this waiting?".
+pub const KEY_HOLDERS_SHOWN: i64 = 10;
+
 /// Triggers one server keeps.
 pub const MAX_TRIGGERS: i64 = 1_000;
 /// How far a signed delivery's timestamp may be from the server's clock.

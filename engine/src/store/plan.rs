@@ -37,6 +37,8 @@ pub(crate) struct TaskRow {
     pub(crate) idempotency_key: Option<String>,
     pub(crate) run_after: i64,
     pub(crate) created_at: i64,
+    pub(crate) concurrency_key: Option<String>,
+    pub(crate) concurrency_limit: Option<i64>,
 }
 
 impl TaskRow {
@@ -60,6 +62,8 @@ impl TaskRow {
                     idempotency_key: spec.idempotency_key.clone(),
                     run_after: spec.run_after_us.unwrap_or(now_us),
                     created_at: now_us,
+                    concurrency_key: spec.concurrency.as_ref().map(|c| c.0.clone()),
+                    concurrency_limit: spec.concurrency.as_ref().map(|c| c.1),
                 })
             })
             .collect()
@@ -636,6 +640,8 @@ pub(super) fn step_task_row(
         "step_id": step_id,
         "item_index": index as i64,
         "step_generation": generation,
+        "concurrency_key": spec.concurrency.as_ref().map(|c| &c.0),
+        "concurrency_limit": spec.concurrency.as_ref().map(|c| c.1),
     }))
 }
 

@@ -171,6 +171,9 @@ pub(super) struct TaskRow {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     claim_load: Option<f64>,
+    concurrency_key: Option<String>,
+    concurrency_limit: Option<i64>,
+    held: i64,
 }
 
 impl TryFrom<TaskRow> for TaskView {
@@ -201,6 +204,9 @@ impl TryFrom<TaskRow> for TaskView {
             started_at_us: r.started_at,
             finished_at_us: r.finished_at,
             claim_load: r.claim_load,
+            concurrency_key: r.concurrency_key,
+            concurrency_limit: r.concurrency_limit,
+            held: r.held != 0,
         })
     }
 }

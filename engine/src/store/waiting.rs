@@ -6,7 +6,7 @@
 //! queue costs the limit, not the queue.
 
 use super::{Result, Store};
-use crate::explain::Ahead;
+use crate::explain::{Ahead, KeyState};
 
 #[allow(async_fn_in_trait)]
 pub trait WaitingStore {
@@ -19,12 +19,18 @@ pub trait WaitingStore {
         now_us: i64,
         limit: i64,
     ) -> Result<Option<(f64, Ahead)>>;
+    /// A concurrency key's count, limit and some of the tasks holding it.
+    async fn key_state(&self, key: &str) -> Result<Option<KeyState>>;
 }
+
+const KEY: &str = "SELECT admitted, max_admitted FROM concurrency_keys WHERE key = $1";
+const HOLDERS: &str = "SELECT id FROM tasks WHERE concurrency_key = $1 \
+    AND status IN ('queued', 'running') AND held = 0 ORDER BY id LIMIT $2";
 
 const RANK: &str = "SELECT rank FROM tasks WHERE id = $1 AND status = 'queued'";
 const AHEAD: &str =
     "SELECT COUNT(*), COALESCE(SUM(CASE WHEN task_type = $3 THEN 1 ELSE 0 END), 0) \
-    FROM (SELECT task_type FROM tasks WHERE status = 'queued' AND run_after <= $4 \
+    FROM (SELECT task_type FROM tasks WHERE status = 'queued' AND held = 0 AND run_after <= $4 \
           AND rank >= $1 AND (rank > $1 OR id < $2) ORDER BY rank DESC, id LIMIT $5) a";
 
 macro_rules! waiting_store {
@@ -59,6 +65,27 @@ macro_rules! waiting_store {
                     },
                 )))
             }
+
+            async fn key_state(&self, key: &str) -> Result<Option<KeyState>> {
+                let counts: Option<(i64, i64)> = sqlx::query_as(KEY)
+                    .bind(key)
+                    .fetch_optional(self.$read())
+                    .await?;
+                let Some((admitted, limit)) = counts else {
+                    return Ok(None);
+                };
+                let holders: Vec<i64> = sqlx::query_scalar(HOLDERS)
+                    .bind(key)
+                    .bind(drover_protocol::limits::KEY_HOLDERS_SHOWN)
+                    .fetch_all(self.$read())
+                    .await?;
+                Ok(Some(KeyState {
+                    key: key.to_string(),
+                    limit,
+                    admitted,
+                    holders,
+                }))
+            }
         }
     };
 }
@@ -68,4 +95,5 @@ waiting_store!(super::postgres::PgStore, pool);
 
 delegate_to_backend!(WaitingStore {
     async fn queue_ahead(&self, task_id: i64, task_type: &str, now_us: i64, limit: i64) -> Result<Option<(f64, Ahead)>>;
+    async fn key_state(&self, key: &str) -> Result<Option<KeyState>>;
 });

@@ -58,6 +58,19 @@ pub struct Defaults {
     pub retry_backoff_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// A named semaphore a step's tasks take: at most `limit` tasks with the
+/// (rendered) `key` run at once, fleet-wide, across workflows and task
+/// types (`key: "customer:{{ inputs.customer_id }}"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    pub key: String,
+    #[schemars(range(min = 1, max = drover_protocol::limits::MAX_CONCURRENCY_LIMIT))]
+    pub limit: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -164,6 +177,9 @@ pub struct TaskStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_parallel: Option<usize>,
+    /// Its tasks take this named semaphore (else the definition's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// A compensation step: it runs only when one of these steps fails (and
     /// is skipped when none does); the run still ends failed afterwards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

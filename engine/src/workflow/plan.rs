@@ -169,8 +169,18 @@ fn fail(step_id: &str, error: String) -> Vec<Action> {
 }
 
 /// The task a step makes: its own settings, else the definition's defaults.
-pub(super) fn new_task(def: &Definition, step: &TaskStep, payload: Value) -> NewTask {
+pub(super) fn new_task(
+    def: &Definition,
+    step: &TaskStep,
+    payload: Value,
+    key: Option<String>,
+) -> NewTask {
     let d = &def.defaults;
+    let limit = step
+        .concurrency
+        .as_ref()
+        .or(d.concurrency.as_ref())
+        .map(|c| c.limit);
     NewTask {
         task_type: step.task_type.clone(),
         payload,
@@ -187,6 +197,26 @@ pub(super) fn new_task(def: &Definition, step: &TaskStep, payload: Value) -> New
         },
         idempotency_key: None,
         run_after_us: None,
+        concurrency_limit: key.as_ref().and(limit),
+        concurrency_key: key,
+    }
+}
+
+/// The concurrency key a step's task takes, rendered (its own, else the
+/// definition's default).
+fn concurrency_key(
+    def: &Definition,
+    step: &TaskStep,
+    ctx: &template::Context,
+) -> Result<Option<String>, String> {
+    match step
+        .concurrency
+        .as_ref()
+        .or(def.defaults.concurrency.as_ref())
+    {
+        None => Ok(None),
+        Some(c) if !c.key.contains("{{") && !c.key.contains("{%") => Ok(Some(c.key.clone())),
+        Some(c) => template::render_text(&c.key, ctx).map(Some),
     }
 }
 
@@ -222,7 +252,15 @@ fn next_items<'a>(
             } else {
                 step.payload.clone()
             };
-            Ok(vec![(0, new_task(def, step, payload))])
+            let key = match step
+                .concurrency
+                .as_ref()
+                .or(def.defaults.concurrency.as_ref())
+            {
+                None => None,
+                Some(_) => concurrency_key(def, step, ctx())?,
+            };
+            Ok(vec![(0, new_task(def, step, payload, key))])
         }
         None => Ok(vec![]),
         Some(expr) => {
@@ -230,9 +268,10 @@ fn next_items<'a>(
             let items = for_each_items(expr, ctx, max_items)?;
             let mut out = Vec::new();
             for (index, item) in items.iter().enumerate().skip(created).take(limit) {
-                let payload =
-                    template::render(&step.payload, &template::with_item(ctx, item, index))?;
-                out.push((index, new_task(def, step, payload)));
+                let item_ctx = template::with_item(ctx, item, index);
+                let payload = template::render(&step.payload, &item_ctx)?;
+                let key = concurrency_key(def, step, &item_ctx)?;
+                out.push((index, new_task(def, step, payload, key)));
             }
             Ok(out)
         }

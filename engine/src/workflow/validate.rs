@@ -207,7 +207,21 @@ pub fn validate(def: &Definition, max_for_each_items: usize) -> Vec<FieldError> 
                 } else {
                     t.payload.clone()
                 };
-                if let Some(e) = task_problem(plan::new_task(def, t, payload)) {
+                let key = t
+                    .concurrency
+                    .as_ref()
+                    .or(def.defaults.concurrency.as_ref())
+                    .map(|c| {
+                        if c.key.contains("{{") || c.key.contains("{%") {
+                            "k".to_string()
+                        } else {
+                            c.key.clone()
+                        }
+                    });
+                if let Some(c) = t.concurrency.as_ref().or(def.defaults.concurrency.as_ref()) {
+                    sources.push((format!("{field}.concurrency.key"), c.key.clone(), false));
+                }
+                if let Some(e) = task_problem(plan::new_task(def, t, payload, key)) {
                     if step_sets(t, &e.field) {
                         errors.push(FieldError::new(
                             format!("{field}.{}", e.field),

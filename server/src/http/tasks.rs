@@ -166,9 +166,14 @@ async fn waiting(state: &AppState, task: &TaskView) -> Result<Option<Waiting>, A
         return Ok(None);
     };
     let agents = state.store.list_agents().await?;
+    let key = match (&task.concurrency_key, task.held) {
+        (Some(k), true) => state.store.key_state(k).await?,
+        _ => None,
+    };
     Ok(Some(explain::explain(
         task,
         &agents,
+        key,
         ahead,
         state.scheduling.aged(rank, now),
         state.dispatcher.starts.per_second(&task.task_type, now),

@@ -80,14 +80,14 @@ impl PgStore {
                  CASE WHEN a.capacity > 0 THEN a.running::float8 / a.capacity ELSE 1.0 END AS load \
                FROM agents a JOIN req ON a.id = req.agent_id \
                WHERE a.status = 'online' AND a.running < a.capacity \
-                 AND EXISTS (SELECT 1 FROM tasks t, kind WHERE t.status = 'queued' AND t.run_after <= $3 \
+                 AND EXISTS (SELECT 1 FROM tasks t, kind WHERE t.status = 'queued' AND t.held = 0 AND t.run_after <= $3 \
                    AND t.task_type = ANY(kind.task_types) AND t.required_labels <@ kind.labels) \
                ORDER BY a.id FOR UPDATE OF a), \
              slots AS ( \
                SELECT id, load, sum(want) OVER (ORDER BY load, ord) - want AS lo, sum(want) OVER (ORDER BY load, ord) AS hi FROM ag), \
              picked AS ( \
                SELECT t.id, t.rank FROM tasks t, kind \
-               WHERE t.status = 'queued' AND t.run_after <= $3 \
+               WHERE t.status = 'queued' AND t.held = 0 AND t.run_after <= $3 \
                  AND t.task_type = ANY(kind.task_types) AND t.required_labels <@ kind.labels \
                ORDER BY t.rank DESC, t.id LIMIT (SELECT COALESCE(sum(want), 0)::bigint FROM ag) \
                FOR UPDATE OF t SKIP LOCKED), \

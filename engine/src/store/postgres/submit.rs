@@ -41,6 +41,8 @@ struct Columns {
     key: Vec<Option<String>>,
     run_after: Vec<i64>,
     created_at: Vec<i64>,
+    concurrency_key: Vec<Option<String>>,
+    concurrency_limit: Vec<Option<i64>>,
 }
 
 impl FromIterator<TaskRow> for Columns {
@@ -61,6 +63,8 @@ impl FromIterator<TaskRow> for Columns {
             c.key.push(t.idempotency_key);
             c.run_after.push(t.run_after);
             c.created_at.push(t.created_at);
+            c.concurrency_key.push(t.concurrency_key);
+            c.concurrency_limit.push(t.concurrency_limit);
         }
         c
     }
@@ -95,16 +99,18 @@ async fn insert(
         "WITH v AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], \
              $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[], \
-             $14::bigint[]) \
+             $14::bigint[], $15::text[], $16::bigint[]) \
              WITH ORDINALITY AS v(task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
-                  max_attempts, timeout_ms, backoff, labels, key, run_after, created_at, ord)), \
+                  max_attempts, timeout_ms, backoff, labels, key, run_after, created_at, ckey, climit, ord)), \
          ids AS MATERIALIZED (SELECT ord, nextval('tasks_id_seq') AS id FROM v ORDER BY ord), \
          ins AS ( \
            INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
-             max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
+             max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, \
+             concurrency_key, concurrency_limit) \
            SELECT ids.id, v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', \
              v.max_attempts, v.timeout_ms, v.backoff, \
-             ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, v.created_at, v.created_at \
+             ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, v.created_at, v.created_at, \
+             v.ckey, v.climit \
            FROM v JOIN ids USING (ord) \
            ORDER BY v.ord \
            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
@@ -124,6 +130,8 @@ async fn insert(
     .bind(&all.key)
     .bind(&all.run_after)
     .bind(&all.created_at)
+    .bind(&all.concurrency_key)
+    .bind(&all.concurrency_limit)
     .fetch_all(pool)
     .await?;
     // Inputs whose key was taken are answered with the task that has it.

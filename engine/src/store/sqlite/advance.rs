@@ -183,13 +183,14 @@ async fn write_rows(
         sqlx::query(
             "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, max_attempts, \
                timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, run_id, step_id, \
-               item_index, step_generation) \
+               item_index, step_generation, concurrency_key, concurrency_limit) \
              SELECT json_extract(value, '$.task_type'), json_extract(value, '$.payload'), json_extract(value, '$.urgency'), \
                json_extract(value, '$.time_sensitivity'), json_extract(value, '$.importance'), json_extract(value, '$.priority'), \
                json_extract(value, '$.rank'), 'queued', json_extract(value, '$.max_attempts'), json_extract(value, '$.timeout_ms'), \
                json_extract(value, '$.retry_backoff_ms'), json_extract(value, '$.required_labels'), json_extract(value, '$.idempotency_key'), \
                ?2, ?2, ?2, json_extract(value, '$.run_id'), json_extract(value, '$.step_id'), json_extract(value, '$.item_index'), \
-               json_extract(value, '$.step_generation') \
+               json_extract(value, '$.step_generation'), json_extract(value, '$.concurrency_key'), \
+               json_extract(value, '$.concurrency_limit') \
              FROM json_each(?1) WHERE true ORDER BY key \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )

@@ -15,8 +15,9 @@ use crate::store::{rows, Claim, Completed, Result};
 pub(crate) fn submit(conn: &Connection, tasks: &[TaskRow]) -> Result<Vec<SubmittedTask>> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
-           max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) \
+           max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, \
+           concurrency_key, concurrency_limit) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )?;
     let mut out = Vec::with_capacity(tasks.len());
@@ -36,6 +37,8 @@ pub(crate) fn submit(conn: &Connection, tasks: &[TaskRow]) -> Result<Vec<Submitt
             t.idempotency_key,
             t.run_after,
             t.created_at,
+            t.concurrency_key,
+            t.concurrency_limit,
         ])?;
         if inserted == 1 {
             out.push(SubmittedTask {
@@ -113,7 +116,7 @@ pub(crate) fn claim(
          lease_expires_at = MIN(?3 + ?4, ?3 + timeout_ms * 1000) \
          WHERE id IN ( \
            SELECT id FROM tasks INDEXED BY tasks_claim \
-           WHERE status = 'queued' AND run_after <= ?3 \
+           WHERE status = 'queued' AND held = 0 AND run_after <= ?3 \
              AND task_type IN (SELECT value FROM json_each(?5)) \
              AND (required_labels = '[]' OR NOT EXISTS ( \
                   SELECT 1 FROM json_each(tasks.required_labels) r \
