@@ -36,6 +36,9 @@ enum Mode {
     /// Many concurrent clients submitting one task per request (one client
     /// first, for the lone caller's latency), while the agents drain.
     Clients,
+    /// "Why is this waiting?" with `--tasks` queued and no agent: the cost
+    /// of `GET /api/v1/tasks/{id}` for queued tasks across the queue.
+    Explain,
     Both,
 }
 
@@ -145,6 +148,9 @@ struct Report {
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = Args::parse();
+    if args.mode == Mode::Explain {
+        args.agents = 0;
+    }
     if matches!(args.mode, Mode::Workflows | Mode::Both) {
         let needed = (args.linear_runs as u32).div_ceil(args.agents.max(1));
         args.capacity = args.capacity.max(needed);
@@ -541,6 +547,12 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
     }
 
     let mut measured = Measured::default();
+    if args.mode == Mode::Explain {
+        explain(args, &http, &url, backend).await?;
+        drop(procs);
+        cleanup(args, backend, &dir);
+        return Ok(measured);
+    }
     if args.mode == Mode::Clients {
         let before = stats(&http, &url).await?;
         let report = clients::measure(
@@ -700,6 +712,59 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
         max_ms,
     });
     Ok(measured)
+}
+
+/// Queues `--tasks` tasks with no agent to take them (priorities spread, so
+/// the claim order is not the id order), then times the explanation of 300
+/// of them picked across the queue, one request at a time.
+async fn explain(args: &Args, http: &reqwest::Client, url: &str, backend: &str) -> Result<()> {
+    let mut ids = Vec::with_capacity(args.tasks);
+    let mut sent = 0;
+    while sent < args.tasks {
+        let n = args.batch.min(args.tasks - sent);
+        let tasks: Vec<_> = (0..n)
+            .map(|i| json!({"task_type": "echo", "urgency": (sent + i) % 11, "payload": {"i": sent + i}}))
+            .collect();
+        let r: SubmitBatchResponse = http
+            .post(format!("{url}/api/v1/tasks"))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({ "tasks": tasks }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        ids.extend(r.tasks.iter().map(|t| t.id));
+        sent += n;
+    }
+    let samples = 300.min(ids.len());
+    let mut times = Vec::with_capacity(samples);
+    for k in 0..samples {
+        let id = ids[k * ids.len() / samples];
+        let started = Instant::now();
+        let t: serde_json::Value = http
+            .get(format!("{url}/api/v1/tasks/{id}"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        if t["waiting"].is_null() {
+            bail!("task {id} came back without its explanation: {t}");
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "{backend}: explaining a queued task with {} queued: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({samples} tasks across the queue, one request at a time)",
+        ids.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    Ok(())
 }
 
 /// The server's running total of handler time (seconds, by the agents'

@@ -3,9 +3,9 @@
 -- (queued and not held, or running). A task that finds its key full is
 -- *held*: still queued, but out of the claim index, so it blocks nothing
 -- behind it. When an admitted task ends, the best held task of its key
--- (rank, then id) takes the slot. The triggers below keep the count; every
--- increment happens in tasks_key_admit, when a task's held flag goes from
--- 1 to 0.
+-- (rank, then id) takes the slot. The triggers below keep the count: a
+-- task admitted on arrival is counted there (its row is not written again),
+-- a held one when tasks_key_admit sees its held flag go from 1 to 0.
 
 ALTER TABLE tasks ADD COLUMN concurrency_key TEXT;
 ALTER TABLE tasks ADD COLUMN concurrency_limit INTEGER;
@@ -37,9 +37,10 @@ BEGIN
         VALUES (NEW.concurrency_key, 0, NEW.concurrency_limit)
         ON CONFLICT (key) DO UPDATE SET max_admitted = excluded.max_admitted
         WHERE max_admitted <> excluded.max_admitted;
-    UPDATE tasks SET held = 1 WHERE id = NEW.id;
-    UPDATE tasks SET held = 0 WHERE id = NEW.id
-        AND (SELECT admitted < max_admitted FROM concurrency_keys WHERE key = NEW.concurrency_key);
+    UPDATE tasks SET held = 1 WHERE id = NEW.id
+        AND (SELECT admitted >= max_admitted FROM concurrency_keys WHERE key = NEW.concurrency_key);
+    UPDATE concurrency_keys SET admitted = admitted + 1 WHERE key = NEW.concurrency_key
+        AND (SELECT held FROM tasks WHERE id = NEW.id) = 0;
 END;
 
 -- An admitted task ends: its slot goes to the best held task of its key.
@@ -60,7 +61,10 @@ CREATE TRIGGER tasks_key_again AFTER UPDATE OF status ON tasks
 WHEN NEW.concurrency_key IS NOT NULL AND NEW.status = 'queued'
     AND OLD.status IN ('succeeded', 'failed', 'cancelled')
 BEGIN
-    UPDATE tasks SET held = 1 WHERE id = NEW.id;
-    UPDATE tasks SET held = 0 WHERE id = NEW.id
+    UPDATE tasks SET held = 1 WHERE id = NEW.id AND held = 0
+        AND (SELECT admitted >= max_admitted FROM concurrency_keys WHERE key = NEW.concurrency_key);
+    UPDATE tasks SET held = 0 WHERE id = NEW.id AND held = 1
         AND (SELECT admitted < max_admitted FROM concurrency_keys WHERE key = NEW.concurrency_key);
+    UPDATE concurrency_keys SET admitted = admitted + 1 WHERE key = NEW.concurrency_key
+        AND OLD.held = 0 AND (SELECT held FROM tasks WHERE id = NEW.id) = 0;
 END;

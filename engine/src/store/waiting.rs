@@ -28,13 +28,19 @@ const HOLDERS: &str = "SELECT id FROM tasks WHERE concurrency_key = $1 \
     AND status IN ('queued', 'running') AND held = 0 ORDER BY id LIMIT $2";
 
 const RANK: &str = "SELECT rank FROM tasks WHERE id = $1 AND status = 'queued'";
-const AHEAD: &str =
+const AHEAD_PG: &str =
     "SELECT COUNT(*), COALESCE(SUM(CASE WHEN task_type = $3 THEN 1 ELSE 0 END), 0) \
     FROM (SELECT task_type FROM tasks WHERE status = 'queued' AND held = 0 AND run_after <= $4 \
           AND rank >= $1 AND (rank > $1 OR id < $2) ORDER BY rank DESC, id LIMIT $5) a";
+/// SQLite is told the index: left to choose, it walked every queued task
+/// by status (23 ms with 100,000 queued).
+const AHEAD_SQLITE: &str =
+    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN task_type = $3 THEN 1 ELSE 0 END), 0) \
+    FROM (SELECT task_type FROM tasks INDEXED BY tasks_claim WHERE status = 'queued' AND held = 0 \
+          AND run_after <= $4 AND rank >= $1 AND (rank > $1 OR id < $2) ORDER BY rank DESC, id LIMIT $5) a";
 
 macro_rules! waiting_store {
-    ($store:ty, $read:ident) => {
+    ($store:ty, $read:ident, $ahead:expr) => {
         impl WaitingStore for $store {
             async fn queue_ahead(
                 &self,
@@ -48,7 +54,7 @@ macro_rules! waiting_store {
                     .fetch_optional(self.$read())
                     .await?;
                 let Some(rank) = rank else { return Ok(None) };
-                let (all, same_type): (i64, i64) = sqlx::query_as(AHEAD)
+                let (all, same_type): (i64, i64) = sqlx::query_as($ahead)
                     .bind(rank)
                     .bind(task_id)
                     .bind(task_type)
@@ -90,8 +96,8 @@ macro_rules! waiting_store {
     };
 }
 
-waiting_store!(super::sqlite::SqliteStore, reader);
-waiting_store!(super::postgres::PgStore, pool);
+waiting_store!(super::sqlite::SqliteStore, reader, AHEAD_SQLITE);
+waiting_store!(super::postgres::PgStore, pool, AHEAD_PG);
 
 delegate_to_backend!(WaitingStore {
     async fn queue_ahead(&self, task_id: i64, task_type: &str, now_us: i64, limit: i64) -> Result<Option<(f64, Ahead)>>;
