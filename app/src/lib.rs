@@ -90,6 +90,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/agents") view={Lazy::<pages::AgentsRoute>::new()}/>
                     <Route path=path!("/tasks") view={Lazy::<pages::TasksRoute>::new()}/>
                     <Route path=path!("/tasks/:id") view={Lazy::<pages::TaskRoute>::new()}/>
+                    <Route path=path!("/queues") view={Lazy::<pages::QueuesRoute>::new()}/>
                     <Route path=path!("/workflows") view={Lazy::<pages::WorkflowsRoute>::new()}/>
                     <Route path=path!("/workflows/:name") view={Lazy::<pages::WorkflowRoute>::new()}/>
                     <Route path=path!("/runs") view={Lazy::<pages::RunsRoute>::new()}/>
@@ -117,6 +118,7 @@ fn TopBar() -> impl IntoView {
                 <A href="/" exact=true>"Overview"</A>
                 <A href="/agents">"Agents"</A>
                 <A href="/tasks">"Tasks"</A>
+                <A href="/queues">"Queues"</A>
                 <A href="/workflows">"Workflows"</A>
                 <A href="/runs">"Runs"</A>
                 <A href="/schedules">"Schedules"</A>

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod api;
 pub mod credentials;
+pub mod health;
 pub mod limits;
 pub mod schedule;
 pub mod trigger;

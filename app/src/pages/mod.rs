@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod audit;
 pub mod enrollment;
 pub mod overview;
+pub mod queues;
 pub mod run;
 pub mod runs;
 pub mod schedules;
@@ -81,6 +82,7 @@ lazy_page! {
     AgentsRoute => agents::Agents;
     TasksRoute => tasks::Tasks;
     TaskRoute => tasks::TaskPage;
+    QueuesRoute => queues::Queues;
     WorkflowsRoute => workflows::Workflows;
     WorkflowRoute => workflows::WorkflowPage;
     RunsRoute => runs::Runs;

@@ -12,6 +12,7 @@ mod enrollment;
 mod events;
 pub mod extract;
 pub mod pages;
+mod queues;
 mod runs;
 mod schedules;
 pub mod session;
@@ -42,6 +43,7 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(workflows::router())
         .merge(runs::router())
         .merge(schedules::router())
+        .merge(queues::router())
         .merge(triggers::router())
         .merge(approvals::router())
         .merge(crate::http::session::router())
