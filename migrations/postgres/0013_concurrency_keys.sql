@@ -27,12 +27,13 @@ CREATE INDEX tasks_by_key ON tasks (concurrency_key, id)
 -- its key has room, else held.
 CREATE FUNCTION drover_key_admit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO concurrency_keys (key, admitted, max_admitted)
-        VALUES (NEW.concurrency_key, 0, NEW.concurrency_limit)
-        ON CONFLICT (key) DO UPDATE SET max_admitted = EXCLUDED.max_admitted
-        WHERE concurrency_keys.max_admitted <> EXCLUDED.max_admitted;
-    UPDATE concurrency_keys SET admitted = admitted + 1
-        WHERE key = NEW.concurrency_key AND admitted < max_admitted;
+    -- One statement: a new key is made with this task admitted; a known
+    -- one counts it if it has room under the task's limit (the newest
+    -- limit is the key's), and is left alone when full.
+    INSERT INTO concurrency_keys AS k (key, admitted, max_admitted)
+        VALUES (NEW.concurrency_key, 1, NEW.concurrency_limit)
+        ON CONFLICT (key) DO UPDATE SET admitted = k.admitted + 1, max_admitted = EXCLUDED.max_admitted
+        WHERE k.admitted < EXCLUDED.max_admitted;
     NEW.held := CASE WHEN FOUND THEN 0 ELSE 1 END;
     RETURN NEW;
 END $$;
