@@ -179,6 +179,14 @@ async fn write_rows(
     runs: &[Value],
     now_us: i64,
 ) -> Result<()> {
+    let keyed = tasks
+        .iter()
+        .any(|t| t.get("concurrency_key").is_some_and(|k| !k.is_null()));
+    if keyed {
+        for trigger in super::keys::KEY_TRIGGERS {
+            sqlx::query(trigger).execute(&mut **tx).await?;
+        }
+    }
     if !tasks.is_empty() {
         sqlx::query(
             "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, max_attempts, \

@@ -13,6 +13,11 @@ use crate::store::{rows, Claim, Completed, Result};
 /// Inserts the tasks in order; a task whose idempotency key exists (also
 /// earlier in the same batch) is answered with the task that has it.
 pub(crate) fn submit(conn: &Connection, tasks: &[TaskRow]) -> Result<Vec<SubmittedTask>> {
+    if super::keys::any_key(tasks.iter().map(|t| t.concurrency_key.as_deref())) {
+        for trigger in super::keys::KEY_TRIGGERS {
+            conn.execute_batch(trigger)?;
+        }
+    }
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
            max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, \

@@ -16,6 +16,7 @@ mod audit;
 mod claim;
 mod enrollment;
 mod hot;
+mod keys;
 mod overview;
 mod queue;
 mod results;
