@@ -95,7 +95,13 @@ async fn insert(
 ) -> Result<Vec<Vec<SubmittedTask>>> {
     let sizes: Vec<usize> = jobs.iter().map(Job::rows).collect();
     let all: Columns = jobs.into_iter().flat_map(|job| job.0).collect();
-    let rows: Vec<(i64, bool)> = sqlx::query_as(
+    // Keyed rows go in key order, so two inserts lock their keys' rows in
+    // one order; a deadlock with a results transaction (which frees keys in
+    // its own order) is retried, as PostgreSQL asks.
+    let mut tries = 0;
+    let rows: Vec<(i64, bool)> = loop {
+        tries += 1;
+        let attempt: std::result::Result<Vec<(i64, bool)>, sqlx::Error> = sqlx::query_as(
         "WITH v AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], \
              $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[], \
@@ -112,7 +118,7 @@ async fn insert(
              ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, v.created_at, v.created_at, \
              v.ckey, v.climit \
            FROM v JOIN ids USING (ord) \
-           ORDER BY v.ord \
+           ORDER BY v.ckey NULLS FIRST, v.ord \
            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
          SELECT ids.id, ins.id IS NOT NULL FROM ids LEFT JOIN ins ON ins.id = ids.id ORDER BY ids.ord",
     )
@@ -133,7 +139,17 @@ async fn insert(
     .bind(&all.concurrency_key)
     .bind(&all.concurrency_limit)
     .fetch_all(pool)
-    .await?;
+        .await;
+        match attempt {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01") && tries < 5 => {
+                tracing::warn!(
+                    tries,
+                    "submit insert deadlocked on concurrency keys: retried"
+                );
+            }
+            other => break other?,
+        }
+    };
     // Inputs whose key was taken are answered with the task that has it.
     let taken: Vec<String> = rows
         .iter()
