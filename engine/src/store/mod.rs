@@ -92,6 +92,23 @@ pub use workflow_defs::WorkflowDefStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A unique violation on a named thing's name is a conflict naming it.
+pub(super) fn name_taken(e: sqlx::Error, what: &str, name: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(format!("a {what} named {name:?} exists already"))
+        }
+        _ => e.into(),
+    }
+}
+
+/// The answer to a create refused because `max` of its kind exist.
+pub(super) fn too_many(what: &str, max: i64) -> StoreError {
+    StoreError::Conflict(format!(
+        "there are {max} {what}s already, the most one server keeps"
+    ))
+}
+
 /// The result of one claim.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claim {

@@ -170,14 +170,24 @@ mod sql {
         "SELECT COUNT(*) FROM tasks WHERE id = $1 AND status IN ('queued', 'running')";
 }
 
-/// A unique violation on the name is a conflict.
-fn name_taken(e: sqlx::Error, name: &str) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(format!("a schedule named {name:?} exists already"))
-        }
-        _ => e.into(),
-    }
+/// Binds a definition's fields, in the order both statements take them.
+macro_rules! bind_def {
+    ($query:expr, $def:expr) => {
+        $query
+            .bind(&$def.name)
+            .bind(&$def.description)
+            .bind(&$def.workflow)
+            .bind($def.workflow_version)
+            .bind(&$def.inputs)
+            .bind(&$def.task)
+            .bind(&$def.cron)
+            .bind(&$def.time_zone)
+            .bind($def.at)
+            .bind($def.missed_policy)
+            .bind($def.overlap_policy)
+            .bind($def.state)
+            .bind($def.next_fire_at)
+    };
 }
 
 /// The trait for one backend; `$write` and `$read` name its pools.
@@ -190,32 +200,14 @@ macro_rules! schedule_store {
                 by: &str,
                 now_us: i64,
             ) -> Result<ScheduleRow> {
-                sqlx::query_as::<_, ScheduleRow>(&sql::create())
-                    .bind(&def.name)
-                    .bind(&def.description)
-                    .bind(&def.workflow)
-                    .bind(def.workflow_version)
-                    .bind(&def.inputs)
-                    .bind(&def.task)
-                    .bind(&def.cron)
-                    .bind(&def.time_zone)
-                    .bind(def.at)
-                    .bind(def.missed_policy)
-                    .bind(def.overlap_policy)
-                    .bind(def.state)
-                    .bind(def.next_fire_at)
+                bind_def!(sqlx::query_as::<_, ScheduleRow>(&sql::create()), def)
                     .bind(by)
                     .bind(now_us)
                     .bind(drover_protocol::limits::MAX_SCHEDULES)
                     .fetch_optional(self.$write())
                     .await
-                    .map_err(|e| name_taken(e, &def.name))?
-                    .ok_or_else(|| {
-                        StoreError::Conflict(format!(
-                            "there are {} schedules already, the most one server keeps",
-                            drover_protocol::limits::MAX_SCHEDULES
-                        ))
-                    })
+                    .map_err(|e| super::name_taken(e, "schedule", &def.name))?
+                    .ok_or_else(|| super::too_many("schedule", drover_protocol::limits::MAX_SCHEDULES))
             }
 
             async fn schedule(&self, id: i64) -> Result<Option<ScheduleRow>> {
@@ -243,27 +235,16 @@ macro_rules! schedule_store {
                 by: &str,
                 now_us: i64,
             ) -> Result<ScheduleRow> {
-                let row = sqlx::query_as::<_, ScheduleRow>(&sql::update())
+                let update = sql::update();
+                let query = sqlx::query_as::<_, ScheduleRow>(&update)
                     .bind(id)
-                    .bind(revision)
-                    .bind(&def.name)
-                    .bind(&def.description)
-                    .bind(&def.workflow)
-                    .bind(def.workflow_version)
-                    .bind(&def.inputs)
-                    .bind(&def.task)
-                    .bind(&def.cron)
-                    .bind(&def.time_zone)
-                    .bind(def.at)
-                    .bind(def.missed_policy)
-                    .bind(def.overlap_policy)
-                    .bind(def.state)
-                    .bind(def.next_fire_at)
+                    .bind(revision);
+                let row = bind_def!(query, def)
                     .bind(by)
                     .bind(now_us)
                     .fetch_optional(self.$write())
                     .await
-                    .map_err(|e| name_taken(e, &def.name))?;
+                    .map_err(|e| super::name_taken(e, "schedule", &def.name))?;
                 match row {
                     Some(row) => Ok(row),
                     None => match self.schedule(id).await? {

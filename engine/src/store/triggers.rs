@@ -64,15 +64,6 @@ fn select(tail: &str) -> String {
     format!("SELECT {COLUMNS} FROM triggers {tail}")
 }
 
-fn name_taken(e: sqlx::Error, name: &str) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(format!("a trigger named {name:?} exists already"))
-        }
-        _ => e.into(),
-    }
-}
-
 macro_rules! trigger_store {
     ($store:ty, $write:ident, $read:ident) => {
         impl TriggerStore for $store {
@@ -95,13 +86,8 @@ macro_rules! trigger_store {
                     .bind(drover_protocol::limits::MAX_TRIGGERS)
                     .fetch_optional(self.$write())
                     .await
-                    .map_err(|e| name_taken(e, new.name))?
-                    .ok_or_else(|| {
-                        StoreError::Conflict(format!(
-                            "there are {} triggers already, the most one server keeps",
-                            drover_protocol::limits::MAX_TRIGGERS
-                        ))
-                    })
+                    .map_err(|e| super::name_taken(e, "trigger", new.name))?
+                    .ok_or_else(|| super::too_many("trigger", drover_protocol::limits::MAX_TRIGGERS))
             }
 
             async fn trigger_by_name(&self, name: &str) -> Result<Option<TriggerRow>> {
