@@ -37,17 +37,24 @@ use crate::store::rows::{current_leases, RunStateRow};
 use crate::store::rows::{ItemRow, StepRow};
 use crate::store::{Advanced, Claim, Completed, Recorded, Refill, Result};
 
-/// Locks the batch's tasks (by id, in id order) and then their runs
-/// (without waiting: a run another transaction holds is left to the
-/// caller), and reads what planning them needs.
+/// Locks the batch's tasks (by id, in id order), then their runs (without
+/// waiting: a run another transaction holds is left to the caller), then
+/// the concurrency keys their ends will free (in key order, as submits take
+/// them: freed one by one in the write's row order, two batches sharing
+/// keys deadlocked), and reads what planning them needs.
 const READ_BATCH: &str = "\
 WITH t AS MATERIALIZED ( \
    SELECT id, lease_token, attempts, max_attempts, retry_backoff_ms, agent_id, run_id FROM tasks \
    WHERE id = ANY($1) AND status = 'running' ORDER BY id FOR UPDATE), \
  r AS MATERIALIZED ( \
    SELECT id, workflow_id, status, inputs, started_by FROM runs \
-   WHERE id = ANY(ARRAY(SELECT run_id FROM t WHERE run_id IS NOT NULL)) ORDER BY id FOR UPDATE SKIP LOCKED) \
+   WHERE id = ANY(ARRAY(SELECT run_id FROM t WHERE run_id IS NOT NULL)) ORDER BY id FOR UPDATE SKIP LOCKED), \
+ keys AS MATERIALIZED ( \
+   SELECT c.key FROM concurrency_keys c WHERE c.key IN ( \
+     SELECT k2.concurrency_key FROM tasks k2 WHERE k2.id = ANY($1) AND k2.concurrency_key IS NOT NULL) \
+   ORDER BY c.key FOR UPDATE) \
 SELECT \
+ (SELECT count(*) FROM keys) AS keys_locked, \
  (SELECT json_agg(t)::text FROM t) AS leases, \
  (SELECT json_agg(r)::text FROM r) AS runs, \
  (SELECT json_agg(json_build_object('id', w.id, 'definition', w.definition))::text FROM workflows w \
