@@ -44,14 +44,14 @@ use crate::store::{Advanced, Claim, Completed, Recorded, Refill, Result};
 /// keys deadlocked), and reads what planning them needs.
 const READ_BATCH: &str = "\
 WITH t AS MATERIALIZED ( \
-   SELECT id, lease_token, attempts, max_attempts, retry_backoff_ms, agent_id, run_id FROM tasks \
+   SELECT id, lease_token, attempts, max_attempts, retry_backoff_ms, agent_id, run_id, concurrency_key FROM tasks \
    WHERE id = ANY($1) AND status = 'running' ORDER BY id FOR UPDATE), \
  r AS MATERIALIZED ( \
    SELECT id, workflow_id, status, inputs, started_by FROM runs \
    WHERE id = ANY(ARRAY(SELECT run_id FROM t WHERE run_id IS NOT NULL)) ORDER BY id FOR UPDATE SKIP LOCKED), \
  keys AS MATERIALIZED ( \
-   SELECT c.key FROM concurrency_keys c WHERE c.key IN ( \
-     SELECT k2.concurrency_key FROM tasks k2 WHERE k2.id = ANY($1) AND k2.concurrency_key IS NOT NULL) \
+   SELECT c.key FROM concurrency_keys c \
+   WHERE c.key IN (SELECT concurrency_key FROM t WHERE concurrency_key IS NOT NULL) \
    ORDER BY c.key FOR UPDATE) \
 SELECT \
  (SELECT count(*) FROM keys) AS keys_locked, \
