@@ -25,6 +25,12 @@ export default async function globalSetup() {
       DROVER_HEARTBEAT_INTERVAL: '1s',
       DROVER_HEARTBEAT_TIMEOUT: '3s',
       DROVER_TASK_TYPES: 'echo,sleep,fail,charge-card,wc',
+      // The agent page's load chart gets a sample a second.
+      DROVER_AGENT_LOAD_INTERVAL: '1s',
+      // The notifications test's webhook receiver listens on 127.0.0.1,
+      // and its retry should come within a second.
+      DROVER_NOTIFY_ALLOW_PRIVATE: 'true',
+      DROVER_NOTIFY_RETRY_BACKOFF: '500ms',
       RUST_LOG: 'info,sqlx=warn',
     },
     stdio: ['ignore', log, log],

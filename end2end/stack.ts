@@ -30,15 +30,16 @@ export function readState(): StackState {
   return JSON.parse(fs.readFileSync(stateFile, 'utf8'));
 }
 
-/** Starts a drover-agent with the example handlers; its log goes to the data dir. */
-export function startAgent(name: string, enrollmentToken: string): ChildProcess {
+/** Starts a drover-agent with the example handlers (or the agent.toml at
+ *  `config`); its log goes to the data dir. */
+export function startAgent(name: string, enrollmentToken: string, config?: string): ChildProcess {
   const log = fs.openSync(path.join(dataDir, `agent-${name}.log`), 'a');
   const child = spawn(
     bin('drover-agent'),
     [
       '--server', baseURL,
       '--token', enrollmentToken,
-      '--config', path.join(root, 'examples', 'agent.toml'),
+      '--config', config ?? path.join(root, 'examples', 'agent.toml'),
       '--name', name,
       '--state-dir', path.join(dataDir, `agent-${name}`),
     ],

@@ -2,7 +2,8 @@
 # The dashboard's figures for docs/BENCHMARKS.md: the release wasm's size
 # (main module, all files, and what a first visit to the run page loads),
 # first render and time to interactive of the run page of a 200-step
-# workflow, and the delay from a change (an API call) to the screen.
+# workflow, the requests and bytes of a cold load of /tasks (200 tasks, as
+# sent: compressed), and the delay from a change (an API call) to the screen.
 # Builds the release server and wasm with cargo-leptos, then runs
 # end2end/tests/perf.spec.ts in Chromium against them.
 set -euo pipefail
@@ -29,3 +30,10 @@ echo "all wasm files: ${#files[@]}, $(cat "${files[@]}" | wc -c) bytes (what a p
 step "measuring in Chromium"
 (cd end2end && DROVER_E2E_PERF=1 DROVER_BIN_DIR="$PWD/../target/release" CHROMIUM="$(command -v chromium)" \
   npx playwright test tests/perf.spec.ts --reporter=line) | grep -E "DASHBOARD-FIGURES|passed|failed"
+figures="${DROVER_E2E_DATA:-target/e2e-data}/dashboard-figures.json"
+node -e '
+  const c = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).cold_tasks;
+  const kb = (n) => (n / 1024).toFixed(0) + " KiB";
+  console.log(`cold ${c.path}: ${c.requests} requests, ${c.bytes} bytes transferred (${kb(c.bytes)}), HTML ${c.html_bytes} bytes (${kb(c.html_bytes)}); target: at most 400 KB`);
+  console.log(`  uncompressed, the same load: ${c.decoded_bytes} bytes of bodies (${kb(c.decoded_bytes)}), HTML ${c.html_decoded_bytes} bytes (${kb(c.html_decoded_bytes)})`);
+' "$figures"

@@ -3,7 +3,8 @@
 //! Start-up: open the outbox (fatal if the state directory is unusable),
 //! build the handlers, register (retrying while the server is unreachable;
 //! fatal if it refuses the registration), then start the reporter (which
-//! first delivers what the outbox held), the heartbeat and the claim loop.
+//! first delivers what the outbox held), the heartbeat, the claim loop and
+//! the log shipper (command handlers' output, live).
 //!
 //! Shutdown on SIGTERM / Ctrl-C: stop claiming; let running tasks finish for
 //! up to the grace period (a second signal cuts it short); kill what is still
@@ -24,6 +25,7 @@ use crate::client::{describe, ApiError, Client};
 use crate::config::Settings;
 use crate::drain::Drain;
 use crate::handlers::Handler;
+use crate::logs::LogShipper;
 use crate::outbox::{Outbox, OutboxError};
 use crate::reporter::Reporter;
 use crate::session::Session;
@@ -106,7 +108,10 @@ pub async fn run_until(settings: Settings, mut signals: Signals) -> Result<(), A
     );
 
     let (results_tx, results_rx) = mpsc::unbounded_channel();
-    let tasks = TaskSet::new(settings.capacity, results_tx);
+    let logs = LogShipper::new(settings.redactor.clone());
+    let tasks = TaskSet::with_logs(settings.capacity, results_tx, Some(logs.clone()));
+    let (stop_logs, logs_stop) = stop_pair();
+    let log_shipper = tokio::spawn(logs.run(Arc::clone(&session), logs_stop));
     let drain = Arc::new(Drain::default());
 
     let (stop_reporter, reporter_stop) = stop_pair();
@@ -176,6 +181,10 @@ pub async fn run_until(settings: Settings, mut signals: Signals) -> Result<(), A
     };
     stop_heartbeat.stop();
     let _ = heartbeat.await;
+    // Finished tasks delivered their last lines before their results;
+    // what else is left (stopped tasks) is not waited for.
+    stop_logs.stop();
+    let _ = log_shipper.await;
     if undelivered > 0 {
         tracing::warn!(
             undelivered,
@@ -283,6 +292,7 @@ mod tests {
             shutdown_grace: Duration::from_millis(300),
             flush_timeout: Duration::from_millis(500),
             config_path: "agent.toml".into(),
+            redactor: Default::default(),
         }
     }
 
@@ -560,6 +570,83 @@ mod tests {
         assert!(w.deregistered);
         let outbox = std::fs::read_to_string(dir.0.join(crate::outbox::FILE_NAME)).expect("outbox");
         assert_eq!(outbox, "");
+    }
+
+    /// Log shipping never holds a task up: with a server that takes log
+    /// lines but answers only after a minute, a command task's result
+    /// still arrives within the final flush's bound. The margin is wide
+    /// (a loaded CI machine starts processes slowly) yet far below the
+    /// minute the logs call would hold it.
+    #[tokio::test]
+    async fn a_server_slow_to_take_logs_does_not_hold_tasks_up() {
+        use crate::config::CommandConfig;
+        let world = Arc::new(Mutex::new(World::default()));
+        world
+            .lock()
+            .expect("lock")
+            .queue
+            .push_back(assignment(1, "talk", Value::Null));
+        let logged = Arc::new(Mutex::new(Vec::<Value>::new()));
+        let (w2, l2) = (Arc::clone(&world), Arc::clone(&logged));
+        let server = FakeServer::start(move |req| {
+            let mut w = w2.lock().expect("lock");
+            match req.path.as_str() {
+                "/api/v1/agent/register" => registered("s1"),
+                "/api/v1/agent/claim" => claim(&mut w.queue, req),
+                "/api/v1/agent/heartbeat" => Reply::ok(json!({"cancel": [], "drain": false})),
+                "/api/v1/agent/results" => accept_all(&mut w.results, req),
+                "/api/v1/agent/logs" => {
+                    l2.lock().expect("lock").push(req.body.clone());
+                    let mut hang = Reply::ok(json!({"tasks": []}));
+                    hang.delay = Duration::from_secs(60);
+                    hang
+                }
+                "/api/v1/agent/deregister" => Reply::ok(json!({"ok": true})),
+                other => panic!("unexpected path {other}"),
+            }
+        })
+        .await;
+        let dir = TempDir::new("agent-logs");
+        let mut settings = settings(&server.url, &dir, 1);
+        settings.handlers.insert(
+            "talk".into(),
+            HandlerConfig::Command(CommandConfig {
+                program: "sh".into(),
+                args: vec!["-c".into(), "echo hi; sleep 0.3; echo there >&2".into()],
+                env: BTreeMap::new(),
+                pass_env: vec![],
+                workdir: None,
+                timeout_ms: None,
+            }),
+        );
+        let (stop, signals) = Signals::manual();
+        let started = std::time::Instant::now();
+        let agent = tokio::spawn(run_until(settings, signals));
+        eventually(30, "the result", || {
+            !world.lock().expect("lock").results.is_empty()
+        })
+        .await;
+        let took = started.elapsed();
+        assert!(
+            took < crate::logs::FINAL_FLUSH_WAIT + Duration::from_secs(15),
+            "the result waited {took:?} for the logs"
+        );
+        assert_eq!(
+            world.lock().expect("lock").results[0].outcome,
+            Outcome::Succeeded {
+                output: json!("hi")
+            }
+        );
+        let first = logged.lock().expect("lock")[0].clone();
+        assert_eq!(first["tasks"][0]["task_id"], json!(1));
+        assert_eq!(first["tasks"][0]["lease_token"], json!(10));
+        assert_eq!(first["tasks"][0]["lines"][0]["line"], json!("hi"));
+        stop.send("test").expect("agent listening");
+        tokio::time::timeout(Duration::from_secs(10), agent)
+            .await
+            .expect("shuts down in time")
+            .expect("no panic")
+            .expect("clean exit");
     }
 
     #[tokio::test]

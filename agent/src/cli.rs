@@ -47,7 +47,29 @@ pub struct Cli {
     #[arg(long, env = "DROVER_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
 
+    /// Names of environment variables whose values are replaced by `***`
+    /// in the log lines shipped to the server (comma-separated). The values
+    /// are taken from the agent's own environment and from the `env` tables
+    /// of its command handlers. The enrollment token is always redacted.
+    #[arg(long, env = "DROVER_REDACT_ENV", value_delimiter = ',')]
+    pub redact_env: Vec<String>,
+
+    /// Literal values replaced by `***` in shipped log lines (comma-separated).
+    /// A value here shows in the process list: prefer the environment
+    /// variable, or --redact-env.
+    #[arg(
+        long,
+        env = "DROVER_REDACT",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub redact: Vec<String>,
+
     /// Log filter in `tracing` syntax, e.g. `info` or `drover_agent=debug`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,
+
+    /// Log one JSON object per line (for a log shipper) instead of text.
+    #[arg(long, env = "DROVER_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_json: bool,
 }

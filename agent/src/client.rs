@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use drover_protocol::agent::{
-    ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
-    RegisterResponse, ResultsRequest, ResultsResponse,
+    ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, LogsRequest, LogsResponse,
+    RegisterRequest, RegisterResponse, ResultsRequest, ResultsResponse,
 };
 use drover_protocol::ErrorBody;
 use reqwest::StatusCode;
@@ -23,6 +23,9 @@ use serde::Serialize;
 
 /// Timeout of calls that are not long-polls.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of a log request: log lines are not worth waiting long for,
+/// and while one is in flight the next batch only grows.
+pub const LOGS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Added to a claim's `wait_ms` for the request timeout, so the server's own
 /// "no work" answer always arrives before the agent gives up on it.
 pub const CLAIM_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
@@ -126,6 +129,17 @@ impl Client {
         // the body still carries the acks.
         if status == StatusCode::CONFLICT {
             if let Ok(acks) = serde_json::from_slice::<ResultsResponse>(&body) {
+                return Ok(acks);
+            }
+        }
+        decode(status, &body)
+    }
+
+    /// Lines of running tasks. A 409 (every task refused) still carries the acks.
+    pub async fn logs(&self, session: &str, req: &LogsRequest) -> Result<LogsResponse, ApiError> {
+        let (status, body) = self.post("logs", session, req, LOGS_TIMEOUT).await?;
+        if status == StatusCode::CONFLICT {
+            if let Ok(acks) = serde_json::from_slice::<LogsResponse>(&body) {
                 return Ok(acks);
             }
         }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::Cli;
+use crate::logs::Redactor;
 
 /// The largest capacity and the most labels the server accepts.
 pub use drover_protocol::limits::{MAX_AGENT_CAPACITY as MAX_CAPACITY, MAX_LABELS};
@@ -137,6 +138,8 @@ pub enum ConfigError {
     CaFile { path: PathBuf, message: String },
     #[error("invalid --name {name:?}: {message}")]
     Name { name: String, message: String },
+    #[error("invalid --redact-env (DROVER_REDACT_ENV): {0}")]
+    Redact(String),
     #[error("the enrollment token is empty (--token-file / DROVER_TOKEN_FILE, or --token / DROVER_TOKEN)")]
     EmptyToken,
     #[error(
@@ -370,6 +373,8 @@ pub struct Settings {
     /// How long shutdown tries to deliver results ([`FLUSH_TIMEOUT`]).
     pub flush_timeout: Duration,
     pub config_path: PathBuf,
+    /// Secrets replaced in shipped log lines (`--redact-env`, `--redact`).
+    pub redactor: Redactor,
 }
 
 impl Settings {
@@ -406,6 +411,7 @@ impl Settings {
             .clone()
             .or(file.state_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let redactor = redactor(cli, &file.handlers, &enrollment_token)?;
         Ok(Settings {
             server,
             extra_roots,
@@ -419,6 +425,7 @@ impl Settings {
             shutdown_grace: Duration::from_millis(cli.shutdown_grace_ms),
             flush_timeout: FLUSH_TIMEOUT,
             config_path: cli.config.clone(),
+            redactor,
         })
     }
 
@@ -426,6 +433,37 @@ impl Settings {
     pub fn task_types(&self) -> Vec<String> {
         self.handlers.keys().cloned().collect()
     }
+}
+
+/// The secrets to hide in shipped log lines: the literal `--redact` values,
+/// the values of the `--redact-env` variables (in the agent's environment
+/// and in any command handler's `env`), and the enrollment token.
+fn redactor(
+    cli: &Cli,
+    handlers: &BTreeMap<String, HandlerConfig>,
+    enrollment_token: &str,
+) -> Result<Redactor, ConfigError> {
+    let mut secrets: Vec<String> = cli.redact.clone();
+    for name in &cli.redact_env {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err(ConfigError::Redact(format!(
+                "{name:?} is not a valid environment variable name"
+            )));
+        }
+        secrets.extend(std::env::var(name).ok());
+        secrets.extend(handlers.values().filter_map(|h| match h {
+            HandlerConfig::Command(c) => c.env.get(name).cloned(),
+            _ => None,
+        }));
+    }
+    for short in secrets.iter().filter(|s| !s.is_empty() && s.len() < 4) {
+        tracing::warn!(
+            length = short.len(),
+            "a value to redact is shorter than 4 bytes: every occurrence of it in log lines becomes ***"
+        );
+    }
+    secrets.push(enrollment_token.to_string());
+    Ok(Redactor::new(secrets))
 }
 
 fn parse_server_url(raw: &str) -> Result<reqwest::Url, ConfigError> {

@@ -21,6 +21,7 @@ pub mod drain;
 pub mod handlers;
 pub mod heartbeat;
 pub mod identity;
+pub mod logs;
 pub mod outbox;
 pub mod reporter;
 pub mod session;

@@ -35,10 +35,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.init();
+    }
 
     let settings = match Settings::from_cli(&cli) {
         Ok(s) => s,

@@ -10,8 +10,8 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use drover_protocol::agent::{
-    ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
-    RegisterResponse, ResultsRequest, ResultsResponse,
+    ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, LogsRequest, LogsResponse,
+    RegisterRequest, RegisterResponse, ResultsRequest, ResultsResponse,
 };
 
 use crate::backoff::Backoff;
@@ -98,6 +98,12 @@ impl Session {
     pub async fn results(&self, req: &ResultsRequest) -> Result<ResultsResponse, ApiError> {
         let client = &self.client;
         self.with_session(|token| async move { client.results(&token, req).await })
+            .await
+    }
+
+    pub async fn logs(&self, req: &LogsRequest) -> Result<LogsResponse, ApiError> {
+        let client = &self.client;
+        self.with_session(|token| async move { client.logs(&token, req).await })
             .await
     }
 

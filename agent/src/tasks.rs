@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::handlers::{Handler, TaskContext};
+use crate::logs::{LogShipper, FINAL_FLUSH_WAIT};
 use crate::time::now_us;
 
 /// How long shutdown waits for killed tasks to unwind (their process groups
@@ -30,6 +31,10 @@ struct Entry {
     lease_token: i64,
     started_at_us: i64,
     handle: JoinHandle<()>,
+    /// Its handler has ended and it waits for its last log lines to be
+    /// sent: a cancel no longer stops it, and its result goes out as it
+    /// would have without the wait (see `TaskSet::start`).
+    finishing: bool,
 }
 
 #[derive(Debug)]
@@ -46,10 +51,21 @@ pub struct TaskSet {
     inner: Mutex<Inner>,
     slots: Arc<Semaphore>,
     capacity: u32,
+    /// Where handlers' output lines go (see `crate::logs`).
+    logs: Option<LogShipper>,
 }
 
 impl TaskSet {
     pub fn new(capacity: u32, results: UnboundedSender<TaskResult>) -> Arc<Self> {
+        Self::with_logs(capacity, results, None)
+    }
+
+    /// A task set whose command handlers' output is shipped by `logs`.
+    pub fn with_logs(
+        capacity: u32,
+        results: UnboundedSender<TaskResult>,
+        logs: Option<LogShipper>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
                 running: HashMap::new(),
@@ -57,6 +73,7 @@ impl TaskSet {
             }),
             slots: Arc::new(Semaphore::new(capacity as usize)),
             capacity,
+            logs,
         })
     }
 
@@ -97,44 +114,70 @@ impl TaskSet {
     ) {
         let task_id = assignment.task_id;
         let lease_token = assignment.lease_token;
-        let ctx = TaskContext {
+        let log = match &self.logs {
+            Some(logs) if handler.has_output() => Some(logs.task(task_id, lease_token)),
+            _ => None,
+        };
+        let mut ctx = TaskContext {
             task_id,
             task_type: assignment.task_type,
             attempt: assignment.attempt,
             payload: assignment.payload,
             timeout: (assignment.timeout_ms > 0)
                 .then(|| Duration::from_millis(assignment.timeout_ms)),
+            log,
         };
         let started_at_us = now_us();
         let set = Arc::clone(self);
         // Held while spawning, so the task cannot finish before it is in the map.
         let mut inner = self.lock();
-        let handle = tokio::spawn(async move {
-            let _slot = slot;
-            tracing::debug!(task_id, task_type = %ctx.task_type, attempt = ctx.attempt, "task started");
-            let clock = Instant::now();
-            let outcome = handler.run(&ctx).await;
-            let elapsed_ms = clock.elapsed().as_millis() as u64;
-            match &outcome {
-                Outcome::Failed { error, retryable } => tracing::warn!(
-                    task_id, task_type = %ctx.task_type, attempt = ctx.attempt, elapsed_ms,
-                    retryable, error = %error, "task failed"
-                ),
-                _ => {
-                    tracing::debug!(task_id, task_type = %ctx.task_type, elapsed_ms, "task succeeded")
+        // Every line the attempt logs (the handler's, the log shipper's)
+        // carries which task and attempt it is about.
+        let span = tracing::info_span!("task", task_id, attempt = ctx.attempt);
+        let handle = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let _slot = slot;
+                tracing::debug!(task_id, task_type = %ctx.task_type, attempt = ctx.attempt, "task started");
+                let clock = Instant::now();
+                let outcome = handler.run(&ctx).await;
+                let finished_at_us = now_us();
+                // The log is complete before the result is reported: the
+                // server takes no lines for a finished task. The task is past
+                // cancelling by then (its handler has ended), so a cancel that
+                // arrives during the wait — after an outage, say — does not
+                // swallow a result that would otherwise have gone out (to be
+                // refused as stale, as before).
+                if let Some(log) = ctx.log.take() {
+                    if set.finishing(task_id, lease_token) {
+                        log.finish(FINAL_FLUSH_WAIT).await;
+                    }
                 }
-            }
-            set.finish(task_id, lease_token, outcome, started_at_us);
-        });
+                let elapsed_ms = clock.elapsed().as_millis() as u64;
+                match &outcome {
+                    Outcome::Failed { error, retryable } => tracing::warn!(
+                        task_id, task_type = %ctx.task_type, attempt = ctx.attempt, elapsed_ms,
+                        retryable, error = %error, "task failed"
+                    ),
+                    _ => {
+                        tracing::debug!(task_id, task_type = %ctx.task_type, elapsed_ms, "task succeeded")
+                    }
+                }
+                set.finish(task_id, lease_token, outcome, started_at_us, finished_at_us);
+            },
+            span,
+        ));
         let entry = Entry {
             lease_token,
             started_at_us,
             handle,
+            finishing: false,
         };
         if let Some(older) = inner.running.insert(task_id, entry) {
             // The server re-issued a task we still run (new lease): the older
             // attempt is superseded and its result would be refused.
-            older.handle.abort();
+            if !older.finishing {
+                older.handle.abort();
+            }
             tracing::warn!(
                 task_id,
                 old_lease = older.lease_token,
@@ -161,7 +204,14 @@ impl TaskSet {
         );
     }
 
-    fn finish(&self, task_id: i64, lease_token: i64, outcome: Outcome, started_at_us: i64) {
+    fn finish(
+        &self,
+        task_id: i64,
+        lease_token: i64,
+        outcome: Outcome,
+        started_at_us: i64,
+        finished_at_us: i64,
+    ) {
         let mut inner = self.lock();
         match inner.running.get(&task_id) {
             Some(entry) if entry.lease_token == lease_token => {
@@ -182,7 +232,7 @@ impl TaskSet {
                 lease_token,
                 outcome,
                 started_at_us: Some(started_at_us),
-                finished_at_us: Some(now_us()),
+                finished_at_us: Some(finished_at_us),
             },
         );
     }
@@ -204,14 +254,31 @@ impl TaskSet {
     }
 
     /// Stops a task at once, without reporting it. False if it was not running.
+    /// A task whose handler has ended (finishing) is not stopped: there is
+    /// nothing left to stop, and its result is on its way.
     pub fn cancel(&self, task_id: i64) -> bool {
-        let entry = self.lock().running.remove(&task_id);
-        match entry {
+        let mut inner = self.lock();
+        if inner.running.get(&task_id).is_none_or(|e| e.finishing) {
+            return false;
+        }
+        match inner.running.remove(&task_id) {
             Some(entry) => {
                 entry.handle.abort();
                 true
             }
             None => false,
+        }
+    }
+
+    /// Marks the task's handler as ended; false if the task is no longer
+    /// this attempt's (cancelled or superseded).
+    fn finishing(&self, task_id: i64, lease_token: i64) -> bool {
+        match self.lock().running.get_mut(&task_id) {
+            Some(entry) if entry.lease_token == lease_token => {
+                entry.finishing = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -227,7 +294,17 @@ impl TaskSet {
     pub async fn release_all(&self, reason: &str) -> usize {
         let handles: Vec<JoinHandle<()>> = {
             let mut inner = self.lock();
-            let entries: Vec<(i64, Entry)> = inner.running.drain().collect();
+            // Finishing tasks are left to report their own results.
+            let stopping: Vec<i64> = inner
+                .running
+                .iter()
+                .filter(|(_, e)| !e.finishing)
+                .map(|(id, _)| *id)
+                .collect();
+            let entries: Vec<(i64, Entry)> = stopping
+                .into_iter()
+                .filter_map(|id| inner.running.remove(&id).map(|e| (id, e)))
+                .collect();
             let now = now_us();
             let mut handles = Vec::with_capacity(entries.len());
             for (task_id, entry) in entries {
@@ -257,6 +334,14 @@ impl TaskSet {
         };
         if tokio::time::timeout(ABORT_WAIT, unwind).await.is_err() {
             tracing::warn!("some stopped tasks did not unwind in time");
+        }
+        // And finishing ones send their results (within the final flush's
+        // bound) before the results channel closes.
+        if tokio::time::timeout(ABORT_WAIT, self.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some finished tasks did not report in time");
         }
         count
     }
@@ -364,6 +449,48 @@ mod tests {
             .expect("the slot is freed by the cancel");
         set.close_results();
         assert!(rx.recv().await.is_none(), "nothing reported");
+    }
+
+    /// A task whose handler has ended waits for its last log lines; a
+    /// cancel then (the server took it back during an outage, say) does
+    /// not swallow its result, which goes out as it always did.
+    #[tokio::test]
+    async fn a_task_waiting_for_its_log_still_reports() {
+        use crate::config::CommandConfig;
+        use crate::handlers::command::CommandHandler;
+        use crate::logs::{LogShipper, Redactor};
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Nobody ships these lines: the task waits the whole final flush.
+        let set = TaskSet::with_logs(1, tx, Some(LogShipper::new(Redactor::default())));
+        let handler = Arc::new(Handler::Command(CommandHandler::new(&CommandConfig {
+            program: "echo".into(),
+            args: vec!["hi".into()],
+            env: Default::default(),
+            pass_env: vec![],
+            workdir: None,
+            timeout_ms: None,
+        })));
+        let slot = set.free_slot(WAIT).await.expect("a slot");
+        set.start(assignment(6, "talk", Value::Null), handler, slot);
+        let finishing = || set.lock().running.get(&6).is_some_and(|e| e.finishing);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !finishing() {
+            assert!(Instant::now() < deadline, "the handler never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!set.cancel(6), "nothing left to stop");
+        assert_eq!(set.leases().len(), 1, "it holds its lease until it reports");
+        let r = tokio::time::timeout(FINAL_FLUSH_WAIT + Duration::from_secs(2), rx.recv())
+            .await
+            .expect("reported within the final flush's bound")
+            .expect("a result");
+        assert_eq!(
+            r.outcome,
+            Outcome::Succeeded {
+                output: json!("hi")
+            }
+        );
+        assert_eq!(set.running(), 0);
     }
 
     #[tokio::test]

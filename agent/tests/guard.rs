@@ -55,7 +55,7 @@ fn the_guard_kills_announced_groups_when_its_pipe_closes() {
     let mut handler = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "sleep 30 & echo $! > '{}'; wait",
+            "sleep 30 & echo $! > '{0}.tmp' && mv '{0}.tmp' '{0}'; wait",
             pidfile.display()
         ))
         .process_group(0)
@@ -63,9 +63,12 @@ fn the_guard_kills_announced_groups_when_its_pipe_closes() {
         .expect("start a handler");
     let mut pipe = guard.stdin.take().expect("piped");
     writeln!(pipe, "+{}", handler.id()).expect("announce");
+    // The pid file is renamed into place once written: an empty read here
+    // would make `/proc//stat` (that is, `/proc/stat`) the "grandchild".
     wait_until("the handler's child", || pidfile.exists());
     let grandchild = std::fs::read_to_string(&pidfile).expect("pid");
-    let grandchild = grandchild.trim().to_string();
+    let grandchild: u32 = grandchild.trim().parse().expect("a pid in the pid file");
+    let grandchild = grandchild.to_string();
     assert!(!is_dead(&grandchild));
 
     // The agent dies: its end of the pipe closes.
@@ -87,6 +90,7 @@ fn ctx() -> TaskContext {
         attempt: 1,
         payload: Value::Null,
         timeout: None,
+        log: None,
     }
 }
 

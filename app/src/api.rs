@@ -57,6 +57,12 @@ pub async fn post<T: DeserializeOwned>(path: &str, body: &Value) -> ApiResult<T>
     decode(status, &text)
 }
 
+/// `PATCH /api/v1{path}` with a JSON body.
+pub async fn patch<T: DeserializeOwned>(path: &str, body: &Value) -> ApiResult<T> {
+    let (status, text) = call("PATCH", path, Some(body.to_string()), JSON).await?;
+    decode(status, &text)
+}
+
 /// `DELETE /api/v1{path}`.
 pub async fn delete<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
     let (status, text) = call("DELETE", path, None, JSON).await?;
@@ -159,6 +165,7 @@ async fn call(
     send_wrapper::SendWrapper::new(async move {
         let builder = match method.as_str() {
             "POST" => gloo_net::http::Request::post(&url),
+            "PATCH" => gloo_net::http::Request::patch(&url),
             "DELETE" => gloo_net::http::Request::delete(&url),
             _ => gloo_net::http::Request::get(&url),
         };

@@ -54,6 +54,7 @@ pub fn connect_events(live: Live) {
         ("approval", &[Topic::Approvals, Topic::Runs][..]),
         ("workflow", &[Topic::Workflows][..]),
         ("schedule", &[Topic::Schedules][..]),
+        ("notification", &[Topic::Notifications][..]),
         // The stream dropped notices for this client: refetch everything.
         (
             "resync",
@@ -64,6 +65,7 @@ pub fn connect_events(live: Live) {
                 Topic::Approvals,
                 Topic::Workflows,
                 Topic::Schedules,
+                Topic::Notifications,
             ][..],
         ),
     ] {
@@ -75,12 +77,41 @@ pub fn connect_events(live: Live) {
         let _ = source.add_event_listener_with_callback(kind, on_event.as_ref().unchecked_ref());
         on_event.forget();
     }
+    // Log notices name their task: only its log views fetch.
+    let logs = std::rc::Rc::new(std::cell::RefCell::new(LogNotices::default()));
+    {
+        let notices = logs.clone();
+        let on_log =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+                let id = e
+                    .data()
+                    .as_string()
+                    .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                    .and_then(|v| v["id"].as_i64());
+                let mut notices = notices.borrow_mut();
+                match id {
+                    Some(id) => notices.ids.push(id),
+                    None => notices.all = true,
+                }
+            });
+        let _ =
+            source.add_event_listener_with_callback("task_log", on_log.as_ref().unchecked_ref());
+        on_log.forget();
+        let notices = logs.clone();
+        let on_resync =
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |_| notices.borrow_mut().all = true);
+        let _ =
+            source.add_event_listener_with_callback("resync", on_resync.as_ref().unchecked_ref());
+        on_resync.forget();
+    }
     {
         let dirty = dirty.clone();
+        let logs = logs.clone();
         // After a (re)connect anything may have changed meanwhile.
         let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             live.connected.set(true);
             dirty.set(u32::MAX);
+            logs.borrow_mut().all = true;
         });
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         on_open.forget();
@@ -97,6 +128,12 @@ pub fn connect_events(live: Live) {
             if bits != 0 {
                 live.bump(bits);
             }
+            let notices = std::mem::take(&mut *logs.borrow_mut());
+            if notices.all {
+                live.logs.set(None);
+            } else if !notices.ids.is_empty() {
+                live.logs.set(Some(notices.ids));
+            }
         },
         std::time::Duration::from_millis(100),
     );
@@ -104,4 +141,12 @@ pub fn connect_events(live: Live) {
         move || live.now_us.set(now_us()),
         std::time::Duration::from_secs(1),
     );
+}
+
+/// `task_log` notices gathered between two ticks.
+#[derive(Default)]
+struct LogNotices {
+    ids: Vec<i64>,
+    /// Any log may have grown (a reconnect, a notice without an id).
+    all: bool,
 }

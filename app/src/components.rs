@@ -17,8 +17,44 @@ pub struct SessionInfo {
 pub struct Me(pub Resource<ApiResult<String>>);
 
 pub fn provide_me() {
-    let me = Resource::new(|| (), |_| api::fetch("/session"));
+    // Nobody is signed in on the sign-in page: asking would only be refused.
+    let signing_in = on_sign_in_page();
+    let me = Resource::new(
+        || (),
+        move |_| async move {
+            if signing_in {
+                Err(ApiFailure {
+                    status: 401,
+                    message: "not signed in".into(),
+                    field: None,
+                })
+            } else {
+                api::fetch("/session").await
+            }
+        },
+    );
     provide_context(Me(me));
+}
+
+/// Whether this document is the sign-in page, which needs no session and
+/// no event stream. Signing in posts a form and loads a new document, so
+/// this holds for the document's whole life.
+pub fn on_sign_in_page() -> bool {
+    const SIGN_IN: &str = "/signin";
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<http::request::Parts>().is_some_and(|p| p.uri.path() == SIGN_IN)
+    }
+    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+    {
+        web_sys::window()
+            .and_then(|w| w.location().pathname().ok())
+            .is_some_and(|p| p == SIGN_IN)
+    }
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    {
+        false
+    }
 }
 
 pub fn use_me() -> Resource<ApiResult<String>> {

@@ -17,6 +17,88 @@ pub struct DagStep {
     pub on_failure_of: Vec<String>,
     pub fan_out: bool,
     pub conditional: bool,
+    /// What a `wait` or `workflow` step waits for, as defined.
+    pub wait: Option<WaitDef>,
+}
+
+/// A `wait` or `workflow` step's definition: what the run page needs to
+/// explain a wait (its time-out rule, the child workflow).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitDef {
+    /// `duration_ms`, or `until` (a template).
+    Sleep {
+        duration_ms: Option<i64>,
+        until: Option<String>,
+    },
+    /// `event`: its key (a template), time-out and what a time-out does.
+    Event {
+        key: String,
+        timeout_ms: Option<i64>,
+        continues: bool,
+    },
+    /// A child run of `workflow`, version pinned at upload.
+    Workflow { name: String, version: Option<i64> },
+}
+
+impl WaitDef {
+    fn of(step: &Value) -> Option<Self> {
+        let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(String::from);
+        match step.get("type").and_then(Value::as_str)? {
+            "wait" => Some(match step.get("event").filter(|e| e.is_object()) {
+                Some(e) => WaitDef::Event {
+                    key: text(e, "key").unwrap_or_default(),
+                    timeout_ms: e.get("timeout_ms").and_then(Value::as_i64),
+                    continues: e.get("on_timeout").and_then(Value::as_str) == Some("continue"),
+                },
+                None => WaitDef::Sleep {
+                    duration_ms: step.get("duration_ms").and_then(Value::as_i64),
+                    until: text(step, "until"),
+                },
+            }),
+            "workflow" => Some(WaitDef::Workflow {
+                name: text(step, "workflow").unwrap_or_default(),
+                version: step.get("version").and_then(Value::as_i64),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What the step does, in a few words, for the workflow's step list.
+    pub fn summary(&self) -> String {
+        let span = |ms: i64| crate::format::duration_us(ms.saturating_mul(1000));
+        match self {
+            WaitDef::Sleep {
+                duration_ms: Some(ms),
+                ..
+            } => format!("sleeps {}", span(*ms)),
+            WaitDef::Sleep { until: Some(t), .. } => format!("sleeps until {t}"),
+            WaitDef::Sleep { .. } => "sleeps".into(),
+            WaitDef::Event {
+                key,
+                timeout_ms: Some(ms),
+                continues,
+            } => format!(
+                "waits for event {key}; after {} it {}",
+                span(*ms),
+                if *continues { "continues" } else { "fails" }
+            ),
+            WaitDef::Event { key, .. } => format!("waits for event {key}"),
+            WaitDef::Workflow {
+                name,
+                version: Some(v),
+            } => format!("runs workflow {name} v{v}"),
+            WaitDef::Workflow { name, .. } => format!("runs workflow {name}"),
+        }
+    }
+
+    /// The graph node's second line: what kind of wait.
+    pub fn label(&self) -> &'static str {
+        match self {
+            WaitDef::Sleep { .. } => "sleep",
+            WaitDef::Event { .. } => "event wait",
+            WaitDef::Workflow { .. } => "sub-workflow",
+        }
+    }
 }
 
 pub fn steps_of(definition: &Value) -> Vec<DagStep> {
@@ -48,6 +130,7 @@ pub fn steps_of(definition: &Value) -> Vec<DagStep> {
                         on_failure_of: strings(s, "on_failure_of"),
                         fan_out: s.get("for_each").is_some_and(|v| !v.is_null()),
                         conditional: s.get("when").is_some_and(|v| !v.is_null()),
+                        wait: WaitDef::of(s),
                     })
                 })
                 .collect()
@@ -167,7 +250,54 @@ mod tests {
             on_failure_of: vec![],
             fan_out: false,
             conditional: false,
+            wait: None,
         }
+    }
+
+    #[test]
+    fn wait_and_workflow_steps_carry_their_rule() {
+        let def = serde_json::json!({ "steps": [
+            { "id": "nap", "type": "wait", "duration_ms": 3000 },
+            { "id": "paid", "type": "wait", "event": { "key": "order:{{ inputs.order }}", "timeout_ms": 60000, "on_timeout": "continue" } },
+            { "id": "ack", "type": "wait", "event": { "key": "ack" } },
+            { "id": "sub", "type": "workflow", "workflow": "child", "version": 2 },
+            { "id": "t", "type": "task", "task_type": "echo" },
+        ]});
+        let waits: Vec<Option<WaitDef>> = steps_of(&def).into_iter().map(|s| s.wait).collect();
+        assert_eq!(
+            waits,
+            vec![
+                Some(WaitDef::Sleep {
+                    duration_ms: Some(3000),
+                    until: None
+                }),
+                Some(WaitDef::Event {
+                    key: "order:{{ inputs.order }}".into(),
+                    timeout_ms: Some(60000),
+                    continues: true
+                }),
+                Some(WaitDef::Event {
+                    key: "ack".into(),
+                    timeout_ms: None,
+                    continues: false
+                }),
+                Some(WaitDef::Workflow {
+                    name: "child".into(),
+                    version: Some(2)
+                }),
+                None,
+            ]
+        );
+        let summaries: Vec<String> = waits.iter().flatten().map(WaitDef::summary).collect();
+        assert_eq!(
+            summaries,
+            [
+                "sleeps 3.0 s",
+                "waits for event order:{{ inputs.order }}; after 1 min 0 s it continues",
+                "waits for event ack",
+                "runs workflow child v2",
+            ]
+        );
     }
 
     #[test]

@@ -43,6 +43,26 @@ pub fn duration_us(us: i64) -> String {
     }
 }
 
+/// A span people set rather than measured, in its own unit: `15 min`,
+/// `1 h`, `24 h`, `7 d`, `5 s`; anything else as [`duration_us`].
+pub fn span(us: i64) -> String {
+    let s = us / 1_000_000;
+    if us % 1_000_000 != 0 || s <= 0 {
+        return duration_us(us);
+    }
+    if s > 86_400 && s % 86_400 == 0 {
+        format!("{} d", s / 86_400)
+    } else if s % 3_600 == 0 {
+        format!("{} h", s / 3_600)
+    } else if s % 60 == 0 {
+        format!("{} min", s / 60)
+    } else if s < 60 {
+        format!("{s} s")
+    } else {
+        format!("{} min {} s", s / 60, s % 60)
+    }
+}
+
 /// `2026-11-25 01:02:03 UTC`.
 pub fn utc(t_us: i64) -> String {
     let secs = t_us.div_euclid(1_000_000);
@@ -54,6 +74,43 @@ pub fn utc(t_us: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// `2026-12-07 00:15:00 UTC+01:00`: the time in a zone `offset_min`
+/// minutes east of UTC; plain [`utc`] at offset 0.
+pub fn zoned(t_us: i64, offset_min: i64) -> String {
+    if offset_min == 0 {
+        return utc(t_us);
+    }
+    let shifted = utc(t_us + offset_min * 60_000_000);
+    let sign = if offset_min < 0 { '-' } else { '+' };
+    let m = offset_min.abs();
+    format!(
+        "{} UTC{sign}{:02}:{:02}",
+        shifted.trim_end_matches(" UTC"),
+        m / 60,
+        m % 60
+    )
+}
+
+/// A time in the reader's zone (the browser's offset at that time, so
+/// daylight saving counts). While the server renders it is UTC: the server
+/// does not know the reader's zone, so only views drawn in the browser
+/// (after a click or a refetch) should show it.
+pub fn local(t_us: i64) -> String {
+    zoned(t_us, local_offset_min(t_us))
+}
+
+#[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+fn local_offset_min(t_us: i64) -> i64 {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64((t_us / 1000) as f64));
+    // JavaScript counts minutes west of UTC.
+    -(date.get_timezone_offset() as i64)
+}
+
+#[cfg(not(all(feature = "hydrate", not(feature = "ssr"))))]
+fn local_offset_min(_t_us: i64) -> i64 {
+    0
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -117,8 +174,17 @@ mod tests {
         assert_eq!(until(0, 300_000_000), "in 5 min");
         assert_eq!(until(0, 7_200_000_000), "in 2 h");
         assert_eq!(until(5, 5), "due now");
+        assert_eq!(zoned(0, 60), "1970-01-01 01:00:00 UTC+01:00");
+        assert_eq!(zoned(0, -330), "1969-12-31 18:30:00 UTC-05:30");
+        assert_eq!(zoned(0, 0), utc(0));
         assert_eq!(duration_us(1_500), "1 ms");
         assert_eq!(duration_us(2_500_000), "2.5 s");
+        assert_eq!(span(900_000_000), "15 min");
+        assert_eq!(span(450_000_000), "7 min 30 s");
+        assert_eq!(span(86_400_000_000), "24 h");
+        assert_eq!(span(604_800_000_000), "7 d");
+        assert_eq!(span(5_000_000), "5 s");
+        assert_eq!(span(200_000), "200 ms");
         assert_eq!(num(1.0), "1");
         assert_eq!(num(0.25), "0.25");
         assert_eq!(num(0.5), "0.5");

@@ -14,9 +14,12 @@ mod components;
 mod dag;
 pub mod format;
 mod live;
+mod load_chart;
+mod log_view;
 mod pages;
+mod waits;
 
-use components::{is_admin, provide_me, session, use_me};
+use components::{can_operate, is_admin, provide_me, session, use_me};
 
 /// The server's version: the app is built from the same workspace, so this
 /// is the version of the server that rendered the page.
@@ -81,13 +84,17 @@ pub fn App() -> impl IntoView {
     });
     view! {
         <Stylesheet id="leptos" href="/pkg/drover.css"/>
-        <Title text="Drover"/>
+        // Each page names itself with its own `<Title text=…/>`, which
+        // stacks on this one; the formatter adds the product, so a tab
+        // reads "Tasks · Drover".
+        <Title text="" formatter=|page: String| if page.is_empty() { "Drover".to_string() } else { format!("{page} · Drover") }/>
         <Router>
             <TopBar/>
             <main>
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view={Lazy::<pages::OverviewRoute>::new()}/>
                     <Route path=path!("/agents") view={Lazy::<pages::AgentsRoute>::new()}/>
+                    <Route path=path!("/agents/:id") view={Lazy::<pages::AgentRoute>::new()}/>
                     <Route path=path!("/tasks") view={Lazy::<pages::TasksRoute>::new()}/>
                     <Route path=path!("/tasks/:id") view={Lazy::<pages::TaskRoute>::new()}/>
                     <Route path=path!("/queues") view={Lazy::<pages::QueuesRoute>::new()}/>
@@ -96,6 +103,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/runs") view={Lazy::<pages::RunsRoute>::new()}/>
                     <Route path=path!("/runs/:id") view={Lazy::<pages::RunRoute>::new()}/>
                     <Route path=path!("/schedules") view={Lazy::<pages::SchedulesRoute>::new()}/>
+                    <Route path=path!("/notifications") view={Lazy::<pages::NotificationsRoute>::new()}/>
                     <Route path=path!("/approvals") view={Lazy::<pages::ApprovalsRoute>::new()}/>
                     <Route path=path!("/enrollment-tokens") view={Lazy::<pages::EnrollmentRoute>::new()}/>
                     <Route path=path!("/audit") view={Lazy::<pages::AuditRoute>::new()}/>
@@ -126,10 +134,14 @@ fn TopBar() -> impl IntoView {
                 // What a role may not do is not offered.
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
-                        is_admin(&session(me.await)).then(|| view! {
-                            <A href="/enrollment-tokens">"Enrollment tokens"</A>
-                            <A href="/audit">"Audit"</A>
-                        })
+                        let me = session(me.await);
+                        view! {
+                            {can_operate(&me).then(|| view! { <A href="/notifications">"Notifications"</A> })}
+                            {is_admin(&me).then(|| view! {
+                                <A href="/enrollment-tokens">"Enrollment tokens"</A>
+                                <A href="/audit">"Audit"</A>
+                            })}
+                        }
                     })}
                 </Transition>
             </nav>

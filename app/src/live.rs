@@ -12,6 +12,7 @@ pub enum Topic {
     Approvals,
     Workflows,
     Schedules,
+    Notifications,
 }
 
 impl Topic {
@@ -23,11 +24,15 @@ impl Topic {
 
 #[derive(Clone, Copy)]
 pub struct Live {
-    counters: [RwSignal<u64>; 6],
+    counters: [RwSignal<u64>; 7],
     /// Whether the event stream is connected (shown in the header).
     pub connected: RwSignal<bool>,
     /// The clock relative times are shown against, ticking each second.
     pub now_us: RwSignal<i64>,
+    /// The tasks whose logs grew since the last tick, set at most every
+    /// tick (100 ms); `None` when any may have (the stream reconnected or
+    /// fell behind). Log views fetch their new lines on it.
+    pub logs: RwSignal<Option<Vec<i64>>>,
 }
 
 impl Live {
@@ -46,15 +51,46 @@ impl Live {
     }
 }
 
+/// A counter that moves when a page's figures should be fetched again:
+/// after events of `topics`, at most every `min_us` (on a busy queue every
+/// claim is an event), and every `poll_us` without events (ages grow,
+/// windows slide), on the page's one-second clock. A resource source that
+/// reads it refetches then.
+pub fn paced_refresh(live: Live, topics: [Topic; 2], min_us: i64, poll_us: i64) -> RwSignal<u64> {
+    let stale = RwSignal::new(false);
+    Effect::new(move |ran: Option<()>| {
+        let _ = topics.map(|t| live.watch(t));
+        if ran.is_some() {
+            stale.set(true);
+        }
+    });
+    let refresh = RwSignal::new(0u64);
+    let last = StoredValue::new(live.now_us.get_untracked());
+    Effect::new(move |_| {
+        let now = live.now_us.get();
+        let since = now - last.get_value();
+        if (stale.get_untracked() && since >= min_us) || since >= poll_us {
+            stale.set(false);
+            last.set_value(now);
+            refresh.update(|n| *n += 1);
+        }
+    });
+    refresh
+}
+
 pub fn provide_live() -> Live {
     let live = Live {
         counters: std::array::from_fn(|_| RwSignal::new(0)),
         connected: RwSignal::new(false),
         now_us: RwSignal::new(now_us()),
+        logs: RwSignal::new(Some(Vec::new())),
     };
     provide_context(live);
+    // The sign-in page has no one to stream events to (and would be refused).
     #[cfg(feature = "hydrate")]
-    Effect::new(move |_| crate::browser::connect_events(live));
+    if !crate::components::on_sign_in_page() {
+        Effect::new(move |_| crate::browser::connect_events(live));
+    }
     live
 }
 

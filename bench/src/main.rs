@@ -87,6 +87,11 @@ struct Args {
     /// The limit of each key (`--keys`).
     #[arg(long, default_value_t = 8)]
     key_limit: i64,
+    /// Finished tasks two days old put in the database before the queue
+    /// mode's measurement, for retention (keep-for 1 hour, a pass every
+    /// second) to delete while it runs. 0: none, retention idle.
+    #[arg(long, default_value_t = 0)]
+    retention_backlog: u64,
     /// Single tasks submitted one at a time on the idle system for latency.
     #[arg(long, default_value_t = 300)]
     latency_samples: usize,
@@ -494,6 +499,15 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
             .env("DROVER_ENROLLMENT_TOKEN", ENROLL_TOKEN)
             .env("DROVER_TASK_TYPES", "echo,sleep")
             .env("DROVER_DB_MAX_CONNECTIONS", "16")
+            .env("DROVER_RETENTION", "1h")
+            .env(
+                "DROVER_RETENTION_INTERVAL",
+                if args.retention_backlog > 0 {
+                    "1s"
+                } else {
+                    "1h"
+                },
+            )
             .env("RUST_LOG", "warn")
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -546,6 +560,15 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    if args.retention_backlog > 0 {
+        let started = Instant::now();
+        add_old_finished_tasks(backend, &db_url, &dir, args.retention_backlog)?;
+        println!(
+            "{backend}: {} finished tasks two days old added in {:.1} s, for retention to delete during the run",
+            args.retention_backlog,
+            started.elapsed().as_secs_f64()
+        );
+    }
     let mut measured = Measured::default();
     if args.mode == Mode::Explain {
         explain(args, &http, &url, backend).await?;
@@ -701,6 +724,15 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
         }
         print_server_timings(&http, &url, backend).await?;
     }
+    if args.retention_backlog > 0 {
+        let text = metrics_text(&http, &url).await?;
+        let deleted = series_value(&text, "drover_retention_deleted_total{what=\"tasks\"}");
+        println!(
+            "{backend}: retention deleted {:.0} of the {} old tasks by the end of the run",
+            deleted.unwrap_or(0.0),
+            args.retention_backlog
+        );
+    }
     drop(procs);
     cleanup(args, backend, &dir);
     measured.queue = Some(Report {
@@ -811,13 +843,51 @@ async fn drained(http: &reqwest::Client, url: &str, before: &Stats, sent: i64) -
     if s.failed > before.failed {
         bail!("{} tasks failed", s.failed - before.failed);
     }
-    if s.succeeded < before.succeeded + sent {
+    // Old finished tasks deleted by retention meanwhile
+    // (`--retention-backlog`) are succeeded tasks no longer counted.
+    let deleted = series_value(
+        &metrics_text(http, url).await?,
+        "drover_retention_deleted_total{what=\"tasks\"}",
+    )
+    .unwrap_or(0.0) as i64;
+    if s.succeeded + deleted < before.succeeded + sent {
         bail!(
             "only {} of {sent} tasks succeeded: {s:?}",
             s.succeeded - before.succeeded
         );
     }
     Ok(empty)
+}
+
+/// Inserts `n` tasks that finished two days ago, in one statement written
+/// for both databases (PostgreSQL through `psql`, SQLite through the
+/// `sqlite3` shell, beside the running server).
+fn add_old_finished_tasks(backend: &str, db_url: &str, dir: &Path, n: u64) -> Result<()> {
+    let at = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_micros() as i64)
+        - 2 * 86_400 * 1_000_000;
+    let sql = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+         INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
+           status, attempts, max_attempts, timeout_ms, retry_backoff_ms, run_after, created_at, \
+           updated_at, finished_at) \
+         SELECT 'echo', '{{}}', 0, 0, 0, 0, 0, 'succeeded', 1, 3, 300000, 1000, {at}, {at}, {at}, {at} FROM n"
+    );
+    if backend == "sqlite" {
+        let out = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 30000"])
+            .arg(dir.join("bench.db"))
+            .arg(format!("{sql};"))
+            .output()
+            .context("run sqlite3 (apt install sqlite3)")?;
+        if !out.status.success() {
+            bail!("sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    } else {
+        psql(db_url, &sql)
+    }
 }
 
 fn psql(admin_url: &str, sql: &str) -> Result<()> {

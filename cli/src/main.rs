@@ -1,6 +1,7 @@
 //! `drover`: the command line of a Drover server. Uploads workflow files,
 //! starts runs and watches them to the end (the exit code follows the run's
-//! outcome), and lists and decides approvals. It speaks only the public
+//! outcome), sends the events waiting steps wait for, and lists and decides
+//! approvals. It speaks only the public
 //! REST API, so it works against any server it can reach.
 
 mod client;
@@ -12,13 +13,18 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use drover_protocol::api::AgentList;
+use drover_protocol::api::{AgentList, LogStream, TaskLogPage, TaskStatus};
 use drover_protocol::credentials::{
     CreatedEnrollmentToken, EnrollmentTokenView, NewEnrollmentToken,
 };
+use drover_protocol::notification::{
+    CreatedNotificationRule, DeliveryList, DeliveryStatus, DeliveryView, NotificationRuleList,
+    NotificationRuleView,
+};
 use drover_protocol::schedule::{ScheduleList, ScheduleView};
 use drover_protocol::workflow::{
-    ApprovalList, RunDetail, RunList, RunStatus, UploadedWorkflow, WorkflowList,
+    ApprovalList, EventDelivered, RunDetail, RunList, RunStatus, StepWait, UploadedWorkflow,
+    WorkflowList,
 };
 use serde_json::{json, Map, Value};
 
@@ -55,6 +61,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Tasks: what their handlers print.
+    #[command(subcommand)]
+    Task(TaskCmd),
     /// Workflow definitions.
     #[command(subcommand)]
     Workflow(WorkflowCmd),
@@ -67,9 +76,15 @@ enum Command {
     /// Incoming webhooks that start a workflow (admin).
     #[command(subcommand)]
     Trigger(TriggerCmd),
+    /// Outgoing notifications: webhook rules (admin) and their deliveries.
+    #[command(subcommand)]
+    Notify(NotifyCmd),
     /// Approvals waiting for you, and deciding them.
     #[command(subcommand)]
     Approvals(ApprovalCmd),
+    /// Events for the workflow steps waiting on a key.
+    #[command(subcommand)]
+    Event(EventCmd),
     /// Exchange a user name and password (DROVER_PASSWORD) for an API token
     /// (it expires after 30 days unless --expires-in says otherwise).
     Login {
@@ -87,6 +102,35 @@ enum Command {
     /// Enrollment tokens, the credentials agents register with (admin).
     #[command(subcommand, name = "enrollment-token")]
     EnrollmentToken(EnrollmentCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum EventCmd {
+    /// Resume every step waiting for KEY (a `wait` step's rendered
+    /// `event.key`), with the data as its output's `data`; prints the steps
+    /// it resumed. Nothing is kept for steps that start waiting later.
+    Send {
+        key: String,
+        /// The event's data as JSON (default `{}`).
+        #[arg(long, conflicts_with = "data_file")]
+        data: Option<String>,
+        /// Read the data (JSON) from this file; `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        data_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TaskCmd {
+    /// Print what the task's handlers printed: their stdout lines to
+    /// stdout, their stderr lines (and Drover's notes) to stderr.
+    Logs {
+        id: i64,
+        /// Keep printing new lines as they arrive until the task has
+        /// finished (succeeded, failed for good or cancelled), then exit 0.
+        #[arg(long, short)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +294,60 @@ enum TriggerCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum NotifyCmd {
+    /// Notification rules (admin).
+    #[command(subcommand)]
+    Rules(RulesCmd),
+    /// Recent deliveries, newest first, with their status (operator).
+    Deliveries {
+        /// Only this rule's (id or name).
+        #[arg(long)]
+        rule: Option<String>,
+        /// pending, delivered or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCmd {
+    /// Every rule, with its events, filters and where it posts (origin only).
+    List,
+    /// Create one; a signed rule's secret is printed once, on its own line.
+    Create {
+        name: String,
+        /// Where to POST (http or https); a Slack incoming webhook works as is.
+        #[arg(long)]
+        url: String,
+        /// run_failed, approval_waiting, task_failed or agent_offline; repeat for several.
+        #[arg(long = "event", short = 'e', required = true)]
+        events: Vec<String>,
+        /// Only events of this workflow's runs.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only tasks of this type, or agents handling it.
+        #[arg(long)]
+        task_type: Option<String>,
+        /// Send without an X-Drover-Signature (no secret is made).
+        #[arg(long)]
+        unsigned: bool,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Start sending again (events from now on).
+    Enable { rule: String },
+    /// Stop sending for new events.
+    Disable { rule: String },
+    /// Delete a rule; its pending deliveries fail, its history stays.
+    Delete { rule: String },
+    /// Send a test delivery and wait for its outcome.
+    Test { rule: String },
+}
+
 #[derive(Debug, clap::Args)]
 struct ScheduleTarget {
     /// Start a run of this workflow.
@@ -370,6 +468,7 @@ async fn run(cli: Cli) -> Result<u8> {
     });
     let client = Client::new(&cli.server, token, cli.ca_file.as_deref())?;
     match cli.command {
+        Command::Task(TaskCmd::Logs { id, follow }) => task_logs(&client, id, follow).await?,
         Command::Workflow(WorkflowCmd::Upload { file }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -382,6 +481,7 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Schedule(cmd) => schedule(&client, cmd).await?,
         Command::Trigger(cmd) => trigger(&client, cmd).await?,
+        Command::Notify(cmd) => notify(&client, cmd).await?,
         Command::Workflow(WorkflowCmd::List) => {
             let list: WorkflowList = client.get("/api/v1/workflows").await?;
             for w in list.workflows {
@@ -423,8 +523,13 @@ async fn run(cli: Cli) -> Result<u8> {
             };
             let list: RunList = client.get(&path).await?;
             for r in list.runs {
+                let parent = match (r.parent_run_id, &r.parent_step_id) {
+                    (Some(p), Some(s)) => format!("\tchild of run {p} (step {s})"),
+                    (Some(p), None) => format!("\tchild of run {p}"),
+                    _ => String::new(),
+                };
                 println!(
-                    "{}\t{} v{}\t{}\tby {}",
+                    "{}\t{} v{}\t{}\tby {}{parent}",
                     r.id,
                     r.workflow,
                     r.version,
@@ -449,6 +554,11 @@ async fn run(cli: Cli) -> Result<u8> {
                 run.run.status.as_str()
             );
         }
+        Command::Event(EventCmd::Send {
+            key,
+            data,
+            data_file,
+        }) => send_event(&client, key, data, data_file).await?,
         Command::Approvals(ApprovalCmd::List) => {
             let list: ApprovalList = client.get("/api/v1/approvals").await?;
             if list.approvals.is_empty() {
@@ -611,6 +721,44 @@ async fn enrollment_tokens(client: &Client, cmd: EnrollmentCmd) -> Result<()> {
     Ok(())
 }
 
+/// `drover event send`: the data from `--data`, `--data-file` or `{}`.
+async fn send_event(
+    client: &Client,
+    key: String,
+    data: Option<String>,
+    data_file: Option<PathBuf>,
+) -> Result<()> {
+    let (text, source) = match (data, data_file) {
+        (Some(text), _) => (text, "--data".to_string()),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the data from standard input")?;
+            (text, "the data on standard input".to_string())
+        }
+        (None, Some(path)) => (
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read --data-file {}", path.display()))?,
+            format!("--data-file {}", path.display()),
+        ),
+        (None, None) => ("{}".to_string(), String::new()),
+    };
+    let data: Value =
+        serde_json::from_str(&text).with_context(|| format!("{source} is not JSON"))?;
+    let answer: EventDelivered = client
+        .post("/api/v1/events", &json!({ "key": key, "data": data }))
+        .await?;
+    match answer.resumed.len() {
+        0 => println!("event {key}: no step was waiting for it (events are not kept for later)"),
+        1 => println!("event {key} resumed 1 step:"),
+        n => println!("event {key} resumed {n} steps:"),
+    }
+    for r in &answer.resumed {
+        println!("  run {}\tstep {}", r.run_id, r.step_id);
+    }
+    Ok(())
+}
+
 async fn decide(client: &Client, id: i64, decision: &str, comment: Option<String>) -> Result<()> {
     let a: Value = client
         .post(
@@ -755,6 +903,194 @@ async fn trigger(client: &Client, cmd: TriggerCmd) -> Result<()> {
     Ok(())
 }
 
+/// A rule's id, from its id or its name.
+async fn rule_id(client: &Client, rule: &str) -> Result<i64> {
+    if let Ok(id) = rule.parse::<i64>() {
+        return Ok(id);
+    }
+    let list: NotificationRuleList = client.get("/api/v1/notifications/rules").await?;
+    list.rules
+        .iter()
+        .find(|r| r.name == rule)
+        .map(|r| r.id)
+        .with_context(|| format!("no notification rule named {rule:?}"))
+}
+
+fn delivery_line(d: &DeliveryView) -> String {
+    let when = match (d.status, d.next_attempt_at_us, d.delivered_at_us) {
+        (DeliveryStatus::Pending, Some(next), _) => format!("next attempt {}", from_now(next)),
+        (DeliveryStatus::Delivered, _, Some(at)) => match from_now(at) {
+            just if just.starts_with("in ") => "delivered just now".into(),
+            ago => format!("delivered {ago}"),
+        },
+        _ => String::new(),
+    };
+    format!(
+        "{}\t{}\t{}\t{}\t{}/{}\t{}\t{}\t{}",
+        d.id,
+        d.rule,
+        d.event,
+        d.status.as_str(),
+        d.attempts,
+        d.max_attempts,
+        d.last_error.as_deref().unwrap_or(""),
+        when,
+        d.summary
+    )
+}
+
+async fn notify(client: &Client, cmd: NotifyCmd) -> Result<()> {
+    const RULES: &str = "/api/v1/notifications/rules";
+    match cmd {
+        NotifyCmd::Rules(RulesCmd::List) => {
+            let list: NotificationRuleList = client.get(RULES).await?;
+            println!("ID\tNAME\tEVENTS\tFILTER\tURL\tSIGNED\tENABLED");
+            for r in list.rules {
+                let events: Vec<&str> = r.events.iter().map(|e| e.as_str()).collect();
+                let filter = [
+                    r.workflow.as_ref().map(|w| format!("workflow={w}")),
+                    r.task_type.as_ref().map(|t| format!("task_type={t}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(",");
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.id,
+                    r.name,
+                    events.join(","),
+                    if filter.is_empty() {
+                        "-".into()
+                    } else {
+                        filter
+                    },
+                    r.url,
+                    r.signed,
+                    r.enabled
+                );
+            }
+        }
+        NotifyCmd::Rules(RulesCmd::Create {
+            name,
+            url,
+            events,
+            workflow,
+            task_type,
+            unsigned,
+            disabled,
+        }) => {
+            let body = json!({
+                "name": name, "url": url, "events": events, "workflow": workflow,
+                "task_type": task_type, "sign": !unsigned, "enabled": !disabled,
+            });
+            let created: CreatedNotificationRule = client.post(RULES, &body).await?;
+            match created.secret {
+                Some(secret) => {
+                    eprintln!(
+                        "rule {} ({}) created: deliveries to {} are signed with this secret, shown once:",
+                        created.rule.id, created.rule.name, created.rule.url
+                    );
+                    println!("{secret}");
+                }
+                None => println!(
+                    "rule {} ({}) created: deliveries go to {}, unsigned",
+                    created.rule.id, created.rule.name, created.rule.url
+                ),
+            }
+        }
+        NotifyCmd::Rules(RulesCmd::Enable { rule }) => {
+            let id = rule_id(client, &rule).await?;
+            let r: NotificationRuleView = client
+                .patch(&format!("{RULES}/{id}"), &json!({ "enabled": true }))
+                .await?;
+            println!("rule {} ({}) enabled", r.id, r.name);
+        }
+        NotifyCmd::Rules(RulesCmd::Disable { rule }) => {
+            let id = rule_id(client, &rule).await?;
+            let r: NotificationRuleView = client
+                .patch(&format!("{RULES}/{id}"), &json!({ "enabled": false }))
+                .await?;
+            println!("rule {} ({}) disabled", r.id, r.name);
+        }
+        NotifyCmd::Rules(RulesCmd::Delete { rule }) => {
+            let id = rule_id(client, &rule).await?;
+            let _: Value = client.delete(&format!("{RULES}/{id}")).await?;
+            println!("rule {id} deleted");
+        }
+        NotifyCmd::Rules(RulesCmd::Test { rule }) => {
+            let id = rule_id(client, &rule).await?;
+            let sent: DeliveryView = client
+                .post(&format!("{RULES}/{id}/test"), &json!({}))
+                .await?;
+            eprintln!(
+                "test delivery {} queued; waiting for its first outcome…",
+                sent.id
+            );
+            // Its first attempt starts at once; later ones follow the backoff.
+            for _ in 0..60 {
+                let list: DeliveryList = client
+                    .get(&format!(
+                        "/api/v1/notifications/deliveries?rule={id}&limit=20"
+                    ))
+                    .await?;
+                if let Some(d) = list.deliveries.iter().find(|d| d.id == sent.id) {
+                    // Delivered, failed, or its first attempt failed (it is retried).
+                    let answered = d.status != DeliveryStatus::Pending || d.last_error.is_some();
+                    if answered {
+                        println!("{}", delivery_line(d));
+                        if d.status != DeliveryStatus::Delivered {
+                            bail!(
+                                "the test delivery was not delivered (yet): {}",
+                                d.last_error.as_deref().unwrap_or(d.status.as_str())
+                            );
+                        }
+                        return Ok(());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            bail!("no outcome after 30 s: see `drover notify deliveries --rule {id}`");
+        }
+        NotifyCmd::Deliveries {
+            rule,
+            status,
+            limit,
+        } => {
+            let mut query = vec![format!("limit={limit}")];
+            if let Some(r) = rule {
+                query.push(format!("rule={}", urlencode(&r)));
+            }
+            if let Some(s) = status {
+                query.push(format!("status={}", urlencode(&s)));
+            }
+            let list: DeliveryList = client
+                .get(&format!(
+                    "/api/v1/notifications/deliveries?{}",
+                    query.join("&")
+                ))
+                .await?;
+            println!("ID\tRULE\tEVENT\tSTATUS\tATTEMPTS\tLAST ERROR\tWHEN\tTEXT");
+            for d in &list.deliveries {
+                println!("{}", delivery_line(d));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn describe_schedule(s: &ScheduleView) -> String {
     match s.next_fire_at_us {
         Some(next) => format!("{}, next tick {}", s.state, from_now(next)),
@@ -795,19 +1131,118 @@ fn parse_inputs(pairs: &[String]) -> Result<Map<String, Value>> {
     Ok(inputs)
 }
 
+/// What a waiting step waits for, and what ends the wait, for `run watch`.
+fn wait_words(w: &StepWait) -> String {
+    match w.kind.as_str() {
+        "sleep" => match w.wake_at_us {
+            Some(t) => format!("sleeping, wakes {}", from_now(t)),
+            None => "sleeping".into(),
+        },
+        "event" => {
+            let key = w.event_key.as_deref().unwrap_or_default();
+            let deadline = w
+                .wake_at_us
+                .map(|t| format!(", times out {}", from_now(t)))
+                .unwrap_or_default();
+            format!(
+                "for event {key}{deadline} (drover event send {})",
+                shell_word(key)
+            )
+        }
+        "workflow" => match w.child_run_id {
+            Some(c) => format!("for child run {c} (drover run watch {c})"),
+            None => "for a child run".into(),
+        },
+        other => format!("for {other}"),
+    }
+}
+
+/// A word as a POSIX shell reads it back: quoted unless it is plain.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":_-./@%+=,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// How often `task logs --follow` asks for new lines.
+const LOG_POLL: Duration = Duration::from_millis(300);
+
+/// Prints a task's log; with `follow`, until the task has finished. A
+/// finished task takes no more lines, so once a page read after seeing it
+/// finished is not full, the log is complete.
+async fn task_logs(client: &Client, id: i64, follow: bool) -> Result<()> {
+    use std::io::Write;
+    let mut after = -1;
+    let mut attempt = None;
+    loop {
+        let page: TaskLogPage = client
+            .get(&format!("/api/v1/tasks/{id}/logs?after={after}&limit=5000"))
+            .await?;
+        {
+            let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            for line in &page.lines {
+                if attempt.is_some_and(|a| a != line.attempt) {
+                    writeln!(err, "--- attempt {} ---", line.attempt)?;
+                }
+                attempt = Some(line.attempt);
+                match line.stream {
+                    LogStream::Stdout => writeln!(out, "{}", line.line)?,
+                    LogStream::Stderr => writeln!(err, "{}", line.line)?,
+                    LogStream::Note => writeln!(err, "[drover] {}", line.line)?,
+                }
+            }
+            out.flush()?;
+        }
+        after = page.last_seq;
+        if page.more {
+            continue;
+        }
+        let finished = !matches!(page.status, TaskStatus::Queued | TaskStatus::Running);
+        if !follow || finished {
+            if follow {
+                eprintln!("[drover] task {id} {}", page.status.as_str());
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(LOG_POLL).await;
+    }
+}
+
 /// Prints each step's transitions until the run ends.
 async fn watch_run(client: &Client, id: i64) -> Result<u8> {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut last_status = None;
     loop {
         let run: RunDetail = client.get(&format!("/api/v1/runs/{id}")).await?;
+        if last_status.is_none() {
+            if let Some(parent) = run.run.parent_run_id {
+                let step = run
+                    .run
+                    .parent_step_id
+                    .as_deref()
+                    .map(|s| format!(", step {s}"))
+                    .unwrap_or_default();
+                println!("run {id} was started by run {parent}{step}");
+            }
+        }
         for step in &run.steps {
             if seen.get(&step.step_id) != Some(&step.status) {
-                let extra = step
-                    .error
-                    .as_deref()
-                    .map(|e| format!(" — {e}"))
-                    .unwrap_or_default();
+                let wait = step.wait.as_ref();
+                let extra = match (step.error.as_deref(), wait) {
+                    (Some(e), _) => format!(" — {e}"),
+                    (None, Some(w)) if step.status == "waiting" => {
+                        format!(" — {}", wait_words(w))
+                    }
+                    (None, Some(w)) if w.status == "timed_out" => {
+                        " — no event came in time; continued".to_string()
+                    }
+                    _ => String::new(),
+                };
                 println!("  {:<24} {}{extra}", step.step_id, step.status);
                 seen.insert(step.step_id.clone(), step.status.clone());
             }

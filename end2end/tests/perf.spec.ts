@@ -1,7 +1,8 @@
 // The dashboard's speed figures (run by scripts/bench-dashboard.sh, not by
 // the test suite): first render and time to interactive of the run page of
-// a 200-step workflow, and the delay from a change to the screen.
-import { expect, test } from '@playwright/test';
+// a 200-step workflow, what a cold visit to the task list transfers, and the
+// delay from a change to the screen.
+import { expect, Page, test } from '@playwright/test';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { api, dataDir, users, waitFor } from '../stack';
@@ -24,6 +25,38 @@ const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.round((s.length - 1) * p))];
 };
+
+/** A first visit to `path` by a signed-in browser with nothing cached: the
+ *  requests it makes and the bytes it receives (headers and bodies as sent,
+ *  so compressed where the server compressed), and the bodies' decoded
+ *  size (what the same visit moved before the server compressed). The
+ *  event stream never finishes; it counts as a request, its bytes do not. */
+async function coldLoad(signedIn: Page, path: string) {
+  const context = await signedIn.context().browser()!.newContext({ baseURL: test.info().project.use.baseURL });
+  await context.addCookies(await signedIn.context().cookies());
+  const page = await context.newPage();
+  let requests = 0;
+  let htmlBytes = 0;
+  let htmlDecoded = 0;
+  const sizes: Promise<[number, number]>[] = [];
+  page.on('request', () => requests++);
+  page.on('requestfinished', (r) => {
+    sizes.push((async () => {
+      const s = await r.sizes();
+      const decoded = (await (await r.response())?.body())?.length ?? 0;
+      if (r.resourceType() === 'document') [htmlBytes, htmlDecoded] = [s.responseBodySize, decoded];
+      return [s.responseBodySize + s.responseHeadersSize, decoded] as [number, number];
+    })());
+  });
+  await page.goto(path);
+  await expect(page.locator('body[data-hydrated=true]')).toHaveCount(1, { timeout: 30_000 });
+  await expect(page.locator('body[data-page]')).toHaveCount(1, { timeout: 30_000 });
+  await page.waitForLoadState('networkidle');
+  const all = await Promise.all(sizes);
+  await context.close();
+  const sum = (i: number) => all.reduce((a, b) => a + b[i], 0);
+  return { path, requests, bytes: sum(0), html_bytes: htmlBytes, decoded_bytes: sum(1), html_decoded_bytes: htmlDecoded };
+}
 
 test('run page of a 200-step workflow, and event-to-screen delay', async ({ page }) => {
   test.setTimeout(300_000);
@@ -71,6 +104,7 @@ test('run page of a 200-step workflow, and event-to-screen delay', async ({ page
   await visitor.waitForLoadState('networkidle');
   await fresh.close();
   const runPageWasm = { bytes: Object.values(wasm).reduce((a, b) => a + b, 0), files: wasm };
+  const coldTasks = await coldLoad(page, '/tasks');
 
   // Clicking a step shows its panel: the page is interactive.
   await page.getByTestId('step-s150').click();
@@ -103,6 +137,7 @@ test('run page of a 200-step workflow, and event-to-screen delay', async ({ page
   const figures = {
     steps: STEPS,
     run_page_wasm: runPageWasm,
+    cold_tasks: coldTasks,
     first_render_ms: { p50: pct(renders, 0.5), max: Math.max(...renders) },
     interactive_ms: { p50: pct(interactive, 0.5), max: Math.max(...interactive) },
     event_to_screen_ms: { p50: pct(delays, 0.5), p99: pct(delays, 0.99), max: Math.max(...delays), samples: delays.length },

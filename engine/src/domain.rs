@@ -71,9 +71,60 @@ pub struct Scheduling {
     /// Most tasks one `for_each` step may fan out to; a run whose list is
     /// longer fails (`DROVER_MAX_FOR_EACH_ITEMS`).
     pub max_for_each_items: usize,
+    /// Per task type concurrency limits (`DROVER_TYPE_CONCURRENCY`).
+    pub type_limits: &'static TypeLimits,
+}
+
+/// Concurrency limits per task type: a task of a listed type without a
+/// concurrency key of its own takes the key `type:<task type>` with the
+/// type's limit, so the keys' admission enforces it fleet-wide. Set once at
+/// start (hence `'static`, which keeps [`Scheduling`] `Copy`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypeLimits(pub std::collections::BTreeMap<String, i64>);
+
+/// No per-type limits.
+pub const NO_TYPE_LIMITS: &TypeLimits = &TypeLimits(std::collections::BTreeMap::new());
+
+/// The key prefix of per-type limits.
+pub const TYPE_KEY_PREFIX: &str = "type:";
+
+impl TypeLimits {
+    /// Parses `resize=4,email=10`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut limits = std::collections::BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, n) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not <task type>=<limit>"))?;
+            check_name("task type", name.trim()).map_err(|e| e.message)?;
+            let n: i64 = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: the limit is not a number"))?;
+            if !(1..=drover_protocol::limits::MAX_CONCURRENCY_LIMIT).contains(&n) {
+                return Err(format!(
+                    "{part:?}: the limit must be between 1 and {}",
+                    drover_protocol::limits::MAX_CONCURRENCY_LIMIT
+                ));
+            }
+            limits.insert(name.trim().to_string(), n);
+        }
+        Ok(Self(limits))
+    }
 }
 
 impl Scheduling {
+    /// A task's concurrency key and limit: its own, else its type's
+    /// (`type:<task type>`) when the type has a limit.
+    pub fn concurrency_of(&self, spec: &TaskSpec) -> Option<(String, i64)> {
+        spec.concurrency.clone().or_else(|| {
+            self.type_limits
+                .0
+                .get(&spec.task_type)
+                .map(|limit| (format!("{TYPE_KEY_PREFIX}{}", spec.task_type), *limit))
+        })
+    }
+
     /// `rank = P − k·t_enqueued` orders tasks exactly as the aged priority
     /// `P + k·(now − t_enqueued)` does at every instant, because the `k·now`
     /// term is the same for all tasks. So aging needs no periodic rewrite and
@@ -132,6 +183,19 @@ pub fn check_name(field: &str, value: &str) -> Result<(), FieldError> {
 /// control characters (PostgreSQL text cannot hold NUL), and not in the
 /// spaces reserved for workflow steps and schedule ticks, whose keys make
 /// them happen once.
+/// Why an event's correlation key is refused, if it is: empty, longer than
+/// [`drover_protocol::limits::MAX_EVENT_KEY_BYTES`], or with control characters.
+pub fn check_event_key(key: &str) -> Result<(), String> {
+    let max = drover_protocol::limits::MAX_EVENT_KEY_BYTES;
+    if key.is_empty() || key.len() > max {
+        return Err(format!("must be 1 to {max} bytes long"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
 pub fn check_idempotency_key(field: &str, key: &str) -> Result<(), FieldError> {
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
         return Err(FieldError::new(
@@ -466,6 +530,7 @@ mod tests {
             weights: PriorityWeights::default(),
             aging_points_per_minute: 1.0,
             max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
+            type_limits: NO_TYPE_LIMITS,
         };
         let old_low = s.rank(0.0, 0);
         let fresh_high_after_29_min = s.rank(30.0, 29 * 60_000_000);

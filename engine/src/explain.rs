@@ -201,6 +201,14 @@ fn summary(reason: &WaitReason, capped: bool) -> String {
                 ids.join(", ")
             )
         }
+        WaitReason::RateLimited {
+            scope,
+            per_second,
+            next_release_us,
+        } => format!(
+            "rate-limited by {scope:?} ({per_second} a second) until {}",
+            crate::schedule::rfc3339(*next_release_us)
+        ),
         WaitReason::QueuedBehind {
             ahead,
             ahead_same_type,
@@ -211,6 +219,36 @@ fn summary(reason: &WaitReason, capped: bool) -> String {
             format!("ready: {free_slots} free slot(s) on agents able to run it; the next claim takes it")
         }
     }
+}
+
+/// Adds what holds a rate-held task: its limit, first after any
+/// `not_before`, and the summary and start estimate it implies. Queued
+/// behind others means nothing while it is not in the claim order.
+pub fn rate_limited(waiting: &mut Waiting, scope: String, per_second: f64, next_release_us: i64) {
+    waiting.reasons.retain(|r| {
+        !matches!(
+            r,
+            WaitReason::QueuedBehind { .. } | WaitReason::Ready { .. }
+        )
+    });
+    let at = usize::from(matches!(
+        waiting.reasons.first(),
+        Some(WaitReason::NotBefore { .. })
+    ));
+    waiting.reasons.insert(
+        at,
+        WaitReason::RateLimited {
+            scope,
+            per_second,
+            next_release_us,
+        },
+    );
+    waiting.summary = summary(&waiting.reasons[0], waiting.ahead_capped);
+    waiting.estimated_start_us = Some(
+        waiting
+            .estimated_start_us
+            .map_or(next_release_us, |e| e.max(next_release_us)),
+    );
 }
 
 /// A warning for a submit no registered agent could ever take (its type,
@@ -277,6 +315,9 @@ mod tests {
             concurrency_key: None,
             concurrency_limit: None,
             held: false,
+            rate_limited: false,
+            run_id: None,
+            step_id: None,
         }
     }
 
@@ -298,6 +339,7 @@ mod tests {
             running,
             load: running as f64 / 2.0,
             status,
+            drained: false,
             registered_at_us: 0,
             last_heartbeat_at_us: 0,
         }

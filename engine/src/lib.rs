@@ -9,6 +9,8 @@ pub mod domain;
 pub mod error;
 pub mod explain;
 pub mod lifecycle;
+pub mod logs;
+pub mod notification;
 pub mod schedule;
 pub mod store;
 pub mod time;

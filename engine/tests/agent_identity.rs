@@ -3,7 +3,7 @@
 //! resumes it after a restart, revoking cuts an agent off, and enrollment
 //! tokens expire and are revoked.
 
-use drover_engine::domain::{AgentSpec, PriorityWeights, Scheduling, TaskSpec};
+use drover_engine::domain::{AgentSpec, TaskSpec};
 use drover_engine::store::{
     Applied, EnrollmentStore, NewEnrollment, QueueStore, Registered, Registration,
 };
@@ -15,16 +15,8 @@ use serde_json::json;
 
 #[macro_use]
 mod support;
+use support::SCHED;
 
-const SCHED: Scheduling = Scheduling {
-    weights: PriorityWeights {
-        urgency: 1.0,
-        time_sensitivity: 1.0,
-        importance: 1.0,
-    },
-    aging_points_per_minute: 1.0,
-    max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
-};
 const TTL: i64 = 30_000_000;
 
 fn spec(name: &str) -> AgentSpec {

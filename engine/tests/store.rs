@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use drover_engine::domain::{AgentSpec, PriorityWeights, Scheduling, TaskSpec};
+use drover_engine::domain::{AgentSpec, TaskSpec};
 use drover_engine::store::{Applied, QueueStore, Registration, RunStore, WorkflowDefStore};
 use drover_engine::time::now_us;
 use drover_engine::Store;
@@ -15,16 +15,8 @@ use serde_json::json;
 
 #[macro_use]
 mod support;
+use support::SCHED;
 
-const SCHED: Scheduling = Scheduling {
-    weights: PriorityWeights {
-        urgency: 1.0,
-        time_sensitivity: 1.0,
-        importance: 1.0,
-    },
-    aging_points_per_minute: 1.0,
-    max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
-};
 const TTL: i64 = 30_000_000;
 
 fn task(task_type: &str, urgency: i64) -> TaskSpec {
@@ -115,6 +107,7 @@ both_backends!(
     history_lists_submission_claims_and_endings_in_order,
     released_task_is_requeued_without_counting_the_attempt,
     idempotency_key_returns_the_first_task,
+    keyed_tasks_are_admitted_as_they_arrive_and_as_their_key_frees,
     silent_agent_goes_offline_and_its_tasks_are_requeued,
     heartbeat_extends_leases_and_names_tasks_to_stop,
     heartbeat_renews_only_leases_running_low,
@@ -510,6 +503,45 @@ async fn idempotency_key_returns_the_first_task(store: Store) {
     assert!(!again[0].created && again[1].created && !again[2].created);
     assert_eq!(again[2].id, first[0].id);
     assert_eq!(store.stats().await.unwrap().queued, 2);
+}
+
+fn keyed(key: &str, limit: i64) -> TaskSpec {
+    TaskSpec::parse(
+        NewTask {
+            task_type: "t".into(),
+            concurrency_key: Some(key.into()),
+            concurrency_limit: Some(limit),
+            ..Default::default()
+        },
+        &SCHED.weights,
+        |_| true,
+    )
+    .unwrap()
+}
+
+/// The write paths admit without the leader's pass (`admit_keys` is never
+/// called here): a submit while the key has room, a result that frees it.
+async fn keyed_tasks_are_admitted_as_they_arrive_and_as_their_key_frees(store: Store) {
+    let a = register(&store, agent("a", 10, &["t"], &[])).await;
+    let now = now_us();
+    let tasks = [keyed("k", 2), keyed("k", 2), keyed("k", 2), task("t", 1)];
+    store.submit(&tasks, &SCHED, now).await.unwrap();
+    let claimed = store.claim(a, 10, now, TTL).await.unwrap().tasks;
+    assert_eq!(claimed.len(), 3, "two of the key and the unkeyed task");
+    // The key is full and has a held task: a newcomer waits behind it.
+    store.submit(&[keyed("k", 2)], &SCHED, now).await.unwrap();
+    assert!(store.claim(a, 10, now, TTL).await.unwrap().tasks.is_empty());
+    let ended = claimed
+        .iter()
+        .find(|c| c.task_type == "t" && c.payload.get("u").is_none())
+        .unwrap();
+    store
+        .complete(a, &[success(ended.task_id, ended.lease_token)], now)
+        .await
+        .unwrap();
+    let next = store.claim(a, 10, now, TTL).await.unwrap().tasks;
+    assert_eq!(next.len(), 1, "the freed slot went to one held task");
+    assert!(store.claim(a, 10, now, TTL).await.unwrap().tasks.is_empty());
 }
 
 async fn silent_agent_goes_offline_and_its_tasks_are_requeued(store: Store) {
@@ -1103,7 +1135,9 @@ async fn a_run_failing_in_a_batch_cancels_the_retry_beside_it(store: Store) {
             run,
             drover_engine::store::Advanced {
                 tasks_created: 0,
-                status: Some(RunStatus::Failed)
+                approvals_opened: 0,
+                status: Some(RunStatus::Failed),
+                follow_up: Vec::new(),
             }
         )]
     );
@@ -1338,7 +1372,7 @@ async fn queued_tasks_of_an_ended_run_are_cancelled_with_an_event(store: Store) 
     // Cancelled: its first step's task is still queued.
     let runs = pairs(&store, 1).await;
     let queued = store.get_run(runs[0]).await.unwrap().unwrap().steps[0].task_ids[0];
-    store.cancel_run(runs[0], now_us()).await.unwrap();
+    store.cancel_run(runs[0], "admin", now_us()).await.unwrap();
     assert_eq!(
         last_event(&store, queued).await,
         (

@@ -4,7 +4,7 @@
 //! The shared statements number their parameters out of order (`$2` before
 //! `$1`, `$1` twice), which SQLite must bind by number as PostgreSQL does.
 
-use drover_engine::domain::{PriorityWeights, Scheduling, TaskSpec};
+use drover_engine::domain::TaskSpec;
 use drover_engine::error::StoreError;
 use drover_engine::store::{
     EnrollmentStore, NewEnrollment, NewToken, OverviewStore, QueueStore, TaskRetryStore,
@@ -16,16 +16,7 @@ use serde_json::json;
 
 #[macro_use]
 mod support;
-
-const SCHED: Scheduling = Scheduling {
-    weights: PriorityWeights {
-        urgency: 1.0,
-        time_sensitivity: 1.0,
-        importance: 1.0,
-    },
-    aging_points_per_minute: 1.0,
-    max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
-};
+use support::SCHED;
 
 both_backends!(
     users_tokens_and_sessions,

@@ -3,7 +3,7 @@
 //! approvals, retrying a failed step, and the task types agents declared.
 //! The store suite is what checks each backend's SQL (docs/ARCHITECTURE.md).
 
-use drover_engine::domain::{AgentSpec, PriorityWeights, Scheduling};
+use drover_engine::domain::AgentSpec;
 use drover_engine::error::StoreError;
 use drover_engine::store::{QueueStore, Registration, RunStore, WorkflowDefStore};
 use drover_engine::Store;
@@ -11,16 +11,7 @@ use drover_protocol::workflow::RunStatus;
 
 #[macro_use]
 mod support;
-
-const SCHED: Scheduling = Scheduling {
-    weights: PriorityWeights {
-        urgency: 1.0,
-        time_sensitivity: 1.0,
-        importance: 1.0,
-    },
-    aging_points_per_minute: 1.0,
-    max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
-};
+use support::SCHED;
 
 const NOW: i64 = 1_000_000_000;
 
@@ -169,7 +160,7 @@ async fn a_failed_step_is_retried(store: Store) {
     assert_eq!(retried.steps[0].task_ids.len(), 1);
     assert_ne!(retried.steps[0].task_ids[0], task);
 
-    store.cancel_run(run, NOW + 5).await.unwrap();
+    store.cancel_run(run, "admin", NOW + 5).await.unwrap();
     let cancelled = store.retry_step(run, "a", NOW + 6).await;
     assert!(
         matches!(cancelled, Err(StoreError::Conflict(_))),

@@ -198,3 +198,75 @@ pub enum AckStatus {
     /// task belongs to someone else now).
     Stale,
 }
+
+/// `POST /api/v1/agent/logs`: what the handlers of running tasks printed
+/// since the last request, a batch per task. Shipping logs never holds a
+/// task up: an agent drops lines (and says how many) rather than wait.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogsRequest {
+    pub tasks: Vec<TaskLog>,
+}
+
+/// New lines of one task, in the order the handler printed them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskLog {
+    pub task_id: i64,
+    /// The lease the lines were printed under: only its holder, while it
+    /// holds it, may add to the task's log.
+    pub lease_token: i64,
+    /// Lines the agent dropped just before these (it could not send them
+    /// fast enough): the server records a note saying so in their place.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub dropped: u64,
+    pub lines: Vec<OutputLine>,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One line a handler printed, without its line break.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputLine {
+    pub stream: OutputStream,
+    /// At most [`crate::limits::MAX_LOG_LINE_BYTES`] bytes, no NUL.
+    pub line: String,
+    /// When the agent read it, by the agent's clock.
+    pub at_us: i64,
+}
+
+/// Where a handler printed a line.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct LogsResponse {
+    /// One per task of the request, in request order: `accepted`, or
+    /// `stale` when the task is not (or no longer) this agent's under that
+    /// lease — finished, requeued, or never given to it. The agent stops
+    /// sending that task's lines. The answer is 409 when every task of the
+    /// request was refused.
+    pub tasks: Vec<LogAck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogAck {
+    pub task_id: i64,
+    pub status: AckStatus,
+}

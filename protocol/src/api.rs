@@ -150,6 +150,16 @@ pub struct TaskView {
     /// a task of the key ends.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// Queued, but its type's or key's rate limit has not released it yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rate_limited: bool,
+    /// The workflow run the task is a step of (absent for a task submitted
+    /// on its own), so its page can link the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
+    /// The step of that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
 }
 
 /// One claim of a task by an agent.
@@ -240,6 +250,13 @@ pub enum WaitReason {
         admitted: i64,
         held_by: Vec<i64>,
     },
+    /// A rate limit (`scope`: `type:<task type>` or `key:<key>`) releases
+    /// `per_second` tasks a second; its next release is at `next_release_us`.
+    RateLimited {
+        scope: String,
+        per_second: f64,
+        next_release_us: i64,
+    },
     /// Tasks ranked before it are taken first.
     QueuedBehind { ahead: i64, ahead_same_type: i64 },
     /// Nothing holds it: a matching agent has a free slot, and the next
@@ -317,6 +334,10 @@ pub struct AgentView {
     /// L = C / M.
     pub load: f64,
     pub status: AgentStatus,
+    /// An admin drained it: it gets no work, even after it reconnects
+    /// (`status` says `draining` only while it is connected).
+    #[serde(default)]
+    pub drained: bool,
     pub registered_at_us: i64,
     pub last_heartbeat_at_us: i64,
 }
@@ -324,6 +345,49 @@ pub struct AgentView {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AgentList {
     pub agents: Vec<AgentView>,
+}
+
+/// Most buckets `GET /api/v1/agents/{id}/load` answers with: enough for a
+/// chart's width, few enough that any window costs the same to send.
+pub const LOAD_BUCKETS: i64 = 120;
+/// The load window's default, and its bounds, in seconds.
+pub const DEFAULT_LOAD_WINDOW_S: i64 = 3_600;
+pub const MIN_LOAD_WINDOW_S: i64 = 60;
+pub const MAX_LOAD_WINDOW_S: i64 = 7 * 86_400;
+
+/// `GET /api/v1/agents/{id}/load?window_s=`: an agent's load over the
+/// window, from the samples the leader takes, downsampled into at most
+/// [`LOAD_BUCKETS`] buckets of equal width (`bucket_us`), plus the agent
+/// as it is now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentLoad {
+    pub agent: AgentView,
+    pub window_s: i64,
+    /// The window is `since_us ..= at_us` (now).
+    pub since_us: i64,
+    pub at_us: i64,
+    /// Each bucket covers `start_us .. start_us + bucket_us`; buckets are
+    /// aligned to multiples of it, so they stay put as the window slides.
+    pub bucket_us: i64,
+    /// How often the leader samples, and how long samples are kept.
+    pub interval_us: i64,
+    pub retention_us: i64,
+    /// Oldest first; a bucket without samples (the agent was not
+    /// connected, or no server ran) is left out.
+    pub buckets: Vec<LoadBucket>,
+}
+
+/// The samples of one bucket: L = running / capacity, its mean and peak.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadBucket {
+    pub start_us: i64,
+    pub samples: i64,
+    pub mean_load: f64,
+    pub max_load: f64,
+    pub mean_running: f64,
+    pub max_running: i64,
+    /// The agent's capacity M (the largest, should it have changed).
+    pub capacity: i64,
 }
 
 /// `GET /api/v1/stats`: task counts by status and agents by status.
@@ -432,4 +496,108 @@ pub struct Overview {
     pub runs_waiting_approval: i64,
     /// α, β, γ.
     pub priority_weights: [f64; 3],
+}
+
+/// `PUT /api/v1/rate-limits/{scope}` (admin): at most `rate` starts per
+/// `per`, fleet-wide, for the tasks of a type (`type:<task type>`) or of a
+/// concurrency key (`key:<key>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PutRateLimit {
+    pub rate: f64,
+    /// `second` (default) or `minute`.
+    #[serde(default)]
+    pub per: RatePeriod,
+    /// Starts allowed at once after a quiet spell (the bucket's size);
+    /// default 1.
+    #[serde(default)]
+    pub burst: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RatePeriod {
+    #[default]
+    Second,
+    Minute,
+}
+
+/// A rate limit as listed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RateLimitView {
+    pub scope: String,
+    pub per_second: f64,
+    pub burst: i64,
+    /// Tasks it holds back now.
+    pub held: i64,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
+/// `GET /api/v1/rate-limits`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RateLimitList {
+    pub rate_limits: Vec<RateLimitView>,
+}
+
+/// `GET /api/v1/tasks/{id}/logs?after=&limit=` (or `?tail=`): a page of
+/// what the task's handlers printed, oldest first. Follow a running task by
+/// asking again with `after` = [`last_seq`](Self::last_seq) (on each
+/// `task_log` event, or every so often) until it has finished and `more`
+/// is false.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskLogPage {
+    pub task_id: i64,
+    /// The task's status when the page was read. Lines are only added
+    /// while it runs, so a finished task's page with `more` false is the
+    /// end of its log.
+    pub status: TaskStatus,
+    pub lines: Vec<TaskLogLine>,
+    /// The `after` that continues from this page: the last line's `seq`
+    /// (the request's own `after` when the page is empty).
+    pub last_seq: i64,
+    /// The page is full: more lines follow at once.
+    pub more: bool,
+    /// Lines the server dropped from the start of the log at its bound
+    /// (`DROVER_MAX_LOG_LINES`); the note with `seq` 0 says so.
+    pub dropped: i64,
+}
+
+/// One line of a task's log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskLogLine {
+    /// 1, 2, … per task across its attempts (0: the note of lines dropped
+    /// at the bound, rewritten as more go).
+    pub seq: i64,
+    pub attempt: i64,
+    pub stream: LogStream,
+    pub line: String,
+    /// When the agent read it, by its clock (the server's, for notes).
+    pub at_us: i64,
+}
+
+/// Where a log line came from: a handler's stdout or stderr, or a note
+/// Drover wrote (lines dropped).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    Note,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::Note => "note",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [LogStream::Stdout, LogStream::Stderr, LogStream::Note]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
 }

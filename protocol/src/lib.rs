@@ -12,6 +12,7 @@ pub mod api;
 pub mod credentials;
 pub mod health;
 pub mod limits;
+pub mod notification;
 pub mod schedule;
 pub mod trigger;
 pub mod workflow;

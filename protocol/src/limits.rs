@@ -29,6 +29,22 @@ pub const MAX_TIMESTAMP_US: i64 = 253_402_300_799_000_000;
 /// real decision, small enough that `now + timeout` cannot overflow.
 pub const MAX_APPROVAL_TIMEOUT_MS: i64 = 366 * 24 * 3_600_000;
 
+/// A wait step's `duration_ms` or event `timeout_ms` is 1 to this (a year).
+pub const MAX_WAIT_MS: i64 = MAX_APPROVAL_TIMEOUT_MS;
+
+/// An event's correlation key (`POST /api/v1/events`, a wait step's
+/// rendered key) is 1 to this many bytes.
+pub const MAX_EVENT_KEY_BYTES: usize = 256;
+
+/// An event's data, as JSON, is at most this many bytes.
+pub const MAX_EVENT_DATA_BYTES: usize = 64 * 1024;
+
+/// A rate limit releases at most this many tasks a second, and its burst
+/// is at most this many.
+pub const MAX_RATE_PER_SECOND: f64 = 100_000.0;
+/// At most this many rate limits exist.
+pub const MAX_RATE_LIMITS: i64 = 1_000;
+
 /// A task's payload, as JSON, is at most this many bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
@@ -70,6 +86,16 @@ pub const KEY_HOLDERS_SHOWN: i64 = 10;
 pub const MAX_TRIGGERS: i64 = 1_000;
 /// How far a signed delivery's timestamp may be from the server's clock.
 pub const HOOK_TIMESTAMP_TOLERANCE_S: i64 = 300;
+
+/// Notification rules one server keeps.
+pub const MAX_NOTIFICATION_RULES: i64 = 100;
+/// A notification rule's URL is at most this many bytes.
+pub const MAX_NOTIFICATION_URL_LEN: usize = 2_048;
+/// An error, message or name quoted in a notification is cut to this many
+/// bytes (the whole of it is on the dashboard's page).
+pub const MAX_NOTIFICATION_QUOTE: usize = 500;
+/// Deliveries listed at most in one answer.
+pub const MAX_DELIVERIES_LISTED: i64 = 500;
 
 /// Schedules one server keeps.
 pub const MAX_SCHEDULES: i64 = 1_000;
@@ -137,6 +163,24 @@ pub const MIN_AGENT_KEY_LEN: usize = 32;
 pub const MAX_AGENT_KEY_LEN: usize = 256;
 /// Most task types or labels one enrollment token may name.
 pub const MAX_ENROLLMENT_SCOPE: usize = 256;
+
+/// A log line is at most this many bytes: the agent cuts a longer one
+/// (ending it with [`LOG_CUT_MARK`]) and the server refuses one that is not.
+pub const MAX_LOG_LINE_BYTES: usize = 8 * 1024;
+/// What ends a log line the agent cut at [`MAX_LOG_LINE_BYTES`].
+pub const LOG_CUT_MARK: &str = "… (cut)";
+/// Most log lines in one agent request, over all its tasks.
+pub const MAX_LOG_LINES_PER_REQUEST: usize = 5_000;
+/// Most tasks one agent request carries lines of.
+pub const MAX_LOG_TASKS_PER_REQUEST: usize = 1_000;
+/// Default of the server's bound on the lines it keeps per task (past it
+/// the oldest go, and one note says how many).
+pub const DEFAULT_MAX_LOG_LINES: usize = 10_000;
+/// Bounds of that setting.
+pub const MAX_LOG_LINES_LIMIT: usize = 1_000_000;
+/// Lines one read of a task's log returns by default, and at most.
+pub const DEFAULT_LOG_PAGE: i64 = 1_000;
+pub const MAX_LOG_PAGE: i64 = 5_000;
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,8 @@ impl TriggerAuth {
 #[serde(deny_unknown_fields)]
 pub struct NewTrigger {
     pub name: String,
+    /// The workflow a delivery starts (or `event`).
+    #[serde(default)]
     pub workflow: String,
     /// Default: the latest version at each delivery.
     #[serde(default)]
@@ -50,6 +52,21 @@ pub struct NewTrigger {
     pub inputs: BTreeMap<String, String>,
     #[serde(default)]
     pub auth: TriggerAuth,
+    /// Instead of starting a workflow, a delivery is an event: it resumes
+    /// the workflow steps waiting on its key, with the body as its data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<TriggerEvent>,
+}
+
+/// Where an event trigger finds the event's key in a delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerEvent {
+    /// A JSON pointer into the body (`/order/id`); a string or number.
+    pub key: String,
+    /// Put before the value (`payment:` makes `payment:42`).
+    #[serde(default)]
+    pub prefix: String,
 }
 
 /// A trigger as listed; the secret is never shown again after creation.
@@ -69,6 +86,8 @@ pub struct TriggerView {
     pub created_at_us: i64,
     pub last_fired_at_us: Option<i64>,
     pub fired_count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<TriggerEvent>,
 }
 
 /// `POST /api/v1/triggers`' answer: the secret, once.

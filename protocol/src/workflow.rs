@@ -100,13 +100,21 @@ pub struct RunSummary {
     pub created_at_us: i64,
     pub updated_at_us: i64,
     pub finished_at_us: Option<i64>,
+    /// The run whose `workflow` step started this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_run_id: Option<i64>,
+    /// That step of the parent run (a retried step starts a new child,
+    /// so the parent's current step may have moved on to another run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_step_id: Option<String>,
 }
 
 /// A step of a run with its tasks and approval.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepView {
     pub step_id: String,
-    /// `pending`, `running`, `waiting_approval`, `succeeded`, `failed`, `skipped`, `cancelled`.
+    /// `pending`, `running`, `waiting_approval`, `waiting` (a `wait` or
+    /// `workflow` step, see `wait`), `succeeded`, `failed`, `skipped`, `cancelled`.
     pub status: String,
     pub output: Option<Value>,
     pub error: Option<String>,
@@ -118,6 +126,50 @@ pub struct StepView {
     pub task_ids: Vec<i64>,
     pub started_at_us: Option<i64>,
     pub finished_at_us: Option<i64>,
+    /// What a `wait` or `workflow` step waits on (its current generation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<StepWait>,
+}
+
+/// A step's durable wait.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepWait {
+    /// `sleep`, `event` or `workflow`.
+    pub kind: String,
+    /// `waiting`, `resumed`, `timed_out`, `failed` or `cancelled`.
+    pub status: String,
+    /// A sleep's wake-up, or an event wait's deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_key: Option<String>,
+    /// The run a `workflow` step started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_run_id: Option<i64>,
+}
+
+/// `POST /api/v1/events`: an event for the steps waiting on its key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SendEvent {
+    /// The correlation key a `wait` step's `event.key` rendered to.
+    pub key: String,
+    /// Any JSON; the resumed steps' output carries it as `data`.
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// The answer to an event: the steps it resumed (none when nothing waited;
+/// events are not kept for waits that open later).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventDelivered {
+    pub resumed: Vec<ResumedStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResumedStep {
+    pub run_id: i64,
+    pub step_id: String,
 }
 
 /// `GET /api/v1/runs/{id}`.

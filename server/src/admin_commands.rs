@@ -5,10 +5,9 @@ use drover_engine::store::{UserChange, UserStore};
 use drover_engine::time::now_us;
 use drover_engine::Store;
 
-use crate::config::{Command, UserCommand};
+use crate::config::UserCommand;
 
-pub async fn run(store: &Store, command: Command) -> anyhow::Result<()> {
-    let Command::User(command) = command;
+pub async fn run(store: &Store, command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::Add {
             name,

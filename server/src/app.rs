@@ -20,6 +20,10 @@ use crate::bootstrap::{
 use crate::config::Config;
 use crate::services::dispatcher::Dispatcher;
 use crate::services::duties::Duties;
+use crate::services::load_history::LoadHistory;
+use crate::services::notifications::{deliver::Deliverer, scan::Scanner};
+use crate::services::queue_gauges::QueueGauges;
+use crate::services::retention::Retention;
 use crate::services::schedules::Scheduler;
 use crate::state::{AppState, Shared};
 use crate::tokens::new_token;
@@ -42,10 +46,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Runs a one-off administration command against the database.
 pub async fn run_command(config: &Config, command: crate::config::Command) -> anyhow::Result<()> {
-    create_private_dir(&config.data_dir)?;
-    let store = Store::connect(&config.database_url(), 2).await?;
-    restrict_sqlite_files(&config.database_url());
-    crate::admin_commands::run(&store, command).await
+    match command {
+        // A backup only reads: it must not create or migrate what it copies.
+        crate::config::Command::Backup { to } => {
+            let report = drover_engine::store::backup(&config.database_url(), &to).await?;
+            println!(
+                "backed up to {} ({} bytes)",
+                report.path.display(),
+                report.bytes
+            );
+            Ok(())
+        }
+        crate::config::Command::User(command) => {
+            create_private_dir(&config.data_dir)?;
+            let store = Store::connect(&config.database_url(), 2).await?;
+            restrict_sqlite_files(&config.database_url());
+            crate::admin_commands::run(&store, command).await
+        }
+    }
 }
 
 /// A built application: database open and migrated, listener bound.
@@ -167,6 +185,50 @@ impl Application {
             }
             .run(stop_duties.signal()),
         );
+        let rate_limits = tokio::spawn(
+            crate::services::rate_limiter::RateLimiter {
+                store: state.store.clone(),
+                effects: state.effects.clone(),
+                leader: state.leader.clone(),
+                idle: state.config.duty_interval,
+            }
+            .run(stop_duties.signal()),
+        );
+        let admission = tokio::spawn(
+            crate::services::admitter::Admitter {
+                store: state.store.clone(),
+                dispatcher: state.dispatcher.clone(),
+                leader: state.leader.clone(),
+                idle: state.config.duty_interval,
+            }
+            .run(stop_duties.signal()),
+        );
+        let load_history = tokio::spawn(
+            LoadHistory {
+                store: state.store.clone(),
+                leader: state.leader.clone(),
+                interval: state.config.agent_load_interval,
+                retention: state.config.agent_load_retention,
+            }
+            .run(stop_duties.signal()),
+        );
+        let queue_gauges = tokio::spawn(
+            QueueGauges {
+                store: state.store.clone(),
+                leader: state.leader.clone(),
+                interval: crate::services::queue_gauges::INTERVAL,
+            }
+            .run(stop_duties.signal()),
+        );
+        let retention = tokio::spawn(
+            Retention {
+                store: state.store.clone(),
+                leader: state.leader.clone(),
+                policy: (&state.config).into(),
+                interval: state.config.retention_interval,
+            }
+            .run(stop_duties.signal()),
+        );
         let schedules = tokio::spawn(
             Scheduler {
                 store: state.store.clone(),
@@ -180,15 +242,51 @@ impl Application {
             }
             .run(stop_duties.signal()),
         );
+        let notification_scan = tokio::spawn(
+            Scanner {
+                store: state.store.clone(),
+                events: state.events.clone(),
+                leader: state.leader.clone(),
+                deliver_wake: state.notify_wake.clone(),
+                interval: state.config.duty_interval,
+                public_url: state.config.public_url.clone(),
+            }
+            .run(stop_duties.signal()),
+        );
+        let notification_delivery = tokio::spawn(
+            Deliverer {
+                store: state.store.clone(),
+                events: state.events.clone(),
+                leader: state.leader.clone(),
+                wake: state.notify_wake.clone(),
+                interval: state.config.duty_interval,
+                http: Deliverer::client(
+                    state.config.notify_timeout,
+                    state.config.notify_allow_private,
+                )
+                .context("cannot build the notifications' HTTP client")?,
+                max_attempts: i64::from(state.config.notify_max_attempts),
+                backoff: state.config.notify_retry_backoff,
+                timeout: state.config.notify_timeout,
+                retention: state.config.notify_retention,
+                allow_private: state.config.notify_allow_private,
+            }
+            .run(stop_duties.signal()),
+        );
 
         let site_root = state.config.site_root.display().to_string();
         let addr = listener.local_addr()?;
         let api = crate::http::router(state.clone(), metrics);
-        let app = api.clone().merge(crate::http::pages::router(
-            crate::http::pages::leptos_options(&site_root, addr),
-            state.clone(),
-            api,
-        ));
+        // Compression wraps the whole app, but not the API router the pages
+        // call in-process while rendering (that one stays uncompressed).
+        let app = api
+            .clone()
+            .merge(crate::http::pages::router(
+                crate::http::pages::leptos_options(&site_root, addr),
+                state.clone(),
+                api,
+            ))
+            .layer(crate::http::delivery::compression());
         tracing::info!(%addr, tls = tls.is_some(), instance = %state.instance_id, "drover-server listening");
         let stop_http = Stop::new();
         let mut server = tokio::spawn(serve(listener, tls, app, stop_http.signal()));
@@ -204,6 +302,19 @@ impl Application {
         }
         if tokio::time::timeout(DUTIES_GRACE, schedules).await.is_err() {
             tracing::warn!("the schedule loop did not stop in time");
+        }
+        for (name, task) in [
+            ("notification scan", notification_scan),
+            ("notification delivery", notification_delivery),
+            ("rate-limit", rate_limits),
+            ("key admission", admission),
+            ("load history", load_history),
+            ("retention", retention),
+            ("queue gauges", queue_gauges),
+        ] {
+            if tokio::time::timeout(DUTIES_GRACE, task).await.is_err() {
+                tracing::warn!("the {name} loop did not stop in time");
+            }
         }
         tracing::info!("shutting down: closing event streams, answering long-polls");
         state.events.close();

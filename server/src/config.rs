@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use drover_engine::domain::{PriorityWeights, Scheduling};
+use drover_engine::domain::{PriorityWeights, Scheduling, TypeLimits};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -108,6 +108,63 @@ pub struct Config {
     #[arg(long, env = "DROVER_SCHEDULE_GRACE", value_parser = humantime::parse_duration, default_value = "30s")]
     pub schedule_grace: Duration,
 
+    /// How often the leader records every connected agent's running count
+    /// and capacity, the history of `GET /api/v1/agents/{id}/load`.
+    #[arg(long, env = "DROVER_AGENT_LOAD_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub agent_load_interval: Duration,
+
+    /// How long finished tasks (with their attempts, events and logs) and
+    /// finished runs (with their steps, approvals and tasks) are kept;
+    /// `0s` keeps them for ever. Deleted by the leader in small batches.
+    #[arg(long, env = "DROVER_RETENTION", value_parser = humantime::parse_duration, default_value = "30days")]
+    pub retention: Duration,
+
+    /// Per task type keep-for of finished tasks outside runs, instead of
+    /// --retention: `resize=7days,report=90days`.
+    #[arg(long, env = "DROVER_RETENTION_BY_TYPE", value_parser = parse_type_durations, default_value = "")]
+    pub retention_by_type: TypeDurations,
+
+    /// How long audit log entries are kept: `0s` (for ever) or at least 30
+    /// days (younger entries cannot be deleted at all).
+    #[arg(long, env = "DROVER_AUDIT_RETENTION", value_parser = humantime::parse_duration, default_value = "365days")]
+    pub audit_retention: Duration,
+
+    /// How often the leader looks for finished work past its retention.
+    #[arg(long, env = "DROVER_RETENTION_INTERVAL", value_parser = humantime::parse_duration, default_value = "1min")]
+    pub retention_interval: Duration,
+
+    /// How long load samples are kept (at most the longest window shown, 7 days).
+    #[arg(long, env = "DROVER_AGENT_LOAD_RETENTION", value_parser = humantime::parse_duration, default_value = "24h")]
+    pub agent_load_retention: Duration,
+
+    /// The dashboard's address as people reach it (`https://drover.example.com`):
+    /// notifications link to its pages. Unset: they carry no links.
+    #[arg(long, env = "DROVER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Attempts a notification delivery gets before it is marked failed.
+    #[arg(long, env = "DROVER_NOTIFY_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub notify_max_attempts: u32,
+
+    /// Wait before a failed delivery's first retry; it doubles with each
+    /// further failure (with jitter), up to an hour.
+    #[arg(long, env = "DROVER_NOTIFY_RETRY_BACKOFF", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub notify_retry_backoff: Duration,
+
+    /// How long one delivery attempt may take (connect, send, answer).
+    #[arg(long, env = "DROVER_NOTIFY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub notify_timeout: Duration,
+
+    /// Let notification URLs reach loopback, private and link-local
+    /// addresses (internal chat servers, tests). Off: such URLs are
+    /// refused, so an admin's URL cannot probe the server's own network.
+    #[arg(long, env = "DROVER_NOTIFY_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub notify_allow_private: bool,
+
+    /// How long delivered and failed deliveries are kept.
+    #[arg(long, env = "DROVER_NOTIFY_RETENTION", value_parser = humantime::parse_duration, default_value = "30days")]
+    pub notify_retention: Duration,
+
     /// Bearer token for the operator API; generated into the data directory if unset.
     #[arg(long, env = "DROVER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
@@ -159,6 +216,17 @@ pub struct Config {
     #[arg(long, env = "DROVER_MAX_FOR_EACH_ITEMS", default_value_t = drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS)]
     pub max_for_each_items: usize,
 
+    /// Concurrency limits per task type, fleet-wide: `resize=4,email=10`.
+    /// A task of such a type without a key of its own takes the key
+    /// `type:<task type>`.
+    #[arg(long, env = "DROVER_TYPE_CONCURRENCY", value_parser = TypeLimits::parse, default_value = "")]
+    pub type_concurrency: TypeLimits,
+    /// Most log lines kept per task (what its handlers printed, shipped
+    /// live by its agent): past it the oldest go, and one note at the
+    /// start of the log says how many.
+    #[arg(long, env = "DROVER_MAX_LOG_LINES", default_value_t = drover_protocol::limits::DEFAULT_MAX_LOG_LINES)]
+    pub max_log_lines: usize,
+
     /// Where the built dashboard (wasm, css) is served from.
     #[arg(long, env = "DROVER_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -167,9 +235,31 @@ pub struct Config {
     #[arg(long, env = "RUST_LOG", default_value = "info,sqlx=warn")]
     pub log: String,
 
+    /// Log one JSON object per line (for a log shipper) instead of text.
+    #[arg(long, env = "DROVER_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_json: bool,
+
     /// Without a command the server runs.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Keep-fors per task type (`--retention-by-type`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypeDurations(pub Vec<(String, Duration)>);
+
+/// Parses `type=duration,type=duration` (empty: none).
+fn parse_type_durations(text: &str) -> Result<TypeDurations, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, duration) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?}: expected type=duration, e.g. resize=7days"))?;
+        let duration =
+            humantime::parse_duration(duration.trim()).map_err(|e| format!("{item:?}: {e}"))?;
+        out.push((name.trim().to_string(), duration));
+    }
+    Ok(TypeDurations(out))
 }
 
 /// One-off administration commands that work on the database directly.
@@ -178,6 +268,13 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Copy the embedded SQLite database to a file, consistently, while the
+    /// server runs (PostgreSQL: use pg_dump).
+    Backup {
+        /// The new file (never overwritten).
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -255,6 +352,8 @@ impl Config {
             weights,
             aging_points_per_minute: self.aging_points_per_minute,
             max_for_each_items: self.max_for_each_items,
+            // Parsed when the settings were read; kept for the process.
+            type_limits: Box::leak(Box::new(self.type_concurrency.clone())),
         }
     }
 
@@ -292,6 +391,13 @@ impl Config {
         if self.max_for_each_items == 0 {
             return Err("--max-for-each-items must be at least 1".into());
         }
+        let most = drover_protocol::limits::MAX_LOG_LINES_LIMIT;
+        if self.max_log_lines == 0 || self.max_log_lines > most {
+            return Err(format!(
+                "--max-log-lines must be between 1 and {most}, got {}",
+                self.max_log_lines
+            ));
+        }
         if self.leader_ttl <= self.duty_interval {
             return Err("--leader-ttl must be longer than --duty-interval".into());
         }
@@ -301,6 +407,71 @@ impl Config {
                 self.schedule_grace,
                 self.leader_ttl + 2 * self.duty_interval
             ));
+        }
+        if self.notify_timeout.is_zero() || self.notify_timeout > Duration::from_secs(60) {
+            return Err(format!(
+                "--notify-timeout ({:?}) must be more than 0s and at most 60s",
+                self.notify_timeout
+            ));
+        }
+        if self.notify_retry_backoff.is_zero()
+            || self.notify_retry_backoff > Duration::from_secs(3600)
+        {
+            return Err(format!(
+                "--notify-retry-backoff ({:?}) must be more than 0s and at most 1h",
+                self.notify_retry_backoff
+            ));
+        }
+        if self.agent_load_interval < Duration::from_millis(100)
+            || self.agent_load_interval > Duration::from_secs(3600)
+        {
+            return Err(format!(
+                "--agent-load-interval ({:?}) must be between 100ms and 1h",
+                self.agent_load_interval
+            ));
+        }
+        // The database refuses to delete younger audit entries (migration
+        // 0021): a shorter setting would only fail.
+        if !self.audit_retention.is_zero()
+            && self.audit_retention < Duration::from_secs(30 * 86_400)
+        {
+            return Err(format!(
+                "--audit-retention ({:?}) must be 0s (keep for ever) or at least 30days",
+                self.audit_retention
+            ));
+        }
+        let kept = std::iter::once(("--retention", &self.retention)).chain(
+            self.retention_by_type
+                .0
+                .iter()
+                .map(|(_, d)| ("--retention-by-type", d)),
+        );
+        for (flag, keep) in kept {
+            if !keep.is_zero() && *keep < Duration::from_secs(60) {
+                return Err(format!(
+                    "{flag} ({keep:?}) must be 0s (keep for ever) or at least 1min"
+                ));
+            }
+        }
+        if self.retention_interval < Duration::from_millis(100) {
+            return Err("--retention-interval must be at least 100ms".into());
+        }
+        let longest = Duration::from_secs(drover_protocol::api::MAX_LOAD_WINDOW_S as u64);
+        if self.agent_load_retention < Duration::from_secs(60)
+            || self.agent_load_retention > longest
+            || self.agent_load_retention < self.agent_load_interval
+        {
+            return Err(format!(
+                "--agent-load-retention ({:?}) must be between 1min and 7days, and at least --agent-load-interval",
+                self.agent_load_retention
+            ));
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "--public-url ({url:?}) must start with http:// or https://"
+                ));
+            }
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
@@ -348,5 +519,50 @@ mod tests {
         assert!(long.validate().unwrap_err().contains("--auth-cache-ttl"));
         let off = parse(&["--auth-cache-ttl=0s", "--group-commit-window=100ms"]).expect("parses");
         assert!(off.validate().is_ok());
+    }
+
+    #[test]
+    fn agent_load_settings_are_bounded() {
+        let defaults = parse(&[]).expect("defaults parse");
+        assert_eq!(defaults.agent_load_interval, Duration::from_secs(5));
+        assert_eq!(defaults.agent_load_retention, Duration::from_secs(86_400));
+        for (flag, bad) in [
+            ("--agent-load-interval", "50ms"),
+            ("--agent-load-interval", "2h"),
+            ("--agent-load-retention", "30s"),
+            ("--agent-load-retention", "8days"),
+        ] {
+            let c = parse(&[&format!("{flag}={bad}")]).expect("parses");
+            assert!(c.validate().unwrap_err().contains(flag), "{flag}={bad}");
+        }
+        let c =
+            parse(&["--agent-load-interval=200ms", "--agent-load-retention=1min"]).expect("parses");
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn notification_settings_are_bounded() {
+        let defaults = parse(&[]).expect("defaults parse");
+        assert_eq!(defaults.notify_max_attempts, 8);
+        assert_eq!(defaults.notify_timeout, Duration::from_secs(10));
+        assert!(!defaults.notify_allow_private);
+        assert!(parse(&["--notify-max-attempts=0"]).is_err());
+        assert!(parse(&["--notify-max-attempts=101"]).is_err());
+        for (flag, bad) in [
+            ("--notify-timeout", "0s"),
+            ("--notify-timeout", "61s"),
+            ("--notify-retry-backoff", "0s"),
+            ("--notify-retry-backoff", "2h"),
+            ("--public-url", "drover.example.com"),
+        ] {
+            let c = parse(&[&format!("{flag}={bad}")]).expect("parses");
+            assert!(c.validate().unwrap_err().contains(flag), "{flag}={bad}");
+        }
+        let ok = parse(&[
+            "--notify-allow-private=true",
+            "--public-url=https://drover.example.com/",
+        ])
+        .expect("parses");
+        assert!(ok.validate().is_ok() && ok.notify_allow_private);
     }
 }

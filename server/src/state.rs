@@ -51,6 +51,8 @@ pub struct Shared {
     agents_seen: RwLock<Option<(std::time::Instant, Arc<Vec<AgentView>>)>>,
     /// Wakes the schedule loop when a schedule is written.
     pub schedule_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the notification deliverer when a delivery is written.
+    pub notify_wake: Arc<tokio::sync::Notify>,
 }
 
 pub use crate::services::gated::{gated_types, GatedTypes};
@@ -107,6 +109,7 @@ impl Shared {
             gated_cache: Arc::new(RwLock::new(None)),
             auth_cache: crate::auth_cache::AuthCache::new(config_auth_ttl),
             schedule_wake: Arc::new(tokio::sync::Notify::new()),
+            notify_wake: Arc::new(tokio::sync::Notify::new()),
             agents_seen: RwLock::new(None),
         }
     }

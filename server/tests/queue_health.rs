@@ -109,6 +109,7 @@ async fn queues_show_depth_held_latency_lost_leases_and_able_agents(backend: Bac
         vec![json!({"task_type": "echo"}), json!({"task_type": "echo"})],
     )
     .await;
+    server.keys_settled().await;
     let h = health(&server).await;
     let echo = of_type(&h, "echo");
     assert_eq!(

@@ -221,6 +221,22 @@ async fn next_stays_on_this_site_and_errors_are_fixed_messages() {
         location.starts_with("/signin?error=bad_credentials"),
         "{location}"
     );
+    assert!(
+        location.contains("&name=admin&"),
+        "the form gets the name back: {location}"
+    );
+    // A name no user can have is not sent back (the form body may hold
+    // 4 KiB of one): the redirect stays short.
+    let long = "x".repeat(3_000);
+    let res = http
+        .post(format!("{}/signin", server.url))
+        .form(&[("name", long.as_str()), ("password", "wrong-one")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status().as_u16(), 303);
+    let echoed = res.headers()[LOCATION].to_str().expect("ascii");
+    assert!(echoed.len() < 200 && echoed.contains("&name=&"), "{echoed}");
     let page = http
         .get(format!("{}{location}", server.url))
         .send()

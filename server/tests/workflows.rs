@@ -304,6 +304,9 @@ steps:
     for (i, t) in tasks.iter().enumerate() {
         let task = f.server.task(t.as_i64().unwrap()).await;
         assert_eq!(task.task.payload["part"], json!(format!("p{i}")));
+        // Each names its run and step (the task page links them).
+        assert_eq!(task.task.run_id, Some(id));
+        assert_eq!(task.task.step_id.as_deref(), Some("transform"));
         let a = &task.attempt_history[0];
         windows.push((a.claimed_at_us, a.finished_at_us.unwrap()));
     }

@@ -98,6 +98,7 @@ mod tests {
             attempt: 1,
             payload,
             timeout: timeout_ms.map(Duration::from_millis),
+            log: None,
         }
     }
 

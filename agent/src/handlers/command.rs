@@ -16,7 +16,10 @@
 //!   [`MAX_OUTPUT_BYTES`] fails the attempt (not retryable) rather than being
 //!   truncated;
 //! - a non-zero exit fails with `exit code N: <last 2000 bytes of stderr>`;
-//! - a program that cannot be started fails (retryable: another agent may have it).
+//! - a program that cannot be started fails (retryable: another agent may have it);
+//! - every line of stdout and stderr is also shipped to the server as it is
+//!   printed (the task's live log, `crate::logs`), redacted and bounded;
+//!   the output and error above are made exactly as without it.
 //!
 //! The program runs in its own process group. If the attempt is stopped
 //! (timeout, cancellation by the server, agent shutdown) the whole group is
@@ -35,7 +38,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use drover_protocol::agent::Outcome;
+use drover_protocol::agent::{Outcome, OutputStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
@@ -44,6 +47,7 @@ use super::{
 };
 use crate::client::tail;
 use crate::config::CommandConfig;
+use crate::logs::LineSplitter;
 
 /// The variables of the agent's environment every program gets: what
 /// programs need to find binaries, a home, a locale and a time zone.
@@ -167,10 +171,14 @@ impl CommandHandler {
                 let _ = stdin.shutdown().await;
             }
         };
+        // Both streams are also cut into lines as they come, for the live
+        // log; what the result is made of is unchanged.
+        let out_lines = ctx.log.as_ref().map(|l| l.splitter(OutputStream::Stdout));
+        let err_lines = ctx.log.as_ref().map(|l| l.splitter(OutputStream::Stderr));
         let (_, (out, overflow), err, status) = tokio::join!(
             feed,
-            read_capped(stdout, MAX_OUTPUT_BYTES),
-            read_tail(stderr, ERROR_TAIL_BYTES),
+            read_capped(stdout, MAX_OUTPUT_BYTES, out_lines),
+            read_tail(stderr, ERROR_TAIL_BYTES, err_lines),
             child.child.wait(),
         );
         let status = match status {
@@ -271,8 +279,12 @@ impl Drop for GroupGuard {
 
 /// Reads everything; keeps at most `cap` bytes. Past the cap it keeps
 /// reading (and discarding), so the program is not blocked on a full pipe,
-/// and reports the overflow.
-async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, cap: usize) -> (Vec<u8>, bool) {
+/// and reports the overflow. Every byte also goes to `lines`, if given.
+async fn read_capped<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    cap: usize,
+    mut lines: Option<LineSplitter<'_>>,
+) -> (Vec<u8>, bool) {
     let mut kept = Vec::new();
     let mut overflow = false;
     let Some(mut reader) = reader else {
@@ -283,6 +295,9 @@ async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, cap: usize) -> (Ve
         match reader.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if let Some(lines) = &mut lines {
+                    lines.push(&buf[..n]);
+                }
                 if overflow || kept.len() + n > cap {
                     overflow = true;
                 } else {
@@ -291,14 +306,22 @@ async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, cap: usize) -> (Ve
             }
         }
     }
+    if let Some(lines) = lines {
+        lines.finish();
+    }
     if overflow {
         kept.clear();
     }
     (kept, overflow)
 }
 
-/// Reads everything; keeps roughly the last `keep` bytes.
-async fn read_tail<R: AsyncRead + Unpin>(reader: Option<R>, keep: usize) -> Vec<u8> {
+/// Reads everything; keeps roughly the last `keep` bytes. Every byte also
+/// goes to `lines`, if given.
+async fn read_tail<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    keep: usize,
+    mut lines: Option<LineSplitter<'_>>,
+) -> Vec<u8> {
     let mut kept = Vec::new();
     let Some(mut reader) = reader else {
         return kept;
@@ -308,12 +331,18 @@ async fn read_tail<R: AsyncRead + Unpin>(reader: Option<R>, keep: usize) -> Vec<
         match reader.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if let Some(lines) = &mut lines {
+                    lines.push(&buf[..n]);
+                }
                 kept.extend_from_slice(&buf[..n]);
                 if kept.len() > keep * 2 {
                     kept.drain(..kept.len() - keep);
                 }
             }
         }
+    }
+    if let Some(lines) = lines {
+        lines.finish();
     }
     kept
 }
@@ -348,6 +377,7 @@ mod tests {
             attempt: 2,
             payload,
             timeout: None,
+            log: None,
         }
     }
 
@@ -497,6 +527,39 @@ mod tests {
             error.len() <= "exit code 1: ".len() + ERROR_TAIL_BYTES,
             "{}",
             error.len()
+        );
+    }
+
+    /// Both streams go to the live log line by line; the outcome is made
+    /// exactly as without it.
+    #[tokio::test]
+    async fn output_lines_also_go_to_the_log() {
+        use crate::logs::{LogShipper, Redactor};
+        let shipper = LogShipper::new(Redactor::new(["s3cret".to_string()]));
+        let mut c = ctx(Value::Null);
+        c.log = Some(shipper.task(c.task_id, 70));
+        let out = sh("echo one; sleep 0.1; echo 'two s3cret' >&2; sleep 0.1; printf three")
+            .run(&c)
+            .await;
+        assert_eq!(
+            out,
+            Outcome::Succeeded {
+                output: json!("one\nthree")
+            }
+        );
+        assert_eq!(
+            shipper.take_lines(),
+            [
+                (OutputStream::Stdout, "one".to_string()),
+                (OutputStream::Stderr, "two ***".to_string()),
+                (OutputStream::Stdout, "three".to_string()),
+            ]
+        );
+        let out = sh("echo 'bad s3cret' >&2; exit 2").run(&c).await;
+        assert_eq!(
+            failure(out).0,
+            "exit code 2: bad s3cret",
+            "the error is the handler's own words"
         );
     }
 

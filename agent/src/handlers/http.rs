@@ -206,6 +206,7 @@ mod tests {
             attempt: 1,
             payload,
             timeout: None,
+            log: None,
         }
     }
 

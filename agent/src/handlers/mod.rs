@@ -19,6 +19,7 @@ use drover_protocol::agent::Outcome;
 use serde_json::Value;
 
 use crate::config::HandlerConfig;
+use crate::logs::TaskLogWriter;
 
 /// Largest output a handler may produce (command stdout, HTTP response body).
 /// Larger outputs fail the attempt rather than being truncated: a cut-off
@@ -28,7 +29,7 @@ pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 pub const ERROR_TAIL_BYTES: usize = 2000;
 
 /// What a handler knows about the task it runs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TaskContext {
     pub task_id: i64,
     pub task_type: String,
@@ -36,6 +37,8 @@ pub struct TaskContext {
     pub payload: Value,
     /// The task's own limit (`timeout_ms`); `None` when the server sent 0.
     pub timeout: Option<Duration>,
+    /// Where the handler's output lines go, live (command handlers).
+    pub log: Option<TaskLogWriter>,
 }
 
 /// A configured handler, ready to run tasks.
@@ -55,6 +58,11 @@ impl Handler {
             HandlerConfig::Command(c) => Handler::Command(command::CommandHandler::new(c)),
             HandlerConfig::Http(h) => Handler::Http(http::HttpHandler::new(h, http.clone())?),
         })
+    }
+
+    /// Whether the handler prints output worth shipping as a live log.
+    pub fn has_output(&self) -> bool {
+        matches!(self, Handler::Command(_))
     }
 
     /// The handler's own time limit from the config file.

@@ -3,6 +3,7 @@
 
 use drover_protocol::api::{AgentList, AgentView};
 use leptos::prelude::*;
+use leptos_meta::Title;
 
 use crate::api;
 use crate::components::{
@@ -70,6 +71,7 @@ pub fn Agents() -> impl IntoView {
     // The agent whose revocation is being confirmed.
     let armed = RwSignal::new(None::<i64>);
     view! {
+        <Title text="Agents"/>
         <h1 class="page-title">"Agents"</h1>
         <p class="muted">"Work goes to the least-loaded agent that can take it: load L = running (C) / capacity (M)."</p>
         {move || outcome_view(flash.get())}
@@ -136,7 +138,7 @@ fn AgentRow(
     );
     view! {
         <tr data-testid="agent-row" id=format!("agent-{id}") data-agent=a.name.clone() data-status=status.clone() class:revoked=revoked>
-            <td><strong>{a.name.clone()}</strong> <span class="muted">" #" {a.id}</span></td>
+            <td><a href=format!("/agents/{id}") data-testid="agent-link"><strong>{a.name.clone()}</strong></a> <span class="muted">" #" {a.id}</span></td>
             <td>{a.hostname.clone()}</td>
             <td class="muted">{a.version.clone()}</td>
             <td>{a.task_types.iter().map(|t| view! { <span class="chip">{t.clone()}</span> }).collect_view()}</td>

@@ -3,6 +3,7 @@
 
 use drover_protocol::workflow::{ApprovalList, ApprovalView};
 use leptos::prelude::*;
+use leptos_meta::Title;
 
 use crate::api;
 use crate::components::{my_name, outcome_view, session, use_me, Badge, Empty, ErrorBox, Loading};
@@ -20,6 +21,13 @@ pub fn Approvals() -> impl IntoView {
     let decided = Resource::new(
         move || live.watch(Topic::Approvals),
         |_| api::fetch("/approvals?status=all&mine=false"),
+    );
+    // Open approvals the caller may not decide (someone else must, or they
+    // started the run): shown with why, so the count on the overview is
+    // never an empty inbox.
+    let others = Resource::new(
+        move || live.watch(Topic::Approvals),
+        |_| api::fetch("/approvals?status=pending&mine=false"),
     );
     let act = Action::new(|(id, approve, comment): &(i64, bool, String)| {
         let (id, approve, comment) = (*id, *approve, comment.clone());
@@ -43,6 +51,7 @@ pub fn Approvals() -> impl IntoView {
         act.dispatch((id, approve, comment));
     });
     view! {
+        <Title text="Approvals"/>
         <h1 class="page-title">"Approvals"</h1>
         {move || outcome_view(act.value().get())}
         <Transition fallback=Loading>
@@ -51,7 +60,7 @@ pub fn Approvals() -> impl IntoView {
                 let me = my_name(&me);
                 match inbox {
                     Ok(l) if l.approvals.is_empty() => view! {
-                        <Empty title="Nothing to decide">"Approvals you may decide appear here the moment a run asks for one."</Empty>
+                        <Empty title="Nothing for you to decide">"Approvals you may decide appear here the moment a run asks for one."</Empty>
                     }.into_any(),
                     Ok(l) => view! {
                         <div class="cards" data-testid="inbox">
@@ -60,6 +69,30 @@ pub fn Approvals() -> impl IntoView {
                     }.into_any(),
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
                 }
+            })}
+        </Transition>
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (all, mine, me) = (
+                    api::parse::<ApprovalList>(others.await),
+                    api::parse::<ApprovalList>(inbox.await),
+                    session(me.await),
+                );
+                let me = my_name(&me);
+                let mine: Vec<i64> = mine.map(|l| l.approvals.iter().map(|a| a.id).collect()).unwrap_or_default();
+                let waiting: Vec<ApprovalView> = match all {
+                    Ok(l) => l.approvals.into_iter().filter(|a| !mine.contains(&a.id)).collect(),
+                    Err(e) => return view! { <ErrorBox failure=e/> }.into_any(),
+                };
+                if waiting.is_empty() {
+                    return ().into_any();
+                }
+                view! {
+                    <h2>"Waiting for others"</h2>
+                    <div class="cards" data-testid="others">
+                        {waiting.into_iter().map(|a| view! { <ApprovalCard a mine=false me=me.clone() decide show_run=true/> }).collect_view()}
+                    </div>
+                }.into_any()
             })}
         </Transition>
         <h2>"Decided"</h2>
@@ -80,7 +113,7 @@ pub fn Approvals() -> impl IntoView {
                                             <td><a href=format!("/runs/{}", a.run_id)>"#" {a.run_id}</a> " " {a.workflow.clone()}</td>
                                             <td>{a.step_id.clone()}</td>
                                             <td><Badge status=a.status.clone()/></td>
-                                            <td>{a.decided_by.clone().unwrap_or_else(|| "timeout".into())}</td>
+                                            <td>{closed_by(&a.status, a.decided_by.as_deref())}</td>
                                             <td class="muted">{a.decided_at_us.map(utc)}</td>
                                             <td>{a.comment.clone()}</td>
                                         </tr>
@@ -159,11 +192,25 @@ pub fn ApprovalCard(
                 view! { <p class="muted" data-testid="cannot-approve">{why_not}</p> }.into_any()
             } else {
                 view! {
-                    <p class="muted" data-testid="decided">{a.status.clone()} " by " {a.decided_by.clone().unwrap_or_else(|| "timeout".into())}
+                    <p class="muted" data-testid="decided">{decided_how(&a.status, a.decided_by.as_deref())}
                         {a.decided_at_us.map(|t| format!(" at {}", utc(t)))}
                         {a.comment.clone().map(|c| format!(": “{c}”"))}</p>
                 }.into_any()
             }}
         </div>
     }
+}
+
+/// Who or what closed an approval: a person (or the schedule that
+/// cancelled its run), its timeout, or the end of its run.
+fn closed_by(status: &str, by: Option<&str>) -> String {
+    match (status, by) {
+        (_, Some(by)) => by.to_string(),
+        ("cancelled", None) => "its run's end".into(),
+        (_, None) => "its timeout".into(),
+    }
+}
+
+fn decided_how(status: &str, by: Option<&str>) -> String {
+    format!("{status} by {}", closed_by(status, by))
 }

@@ -4,6 +4,7 @@
 
 use drover_protocol::credentials::{AuditEntry, AuditList};
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use serde_json::Value;
 
@@ -89,6 +90,7 @@ pub fn Audit() -> impl IntoView {
         },
     );
     view! {
+        <Title text="Audit log"/>
         <h1 class="page-title">"Audit log"</h1>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {

@@ -4,6 +4,7 @@
 
 use drover_protocol::credentials::{CreatedEnrollmentToken, EnrollmentTokenView};
 use leptos::prelude::*;
+use leptos_meta::Title;
 use serde::Deserialize;
 
 use crate::api::{self, ApiFailure, ApiResult};
@@ -61,6 +62,7 @@ pub fn EnrollmentTokens() -> impl IntoView {
     });
     let armed = RwSignal::new(None::<i64>);
     view! {
+        <Title text="Enrollment tokens"/>
         <h1 class="page-title">"Enrollment tokens"</h1>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {

@@ -1,11 +1,14 @@
 //! One module per page.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 
+pub mod agent;
 pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod enrollment;
+pub mod notifications;
 pub mod overview;
 pub mod queues;
 pub mod run;
@@ -17,17 +20,65 @@ pub mod workflows;
 
 #[component]
 pub fn NotFound() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    {
-        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-            response.set_status(http::StatusCode::NOT_FOUND);
-        }
+    view! {
+        <Title text="Not found"/>
+        <Missing title="Not found">"There is no page here. " <a href="/">"Back to the overview"</a></Missing>
     }
+}
+
+/// What a page shows for something that is not there, answered with a 404
+/// status (when the server renders it), so a link checker or a script
+/// knows as well as a reader does.
+#[component]
+pub fn Missing(#[prop(into)] title: String, children: Children) -> impl IntoView {
+    not_found_status();
     view! {
         <section class="card empty-state" data-testid="not-found">
-            <h1>"Not found"</h1>
-            <p>"There is no page here. " <a href="/">"Back to the overview"</a></p>
+            <h1>{title}</h1>
+            <p>{children()}</p>
         </section>
+    }
+}
+
+/// Makes the response a 404 while the server renders (a no-op in the
+/// browser). Called before the first byte is sent: from a component the
+/// server renders at once, or from a blocking resource's fetcher.
+pub fn not_found_status() {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+}
+
+/// A fetch of the thing a page is about (`/runs/{id}`): the API's 404
+/// makes the page's own response a 404. Its resource must be blocking
+/// (`Resource::new_blocking`), so the status is set before the headers go.
+pub async fn subject(path: String) -> crate::api::ApiResult<String> {
+    let fetched = crate::api::fetch(&path).await;
+    if matches!(&fetched, Err(f) if f.status == 404) {
+        not_found_status();
+    }
+    fetched
+}
+
+/// The route's `:id`, if it is a number (`/tasks/abc` is not a task).
+pub fn route_id() -> Memo<Option<i64>> {
+    let params = leptos_router::hooks::use_params_map();
+    Memo::new(move |_| {
+        params
+            .with(|p| p.get("id"))
+            .and_then(|s| s.parse::<i64>().ok())
+    })
+}
+
+/// The page for `/tasks/abc` or `/runs/abc`: not an id at all.
+#[component]
+pub fn NotAnId(what: &'static str, list: &'static str) -> impl IntoView {
+    view! {
+        <Missing title=format!("This is not a {what} id")>
+            {format!("A {what} id is a number, as in {list}/42. ")}
+            <a href=list>{format!("All {what}s")}</a>
+        </Missing>
     }
 }
 
@@ -80,6 +131,7 @@ macro_rules! lazy_page {
 lazy_page! {
     OverviewRoute => overview::Overview;
     AgentsRoute => agents::Agents;
+    AgentRoute => agent::AgentPage;
     TasksRoute => tasks::Tasks;
     TaskRoute => tasks::TaskPage;
     QueuesRoute => queues::Queues;
@@ -88,6 +140,7 @@ lazy_page! {
     RunsRoute => runs::Runs;
     RunRoute => run::RunPage;
     SchedulesRoute => schedules::Schedules;
+    NotificationsRoute => notifications::Notifications;
     ApprovalsRoute => approvals::Approvals;
     EnrollmentRoute => enrollment::EnrollmentTokens;
     AuditRoute => audit::Audit;

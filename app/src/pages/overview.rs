@@ -2,6 +2,7 @@
 
 use drover_protocol::api::Overview as OverviewData;
 use leptos::prelude::*;
+use leptos_meta::Title;
 
 use crate::api;
 use crate::components::{ErrorBox, Loading};
@@ -25,6 +26,7 @@ pub fn Overview() -> impl IntoView {
         |_| api::fetch("/overview"),
     );
     view! {
+        <Title text="Overview"/>
         <h1 class="page-title">"Overview"</h1>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {

@@ -7,12 +7,13 @@ use drover_protocol::health::{
     KeyHealth, QueueHealth, TypeHealth, DEFAULT_HEALTH_WINDOW_S, QUEUE_HEALTH_ROWS,
 };
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{self, enc};
 use crate::components::{Empty, ErrorBox, Loading};
 use crate::format::duration_us;
-use crate::live::{use_live, Topic};
+use crate::live::{paced_refresh, use_live, Topic};
 
 /// The windows offered, in seconds.
 const WINDOWS: [(i64, &str); 4] = [
@@ -41,32 +42,13 @@ pub fn Queues() -> impl IntoView {
             .filter(|w| WINDOWS.iter().any(|(s, _)| s == w))
             .unwrap_or(DEFAULT_HEALTH_WINDOW_S)
     };
-    // Task and agent events mark the figures stale; the page's clock (one
-    // tick a second) refetches stale figures at most every
-    // MIN_REFRESH_US, and any figures every POLL_US.
-    let stale = RwSignal::new(false);
-    Effect::new(move |ran: Option<()>| {
-        let _ = (live.watch(Topic::Tasks), live.watch(Topic::Agents));
-        if ran.is_some() {
-            stale.set(true);
-        }
-    });
-    let refresh = RwSignal::new(0u64);
-    let last = StoredValue::new(live.now_us.get_untracked());
-    Effect::new(move |_| {
-        let now = live.now_us.get();
-        let since = now - last.get_value();
-        if (stale.get_untracked() && since >= MIN_REFRESH_US) || since >= POLL_US {
-            stale.set(false);
-            last.set_value(now);
-            refresh.update(|n| *n += 1);
-        }
-    });
+    let refresh = paced_refresh(live, [Topic::Tasks, Topic::Agents], MIN_REFRESH_US, POLL_US);
     let data = Resource::new(
         move || (refresh.get(), window()),
         |(_, w)| async move { api::fetch(&format!("/queues?window={w}")).await },
     );
     view! {
+        <Title text="Queues"/>
         <h1 class="page-title">"Queues"</h1>
         <form class="filters" method="get" action="/queues">
             <label>"Latency and lost leases over the last "

@@ -1,20 +1,27 @@
-//! One run: its DAG drawn live, each step's details, approvals, a timeline,
-//! and the buttons to cancel the run, retry a step, or decide an approval.
+//! One run: its DAG drawn live, each step's details (a waiting step's wait
+//! in words), approvals, a timeline, and the buttons to cancel the run,
+//! retry a step, decide an approval, or send the event a step waits for.
 
 use drover_protocol::api::TaskDetail;
-use drover_protocol::workflow::{ApprovalList, ApprovalView, RunDetail, StepView, WorkflowVersion};
+use drover_protocol::workflow::{
+    ApprovalList, ApprovalView, EventDelivered, RunDetail, StepView, WorkflowVersion,
+};
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
-use crate::api::{self, enc, ApiResult};
+use crate::api::{self, enc, ApiFailure, ApiResult};
 use crate::components::{
     can_operate, my_name, outcome_view, session, started_by_view, use_me, Badge, ErrorBox, Loading,
 };
-use crate::dag::{layout, steps_of, DagStep, NODE_H, NODE_W};
-use crate::format::{duration_us, json, utc};
+use crate::dag::{layout, steps_of, DagStep, WaitDef, NODE_H, NODE_W};
+use crate::format::{duration_us, json, local, until, utc};
 use crate::live::{use_live, Topic};
+use crate::log_view::TaskLog;
 use crate::pages::approvals::ApprovalCard;
-use crate::pages::tasks::AttemptsTable;
+use crate::pages::tasks::{agent_names, AttemptsTable};
+use crate::pages::{route_id, subject, Missing, NotAnId};
+use crate::waits::{describe, resumed_sentence, shell_word, Piece};
 
 /// The workflow version a run started with. It never changes, so it is
 /// loaded once per run, not on every live refresh of the run.
@@ -34,6 +41,20 @@ struct RunCtx {
     act: Action<RunOp, ApiResult<String>>,
 }
 
+/// Sends an event (`key`, JSON `data` as typed) and says what it resumed.
+async fn send_event(key: String, data: String) -> ApiResult<String> {
+    let data: serde_json::Value = serde_json::from_str(data.trim()).map_err(|e| ApiFailure {
+        status: 0,
+        message: format!("The data is not JSON: {e}"),
+        field: Some("data".into()),
+    })?;
+    let answer: EventDelivered =
+        api::post("/events", &serde_json::json!({ "key": key, "data": data })).await?;
+    Ok(resumed_sentence(&key, &answer))
+}
+
+type SendEvent = Action<(String, String), ApiResult<String>>;
+
 #[derive(Clone)]
 enum RunOp {
     Cancel,
@@ -47,18 +68,28 @@ enum RunOp {
 
 #[component]
 pub fn RunPage() -> impl IntoView {
-    let params = use_params_map();
+    let id = route_id();
+    view! {
+        <Show
+            when=move || id.get().is_some()
+            fallback=|| view! { <Title text="Not a run id"/> <NotAnId what="run" list="/runs"/> }
+        >
+            <RunShown run_id=Signal::derive(move || id.get().unwrap_or_default())/>
+        </Show>
+    }
+}
+
+/// The page of a run whose id is a number (it may still not exist).
+#[component]
+fn RunShown(run_id: Signal<i64>) -> impl IntoView {
     let live = use_live();
     let me = use_me();
-    let id = move || {
-        params
-            .with(|p| p.get("id"))
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0)
-    };
-    let run = Resource::new(
+    let query = use_query_map();
+    let id = move || run_id.get();
+    // Blocking: a run that does not exist makes the page a 404.
+    let run = Resource::new_blocking(
         move || (live.watch(Topic::Runs), live.watch(Topic::Tasks), id()),
-        |(_, _, id)| async move { api::fetch(&format!("/runs/{id}")).await },
+        |(_, _, id)| subject(format!("/runs/{id}")),
     );
     let definition = Resource::new(id, load_definition);
     // Approvals have their own resource, refreshed only by approval events,
@@ -115,7 +146,70 @@ pub fn RunPage() -> impl IntoView {
         selected: RwSignal::new(None),
         act,
     };
+    // Another run's page (a parent or child link) starts with nothing selected.
+    Effect::new(move |_| {
+        id();
+        ctx.selected.set(None);
+    });
+    // `?step=ID` (a task page links its step so) opens with that step
+    // selected, once in the browser: the server renders none selected.
+    Effect::new(move |_| {
+        id();
+        if let Some(step) = query.with(|q| q.get("step")) {
+            ctx.selected.set(Some(step));
+        }
+    });
+    let send: SendEvent =
+        Action::new(|(key, data): &(String, String)| send_event(key.clone(), data.clone()));
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = send.value().get() {
+            run.refetch();
+        }
+    });
+    // A new selection forgets the answer to the last event sent.
+    Effect::new(move |_| {
+        ctx.selected.track();
+        send.value().set(None);
+    });
+    // The key the selected step waits for, when an operator may send it.
+    // The form sits outside the run's transition and depends on this memo
+    // only, so live refreshes of the run do not wipe the data being typed.
+    // Nothing is selected while the server renders, so it reads the run
+    // only in the browser.
+    let waiting_event = Memo::new(move |_| {
+        let selected = ctx.selected.get()?;
+        if !can_operate(&me.get().and_then(session)) {
+            return None;
+        }
+        let run = api::parse::<RunDetail>(run.get()?).ok()?;
+        let wait = run
+            .steps
+            .into_iter()
+            .find(|s| s.step_id == selected)?
+            .wait?;
+        (wait.kind == "event" && wait.status == "waiting")
+            .then_some(wait.event_key)
+            .flatten()
+    });
+    let event_card = Memo::new(move |_| {
+        waiting_event.with(Option::is_some) || send.value().with(Option::is_some)
+    });
+    // The selected step's task, when it runs one (a for-each step's tasks
+    // each have their log on their own page): its latest.
+    let step_log = Memo::new(move |_| {
+        let step_id = ctx.selected.get()?;
+        let run = api::parse::<RunDetail>(run.get()?).ok()?;
+        let step = run.steps.into_iter().find(|s| s.step_id == step_id)?;
+        if step.item_count.is_some() {
+            return None;
+        }
+        Some((step_id, *step.task_ids.last()?))
+    });
     view! {
+        <Title text=move || match run.get() {
+            Some(Err(e)) if e.status == 404 => "Run not found".to_string(),
+            _ => format!("Run {}", id()),
+        }/>
         <p class="crumbs"><a href="/runs">"Runs"</a> " / #" {id}</p>
         {move || outcome_view(act.value().get())}
         <Transition fallback=|| ()>
@@ -138,10 +232,66 @@ pub fn RunPage() -> impl IntoView {
                         let operate = can_operate(&me);
                         view! { <RunBody run wf operate ctx/> }.into_any()
                     }
+                    Err(e) if e.status == 404 => view! {
+                        <Missing title="No such run">
+                            {format!("There is no run {}. ", id())} <a href="/runs">"All runs"</a>
+                        </Missing>
+                    }.into_any(),
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
                 }
             })}
         </Transition>
+        {move || event_card.get().then(|| view! {
+            <section class="card send-event" data-testid="send-event">
+                {move || waiting_event.get().map(|key| view! { <SendEventForm key send/> })}
+                <div data-testid="event-answer">{move || outcome_view(send.value().get())}</div>
+            </section>
+        })}
+        // The selected step's log, outside the run's transition: the run's
+        // refreshes leave it (and where the reader scrolled it) alone. It
+        // changes only when another task is to be shown.
+        {move || step_log.get().map(|(step, task)| {
+            let heading = view! {
+                "Log · step " <code>{step}</code> " · " <a href=format!("/tasks/{task}")>"task " {task}</a>
+            }.into_any();
+            view! { <TaskLog task_id=task heading/> }
+        })}
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                api::parse::<RunDetail>(run.await).ok().map(|run| view! {
+                    <section class="card">
+                        <h2>"Timeline"</h2>
+                        <Timeline run/>
+                    </section>
+                })
+            })}
+        </Transition>
+    }
+}
+
+/// The data of an event for the key a step waits on; posting it resumes
+/// every step waiting for that key, in any run.
+#[component]
+fn SendEventForm(key: String, send: SendEvent) -> impl IntoView {
+    let data: NodeRef<leptos::html::Textarea> = NodeRef::new();
+    let hint = format!("drover event send {} --data '{{}}'", shell_word(&key));
+    let submit = {
+        let key = key.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let text = data.get().map(|el| el.value()).unwrap_or_default();
+            send.dispatch((key.clone(), text));
+        }
+    };
+    view! {
+        <h2>"Send event " <code data-testid="send-event-key">{key}</code></h2>
+        <form class="send-event-form" on:submit=submit>
+            <label for="event-data">"Data (JSON): the resumed steps' output carries it as " <code>"data"</code></label>
+            <textarea id="event-data" name="data" rows="3" spellcheck="false" data-testid="event-data" node_ref=data>"{}"</textarea>
+            <p class="hint">"This resumes every step waiting for the key, in any run. From a shell: " <code>{hint}</code></p>
+            <button type="submit" class="primary" data-testid="send-event-button"
+                disabled=move || send.pending().get()>"Send event"</button>
+        </form>
     }
 }
 
@@ -158,13 +308,11 @@ fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> i
         move || {
             ctx.selected.get().and_then(|sel| {
                 let step = steps.iter().find(|s| s.step_id == sel)?.clone();
-                let kind = dag
-                    .iter()
-                    .find(|d| d.id == sel)
-                    .map(|d| d.kind.clone())
-                    .unwrap_or_default();
+                let def = dag.iter().find(|d| d.id == sel);
+                let kind = def.map(|d| d.kind.clone()).unwrap_or_default();
+                let wait_def = def.and_then(|d| d.wait.clone());
                 let approval = approvals.iter().find(|a| a.step_id == sel).cloned();
-                Some(view! { <StepPanel step kind approval operate ctx/> })
+                Some(view! { <StepPanel step kind wait_def approval operate ctx/> })
             })
         }
     };
@@ -174,6 +322,11 @@ fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> i
             <dl class="facts">
                 <dt>"Workflow"</dt><dd><a href=format!("/workflows/{}?version={}", enc(&r.workflow), r.version)>{r.workflow.clone()} " v" {r.version}</a></dd>
                 <dt>"Started by"</dt><dd>{started_by_view(r.started_by.clone())} ", " {utc(r.created_at_us)}</dd>
+                {r.parent_run_id.map(|p| view! {
+                    <dt>"Parent"</dt>
+                    <dd data-testid="parent-run">"Started by run " <a href=format!("/runs/{p}")>"#" {p}</a>
+                        {r.parent_step_id.clone().map(|s| view! { ", step " <code>{s}</code> })}</dd>
+                })}
                 {r.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} " (" {duration_us(f - r.created_at_us)} ")"</dd> })}
                 {r.error.clone().map(|e| view! { <dt>"Error"</dt><dd class="err-line">{e}</dd> })}
                 <dt>"Inputs"</dt><dd><code class="inputs">{r.inputs.to_string()}</code></dd>
@@ -188,10 +341,6 @@ fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> i
             <p class="muted legend">"Click a step for its payload, output, attempts and timings."</p>
         </section>
         {selected_view}
-        <section class="card">
-            <h2>"Timeline"</h2>
-            <Timeline run=run.clone()/>
-        </section>
     }
 }
 
@@ -223,13 +372,21 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
             let status = view_of.map(|v| v.status.clone()).unwrap_or_else(|| "pending".into());
             let count = view_of.and_then(|v| v.item_count).filter(|_| s.fan_out);
             let label: String = if s.id.chars().count() > 20 { s.id.chars().take(19).chain(['…']).collect() } else { s.id.clone() };
-            let sub = match (s.kind.as_str(), count) {
-                ("approval", _) => "approval".to_string(),
-                (_, Some(n)) => format!("for each · {n} tasks"),
+            let sub = match (&s.wait, s.kind.as_str(), count) {
+                (Some(w), _, _) => w.label().to_string(),
+                (None, "approval", _) => "approval".to_string(),
+                (None, _, Some(n)) => format!("for each · {n} tasks"),
                 _ if s.fan_out => "for each".to_string(),
                 _ if s.conditional => "task · when".to_string(),
                 _ => "task".to_string(),
             };
+            // A waiting event step names its key when hovered.
+            let waits_for = view_of
+                .and_then(|v| v.wait.as_ref())
+                .filter(|w| w.status == "waiting")
+                .and_then(|w| w.event_key.clone())
+                .map(|k| format!(" · event {k}"))
+                .unwrap_or_default();
             let id = s.id.clone();
             let selected = {
                 let id = id.clone();
@@ -239,7 +396,7 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
                 <g class=format!("node s-{status}") class:selected=selected transform=format!("translate({x},{y})")
                     data-testid=format!("step-{}", s.id) data-status=status.clone()
                     on:click=move |_| ctx.selected.set(Some(id.clone()))>
-                    <title>{s.id.clone()} " · " {status.replace('_', " ")}</title>
+                    <title>{s.id.clone()} " · " {status.replace('_', " ")} {waits_for}</title>
                     <rect width=NODE_W height=NODE_H rx="6"></rect>
                     {s.fan_out.then(|| view! { <rect class="stack" x="4" y="-4" width=NODE_W height=NODE_H rx="6"></rect> })}
                     <text x="10" y="17" class="node-id">{label}</text>
@@ -267,6 +424,7 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
 fn StepPanel(
     step: StepView,
     kind: String,
+    wait_def: Option<WaitDef>,
     approval: Option<ApprovalView>,
     operate: bool,
     ctx: RunCtx,
@@ -274,6 +432,7 @@ fn StepPanel(
     let live = use_live();
     let ids: Vec<i64> = step.task_ids.iter().copied().take(20).collect();
     let more = step.task_ids.len().saturating_sub(ids.len());
+    let agents = Resource::new(move || live.watch(Topic::Agents), |_| api::fetch("/agents"));
     let tasks = Resource::new(
         move || live.watch(Topic::Tasks),
         move |_| {
@@ -298,6 +457,14 @@ fn StepPanel(
                 {step.item_count.map(|n| view! { <dt>"Items"</dt><dd>{n}</dd> })}
                 {(step.generation > 0).then(|| view! { <dt>"Retried"</dt><dd>{step.generation} " time(s)"</dd> })}
             </dl>
+            {step.wait.as_ref().map(|w| {
+                let pieces = describe(w, wait_def.as_ref(), step.finished_at_us);
+                view! {
+                    <p class="wait-says" data-testid="wait-says" data-wait-status=w.status.clone()>
+                        {pieces_view(pieces)}
+                    </p>
+                }
+            })}
             {(operate && failed).then(|| view! {
                 <button data-testid="retry-step" on:click=move |_| { ctx.act.dispatch(RunOp::Retry(step_id.clone())); }>"Retry step"</button>
             })}
@@ -308,6 +475,7 @@ fn StepPanel(
                 <h3>"Tasks"</h3>
                 <Transition fallback=Loading>
                     {move || Suspend::new(async move {
+                        let names = agent_names(agents.await);
                         match api::parse::<Vec<TaskDetail>>(tasks.await) {
                             Ok(list) => list.into_iter().map(|d| {
                                 let t = &d.task;
@@ -316,7 +484,7 @@ fn StepPanel(
                                         <p><a href=format!("/tasks/{}", t.id)>"Task " {t.id}</a> " " <Badge status=t.status.as_str()/>
                                             " · " {t.task_type.clone()} " · P " {crate::format::num(t.priority)}</p>
                                         <details><summary>"Payload"</summary><pre>{json(&t.payload)}</pre></details>
-                                        <AttemptsTable d=d.clone()/>
+                                        <AttemptsTable d=d.clone() names=names.clone()/>
                                     </div>
                                 }
                             }).collect_view().into_any(),
@@ -328,6 +496,29 @@ fn StepPanel(
             })}
         </section>
     }
+}
+
+/// A sentence about a wait: times in the reader's zone (UTC on hover),
+/// "in 2 min" counted down live, keys as code, runs as links. The panel is
+/// drawn in the browser only (nothing is selected while the server
+/// renders), so local times never differ from a server-rendered text.
+fn pieces_view(pieces: Vec<Piece>) -> impl IntoView {
+    let live = use_live();
+    pieces
+        .into_iter()
+        .map(|p| match p {
+            Piece::Text(t) => t.into_any(),
+            Piece::Key(k) => view! { <code data-testid="wait-key">{k}</code> }.into_any(),
+            Piece::At(t) => {
+                view! { <span class="nowrap" title=utc(t)>{local(t)}</span> }.into_any()
+            }
+            Piece::Until(t) => (move || until(live.now_us.get(), t)).into_any(),
+            Piece::Run(r) => view! {
+                <a href=format!("/runs/{r}") data-testid="child-run">"#" {r}</a>
+            }
+            .into_any(),
+        })
+        .collect_view()
 }
 
 /// The run's approvals: decide the ones the signed-in user may; say why not otherwise.

@@ -1,7 +1,9 @@
-//! Workflow runs, newest first, filterable by status and workflow.
+//! Workflow runs, newest first, filterable by status and workflow; a
+//! child run (started by a `workflow` step) names its parent.
 
 use drover_protocol::workflow::{RunList, RunStatus};
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{self, enc};
@@ -29,6 +31,7 @@ pub fn Runs() -> impl IntoView {
         },
     );
     view! {
+        <Title text="Runs"/>
         <h1 class="page-title">"Runs"</h1>
         <form class="filters" method="get" action="/runs">
             <label>"Status "
@@ -54,7 +57,13 @@ pub fn Runs() -> impl IntoView {
                                     let created = r.created_at_us;
                                     view! {
                                         <tr data-testid="run-row">
-                                            <td><a href=format!("/runs/{}", r.id)>"#" {r.id}</a></td>
+                                            <td><a href=format!("/runs/{}", r.id)>"#" {r.id}</a>
+                                                {r.parent_run_id.map(|p| view! {
+                                                    <span class="child-of" data-testid="child-of" title=format!("Started by a workflow step of run #{p}")>
+                                                        "↳ of " <a href=format!("/runs/{p}")>"#" {p}</a>
+                                                    </span>
+                                                })}
+                                            </td>
                                             <td><a href=format!("/workflows/{}?version={}", enc(&r.workflow), r.version)>{r.workflow.clone()} " v" {r.version}</a></td>
                                             <td><Badge status=r.status.as_str()/></td>
                                             <td>{started_by_view(r.started_by.clone())}</td>

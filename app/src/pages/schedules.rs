@@ -6,6 +6,7 @@
 use drover_protocol::schedule::{ScheduleList, ScheduleView};
 use drover_protocol::workflow::WorkflowList;
 use leptos::prelude::*;
+use leptos_meta::Title;
 use serde_json::{json, Map, Value};
 
 use crate::api::{self, enc, ApiFailure, ApiResult};
@@ -73,6 +74,7 @@ pub fn Schedules() -> impl IntoView {
     });
     let armed = RwSignal::new(None::<i64>);
     view! {
+        <Title text="Schedules"/>
         <h1 class="page-title">"Schedules"</h1>
         <p class="muted">
             "Workflow runs and tasks started by a cron expression, or once at a time. Runs a schedule starts show "

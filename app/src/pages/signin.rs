@@ -2,6 +2,7 @@
 //! without) the wasm; the server sets the session cookies and redirects.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 #[component]
@@ -14,14 +15,19 @@ pub fn SignIn() -> impl IntoView {
             .map(|code| error_message(&code))
     };
     let next = move || query.with(|q| q.get("next")).unwrap_or_else(|| "/".into());
+    // After a failed attempt the server sends back the name that was
+    // typed: only the password is to be typed again.
+    let name = move || query.with(|q| q.get("name")).unwrap_or_default();
+    let has_name = move || !name().is_empty();
     view! {
+        <Title text="Sign in"/>
         <section class="card signin">
             <h1>"Sign in to Drover"</h1>
             <form method="post" action="/signin">
                 <input type="hidden" name="next" value=next/>
-                <label>"Name" <input name="name" autocomplete="username" required autofocus/></label>
+                <label>"Name" <input name="name" autocomplete="username" required value=name autofocus=move || !has_name()/></label>
                 <label>"Password"
-                    <input name="password" type="password" autocomplete="current-password" required/>
+                    <input name="password" type="password" autocomplete="current-password" required autofocus=has_name/>
                 </label>
                 {move || error().map(|e| view! { <p class="field-error" role="alert" data-testid="signin-error">{e}</p> })}
                 <button type="submit" class="primary">"Sign in"</button>

@@ -7,7 +7,8 @@ use drover_protocol::api::{
     AgentGap, AgentList, ServerStatus, TaskDetail, TaskList, TaskView, WaitReason, Waiting,
 };
 use leptos::prelude::*;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
 use crate::api::{self, enc};
 use crate::components::{
@@ -15,6 +16,8 @@ use crate::components::{
 };
 use crate::format::{ago, duration_us, fixed, json, num, until, utc};
 use crate::live::{use_live, Topic};
+use crate::log_view::TaskLog;
+use crate::pages::{route_id, subject, Missing, NotAnId};
 
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
@@ -89,6 +92,7 @@ pub fn Tasks() -> impl IntoView {
     );
     let act = task_action();
     view! {
+        <Title text="Tasks"/>
         <h1 class="page-title">"Tasks"</h1>
         <form class="filters" method="get" action="/tasks">
             <label>"Status "
@@ -107,9 +111,7 @@ pub fn Tasks() -> impl IntoView {
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
                 let (list, me, w) = (api::parse::<TaskList>(tasks.await), session(me.await), weights_of(weights.await));
-                let names: HashMap<i64, String> = api::parse::<AgentList>(agents.await)
-                    .map(|l| l.agents.into_iter().map(|a| (a.id, a.name)).collect())
-                    .unwrap_or_default();
+                let names = agent_names(agents.await);
                 let operate = can_operate(&me);
                 match list {
                     Ok(list) if list.tasks.is_empty() => view! {
@@ -124,7 +126,7 @@ pub fn Tasks() -> impl IntoView {
                                 </tr></thead>
                                 <tbody>
                                     {list.tasks.into_iter().map(|t| {
-                                        let agent = t.agent_id.map(|id| names.get(&id).cloned().unwrap_or_else(|| format!("agent #{id}")));
+                                        let agent = t.agent_id.map(|id| (id, agent_name(&names, id)));
                                         view! { <TaskRow t w agent operate act/> }
                                     }).collect_view()}
                                 </tbody>
@@ -138,11 +140,36 @@ pub fn Tasks() -> impl IntoView {
     }
 }
 
+/// Agents' names by id, from a fetched `/agents` (none if it failed).
+pub fn agent_names(fetched: api::ApiResult<String>) -> HashMap<i64, String> {
+    api::parse::<AgentList>(fetched)
+        .map(|l| l.agents.into_iter().map(|a| (a.id, a.name)).collect())
+        .unwrap_or_default()
+}
+
+/// An agent's name, or its number when it is not in the list (revoked).
+pub fn agent_name(names: &HashMap<i64, String>, id: i64) -> String {
+    names
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| format!("agent #{id}"))
+}
+
+/// The task's own error: only a task that ended badly has one. The
+/// server keeps the last attempt's error on a task that is queued again or
+/// running; that error belongs to its attempt's row, not to the task.
+pub fn current_error(t: &TaskView) -> Option<String> {
+    matches!(t.status.as_str(), "failed" | "cancelled")
+        .then(|| t.error.clone())
+        .flatten()
+}
+
 #[component]
 fn TaskRow(
     t: TaskView,
     w: Option<[f64; 3]>,
-    agent: Option<String>,
+    /// The agent's id and name.
+    agent: Option<(i64, String)>,
     operate: bool,
     act: TaskAction,
 ) -> impl IntoView {
@@ -157,10 +184,10 @@ fn TaskRow(
         <tr data-testid="task-row" data-status=status>
             <td><a href=format!("/tasks/{id}")>{id}</a></td>
             <td>{t.task_type.clone()}</td>
-            <td><Badge status=status/>{t.error.clone().map(|e| { let title = e.clone(); view! { <div class="err-line" title=title>{e}</div> } })}</td>
+            <td><Badge status=status/>{current_error(&t).map(|e| { let title = e.clone(); view! { <div class="err-line" title=title>{e}</div> } })}</td>
             <td class="formula"><strong>{num(t.priority)}</strong> <span class="muted">" = " {formula}</span></td>
-            <td>{agent.map(|name| view! {
-                <a href="/agents">{name}</a>
+            <td>{agent.map(|(agent_id, name)| view! {
+                <a href=format!("/agents/{agent_id}")>{name}</a>
                 {t.claim_load.map(|l| view! {
                     <span class="muted" title="its load L = C/M when it was given the task: the least loaded agent gets the work">{format!(" at L {}", fixed(l, 2))}</span>
                 })}
@@ -182,21 +209,30 @@ const WAITING_POLL_US: i64 = 10_000_000;
 
 #[component]
 pub fn TaskPage() -> impl IntoView {
-    let params = use_params_map();
+    let id = route_id();
+    view! {
+        <Show
+            when=move || id.get().is_some()
+            fallback=|| view! { <Title text="Not a task id"/> <NotAnId what="task" list="/tasks"/> }
+        >
+            <TaskShown task_id=Signal::derive(move || id.get().unwrap_or_default())/>
+        </Show>
+    }
+}
+
+/// The page of a task whose id is a number (it may still not exist).
+#[component]
+fn TaskShown(task_id: Signal<i64>) -> impl IntoView {
     let live = use_live();
     let me = use_me();
     let weights = weights();
-    let id = move || {
-        params
-            .with(|p| p.get("id"))
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0)
-    };
+    let id = move || task_id.get();
     // What holds a queued task also changes with the agents (one comes
     // online, drains, goes offline), and with time alone: its priority
     // ages, its run_after passes, the queue ahead moves.
     let poll = RwSignal::new(0u64);
-    let task = Resource::new(
+    // Blocking: a task that does not exist makes the page a 404.
+    let task = Resource::new_blocking(
         move || {
             (
                 live.watch(Topic::Tasks),
@@ -205,8 +241,9 @@ pub fn TaskPage() -> impl IntoView {
                 id(),
             )
         },
-        |(_, _, _, id)| async move { api::fetch(&format!("/tasks/{id}")).await },
+        |(_, _, _, id)| subject(format!("/tasks/{id}")),
     );
+    let agents = Resource::new(move || live.watch(Topic::Agents), |_| api::fetch("/agents"));
     // While the task waits, look again every few seconds on the page's clock.
     let poll_slot = Memo::new(move |_| live.now_us.get() / WAITING_POLL_US);
     Effect::new(move |ran: Option<()>| {
@@ -223,17 +260,30 @@ pub fn TaskPage() -> impl IntoView {
     });
     let act = task_action();
     view! {
+        <Title text=move || match task.get() {
+            Some(Err(e)) if e.status == 404 => "Task not found".to_string(),
+            _ => format!("Task {}", id()),
+        }/>
         <p class="crumbs"><a href="/tasks">"Tasks"</a> " / " {id}</p>
         {move || outcome_view(act.value().get())}
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
                 let (task, me, w) = (api::parse::<TaskDetail>(task.await), session(me.await), weights_of(weights.await));
+                let names = agent_names(agents.await);
                 match task {
-                    Ok(d) => view! { <TaskDetailView d w operate=can_operate(&me) act/> }.into_any(),
+                    Ok(d) => view! { <TaskDetailView d w names operate=can_operate(&me) act/> }.into_any(),
+                    Err(e) if e.status == 404 => view! {
+                        <Missing title="No such task">
+                            {format!("There is no task {}. ", id())} <a href="/tasks">"All tasks"</a>
+                        </Missing>
+                    }.into_any(),
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
                 }
             })}
         </Transition>
+        // Outside the transition: the task's refreshes leave the log (and
+        // where the reader scrolled it) alone.
+        {move || view! { <TaskLog task_id=id()/> }}
     }
 }
 
@@ -241,6 +291,7 @@ pub fn TaskPage() -> impl IntoView {
 pub fn TaskDetailView(
     d: TaskDetail,
     w: Option<[f64; 3]>,
+    names: HashMap<i64, String>,
     operate: bool,
     act: TaskAction,
 ) -> impl IntoView {
@@ -257,6 +308,16 @@ pub fn TaskDetailView(
                 <dt>"Created"</dt><dd>{utc(t.created_at_us)}</dd>
                 {t.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} " (" {duration_us(f - t.created_at_us)} " after creation)"</dd> })}
                 {(!t.required_labels.is_empty()).then(|| view! { <dt>"Needs labels"</dt><dd>{t.required_labels.join(", ")}</dd> })}
+                {t.run_id.map(|run| view! {
+                    <dt>"Run"</dt>
+                    <dd>
+                        <a href=format!("/runs/{run}") data-testid="task-run">"Run " {run}</a>
+                        {t.step_id.clone().map(|step| view! {
+                            ", step "
+                            <a href=format!("/runs/{run}?step={}", enc(&step)) data-testid="task-step">{step.clone()}</a>
+                        })}
+                    </dd>
+                })}
             </dl>
             {operate.then(|| view! {
                 <div class="actions">
@@ -265,18 +326,18 @@ pub fn TaskDetailView(
                 </div>
             })}
             {d.waiting.clone().map(|w| view! { <WaitingView w/> })}
-            {t.error.clone().map(|e| view! { <h2>"Error"</h2><pre class="error-pre">{e}</pre> })}
+            {current_error(t).map(|e| view! { <h2>"Error"</h2><pre class="error-pre" data-testid="task-error">{e}</pre> })}
             <div class="grid2">
                 <div><h2>"Payload"</h2><pre>{json(&t.payload)}</pre></div>
                 <div><h2>"Result"</h2><pre>{t.result.as_ref().map(json).unwrap_or_else(|| "—".into())}</pre></div>
             </div>
             <h2>"Attempts"</h2>
-            <AttemptsTable d=d.clone()/>
+            <AttemptsTable d=d.clone() names=names.clone()/>
             <h2>"Events"</h2>
             <ol class="timeline">
                 {d.events.iter().map(|e| view! {
                     <li><span class="muted">{utc(e.at_us)}</span> " " {e.kind.clone()} " → " <Badge status=e.status.as_str()/>
-                        {e.agent_id.map(|a| format!(" (agent #{a})"))} {e.detail.clone().map(|x| format!(": {x}"))}</li>
+                        {e.agent_id.map(|a| format!(" ({})", agent_name(&names, a)))} {e.detail.clone().map(|x| format!(": {x}"))}</li>
                 }).collect_view()}
             </ol>
         </section>
@@ -286,7 +347,7 @@ pub fn TaskDetailView(
 /// Each claim: which agent, its load L when it got the task (why it was
 /// chosen: the least loaded), and how the attempt ended.
 #[component]
-pub fn AttemptsTable(d: TaskDetail) -> impl IntoView {
+pub fn AttemptsTable(d: TaskDetail, names: HashMap<i64, String>) -> impl IntoView {
     if d.attempt_history.is_empty() {
         return view! { <p class="muted">"Not claimed yet."</p> }.into_any();
     }
@@ -297,7 +358,7 @@ pub fn AttemptsTable(d: TaskDetail) -> impl IntoView {
                 {d.attempt_history.iter().map(|a| view! {
                     <tr data-testid="attempt" data-agent=a.agent_id>
                         <td>{a.attempt}</td>
-                        <td>"agent #" {a.agent_id}</td>
+                        <td><a href=format!("/agents/{}", a.agent_id)>{agent_name(&names, a.agent_id)}</a></td>
                         <td title="the agent's load L = C/M when it was given the task">{fixed(a.agent_load, 2)}</td>
                         <td class="muted">{utc(a.claimed_at_us)}</td>
                         <td>{a.finished_at_us.map(|f| duration_us(f - a.started_at_us.unwrap_or(a.claimed_at_us)))}</td>
@@ -432,6 +493,19 @@ fn reason_view(r: WaitReason, plus: &'static str) -> AnyView {
             }
             .into_any()
         }
+        WaitReason::RateLimited {
+            scope,
+            per_second,
+            next_release_us,
+        } => view! {
+            <li data-kind="rate_limited">
+                <span class="chip">"rate-limited"</span>
+                " Rate limit " <code>{scope}</code> {format!(" lets {per_second} task(s) a second start; its next release is ")}
+                <strong>{utc(next_release_us)}</strong>
+                " (" {move || until(live.now_us.get(), next_release_us)} ")."
+            </li>
+        }
+        .into_any(),
         WaitReason::AgentsFull {
             agents,
             running,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use drover_protocol::workflow::{RunSummary, UploadedWorkflow, WorkflowList, WorkflowVersion};
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use serde_json::{Map, Value};
 
@@ -23,6 +24,7 @@ pub fn Workflows() -> impl IntoView {
         |_| api::fetch("/workflows"),
     );
     view! {
+        <Title text="Workflows"/>
         <h1 class="page-title">"Workflows"</h1>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
@@ -105,6 +107,7 @@ pub fn WorkflowPage() -> impl IntoView {
         api::fetch(&format!("/workflows/{}", enc(&name))).await
     });
     view! {
+        <Title text=move || format!("Workflow {}", name())/>
         <p class="crumbs"><a href="/workflows">"Workflows"</a> " / " {name}</p>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
@@ -153,6 +156,7 @@ fn StepList(wf: WorkflowVersion) -> impl IntoView {
                 <li><code>{s.id.clone()}</code> " " <span class="chip">{s.kind.clone()}</span>
                     {s.fan_out.then(|| view! { <span class="chip">"for each"</span> })}
                     {s.conditional.then(|| view! { <span class="chip">"when"</span> })}
+                    {s.wait.as_ref().map(|w| view! { <span class="muted">" " {w.summary()}</span> })}
                     {(!s.depends_on.is_empty()).then(|| view! { <span class="muted">" after " {s.depends_on.join(", ")}</span> })}
                 </li>
             }).collect_view()}

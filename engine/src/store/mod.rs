@@ -45,13 +45,21 @@ macro_rules! delegate_to_backend {
     };
 }
 
+mod agent_load;
 mod audit;
+mod backup;
 mod combine;
 mod enrollment;
+mod health;
+mod keys;
+mod logs;
+mod notifications;
 mod overview;
 mod plan;
 mod postgres;
 mod queue_health;
+mod rate_limits;
+mod retention;
 mod retry;
 mod rows;
 mod runs;
@@ -62,6 +70,7 @@ mod sqlite;
 mod triggers;
 mod users;
 mod waiting;
+mod waits;
 mod workflow_defs;
 
 use drover_protocol::agent::{Assignment, HeartbeatResponse, Lease, TaskResult};
@@ -74,12 +83,23 @@ use plan::{
     FreedSlots, SweptBecause,
 };
 
+pub use agent_load::{bucket_width, AgentLoadStore};
 pub use audit::{AuditFilter, AuditStore, NewAuditEntry};
+pub use backup::{backup, BackupReport};
 pub use combine::GroupCommit;
 pub use enrollment::{EnrollmentStore, NewEnrollment};
+pub use health::Check;
+pub use keys::KeyStore;
+pub use logs::{Appended, LogRange, LogStore};
+pub use notifications::{
+    Attempted, Cursor, DeliveryFilter, DeliveryRow, NewDelivery, NotificationRuleDef,
+    NotificationRuleRow, NotificationStore,
+};
 pub use overview::{OverviewCounts, OverviewStore};
 use postgres::PgStore;
 pub use queue_health::QueueHealthStore;
+pub use rate_limits::{RateLimitRow, RateLimitStore};
+pub use retention::{Batch, RetentionPolicy, RetentionStore};
 pub use retry::TaskRetryStore;
 pub use runs::{Advanced, ApprovalRecord, Recorded, Refill, RunStore, APPROVAL_PAGE};
 pub use schedules::{ScheduleDef, ScheduleRow, ScheduleStore, Started, TickRecord};
@@ -88,6 +108,7 @@ use sqlite::SqliteStore;
 pub use triggers::{NewTriggerRow, TriggerRow, TriggerStore};
 pub use users::{ApiToken, NewToken, TokenUser, UserChange, UserRecord, UserStore, UserSummary};
 pub use waiting::WaitingStore;
+pub use waits::{WaitRow, WaitStore};
 pub use workflow_defs::WorkflowDefStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -12,6 +12,7 @@ use drover_protocol::workflow::RunStatus;
 use serde_json::{Map, Value};
 
 use super::rows::{json_opt, run_status, step_status, ItemRow, StepRow};
+use super::waits::{ChildEnd, WaitWrite};
 use super::{Advanced, Applied, Completed, Result, Sweep};
 use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
@@ -47,6 +48,7 @@ impl TaskRow {
         specs
             .iter()
             .map(|spec| {
+                let concurrency = sched.concurrency_of(spec);
                 Ok(Self {
                     task_type: spec.task_type.clone(),
                     payload: spec.payload.to_string(),
@@ -62,8 +64,8 @@ impl TaskRow {
                     idempotency_key: spec.idempotency_key.clone(),
                     run_after: spec.run_after_us.unwrap_or(now_us),
                     created_at: now_us,
-                    concurrency_key: spec.concurrency.as_ref().map(|c| c.0.clone()),
-                    concurrency_limit: spec.concurrency.as_ref().map(|c| c.1),
+                    concurrency_limit: concurrency.as_ref().map(|c| c.1),
+                    concurrency_key: concurrency.map(|c| c.0),
                 })
             })
             .collect()
@@ -296,6 +298,7 @@ pub(super) struct ActiveRun {
     pub(super) status: RunStatus,
     pub(super) inputs: String,
     pub(super) started_by: String,
+    pub(super) parent_run_id: Option<i64>,
 }
 
 /// A run's step states, and each step's current generation.
@@ -313,6 +316,14 @@ pub(super) struct Writes {
     /// Each step's final state, by (run, step).
     pub(super) steps: BTreeMap<(i64, String), StepWrite>,
     pub(super) approvals: Vec<ApprovalWrite>,
+    /// Durable waits to open (`store::waits`).
+    pub(super) waits: Vec<WaitWrite>,
+    /// Child runs that ended, to resolve their parents' steps.
+    pub(super) child_ends: Vec<ChildEnd>,
+    /// Runs that ended with a step still waiting: their waits (and child
+    /// runs) are cancelled. Only these: most runs end with none, and the
+    /// look-up would cost each a statement.
+    pub(super) ended_waiting: Vec<i64>,
     /// Rows of run updates: id, status, error, terminal.
     pub(super) runs: Vec<Value>,
     /// Runs that ended.
@@ -342,6 +353,9 @@ impl Writes {
         self.tasks.extend(other.tasks);
         self.steps.extend(other.steps);
         self.approvals.extend(other.approvals);
+        self.waits.extend(other.waits);
+        self.child_ends.extend(other.child_ends);
+        self.ended_waiting.extend(other.ended_waiting);
         self.runs.extend(other.runs);
         self.finished.extend(other.finished);
     }
@@ -380,7 +394,9 @@ pub(super) fn plan_batch(
                 run.id,
                 Advanced {
                     tasks_created: 0,
+                    approvals_opened: 0,
                     status: Some(run.status),
+                    follow_up: Vec::new(),
                 },
             ));
             continue;
@@ -416,6 +432,16 @@ pub(super) fn not_advanced(runs: &[i64], advanced: &[(i64, Advanced)]) -> Vec<i6
         .copied()
         .filter(|id| advanced.binary_search_by_key(id, |(run, _)| *run).is_err())
         .collect()
+}
+
+/// Hangs the runs a write started or must advance again (`(run, next)`
+/// pairs from `write_waits`) on the advances that caused them.
+pub(super) fn attach_follow_ups(out: &mut [(i64, Advanced)], follow: Vec<(i64, i64)>) {
+    for (run, next) in follow {
+        if let Ok(i) = out.binary_search_by_key(&run, |(id, _)| *id) {
+            out[i].1.follow_up.push(next);
+        }
+    }
 }
 
 /// The rows of the steps' new states, for a multi-row write.
@@ -547,6 +573,7 @@ pub(super) fn plan_run(
                     on_timeout_approve,
                     on_reject_continue,
                 } => {
+                    advanced.approvals_opened += 1;
                     writes.approvals.push(ApprovalWrite {
                         run_id,
                         step_id,
@@ -565,6 +592,16 @@ pub(super) fn plan_run(
                         },
                         expires_at: timeout_ms
                             .map(|t| drover_protocol::limits::deadline_us(now_us, t)),
+                    });
+                }
+                Action::Wait { step_id, wait } => {
+                    writes.waits.push(WaitWrite {
+                        run_id,
+                        generation: generations.get(&step_id).copied().unwrap_or(0),
+                        step_id,
+                        wait,
+                        started_by: started_by.to_string(),
+                        opened_at_us: now_us,
                     });
                 }
                 Action::FinishRun { status, error } => {
@@ -603,6 +640,15 @@ pub(super) fn plan_run(
     }));
     if new_status.is_terminal() {
         writes.finished.push(run_id);
+        if steps.values().any(|s| s.status == StepStatus::Waiting) {
+            writes.ended_waiting.push(run_id);
+        }
+        if let Some(parent) = run.parent_run_id {
+            writes
+                .child_ends
+                .push(ChildEnd::of(run_id, new_status, error.as_deref(), &steps));
+            advanced.follow_up.push(parent);
+        }
     }
     Ok((advanced, writes))
 }
@@ -621,8 +667,9 @@ pub(super) fn step_task_row(
     // The key is the store's, in the prefix an operator's task may not use.
     let key = format!("run:{run_id}:{step_id}:{index}:g{generation}");
     new.idempotency_key = None;
-    let spec = TaskSpec::parse(new, &sched.weights, |_| true)
+    let mut spec = TaskSpec::parse(new, &sched.weights, |_| true)
         .map_err(|e| StoreError::Conflict(format!("it makes an invalid task: {e}")))?;
+    spec.concurrency = sched.concurrency_of(&spec);
     Ok(serde_json::json!({
         "task_type": spec.task_type,
         "payload": spec.payload.to_string(),
@@ -685,6 +732,7 @@ pub(super) fn plan_loaded(
             status,
             inputs: r.inputs,
             started_by: r.started_by,
+            parent_run_id: r.parent_run_id,
         });
     }
     let wanted: HashMap<i64, ()> = runs.iter().map(|r| (r.id, ())).collect();

@@ -8,9 +8,9 @@
 //!   (`tasks_claim`, not held; `tasks_held`, held), one branch each, so
 //!   neither backend walks finished tasks; running tasks through the
 //!   running-only indexes (`tasks_leases`, `tasks_holder`);
-//! - keys: the keyed active tasks through `tasks_by_key` (its predicate
-//!   written out, so SQLite uses it too), each key's count and limit from
-//!   `concurrency_keys` by its primary key;
+//! - keys: the keyed admitted and held tasks through `tasks_key_admitted`
+//!   and `tasks_held` (their predicates written out, so SQLite uses them
+//!   too);
 //! - the window: `task_attempts` by `claimed_at` (first claims) and by
 //!   `finished_at` (lost leases). Neither column is indexed, so these two
 //!   read every attempt row (on PostgreSQL about 30 ms per 300,000
@@ -60,19 +60,25 @@ const QUEUED: &str = "SELECT task_type, CAST(SUM(n) AS BIGINT), CAST(SUM(h) AS B
 const RUNNING: &str = "SELECT task_type, COUNT(*) FROM tasks WHERE status = 'running' \
     GROUP BY task_type ORDER BY COUNT(*) DESC, task_type LIMIT $1";
 
-/// Keyed queued and running tasks per key, with the key's count and limit.
-const KEYS: &str =
-    "SELECT q.concurrency_key, COALESCE(k.admitted, 0), COALESCE(k.max_admitted, 0), \
-    q.queued, q.held, q.running, q.oldest FROM ( \
-      SELECT concurrency_key, \
-        CAST(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END) AS BIGINT) AS queued, \
-        CAST(SUM(CASE WHEN status = 'queued' AND held = 1 THEN 1 ELSE 0 END) AS BIGINT) AS held, \
-        CAST(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS BIGINT) AS running, \
-        MIN(CASE WHEN status = 'queued' AND run_after <= $1 THEN run_after END) AS oldest \
-      FROM tasks WHERE concurrency_key IS NOT NULL AND status IN ('queued', 'running') \
-      GROUP BY concurrency_key ORDER BY held DESC, queued DESC, concurrency_key LIMIT $2 \
-    ) q LEFT JOIN concurrency_keys k ON k.key = q.concurrency_key \
-    ORDER BY q.held DESC, q.queued DESC, q.concurrency_key";
+/// Keyed queued and running tasks per key, with the key's admitted count
+/// (not held, or running) and its largest limit. The admitted and the held
+/// tasks are read through their own indexes (`tasks_key_admitted`,
+/// `tasks_held`), their predicates written out so SQLite uses them too.
+const KEYS: &str = "SELECT concurrency_key, \
+      CAST(SUM(CASE WHEN held = 0 THEN 1 ELSE 0 END) AS BIGINT), \
+      CAST(MAX(concurrency_limit) AS BIGINT), \
+      CAST(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END) AS BIGINT) AS queued, \
+      CAST(SUM(CASE WHEN held = 1 THEN 1 ELSE 0 END) AS BIGINT) AS held, \
+      CAST(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS BIGINT), \
+      MIN(CASE WHEN status = 'queued' AND run_after <= $1 THEN run_after END) \
+    FROM ( \
+      SELECT concurrency_key, concurrency_limit, held, status, run_after FROM tasks \
+        WHERE held = 0 AND status IN ('queued', 'running') AND concurrency_key IS NOT NULL \
+      UNION ALL \
+      SELECT concurrency_key, concurrency_limit, held, status, run_after FROM tasks \
+        WHERE status = 'queued' AND held = 1 \
+    ) k \
+    GROUP BY concurrency_key ORDER BY held DESC, queued DESC, concurrency_key LIMIT $2";
 
 /// The latest first claims in the window: type and submit→start.
 const STARTS: &str = "SELECT t.task_type, a.claimed_at - t.created_at \

@@ -174,6 +174,8 @@ pub(super) struct TaskRow {
     concurrency_key: Option<String>,
     concurrency_limit: Option<i64>,
     held: i64,
+    run_id: Option<i64>,
+    step_id: Option<String>,
 }
 
 impl TryFrom<TaskRow> for TaskView {
@@ -206,7 +208,10 @@ impl TryFrom<TaskRow> for TaskView {
             claim_load: r.claim_load,
             concurrency_key: r.concurrency_key,
             concurrency_limit: r.concurrency_limit,
-            held: r.held != 0,
+            held: r.held == 1,
+            rate_limited: r.held == 2,
+            run_id: r.run_id,
+            step_id: r.step_id,
         })
     }
 }
@@ -223,6 +228,7 @@ pub(super) struct AgentRow {
     capacity: i64,
     running: i64,
     status: String,
+    drained: bool,
     registered_at: i64,
     last_heartbeat_at: i64,
 }
@@ -241,6 +247,7 @@ impl TryFrom<AgentRow> for drover_protocol::api::AgentView {
             running: r.running,
             load: load(r.running, r.capacity),
             status: agent_status(&r.status)?,
+            drained: r.drained,
             registered_at_us: r.registered_at,
             last_heartbeat_at_us: r.last_heartbeat_at,
         })
@@ -626,6 +633,10 @@ pub(super) struct RunRow {
     created_at: i64,
     updated_at: i64,
     finished_at: Option<i64>,
+    #[sqlx(default)]
+    parent_run_id: Option<i64>,
+    #[sqlx(default)]
+    parent_step_id: Option<String>,
 }
 
 impl TryFrom<RunRow> for drover_protocol::workflow::RunSummary {
@@ -642,6 +653,8 @@ impl TryFrom<RunRow> for drover_protocol::workflow::RunSummary {
             created_at_us: r.created_at,
             updated_at_us: r.updated_at,
             finished_at_us: r.finished_at,
+            parent_run_id: r.parent_run_id,
+            parent_step_id: r.parent_step_id,
         })
     }
 }
@@ -717,6 +730,10 @@ pub(super) struct RunStateRow {
     #[sqlx(default)]
     #[serde(default)]
     pub(super) definition: Option<String>,
+    /// The run whose workflow step started this one.
+    #[sqlx(default)]
+    #[serde(default)]
+    pub(super) parent_run_id: Option<i64>,
 }
 
 /// One row of an advance's load: a step of a run (`kind` 0) or a task of
@@ -796,6 +813,7 @@ pub(super) fn step_views(
             generation: s.generation,
             started_at_us: s.started_at,
             finished_at_us: s.finished_at,
+            wait: None,
         });
     }
     if let Some(def) = definition {

@@ -27,7 +27,12 @@ use crate::domain::Scheduling;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Advanced {
     pub tasks_created: usize,
+    /// Approvals this advance asked for: approvers' inboxes change.
+    pub approvals_opened: usize,
     pub status: Option<RunStatus>,
+    /// Runs to advance next, after this commit: child runs this advance
+    /// started, and the parent of a child run it ended.
+    pub follow_up: Vec<i64>,
 }
 
 /// An approval with what deciding it needs.
@@ -121,8 +126,9 @@ pub trait RunStore {
         limit: i64,
     ) -> Result<Vec<RunSummary>>;
     /// Cancels the run, its queued tasks and pending approvals; returns the
-    /// ids of its running tasks for the caller to cancel.
-    async fn cancel_run(&self, id: i64, now_us: i64) -> Result<Vec<i64>>;
+    /// ids of its running tasks for the caller to cancel. `by` is recorded
+    /// on the approvals it cancels.
+    async fn cancel_run(&self, id: i64, by: &str, now_us: i64) -> Result<Vec<i64>>;
     /// Puts a failed step back to pending (a new generation) and the run back to running.
     async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()>;
     /// Approvals with `status` (any if `None`), newest first: at most
@@ -157,7 +163,7 @@ delegate_to_backend!(RunStore {
     async fn active_runs(&self) -> Result<Vec<i64>>;
     async fn get_run(&self, id: i64) -> Result<Option<RunDetail>>;
     async fn list_runs(&self, status: Option<RunStatus>, workflow: Option<&str>, limit: i64) -> Result<Vec<RunSummary>>;
-    async fn cancel_run(&self, id: i64, now_us: i64) -> Result<Vec<i64>>;
+    async fn cancel_run(&self, id: i64, by: &str, now_us: i64) -> Result<Vec<i64>>;
     async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()>;
     async fn list_approvals(&self, status: Option<&str>, before_id: Option<i64>) -> Result<Vec<ApprovalRecord>>;
     async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>>;

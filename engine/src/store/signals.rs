@@ -8,6 +8,8 @@
 //! browser connected to any instance sees every change). SQLite serves one
 //! instance: its listener never yields and publishing is a no-op.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -71,7 +73,7 @@ impl Store {
             },
             Backend::Postgres(pg) => {
                 let (tx, rx) = mpsc::channel(1024);
-                let task = tokio::spawn(listen_loop(pg.pool().clone(), tx));
+                let task = tokio::spawn(listen_loop(pg.pool().clone(), pg.listening().clone(), tx));
                 Signals {
                     rx: Some(rx),
                     task: Some(task),
@@ -104,11 +106,14 @@ impl Store {
     }
 }
 
-/// Listens until the receiver is gone, reconnecting after a lost connection.
-async fn listen_loop(pool: PgPool, tx: mpsc::Sender<Signal>) {
+/// Listens until the receiver is gone, reconnecting after a lost connection;
+/// `up` says whether the connection is listening now (for `/readyz`).
+async fn listen_loop(pool: PgPool, up: Arc<AtomicBool>, tx: mpsc::Sender<Signal>) {
     let mut first = true;
     loop {
-        match listen_once(&pool, &tx, first).await {
+        let outcome = listen_once(&pool, &up, &tx, first).await;
+        up.store(false, Ordering::Relaxed);
+        match outcome {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "LISTEN connection lost; retrying");
@@ -122,9 +127,10 @@ async fn listen_loop(pool: PgPool, tx: mpsc::Sender<Signal>) {
     }
 }
 
-/// One connection's life; `Ok` when the receiver is gone.
+/// One listener's life; `Ok` when the receiver is gone.
 async fn listen_once(
     pool: &PgPool,
+    up: &AtomicBool,
     tx: &mpsc::Sender<Signal>,
     first: bool,
 ) -> Result<(), sqlx::Error> {
@@ -132,18 +138,22 @@ async fn listen_once(
     listener
         .listen_all([postgres::WORK_CHANNEL, EVENTS_CHANNEL])
         .await?;
+    up.store(true, Ordering::Relaxed);
     // Notices sent while the connection was down are lost: say so.
     if !first && tx.send(Signal::Reconnected).await.is_err() {
         return Ok(());
     }
     loop {
-        let n = listener.recv().await?;
-        let signal = if n.channel() == EVENTS_CHANNEL {
-            Signal::Event(n.payload().to_string())
-        } else if n.payload() != postgres::instance_tag() {
-            Signal::Work
-        } else {
-            continue;
+        // `try_recv`, not `recv`: the listener reconnects by itself after a
+        // lost connection, and `recv` would hide that notices were missed.
+        let signal = match listener.try_recv().await? {
+            None => {
+                tracing::warn!("LISTEN connection lost and made again");
+                Signal::Reconnected
+            }
+            Some(n) if n.channel() == EVENTS_CHANNEL => Signal::Event(n.payload().to_string()),
+            Some(n) if n.payload() != postgres::instance_tag() => Signal::Work,
+            Some(_) => continue,
         };
         if tx.send(signal).await.is_err() {
             return Ok(());

@@ -117,7 +117,9 @@ pub(super) mod overview {
 /// Retrying a failed or cancelled task by hand. Reading the task is the
 /// backend's (PostgreSQL locks the row).
 pub(super) mod retry {
+    /// A keyed task goes back to its key's admission, as if it arrived.
     pub const REQUEUE: &str = "UPDATE tasks SET status = 'queued', \
+        held = CASE WHEN concurrency_key IS NULL THEN 0 ELSE 1 END, \
         max_attempts = attempts + max_attempts, error = NULL, result = NULL, agent_id = NULL, \
         finished_at = NULL, run_after = $1, updated_at = $1, rank = $2 WHERE id = $3";
     pub const EVENT: &str = "INSERT INTO task_events (task_id, at, kind, status) \
@@ -136,9 +138,9 @@ pub(super) mod runs {
     pub const ACTIVE: &str =
         "SELECT id FROM runs WHERE status IN ('running', 'waiting_approval') ORDER BY id";
     pub const SUMMARY: &str = "SELECT id, workflow_name, workflow_version, inputs, status, \
-        error, started_by, created_at, updated_at, finished_at FROM runs WHERE id = $1";
+        error, started_by, created_at, updated_at, finished_at, parent_run_id, parent_step_id FROM runs WHERE id = $1";
     pub const LIST: &str = "SELECT id, workflow_name, workflow_version, inputs, status, error, \
-        started_by, created_at, updated_at, finished_at FROM runs \
+        started_by, created_at, updated_at, finished_at, parent_run_id, parent_step_id FROM runs \
         WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR workflow_name = $2) \
         ORDER BY id DESC LIMIT $3";
     pub const TASKS_OF: &str = "SELECT id, step_id, item_index, step_generation FROM tasks \
@@ -154,9 +156,10 @@ pub(super) mod runs {
     pub const CANCEL: &str =
         "UPDATE runs SET status = 'cancelled', updated_at = $1, finished_at = $1 WHERE id = $2";
     pub const CANCEL_STEPS: &str = "UPDATE run_steps SET status = 'cancelled', updated_at = $1 \
-        WHERE run_id = $2 AND status IN ('pending', 'running', 'waiting_approval')";
-    pub const CANCEL_APPROVALS: &str =
-        "UPDATE approvals SET status = 'cancelled' WHERE run_id = $1 AND status = 'pending'";
+        WHERE run_id = $2 AND status IN ('pending', 'running', 'waiting_approval', 'waiting')";
+    /// Who cancelled the run is who cancelled its open approvals.
+    pub const CANCEL_APPROVALS: &str = "UPDATE approvals SET status = 'cancelled', \
+        decided_by = $2, decided_at = $3 WHERE run_id = $1 AND status = 'pending'";
     pub const RUNNING_TASKS: &str = "SELECT id FROM tasks WHERE run_id = $1 AND status = 'running'";
     pub const STATUS: &str = "SELECT status FROM runs WHERE id = $1";
     pub const RETRY_STEP: &str = "UPDATE run_steps SET status = 'pending', output = NULL, \

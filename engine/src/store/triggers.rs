@@ -21,6 +21,9 @@ pub struct TriggerRow {
     pub created_at: i64,
     pub last_fired_at: Option<i64>,
     pub fired_count: i64,
+    /// An event trigger: a JSON pointer to the key in the body.
+    pub event_key: Option<String>,
+    pub event_prefix: Option<String>,
 }
 
 /// A trigger to store (checked by the caller).
@@ -35,6 +38,8 @@ pub struct NewTriggerRow<'a> {
     pub secret_hash: Option<&'a str>,
     pub prefix: &'a str,
     pub created_by: &'a str,
+    pub event_key: Option<&'a str>,
+    pub event_prefix: Option<&'a str>,
 }
 
 #[allow(async_fn_in_trait)]
@@ -49,13 +54,13 @@ pub trait TriggerStore {
 }
 
 const COLUMNS: &str = "id, name, workflow, workflow_version, inputs, auth, secret, secret_hash, \
-    prefix, created_by, created_at, last_fired_at, fired_count";
+    prefix, created_by, created_at, last_fired_at, fired_count, event_key, event_prefix";
 
 fn insert() -> String {
     format!(
         "INSERT INTO triggers (name, workflow, workflow_version, inputs, auth, secret, secret_hash, \
-         prefix, created_by, created_at) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+         prefix, created_by, created_at, event_key, event_prefix) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $13 \
          WHERE (SELECT COUNT(*) FROM triggers) < $11 RETURNING {COLUMNS}"
     )
 }
@@ -84,6 +89,8 @@ macro_rules! trigger_store {
                     .bind(new.created_by)
                     .bind(now_us)
                     .bind(drover_protocol::limits::MAX_TRIGGERS)
+                    .bind(new.event_key)
+                    .bind(new.event_prefix)
                     .fetch_optional(self.$write())
                     .await
                     .map_err(|e| super::name_taken(e, "trigger", new.name))?

@@ -5,6 +5,7 @@
 //! the top down to the task, and stops at a limit: a task far down a long
 //! queue costs the limit, not the queue.
 
+use super::keys::admitted_count;
 use super::{Result, Store};
 use crate::explain::{Ahead, KeyState};
 
@@ -23,9 +24,18 @@ pub trait WaitingStore {
     async fn key_state(&self, key: &str) -> Result<Option<KeyState>>;
 }
 
-const KEY: &str = "SELECT admitted, max_admitted FROM concurrency_keys WHERE key = $1";
+/// A key's admitted tasks and the limit its best held task is admitted
+/// under (`keys.rs`); no row when nothing of the key is held.
+const KEY: &str = concat!(
+    "SELECT ",
+    admitted_count!("$1"),
+    ", h.concurrency_limit \
+    FROM tasks h WHERE h.concurrency_key = $1 AND h.status = 'queued' AND h.held = 1 \
+    ORDER BY h.rank DESC, h.id LIMIT 1"
+);
+/// Some of the tasks holding a key's slots, through `tasks_key_admitted`.
 const HOLDERS: &str = "SELECT id FROM tasks WHERE concurrency_key = $1 \
-    AND status IN ('queued', 'running') AND held = 0 ORDER BY id LIMIT $2";
+    AND held = 0 AND status IN ('queued', 'running') ORDER BY id LIMIT $2";
 
 const RANK: &str = "SELECT rank FROM tasks WHERE id = $1 AND status = 'queued'";
 const AHEAD_PG: &str =
@@ -73,13 +83,14 @@ macro_rules! waiting_store {
             }
 
             async fn key_state(&self, key: &str) -> Result<Option<KeyState>> {
-                let counts: Option<(i64, i64)> = sqlx::query_as(KEY)
+                let counts: Option<(i64, Option<i64>)> = sqlx::query_as(KEY)
                     .bind(key)
                     .fetch_optional(self.$read())
                     .await?;
                 let Some((admitted, limit)) = counts else {
                     return Ok(None);
                 };
+                let limit = limit.unwrap_or(1);
                 let holders: Vec<i64> = sqlx::query_scalar(HOLDERS)
                     .bind(key)
                     .bind(drover_protocol::limits::KEY_HOLDERS_SHOWN)

@@ -98,12 +98,15 @@ pub struct InputSpec {
     pub description: Option<String>,
 }
 
-/// A step: a task for an agent, or a decision for a person.
+/// A step: a task for an agent, a decision for a person, a durable wait
+/// (for a time or an event), or another workflow run as one step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Step {
     Task(TaskStep),
     Approval(ApprovalStep),
+    Wait(WaitStep),
+    Workflow(WorkflowStep),
 }
 
 impl Step {
@@ -111,6 +114,8 @@ impl Step {
         match self {
             Step::Task(t) => &t.id,
             Step::Approval(a) => &a.id,
+            Step::Wait(w) => &w.id,
+            Step::Workflow(w) => &w.id,
         }
     }
 
@@ -118,6 +123,8 @@ impl Step {
         match self {
             Step::Task(t) => &t.depends_on,
             Step::Approval(a) => &a.depends_on,
+            Step::Wait(w) => &w.depends_on,
+            Step::Workflow(w) => &w.depends_on,
         }
     }
 
@@ -125,7 +132,7 @@ impl Step {
     pub fn on_failure_of(&self) -> &[String] {
         match self {
             Step::Task(t) => &t.on_failure_of,
-            Step::Approval(_) => &[],
+            Step::Approval(_) | Step::Wait(_) | Step::Workflow(_) => &[],
         }
     }
 
@@ -133,6 +140,8 @@ impl Step {
         match self {
             Step::Task(t) => t.when.as_deref(),
             Step::Approval(a) => a.when.as_deref(),
+            Step::Wait(w) => w.when.as_deref(),
+            Step::Workflow(w) => w.when.as_deref(),
         }
     }
 }
@@ -226,6 +235,78 @@ pub struct ApprovalStep {
     /// May the person who started the run approve it? (Default: no.)
     #[serde(default)]
     pub allow_self_approval: bool,
+}
+
+/// A durable wait: it holds no agent slot and survives restarts (the
+/// wake-up is a row in the database). Exactly one of `duration_ms`,
+/// `until` and `event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitStep {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Sleep this long once the step is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = drover_protocol::limits::MAX_WAIT_MS))]
+    pub duration_ms: Option<i64>,
+    /// Sleep until this time (RFC 3339; a template). A time already past
+    /// wakes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Wait for an event sent with this correlation key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventWait>,
+}
+
+/// Waiting for an event (`POST /api/v1/events`, or a webhook trigger of
+/// kind event) whose key is the rendered `key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventWait {
+    /// The correlation key, a template (`payment:{{ inputs.order }}`).
+    pub key: String,
+    /// Give up after this long (default: wait for ever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = drover_protocol::limits::MAX_WAIT_MS))]
+    pub timeout_ms: Option<i64>,
+    #[serde(default)]
+    pub on_timeout: OnWaitTimeout,
+}
+
+/// What a wait for an event that timed out does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnWaitTimeout {
+    /// The step fails (compensation steps and retries apply).
+    #[default]
+    Fail,
+    /// The step succeeds with `{"timed_out": true}`; later steps branch on it.
+    Continue,
+}
+
+/// Another workflow run as one step: started when the step is ready, its
+/// outputs the step's output (`{"run_id", "status", "steps": {id: output}}`),
+/// its failure the step's failure. Cancelling this run cancels it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowStep {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// The workflow to run.
+    pub workflow: String,
+    /// Its version. Upload pins the latest when left out, so a new version
+    /// of the child never changes a stored parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// The child's inputs; every string in them is a template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, Value>,
 }
 
 /// Who may decide an approval: named users, or anyone with one of the roles.

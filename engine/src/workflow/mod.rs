@@ -12,11 +12,12 @@ mod template;
 mod validate;
 
 pub use definition::{
-    ApprovalStep, Defaults, Definition, InputSpec, InputType, OnReject, OnTimeout, Step, TaskStep,
+    ApprovalStep, Defaults, Definition, EventWait, InputSpec, InputType, OnReject, OnTimeout,
+    OnWaitTimeout, Step, TaskStep, WaitStep, WorkflowStep,
 };
 pub use gates::{admin_needed_for, gated_task_types};
 pub use inputs::validate_inputs;
-pub use plan::{plan, run_status, Action, ItemState, RunView, StepState, StepStatus};
+pub use plan::{plan, run_status, Action, ItemState, RunView, StepState, StepStatus, WaitRequest};
 pub use validate::{parse_definition, parse_definition_with};
 
 /// The JSON Schema of a definition, for editors and `/api/v1/schema/workflow.json`.

@@ -9,7 +9,10 @@ use drover_protocol::api::{NewTask, TaskStatus};
 use drover_protocol::workflow::{Approvers, RunStatus};
 use serde_json::{json, Map, Value};
 
-use super::definition::{ApprovalStep, Definition, OnReject, OnTimeout, Step, TaskStep};
+use super::definition::{
+    ApprovalStep, Definition, OnReject, OnTimeout, OnWaitTimeout, Step, TaskStep, WaitStep,
+    WorkflowStep,
+};
 use super::template;
 use drover_protocol::limits::MAX_APPROVAL_TIMEOUT_MS;
 
@@ -18,6 +21,9 @@ pub enum StepStatus {
     Pending,
     Running,
     WaitingApproval,
+    /// A wait step sleeping or waiting for its event, or a workflow step
+    /// whose run has not ended: the store resumes it.
+    Waiting,
     Succeeded,
     Failed,
     Skipped,
@@ -25,10 +31,11 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
-    const ALL: [StepStatus; 7] = [
+    const ALL: [StepStatus; 8] = [
         StepStatus::Pending,
         StepStatus::Running,
         StepStatus::WaitingApproval,
+        StepStatus::Waiting,
         StepStatus::Succeeded,
         StepStatus::Failed,
         StepStatus::Skipped,
@@ -40,6 +47,7 @@ impl StepStatus {
             StepStatus::Pending => "pending",
             StepStatus::Running => "running",
             StepStatus::WaitingApproval => "waiting_approval",
+            StepStatus::Waiting => "waiting",
             StepStatus::Succeeded => "succeeded",
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
@@ -132,9 +140,35 @@ pub enum Action {
         on_timeout_approve: bool,
         on_reject_continue: bool,
     },
+    /// Open a durable wait for the step (its status is set `waiting`).
+    Wait { step_id: String, wait: WaitRequest },
     FinishRun {
         status: RunStatus,
         error: Option<String>,
+    },
+}
+
+/// What a waiting step waits for; the store keeps it as a row and resumes
+/// the step when it comes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitRequest {
+    /// Wake at `until_us`, or `duration_ms` after the wait opens.
+    Sleep {
+        until_us: Option<i64>,
+        duration_ms: Option<i64>,
+    },
+    /// An event with this correlation key; after `timeout_ms` the step
+    /// fails, or succeeds with `{"timed_out": true}` when `continue_on_timeout`.
+    Event {
+        key: String,
+        timeout_ms: Option<i64>,
+        continue_on_timeout: bool,
+    },
+    /// A run of another workflow (its latest version when `None`).
+    Workflow {
+        workflow: String,
+        version: Option<i64>,
+        inputs: Map<String, Value>,
     },
 }
 
@@ -372,6 +406,14 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                             Err(e) => return fail(id, e),
                         }
                     }
+                    Step::Wait(w) => match wait_request(w, ctx()) {
+                        Ok(wait) => actions.extend(waiting(id, wait)),
+                        Err(e) => return fail(id, e),
+                    },
+                    Step::Workflow(w) => match workflow_request(w, ctx()) {
+                        Ok(wait) => actions.extend(waiting(id, wait)),
+                        Err(e) => return fail(id, e),
+                    },
                     Step::Approval(a) => match approval_request(a, ctx()) {
                         Ok(request) => {
                             actions.push(Action::SetStep {
@@ -465,6 +507,7 @@ pub fn plan(view: &RunView) -> Vec<Action> {
                 }];
             }
             StepStatus::WaitingApproval
+            | StepStatus::Waiting
             | StepStatus::Succeeded
             | StepStatus::Skipped
             | StepStatus::Cancelled => {}
@@ -490,6 +533,74 @@ fn compensated(def: &Definition, id: &str) -> bool {
     def.steps
         .iter()
         .any(|s| s.on_failure_of().iter().any(|w| w == id))
+}
+
+/// The two actions of a step that starts waiting.
+fn waiting(step_id: &str, wait: WaitRequest) -> [Action; 2] {
+    [
+        Action::SetStep {
+            step_id: step_id.into(),
+            status: StepStatus::Waiting,
+            output: None,
+            error: None,
+            item_count: None,
+        },
+        Action::Wait {
+            step_id: step_id.into(),
+            wait,
+        },
+    ]
+}
+
+fn wait_request(w: &WaitStep, ctx: &template::Context) -> Result<WaitRequest, String> {
+    if let Some(e) = &w.event {
+        let key = template::render_text(&e.key, ctx)?;
+        crate::domain::check_event_key(&key).map_err(|why| format!("event key {key:?}: {why}"))?;
+        return Ok(WaitRequest::Event {
+            key,
+            timeout_ms: e
+                .timeout_ms
+                .map(|t| t.clamp(1, drover_protocol::limits::MAX_WAIT_MS)),
+            continue_on_timeout: e.on_timeout == OnWaitTimeout::Continue,
+        });
+    }
+    if let Some(until) = &w.until {
+        let text = template::render_text(until, ctx)?;
+        let at = chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map_err(|e| format!("until {text:?} is not an RFC 3339 time: {e}"))?;
+        let until_us = at
+            .timestamp_micros()
+            .clamp(0, drover_protocol::limits::MAX_TIMESTAMP_US);
+        return Ok(WaitRequest::Sleep {
+            until_us: Some(until_us),
+            duration_ms: None,
+        });
+    }
+    Ok(WaitRequest::Sleep {
+        until_us: None,
+        duration_ms: Some(
+            w.duration_ms
+                .unwrap_or(1)
+                .clamp(1, drover_protocol::limits::MAX_WAIT_MS),
+        ),
+    })
+}
+
+fn workflow_request(w: &WorkflowStep, ctx: &template::Context) -> Result<WaitRequest, String> {
+    let mut inputs = Map::new();
+    for (name, value) in &w.inputs {
+        let value = if template::has_templates(value) {
+            template::render(value, ctx)?
+        } else {
+            value.clone()
+        };
+        inputs.insert(name.clone(), value);
+    }
+    Ok(WaitRequest::Workflow {
+        workflow: w.workflow.clone(),
+        version: w.version,
+        inputs,
+    })
 }
 
 fn approval_request(a: &ApprovalStep, ctx: &template::Context) -> Result<Action, String> {
@@ -519,13 +630,12 @@ pub fn run_status(view: &RunView) -> RunStatus {
                 .unwrap_or(StepStatus::Pending)
         })
         .collect();
-    if statuses.contains(&StepStatus::Failed) && !statuses.contains(&StepStatus::Running) {
+    let active = |s: &StepStatus| matches!(s, StepStatus::Running | StepStatus::Waiting);
+    if statuses.contains(&StepStatus::Failed) && !statuses.iter().any(active) {
         RunStatus::Failed
     } else if statuses.iter().all(|s| s.satisfies()) {
         RunStatus::Succeeded
-    } else if statuses.contains(&StepStatus::WaitingApproval)
-        && !statuses.contains(&StepStatus::Running)
-    {
+    } else if statuses.contains(&StepStatus::WaitingApproval) && !statuses.iter().any(active) {
         RunStatus::WaitingApproval
     } else {
         RunStatus::Running

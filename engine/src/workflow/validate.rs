@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use drover_protocol::api::NewTask;
 use drover_protocol::limits::{
     DEFAULT_MAX_FOR_EACH_ITEMS, MAX_APPROVAL_TIMEOUT_MS, MAX_DEFINITION_BYTES, MAX_INPUTS,
-    MAX_STEPS,
+    MAX_STEPS, MAX_WAIT_MS,
 };
 use serde_json::Value;
 
@@ -252,6 +252,80 @@ pub fn validate(def: &Definition, max_for_each_items: usize) -> Vec<FieldError> 
                         .into_iter()
                         .map(|s| (format!("{field}.payload"), s, false)),
                 );
+            }
+            Step::Wait(w) => {
+                let kinds = [
+                    w.duration_ms.is_some(),
+                    w.until.is_some(),
+                    w.event.is_some(),
+                ]
+                .iter()
+                .filter(|k| **k)
+                .count();
+                if kinds != 1 {
+                    errors.push(FieldError::new(
+                        field.clone(),
+                        format!(
+                            "step {:?}: a wait step sets exactly one of duration_ms, until and event",
+                            w.id
+                        ),
+                    ));
+                }
+                let ms_in_range = |name: &str, v: Option<i64>, errors: &mut Vec<FieldError>| {
+                    if let Some(t) = v.filter(|t| !(1..=MAX_WAIT_MS).contains(t)) {
+                        errors.push(FieldError::new(
+                            format!("{field}.{name}"),
+                            format!(
+                                "step {:?}: must be between 1 and {MAX_WAIT_MS} (a year), got {t}",
+                                w.id
+                            ),
+                        ));
+                    }
+                };
+                ms_in_range("duration_ms", w.duration_ms, &mut errors);
+                if let Some(until) = &w.until {
+                    sources.push((format!("{field}.until"), until.clone(), false));
+                    if !until.contains("{{")
+                        && chrono::DateTime::parse_from_rfc3339(until.trim()).is_err()
+                    {
+                        errors.push(FieldError::new(
+                            format!("{field}.until"),
+                            format!("step {:?}: {until:?} is not an RFC 3339 time", w.id),
+                        ));
+                    }
+                }
+                if let Some(e) = &w.event {
+                    ms_in_range("event.timeout_ms", e.timeout_ms, &mut errors);
+                    sources.push((format!("{field}.event.key"), e.key.clone(), false));
+                    if !e.key.contains("{{") {
+                        if let Err(why) = crate::domain::check_event_key(&e.key) {
+                            errors.push(FieldError::new(
+                                format!("{field}.event.key"),
+                                format!("step {:?}: {why}", w.id),
+                            ));
+                        }
+                    }
+                }
+            }
+            Step::Workflow(w) => {
+                if let Err(e) = check_name(&format!("{field}.workflow"), &w.workflow) {
+                    errors.push(e);
+                }
+                if w.version.is_some_and(|v| v < 1) {
+                    errors.push(FieldError::new(
+                        format!("{field}.version"),
+                        format!("step {:?}: versions start at 1", w.id),
+                    ));
+                }
+                for value in w.inputs.values() {
+                    let mut strings = Vec::new();
+                    template::strings(value, &mut strings);
+                    sources.extend(
+                        strings
+                            .into_iter()
+                            .map(|s| (format!("{field}.inputs"), s, false)),
+                    );
+                }
             }
             Step::Approval(a) => {
                 if a.approvers.users.is_empty() && a.approvers.roles.is_empty() {

@@ -40,7 +40,7 @@
 mod commands;
 mod model;
 
-use drover_engine::domain::{AgentSpec, PriorityWeights, Scheduling};
+use drover_engine::domain::AgentSpec;
 use drover_engine::store::{QueueStore, Registration};
 use drover_engine::Store;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
@@ -51,6 +51,7 @@ use model::{covered_report, fail, Case, MTask, Step};
 #[macro_use]
 #[path = "../support/mod.rs"]
 mod support;
+use support::SCHED;
 
 const DEFAULT_CASES: u32 = 64;
 const DEFAULT_STEPS: usize = 40;
@@ -67,16 +68,6 @@ const LONG_TIMEOUT_MS: i64 = 600_000;
 const BACKOFF_MS: i64 = 2_000;
 /// How far in the future a delayed task may first run.
 const DELAY_US: i64 = 3_000_000;
-
-const SCHED: Scheduling = Scheduling {
-    weights: PriorityWeights {
-        urgency: 1.0,
-        time_sensitivity: 1.0,
-        importance: 1.0,
-    },
-    aging_points_per_minute: 1.0,
-    max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
-};
 
 /// What agents of one kind take: task types (indexes into a case's three
 /// types; type 2 has no agent and stays queued) and labels.

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use drover_engine::domain::{PriorityWeights, Scheduling};
 use drover_engine::Store;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -125,3 +126,16 @@ pub async fn postgres() -> (Store, Guard) {
     let store = Store::connect(&format!("{base}/{name}"), 10).await.unwrap();
     (store, Guard::Database { admin_url, name })
 }
+
+/// The scheduling the store tests run with: equal weights, one point of
+/// aging a minute, the default for-each bound, no type limits.
+pub const SCHED: Scheduling = Scheduling {
+    weights: PriorityWeights {
+        urgency: 1.0,
+        time_sensitivity: 1.0,
+        importance: 1.0,
+    },
+    aging_points_per_minute: 1.0,
+    max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
+    type_limits: drover_engine::domain::NO_TYPE_LIMITS,
+};

@@ -7,14 +7,16 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use drover_engine::domain::AgentSpec;
+use drover_engine::logs::LogBatch;
 use drover_engine::store::{
-    AgentSession, Applied, Claim, QueueStore, Refill, Registration, RunStore,
+    AgentSession, Appended, Applied, Claim, LogStore, QueueStore, Refill, Registration, RunStore,
 };
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::agent::{
-    AckStatus, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, Outcome,
-    RegisterRequest, RegisterResponse, ResultAck, ResultsRequest, ResultsResponse, TaskResult,
+    AckStatus, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, LogAck,
+    LogsRequest, LogsResponse, Outcome, RegisterRequest, RegisterResponse, ResultAck,
+    ResultsRequest, ResultsResponse, TaskResult,
 };
 use drover_protocol::api::TaskStatus;
 use serde_json::Value;
@@ -35,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/agent/heartbeat", post(heartbeat))
         .route("/agent/claim", post(claim))
         .route("/agent/results", post(results))
+        .route("/agent/logs", post(logs))
         .route("/agent/deregister", post(deregister))
 }
 
@@ -308,6 +311,78 @@ async fn results(
             tasks,
         }),
     ))
+}
+
+/// Appends what the handlers of the agent's running tasks printed. Only
+/// the agent holding a task, under the lease it names, may add to its log,
+/// and only while the task runs; a batch for any other task is refused
+/// (`stale`) and writes nothing, and a request whose every batch is refused
+/// is answered 409. One `task_log` event per task written, so dashboards
+/// fetch the new lines.
+async fn logs(
+    Agent(agent): Agent,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LogsRequest>,
+) -> Result<(StatusCode, Json<LogsResponse>), ApiError> {
+    let batches = LogBatch::parse_all(req)?;
+    let appended = state
+        .store
+        .append_logs(
+            agent.id,
+            &batches,
+            state.config.max_log_lines as i64,
+            now_us(),
+        )
+        .await?;
+    let mut acks = Vec::with_capacity(batches.len());
+    let mut change = Change::new();
+    let mut foreign = Vec::new();
+    let mut lines = 0u64;
+    for (batch, outcome) in batches.iter().zip(&appended) {
+        let status = match outcome {
+            Appended::Yes => {
+                lines += batch.lines.len() as u64;
+                if !batch.lines.is_empty() || batch.dropped_by_agent > 0 {
+                    change = change.event("task_log", Some(batch.task_id), None);
+                }
+                AckStatus::Accepted
+            }
+            Appended::Stale => AckStatus::Stale,
+            // Answered like a stale lease: the sender learns nothing about
+            // whose task it is.
+            Appended::NotHolder => {
+                foreign.push(batch.task_id);
+                AckStatus::Stale
+            }
+        };
+        acks.push(LogAck {
+            task_id: batch.task_id,
+            status,
+        });
+    }
+    metrics::counter!("drover_log_lines_total").increment(lines);
+    if !foreign.is_empty() {
+        tracing::warn!(agent_id = agent.id, name = %agent.name, tasks = ?foreign,
+            "refused log lines for tasks another agent holds");
+        metrics::counter!("drover_log_batches_refused_total", "reason" => "not_holder")
+            .increment(foreign.len() as u64);
+        crate::audit::record(
+            &state.store,
+            &crate::audit::agent_actor(agent.id),
+            "logs.refused",
+            None,
+            serde_json::json!({ "reason": "another agent holds the lease", "tasks": foreign }),
+        )
+        .await;
+    }
+    state.effects.after(change).await;
+    let refused = acks.iter().all(|a| a.status == AckStatus::Stale);
+    let status = if refused && !acks.is_empty() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(LogsResponse { tasks: acks })))
 }
 
 /// Agents with the same task types and labels compete for the same tasks.

@@ -1,5 +1,6 @@
 //! Mounts the Leptos dashboard: server-rendered pages, and the built assets
-//! (`/pkg/drover.js`, `.wasm`, `.css`) from the site root.
+//! (`/pkg/drover.js`, `.wasm`, `.css`) from the site root, with the cache
+//! headers of `http::delivery`.
 //!
 //! The binary runs with or without cargo-leptos, so the Leptos options are
 //! built here from the server's own configuration rather than read from the
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Router;
@@ -25,6 +27,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower::ServiceExt;
 
+use crate::http::delivery;
 use crate::state::AppState;
 
 /// Largest API response a page render reads.
@@ -42,6 +45,9 @@ pub fn leptos_options(site_root: &str, addr: SocketAddr) -> LeptosOptions {
 pub fn router(options: LeptosOptions, state: AppState, api: Router) -> Router {
     let routes = generate_route_list(App);
     let in_process = in_process(api);
+    // What is neither a page nor a file: the dashboard's 404 page.
+    let not_found = leptos_axum::file_and_error_handler(shell).with_state(options.clone());
+    let files = delivery::static_files(&options.site_root, not_found);
     Router::new()
         .leptos_routes_with_context(
             &options,
@@ -52,8 +58,10 @@ pub fn router(options: LeptosOptions, state: AppState, api: Router) -> Router {
                 move || shell(options.clone())
             },
         )
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        .fallback_service(files)
         .layer(axum::middleware::from_fn_with_state(state, require_sign_in))
+        // Outside the sign-in check: its redirects are not to be kept either.
+        .layer(axum::middleware::from_fn(delivery::cache_control))
         .layer(axum::middleware::from_fn(crate::http::security_headers))
         .with_state(options)
 }

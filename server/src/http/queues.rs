@@ -109,6 +109,7 @@ mod tests {
             running,
             load: 0.0,
             status,
+            drained: false,
             registered_at_us: 0,
             last_heartbeat_at_us: 0,
         }

@@ -4,10 +4,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use drover_engine::store::{RunStore, WorkflowDefStore};
+use drover_engine::store::{RunStore, WaitStore, WorkflowDefStore};
 use drover_engine::time::now_us;
 use drover_engine::{workflow, FieldError};
-use drover_protocol::workflow::{RunDetail, RunList, RunStatus, StartRun};
+use drover_protocol::workflow::{RunDetail, RunList, RunStatus, StartRun, StepWait};
 use serde::Deserialize;
 
 use crate::error::{not_found, ApiError};
@@ -25,11 +25,25 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn detail(state: &AppState, id: i64) -> Result<RunDetail, ApiError> {
-    state
+    let mut run = state
         .store
         .get_run(id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("run {id}")))?;
+    let waits = state.store.waits_of_run(id).await?;
+    for step in &mut run.steps {
+        step.wait = waits
+            .iter()
+            .find(|w| w.step_id == step.step_id && w.generation == step.generation)
+            .map(|w| StepWait {
+                kind: w.kind.clone(),
+                status: w.status.clone(),
+                wake_at_us: w.wake_at,
+                event_key: w.event_key.clone(),
+                child_run_id: w.child_run_id,
+            });
+    }
+    Ok(run)
 }
 
 async fn start(
@@ -135,7 +149,7 @@ async fn cancel(
     Path(id): Path<i64>,
 ) -> Result<Json<RunDetail>, ApiError> {
     caller.require_operator()?;
-    crate::services::cancel::cancel_run(&state.store, &state.effects, id)
+    crate::services::cancel::cancel_run(&state.store, &state.effects, id, &caller.0.name)
         .await
         .map_err(not_found(format!("run {id}")))?;
     tracing::info!(run_id = id, by = %caller.0.name, "run cancelled");

@@ -357,9 +357,16 @@ async fn sign_in_form(
     Form(form): Form<SignInForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref().or(query.next.as_deref())).to_string();
+    // The name goes back to the form, so only the password is typed again;
+    // one longer than any user's is not (it would only make the redirect's
+    // URL as long as the form body allows).
+    let name = Some(form.name.trim())
+        .filter(|n| n.len() <= drover_protocol::limits::MAX_NAME_LEN)
+        .unwrap_or("");
     let failed = |code: &str| {
-        let q = serde_urlencoded::to_string([("error", code), ("next", next.as_str())])
-            .unwrap_or_default();
+        let q =
+            serde_urlencoded::to_string([("error", code), ("name", name), ("next", next.as_str())])
+                .unwrap_or_default();
         Redirect::to(&format!("/signin?{q}")).into_response()
     };
     if let Err(e) = check_same_origin(&headers) {

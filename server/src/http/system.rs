@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use drover_engine::domain::PRIORITY_INPUT_MAX;
@@ -22,12 +22,34 @@ pub fn router(metrics: PrometheusHandle) -> Router<AppState> {
             "/healthz",
             get(|| async { Json(serde_json::json!({ "ok": true })) }),
         )
+        .route("/readyz", get(readyz))
         .route(
             "/metrics",
             get(move |State(state): State<AppState>, headers: HeaderMap| {
                 std::future::ready(render_metrics(&state, &headers, &metrics))
             }),
         )
+}
+
+/// `/readyz`: 200 when every check passes, else 503; both name each check
+/// and what is wrong, so a probe's log says why an instance was taken out.
+/// Open like `/healthz`: it says no more than whether the database is up.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let checks = state.store.readiness().await;
+    let ready = checks.iter().all(|c| c.problem.is_none());
+    let body = serde_json::json!({
+        "ready": ready,
+        "checks": checks
+            .iter()
+            .map(|c| (c.name, c.problem.as_deref().unwrap_or("ok")))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }
 
 /// `/metrics`, behind `DROVER_METRICS_TOKEN` when that is set.
@@ -56,7 +78,10 @@ pub fn api_router() -> Router<AppState> {
         .route("/status", get(status))
         .route("/stats", get(stats))
         .route("/overview", get(overview))
-        .route("/events", get(crate::http::events::stream))
+        .route(
+            "/events",
+            get(crate::http::events::stream).post(crate::http::waits::send_event),
+        )
 }
 
 async fn status(_caller: Caller, State(state): State<AppState>) -> Json<ServerStatus> {

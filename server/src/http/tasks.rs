@@ -6,13 +6,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_engine::domain::TaskSpec;
 use drover_engine::explain;
-use drover_engine::store::{QueueStore, TaskFilter, TaskRetryStore, WaitingStore};
+use drover_engine::store::{
+    LogRange, LogStore, QueueStore, RateLimitStore, TaskFilter, TaskRetryStore, WaitingStore,
+};
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::api::{
-    NewTask, NewTaskBatch, Role, SubmitBatchResponse, TaskDetail, TaskList, TaskStatus, TaskView,
-    Waiting,
+    NewTask, NewTaskBatch, Role, SubmitBatchResponse, TaskDetail, TaskList, TaskLogPage,
+    TaskStatus, TaskView, Waiting,
 };
+use drover_protocol::limits::{DEFAULT_LOG_PAGE, MAX_LOG_PAGE};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -26,6 +29,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/tasks", post(submit).get(list))
         .route("/tasks/{id}", get(get_task))
+        .route("/tasks/{id}/logs", get(logs))
         .route("/tasks/{id}/cancel", post(cancel))
         .route("/tasks/{id}/retry", post(retry))
 }
@@ -171,7 +175,7 @@ async fn waiting(state: &AppState, task: &TaskView) -> Result<Option<Waiting>, A
         (Some(k), true) => state.store.key_state(k).await?,
         _ => None,
     };
-    Ok(Some(explain::explain(
+    let mut waiting = explain::explain(
         task,
         &agents,
         key,
@@ -179,7 +183,64 @@ async fn waiting(state: &AppState, task: &TaskView) -> Result<Option<Waiting>, A
         state.scheduling.aged(rank, now),
         state.dispatcher.starts.per_second(&task.task_type, now),
         now,
-    )))
+    );
+    if task.rate_limited {
+        if let Some(limit) = state
+            .store
+            .rate_limit_for(&task.task_type, task.concurrency_key.as_deref())
+            .await?
+        {
+            let next = limit.next_release_us(now);
+            explain::rate_limited(&mut waiting, limit.scope, limit.per_second, next);
+        }
+    }
+    Ok(Some(waiting))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+    tail: Option<i64>,
+}
+
+/// `GET /api/v1/tasks/{id}/logs?after=&limit=` (or `?tail=N`): what the
+/// task's handlers printed, for anyone who may read the task. `after`
+/// (default -1: from the start, the note of dropped lines included) pages
+/// and follows; `tail` gives the last N lines.
+async fn logs(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<TaskLogPage>, ApiError> {
+    let page = |field: &str, n: i64| {
+        if (1..=MAX_LOG_PAGE).contains(&n) {
+            Ok(n)
+        } else {
+            Err(FieldError::new(
+                field,
+                format!("must be between 1 and {MAX_LOG_PAGE}, got {n}"),
+            ))
+        }
+    };
+    let range = match (q.tail, q.after, q.limit) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(FieldError::new("tail", "give tail alone, or after and limit").into())
+        }
+        (Some(n), None, None) => LogRange::Tail(page("tail", n)?),
+        (None, after, limit) => LogRange::After {
+            after: after.unwrap_or(-1),
+            limit: page("limit", limit.unwrap_or(DEFAULT_LOG_PAGE))?,
+        },
+    };
+    let log = state
+        .store
+        .task_log(id, range)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("task {id}")))?;
+    Ok(Json(log))
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,7 +22,7 @@ use drover_engine::time::now_us;
 use drover_engine::{workflow, FieldError};
 use drover_protocol::limits::{HOOK_KEY_PREFIX, HOOK_TIMESTAMP_TOLERANCE_S};
 use drover_protocol::trigger::{
-    CreatedTrigger, HookDelivered, NewTrigger, TriggerAuth, TriggerView,
+    CreatedTrigger, HookDelivered, NewTrigger, TriggerAuth, TriggerEvent, TriggerView,
 };
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
@@ -56,6 +56,10 @@ fn view(t: TriggerRow) -> TriggerView {
         created_at_us: t.created_at,
         last_fired_at_us: t.last_fired_at,
         fired_count: t.fired_count,
+        event: t.event_key.map(|key| TriggerEvent {
+            key,
+            prefix: t.event_prefix.unwrap_or_default(),
+        }),
     }
 }
 
@@ -78,6 +82,36 @@ async fn create(
 ) -> Result<(StatusCode, Json<CreatedTrigger>), ApiError> {
     caller.require_admin()?;
     check_name("name", &new.name)?;
+    match (&new.event, new.workflow.is_empty()) {
+        (Some(_), false) | (None, true) => {
+            return Err(FieldError::new(
+                "workflow",
+                "name a workflow to start, or an event (not both)",
+            )
+            .into())
+        }
+        (Some(event), true) => {
+            if !event.key.starts_with('/') {
+                return Err(FieldError::new(
+                    "event.key",
+                    format!("{:?} is not a JSON pointer (\"/order/id\")", event.key),
+                )
+                .into());
+            }
+            if event.prefix.len() > drover_protocol::limits::MAX_EVENT_KEY_BYTES / 2 {
+                return Err(FieldError::new("event.prefix", "is too long").into());
+            }
+            if !new.inputs.is_empty() || new.version.is_some() {
+                return Err(FieldError::new(
+                    "inputs",
+                    "an event trigger starts no workflow: it takes no inputs or version",
+                )
+                .into());
+            }
+            return create_row(&caller, &state, &new, "").await;
+        }
+        (None, false) => {}
+    }
     let wf = state
         .store
         .workflow(&new.workflow, new.version)
@@ -108,12 +142,22 @@ async fn create(
             .into());
         }
     }
+    create_row(&caller, &state, &new, &new.workflow).await
+}
+
+/// Stores a checked trigger with a new secret, which the answer carries once.
+async fn create_row(
+    caller: &Caller,
+    state: &AppState,
+    new: &NewTrigger,
+    workflow: &str,
+) -> Result<(StatusCode, Json<CreatedTrigger>), ApiError> {
     let secret = new_token();
     let hash = hash_token(&secret);
     let prefix = token_prefix(&secret);
     let row = NewTriggerRow {
         name: &new.name,
-        workflow: &new.workflow,
+        workflow,
         workflow_version: new.version,
         inputs: serde_json::to_string(&new.inputs).map_err(|e| ApiError::Store(e.into()))?,
         auth: new.auth.as_str(),
@@ -121,6 +165,8 @@ async fn create(
         secret_hash: (new.auth == TriggerAuth::Bearer).then_some(hash.as_str()),
         prefix: &prefix,
         created_by: &caller.0.name,
+        event_key: new.event.as_ref().map(|e| e.key.as_str()),
+        event_prefix: new.event.as_ref().map(|e| e.prefix.as_str()),
     };
     let trigger = view(state.store.create_trigger(&row, now_us()).await?);
     crate::audit::record(
@@ -128,7 +174,7 @@ async fn create(
         &caller.0.name,
         "trigger.created",
         Some(format!("trigger:{}", trigger.id)),
-        json!({ "name": trigger.name, "workflow": trigger.workflow, "auth": trigger.auth }),
+        json!({ "name": trigger.name, "workflow": trigger.workflow, "event": trigger.event, "auth": trigger.auth }),
     )
     .await;
     Ok((
@@ -201,7 +247,7 @@ async fn deliver(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<HookDelivered>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let outcome = |o: &'static str| {
         metrics::counter!("drover_hook_deliveries_total", "outcome" => o).increment(1)
     };
@@ -220,6 +266,32 @@ async fn deliver(
             field: None,
         })?
     };
+    if let Some(pointer) = &t.event_key {
+        let value = match body.pointer(pointer) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                outcome("invalid");
+                return Err(FieldError::new(
+                    pointer.clone(),
+                    "the body has no string or number here for the event's key",
+                )
+                .into());
+            }
+        };
+        let event = drover_protocol::workflow::SendEvent {
+            key: format!("{}{value}", t.event_prefix.as_deref().unwrap_or_default()),
+            data: body,
+        };
+        let resumed = crate::http::waits::deliver(&state, &event).await?;
+        outcome("event");
+        state.store.trigger_fired(t.id, now).await?;
+        tracing::info!(trigger = %name, key = %event.key, resumed = resumed.len(), "webhook delivered an event");
+        return Ok((
+            StatusCode::OK,
+            Json(json!(drover_protocol::workflow::EventDelivered { resumed })),
+        ));
+    }
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -281,5 +353,5 @@ async fn deliver(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(HookDelivered { run_id, created })))
+    Ok((status, Json(json!(HookDelivered { run_id, created }))))
 }

@@ -38,8 +38,9 @@ async fn upload(
         message: "the definition is not UTF-8 text".into(),
         field: None,
     })?;
-    let def = workflow::parse_definition_with(text, state.scheduling.max_for_each_items)
+    let mut def = workflow::parse_definition_with(text, state.scheduling.max_for_each_items)
         .map_err(ApiError::invalid_all)?;
+    pin_child_workflows(&state, &mut def).await?;
     let json = serde_json::to_value(&def).map_err(|e| ApiError::Store(e.into()))?;
     if caller.0.role != Role::Admin {
         require_admin_for_approvals(&caller, &state, &def, &json).await?;
@@ -68,6 +69,48 @@ async fn upload(
         StatusCode::OK
     };
     Ok((status, Json(UploadedWorkflow { workflow, created })))
+}
+
+/// Pins each `workflow` step to a version that exists now (the latest when
+/// it names none): a stored definition then never changes meaning when
+/// its child gets a new version, and as a version can only name versions
+/// older than itself, workflows cannot start each other in a circle.
+async fn pin_child_workflows(
+    state: &AppState,
+    def: &mut workflow::Definition,
+) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for (i, step) in def.steps.iter_mut().enumerate() {
+        let workflow::Step::Workflow(w) = step else {
+            continue;
+        };
+        match state.store.workflow(&w.workflow, w.version).await? {
+            Some(found) => w.version = Some(found.version),
+            None => errors.push(drover_engine::FieldError::new(
+                format!(
+                    "steps[{i}].{}",
+                    if w.version.is_some() {
+                        "version"
+                    } else {
+                        "workflow"
+                    }
+                ),
+                format!(
+                    "step {:?}: no workflow {:?}{}",
+                    w.id,
+                    w.workflow,
+                    w.version
+                        .map(|v| format!(" version {v}"))
+                        .unwrap_or_default()
+                ),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_all(errors))
+    }
 }
 
 /// An approval an operator could change could be removed: changing a

@@ -260,12 +260,26 @@ impl Advancer {
         if advanced.is_empty() {
             return;
         }
+        // Child runs just started, and parents of child runs just ended:
+        // their advance follows this commit (nobody waits for it).
+        let follow: Vec<i64> = advanced
+            .iter()
+            .flat_map(|(_, a)| a.follow_up.iter().copied())
+            .collect();
+        if !follow.is_empty() {
+            drop(self.batches.request(follow));
+        }
         self.events.publish_many(
             "run",
             advanced
                 .iter()
                 .map(|(run_id, a)| (Some(*run_id), a.status.map(|s| s.as_str()))),
         );
+        // Approvers' inboxes and the run's page offer the new decisions
+        // live, not on the next reload.
+        if advanced.iter().any(|(_, a)| a.approvals_opened > 0) {
+            self.events.publish("approval", None, Some("pending"));
+        }
     }
 
     /// Advances each run; new tasks wake the dispatcher. Returns once they

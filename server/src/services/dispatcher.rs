@@ -52,6 +52,9 @@ pub struct Dispatcher {
     waiters: Mutex<HashMap<u64, Waiter>>,
     next_id: Mutex<u64>,
     kick: Notify,
+    /// Wakes the leader's key admission (`admitter.rs`): whatever may
+    /// free or need a key's slot also kicks the dispatcher.
+    admit: Notify,
     /// When the oldest kick not yet answered by a round came: how long work
     /// waits for the dispatcher is a metric.
     kicked_at: Mutex<Option<Instant>>,
@@ -85,6 +88,7 @@ impl Dispatcher {
             waiters: Mutex::new(HashMap::new()),
             next_id: Mutex::new(0),
             kick: Notify::new(),
+            admit: Notify::new(),
             kicked_at: Mutex::new(None),
             lease_ttl_us: lease_ttl.as_micros() as i64,
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -96,12 +100,25 @@ impl Dispatcher {
         self.lease_ttl_us
     }
 
-    /// Something changed that may let a waiter have work: run a round.
+    /// Something changed that may let a waiter have work: run a round, and
+    /// a key admission pass (held tasks may have room now).
     pub fn kick(&self) {
+        self.admit.notify_one();
+        self.kick_claims();
+    }
+
+    /// Runs a claim round only: what the admission pass calls once it has
+    /// admitted tasks, so that it does not wake itself.
+    pub fn kick_claims(&self) {
         if let Ok(mut at) = self.kicked_at.lock() {
             at.get_or_insert_with(Instant::now);
         }
         self.kick.notify_one();
+    }
+
+    /// Returns once an admission pass is wanted (see [`Dispatcher::kick`]).
+    pub async fn admission_wanted(&self) {
+        self.admit.notified().await;
     }
 
     /// Whether another agent of the same kind (`signature`) is parked with

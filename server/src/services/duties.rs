@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_engine::store::{QueueStore, RunStore};
+use drover_engine::store::{QueueStore, RunStore, WaitStore};
 use drover_engine::time::now_us;
 use drover_engine::Store;
 
@@ -111,6 +111,29 @@ impl Duties {
         leading
     }
 
+    /// Wakes due sleeps and times out event waits, then advances their
+    /// runs; a backlog is taken in pages, each its own transaction.
+    async fn resume_waits(&self, now: i64) {
+        const PAGE: i64 = 500;
+        for _ in 0..20 {
+            match self.store.resume_due_waits(now, PAGE).await {
+                Ok(runs) if runs.is_empty() => return,
+                Ok(runs) => {
+                    tracing::debug!(runs = runs.len(), "waits resumed");
+                    let n = runs.len();
+                    self.effects.after(Change::new().advance(runs)).await;
+                    if (n as i64) < PAGE {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "resuming due waits failed");
+                    return;
+                }
+            }
+        }
+    }
+
     async fn sweep(&self) {
         let now = now_us();
         let silent_since = now - self.heartbeat_timeout.as_micros() as i64;
@@ -157,20 +180,6 @@ impl Duties {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "approval timeout sweep failed"),
         }
-        match self.store.stats().await {
-            Ok(stats) => {
-                for (status, n) in [
-                    ("queued", stats.queued),
-                    ("running", stats.running),
-                    ("succeeded", stats.succeeded),
-                    ("failed", stats.failed),
-                    ("cancelled", stats.cancelled),
-                ] {
-                    metrics::gauge!("drover_tasks", "status" => status).set(n as f64);
-                }
-                metrics::gauge!("drover_agents_online").set(stats.agents_online as f64);
-            }
-            Err(e) => tracing::warn!(error = %e, "stats failed"),
-        }
+        self.resume_waits(now).await;
     }
 }

@@ -15,7 +15,8 @@ use tokio::sync::{broadcast, watch};
 /// A notice that something changed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
-    /// `tasks`, `task`, `run`, `agent`, `approval`, `workflow`.
+    /// `tasks`, `task`, `run`, `agent`, `approval`, `workflow`, `schedule`,
+    /// `task_log` (the task's log grew).
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,

@@ -2,8 +2,11 @@
 //! (the store, another service's handle), never the whole application
 //! state, so they depend on each other in one direction:
 //! `effects` → `advance` → `dispatcher`, `events`; `duties` → `effects`;
-//! `relay` → `dispatcher`, `events`.
+//! `notifications` → `events`;
+//! `relay` → `dispatcher`, `events`; `load_history`, `queue_gauges` and `retention` use the store alone,
+//! on `leader_ticks`.
 
+pub mod admitter;
 pub mod advance;
 pub mod cancel;
 pub mod dispatcher;
@@ -11,6 +14,12 @@ pub mod duties;
 pub mod effects;
 pub mod events;
 pub mod gated;
+pub mod leader_ticks;
+pub mod load_history;
+pub mod notifications;
+pub mod queue_gauges;
+pub mod rate_limiter;
 pub mod relay;
+pub mod retention;
 pub mod schedules;
 pub mod start_rates;

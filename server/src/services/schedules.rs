@@ -266,7 +266,13 @@ impl Scheduler {
                 Ok(true) => {
                     let cancelled = match prev {
                         Started::Run(id) => {
-                            super::cancel::cancel_run(&self.store, &self.effects, id).await
+                            super::cancel::cancel_run(
+                                &self.store,
+                                &self.effects,
+                                id,
+                                "schedule (overlap: cancel the previous run)",
+                            )
+                            .await
                         }
                         Started::Task(id) => {
                             super::cancel::cancel_task(&self.store, &self.effects, id)

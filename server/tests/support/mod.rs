@@ -425,6 +425,12 @@ impl Server {
             .bearer_auth(API_TOKEN)
     }
 
+    /// Where the server looks for the dashboard's built files (`pkg/…`):
+    /// empty unless a test puts files there.
+    pub fn site_root(&self) -> PathBuf {
+        self.data_dir.join("site")
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = self
             .req(reqwest::Method::POST, path)
@@ -434,6 +440,26 @@ impl Server {
             .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until the leader's concurrency key admission has caught up
+    /// (admission is a pass after the change, not part of it): no key has
+    /// both a free slot and a held task, by the queue health API.
+    pub async fn keys_settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = self.get("/api/v1/queues").await;
+            assert_eq!(status, 200, "{body}");
+            let keys = body["keys"].as_array().cloned().unwrap_or_default();
+            let settled = keys.iter().all(|k| {
+                k["held"].as_i64() == Some(0) || k["admitted"].as_i64() >= k["limit"].as_i64()
+            });
+            if settled {
+                return;
+            }
+            assert!(Instant::now() < deadline, "keys never settled: {body}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -454,17 +480,22 @@ impl Server {
     /// The value of the first `/metrics` line starting with `series`
     /// (name and labels, e.g. `drover_x{reason="y"} `).
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self
-            .req(reqwest::Method::GET, "/metrics")
+        self.metrics_text()
+            .await?
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    }
+
+    /// The server's whole `/metrics` text.
+    pub async fn metrics_text(&self) -> Option<String> {
+        self.req(reqwest::Method::GET, "/metrics")
             .send()
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series))
-            .and_then(|v| v.trim().parse::<f64>().ok())
+            .ok()
     }
 
     /// Creates a user of `role` and returns their API token.
@@ -866,6 +897,67 @@ impl RawAgent {
         self.post(
             "results",
             json!({ "results": [{ "task_id": task_id, "lease_token": lease_token, "outcome": { "status": "succeeded", "output": {"by": self.id} } }] }),
+        )
+        .await
+    }
+}
+
+/// The step `id` of a run as `GET /api/v1/runs/{id}` returns it.
+pub fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .expect("a run's steps")
+        .iter()
+        .find(|s| s["step_id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {run}"))
+}
+
+/// Workflow runs, as the tests drive them over the API.
+impl Server {
+    /// Uploads a definition that must be accepted as a new version.
+    pub async fn upload_ok(&self, text: &str) {
+        let (s, body) = self.upload_workflow(API_TOKEN, text).await;
+        assert_eq!(s, 201, "{body}");
+    }
+
+    /// Starts a run; its id.
+    pub async fn start_run(&self, workflow: &str, inputs: Value) -> i64 {
+        let (s, run) = self
+            .post(
+                "/api/v1/runs",
+                &json!({ "workflow": workflow, "inputs": inputs }),
+            )
+            .await;
+        assert_eq!(s, 201, "{run}");
+        run["id"].as_i64().expect("a run id")
+    }
+
+    pub async fn run(&self, id: i64) -> Value {
+        self.get(&format!("/api/v1/runs/{id}")).await.1
+    }
+
+    /// The run once it has `status` (within 30 s).
+    pub async fn wait_run(&self, id: i64, status: &str) -> Value {
+        eventually(
+            Duration::from_secs(30),
+            &format!("run {id} {status}"),
+            || async {
+                let run = self.run(id).await;
+                (run["status"] == status).then_some(run)
+            },
+        )
+        .await
+    }
+
+    /// The run once its step `step_id` has `status` (within 30 s).
+    pub async fn wait_step(&self, id: i64, step_id: &str, status: &str) -> Value {
+        eventually(
+            Duration::from_secs(30),
+            &format!("step {step_id} of run {id} {status}"),
+            || async {
+                let run = self.run(id).await;
+                (step(&run, step_id)["status"] == status).then_some(run)
+            },
         )
         .await
     }

@@ -8,7 +8,9 @@ use sqlx::{Postgres, Transaction};
 use super::batch::{write_batch, AdvanceRows, EndColumns};
 use super::PgStore;
 use crate::domain::Scheduling;
-use crate::store::plan::{plan_loaded, step_rows, ApprovalWrite, Loaded, Writes};
+use crate::store::plan::{
+    attach_follow_ups, plan_loaded, step_rows, ApprovalWrite, Loaded, Writes,
+};
 use crate::store::rows::run_status;
 use crate::store::rows::{split_loaded, LoadedRow, RunStateRow};
 use crate::store::sql::runs as sql;
@@ -20,7 +22,7 @@ use crate::store::{Advanced, Result};
 /// As `= ANY(array)` the planner probes the index; as `IN (set-returning
 /// function)` it guesses 100 ids and, past a few thousand rows, hashes
 /// them and scans the whole table instead.
-const LOAD_RUNS: &str = "SELECT id, workflow_id, status, inputs, started_by, \
+const LOAD_RUNS: &str = "SELECT id, workflow_id, status, inputs, started_by, parent_run_id, \
     (SELECT definition FROM workflows w WHERE w.id = runs.workflow_id) AS definition \
     FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
@@ -110,9 +112,10 @@ impl PgStore {
             steps,
             items,
         };
-        let (out, writes) = plan_loaded(sched, now_us, loaded, &[], run_ids.len() > 1)?;
+        let (mut out, writes) = plan_loaded(sched, now_us, loaded, &[], run_ids.len() > 1)?;
         if !active.is_empty() {
-            Self::write(tx, writes, now_us).await?;
+            let follow = Self::write(tx, writes, now_us).await?;
+            attach_follow_ups(&mut out, follow);
         }
         Ok(out)
     }
@@ -142,7 +145,7 @@ impl PgStore {
 
     /// Cancels the queued tasks of the runs (a JSON array of ids), each
     /// with a `cancelled` event saying why.
-    pub(super) async fn cancel_queued_tasks(
+    pub(crate) async fn cancel_queued_tasks(
         tx: &mut Transaction<'_, Postgres>,
         runs: &str,
         why: &str,
@@ -169,7 +172,11 @@ impl PgStore {
     /// ended runs' queued work (including tasks just created) and open
     /// approvals. The caller tells the other instances of new tasks after
     /// commit (`announce_created`).
-    async fn write(tx: &mut Transaction<'_, Postgres>, writes: Writes, now_us: i64) -> Result<()> {
+    async fn write(
+        tx: &mut Transaction<'_, Postgres>,
+        writes: Writes,
+        now_us: i64,
+    ) -> Result<Vec<(i64, i64)>> {
         let steps = step_rows(writes.steps);
         if !(writes.tasks.is_empty() && steps.is_empty() && writes.runs.is_empty()) {
             let rows = AdvanceRows {
@@ -181,6 +188,14 @@ impl PgStore {
             write_batch(tx, &EndColumns::default(), &rows, &[], false, now_us).await?;
         }
         Self::write_approvals(tx, &writes.approvals, now_us).await?;
+        let follow = Self::write_waits(
+            tx,
+            &writes.waits,
+            &writes.child_ends,
+            &writes.ended_waiting,
+            now_us,
+        )
+        .await?;
         if !writes.finished.is_empty() {
             // Nothing more of these runs will run: drop their queued work and open approvals.
             let ids = serde_json::to_string(&writes.finished)?;
@@ -190,6 +205,6 @@ impl PgStore {
                 .execute(&mut **tx)
                 .await?;
         }
-        Ok(())
+        Ok(follow)
     }
 }

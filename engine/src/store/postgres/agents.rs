@@ -13,7 +13,7 @@ use crate::store::{AgentSession, Registered, Registration, Result, Sweep, SweptB
 
 /// An agent's columns as `AgentView` decodes them (lists as JSON text).
 const AGENT_COLUMNS: &str = "id, name, hostname, version, array_to_json(task_types)::text AS task_types, \
-    array_to_json(labels)::text AS labels, capacity, running, status, registered_at, last_heartbeat_at";
+    array_to_json(labels)::text AS labels, capacity, running, status, drained, registered_at, last_heartbeat_at";
 
 impl PgStore {
     pub(super) async fn register(&self, reg: &Registration<'_>, now_us: i64) -> Result<Registered> {
@@ -177,6 +177,15 @@ impl PgStore {
         rows.iter().map(|row| Ok(agent_view!(row))).collect()
     }
 
+    /// One agent as the list shows it.
+    pub(in crate::store) async fn agent_view(&self, id: i64) -> Result<Option<AgentView>> {
+        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok(agent_view!(row))).transpose()
+    }
+
     pub(super) async fn mark_silent_offline(
         &self,
         silent_since_us: i64,
@@ -188,9 +197,10 @@ impl PgStore {
             "WITH silent AS ( \
                SELECT id FROM agents WHERE status IN ('online', 'draining') AND last_heartbeat_at < $1 \
                ORDER BY id FOR UPDATE) \
-             UPDATE agents a SET status = 'offline' FROM silent WHERE a.id = silent.id RETURNING a.id",
+             UPDATE agents a SET status = 'offline', offline_at = $2 FROM silent WHERE a.id = silent.id RETURNING a.id",
         )
         .bind(silent_since_us)
+        .bind(now_us)
         .fetch_all(&mut *tx)
         .await?;
         let mut sweep = Sweep::default();

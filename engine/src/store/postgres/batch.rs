@@ -48,10 +48,11 @@ WITH e AS ( \
  ins AS ( \
    INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, max_attempts, \
      timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, run_id, step_id, \
-     item_index, step_generation, concurrency_key, concurrency_limit) \
+     item_index, step_generation, concurrency_key, concurrency_limit, held) \
    SELECT n.task_type, n.payload, n.urgency, n.time_sensitivity, n.importance, n.priority, n.rank, 'queued', n.max_attempts, \
      n.timeout_ms, n.retry_backoff_ms, ARRAY(SELECT json_array_elements_text(n.required_labels)), n.idempotency_key, \
-     $15, $15, $15, n.run_id, n.step_id, n.item_index, n.step_generation, n.concurrency_key, n.concurrency_limit \
+     $15, $15, $15, n.run_id, n.step_id, n.item_index, n.step_generation, n.concurrency_key, n.concurrency_limit, \
+     CASE WHEN n.concurrency_key IS NULL THEN 0 ELSE 1 END \
    FROM json_to_recordset($16::json) AS n(task_type text, payload text, urgency bigint, time_sensitivity bigint, \
      importance bigint, priority float8, rank float8, max_attempts bigint, timeout_ms bigint, retry_backoff_ms bigint, \
      required_labels json, idempotency_key text, run_id bigint, step_id text, item_index bigint, step_generation bigint, \

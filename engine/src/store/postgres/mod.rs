@@ -24,6 +24,8 @@ mod submit;
 mod users;
 mod workflows;
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -56,7 +58,14 @@ pub struct PgStore {
     /// Agents' results, gathered into shared transactions (`None` in the
     /// store the gathering task itself writes with).
     results: Option<Combiner<results::ResultsJob, crate::store::Recorded>>,
+    /// Whether this instance's `LISTEN` connection is up (`signals.rs`
+    /// keeps it; `/readyz` reads it).
+    listening: Arc<AtomicBool>,
 }
+
+/// The migrations this build expects, run at connect and checked by
+/// readiness.
+pub(super) static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// Connections of the claim pool, on top of the main pool's: the
 /// dispatcher's rounds and agents' claims that do not wait use it.
@@ -96,7 +105,7 @@ impl PgStore {
         let pool = pool_options(max_connections.max(2))
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        MIGRATIONS.run(&pool).await?;
         // A claim must walk `tasks_claim` in rank order and stop at its
         // limit. Left to itself the planner often prefers a bitmap scan of a
         // partial index on `status = 'queued'` and a sort, which reads every
@@ -114,6 +123,7 @@ impl PgStore {
             notifier,
             submits,
             results: None,
+            listening: Arc::new(AtomicBool::new(false)),
         };
         // A results transaction holds a connection for several round
         // trips: half the pool may record results side by side, and only
@@ -135,6 +145,11 @@ impl PgStore {
     pub(super) fn announce_work(&self) {
         self.notifier
             .notify(WORK_CHANNEL, instance_tag().to_string());
+    }
+
+    /// Whether the `LISTEN` connection is up, shared with its loop.
+    pub(super) fn listening(&self) -> &Arc<AtomicBool> {
+        &self.listening
     }
 
     /// The pool, for `LISTEN` on [`WORK_CHANNEL`].

@@ -18,6 +18,7 @@
 
 use drover_protocol::agent::TaskResult;
 use drover_protocol::api::TaskStatus;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -38,23 +39,16 @@ use crate::store::rows::{ItemRow, StepRow};
 use crate::store::{Advanced, Claim, Completed, Recorded, Refill, Result};
 
 /// Locks the batch's tasks (by id, in id order), then their runs (without
-/// waiting: a run another transaction holds is left to the caller), then
-/// the concurrency keys their ends will free (in key order, as submits take
-/// them: freed one by one in the write's row order, two batches sharing
-/// keys deadlocked), and reads what planning them needs.
+/// waiting: a run another transaction holds is left to the caller), and
+/// reads what planning them needs.
 const READ_BATCH: &str = "\
 WITH t AS MATERIALIZED ( \
    SELECT id, lease_token, attempts, max_attempts, retry_backoff_ms, agent_id, run_id, concurrency_key FROM tasks \
    WHERE id = ANY($1) AND status = 'running' ORDER BY id FOR UPDATE), \
  r AS MATERIALIZED ( \
-   SELECT id, workflow_id, status, inputs, started_by FROM runs \
-   WHERE id = ANY(ARRAY(SELECT run_id FROM t WHERE run_id IS NOT NULL)) ORDER BY id FOR UPDATE SKIP LOCKED), \
- keys AS MATERIALIZED ( \
-   SELECT c.key FROM concurrency_keys c \
-   WHERE c.key IN (SELECT concurrency_key FROM t WHERE concurrency_key IS NOT NULL) \
-   ORDER BY c.key FOR UPDATE) \
+   SELECT id, workflow_id, status, inputs, started_by, parent_run_id FROM runs \
+   WHERE id = ANY(ARRAY(SELECT run_id FROM t WHERE run_id IS NOT NULL)) ORDER BY id FOR UPDATE SKIP LOCKED) \
 SELECT \
- (SELECT count(*) FROM keys) AS keys_locked, \
  (SELECT json_agg(t)::text FROM t) AS leases, \
  (SELECT json_agg(r)::text FROM r) AS runs, \
  (SELECT json_agg(json_build_object('id', w.id, 'definition', w.definition))::text FROM workflows w \
@@ -84,6 +78,7 @@ struct LeaseRow {
     retry_backoff_ms: i64,
     agent_id: Option<i64>,
     run_id: Option<i64>,
+    concurrency_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -372,7 +367,14 @@ impl PgStore {
             .fetch_one(&mut *tx)
             .await?;
         phases.end("read");
-        let current: Current = rows_of::<LeaseRow>(&read, "leases")?
+        let leases = rows_of::<LeaseRow>(&read, "leases")?;
+        let mut key_of = HashMap::new();
+        for l in &leases {
+            if let Some(key) = &l.concurrency_key {
+                key_of.insert(l.id, key.clone());
+            }
+        }
+        let current: Current = leases
             .into_iter()
             .map(|l| {
                 let task = RunningTask {
@@ -396,12 +398,13 @@ impl PgStore {
             ));
         }
 
-        let (advanced, writes) = plan_read(&read, &completed.runs, &ends, sched, now_us)?;
+        let (mut advanced, writes) = plan_read(&read, &completed.runs, &ends, sched, now_us)?;
         let left = not_advanced(&completed.runs, &advanced);
         // A retry of a task whose run ends here is cancelled by the write
         // itself (`WRITE_BATCH`), which also says whether anything was
         // requeued.
         let freed = crate::store::freed_slots(ends.iter().filter_map(|e| e.agent_id));
+        let freed_keys = freed_keys(&ends, &key_of);
         let cols: EndColumns = ends.into_iter().collect();
         Self::lock_agents_in_order(&mut tx, &freed).await?;
         Self::write_approvals(&mut tx, &writes.approvals, now_us).await?;
@@ -413,6 +416,18 @@ impl PgStore {
         };
         phases.end("plan");
         let opened = write_batch(&mut tx, &cols, &rows, &freed, false, now_us).await?;
+        let follow = Self::write_waits(
+            &mut tx,
+            &writes.waits,
+            &writes.child_ends,
+            &writes.ended_waiting,
+            now_us,
+        )
+        .await?;
+        crate::store::plan::attach_follow_ups(&mut advanced, follow);
+        if !freed_keys.is_empty() {
+            crate::store::keys::refill_pg(&mut tx, &freed_keys).await?;
+        }
         phases.end("write");
         // Eager dispatch: the claim for the freed slots shares the commit.
         // Should it fail, the transaction fails with it and the caller
@@ -607,15 +622,17 @@ impl PgStore {
         // a join on the leases was planned as a walk over every running
         // task while a new database had no statistics yet); which leases are
         // current is decided from the rows (`plan_endings`).
-        let rows = sqlx::query(
-            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id, t.run_id FROM tasks t \
+        let read = sqlx::query(
+            "SELECT t.id, t.lease_token, t.attempts, t.max_attempts, t.retry_backoff_ms, t.agent_id, t.run_id, \
+             t.concurrency_key FROM tasks t \
              WHERE t.id = ANY($1) AND t.status = 'running' ORDER BY t.id FOR UPDATE OF t",
         )
         .bind(&ids)
         .fetch_all(&mut **tx)
         .await?;
-        let current = current_leases!(rows);
+        let current = current_leases!(read);
         let (completed, rows) = crate::store::plan_endings(endings, &current, now_us);
+        let freed_keys = freed_keys(&rows, &keys_by_id(&read)?);
         let cols: EndColumns = rows.into_iter().collect();
         if cols.id.is_empty() {
             return Ok((completed, FreedSlots::default()));
@@ -632,9 +649,38 @@ impl PgStore {
             now_us,
         )
         .await?;
-        if opened {
+        // Refilled here, as the results batch does.
+        let admitted = if freed_keys.is_empty() {
+            0
+        } else {
+            crate::store::keys::refill_pg(tx, &freed_keys).await?
+        };
+        if opened || admitted > 0 {
             Self::notify_work(tx).await?;
         }
         Ok((completed, freed))
     }
+}
+
+/// The concurrency keys of the tasks read, by task id.
+fn keys_by_id(rows: &[PgRow]) -> Result<HashMap<i64, String>> {
+    let mut keys = HashMap::new();
+    for row in rows {
+        if let Some(key) = row.try_get::<Option<String>, _>("concurrency_key")? {
+            keys.insert(row.try_get("id")?, key);
+        }
+    }
+    Ok(keys)
+}
+
+/// The keys whose slots `ends` give back for good (a retry keeps its
+/// task's slot through its backoff, as on SQLite), once each, in key
+/// order: the order admissions take their locks in.
+fn freed_keys(ends: &[EndRow], key_of: &HashMap<i64, String>) -> Vec<String> {
+    ends.iter()
+        .filter(|e| e.terminal)
+        .filter_map(|e| key_of.get(&e.id).cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use super::notifier::Notifier;
 use crate::store::combine::{Combiner, GroupCommit, Job};
+use crate::store::keys::admitted_count;
 use crate::store::plan::TaskRow;
 use crate::store::rows::task_status;
 use crate::store::Result;
@@ -95,57 +96,24 @@ async fn insert(
 ) -> Result<Vec<Vec<SubmittedTask>>> {
     let sizes: Vec<usize> = jobs.iter().map(Job::rows).collect();
     let all: Columns = jobs.into_iter().flat_map(|job| job.0).collect();
-    // Keyed rows go in key order, so two inserts lock their keys' rows in
-    // one order; a deadlock with a results transaction (which frees keys in
-    // its own order) is retried, as PostgreSQL asks.
+    // Keyed tasks are admitted as they arrive where their key's lock is
+    // free (`store/keys.rs`); the rest arrive held, for the leader's pass.
+    let mut keys: Vec<String> = all.concurrency_key.iter().flatten().cloned().collect();
+    keys.sort();
+    keys.dedup();
+    // A deadlock (two inserts waiting on each other's idempotency keys, met
+    // in different orders) is retried, as PostgreSQL asks.
     let mut tries = 0;
     let rows: Vec<(i64, bool)> = loop {
         tries += 1;
-        let attempt: std::result::Result<Vec<(i64, bool)>, sqlx::Error> = sqlx::query_as(
-        "WITH v AS ( \
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], \
-             $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[], \
-             $14::bigint[], $15::text[], $16::bigint[]) \
-             WITH ORDINALITY AS v(task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
-                  max_attempts, timeout_ms, backoff, labels, key, run_after, created_at, ckey, climit, ord)), \
-         ids AS MATERIALIZED (SELECT ord, nextval('tasks_id_seq') AS id FROM v ORDER BY ord), \
-         ins AS ( \
-           INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
-             max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, \
-             concurrency_key, concurrency_limit) \
-           SELECT ids.id, v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', \
-             v.max_attempts, v.timeout_ms, v.backoff, \
-             ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, v.created_at, v.created_at, \
-             v.ckey, v.climit \
-           FROM v JOIN ids USING (ord) \
-           ORDER BY v.ckey NULLS FIRST, v.ord \
-           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
-         SELECT ids.id, ins.id IS NOT NULL FROM ids LEFT JOIN ins ON ins.id = ids.id ORDER BY ids.ord",
-    )
-    .bind(&all.task_type)
-    .bind(&all.payload)
-    .bind(&all.urgency)
-    .bind(&all.time_sensitivity)
-    .bind(&all.importance)
-    .bind(&all.priority)
-    .bind(&all.rank)
-    .bind(&all.max_attempts)
-    .bind(&all.timeout_ms)
-    .bind(&all.backoff)
-    .bind(&all.labels)
-    .bind(&all.key)
-    .bind(&all.run_after)
-    .bind(&all.created_at)
-    .bind(&all.concurrency_key)
-    .bind(&all.concurrency_limit)
-    .fetch_all(pool)
-        .await;
+        let attempt = if keys.is_empty() {
+            insert_rows(pool, &all, &[]).await
+        } else {
+            insert_keyed(pool, &all, &keys).await
+        };
         match attempt {
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01") && tries < 5 => {
-                tracing::warn!(
-                    tries,
-                    "submit insert deadlocked on concurrency keys: retried"
-                );
+                tracing::warn!(tries, "submit insert deadlocked: retried");
             }
             other => break other?,
         }
@@ -191,6 +159,87 @@ async fn insert(
         notifier.notify(super::WORK_CHANNEL, super::instance_tag().to_string());
     }
     Ok(answers)
+}
+
+/// Inserts keyed tasks in a transaction that first takes the admission
+/// locks of their keys it can, so the insert may admit them at once.
+async fn insert_keyed(
+    pool: &PgPool,
+    all: &Columns,
+    keys: &[String],
+) -> sqlx::Result<Vec<(i64, bool)>> {
+    let mut tx = pool.begin().await?;
+    let locked = crate::store::keys::lock_keys_pg(&mut tx, keys).await?;
+    let rows = insert_rows(&mut *tx, all, &locked).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// The insert, one statement. A keyed task of a key in `$17` (whose lock
+/// this transaction holds; counted in this later statement, so it sees the
+/// previous holder's commit) is admitted while its key has room: the limit
+/// of the key's first task in the batch, less its admitted tasks, none
+/// while the key has held tasks (they come first, by rank). The same rule
+/// as SQLite's arrivals (`sqlite/keys.rs`). Every other keyed task arrives
+/// held.
+const INSERT: &str = concat!(
+    "WITH v AS ( \
+       SELECT u.*, row_number() OVER (PARTITION BY u.ckey ORDER BY u.ord) AS nth, \
+         first_value(u.climit) OVER (PARTITION BY u.ckey ORDER BY u.ord) AS key_limit \
+       FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], \
+         $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[], \
+         $14::bigint[], $15::text[], $16::bigint[]) \
+         WITH ORDINALITY AS u(task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
+              max_attempts, timeout_ms, backoff, labels, key, run_after, created_at, ckey, climit, ord)), \
+     room AS MATERIALIZED ( \
+       SELECT k.key, CASE WHEN EXISTS (SELECT 1 FROM tasks h WHERE h.status = 'queued' AND h.held = 1 \
+           AND h.concurrency_key = k.key) THEN 0 \
+         ELSE COALESCE((SELECT v.key_limit FROM v WHERE v.ckey = k.key LIMIT 1), 1) - ",
+    admitted_count!("k.key"),
+    " END AS n FROM unnest($17::text[]) AS k(key)), \
+     ids AS MATERIALIZED (SELECT ord, nextval('tasks_id_seq') AS id FROM v ORDER BY ord), \
+     ins AS ( \
+       INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
+         max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, \
+         concurrency_key, concurrency_limit, held) \
+       SELECT ids.id, v.task_type, v.payload, v.urgency, v.time_sensitivity, v.importance, v.priority, v.rank, 'queued', \
+         v.max_attempts, v.timeout_ms, v.backoff, \
+         ARRAY(SELECT json_array_elements_text(v.labels::json)), v.key, v.run_after, v.created_at, v.created_at, \
+         v.ckey, v.climit, \
+         CASE WHEN v.ckey IS NULL THEN 0 \
+              WHEN v.nth <= COALESCE((SELECT room.n FROM room WHERE room.key = v.ckey), 0) THEN 0 \
+              ELSE 1 END \
+       FROM v JOIN ids USING (ord) \
+       ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
+     SELECT ids.id, ins.id IS NOT NULL FROM ids LEFT JOIN ins ON ins.id = ids.id ORDER BY ids.ord"
+);
+
+/// Runs [`INSERT`]; `locked` are the keys whose admission lock is held.
+async fn insert_rows<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    all: &Columns,
+    locked: &[String],
+) -> sqlx::Result<Vec<(i64, bool)>> {
+    sqlx::query_as(INSERT)
+        .bind(&all.task_type)
+        .bind(&all.payload)
+        .bind(&all.urgency)
+        .bind(&all.time_sensitivity)
+        .bind(&all.importance)
+        .bind(&all.priority)
+        .bind(&all.rank)
+        .bind(&all.max_attempts)
+        .bind(&all.timeout_ms)
+        .bind(&all.backoff)
+        .bind(&all.labels)
+        .bind(&all.key)
+        .bind(&all.run_after)
+        .bind(&all.created_at)
+        .bind(&all.concurrency_key)
+        .bind(&all.concurrency_limit)
+        .bind(locked)
+        .fetch_all(db)
+        .await
 }
 
 /// The tasks that hold `keys`, by key.

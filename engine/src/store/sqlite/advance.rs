@@ -8,7 +8,9 @@ use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
 use crate::domain::Scheduling;
-use crate::store::plan::{plan_loaded, step_rows, ApprovalWrite, Loaded, Writes};
+use crate::store::plan::{
+    attach_follow_ups, plan_loaded, step_rows, ApprovalWrite, Loaded, Writes,
+};
 use crate::store::rows::run_status;
 use crate::store::rows::{split_loaded, LoadedRow, RunStateRow};
 use crate::store::sql::runs as sql;
@@ -16,7 +18,7 @@ use crate::store::{Advanced, Result};
 
 /// The runs of a JSON array of ids with their definitions (a sub-select,
 /// so the workflow row is not locked), in id order.
-const LOAD_RUNS: &str = "SELECT id, workflow_id, status, inputs, started_by, \
+const LOAD_RUNS: &str = "SELECT id, workflow_id, status, inputs, started_by, parent_run_id, \
     (SELECT definition FROM workflows w WHERE w.id = runs.workflow_id) AS definition \
     FROM runs WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id";
 
@@ -85,9 +87,10 @@ impl SqliteStore {
             steps,
             items,
         };
-        let (out, writes) = plan_loaded(sched, now_us, loaded, &[], run_ids.len() > 1)?;
+        let (mut out, writes) = plan_loaded(sched, now_us, loaded, &[], run_ids.len() > 1)?;
         if !active.is_empty() {
-            Self::write(tx, writes, now_us).await?;
+            let follow = Self::write(tx, writes, now_us).await?;
+            attach_follow_ups(&mut out, follow);
         }
         Ok(out)
     }
@@ -117,7 +120,7 @@ impl SqliteStore {
 
     /// Cancels the queued tasks of the runs (a JSON array of ids), each
     /// with a `cancelled` event saying why.
-    pub(super) async fn cancel_queued_tasks(
+    pub(crate) async fn cancel_queued_tasks(
         tx: &mut Transaction<'_, Sqlite>,
         runs: &str,
         why: &str,
@@ -150,10 +153,22 @@ impl SqliteStore {
 
     /// Writes what the batch's plans decided: a fixed number of
     /// statements however many runs moved.
-    async fn write(tx: &mut Transaction<'_, Sqlite>, writes: Writes, now_us: i64) -> Result<()> {
+    async fn write(
+        tx: &mut Transaction<'_, Sqlite>,
+        writes: Writes,
+        now_us: i64,
+    ) -> Result<Vec<(i64, i64)>> {
         let steps = step_rows(writes.steps);
         write_rows(tx, &writes.tasks, &steps, &writes.runs, now_us).await?;
         Self::write_approvals(tx, &writes.approvals, now_us).await?;
+        let follow = Self::write_waits(
+            tx,
+            &writes.waits,
+            &writes.child_ends,
+            &writes.ended_waiting,
+            now_us,
+        )
+        .await?;
         if !writes.finished.is_empty() {
             // Nothing more of these runs will run: drop their queued work and open approvals.
             let ids = serde_json::to_string(&writes.finished)?;
@@ -166,7 +181,7 @@ impl SqliteStore {
             .execute(&mut **tx)
             .await?;
         }
-        Ok(())
+        Ok(follow)
     }
 }
 
@@ -179,26 +194,19 @@ async fn write_rows(
     runs: &[Value],
     now_us: i64,
 ) -> Result<()> {
-    let keyed = tasks
-        .iter()
-        .any(|t| t.get("concurrency_key").is_some_and(|k| !k.is_null()));
-    if keyed {
-        for trigger in super::keys::KEY_TRIGGERS {
-            sqlx::query(trigger).execute(&mut **tx).await?;
-        }
-    }
     if !tasks.is_empty() {
         sqlx::query(
             "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, max_attempts, \
                timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, run_id, step_id, \
-               item_index, step_generation, concurrency_key, concurrency_limit) \
+               item_index, step_generation, concurrency_key, concurrency_limit, held) \
              SELECT json_extract(value, '$.task_type'), json_extract(value, '$.payload'), json_extract(value, '$.urgency'), \
                json_extract(value, '$.time_sensitivity'), json_extract(value, '$.importance'), json_extract(value, '$.priority'), \
                json_extract(value, '$.rank'), 'queued', json_extract(value, '$.max_attempts'), json_extract(value, '$.timeout_ms'), \
                json_extract(value, '$.retry_backoff_ms'), json_extract(value, '$.required_labels'), json_extract(value, '$.idempotency_key'), \
                ?2, ?2, ?2, json_extract(value, '$.run_id'), json_extract(value, '$.step_id'), json_extract(value, '$.item_index'), \
                json_extract(value, '$.step_generation'), json_extract(value, '$.concurrency_key'), \
-               json_extract(value, '$.concurrency_limit') \
+               json_extract(value, '$.concurrency_limit'), \
+               CASE WHEN json_extract(value, '$.concurrency_key') IS NULL THEN 0 ELSE 1 END \
              FROM json_each(?1) WHERE true ORDER BY key \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )

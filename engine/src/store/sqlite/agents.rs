@@ -13,7 +13,7 @@ use crate::store::sql;
 
 /// An agent's columns as `AgentView` decodes them.
 const AGENT_COLUMNS: &str = "id, name, hostname, version, task_types, labels, capacity, running, \
-    status, registered_at, last_heartbeat_at";
+    status, drained, registered_at, last_heartbeat_at";
 
 impl SqliteStore {
     pub(super) async fn register(&self, reg: &Registration<'_>, now_us: i64) -> Result<Registered> {
@@ -182,6 +182,15 @@ impl SqliteStore {
         rows.iter().map(|row| Ok(agent_view!(row))).collect()
     }
 
+    /// One agent as the list shows it.
+    pub(in crate::store) async fn agent_view(&self, id: i64) -> Result<Option<AgentView>> {
+        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| Ok(agent_view!(row))).transpose()
+    }
+
     pub(super) async fn mark_silent_offline(
         &self,
         silent_since_us: i64,
@@ -189,9 +198,10 @@ impl SqliteStore {
     ) -> Result<Sweep> {
         let mut tx = self.writer.begin().await?;
         let agents: Vec<i64> = sqlx::query_scalar(
-            "UPDATE agents SET status = 'offline' WHERE status IN ('online', 'draining') AND last_heartbeat_at < ?1 RETURNING id",
+            "UPDATE agents SET status = 'offline', offline_at = ?2 WHERE status IN ('online', 'draining') AND last_heartbeat_at < ?1 RETURNING id",
         )
         .bind(silent_since_us)
+        .bind(now_us)
         .fetch_all(&mut *tx)
         .await?;
         let mut sweep = Sweep::default();

@@ -13,20 +13,18 @@ use crate::store::{rows, Claim, Completed, Result};
 /// Inserts the tasks in order; a task whose idempotency key exists (also
 /// earlier in the same batch) is answered with the task that has it.
 pub(crate) fn submit(conn: &Connection, tasks: &[TaskRow]) -> Result<Vec<SubmittedTask>> {
-    if super::keys::any_key(tasks.iter().map(|t| t.concurrency_key.as_deref())) {
-        for trigger in super::keys::KEY_TRIGGERS {
-            conn.execute_batch(trigger)?;
-        }
-    }
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, status, \
            max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, run_after, created_at, updated_at, \
-           concurrency_key, concurrency_limit) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16) \
+           concurrency_key, concurrency_limit, held) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16, \
+           ?17) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )?;
     let mut out = Vec::with_capacity(tasks.len());
+    let mut arrivals = super::keys::Arrivals::default();
     for t in tasks {
+        let held = arrivals.held(conn, t.concurrency_key.as_deref(), t.concurrency_limit)?;
         let inserted = insert.execute(params![
             t.task_type,
             t.payload,
@@ -44,6 +42,7 @@ pub(crate) fn submit(conn: &Connection, tasks: &[TaskRow]) -> Result<Vec<Submitt
             t.created_at,
             t.concurrency_key,
             t.concurrency_limit,
+            held,
         ])?;
         if inserted == 1 {
             out.push(SubmittedTask {
@@ -260,10 +259,11 @@ pub(crate) fn end_attempts(
         return Ok(Completed::default());
     }
     let mut lease = conn.prepare_cached(
-        "SELECT attempts, max_attempts, retry_backoff_ms, agent_id, run_id FROM tasks \
+        "SELECT attempts, max_attempts, retry_backoff_ms, agent_id, run_id, concurrency_key FROM tasks \
          WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
     )?;
     let mut current = Current::with_capacity(endings.len());
+    let mut key_of: std::collections::HashMap<i64, String> = Default::default();
     for e in endings {
         let found = lease
             .query_row([e.task_id, e.lease_token], |r| {
@@ -275,11 +275,15 @@ pub(crate) fn end_attempts(
                     },
                     r.get::<_, Option<i64>>(3)?,
                     r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             })
             .optional()?;
-        if let Some(task) = found {
-            current.insert((e.task_id, e.lease_token), task);
+        if let Some((task, agent, run, key)) = found {
+            current.insert((e.task_id, e.lease_token), (task, agent, run));
+            if let Some(key) = key {
+                key_of.insert(e.task_id, key);
+            }
         }
     }
     let (completed, rows) = crate::store::plan::plan_endings(endings, &current, now_us);
@@ -325,6 +329,14 @@ pub(crate) fn end_attempts(
         conn,
         &crate::store::plan::freed_slots(rows.iter().filter_map(|r| r.agent_id)),
     )?;
+    // A task that ended for good gave its key's slot back: refill it now,
+    // so the agents' next claim (or this answer's eager dispatch) sees it.
+    let freed: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.terminal)
+        .filter_map(|r| key_of.get(&r.id).map(String::as_str))
+        .collect();
+    super::keys::refill(conn, freed)?;
     Ok(completed)
 }
 

@@ -1,64 +1,94 @@
-//! The concurrency keys' triggers on SQLite, created with the first keyed
-//! task rather than by the migration: a trigger on `tasks` makes every
-//! update of a task row dearer (SQLite builds the trigger's old and new rows
-//! and gives up its one-pass update even when the trigger's WHEN is false:
-//! about a third of the claim and results path in a micro-benchmark, and of
-//! the queue benchmark), so a database that never uses keys does not carry
-//! them. Once created they stay, with the keys.
-//!
-//! The count they keep: a task admitted on arrival is counted by
-//! `tasks_key_arrive` (its row is not written again); a held task is counted
-//! by `tasks_key_admit` when its held flag goes from 1 to 0.
+//! Concurrency key admission inside the SQLite writer's own jobs: a submit
+//! admits its keyed tasks as it inserts them while their key has room, and
+//! a results batch refills the slots its ends free, so on SQLite a keyed
+//! task rarely waits for the leader's pass (`store/keys.rs`), which is
+//! still what admits after everything else (cancels, sweeps, retries, rate
+//! limits, workflow steps). Safe without locks: the writer thread runs one
+//! job at a time, the pass included.
 
-/// `CREATE TRIGGER IF NOT EXISTS`, one statement each: a no-op once they
-/// exist.
-pub(crate) const KEY_TRIGGERS: [&str; 4] = [
-    r#"CREATE TRIGGER IF NOT EXISTS tasks_key_admit AFTER UPDATE OF held ON tasks
-WHEN OLD.held = 1 AND NEW.held = 0 AND NEW.concurrency_key IS NOT NULL
-BEGIN
-    UPDATE concurrency_keys SET admitted = admitted + 1 WHERE key = NEW.concurrency_key;
-END;"#,
-    // A keyed task arrives: held, then admitted at once if its key has room.
-    r#"CREATE TRIGGER IF NOT EXISTS tasks_key_arrive AFTER INSERT ON tasks
-WHEN NEW.concurrency_key IS NOT NULL AND NEW.status = 'queued'
-BEGIN
-    INSERT INTO concurrency_keys (key, admitted, max_admitted)
-        VALUES (NEW.concurrency_key, 0, NEW.concurrency_limit)
-        ON CONFLICT (key) DO UPDATE SET max_admitted = excluded.max_admitted
-        WHERE max_admitted <> excluded.max_admitted;
-    UPDATE tasks SET held = 1 WHERE id = NEW.id
-        AND (SELECT admitted >= max_admitted FROM concurrency_keys WHERE key = NEW.concurrency_key);
-    UPDATE concurrency_keys SET admitted = admitted + 1 WHERE key = NEW.concurrency_key
-        AND (SELECT held FROM tasks WHERE id = NEW.id) = 0;
-END;"#,
-    // An admitted task ends: its slot goes to the best held task of its key.
-    r#"CREATE TRIGGER IF NOT EXISTS tasks_key_release AFTER UPDATE OF status ON tasks
-WHEN NEW.concurrency_key IS NOT NULL AND OLD.held = 0
-    AND OLD.status IN ('queued', 'running') AND NEW.status IN ('succeeded', 'failed', 'cancelled')
-BEGIN
-    UPDATE concurrency_keys SET admitted = admitted - 1 WHERE key = NEW.concurrency_key;
-    UPDATE tasks SET held = 0 WHERE id = (
-            SELECT id FROM tasks WHERE status = 'queued' AND held = 1
-                AND concurrency_key = NEW.concurrency_key ORDER BY rank DESC, id LIMIT 1)
-        AND (SELECT admitted < max_admitted FROM concurrency_keys WHERE key = NEW.concurrency_key);
-END;"#,
-    // A keyed task queued again after it ended (a retry): admitted or held
-    // as if it arrived.
-    r#"CREATE TRIGGER IF NOT EXISTS tasks_key_again AFTER UPDATE OF status ON tasks
-WHEN NEW.concurrency_key IS NOT NULL AND NEW.status = 'queued'
-    AND OLD.status IN ('succeeded', 'failed', 'cancelled')
-BEGIN
-    UPDATE tasks SET held = 1 WHERE id = NEW.id AND held = 0
-        AND (SELECT admitted >= max_admitted FROM concurrency_keys WHERE key = NEW.concurrency_key);
-    UPDATE tasks SET held = 0 WHERE id = NEW.id AND held = 1
-        AND (SELECT admitted < max_admitted FROM concurrency_keys WHERE key = NEW.concurrency_key);
-    UPDATE concurrency_keys SET admitted = admitted + 1 WHERE key = NEW.concurrency_key
-        AND OLD.held = 0 AND (SELECT held FROM tasks WHERE id = NEW.id) = 0;
-END;"#,
-];
+use std::collections::HashMap;
 
-/// Whether any of `keys` is set: then the triggers must exist before the
-/// tasks are inserted.
-pub(crate) fn any_key<'a>(mut keys: impl Iterator<Item = Option<&'a str>>) -> bool {
-    keys.any(|k| k.is_some())
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::store::keys::admitted_count;
+use crate::store::Result;
+
+/// A key's free slots for an arriving task: its limit less the key's
+/// admitted tasks; none while the key has held tasks (they come first, by
+/// rank).
+const ROOM: &str = concat!(
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_held \
+      WHERE status = 'queued' AND held = 1 AND concurrency_key = ?1) THEN 0 ELSE ?2 - ",
+    admitted_count!("?1"),
+    " END"
+);
+
+/// The free slots of a key for its best held task (its limit less the
+/// key's admitted tasks); no row when nothing of the key is held.
+const ROOM_FOR_HELD: &str = concat!(
+    "SELECT h.concurrency_limit - ",
+    admitted_count!("?1"),
+    " FROM tasks h INDEXED BY tasks_held WHERE h.status = 'queued' AND h.held = 1 \
+      AND h.concurrency_key = ?1 ORDER BY h.rank DESC, h.id LIMIT 1"
+);
+
+const ADMIT: &str = "UPDATE tasks SET held = 0 WHERE id IN ( \
+    SELECT id FROM tasks INDEXED BY tasks_held WHERE status = 'queued' AND held = 1 \
+    AND concurrency_key = ?1 ORDER BY rank DESC, id LIMIT ?2)";
+
+/// The arrival side: what each keyed task of one submit gets, `held` 0 or
+/// 1, given what the batch admitted before it.
+#[derive(Default)]
+pub(crate) struct Arrivals {
+    room: HashMap<String, i64>,
+}
+
+impl Arrivals {
+    /// 0 if the task's key has a slot for it (taken now), else 1.
+    pub(crate) fn held(
+        &mut self,
+        conn: &Connection,
+        key: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<i64> {
+        let Some(key) = key else { return Ok(0) };
+        let room = match self.room.get_mut(key) {
+            Some(room) => room,
+            None => {
+                let room: i64 = conn
+                    .prepare_cached(ROOM)?
+                    .query_row(rusqlite::params![key, limit.unwrap_or(1)], |r| r.get(0))?;
+                self.room.entry(key.to_string()).or_insert(room)
+            }
+        };
+        if *room > 0 {
+            *room -= 1;
+            Ok(0)
+        } else {
+            Ok(1)
+        }
+    }
+}
+
+/// Gives the free slots of `keys` to their best held tasks, counting each
+/// key now: a results job for the keys its ends freed, the leader's pass
+/// for the keys it found with room. Returns how many it admitted.
+pub(crate) fn refill<'a>(
+    conn: &Connection,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<u64> {
+    let mut admitted = 0;
+    for key in keys {
+        let room: Option<Option<i64>> = conn
+            .prepare_cached(ROOM_FOR_HELD)?
+            .query_row([key], |r| r.get(0))
+            .optional()?;
+        let room = room.flatten();
+        if let Some(room) = room.filter(|&n| n > 0) {
+            admitted += conn
+                .prepare_cached(ADMIT)?
+                .execute(rusqlite::params![key, room])? as u64;
+        }
+    }
+    Ok(admitted)
 }

@@ -16,7 +16,7 @@ mod audit;
 mod claim;
 mod enrollment;
 mod hot;
-mod keys;
+pub(super) mod keys;
 mod overview;
 mod queue;
 mod results;
@@ -63,6 +63,10 @@ pub struct SqliteStore {
     hot: writer::Writer,
 }
 
+/// The migrations this build expects, run at connect and checked by
+/// readiness.
+pub(super) static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
 impl SqliteStore {
     pub async fn connect(
         url: &str,
@@ -85,7 +89,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        MIGRATIONS.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(max_readers.max(1))
@@ -102,6 +106,12 @@ impl SqliteStore {
 
     pub(super) fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// The writer thread, for jobs outside the hot path that belong in its
+    /// group commits (key admission).
+    pub(super) fn hot(&self) -> &writer::Writer {
+        &self.hot
     }
 
     pub(super) fn reader(&self) -> &SqlitePool {

@@ -22,7 +22,7 @@ use crate::store::sql;
 const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
     status, attempts, max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, \
     result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at, claim_load, \
-    concurrency_key, concurrency_limit, held";
+    concurrency_key, concurrency_limit, held, run_id, step_id";
 
 impl QueueStore for SqliteStore {
     fn backend(&self) -> &'static str {

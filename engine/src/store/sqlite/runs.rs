@@ -12,6 +12,7 @@ use crate::store::plan::decided_step;
 use crate::store::rows::run_status;
 use crate::store::rows::{step_views, ApprovalRow, RunRow, RunStepRow};
 use crate::store::sql::runs as sql;
+use crate::store::waits::ChildEnd;
 use crate::store::{Advanced, ApprovalRecord, Recorded, Refill, Result, RunStore, APPROVAL_PAGE};
 use crate::workflow::Definition;
 
@@ -206,7 +207,7 @@ impl RunStore for SqliteStore {
             .collect()
     }
 
-    async fn cancel_run(&self, id: i64, now_us: i64) -> Result<Vec<i64>> {
+    async fn cancel_run(&self, id: i64, by: &str, now_us: i64) -> Result<Vec<i64>> {
         let mut tx = self.begin_write().await?;
         let status: Option<String> = sqlx::query_scalar(RUN_STATUS_LOCKED)
             .bind(id)
@@ -238,12 +239,23 @@ impl RunStore for SqliteStore {
         .await?;
         sqlx::query(sql::CANCEL_APPROVALS)
             .bind(id)
+            .bind(by)
+            .bind(now_us)
             .execute(&mut *tx)
             .await?;
-        let running: Vec<i64> = sqlx::query_scalar(sql::RUNNING_TASKS)
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+        // Its child runs are cancelled with it; a child cancelled on its
+        // own fails its parent's step.
+        let children = Self::cancel_children(&mut tx, &[id], now_us).await?;
+        let cancelled = ChildEnd::of(id, RunStatus::Cancelled, None, &Default::default());
+        Self::write_waits(&mut tx, &[], &[cancelled], &[], now_us).await?;
+        let mut running = Vec::new();
+        for run in std::iter::once(id).chain(children) {
+            let tasks: Vec<i64> = sqlx::query_scalar(sql::RUNNING_TASKS)
+                .bind(run)
+                .fetch_all(&mut *tx)
+                .await?;
+            running.extend(tasks);
+        }
         tx.commit().await?;
         Ok(running)
     }
