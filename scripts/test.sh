@@ -11,6 +11,8 @@ use_prebuilt_tools
 ensure_rust
 ensure_postgres
 ensure_chromium
+ensure_deploy_tools
+ensure_cargo_deb
 
 step "setting up the front-end toolchain"
 source scripts/setup-frontend.sh
