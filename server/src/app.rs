@@ -274,7 +274,8 @@ impl Application {
             .run(stop_duties.signal()),
         );
 
-        let site_root = state.config.site_root.display().to_string();
+        let site = crate::http::delivery::SiteFiles::choose(state.config.site_root.as_deref());
+        tracing::info!(site = %site.root(), "dashboard files");
         let addr = listener.local_addr()?;
         let api = crate::http::router(state.clone(), metrics);
         // Compression wraps the whole app, but not the API router the pages
@@ -282,7 +283,8 @@ impl Application {
         let app = api
             .clone()
             .merge(crate::http::pages::router(
-                crate::http::pages::leptos_options(&site_root, addr),
+                &site,
+                crate::http::pages::leptos_options(&site.root(), addr),
                 state.clone(),
                 api,
             ))

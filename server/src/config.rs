@@ -227,9 +227,11 @@ pub struct Config {
     #[arg(long, env = "DROVER_MAX_LOG_LINES", default_value_t = drover_protocol::limits::DEFAULT_MAX_LOG_LINES)]
     pub max_log_lines: usize,
 
-    /// Where the built dashboard (wasm, css) is served from.
-    #[arg(long, env = "DROVER_SITE_ROOT", default_value = "target/site")]
-    pub site_root: PathBuf,
+    /// Where the built dashboard (wasm, css) is served from. A binary
+    /// built with the dashboard inside (feature `embed-site`, the release
+    /// builds) serves its own unless this is set; others read `target/site`.
+    #[arg(long, env = "DROVER_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
 
     /// Log filter (tracing's `EnvFilter` syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info,sqlx=warn")]

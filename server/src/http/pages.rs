@@ -1,6 +1,6 @@
 //! Mounts the Leptos dashboard: server-rendered pages, and the built assets
-//! (`/pkg/drover.js`, `.wasm`, `.css`) from the site root, with the cache
-//! headers of `http::delivery`.
+//! (`/pkg/drover.js`, `.wasm`, `.css`) from the site root or from inside the
+//! binary, with the cache headers of `http::delivery`.
 //!
 //! The binary runs with or without cargo-leptos, so the Leptos options are
 //! built here from the server's own configuration rather than read from the
@@ -42,12 +42,17 @@ pub fn leptos_options(site_root: &str, addr: SocketAddr) -> LeptosOptions {
         .build()
 }
 
-pub fn router(options: LeptosOptions, state: AppState, api: Router) -> Router {
+pub fn router(
+    site: &delivery::SiteFiles,
+    options: LeptosOptions,
+    state: AppState,
+    api: Router,
+) -> Router {
     let routes = generate_route_list(App);
     let in_process = in_process(api);
     // What is neither a page nor a file: the dashboard's 404 page.
     let not_found = leptos_axum::file_and_error_handler(shell).with_state(options.clone());
-    let files = delivery::static_files(&options.site_root, not_found);
+    let files: Router = site.router(not_found);
     Router::new()
         .leptos_routes_with_context(
             &options,

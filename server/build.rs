@@ -1,0 +1,31 @@
+//! With the `embed-site` feature, compiles the built dashboard into the
+//! binary. The site must be built first (`cargo leptos build --release
+//! --bin-features embed-site` does both in that order).
+
+fn main() {
+    #[cfg(feature = "embed-site")]
+    embed_site();
+}
+
+#[cfg(feature = "embed-site")]
+fn embed_site() {
+    use std::path::PathBuf;
+
+    const VAR: &str = "DROVER_EMBED_SITE_DIR";
+    println!("cargo::rerun-if-env-changed={VAR}");
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = match std::env::var_os(VAR) {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target/site"),
+    };
+    let entry = dir.join("pkg/drover.js");
+    if !entry.is_file() {
+        panic!(
+            "the `embed-site` feature needs the built dashboard, but {} is missing: \
+             run `cargo leptos build --release --bin-features embed-site`, or set {VAR} \
+             to the site directory",
+            entry.display()
+        );
+    }
+    memory_serve::load_directory_with_embed(dir, true);
+}
