@@ -1,8 +1,9 @@
 //! A server built with the dashboard inside (feature `embed-site`, as the
 //! test suite and the release packages build it) serves the dashboard's
-//! files with no site directory anywhere: compressed ahead of time, with
-//! an `ETag` that a revalidation answers with 304, never reused unasked.
-//! Pages and the 404 page still render.
+//! files with no site directory anywhere: compressed (ahead of time in a
+//! release build, as it is sent in this debug one), with an `ETag` that a
+//! revalidation answers with 304, never reused unasked. Pages and the 404
+//! page still render.
 #![cfg(feature = "embed-site")]
 
 mod support;
