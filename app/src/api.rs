@@ -184,7 +184,10 @@ async fn call(
             }
             None => builder.send().await,
         }
-        .map_err(|e| ApiFailure::transport(format!("cannot reach the server: {e}")))?;
+        .map_err(|e| {
+            crate::browser::server_unreachable();
+            ApiFailure::transport(format!("cannot reach the server: {e}"))
+        })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status == 401 {

@@ -39,9 +39,25 @@ pub fn now_us() -> i64 {
     (js_sys::Date::now() * 1000.0) as i64
 }
 
+thread_local! {
+    /// The page's live state, for what has no reactive owner at hand (a
+    /// request that failed).
+    static LIVE: std::cell::Cell<Option<Live>> = const { std::cell::Cell::new(None) };
+}
+
+/// A request could not reach the server: the header's dot turns red and
+/// the page says so until the event stream opens again.
+pub fn server_unreachable() {
+    if let Some(live) = LIVE.with(std::cell::Cell::get) {
+        live.connected.set(false);
+        live.lost.set(true);
+    }
+}
+
 /// Opens the server's event stream and turns its events into refetches.
 /// Events are coalesced for a tick, so a burst costs one refetch per page.
 pub fn connect_events(live: Live) {
+    LIVE.with(|cell| cell.set(Some(live)));
     let Ok(source) = web_sys::EventSource::new("/api/v1/events") else {
         return;
     };
@@ -110,13 +126,17 @@ pub fn connect_events(live: Live) {
         // After a (re)connect anything may have changed meanwhile.
         let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             live.connected.set(true);
+            live.lost.set(false);
             dirty.set(u32::MAX);
             logs.borrow_mut().all = true;
         });
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         on_open.forget();
+        // The stream dropped (the server stopped or the network went): the
+        // browser retries on its own, and `on_open` clears this.
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             live.connected.set(false);
+            live.lost.set(true);
         });
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         on_error.forget();

@@ -147,7 +147,8 @@ fn TopBar() -> impl IntoView {
             </nav>
             <span
                 class="live-dot"
-                class:on=move || live.connected.get()
+                class:on=move || live.connected.get() && !live.lost.get()
+                class:lost=move || live.lost.get()
                 title=move || if live.connected.get() { "Live: updates arrive as they happen" } else { "Not connected: reload to see changes" }
                 data-testid="live"
                 data-connected=move || live.connected.get().to_string()
@@ -171,6 +172,12 @@ fn TopBar() -> impl IntoView {
             </Transition>
             <span class="version" data-testid="version">"v" {VERSION}</span>
         </header>
+        <Show when=move || live.lost.get()>
+            <p class="lost" role="alert" data-testid="lost">
+                "The server cannot be reached: what you do now is not saved. "
+                "This page reconnects on its own."
+            </p>
+        </Show>
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Live {
     counters: [RwSignal<u64>; 7],
     /// Whether the event stream is connected (shown in the header).
     pub connected: RwSignal<bool>,
+    /// The server stopped answering: the event stream dropped or a request
+    /// could not reach it. Cleared when the stream opens again. The page
+    /// says so, since actions taken meanwhile fail.
+    pub lost: RwSignal<bool>,
     /// The clock relative times are shown against, ticking each second.
     pub now_us: RwSignal<i64>,
     /// The tasks whose logs grew since the last tick, set at most every
@@ -82,6 +86,7 @@ pub fn provide_live() -> Live {
     let live = Live {
         counters: std::array::from_fn(|_| RwSignal::new(0)),
         connected: RwSignal::new(false),
+        lost: RwSignal::new(false),
         now_us: RwSignal::new(now_us()),
         logs: RwSignal::new(Some(Vec::new())),
     };

@@ -79,7 +79,11 @@ impl SiteFiles {
     pub fn router<S, F>(&self, not_found: F) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
-        F: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+        F: Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         F::Future: Send + 'static,
     {
         match self {
