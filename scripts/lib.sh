@@ -126,3 +126,26 @@ ensure_cargo_deb() {
     cargo install cargo-deb --version 3.8.0 --locked || die "cargo install cargo-deb --version 3.8.0 --locked failed"
   fi
 }
+
+# schemathesis, pinned, in its own virtualenv .tools/schemathesis-venv:
+# server/tests/schemathesis.rs fuzzes a live server against its OpenAPI
+# description with it (DROVER_SCHEMATHESIS names the binary). About a
+# minute once on a fresh machine.
+SCHEMATHESIS_PIN="schemathesis==4.32.5"
+
+ensure_schemathesis() {
+  local root venv
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  venv="$root/.tools/schemathesis-venv"
+  need python3 "Install Python 3 (Debian: apt-get install python3 python3-venv)."
+  if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$venv/.pinned" 2>/dev/null)" != "$SCHEMATHESIS_PIN" ]; then
+    step "installing $SCHEMATHESIS_PIN (once; ~1 minute)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" \
+      || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$SCHEMATHESIS_PIN" \
+      || die "pip install $SCHEMATHESIS_PIN failed"
+    echo "$SCHEMATHESIS_PIN" >"$venv/.pinned"
+  fi
+  export DROVER_SCHEMATHESIS="${DROVER_SCHEMATHESIS:-$venv/bin/schemathesis}"
+}

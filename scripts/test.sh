@@ -14,6 +14,7 @@ ensure_postgres
 ensure_chromium
 ensure_deploy_tools
 ensure_cargo_deb
+ensure_schemathesis
 
 step "setting up the front-end toolchain"
 source scripts/setup-frontend.sh

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 /// `POST /api/v1/agent/register`, authenticated with the operator's enrollment token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub name: String,
@@ -33,6 +34,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RegisterResponse {
     pub agent_id: i64,
     /// Bearer token for every later call of this agent session.
@@ -51,6 +53,7 @@ pub struct RegisterResponse {
 
 /// A task the agent holds, named by its lease.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Lease {
     pub task_id: i64,
@@ -62,6 +65,7 @@ pub struct Lease {
 
 /// `POST /api/v1/agent/heartbeat`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// Every task the agent is still running; their leases are extended.
@@ -70,6 +74,7 @@ pub struct HeartbeatRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct HeartbeatResponse {
     /// Tasks the agent must stop now (cancelled, timed out, or no longer its own).
     #[serde(default)]
@@ -81,6 +86,7 @@ pub struct HeartbeatResponse {
 
 /// `POST /api/v1/agent/claim`: a long-poll for up to `max_tasks` tasks.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// The most tasks to hand over. The agent asks for its whole capacity;
@@ -92,6 +98,7 @@ pub struct ClaimRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ClaimResponse {
     pub tasks: Vec<Assignment>,
     /// Set when the agent should stop claiming (drain requested).
@@ -101,6 +108,7 @@ pub struct ClaimResponse {
 
 /// One claimed task.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Assignment {
     pub task_id: i64,
     pub lease_token: i64,
@@ -116,6 +124,7 @@ pub struct Assignment {
 
 /// `POST /api/v1/agent/results`: many results in one round trip.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResultsRequest {
     pub results: Vec<TaskResult>,
@@ -133,6 +142,7 @@ fn is_zero(n: &u32) -> bool {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TaskResult {
     pub task_id: i64,
@@ -148,6 +158,7 @@ pub struct TaskResult {
 
 /// How a task attempt ended.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Outcome {
     Succeeded {
@@ -173,6 +184,7 @@ fn default_true() -> bool {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ResultsResponse {
     /// One entry per result, in request order.
     pub results: Vec<ResultAck>,
@@ -183,12 +195,14 @@ pub struct ResultsResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ResultAck {
     pub task_id: i64,
     pub status: AckStatus,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AckStatus {
     /// Recorded.
@@ -203,6 +217,7 @@ pub enum AckStatus {
 /// since the last request, a batch per task. Shipping logs never holds a
 /// task up: an agent drops lines (and says how many) rather than wait.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LogsRequest {
     pub tasks: Vec<TaskLog>,
@@ -210,6 +225,7 @@ pub struct LogsRequest {
 
 /// New lines of one task, in the order the handler printed them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TaskLog {
     pub task_id: i64,
@@ -229,6 +245,7 @@ fn is_zero_u64(n: &u64) -> bool {
 
 /// One line a handler printed, without its line break.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OutputLine {
     pub stream: OutputStream,
@@ -240,6 +257,7 @@ pub struct OutputLine {
 
 /// Where a handler printed a line.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OutputStream {
     Stdout,
@@ -256,6 +274,7 @@ impl OutputStream {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LogsResponse {
     /// One per task of the request, in request order: `accepted`, or
     /// `stale` when the task is not (or no longer) this agent's under that
@@ -266,6 +285,7 @@ pub struct LogsResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LogAck {
     pub task_id: i64,
     pub status: AckStatus,

@@ -6,6 +6,7 @@ use serde_json::Value;
 /// A task to enqueue, as a client sends it. Validated by the server
 /// (`drover_engine::domain`) before anything is stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     pub task_type: String,
@@ -51,17 +52,20 @@ pub struct NewTask {
 
 /// `POST /api/v1/tasks` accepts one [`NewTask`] or `{"tasks": [...]}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTaskBatch {
     pub tasks: Vec<NewTask>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct SubmitBatchResponse {
     pub tasks: Vec<SubmittedTask>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct SubmittedTask {
     pub id: i64,
     pub status: TaskStatus,
@@ -71,6 +75,7 @@ pub struct SubmittedTask {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Queued,
@@ -114,6 +119,7 @@ impl TaskStatus {
 
 /// A task as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskView {
     pub id: i64,
     pub task_type: String,
@@ -164,6 +170,7 @@ pub struct TaskView {
 
 /// One claim of a task by an agent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AttemptView {
     /// The lease token the attempt ran under (the task's claim number).
     pub lease_token: i64,
@@ -182,6 +189,7 @@ pub struct AttemptView {
 
 /// A recorded state change of a task.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskEventView {
     pub at_us: i64,
     pub kind: String,
@@ -192,6 +200,7 @@ pub struct TaskEventView {
 
 /// `GET /api/v1/tasks/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: TaskView,
@@ -204,6 +213,7 @@ pub struct TaskDetail {
 
 /// What holds a queued task now, in words (`summary`) and as data.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Waiting {
     /// The main reason, one sentence.
     pub summary: String,
@@ -224,6 +234,7 @@ pub struct Waiting {
 
 /// One thing that holds a queued task.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WaitReason {
     /// Not claimable before `until_us`: its `run_after_us`, or the backoff
@@ -266,6 +277,7 @@ pub enum WaitReason {
 
 /// An agent that could not take a task, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AgentGap {
     pub agent_id: i64,
     pub name: String,
@@ -276,6 +288,7 @@ pub struct AgentGap {
 
 /// `GET /api/v1/tasks`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskList {
     pub tasks: Vec<TaskView>,
     /// Pass as `before_id` to get the next page; absent on the last page.
@@ -283,6 +296,7 @@ pub struct TaskList {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     Online,
@@ -320,6 +334,7 @@ impl AgentStatus {
 
 /// `GET /api/v1/agents`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AgentView {
     pub id: i64,
     pub name: String,
@@ -343,6 +358,7 @@ pub struct AgentView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AgentList {
     pub agents: Vec<AgentView>,
 }
@@ -360,6 +376,7 @@ pub const MAX_LOAD_WINDOW_S: i64 = 7 * 86_400;
 /// [`LOAD_BUCKETS`] buckets of equal width (`bucket_us`), plus the agent
 /// as it is now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AgentLoad {
     pub agent: AgentView,
     pub window_s: i64,
@@ -379,6 +396,7 @@ pub struct AgentLoad {
 
 /// The samples of one bucket: L = running / capacity, its mean and peak.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LoadBucket {
     pub start_us: i64,
     pub samples: i64,
@@ -392,6 +410,7 @@ pub struct LoadBucket {
 
 /// `GET /api/v1/stats`: task counts by status and agents by status.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Stats {
     pub queued: i64,
     pub running: i64,
@@ -403,6 +422,7 @@ pub struct Stats {
 
 /// `GET /api/v1/status`: who this server instance is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ServerStatus {
     pub version: String,
     pub instance_id: String,
@@ -414,6 +434,7 @@ pub struct ServerStatus {
 
 /// What a user may do. Each role includes `viewer`; `admin` may do everything.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads everything, changes nothing.
@@ -455,6 +476,7 @@ impl Role {
 
 /// A user as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UserView {
     pub id: i64,
     pub name: String,
@@ -464,6 +486,7 @@ pub struct UserView {
 
 /// `POST /api/v1/users`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub name: String,
@@ -475,6 +498,7 @@ pub struct NewUser {
 
 /// A user with a freshly issued API token (shown once).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UserWithToken {
     pub user: UserView,
     pub token: String,
@@ -482,6 +506,7 @@ pub struct UserWithToken {
 
 /// `GET /api/v1/overview`: what the dashboard's first page shows.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Overview {
     pub stats: Stats,
     /// Tasks finished in each bucket, oldest first; the last bucket ends now.
@@ -502,6 +527,7 @@ pub struct Overview {
 /// `per`, fleet-wide, for the tasks of a type (`type:<task type>`) or of a
 /// concurrency key (`key:<key>`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PutRateLimit {
     pub rate: f64,
@@ -515,6 +541,7 @@ pub struct PutRateLimit {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RatePeriod {
     #[default]
@@ -524,6 +551,7 @@ pub enum RatePeriod {
 
 /// A rate limit as listed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RateLimitView {
     pub scope: String,
     pub per_second: f64,
@@ -536,6 +564,7 @@ pub struct RateLimitView {
 
 /// `GET /api/v1/rate-limits`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RateLimitList {
     pub rate_limits: Vec<RateLimitView>,
 }
@@ -546,6 +575,7 @@ pub struct RateLimitList {
 /// `task_log` event, or every so often) until it has finished and `more`
 /// is false.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskLogPage {
     pub task_id: i64,
     /// The task's status when the page was read. Lines are only added
@@ -565,6 +595,7 @@ pub struct TaskLogPage {
 
 /// One line of a task's log.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TaskLogLine {
     /// 1, 2, … per task across its attempts (0: the note of lines dropped
     /// at the bound, rewritten as more go).
@@ -579,6 +610,7 @@ pub struct TaskLogLine {
 /// Where a log line came from: a handler's stdout or stderr, or a note
 /// Drover wrote (lines dropped).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     Stdout,

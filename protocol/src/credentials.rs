@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/enrollment-tokens`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewEnrollmentToken {
     /// Unique, for operators to recognise it (`gpu-pool`, `ci-runners`).
@@ -24,6 +25,7 @@ pub struct NewEnrollmentToken {
 /// An enrollment token as listed: never the token itself, only its first
 /// characters.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct EnrollmentTokenView {
     pub id: i64,
     pub name: String,
@@ -38,6 +40,7 @@ pub struct EnrollmentTokenView {
 
 /// The answer to creating one: the only time the token is shown.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CreatedEnrollmentToken {
     pub token: String,
     #[serde(flatten)]
@@ -46,6 +49,7 @@ pub struct CreatedEnrollmentToken {
 
 /// One entry of the audit log (`GET /api/v1/audit`, admins only).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AuditEntry {
     pub id: i64,
     pub at_us: i64,
@@ -61,6 +65,7 @@ pub struct AuditEntry {
 
 /// `GET /api/v1/audit`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AuditList {
     /// Newest first.
     pub entries: Vec<AuditEntry>,

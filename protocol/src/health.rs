@@ -16,6 +16,7 @@ pub const MAX_HEALTH_WINDOW_S: i64 = 3_600;
 
 /// `GET /api/v1/queues?window=<seconds>`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct QueueHealth {
     /// Deepest first (queued, then running, then name), at most
     /// [`QUEUE_HEALTH_ROWS`]; types that online agents handle but that
@@ -40,6 +41,7 @@ pub struct QueueHealth {
 
 /// One task type's queue.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TypeHealth {
     pub task_type: String,
     /// Queued tasks (depth), including the held and delayed ones.
@@ -78,6 +80,7 @@ impl TypeHealth {
 
 /// One concurrency key (named semaphore).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct KeyHealth {
     pub key: String,
     /// Tasks holding a slot (queued and not held, or running), and the limit.

@@ -22,6 +22,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The JSON error body every 4xx/5xx response carries.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
@@ -29,6 +30,7 @@ pub struct ErrorBody {
 /// What went wrong: a stable machine-readable `code`, a human `message`, and
 /// the request `field` at fault when there is one (for example `tasks[3].urgency`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,

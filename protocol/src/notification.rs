@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a rule can be told about.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationEvent {
     /// A workflow run ended `failed`.
@@ -46,6 +47,7 @@ impl NotificationEvent {
 
 /// `POST /api/v1/notifications/rules` (admin).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewNotificationRule {
     pub name: String,
@@ -76,6 +78,7 @@ fn yes() -> bool {
 /// `PATCH /api/v1/notifications/rules/{id}` (admin): the fields to change.
 /// An empty `workflow` or `task_type` removes that filter.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NotificationRuleChange {
     #[serde(default)]
@@ -95,6 +98,7 @@ pub struct NotificationRuleChange {
 /// A rule as listed. The URL is shown as its origin only (`https://hooks.slack.com/…`):
 /// a webhook URL is often itself the credential.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct NotificationRuleView {
     pub id: i64,
     pub name: String,
@@ -115,6 +119,7 @@ pub struct NotificationRuleView {
 
 /// `POST /api/v1/notifications/rules`' answer: the secret, once.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CreatedNotificationRule {
     #[serde(flatten)]
     pub rule: NotificationRuleView,
@@ -123,12 +128,14 @@ pub struct CreatedNotificationRule {
 
 /// `GET /api/v1/notifications/rules`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct NotificationRuleList {
     pub rules: Vec<NotificationRuleView>,
 }
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Not yet answered with a 2xx; retried at `next_attempt_at_us`.
@@ -160,6 +167,7 @@ impl DeliveryStatus {
 
 /// One delivery: a rule's message about one event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeliveryView {
     pub id: i64,
     pub rule_id: i64,
@@ -186,6 +194,7 @@ pub struct DeliveryView {
 
 /// `GET /api/v1/notifications/deliveries`, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeliveryList {
     pub deliveries: Vec<DeliveryView>,
 }
@@ -195,6 +204,7 @@ pub struct DeliveryList {
 /// for programs. Exactly one of `run`, `task`, `approval`, `agent` is set,
 /// by `event` (none for `test`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct NotificationPayload {
     /// An event kind, or `test`.
     pub event: String,
@@ -222,6 +232,7 @@ pub struct NotificationPayload {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PayloadRun {
     pub id: i64,
     pub workflow: String,
@@ -231,6 +242,7 @@ pub struct PayloadRun {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PayloadTask {
     pub id: i64,
     pub task_type: String,
@@ -242,6 +254,7 @@ pub struct PayloadTask {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PayloadApproval {
     pub id: i64,
     pub run_id: i64,
@@ -251,6 +264,7 @@ pub struct PayloadApproval {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PayloadAgent {
     pub id: i64,
     pub name: String,

@@ -9,6 +9,7 @@ use crate::api::NewTask;
 /// What to do with ticks missed while no server ran (older than the
 /// server's grace period when a leader sees them).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MissedPolicy {
     /// Start nothing for them; the count is recorded.
@@ -20,6 +21,7 @@ pub enum MissedPolicy {
 
 /// What a tick does while the run (or task) of the previous tick is active.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OverlapPolicy {
     /// Start anyway.
@@ -68,6 +70,7 @@ impl OverlapPolicy {
 /// `POST /api/v1/schedules`. Exactly one of `workflow` and `task`, and
 /// exactly one of `cron` and `at`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewSchedule {
     pub name: String,
@@ -107,6 +110,7 @@ pub struct NewSchedule {
 /// `PATCH /api/v1/schedules/{id}`: the fields to change. A target or a
 /// timing given replaces the old one whole.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleChange {
     #[serde(default)]
@@ -139,6 +143,7 @@ pub struct ScheduleChange {
 
 /// A schedule as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ScheduleView {
     pub id: i64,
     pub name: String,
@@ -181,6 +186,7 @@ pub struct ScheduleView {
 
 /// `GET /api/v1/schedules`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ScheduleList {
     pub schedules: Vec<ScheduleView>,
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// How a delivery proves it knows the secret.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerAuth {
     /// `X-Drover-Timestamp: <unix seconds>` and
@@ -37,6 +38,7 @@ impl TriggerAuth {
 
 /// `POST /api/v1/triggers` (admin).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTrigger {
     pub name: String,
@@ -60,6 +62,7 @@ pub struct NewTrigger {
 
 /// Where an event trigger finds the event's key in a delivery.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TriggerEvent {
     /// A JSON pointer into the body (`/order/id`); a string or number.
@@ -71,6 +74,7 @@ pub struct TriggerEvent {
 
 /// A trigger as listed; the secret is never shown again after creation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TriggerView {
     pub id: i64,
     pub name: String,
@@ -92,6 +96,7 @@ pub struct TriggerView {
 
 /// `POST /api/v1/triggers`' answer: the secret, once.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CreatedTrigger {
     #[serde(flatten)]
     pub trigger: TriggerView,
@@ -100,6 +105,7 @@ pub struct CreatedTrigger {
 
 /// `POST /api/v1/hooks/{name}`' answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct HookDelivered {
     pub run_id: i64,
     /// `false` when the delivery's `Idempotency-Key` matched an earlier one.

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 /// One stored version of a workflow definition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct WorkflowVersion {
     pub id: i64,
     pub name: String,
@@ -19,6 +20,7 @@ pub struct WorkflowVersion {
 
 /// `POST /api/v1/workflows` answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UploadedWorkflow {
     pub workflow: WorkflowVersion,
     /// `false` when the same definition was already the latest version.
@@ -27,12 +29,14 @@ pub struct UploadedWorkflow {
 
 /// `GET /api/v1/workflows`: the latest version of each workflow.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct WorkflowList {
     pub workflows: Vec<WorkflowVersion>,
 }
 
 /// `POST /api/v1/runs`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
     pub workflow: String,
@@ -47,6 +51,7 @@ pub struct StartRun {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
@@ -89,6 +94,7 @@ impl RunStatus {
 
 /// A run as lists show it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunSummary {
     pub id: i64,
     pub workflow: String,
@@ -111,6 +117,7 @@ pub struct RunSummary {
 
 /// A step of a run with its tasks and approval.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepView {
     pub step_id: String,
     /// `pending`, `running`, `waiting_approval`, `waiting` (a `wait` or
@@ -133,6 +140,7 @@ pub struct StepView {
 
 /// A step's durable wait.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepWait {
     /// `sleep`, `event` or `workflow`.
     pub kind: String,
@@ -150,6 +158,7 @@ pub struct StepWait {
 
 /// `POST /api/v1/events`: an event for the steps waiting on its key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendEvent {
     /// The correlation key a `wait` step's `event.key` rendered to.
@@ -162,11 +171,13 @@ pub struct SendEvent {
 /// The answer to an event: the steps it resumed (none when nothing waited;
 /// events are not kept for waits that open later).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct EventDelivered {
     pub resumed: Vec<ResumedStep>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ResumedStep {
     pub run_id: i64,
     pub step_id: String,
@@ -174,6 +185,7 @@ pub struct ResumedStep {
 
 /// `GET /api/v1/runs/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunSummary,
@@ -182,12 +194,14 @@ pub struct RunDetail {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunList {
     pub runs: Vec<RunSummary>,
 }
 
 /// Who may decide an approval.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Approvers {
     #[serde(default)]
     pub users: Vec<String>,
@@ -196,6 +210,7 @@ pub struct Approvers {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ApprovalView {
     pub id: i64,
     pub run_id: i64,
@@ -216,11 +231,13 @@ pub struct ApprovalView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ApprovalList {
     pub approvals: Vec<ApprovalView>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     Approve,
@@ -229,6 +246,7 @@ pub enum Decision {
 
 /// `POST /api/v1/approvals/{id}/decision`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DecideApproval {
     pub decision: Decision,

@@ -124,3 +124,61 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Most bytes of a plain-text refusal kept as the JSON error's message.
+const MAX_PLAIN_REFUSAL: usize = 4096;
+
+/// Every refusal of the API is the JSON error body. axum answers what no
+/// handler saw in plain text — a path segment that is not a number, a
+/// query or form that does not parse, a method a route lacks, a body past
+/// the limit — so those are rewritten here, in one place, with the text as
+/// the message and their headers (`Allow`, `WWW-Authenticate`) kept.
+pub async fn json_refusals(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_REFUSAL)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_field",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message,
+            field: None,
+        },
+    };
+    let mut out = (status, Json(body)).into_response();
+    for (name, value) in &parts.headers {
+        if name != CONTENT_TYPE && name != CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

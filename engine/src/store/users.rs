@@ -30,7 +30,7 @@ pub struct UserSummary {
 }
 
 /// An API token as listed: never the token itself, only its first characters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ApiToken {
     pub id: i64,
     pub user_id: i64,

@@ -31,9 +31,9 @@ async fn list(_caller: Caller, State(state): State<AppState>) -> Result<Json<Age
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LoadQuery {
+pub(crate) struct LoadQuery {
     /// Seconds of history; text, so that a value that is no number is a
     /// field error like one out of range.
     window_s: Option<String>,

@@ -47,9 +47,9 @@ pub fn refusal(user: &UserView, approval: &ApprovalRecord) -> Option<String> {
     None
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     /// `pending` (default), `approved`, `rejected`, `cancelled` or `all`.
     status: Option<String>,
     /// Only the ones the caller may decide (default for pending ones).

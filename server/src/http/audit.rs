@@ -19,9 +19,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/audit", get(list))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// Actions starting with this (`sign_in`, `agent.revoked`).
     action: Option<String>,
     actor: Option<String>,

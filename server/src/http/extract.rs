@@ -36,10 +36,72 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
     })
 }
 
-/// Deserializes JSON, naming the path of the first bad field.
+/// Deserializes JSON, naming the path of the first bad field. Text with a
+/// NUL character (`\u0000`) is refused here, for every request: PostgreSQL
+/// can store it neither in text nor in `jsonb`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if has_nul_escape(bytes) {
+        let value: serde_json::Value = parse_json_as_is(bytes)?;
+        refuse_nul(&value, "")?;
+    }
+    parse_json_as_is(bytes)
+}
+
+fn parse_json_as_is<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| bad_json(e, ""))
+}
+
+/// Whether the JSON text escapes a NUL (`\u0000` after an even run of
+/// backslashes, so not a literal backslash followed by `u0000`). A raw
+/// NUL byte is not valid JSON text, so this is the only way one arrives.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    const ESCAPE: &[u8] = b"\\u0000";
+    bytes.windows(ESCAPE.len()).enumerate().any(|(at, w)| {
+        w == ESCAPE
+            && bytes[..at]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count()
+                % 2
+                == 0
+    })
+}
+
+/// Refuses a value holding a NUL character in a key or a string, naming
+/// where (below `prefix`).
+pub fn refuse_nul(value: &serde_json::Value, prefix: &str) -> Result<(), ApiError> {
+    match nul_at(value, prefix) {
+        None => Ok(()),
+        Some(path) => Err(ApiError::BadJson {
+            message: "text must not contain the NUL character (\\u0000)".into(),
+            field: Some(if path.is_empty() { ".".into() } else { path }),
+        }),
+    }
+}
+
+fn nul_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then(|| path.to_string()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_at(v, &here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Deserializes an already parsed JSON value, naming the bad field's path
@@ -91,6 +153,27 @@ mod tests {
             Err(ApiError::BadJson { field, .. }) => field,
             other => panic!("expected a JSON error, got {:?}", other.map(|_| ())),
         }
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_by_where_it_is_and_an_escaped_backslash_is_not_one() {
+        let nul_in = |json: &str| match parse_json::<serde_json::Value>(json.as_bytes()) {
+            Err(ApiError::BadJson { field, message }) => {
+                assert!(message.contains("NUL"), "{message}");
+                field
+            }
+            Ok(_) => None,
+            Err(other) => panic!("{other:?}"),
+        };
+        assert_eq!(
+            nul_in(r#"{"tasks":[{"payload":{"a":"x\u0000y"}}]}"#).as_deref(),
+            Some("tasks[0].payload.a")
+        );
+        assert_eq!(nul_in(r#"{"k\u0000":1}"#).as_deref(), Some("k\u{0}"));
+        assert_eq!(nul_in(r#""\u0000""#).as_deref(), Some("."));
+        // A literal backslash then "u0000", and an escaped one before a NUL.
+        assert_eq!(nul_in(r#"{"a":"\\u0000"}"#), None);
+        assert_eq!(nul_in(r#"{"a":"\\\u0000"}"#).as_deref(), Some("a"));
     }
 
     #[test]

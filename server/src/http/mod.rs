@@ -14,6 +14,7 @@ mod enrollment;
 mod events;
 pub mod extract;
 mod notifications;
+pub mod openapi;
 pub mod pages;
 mod queues;
 mod rate_limits;
@@ -58,7 +59,9 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::http::session::form_router())
+        .merge(openapi::router())
         .merge(system::router(metrics))
+        .layer(axum::middleware::from_fn(crate::error::json_refusals))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http())

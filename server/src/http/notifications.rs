@@ -297,9 +297,9 @@ async fn test_rule(
     Ok((StatusCode::ACCEPTED, Json(delivery_view(delivery, max))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct DeliveryQuery {
+pub(crate) struct DeliveryQuery {
     /// A rule's id or name.
     rule: Option<String>,
     status: Option<String>,

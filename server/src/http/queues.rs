@@ -23,9 +23,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/queues", get(health))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct HealthQuery {
+pub(crate) struct HealthQuery {
     /// Seconds of history for the latency and lease figures.
     window: Option<i64>,
 }

@@ -101,9 +101,9 @@ async fn start(
     Ok((status, Json(detail(&state, id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     status: Option<String>,
     workflow: Option<String>,
     limit: Option<i64>,

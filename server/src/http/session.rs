@@ -193,9 +193,9 @@ async fn audit_sign_in(
     .await;
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     pub name: String,
     pub password: String,
 }
@@ -274,16 +274,16 @@ async fn sign_out_json(
     ))
 }
 
-#[derive(Deserialize)]
-struct SignInForm {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct SignInForm {
     name: String,
     password: String,
     #[serde(default)]
     next: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct SignInQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct SignInQuery {
     #[serde(default)]
     next: Option<String>,
 }
@@ -381,8 +381,8 @@ async fn sign_in_form(
     }
 }
 
-#[derive(Deserialize)]
-struct SignOutForm {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct SignOutForm {
     #[serde(default)]
     csrf: Option<String>,
 }

@@ -197,9 +197,9 @@ async fn waiting(state: &AppState, task: &TaskView) -> Result<Option<Waiting>, A
     Ok(Some(waiting))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LogQuery {
+pub(crate) struct LogQuery {
     after: Option<i64>,
     limit: Option<i64>,
     tail: Option<i64>,
@@ -243,9 +243,9 @@ async fn logs(
     Ok(Json(log))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     status: Option<String>,
     task_type: Option<String>,
     agent_id: Option<i64>,

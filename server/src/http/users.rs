@@ -67,9 +67,9 @@ async fn me(caller: Caller) -> Json<UserView> {
 }
 
 /// `PATCH /api/v1/users/{name}`: an admin changes a role or disables/enables.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct UserUpdate {
+pub(crate) struct UserUpdate {
     #[serde(default)]
     role: Option<Role>,
     #[serde(default)]
@@ -127,9 +127,9 @@ async fn update(
 
 /// `PUT /api/v1/users/{name}/password`: yourself with your old password, or
 /// an admin for anyone else. The user's sessions end.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PasswordChange {
+pub(crate) struct PasswordChange {
     password: String,
     #[serde(default)]
     old_password: Option<String>,
@@ -168,8 +168,8 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct TokenQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct TokenQuery {
     /// Admins: every user's tokens.
     #[serde(default)]
     all: bool,
@@ -196,9 +196,9 @@ async fn list_tokens(
 /// token or session) — the token is yours — or, for `drover login`, with
 /// `user` and `password` in the body, which go through the same checks
 /// and limits as any sign-in.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTokenRequest {
+pub(crate) struct NewTokenRequest {
     #[serde(default)]
     name: Option<String>,
     /// Seconds, or a duration such as `"30d"`; none: no expiry (signed in)
@@ -211,8 +211,8 @@ struct NewTokenRequest {
     password: Option<String>,
 }
 
-#[derive(Serialize)]
-struct CreatedToken {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct CreatedToken {
     /// The token itself: shown this once.
     token: String,
     user: UserView,

@@ -42,6 +42,8 @@ async fn upload(
         .map_err(ApiError::invalid_all)?;
     pin_child_workflows(&state, &mut def).await?;
     let json = serde_json::to_value(&def).map_err(|e| ApiError::Store(e.into()))?;
+    // YAML's "\0" escapes too.
+    crate::http::extract::refuse_nul(&json, "")?;
     if caller.0.role != Role::Admin {
         require_admin_for_approvals(&caller, &state, &def, &json).await?;
     }
