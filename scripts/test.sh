@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-SERVER_FEATURES=drover-server/embed-site
+SERVER_FEATURES=drover-server/embed-site,drover-server/otlp
 
 use_prebuilt_tools
 ensure_rust

@@ -237,6 +237,22 @@ pub struct Config {
     #[arg(long, env = "RUST_LOG", default_value = "info,sqlx=warn")]
     pub log: String,
 
+    /// Export traces over OTLP/HTTP to this collector (e.g.
+    /// `http://localhost:4318`); needs a build with the `otlp` feature.
+    /// `OTEL_SERVICE_NAME` names the service (default `drover-server`).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Which spans are exported (`EnvFilter` syntax, apart from `RUST_LOG`):
+    /// by default every request's span (tower_http's, at debug) and the
+    /// server's own.
+    #[arg(
+        long,
+        env = "DROVER_OTLP_FILTER",
+        default_value = "info,tower_http=debug,sqlx=warn"
+    )]
+    pub otlp_filter: String,
+
     /// Log one JSON object per line (for a log shipper) instead of text.
     #[arg(long, env = "DROVER_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
