@@ -92,6 +92,10 @@ struct Args {
     /// second) to delete while it runs. 0: none, retention idle.
     #[arg(long, default_value_t = 0)]
     retention_backlog: u64,
+    /// With `--retention-backlog`: keep everything (retention finds nothing
+    /// due), to tell the backlog's own cost from the deletes'.
+    #[arg(long)]
+    retention_off: bool,
     /// Single tasks submitted one at a time on the idle system for latency.
     #[arg(long, default_value_t = 300)]
     latency_samples: usize,
@@ -499,7 +503,10 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
             .env("DROVER_ENROLLMENT_TOKEN", ENROLL_TOKEN)
             .env("DROVER_TASK_TYPES", "echo,sleep")
             .env("DROVER_DB_MAX_CONNECTIONS", "16")
-            .env("DROVER_RETENTION", "1h")
+            .env(
+                "DROVER_RETENTION",
+                if args.retention_off { "0s" } else { "1h" },
+            )
             .env(
                 "DROVER_RETENTION_INTERVAL",
                 if args.retention_backlog > 0 {

@@ -226,6 +226,7 @@ impl Application {
                 leader: state.leader.clone(),
                 policy: (&state.config).into(),
                 interval: state.config.retention_interval,
+                queue_requests: state.queue_requests.clone(),
             }
             .run(stop_duties.signal()),
         );

@@ -53,6 +53,9 @@ pub struct Shared {
     pub schedule_wake: Arc<tokio::sync::Notify>,
     /// Wakes the notification deliverer when a delivery is written.
     pub notify_wake: Arc<tokio::sync::Notify>,
+    /// Submits, claims and results this instance has served: how busy the
+    /// queue is, for the work that yields to it (retention).
+    pub queue_requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub use crate::services::gated::{gated_types, GatedTypes};
@@ -110,6 +113,7 @@ impl Shared {
             auth_cache: crate::auth_cache::AuthCache::new(config_auth_ttl),
             schedule_wake: Arc::new(tokio::sync::Notify::new()),
             notify_wake: Arc::new(tokio::sync::Notify::new()),
+            queue_requests: Arc::default(),
             agents_seen: RwLock::new(None),
         }
     }

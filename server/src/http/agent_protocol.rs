@@ -1,5 +1,6 @@
 //! The agent protocol, `/api/v1/agent/...` (see `docs/PROTOCOL.md`).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -141,6 +142,7 @@ async fn claim(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
+    state.queue_requests.fetch_add(1, Ordering::Relaxed);
     if req.max_tasks == 0 {
         return Err(FieldError::new("max_tasks", "must be at least 1").into());
     }
@@ -194,6 +196,7 @@ async fn results(
     State(state): State<AppState>,
     ApiJson(mut req): ApiJson<ResultsRequest>,
 ) -> Result<(StatusCode, Json<ResultsResponse>), ApiError> {
+    state.queue_requests.fetch_add(1, Ordering::Relaxed);
     if req.results.len() > MAX_RESULTS {
         return Err(FieldError::new(
             "results",

@@ -42,6 +42,9 @@ async fn submit(
     req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_operator()?;
+    state
+        .queue_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let body: Value = parse_json(&read_body(req, &state).await?)?;
     let batch = body.as_object().is_some_and(|o| o.contains_key("tasks"));
     let (tasks, prefix): (Vec<NewTask>, &str) = if batch {

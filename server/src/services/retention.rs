@@ -1,14 +1,21 @@
 //! The leader's retention loop: every `DROVER_RETENTION_INTERVAL` it deletes
 //! finished tasks, finished runs and audit entries past their keep-for
-//! (`RetentionStore`, whose module says how a batch is chosen). Batches are
-//! small and spaced by four times their own time, so a backlog of a million
-//! rows (retention first turned on, or shortened) drains over minutes and
-//! takes at most a fifth of the database writer's time from claims and
-//! results. Only
-//! the leader deletes; the rows are gone for every instance.
+//! (`RetentionStore`, whose module says how a batch is chosen). Only the
+//! leader deletes; the rows are gone for every instance.
+//!
+//! Retention yields to the queue. While the queue is quiet, batches of
+//! [`BATCH`] rows are spaced by four times their own time, so a backlog of
+//! a million rows (retention first turned on, or shortened) drains in
+//! minutes and takes at most a fifth of the database writer's time. While
+//! it is busy (more than [`BUSY_REQUESTS_PER_SECOND`] submits, claims and
+//! results served since the last batch), a batch is [`BUSY_BATCH`] rows
+//! and the next waits [`BUSY_PAUSE`]: a delete holds SQLite's one writer
+//! (and PostgreSQL's row locks and I/O) for well under a millisecond a
+//! second, so claims do not wait on it, and a day of busy still deletes
+//! millions of rows.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +25,14 @@ use drover_engine::Store;
 
 use crate::config::Config;
 
-/// Rows one batch reads (and at most deletes).
+/// Rows one batch reads (and at most deletes) while the queue is quiet.
 const BATCH: i64 = 500;
+/// Rows one batch reads while the queue is busy.
+const BUSY_BATCH: i64 = 25;
+/// Queue requests per second above which the queue is busy.
+const BUSY_REQUESTS_PER_SECOND: f64 = 20.0;
+/// Pause after a batch while the queue is busy.
+const BUSY_PAUSE: Duration = Duration::from_secs(1);
 /// Pause between batches: the writer is free for claims and results
 /// between them.
 const BETWEEN_BATCHES: Duration = Duration::from_millis(20);
@@ -56,6 +69,8 @@ pub struct Retention {
     pub leader: Arc<AtomicBool>,
     pub policy: RetentionPolicy,
     pub interval: Duration,
+    /// Submits, claims and results served (`AppState::queue_requests`).
+    pub queue_requests: Arc<AtomicU64>,
 }
 
 impl Retention {
@@ -68,19 +83,19 @@ impl Retention {
     async fn pass(&self) {
         let store = &self.store;
         let policy = &self.policy;
-        self.walk("tasks", |after| {
-            store.prune_tasks(policy, after, BATCH, now_us())
+        self.walk("tasks", |after, size| {
+            store.prune_tasks(policy, after, size, now_us())
         })
         .await;
-        self.walk("runs", |after| {
-            store.prune_runs(policy, after, BATCH, now_us())
+        self.walk("runs", |after, size| {
+            store.prune_runs(policy, after, size, now_us())
         })
         .await;
-        self.walk("audit", |_| async move {
-            let deleted = store.prune_audit(policy, BATCH, now_us()).await?;
+        self.walk("audit", |_, size| async move {
+            let deleted = store.prune_audit(policy, size, now_us()).await?;
             // The audit walk always starts at the front: what it deleted
             // is gone.
-            let full = deleted >= BATCH as u64;
+            let full = deleted >= size as u64;
             Ok(Batch {
                 deleted,
                 next_after_id: full.then_some(0),
@@ -92,13 +107,18 @@ impl Retention {
     /// Walks one table from the front, batch by batch, while the leader.
     async fn walk<F, Fut>(&self, what: &'static str, mut batch: F)
     where
-        F: FnMut(i64) -> Fut,
+        F: FnMut(i64, i64) -> Fut,
         Fut: Future<Output = drover_engine::store::Result<Batch>>,
     {
         let mut after = 0;
+        let mut load = Load::new(&self.queue_requests);
+        // The first batch is a small one, as if busy: the rate is known
+        // only after a pause.
+        let mut busy = true;
         while self.leader.load(Ordering::SeqCst) {
+            let size = if busy { BUSY_BATCH } else { BATCH };
             let started = Instant::now();
-            match batch(after).await {
+            match batch(after, size).await {
                 Ok(done) => {
                     metrics::counter!("drover_retention_deleted_total", "what" => what)
                         .increment(done.deleted);
@@ -112,9 +132,46 @@ impl Retention {
                     return;
                 }
             }
-            tokio::time::sleep(pause_after(started.elapsed())).await;
+            let pause = if busy {
+                BUSY_PAUSE
+            } else {
+                pause_after(started.elapsed())
+            };
+            tokio::time::sleep(pause).await;
+            busy = load.busy(&self.queue_requests);
         }
     }
+}
+
+/// The queue's request rate between two looks.
+struct Load {
+    seen: u64,
+    at: Instant,
+}
+
+impl Load {
+    fn new(requests: &AtomicU64) -> Self {
+        Self {
+            seen: requests.load(Ordering::Relaxed),
+            at: Instant::now(),
+        }
+    }
+
+    /// Whether more than [`BUSY_REQUESTS_PER_SECOND`] came since the last
+    /// look.
+    fn busy(&mut self, requests: &AtomicU64) -> bool {
+        let now = requests.load(Ordering::Relaxed);
+        let rate = per_second(now - self.seen, self.at.elapsed());
+        *self = Self {
+            seen: now,
+            at: Instant::now(),
+        };
+        rate > BUSY_REQUESTS_PER_SECOND
+    }
+}
+
+fn per_second(count: u64, over: Duration) -> f64 {
+    count as f64 / over.as_secs_f64().max(0.001)
 }
 
 /// The pause after a batch that took `took`: at least [`BETWEEN_BATCHES`],
@@ -123,4 +180,21 @@ impl Retention {
 /// slow its deletes get.
 fn pause_after(took: Duration) -> Duration {
     (took * PAUSE_FACTOR).max(BETWEEN_BATCHES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_is_busy_above_the_request_rate() {
+        let requests = AtomicU64::new(0);
+        let mut load = Load::new(&requests);
+        requests.fetch_add(100, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(load.busy(&requests), "1,000 requests a second");
+        requests.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!load.busy(&requests), "5 requests a second");
+    }
 }
