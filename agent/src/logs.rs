@@ -133,6 +133,10 @@ struct Buffer {
     closed: bool,
     /// The server refused this task's lines: the rest are dropped.
     refused: bool,
+    /// Requests carrying this task's lines that have not come back yet: its
+    /// result waits for them too, or it could reach the server first and
+    /// the lines be refused as late.
+    in_flight: u32,
     /// Told once the task's last lines were sent (or given up on).
     flushed: Vec<oneshot::Sender<()>>,
 }
@@ -301,6 +305,7 @@ impl LogShipper {
                 }
             }
             finished(waiters);
+            finished(self.landed(&keys));
         }
     }
 
@@ -353,8 +358,11 @@ impl LogShipper {
                     lines,
                 });
                 keys.push(key);
+                buf.in_flight += 1;
             }
-            if buf.lines.is_empty() {
+            // A task whose lines go in this request is released when it
+            // comes back (`landed`).
+            if buf.lines.is_empty() && buf.in_flight == 0 {
                 waiters.append(&mut buf.flushed);
                 if buf.closed {
                     st.tasks.remove(&key);
@@ -376,12 +384,34 @@ impl LogShipper {
     /// The lines waiting to be sent, taken (for tests elsewhere in the crate).
     #[cfg(test)]
     pub(crate) fn take_lines(&self) -> Vec<(OutputStream, String)> {
-        let (req, _, _) = self.take_batch();
+        let (req, keys, _) = self.take_batch();
+        finished(self.landed(&keys));
         req.tasks
             .into_iter()
             .flat_map(|t| t.lines)
             .map(|l| (l.stream, l.line))
             .collect()
+    }
+
+    /// A request came back (whatever its answer): the tasks it carried
+    /// whose lines are all delivered release whoever waits on them, and
+    /// ended ones go.
+    fn landed(&self, keys: &[Key]) -> Vec<oneshot::Sender<()>> {
+        let mut st = self.lock();
+        let mut waiters = Vec::new();
+        for key in keys {
+            let Some(buf) = st.tasks.get_mut(key) else {
+                continue;
+            };
+            buf.in_flight = buf.in_flight.saturating_sub(1);
+            if buf.in_flight == 0 && (!buf.has_pending() || buf.refused) {
+                waiters.append(&mut buf.flushed);
+                if buf.closed {
+                    st.tasks.remove(key);
+                }
+            }
+        }
+        waiters
     }
 
     /// Tasks the server refused lines for are not this agent's any more.
@@ -465,7 +495,7 @@ impl TaskLogWriter {
             let failing = st.failing;
             let buf = st.tasks.get_mut(&self.key);
             match buf {
-                Some(buf) if buf.has_pending() && !buf.refused => {
+                Some(buf) if (buf.has_pending() || buf.in_flight > 0) && !buf.refused => {
                     buf.closed = true;
                     if failing {
                         None
@@ -495,7 +525,7 @@ impl Drop for TaskLogWriter {
             ..
         } = &mut *st;
         if let Some(buf) = tasks.get_mut(&self.key) {
-            if buf.refused || !buf.has_pending() {
+            if buf.refused || (!buf.has_pending() && buf.in_flight == 0) {
                 let bytes: usize = buf.lines.iter().map(|l| l.line.len()).sum();
                 *pending_bytes -= bytes;
                 let buf = tasks.remove(&self.key);
@@ -591,6 +621,32 @@ mod tests {
 
     fn lines_of(shipper: &LogShipper) -> Vec<(OutputStream, String)> {
         shipper.take_lines()
+    }
+
+    /// The race behind a log found empty once: a handler printed and ended
+    /// while its lines were on their way; the task's end did not wait for
+    /// that request, so its result could reach the server first and the
+    /// lines be refused as late.
+    #[tokio::test]
+    async fn a_task_ending_while_its_lines_are_on_the_way_waits_for_them() {
+        let shipper = LogShipper::new(Redactor::default());
+        let log = shipper.task(1, 10);
+        log.line(OutputStream::Stdout, b"done");
+        let (request, keys, waiters) = shipper.take_batch();
+        assert_eq!(request.tasks.len(), 1);
+        assert!(waiters.is_empty());
+        let ending = tokio::spawn(log.finish(Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!ending.is_finished(), "ended before its lines arrived");
+        finished(shipper.landed(&keys));
+        tokio::time::timeout(Duration::from_secs(1), ending)
+            .await
+            .expect("released once the request came back")
+            .expect("the task");
+        assert!(
+            shipper.lock().tasks.is_empty(),
+            "the ended task's buffer is gone"
+        );
     }
 
     #[test]

@@ -74,10 +74,10 @@ fn has_nul_escape(bytes: &[u8]) -> bool {
 pub fn refuse_nul(value: &serde_json::Value, prefix: &str) -> Result<(), ApiError> {
     match nul_at(value, prefix) {
         None => Ok(()),
-        Some(path) => Err(ApiError::BadJson {
-            message: "text must not contain the NUL character (\\u0000)".into(),
-            field: Some(if path.is_empty() { ".".into() } else { path }),
-        }),
+        Some(path) => Err(ApiError::Invalid(drover_engine::FieldError::new(
+            if path.is_empty() { "." } else { &path },
+            "must not contain the NUL character (\\u0000)",
+        ))),
     }
 }
 
@@ -158,9 +158,9 @@ mod tests {
     #[test]
     fn a_nul_anywhere_is_refused_by_where_it_is_and_an_escaped_backslash_is_not_one() {
         let nul_in = |json: &str| match parse_json::<serde_json::Value>(json.as_bytes()) {
-            Err(ApiError::BadJson { field, message }) => {
-                assert!(message.contains("NUL"), "{message}");
-                field
+            Err(ApiError::Invalid(e)) => {
+                assert!(e.message.contains("NUL"), "{}", e.message);
+                Some(e.field)
             }
             Ok(_) => None,
             Err(other) => panic!("{other:?}"),
