@@ -12,7 +12,8 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::{self, enc, ApiFailure, ApiResult};
 use crate::components::{
-    can_operate, my_name, outcome_view, session, started_by_view, use_me, Badge, ErrorBox, Loading,
+    can_operate, my_name, outcome_view, session, started_by_view, use_me, Badge, ConfirmButton,
+    ErrorBox, Loading,
 };
 use crate::dag::{layout, steps_of, DagStep, WaitDef, NODE_H, NODE_W};
 use crate::format::{duration_us, json, local, until, utc};
@@ -39,6 +40,11 @@ async fn load_definition(id: i64) -> ApiResult<String> {
 struct RunCtx {
     selected: RwSignal<Option<String>>,
     act: Action<RunOp, ApiResult<String>>,
+    /// The button whose confirmation is showing: `cancel-run`, or
+    /// `retry:<step>`. Kept here so the run's live refreshes keep it.
+    armed: RwSignal<Option<String>>,
+    /// The approval whose rejection is being confirmed.
+    rejecting: RwSignal<Option<i64>>,
 }
 
 /// Sends an event (`key`, JSON `data` as typed) and says what it resumed.
@@ -47,6 +53,7 @@ async fn send_event(key: String, data: String) -> ApiResult<String> {
         status: 0,
         message: format!("The data is not JSON: {e}"),
         field: Some("data".into()),
+        errors: Vec::new(),
     })?;
     let answer: EventDelivered =
         api::post("/events", &serde_json::json!({ "key": key, "data": data })).await?;
@@ -145,6 +152,8 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
     let ctx = RunCtx {
         selected: RwSignal::new(None),
         act,
+        armed: RwSignal::new(None),
+        rejecting: RwSignal::new(None),
     };
     // Another run's page (a parent or child link) starts with nothing selected.
     Effect::new(move |_| {
@@ -332,7 +341,9 @@ fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> i
                 <dt>"Inputs"</dt><dd><code class="inputs">{r.inputs.to_string()}</code></dd>
             </dl>
             {(operate && active).then(|| view! {
-                <button class="danger" data-testid="cancel-run" on:click=move |_| { ctx.act.dispatch(RunOp::Cancel); }>"Cancel run"</button>
+                <ConfirmButton armed=ctx.armed id="cancel-run".to_string() label="Cancel run" confirm_label="Confirm cancel run"
+                    question="Cancel this run? Its running tasks are stopped and no further step starts." testid="cancel-run"
+                    on_confirm=Callback::new(move |_| { ctx.act.dispatch(RunOp::Cancel); })/>
             })}
         </section>
         <section class="card">
@@ -448,6 +459,7 @@ fn StepPanel(
     );
     let failed = step.status == "failed";
     let step_id = step.step_id.clone();
+    let retry_question = format!("Run step {step_id} again? Its tasks start anew.");
     view! {
         <section class="card step-panel" data-testid="step-panel">
             <h2>"Step " <code>{step.step_id.clone()}</code> " " <Badge status=step.status.clone()/> " " <span class="chip">{kind}</span></h2>
@@ -466,7 +478,9 @@ fn StepPanel(
                 }
             })}
             {(operate && failed).then(|| view! {
-                <button data-testid="retry-step" on:click=move |_| { ctx.act.dispatch(RunOp::Retry(step_id.clone())); }>"Retry step"</button>
+                <ConfirmButton armed=ctx.armed id=format!("retry:{step_id}") label="Retry step" confirm_label="Confirm retry step"
+                    plain=true question=retry_question testid="retry-step"
+                    on_confirm=Callback::new(move |_| { ctx.act.dispatch(RunOp::Retry(step_id.clone())); })/>
             })}
             {step.error.clone().map(|e| view! { <h3>"Error"</h3><pre class="error-pre">{e}</pre> })}
             {step.output.as_ref().map(|o| view! { <h3>"Output"</h3><pre>{json(o)}</pre> })}
@@ -540,7 +554,7 @@ fn Approvals(
                 let decide = Callback::new(move |(id, approve, comment): (i64, bool, String)| {
                     ctx.act.dispatch(RunOp::Decide { id, approve, comment });
                 });
-                view! { <ApprovalCard a mine me=me.clone() decide show_run=false/> }
+                view! { <ApprovalCard a mine me=me.clone() decide armed=ctx.rejecting show_run=false/> }
             }).collect_view()}
         </section>
     }
