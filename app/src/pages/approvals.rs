@@ -189,7 +189,9 @@ pub fn ApprovalCard(
             {if pending && mine {
                 view! {
                     <div class="decide">
-                        <textarea rows="2" placeholder="Comment (optional)" data-testid="comment" node_ref=comment></textarea>
+                        // A visible label: a placeholder is no name once text is typed.
+                        <label class="comment-label" for=format!("comment-{id}")>"Comment (optional)"</label>
+                        <textarea id=format!("comment-{id}") rows="2" data-testid="comment" node_ref=comment></textarea>
                         <button class="primary" data-testid="approve" on:click=move |_| decide.run((id, true, text()))>"Approve"</button>
                         // Rejecting ends the run: it asks first, like every action that cannot be undone.
                         <ConfirmButton armed id label="Reject" confirm_label="Confirm reject" testid="reject"

@@ -221,6 +221,22 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
         }/>
         <p class="crumbs"><a href="/runs">"Runs"</a> " / #" {id}</p>
         {move || outcome_view(act.value().get())}
+        // The run's head (its one h1) comes first, then the approvals it
+        // waits for, then its steps: headings in reading order.
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (run, me) = (api::parse::<RunDetail>(run.await), session(me.await));
+                match run {
+                    Ok(run) => view! { <RunHead run operate=can_operate(&me) ctx/> }.into_any(),
+                    Err(e) if e.status == 404 => view! {
+                        <Missing title="No such run">
+                            {format!("There is no run {}. ", id())} <a href="/runs">"All runs"</a>
+                        </Missing>
+                    }.into_any(),
+                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                }
+            })}
+        </Transition>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 let (list, inbox) = api::parse::<(RunDetail, ApprovalList)>(approvals.await)
@@ -230,24 +246,13 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
                 view! { <Approvals approvals=list inbox me=my_name(&me) ctx/> }
             })}
         </Transition>
-        <Transition fallback=Loading>
+        <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 let (run, wf) = (run.await, definition.await);
                 let run = api::parse::<RunDetail>(run)
                     .and_then(|run| Ok((run, api::parse::<WorkflowVersion>(wf)?)));
                 let me = session(me.await);
-                match run {
-                    Ok((run, wf)) => {
-                        let operate = can_operate(&me);
-                        view! { <RunBody run wf operate ctx/> }.into_any()
-                    }
-                    Err(e) if e.status == 404 => view! {
-                        <Missing title="No such run">
-                            {format!("There is no run {}. ", id())} <a href="/runs">"All runs"</a>
-                        </Missing>
-                    }.into_any(),
-                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
-                }
+                run.ok().map(|(run, wf)| view! { <RunSteps run wf operate=can_operate(&me) ctx/> })
             })}
         </Transition>
         {move || event_card.get().then(|| view! {
@@ -304,27 +309,12 @@ fn SendEventForm(key: String, send: SendEvent) -> impl IntoView {
     }
 }
 
+/// What the run is: its workflow, who started it, how it ended, and the
+/// button to cancel it while it is active.
 #[component]
-fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> impl IntoView {
+fn RunHead(run: RunDetail, operate: bool, ctx: RunCtx) -> impl IntoView {
     let r = &run.run;
     let active = matches!(r.status.as_str(), "running" | "waiting_approval");
-    let dag = steps_of(&wf.definition);
-    let steps = run.steps.clone();
-    let selected_view = {
-        let steps = run.steps.clone();
-        let approvals = run.approvals.clone();
-        let dag = dag.clone();
-        move || {
-            ctx.selected.get().and_then(|sel| {
-                let step = steps.iter().find(|s| s.step_id == sel)?.clone();
-                let def = dag.iter().find(|d| d.id == sel);
-                let kind = def.map(|d| d.kind.clone()).unwrap_or_default();
-                let wait_def = def.and_then(|d| d.wait.clone());
-                let approval = approvals.iter().find(|a| a.step_id == sel).cloned();
-                Some(view! { <StepPanel step kind wait_def approval operate ctx/> })
-            })
-        }
-    };
     view! {
         <section class="card run-head">
             <h1>"Run #" {r.id} " " <span data-testid="run-status"><Badge status=r.status.as_str()/></span></h1>
@@ -346,10 +336,34 @@ fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> i
                     on_confirm=Callback::new(move |_| { ctx.act.dispatch(RunOp::Cancel); })/>
             })}
         </section>
+    }
+}
+
+/// The run's steps as a graph, and the selected step's details.
+#[component]
+fn RunSteps(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> impl IntoView {
+    let dag = steps_of(&wf.definition);
+    let steps = run.steps.clone();
+    let selected_view = {
+        let steps = run.steps.clone();
+        let approvals = run.approvals.clone();
+        let dag = dag.clone();
+        move || {
+            ctx.selected.get().and_then(|sel| {
+                let step = steps.iter().find(|s| s.step_id == sel)?.clone();
+                let def = dag.iter().find(|d| d.id == sel);
+                let kind = def.map(|d| d.kind.clone()).unwrap_or_default();
+                let wait_def = def.and_then(|d| d.wait.clone());
+                let approval = approvals.iter().find(|a| a.step_id == sel).cloned();
+                Some(view! { <StepPanel step kind wait_def approval operate ctx/> })
+            })
+        }
+    };
+    view! {
         <section class="card">
             <h2>"Steps"</h2>
             <Graph dag steps ctx/>
-            <p class="muted legend">"Click a step for its payload, output, attempts and timings."</p>
+            <p class="muted legend">"Click a step, or Tab to it and press Enter, for its payload, output, attempts and timings."</p>
         </section>
         {selected_view}
     }
@@ -403,10 +417,23 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
                 let id = id.clone();
                 move || ctx.selected.get().as_deref() == Some(id.as_str())
             };
+            let select = move || ctx.selected.set(Some(id.clone()));
+            let select_by_key = select.clone();
+            let name = format!("Step {} · {}{waits_for}", s.id, status.replace('_', " "));
+            // A button for the keyboard and screen readers too: a tab stop,
+            // Enter or Space opens the step as a click does.
             view! {
-                <g class=format!("node s-{status}") class:selected=selected transform=format!("translate({x},{y})")
+                <g class=format!("node s-{status}") class:selected=selected.clone() transform=format!("translate({x},{y})")
                     data-testid=format!("step-{}", s.id) data-status=status.clone()
-                    on:click=move |_| ctx.selected.set(Some(id.clone()))>
+                    role="button" tabindex="0" aria-pressed=move || selected().to_string()
+                    aria-label=name
+                    on:click=move |_| select()
+                    on:keydown=move |ev| {
+                        if ev.key() == "Enter" || ev.key() == " " {
+                            ev.prevent_default();
+                            select_by_key();
+                        }
+                    }>
                     <title>{s.id.clone()} " · " {status.replace('_', " ")} {waits_for}</title>
                     <rect width=NODE_W height=NODE_H rx="6"></rect>
                     {s.fan_out.then(|| view! { <rect class="stack" x="4" y="-4" width=NODE_W height=NODE_H rx="6"></rect> })}
@@ -418,7 +445,7 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
         .collect_view();
     view! {
         <div class="graph-wrap">
-            <svg class="dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height) role="img" aria-label="workflow steps">
+            <svg class="dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height) role="group" aria-label="workflow steps">
                 <defs>
                     <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
                         <path d="M 0 0 L 10 5 L 0 10 z"></path>
