@@ -8,12 +8,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A failed call: the HTTP status and the API's message (and the field it
-/// names, for forms).
+/// names, for forms; `errors` has every field's, when the server found
+/// several at once).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiFailure {
     pub status: u16,
     pub message: String,
     pub field: Option<String>,
+    /// Each field at fault and what is wrong with it, in the server's order.
+    #[serde(default)]
+    pub errors: Vec<(String, String)>,
 }
 
 impl ApiFailure {
@@ -22,7 +26,21 @@ impl ApiFailure {
             status: 0,
             message: message.into(),
             field: None,
+            errors: Vec::new(),
         }
+    }
+
+    /// What is wrong with `field`: its entry among several errors, or the
+    /// one error when it names that field.
+    pub fn message_for(&self, field: &str) -> Option<String> {
+        self.errors
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.clone())
+            .or_else(|| {
+                (self.errors.is_empty() && self.field.as_deref() == Some(field))
+                    .then(|| self.message.clone())
+            })
     }
 }
 
@@ -91,17 +109,31 @@ fn decode<T: DeserializeOwned>(status: u16, body: &str) -> ApiResult<T> {
     struct ErrorDetail {
         message: String,
         field: Option<String>,
+        #[serde(default)]
+        errors: Vec<FieldMessage>,
+    }
+    #[derive(Deserialize)]
+    struct FieldMessage {
+        field: String,
+        message: String,
     }
     Err(match serde_json::from_str::<ErrorBody>(body) {
         Ok(e) => ApiFailure {
             status,
             message: e.error.message,
             field: e.error.field,
+            errors: e
+                .error
+                .errors
+                .into_iter()
+                .map(|e| (e.field, e.message))
+                .collect(),
         },
         Err(_) => ApiFailure {
             status,
             message: format!("the server answered {status}"),
             field: None,
+            errors: Vec::new(),
         },
     })
 }

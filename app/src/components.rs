@@ -27,6 +27,7 @@ pub fn provide_me() {
                     status: 401,
                     message: "not signed in".into(),
                     field: None,
+                    errors: Vec::new(),
                 })
             } else {
                 api::fetch("/session").await
@@ -148,6 +149,7 @@ pub fn admins_only_failure() -> ApiFailure {
         status: 403,
         message: "admins only".into(),
         field: None,
+        errors: Vec::new(),
     }
 }
 
@@ -163,16 +165,18 @@ pub fn AdminsOnly() -> impl IntoView {
     }
 }
 
-/// A button for something that cannot be undone. Pressing it asks first:
+/// A button for something that cannot be undone, or that acts at once on
+/// work in flight (cancel, retry, drain, reject). Pressing it asks first:
 /// the button becomes the question, "Confirm …" and "Keep" (focused, so
 /// Enter or Escape keeps). Which item is being asked about lives in the
-/// page (`armed`), so a live refresh of the list does not lose the question.
+/// page (`armed`), so a live refresh of the list does not lose the question;
+/// a page with several such buttons per item keys them by item and verb.
 #[component]
-pub fn ConfirmButton(
+pub fn ConfirmButton<K>(
     /// The item whose question is showing, if any.
-    armed: RwSignal<Option<i64>>,
+    armed: RwSignal<Option<K>>,
     /// This item.
-    id: i64,
+    id: K,
     label: &'static str,
     confirm_label: &'static str,
     /// What will happen, in a sentence.
@@ -181,7 +185,14 @@ pub fn ConfirmButton(
     /// `data-testid` of the button; the confirming one gets `confirm-` before it.
     testid: &'static str,
     on_confirm: Callback<()>,
-) -> impl IntoView {
+    /// Drawn as an ordinary button until pressed (a retry, which undoes
+    /// nothing): the question still comes before it acts.
+    #[prop(optional)]
+    plain: bool,
+) -> impl IntoView
+where
+    K: Clone + PartialEq + Send + Sync + 'static,
+{
     let keep: NodeRef<leptos::html::Button> = NodeRef::new();
     Effect::new(move |_| {
         if let Some(button) = keep.get() {
@@ -189,7 +200,8 @@ pub fn ConfirmButton(
         }
     });
     move || {
-        if armed.get() == Some(id) {
+        let id = id.clone();
+        if armed.with(|a| a.as_ref() == Some(&id)) {
             view! {
                 <span class="confirm" role="group" aria-label=question.clone()
                     on:keydown=move |ev| { if ev.key() == "Escape" { armed.set(None) } }>
@@ -202,10 +214,28 @@ pub fn ConfirmButton(
             .into_any()
         } else {
             view! {
-                <button class="danger" data-testid=testid on:click=move |_| armed.set(Some(id))>{label}</button>
+                <button class:danger=!plain data-testid=testid on:click=move |_| armed.set(Some(id.clone()))>{label}</button>
             }
             .into_any()
         }
+    }
+}
+
+/// Freezes a live list while the reader works in it: rows stop moving
+/// under the pointer as events arrive (see `Live::watch_unless`). The
+/// connection stays open; the reader's own actions still show.
+#[component]
+pub fn PauseLive(paused: RwSignal<bool>) -> impl IntoView {
+    view! {
+        <span class="pause-live">
+            <button type="button" data-testid="pause-live" aria-pressed=move || paused.get().to_string()
+                on:click=move |_| paused.update(|p| *p = !*p)>
+                {move || if paused.get() { "Resume live updates" } else { "Pause live updates" }}
+            </button>
+            <span class="muted" role="status" data-testid="pause-state">
+                {move || paused.get().then_some("Paused: the list stays as it is until you resume.")}
+            </span>
+        </span>
     }
 }
 

@@ -82,15 +82,18 @@ pub fn App() -> impl IntoView {
             let _ = body.set_attribute("data-hydrated", "true");
         }
     });
+    let main_ref: NodeRef<leptos::html::Main> = NodeRef::new();
     view! {
         <Stylesheet id="leptos" href="/pkg/drover.css"/>
         // Each page names itself with its own `<Title text=…/>`, which
         // stacks on this one; the formatter adds the product, so a tab
         // reads "Tasks · Drover".
         <Title text="" formatter=|page: String| if page.is_empty() { "Drover".to_string() } else { format!("{page} · Drover") }/>
+        <SkipLink main=main_ref/>
         <Router>
             <TopBar/>
-            <main>
+            // Focusable from script only: the skip link moves focus here.
+            <main id="main" tabindex="-1" node_ref=main_ref>
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view={Lazy::<pages::OverviewRoute>::new()}/>
                     <Route path=path!("/agents") view={Lazy::<pages::AgentsRoute>::new()}/>
@@ -111,6 +114,23 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// The first thing Tab reaches: past the navigation to the page itself.
+/// Hidden until focused. Before hydration the browser follows `#main`;
+/// after it, the router would only scroll, so focus is moved here.
+#[component]
+fn SkipLink(main: NodeRef<leptos::html::Main>) -> impl IntoView {
+    view! {
+        <a class="skip-link" href="#main" data-testid="skip-link"
+            on:click=move |ev| {
+                if let Some(main) = main.get() {
+                    ev.prevent_default();
+                    let _ = main.focus();
+                    main.scroll_into_view();
+                }
+            }>"Skip to content"</a>
     }
 }
 

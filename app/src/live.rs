@@ -45,6 +45,17 @@ impl Live {
         self.counters[topic as usize].get()
     }
 
+    /// A topic's counter that stands still while `paused`: a list keyed on
+    /// it keeps its rows where they are under the reader's pointer, while
+    /// the stream stays open. Resuming reads the counter again, so the
+    /// list refetches once if anything changed meanwhile.
+    pub fn watch_unless(self, topic: Topic, paused: RwSignal<bool>) -> Memo<u64> {
+        Memo::new(move |held: Option<&u64>| match held {
+            Some(held) if paused.get() => *held,
+            _ => self.watch(topic),
+        })
+    }
+
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     pub fn bump(&self, bits: u32) {
         for (i, counter) in self.counters.iter().enumerate() {

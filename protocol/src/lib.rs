@@ -29,6 +29,8 @@ pub struct ErrorBody {
 
 /// What went wrong: a stable machine-readable `code`, a human `message`, and
 /// the request `field` at fault when there is one (for example `tasks[3].urgency`).
+/// When several fields are at fault, `field` and `message` name the first
+/// and `errors` lists each of them (a form marks them all at once).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ErrorDetail {
@@ -36,4 +38,14 @@ pub struct ErrorDetail {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldMessage>,
+}
+
+/// One field at fault and what is wrong with it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct FieldMessage {
+    pub field: String,
+    pub message: String,
 }

@@ -5,12 +5,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use drover_engine::{FieldError, StoreError};
-use drover_protocol::{ErrorBody, ErrorDetail};
+use drover_protocol::{ErrorBody, ErrorDetail, FieldMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     Invalid(#[from] FieldError),
+    /// Several fields at fault: the first leads (with the count of the
+    /// others in its message, for clients that read only it), and all are
+    /// listed in the body's `errors`.
+    #[error("{}", .0[0])]
+    InvalidMany(Vec<FieldError>),
     #[error("malformed JSON: {message}")]
     BadJson {
         message: String,
@@ -53,27 +58,16 @@ pub fn not_found(what: String) -> impl FnOnce(StoreError) -> ApiError {
 }
 
 impl ApiError {
-    /// The first of several field errors, with the count of the others in
-    /// its message (a definition can have many problems at once).
-    pub fn invalid_all(errors: Vec<FieldError>) -> Self {
-        let mut iter = errors.into_iter();
-        match iter.next() {
-            None => ApiError::BadJson {
+    /// Every field error at once (a definition or a run's inputs can have
+    /// many problems): one is an `Invalid`, several an `InvalidMany`.
+    pub fn invalid_all(mut errors: Vec<FieldError>) -> Self {
+        match errors.len() {
+            0 => ApiError::BadJson {
                 message: "invalid".into(),
                 field: None,
             },
-            Some(mut first) => {
-                let rest: Vec<String> = iter.map(|e| e.to_string()).collect();
-                if !rest.is_empty() {
-                    first.message = format!(
-                        "{} (and {} more: {})",
-                        first.message,
-                        rest.len(),
-                        rest.join("; ")
-                    );
-                }
-                ApiError::Invalid(first)
-            }
+            1 => ApiError::Invalid(errors.remove(0)),
+            _ => ApiError::InvalidMany(errors),
         }
     }
 
@@ -83,6 +77,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",
                 Some(e.field.clone()),
+            ),
+            ApiError::InvalidMany(all) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                Some(all[0].field.clone()),
             ),
             ApiError::BadJson { field, .. } => (StatusCode::BAD_REQUEST, "bad_json", field.clone()),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
@@ -101,6 +100,15 @@ impl IntoResponse for ApiError {
         let (status, code, field) = self.parts();
         let message = match &self {
             ApiError::Invalid(e) => e.message.clone(),
+            ApiError::InvalidMany(all) => {
+                let rest: Vec<String> = all[1..].iter().map(|e| e.to_string()).collect();
+                format!(
+                    "{} (and {} more: {})",
+                    all[0].message,
+                    rest.len(),
+                    rest.join("; ")
+                )
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 "internal error; see the server log".to_string()
@@ -112,6 +120,16 @@ impl IntoResponse for ApiError {
                 code: code.to_string(),
                 message,
                 field,
+                errors: match self {
+                    ApiError::InvalidMany(all) => all
+                        .into_iter()
+                        .map(|e| FieldMessage {
+                            field: e.field,
+                            message: e.message,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                },
             },
         };
         let mut response = (status, Json(body)).into_response();
@@ -172,6 +190,7 @@ pub async fn json_refusals(req: axum::extract::Request, next: axum::middleware::
             code: code.to_string(),
             message,
             field: None,
+            errors: Vec::new(),
         },
     };
     let mut out = (status, Json(body)).into_response();

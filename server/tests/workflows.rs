@@ -488,6 +488,32 @@ async fn invalid_definitions_and_inputs_are_rejected_with_the_step_and_problem_n
             "{body}"
         );
     }
+    // Every input at fault is named in one answer, so a form marks them
+    // all at once; `field` and `message` still lead with the first.
+    let (s, body) = f
+        .server
+        .post(
+            "/api/v1/runs",
+            &json!({ "workflow": "purchase", "inputs": { "amount": "lots", "color": "red" } }),
+        )
+        .await;
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(body["error"]["field"], "inputs.color", "{body}");
+    let named: Vec<&str> = body["error"]["errors"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        named,
+        ["inputs.color", "inputs.amount", "inputs.item"],
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("and 2 more")),
+        "{body}"
+    );
     let (s, _) = f
         .server
         .post("/api/v1/runs", &json!({ "workflow": "nope" }))

@@ -68,8 +68,8 @@ pub fn Agents() -> impl IntoView {
             agents.refetch();
         }
     });
-    // The agent whose revocation is being confirmed.
-    let armed = RwSignal::new(None::<i64>);
+    // The agent and button (`drain`, `revoke`) whose question is showing.
+    let armed = RwSignal::new(None::<(i64, &'static str)>);
     view! {
         <Title text="Agents"/>
         <h1 class="page-title">"Agents"</h1>
@@ -117,7 +117,7 @@ fn AgentRow(
     admin: bool,
     toggle: Action<(i64, bool), api::ApiResult<String>>,
     revoke: Action<i64, api::ApiResult<String>>,
-    armed: RwSignal<Option<i64>>,
+    armed: RwSignal<Option<(i64, &'static str)>>,
 ) -> impl IntoView {
     let live = use_live();
     let status = a.status.as_str().to_string();
@@ -134,6 +134,10 @@ fn AgentRow(
     let revocable = !revoked && status != "deregistered";
     let question = format!(
         "Revoke {}? The server refuses its calls from now on and its running tasks go to other agents.",
+        a.name
+    );
+    let drain_question = format!(
+        "Drain {}? It finishes its running tasks and takes no new ones.",
         a.name
     );
     view! {
@@ -154,13 +158,15 @@ fn AgentRow(
             {admin.then(|| view! {
                 <td class="row-actions">
                     {online.then(|| view! {
-                        <button data-testid="drain" on:click=move |_| { toggle.dispatch((id, true)); }>"Drain"</button>
+                        <ConfirmButton armed id=(id, "drain") label="Drain" confirm_label="Confirm drain" plain=true
+                            question=drain_question testid="drain"
+                            on_confirm=Callback::new(move |_| { toggle.dispatch((id, true)); })/>
                     })}
                     {draining.then(|| view! {
                         <button data-testid="enable" on:click=move |_| { toggle.dispatch((id, false)); }>"Re-enable"</button>
                     })}
                     {revocable.then(|| view! {
-                        <ConfirmButton armed id label="Revoke" confirm_label="Confirm revoke" question testid="revoke"
+                        <ConfirmButton armed id=(id, "revoke") label="Revoke" confirm_label="Confirm revoke" question testid="revoke"
                             on_confirm=Callback::new(move |_| { revoke.dispatch(id); })/>
                     })}
                 </td>

@@ -6,7 +6,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api;
-use crate::components::{my_name, outcome_view, session, use_me, Badge, Empty, ErrorBox, Loading};
+use crate::components::{
+    my_name, outcome_view, session, use_me, Badge, ConfirmButton, Empty, ErrorBox, Loading,
+};
 use crate::format::utc;
 use crate::live::{use_live, Topic};
 
@@ -50,6 +52,8 @@ pub fn Approvals() -> impl IntoView {
     let decide = Callback::new(move |(id, approve, comment): (i64, bool, String)| {
         act.dispatch((id, approve, comment));
     });
+    // The approval whose rejection is being confirmed.
+    let armed = RwSignal::new(None);
     view! {
         <Title text="Approvals"/>
         <h1 class="page-title">"Approvals"</h1>
@@ -64,7 +68,7 @@ pub fn Approvals() -> impl IntoView {
                     }.into_any(),
                     Ok(l) => view! {
                         <div class="cards" data-testid="inbox">
-                            {l.approvals.into_iter().map(|a| view! { <ApprovalCard a mine=true me=me.clone() decide show_run=true/> }).collect_view()}
+                            {l.approvals.into_iter().map(|a| view! { <ApprovalCard a mine=true me=me.clone() decide armed show_run=true/> }).collect_view()}
                         </div>
                     }.into_any(),
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
@@ -90,7 +94,7 @@ pub fn Approvals() -> impl IntoView {
                 view! {
                     <h2>"Waiting for others"</h2>
                     <div class="cards" data-testid="others">
-                        {waiting.into_iter().map(|a| view! { <ApprovalCard a mine=false me=me.clone() decide show_run=true/> }).collect_view()}
+                        {waiting.into_iter().map(|a| view! { <ApprovalCard a mine=false me=me.clone() decide armed show_run=true/> }).collect_view()}
                     </div>
                 }.into_any()
             })}
@@ -147,6 +151,8 @@ pub fn ApprovalCard(
     mine: bool,
     me: String,
     decide: Callback<(i64, bool, String)>,
+    /// The approval whose rejection is being confirmed (one per page).
+    armed: RwSignal<Option<i64>>,
     show_run: bool,
 ) -> impl IntoView {
     // Read from the element when a button is pressed, so text typed before
@@ -183,9 +189,14 @@ pub fn ApprovalCard(
             {if pending && mine {
                 view! {
                     <div class="decide">
-                        <textarea rows="2" placeholder="Comment (optional)" data-testid="comment" node_ref=comment></textarea>
+                        // A visible label: a placeholder is no name once text is typed.
+                        <label class="comment-label" for=format!("comment-{id}")>"Comment (optional)"</label>
+                        <textarea id=format!("comment-{id}") rows="2" data-testid="comment" node_ref=comment></textarea>
                         <button class="primary" data-testid="approve" on:click=move |_| decide.run((id, true, text()))>"Approve"</button>
-                        <button class="danger" data-testid="reject" on:click=move |_| decide.run((id, false, text()))>"Reject"</button>
+                        // Rejecting ends the run: it asks first, like every action that cannot be undone.
+                        <ConfirmButton armed id label="Reject" confirm_label="Confirm reject" testid="reject"
+                            question="Reject? The run stops at this step."
+                            on_confirm=Callback::new(move |_| decide.run((id, false, text())))/>
                     </div>
                 }.into_any()
             } else if pending {

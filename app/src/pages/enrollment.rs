@@ -301,6 +301,7 @@ mod tests {
             status,
             message: String::new(),
             field: field.map(String::from),
+            errors: Vec::new(),
         };
         assert_eq!(
             field_of(&refusal(Some("task_types[1]"), 400)),

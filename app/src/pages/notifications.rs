@@ -435,6 +435,7 @@ mod tests {
             status,
             message: String::new(),
             field: field.map(String::from),
+            errors: Vec::new(),
         };
         assert_eq!(field_of(&refusal(Some("events[0]"), 400)), Some("events"));
         assert_eq!(field_of(&refusal(Some("url"), 422)), Some("url"));

@@ -12,7 +12,8 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::{self, enc, ApiFailure, ApiResult};
 use crate::components::{
-    can_operate, my_name, outcome_view, session, started_by_view, use_me, Badge, ErrorBox, Loading,
+    can_operate, my_name, outcome_view, session, started_by_view, use_me, Badge, ConfirmButton,
+    ErrorBox, Loading,
 };
 use crate::dag::{layout, steps_of, DagStep, WaitDef, NODE_H, NODE_W};
 use crate::format::{duration_us, json, local, until, utc};
@@ -39,6 +40,11 @@ async fn load_definition(id: i64) -> ApiResult<String> {
 struct RunCtx {
     selected: RwSignal<Option<String>>,
     act: Action<RunOp, ApiResult<String>>,
+    /// The button whose confirmation is showing: `cancel-run`, or
+    /// `retry:<step>`. Kept here so the run's live refreshes keep it.
+    armed: RwSignal<Option<String>>,
+    /// The approval whose rejection is being confirmed.
+    rejecting: RwSignal<Option<i64>>,
 }
 
 /// Sends an event (`key`, JSON `data` as typed) and says what it resumed.
@@ -47,6 +53,7 @@ async fn send_event(key: String, data: String) -> ApiResult<String> {
         status: 0,
         message: format!("The data is not JSON: {e}"),
         field: Some("data".into()),
+        errors: Vec::new(),
     })?;
     let answer: EventDelivered =
         api::post("/events", &serde_json::json!({ "key": key, "data": data })).await?;
@@ -145,6 +152,8 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
     let ctx = RunCtx {
         selected: RwSignal::new(None),
         act,
+        armed: RwSignal::new(None),
+        rejecting: RwSignal::new(None),
     };
     // Another run's page (a parent or child link) starts with nothing selected.
     Effect::new(move |_| {
@@ -212,6 +221,22 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
         }/>
         <p class="crumbs"><a href="/runs">"Runs"</a> " / #" {id}</p>
         {move || outcome_view(act.value().get())}
+        // The run's head (its one h1) comes first, then the approvals it
+        // waits for, then its steps: headings in reading order.
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (run, me) = (api::parse::<RunDetail>(run.await), session(me.await));
+                match run {
+                    Ok(run) => view! { <RunHead run operate=can_operate(&me) ctx/> }.into_any(),
+                    Err(e) if e.status == 404 => view! {
+                        <Missing title="No such run">
+                            {format!("There is no run {}. ", id())} <a href="/runs">"All runs"</a>
+                        </Missing>
+                    }.into_any(),
+                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                }
+            })}
+        </Transition>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 let (list, inbox) = api::parse::<(RunDetail, ApprovalList)>(approvals.await)
@@ -221,24 +246,13 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
                 view! { <Approvals approvals=list inbox me=my_name(&me) ctx/> }
             })}
         </Transition>
-        <Transition fallback=Loading>
+        <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 let (run, wf) = (run.await, definition.await);
                 let run = api::parse::<RunDetail>(run)
                     .and_then(|run| Ok((run, api::parse::<WorkflowVersion>(wf)?)));
                 let me = session(me.await);
-                match run {
-                    Ok((run, wf)) => {
-                        let operate = can_operate(&me);
-                        view! { <RunBody run wf operate ctx/> }.into_any()
-                    }
-                    Err(e) if e.status == 404 => view! {
-                        <Missing title="No such run">
-                            {format!("There is no run {}. ", id())} <a href="/runs">"All runs"</a>
-                        </Missing>
-                    }.into_any(),
-                    Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
-                }
+                run.ok().map(|(run, wf)| view! { <RunSteps run wf operate=can_operate(&me) ctx/> })
             })}
         </Transition>
         {move || event_card.get().then(|| view! {
@@ -295,10 +309,39 @@ fn SendEventForm(key: String, send: SendEvent) -> impl IntoView {
     }
 }
 
+/// What the run is: its workflow, who started it, how it ended, and the
+/// button to cancel it while it is active.
 #[component]
-fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> impl IntoView {
+fn RunHead(run: RunDetail, operate: bool, ctx: RunCtx) -> impl IntoView {
     let r = &run.run;
     let active = matches!(r.status.as_str(), "running" | "waiting_approval");
+    view! {
+        <section class="card run-head">
+            <h1>"Run #" {r.id} " " <span data-testid="run-status"><Badge status=r.status.as_str()/></span></h1>
+            <dl class="facts">
+                <dt>"Workflow"</dt><dd><a href=format!("/workflows/{}?version={}", enc(&r.workflow), r.version)>{r.workflow.clone()} " v" {r.version}</a></dd>
+                <dt>"Started by"</dt><dd>{started_by_view(r.started_by.clone())} ", " {utc(r.created_at_us)}</dd>
+                {r.parent_run_id.map(|p| view! {
+                    <dt>"Parent"</dt>
+                    <dd data-testid="parent-run">"Started by run " <a href=format!("/runs/{p}")>"#" {p}</a>
+                        {r.parent_step_id.clone().map(|s| view! { ", step " <code>{s}</code> })}</dd>
+                })}
+                {r.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} " (" {duration_us(f - r.created_at_us)} ")"</dd> })}
+                {r.error.clone().map(|e| view! { <dt>"Error"</dt><dd class="err-line">{e}</dd> })}
+                <dt>"Inputs"</dt><dd><code class="inputs">{r.inputs.to_string()}</code></dd>
+            </dl>
+            {(operate && active).then(|| view! {
+                <ConfirmButton armed=ctx.armed id="cancel-run".to_string() label="Cancel run" confirm_label="Confirm cancel run"
+                    question="Cancel this run? Its running tasks are stopped and no further step starts." testid="cancel-run"
+                    on_confirm=Callback::new(move |_| { ctx.act.dispatch(RunOp::Cancel); })/>
+            })}
+        </section>
+    }
+}
+
+/// The run's steps as a graph, and the selected step's details.
+#[component]
+fn RunSteps(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> impl IntoView {
     let dag = steps_of(&wf.definition);
     let steps = run.steps.clone();
     let selected_view = {
@@ -317,28 +360,10 @@ fn RunBody(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> i
         }
     };
     view! {
-        <section class="card run-head">
-            <h1>"Run #" {r.id} " " <span data-testid="run-status"><Badge status=r.status.as_str()/></span></h1>
-            <dl class="facts">
-                <dt>"Workflow"</dt><dd><a href=format!("/workflows/{}?version={}", enc(&r.workflow), r.version)>{r.workflow.clone()} " v" {r.version}</a></dd>
-                <dt>"Started by"</dt><dd>{started_by_view(r.started_by.clone())} ", " {utc(r.created_at_us)}</dd>
-                {r.parent_run_id.map(|p| view! {
-                    <dt>"Parent"</dt>
-                    <dd data-testid="parent-run">"Started by run " <a href=format!("/runs/{p}")>"#" {p}</a>
-                        {r.parent_step_id.clone().map(|s| view! { ", step " <code>{s}</code> })}</dd>
-                })}
-                {r.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} " (" {duration_us(f - r.created_at_us)} ")"</dd> })}
-                {r.error.clone().map(|e| view! { <dt>"Error"</dt><dd class="err-line">{e}</dd> })}
-                <dt>"Inputs"</dt><dd><code class="inputs">{r.inputs.to_string()}</code></dd>
-            </dl>
-            {(operate && active).then(|| view! {
-                <button class="danger" data-testid="cancel-run" on:click=move |_| { ctx.act.dispatch(RunOp::Cancel); }>"Cancel run"</button>
-            })}
-        </section>
         <section class="card">
             <h2>"Steps"</h2>
             <Graph dag steps ctx/>
-            <p class="muted legend">"Click a step for its payload, output, attempts and timings."</p>
+            <p class="muted legend">"Click a step, or Tab to it and press Enter, for its payload, output, attempts and timings."</p>
         </section>
         {selected_view}
     }
@@ -392,10 +417,23 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
                 let id = id.clone();
                 move || ctx.selected.get().as_deref() == Some(id.as_str())
             };
+            let select = move || ctx.selected.set(Some(id.clone()));
+            let select_by_key = select.clone();
+            let name = format!("Step {} · {}{waits_for}", s.id, status.replace('_', " "));
+            // A button for the keyboard and screen readers too: a tab stop,
+            // Enter or Space opens the step as a click does.
             view! {
-                <g class=format!("node s-{status}") class:selected=selected transform=format!("translate({x},{y})")
+                <g class=format!("node s-{status}") class:selected=selected.clone() transform=format!("translate({x},{y})")
                     data-testid=format!("step-{}", s.id) data-status=status.clone()
-                    on:click=move |_| ctx.selected.set(Some(id.clone()))>
+                    role="button" tabindex="0" aria-pressed=move || selected().to_string()
+                    aria-label=name
+                    on:click=move |_| select()
+                    on:keydown=move |ev| {
+                        if ev.key() == "Enter" || ev.key() == " " {
+                            ev.prevent_default();
+                            select_by_key();
+                        }
+                    }>
                     <title>{s.id.clone()} " · " {status.replace('_', " ")} {waits_for}</title>
                     <rect width=NODE_W height=NODE_H rx="6"></rect>
                     {s.fan_out.then(|| view! { <rect class="stack" x="4" y="-4" width=NODE_W height=NODE_H rx="6"></rect> })}
@@ -407,7 +445,7 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
         .collect_view();
     view! {
         <div class="graph-wrap">
-            <svg class="dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height) role="img" aria-label="workflow steps">
+            <svg class="dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height) role="group" aria-label="workflow steps">
                 <defs>
                     <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
                         <path d="M 0 0 L 10 5 L 0 10 z"></path>
@@ -448,6 +486,7 @@ fn StepPanel(
     );
     let failed = step.status == "failed";
     let step_id = step.step_id.clone();
+    let retry_question = format!("Run step {step_id} again? Its tasks start anew.");
     view! {
         <section class="card step-panel" data-testid="step-panel">
             <h2>"Step " <code>{step.step_id.clone()}</code> " " <Badge status=step.status.clone()/> " " <span class="chip">{kind}</span></h2>
@@ -466,7 +505,9 @@ fn StepPanel(
                 }
             })}
             {(operate && failed).then(|| view! {
-                <button data-testid="retry-step" on:click=move |_| { ctx.act.dispatch(RunOp::Retry(step_id.clone())); }>"Retry step"</button>
+                <ConfirmButton armed=ctx.armed id=format!("retry:{step_id}") label="Retry step" confirm_label="Confirm retry step"
+                    plain=true question=retry_question testid="retry-step"
+                    on_confirm=Callback::new(move |_| { ctx.act.dispatch(RunOp::Retry(step_id.clone())); })/>
             })}
             {step.error.clone().map(|e| view! { <h3>"Error"</h3><pre class="error-pre">{e}</pre> })}
             {step.output.as_ref().map(|o| view! { <h3>"Output"</h3><pre>{json(o)}</pre> })}
@@ -540,7 +581,7 @@ fn Approvals(
                 let decide = Callback::new(move |(id, approve, comment): (i64, bool, String)| {
                     ctx.act.dispatch(RunOp::Decide { id, approve, comment });
                 });
-                view! { <ApprovalCard a mine me=me.clone() decide show_run=false/> }
+                view! { <ApprovalCard a mine me=me.clone() decide armed=ctx.rejecting show_run=false/> }
             }).collect_view()}
         </section>
     }

@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{self, enc};
-use crate::components::{started_by_view, Badge, Empty, ErrorBox, Loading};
+use crate::components::{started_by_view, Badge, Empty, ErrorBox, Loading, PauseLive};
 use crate::format::{ago, duration_us};
 use crate::live::{use_live, Topic};
 
@@ -17,8 +17,10 @@ pub fn Runs() -> impl IntoView {
     let query = use_query_map();
     let status = move || query.with(|q| q.get("status")).filter(|s| !s.is_empty());
     let workflow = move || query.with(|q| q.get("workflow")).filter(|s| !s.is_empty());
+    let paused = RwSignal::new(false);
+    let changes = live.watch_unless(Topic::Runs, paused);
     let runs = Resource::new(
-        move || (live.watch(Topic::Runs), status(), workflow()),
+        move || (changes.get(), status(), workflow()),
         |(_, status, workflow)| async move {
             let mut path = "/runs?limit=200".to_string();
             if let Some(s) = status {
@@ -42,6 +44,7 @@ pub fn Runs() -> impl IntoView {
             </label>
             <label>"Workflow " <input name="workflow" value=move || workflow().unwrap_or_default() placeholder="any"/></label>
             <button type="submit">"Filter"</button>
+            <PauseLive paused/>
         </form>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {

@@ -248,6 +248,7 @@ fn refusal(field: &str, message: impl Into<String>) -> ApiFailure {
         status: 0,
         message: message.into(),
         field: Some(field.to_string()),
+        errors: Vec::new(),
     }
 }
 
@@ -659,6 +660,7 @@ mod tests {
             status,
             message: String::new(),
             field: field.map(String::from),
+            errors: Vec::new(),
         };
         assert_eq!(
             field_of(&refusal(Some("task.payload.x"), 422)),

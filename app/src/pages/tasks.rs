@@ -12,7 +12,8 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::{self, enc};
 use crate::components::{
-    can_operate, outcome_view, session, use_me, Badge, Empty, ErrorBox, Loading,
+    can_operate, outcome_view, session, use_me, Badge, ConfirmButton, Empty, ErrorBox, Loading,
+    PauseLive,
 };
 use crate::format::{ago, duration_us, fixed, json, num, until, utc};
 use crate::live::{use_live, Topic};
@@ -54,6 +55,9 @@ pub fn priority_formula(t: &TaskView, w: Option<[f64; 3]>) -> String {
 
 type TaskAction = Action<(i64, &'static str), api::ApiResult<String>>;
 
+/// The task and verb (`cancel`, `retry`) whose confirmation is showing.
+type Armed = RwSignal<Option<(i64, &'static str)>>;
+
 fn task_action() -> TaskAction {
     Action::new(move |(id, verb): &(i64, &'static str)| {
         let (id, verb) = (*id, *verb);
@@ -77,9 +81,13 @@ pub fn Tasks() -> impl IntoView {
     let task_type = move || query.with(|q| q.get("type")).filter(|s| !s.is_empty());
     let weights = weights();
     let agents = Resource::new(move || live.watch(Topic::Agents), |_| api::fetch("/agents"));
+    let act = task_action();
+    let paused = RwSignal::new(false);
+    let changes = live.watch_unless(Topic::Tasks, paused);
+    // The reader's own cancel or retry shows even while paused.
     let tasks = Resource::new(
-        move || (live.watch(Topic::Tasks), status(), task_type()),
-        |(_, status, task_type)| async move {
+        move || (changes.get(), act.version().get(), status(), task_type()),
+        |(_, _, status, task_type)| async move {
             let mut path = "/tasks?limit=200".to_string();
             if let Some(s) = status {
                 path.push_str(&format!("&status={}", enc(&s)));
@@ -90,7 +98,7 @@ pub fn Tasks() -> impl IntoView {
             api::fetch(&path).await
         },
     );
-    let act = task_action();
+    let armed: Armed = RwSignal::new(None);
     view! {
         <Title text="Tasks"/>
         <h1 class="page-title">"Tasks"</h1>
@@ -106,6 +114,7 @@ pub fn Tasks() -> impl IntoView {
             <span class="muted">{move || if status().as_deref() == Some("queued") {
                 "In the order the scheduler takes them: highest rank first (P plus ageing)."
             } else { "Newest first." }}</span>
+            <PauseLive paused/>
         </form>
         {move || outcome_view(act.value().get())}
         <Transition fallback=Loading>
@@ -127,7 +136,7 @@ pub fn Tasks() -> impl IntoView {
                                 <tbody>
                                     {list.tasks.into_iter().map(|t| {
                                         let agent = t.agent_id.map(|id| (id, agent_name(&names, id)));
-                                        view! { <TaskRow t w agent operate act/> }
+                                        view! { <TaskRow t w agent operate act armed/> }
                                     }).collect_view()}
                                 </tbody>
                             </table>
@@ -172,6 +181,7 @@ fn TaskRow(
     agent: Option<(i64, String)>,
     operate: bool,
     act: TaskAction,
+    armed: Armed,
 ) -> impl IntoView {
     let live = use_live();
     let id = t.id;
@@ -194,13 +204,36 @@ fn TaskRow(
             })}</td>
             <td class="n">{t.attempts} "/" {t.max_attempts}</td>
             <td class="muted">{move || ago(live.now_us.get(), created)}</td>
+            // A table cell, not a flex box: `.actions` would make this cell
+            // taller than its row's others and offset its borders.
             {operate.then(|| view! {
-                <td class="actions">
-                    {cancellable.then(|| view! { <button data-testid="cancel" on:click=move |_| { act.dispatch((id, "cancel")); }>"Cancel"</button> })}
-                    {retryable.then(|| view! { <button data-testid="retry" on:click=move |_| { act.dispatch((id, "retry")); }>"Retry"</button> })}
-                </td>
+                <td class="row-actions"><TaskButtons id cancellable retryable act armed/></td>
             })}
         </tr>
+    }
+}
+
+/// Cancel or Retry, each asking first: one press on a moving list must
+/// not stop or restart work.
+#[component]
+fn TaskButtons(
+    id: i64,
+    cancellable: bool,
+    retryable: bool,
+    act: TaskAction,
+    armed: Armed,
+) -> impl IntoView {
+    view! {
+        {cancellable.then(|| view! {
+            <ConfirmButton armed id=(id, "cancel") label="Cancel" confirm_label="Confirm cancel"
+                question=format!("Cancel task {id}? A running attempt is stopped.") testid="cancel"
+                on_confirm=Callback::new(move |_| { act.dispatch((id, "cancel")); })/>
+        })}
+        {retryable.then(|| view! {
+            <ConfirmButton armed id=(id, "retry") label="Retry" confirm_label="Confirm retry" plain=true
+                question=format!("Run task {id} again?") testid="retry"
+                on_confirm=Callback::new(move |_| { act.dispatch((id, "retry")); })/>
+        })}
     }
 }
 
@@ -259,6 +292,7 @@ fn TaskShown(task_id: Signal<i64>) -> impl IntoView {
         }
     });
     let act = task_action();
+    let armed: Armed = RwSignal::new(None);
     view! {
         <Title text=move || match task.get() {
             Some(Err(e)) if e.status == 404 => "Task not found".to_string(),
@@ -271,7 +305,7 @@ fn TaskShown(task_id: Signal<i64>) -> impl IntoView {
                 let (task, me, w) = (api::parse::<TaskDetail>(task.await), session(me.await), weights_of(weights.await));
                 let names = agent_names(agents.await);
                 match task {
-                    Ok(d) => view! { <TaskDetailView d w names operate=can_operate(&me) act/> }.into_any(),
+                    Ok(d) => view! { <TaskDetailView d w names operate=can_operate(&me) act armed/> }.into_any(),
                     Err(e) if e.status == 404 => view! {
                         <Missing title="No such task">
                             {format!("There is no task {}. ", id())} <a href="/tasks">"All tasks"</a>
@@ -294,6 +328,7 @@ pub fn TaskDetailView(
     names: HashMap<i64, String>,
     operate: bool,
     act: TaskAction,
+    armed: Armed,
 ) -> impl IntoView {
     let t = &d.task;
     let id = t.id;
@@ -321,8 +356,9 @@ pub fn TaskDetailView(
             </dl>
             {operate.then(|| view! {
                 <div class="actions">
-                    {matches!(status, "queued" | "running").then(|| view! { <button on:click=move |_| { act.dispatch((id, "cancel")); }>"Cancel"</button> })}
-                    {matches!(status, "failed" | "cancelled").then(|| view! { <button on:click=move |_| { act.dispatch((id, "retry")); }>"Retry"</button> })}
+                    <TaskButtons id act armed
+                        cancellable=matches!(status, "queued" | "running")
+                        retryable=matches!(status, "failed" | "cancelled")/>
                 </div>
             })}
             {d.waiting.clone().map(|w| view! { <WaitingView w/> })}

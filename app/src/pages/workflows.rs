@@ -253,6 +253,12 @@ fn typed_inputs(fields: &[Field], values: &BTreeMap<String, String>) -> Map<Stri
     out
 }
 
+/// Whether a refusal is about the inputs, which the fields show.
+fn is_about_inputs(e: &ApiFailure) -> bool {
+    let about = |f: &str| f.starts_with("inputs.");
+    e.field.as_deref().is_some_and(about) || e.errors.iter().any(|(f, _)| about(f))
+}
+
 #[component]
 fn StartForm(wf: WorkflowVersion) -> impl IntoView {
     let fields = fields_of(&wf.definition);
@@ -291,20 +297,15 @@ fn StartForm(wf: WorkflowVersion) -> impl IntoView {
             navigate(&format!("/runs/{}", run.id), Default::default());
         }
     });
+    // The server names every input at fault at once; each shows by its field.
     let error_for = move |field: String| {
         move || match start.value().get() {
-            Some(Err(ApiFailure {
-                field: Some(f),
-                message,
-                ..
-            })) if f == format!("inputs.{field}") => Some(message),
+            Some(Err(e)) => e.message_for(&format!("inputs.{field}")),
             _ => None,
         }
     };
     let general_error = move || match start.value().get() {
-        Some(Err(e)) if !e.field.as_deref().is_some_and(|f| f.starts_with("inputs.")) => {
-            Some(e.message)
-        }
+        Some(Err(e)) if !is_about_inputs(&e) => Some(e.message),
         _ => None,
     };
     view! {
@@ -332,7 +333,8 @@ fn StartForm(wf: WorkflowVersion) -> impl IntoView {
                             }.into_any()
                         }
                         "enum" => view! {
-                            <select name=name.clone() data-testid=format!("input-{name}") on:change=move |ev| set(event_target_value(&ev))>
+                            <select name=name.clone() data-testid=format!("input-{name}") required=f.required
+                                on:change=move |ev| set(event_target_value(&ev))>
                                 {(!f.required).then(|| view! { <option value="">"—"</option> })}
                                 {f.values.iter().map(|v| {
                                     let selected = current() == *v;
@@ -342,7 +344,7 @@ fn StartForm(wf: WorkflowVersion) -> impl IntoView {
                         }.into_any(),
                         kind => view! {
                             <input type="text" inputmode=if kind == "number" { "decimal" } else { "text" }
-                                name=name.clone() data-testid=format!("input-{name}")
+                                name=name.clone() data-testid=format!("input-{name}") required=f.required
                                 prop:value=current.clone() on:input=move |ev| set(event_target_value(&ev))/>
                         }.into_any(),
                     };

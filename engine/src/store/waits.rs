@@ -314,8 +314,8 @@ macro_rules! wait_store {
                     Ok(inputs) => inputs,
                     Err(e) => {
                         return Ok(Err(format!(
-                            "the inputs of workflow {workflow:?} v{version}: {}: {}",
-                            e.field, e.message
+                            "the inputs of workflow {workflow:?} v{version}: {}",
+                            crate::workflow::input_errors_text(&e)
                         )))
                     }
                 };

@@ -16,7 +16,7 @@ pub use definition::{
     OnWaitTimeout, Step, TaskStep, WaitStep, WorkflowStep,
 };
 pub use gates::{admin_needed_for, gated_task_types};
-pub use inputs::validate_inputs;
+pub use inputs::{input_errors_text, validate_inputs};
 pub use plan::{plan, run_status, Action, ItemState, RunView, StepState, StepStatus, WaitRequest};
 pub use validate::{parse_definition, parse_definition_with};
 

@@ -77,7 +77,7 @@ async fn start(
         })?;
     let def: workflow::Definition =
         serde_json::from_value(wf.definition.clone()).map_err(|e| ApiError::Store(e.into()))?;
-    let inputs = workflow::validate_inputs(&def, req.inputs)?;
+    let inputs = workflow::validate_inputs(&def, req.inputs).map_err(ApiError::invalid_all)?;
     let (id, created) = state
         .store
         .start_run(

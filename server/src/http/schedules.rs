@@ -263,7 +263,7 @@ async fn check_workflow(
         })?;
     let def: workflow::Definition =
         serde_json::from_value(wf.definition).map_err(|e| ApiError::Store(e.into()))?;
-    workflow::validate_inputs(&def, inputs.clone())?;
+    workflow::validate_inputs(&def, inputs.clone()).map_err(ApiError::invalid_all)?;
     Ok(())
 }
 

@@ -321,7 +321,9 @@ async fn deliver(
         })?;
     let def: workflow::Definition =
         serde_json::from_value(wf.definition.clone()).map_err(|e| ApiError::Store(e.into()))?;
-    let inputs = workflow::validate_inputs(&def, inputs).inspect_err(|_| outcome("invalid"))?;
+    let inputs = workflow::validate_inputs(&def, inputs)
+        .inspect_err(|_| outcome("invalid"))
+        .map_err(ApiError::invalid_all)?;
     let (run_id, created) = state
         .store
         .start_run(

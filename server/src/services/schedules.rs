@@ -344,7 +344,7 @@ impl Scheduler {
         let inputs: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&s.inputs).map_err(|e| e.to_string())?;
         let inputs = workflow::validate_inputs(&def, inputs)
-            .map_err(|e| format!("inputs: {}: {}", e.field, e.message))?;
+            .map_err(|e| format!("inputs: {}", workflow::input_errors_text(&e)))?;
         let by = format!("schedule:{}", s.id);
         let (id, created) = self
             .store
