@@ -290,7 +290,7 @@ static OPERATIONS: &[Op] = &[
 #[allow(dead_code)]
 #[serde(untagged)]
 enum SubmitBody {
-    One(api::NewTask),
+    One(Box<api::NewTask>),
     Batch(api::NewTaskBatch),
 }
 
