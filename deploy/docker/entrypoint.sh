@@ -2,12 +2,13 @@
 # Entrypoint of Drover's images: reads secrets from files, then execs the
 # binary with the container's arguments.
 #
-# drover-server takes its tokens, admin password and database URL from
-# environment variables only; orchestrators hand secrets over as files
-# (Compose `secrets:` in /run/secrets, Kubernetes secret volumes). For each
-# VAR below, VAR_FILE names a file whose content (without a trailing
-# newline) becomes VAR. Setting both is an error, so a stale value cannot
-# silently win. drover-agent reads DROVER_TOKEN_FILE itself and is left alone.
+# Orchestrators hand secrets over as files (Compose `secrets:` in
+# /run/secrets, Kubernetes secret volumes). For each VAR below, VAR_FILE
+# names a file whose content (without a trailing newline) becomes VAR.
+# Setting both is an error, so a stale value cannot silently win.
+# drover-agent reads DROVER_TOKEN_FILE itself and is left alone; so does
+# drover-server now (`--api-token-file`, …), which makes this conversion
+# redundant for builds that have it — it stays for images of older ones.
 set -eu
 
 for var in DROVER_DATABASE_URL DROVER_API_TOKEN DROVER_ENROLLMENT_TOKEN \

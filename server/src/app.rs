@@ -37,7 +37,8 @@ const DUTIES_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the server (or the one-off command the configuration names) until
 /// Ctrl-C or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    config.read_secret_files().map_err(anyhow::Error::msg)?;
     if let Some(command) = config.command.clone() {
         return run_command(&config, command).await;
     }
@@ -76,7 +77,8 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+        config.read_secret_files().map_err(anyhow::Error::msg)?;
         config.validate().map_err(anyhow::Error::msg)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),

@@ -36,6 +36,14 @@ pub struct Config {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default: SQLite in the data directory.
     #[arg(long, env = "DROVER_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// A file holding the database URL (Docker and Kubernetes secrets are files),
+    /// read once at start, trailing newline dropped; instead of --database-url.
+    #[arg(
+        long,
+        env = "DROVER_DATABASE_URL_FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<PathBuf>,
 
     /// Most database connections (PostgreSQL) or readers (SQLite).
     #[arg(long, env = "DROVER_DB_MAX_CONNECTIONS", default_value_t = 16)]
@@ -168,11 +176,23 @@ pub struct Config {
     /// Bearer token for the operator API; generated into the data directory if unset.
     #[arg(long, env = "DROVER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// A file holding the operator API token (Docker and Kubernetes secrets are files),
+    /// read once at start, trailing newline dropped; instead of --api-token.
+    #[arg(long, env = "DROVER_API_TOKEN_FILE", conflicts_with = "api_token")]
+    pub api_token_file: Option<PathBuf>,
 
     /// Password of the `admin` user created on first start; generated and
     /// printed once if unset.
     #[arg(long, env = "DROVER_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// A file holding the first admin password (Docker and Kubernetes secrets are files),
+    /// read once at start, trailing newline dropped; instead of --admin-password.
+    #[arg(
+        long,
+        env = "DROVER_ADMIN_PASSWORD_FILE",
+        conflicts_with = "admin_password"
+    )]
+    pub admin_password_file: Option<PathBuf>,
 
     /// How long a dashboard sign-in lasts.
     #[arg(long, env = "DROVER_SESSION_TTL", value_parser = humantime::parse_duration, default_value = "7days")]
@@ -181,6 +201,14 @@ pub struct Config {
     /// Token agents enroll with; generated into the data directory if unset.
     #[arg(long, env = "DROVER_ENROLLMENT_TOKEN", hide_env_values = true)]
     pub enrollment_token: Option<String>,
+    /// A file holding the enrollment token (Docker and Kubernetes secrets are files),
+    /// read once at start, trailing newline dropped; instead of --enrollment-token.
+    #[arg(
+        long,
+        env = "DROVER_ENROLLMENT_TOKEN_FILE",
+        conflicts_with = "enrollment_token"
+    )]
+    pub enrollment_token_file: Option<PathBuf>,
 
     /// Addresses of reverse proxies whose `X-Forwarded-For` names the real
     /// client for the sign-in limits (comma-separated IPs); without it every
@@ -192,6 +220,14 @@ pub struct Config {
     /// loopback or set this).
     #[arg(long, env = "DROVER_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// A file holding the metrics token (Docker and Kubernetes secrets are files),
+    /// read once at start, trailing newline dropped; instead of --metrics-token.
+    #[arg(
+        long,
+        env = "DROVER_METRICS_TOKEN_FILE",
+        conflicts_with = "metrics_token"
+    )]
+    pub metrics_token_file: Option<PathBuf>,
 
     /// Task types accepted even before an agent for them has registered (comma-separated).
     #[arg(long, env = "DROVER_TASK_TYPES", value_delimiter = ',')]
@@ -376,6 +412,50 @@ impl Config {
     }
 
     /// Checks what clap cannot: relations between settings.
+    /// Reads the secrets given as files (`--api-token-file`, …) into their
+    /// settings, once (a second call finds nothing to read). Refuses an
+    /// unreadable or empty file, naming it.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        let pairs: [(&mut Option<PathBuf>, &mut Option<String>, &str); 5] = [
+            (
+                &mut self.database_url_file,
+                &mut self.database_url,
+                "--database-url-file",
+            ),
+            (
+                &mut self.api_token_file,
+                &mut self.api_token,
+                "--api-token-file",
+            ),
+            (
+                &mut self.admin_password_file,
+                &mut self.admin_password,
+                "--admin-password-file",
+            ),
+            (
+                &mut self.enrollment_token_file,
+                &mut self.enrollment_token,
+                "--enrollment-token-file",
+            ),
+            (
+                &mut self.metrics_token_file,
+                &mut self.metrics_token,
+                "--metrics-token-file",
+            ),
+        ];
+        for (file, value, flag) in pairs {
+            let Some(path) = file.take() else { continue };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+            let text = text.trim_end_matches(['\n', '\r']);
+            if text.is_empty() {
+                return Err(format!("{flag} {}: the file is empty", path.display()));
+            }
+            *value = Some(text.to_string());
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let s = self.scheduling();
         for (name, w) in [
@@ -516,6 +596,33 @@ mod tests {
         let mut args = vec!["drover-server"];
         args.extend_from_slice(extra);
         Config::try_parse_from(args)
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_once_and_never_from_both() {
+        let dir = tempfile::tempdir().expect("dir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").expect("write");
+        let path = token.to_str().expect("utf-8");
+        let mut c = parse(&["--api-token-file", path]).expect("parse");
+        c.read_secret_files().expect("read");
+        assert_eq!(c.api_token.as_deref(), Some("s3cret"));
+
+        assert!(parse(&["--api-token-file", path, "--api-token", "x"]).is_err());
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        let mut c =
+            parse(&["--metrics-token-file", empty.to_str().expect("utf-8")]).expect("parse");
+        assert!(c
+            .read_secret_files()
+            .unwrap_err()
+            .contains("--metrics-token-file"));
+        let mut c = parse(&["--database-url-file", "/nonexistent/url"]).expect("parse");
+        assert!(c
+            .read_secret_files()
+            .unwrap_err()
+            .contains("/nonexistent/url"));
     }
 
     #[test]
