@@ -229,3 +229,26 @@ test('the start form marks required inputs and names every bad input at once', a
   await expect(page.getByTestId('error-count')).toContainText('must be a number');
   await expect(page.getByTestId('error-note')).toHaveCount(0);
 });
+
+const ORDERED = `
+name: actions-form-order
+inputs:
+  zeta: { type: string }
+  alpha: { type: number }
+  mid: { type: boolean }
+steps:
+  - id: hi
+    type: task
+    task_type: echo
+`;
+
+test('the start form lists inputs in the order the definition declares them', async ({ page }) => {
+  await api('POST', '/workflows', ORDERED);
+  await signIn(page, users.alice);
+  await page.goto('/workflows/actions-form-order');
+  await live(page);
+  const names = await page
+    .locator('[data-testid^="input-"]')
+    .evaluateAll((inputs) => inputs.map((i) => i.getAttribute('data-testid')));
+  expect(names).toEqual(['input-zeta', 'input-alpha', 'input-mid']);
+});

@@ -175,13 +175,24 @@ struct Field {
     description: Option<String>,
 }
 
+/// The inputs in the order the definition declares them (`input_order`;
+/// by name for a version stored before it was kept).
 fn fields_of(definition: &Value) -> Vec<Field> {
+    let order: Vec<&str> = definition
+        .get("input_order")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     definition
         .get("inputs")
         .and_then(Value::as_object)
         .map(|inputs| {
-            inputs
-                .iter()
+            let mut named: Vec<(&String, &Value)> = inputs.iter().collect();
+            named.sort_by_key(|(name, _)| {
+                order.iter().position(|o| o == name).unwrap_or(usize::MAX)
+            });
+            named
+                .into_iter()
                 .map(|(name, spec)| Field {
                     name: name.clone(),
                     kind: spec

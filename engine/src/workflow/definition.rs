@@ -20,6 +20,12 @@ pub struct Definition {
     /// The run's typed inputs, by name.
     #[serde(default)]
     pub inputs: BTreeMap<String, InputSpec>,
+    /// The inputs' names in the order the definition declares them, which
+    /// `inputs` (kept by name, and stored as JSON, whose objects have no
+    /// order in PostgreSQL) loses: forms list them so. Set when parsed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(skip)]
+    pub input_order: Vec<String>,
     #[schemars(length(min = 1, max = drover_protocol::limits::MAX_STEPS))]
     pub steps: Vec<Step>,
 }

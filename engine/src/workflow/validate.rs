@@ -45,11 +45,35 @@ pub fn parse_definition_with(
         serde_path_to_error::deserialize(de)
             .map_err(|e| vec![parse_error(e.path().to_string(), e.inner().to_string())])?
     };
+    let mut def = def;
+    def.input_order = declared_input_order(text, &def);
     let errors = validate(&def, max_for_each_items);
     if errors.is_empty() {
         Ok(def)
     } else {
         Err(errors)
+    }
+}
+
+/// The names of `inputs` as the text declares them. YAML's mappings keep
+/// their order (and a JSON text is read as YAML for this); whatever cannot
+/// be read so falls back to the names in order.
+fn declared_input_order(text: &str, def: &Definition) -> Vec<String> {
+    let declared: Vec<String> = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
+        .ok()
+        .and_then(|v| v.get("inputs")?.as_mapping().cloned())
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let complete =
+        declared.len() == def.inputs.len() && declared.iter().all(|n| def.inputs.contains_key(n));
+    if complete {
+        declared
+    } else {
+        def.inputs.keys().cloned().collect()
     }
 }
 
@@ -506,6 +530,26 @@ mod tests {
             Ok(_) => vec![],
             Err(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn inputs_keep_the_order_they_are_declared_in() {
+        let yaml = "name: o\ninputs:\n  zeta: { type: string }\n  alpha: { type: number }\n  mid: { type: boolean }\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n";
+        let def = parse_definition(yaml).expect("parses");
+        assert_eq!(def.input_order, ["zeta", "alpha", "mid"]);
+        let json = serde_json::to_value(&def).expect("json");
+        assert_eq!(
+            json["input_order"],
+            serde_json::json!(["zeta", "alpha", "mid"])
+        );
+        let text = r#"{"name": "o", "inputs": {"b": {"type": "string"}, "a": {"type": "string"}}, "steps": [{"id": "x", "type": "task", "task_type": "echo"}]}"#;
+        assert_eq!(
+            parse_definition(text).expect("parses").input_order,
+            ["b", "a"]
+        );
+        // Stored and read back, the order stays.
+        let back: Definition = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back.input_order, ["zeta", "alpha", "mid"]);
     }
 
     #[test]
