@@ -235,6 +235,21 @@ async fn a_bearer_trigger_and_idempotent_retries(backend: Backend) {
         (422, Some("Idempotency-Key")),
         "{answer}"
     );
+    // A payload with NUL text is refused by where it is (PostgreSQL could
+    // store it nowhere), and starts nothing.
+    let (status, answer) = deliver(
+        &server,
+        "simple",
+        r#"{"who": "glo\u0000bex"}"#,
+        &[("authorization", format!("Bearer {secret}"))],
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (422, Some("who")),
+        "{answer}"
+    );
+    assert_eq!(runs(&server).await.len(), 1);
     // Deleted: refused from then on.
     let id = created["id"].as_i64().expect("id");
     let (status, _) = server

@@ -266,6 +266,12 @@ async fn deliver(
             field: None,
         })?
     };
+    // Parsed here rather than by `parse_json`, so the NUL check it makes
+    // for every other body is made here too.
+    if let Err(e) = crate::http::extract::refuse_nul(&body, "") {
+        outcome("invalid");
+        return Err(e);
+    }
     if let Some(pointer) = &t.event_key {
         let value = match body.pointer(pointer) {
             Some(Value::String(s)) => s.clone(),
