@@ -18,6 +18,7 @@ use serde_json::json;
 
 mod ceilings;
 mod clients;
+mod scale;
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum Backend {
@@ -39,6 +40,9 @@ enum Mode {
     /// "Why is this waiting?" with `--tasks` queued and no agent: the cost
     /// of `GET /api/v1/tasks/{id}` for queued tasks across the queue.
     Explain,
+    /// The figures of docs/SCALING.md: a simulated fleet, claims against a
+    /// deep queue, and pages over a long history (`--scale-parts`).
+    Scale,
     Both,
 }
 
@@ -96,6 +100,28 @@ struct Args {
     /// due), to tell the backlog's own cost from the deletes'.
     #[arg(long)]
     retention_off: bool,
+    /// Server instances sharing the database (PostgreSQL only); agents and
+    /// submitters are spread over them.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// What the scale mode measures.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "fleet,claims,history")]
+    scale_parts: Vec<scale::Part>,
+    /// Simulated agents in the scale mode's fleet.
+    #[arg(long, default_value_t = 1000)]
+    sim_agents: usize,
+    /// How long the simulated fleet runs.
+    #[arg(long, default_value_t = 60)]
+    scale_seconds: u64,
+    /// Tasks a second submitted for the simulated fleet.
+    #[arg(long, default_value_t = 200)]
+    scale_rate: usize,
+    /// Tasks queued for the second claim measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    claim_backlog: usize,
+    /// Finished tasks the database is grown to before timing pages.
+    #[arg(long, default_value_t = 10_000_000)]
+    history: u64,
     /// Single tasks submitted one at a time on the idle system for latency.
     #[arg(long, default_value_t = 300)]
     latency_samples: usize,
@@ -133,6 +159,7 @@ struct Args {
 
 const API_TOKEN: &str = "bench-operator";
 const ENROLL_TOKEN: &str = "bench-enroll";
+const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 struct Procs(Vec<Child>);
 
@@ -173,6 +200,12 @@ async fn main() -> Result<()> {
     };
     if args.repeat == 0 {
         bail!("--repeat must be at least 1");
+    }
+    if args.instances == 0 {
+        bail!("--instances must be at least 1");
+    }
+    if args.instances > 1 && args.backend != Backend::Postgres {
+        bail!("--instances > 1 needs --backend postgres: SQLite is one server's file");
     }
     if args.keep && (args.repeat > 1 || args.against.is_some()) {
         bail!("--keep keeps a single run's database: use it without --repeat and --against");
@@ -488,24 +521,32 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
             format!("{base}/{name}{options}")
         }
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
     let mut procs = Procs(Vec::new());
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    procs.0.push(
-        Command::new(bin_dir.join("drover-server"))
+    let mut urls = Vec::with_capacity(args.instances);
+    let mut server_pids = Vec::with_capacity(args.instances);
+    for instance in 0..args.instances {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let data_dir = dir.join(format!("server-{instance}"));
+        std::fs::create_dir_all(&data_dir)?;
+        let log = std::fs::File::create(dir.join(format!("server-{instance}.log")))?;
+        let child = Command::new(bin_dir.join("drover-server"))
             .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
             .env("DROVER_DATABASE_URL", &db_url)
-            .env("DROVER_DATA_DIR", &dir)
+            .env("DROVER_DATA_DIR", &data_dir)
             .env("DROVER_API_TOKEN", API_TOKEN)
             .env("DROVER_ENROLLMENT_TOKEN", ENROLL_TOKEN)
+            .env("DROVER_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("DROVER_TASK_TYPES", "echo,sleep")
             .env("DROVER_DB_MAX_CONNECTIONS", "16")
             .env(
                 "DROVER_RETENTION",
-                if args.retention_off { "0s" } else { "1h" },
+                if args.retention_off || args.mode == Mode::Scale {
+                    "0s"
+                } else {
+                    "1h"
+                },
             )
             .env(
                 "DROVER_RETENTION_INTERVAL",
@@ -519,10 +560,16 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("start drover-server")?,
-    );
+            .context("start drover-server")?;
+        server_pids.push(child.id());
+        procs.0.push(child);
+        urls.push(format!("http://127.0.0.1:{port}"));
+    }
+    let url = urls[0].clone();
     let http = reqwest::Client::new();
-    wait_for(&http, &format!("{url}/healthz"), Duration::from_secs(30)).await?;
+    for u in &urls {
+        wait_for(&http, &format!("{u}/healthz"), Duration::from_secs(30)).await?;
+    }
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
@@ -531,11 +578,12 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
             args.capacity
         ),
     )?;
+    let mut agent_pids = Vec::new();
     for i in 0..args.agents {
         let log = std::fs::File::create(dir.join(format!("agent-{i}.log")))?;
-        procs.0.push(
-            Command::new(bin_dir.join("drover-agent"))
-                .args(["--server", &url, "--token", ENROLL_TOKEN])
+        let server = &urls[i as usize % urls.len()];
+        let child = Command::new(bin_dir.join("drover-agent"))
+                .args(["--server", server, "--token", ENROLL_TOKEN])
                 .arg("--config")
                 .arg(&config)
                 .args(["--name", &format!("bench-{i}")])
@@ -546,8 +594,9 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .spawn()
-                .context("start drover-agent")?,
-        );
+                .context("start drover-agent")?;
+        agent_pids.push(child.id());
+        procs.0.push(child);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -577,6 +626,42 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
         );
     }
     let mut measured = Measured::default();
+    if args.mode == Mode::Scale {
+        if !agent_pids.is_empty() {
+            // Registered and polling, with nothing to do.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let mut most = 0.0f64;
+            for pid in &agent_pids {
+                most = most.max(scale::rss_mib(*pid)?.0);
+            }
+            println!(
+                "{backend}: an idle drover-agent's RSS: {most:.1} MiB (the largest of {})",
+                agent_pids.len()
+            );
+        }
+        let settings = scale::Settings {
+            parts: args.scale_parts.clone(),
+            sim_agents: args.sim_agents,
+            seconds: args.scale_seconds,
+            rate: args.scale_rate,
+            claim_backlog: args.claim_backlog,
+            history: args.history,
+        };
+        let target = scale::Target {
+            backend,
+            url: &url,
+            db_url: &db_url,
+            dir: &dir,
+            server_pid: server_pids[0],
+            api_token: API_TOKEN,
+            enroll_token: ENROLL_TOKEN,
+            admin_password: ADMIN_PASSWORD,
+        };
+        scale::measure(&settings, &target).await?;
+        drop(procs);
+        cleanup(args, backend, &dir);
+        return Ok(measured);
+    }
     if args.mode == Mode::Explain {
         explain(args, &http, &url, backend).await?;
         drop(procs);
@@ -656,7 +741,8 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
     };
     let mut submitters = Vec::new();
     for s in 0..args.submitters {
-        let (http, url, batch, task) = (http.clone(), url.clone(), args.batch, task.clone());
+        let url = urls[s % urls.len()].clone();
+        let (http, batch, task) = (http.clone(), args.batch, task.clone());
         let (keys, key_limit) = (args.keys, args.key_limit);
         submitters.push(tokio::spawn(async move {
             let mut sent = 0;
@@ -701,6 +787,10 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );
+    for (i, pid) in server_pids.iter().enumerate() {
+        let (rss, peak) = scale::rss_mib(*pid)?;
+        println!("{backend}: server {i} RSS {rss:.1} MiB, peak {peak:.1} MiB");
+    }
     if args.task_ms > 0 {
         let slots = f64::from(args.agents * args.capacity);
         let ideal = slots * 1000.0 / args.task_ms as f64;
@@ -882,19 +972,53 @@ fn add_old_finished_tasks(backend: &str, db_url: &str, dir: &Path, n: u64) -> Re
          SELECT 'echo', '{{}}', 0, 0, 0, 0, 0, 'succeeded', 1, 3, 300000, 1000, {at}, {at}, {at}, {at} FROM n"
     );
     if backend == "sqlite" {
-        let out = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 30000"])
-            .arg(dir.join("bench.db"))
-            .arg(format!("{sql};"))
-            .output()
-            .context("run sqlite3 (apt install sqlite3)")?;
-        if !out.status.success() {
-            bail!("sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
+        sqlite_exec(dir, &format!("{sql};"))
     } else {
         psql(db_url, &sql)
     }
+}
+
+/// Runs `sql` on the run's SQLite file with the `sqlite3` shell, beside the
+/// running server; returns what it printed.
+fn sqlite_exec_output(dir: &Path, sql: &str) -> Result<String> {
+    let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 60000"])
+        .arg(dir.join("bench.db"))
+        .arg(sql)
+        .output()
+        .context("run sqlite3 (apt install sqlite3)")?;
+    if !out.status.success() {
+        bail!("sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sqlite_exec(dir: &Path, sql: &str) -> Result<()> {
+    sqlite_exec_output(dir, sql).map(|_| ())
+}
+
+/// One integer the query selects, on SQLite.
+fn sqlite_scalar(dir: &Path, sql: &str) -> Result<i64> {
+    let out = sqlite_exec_output(dir, sql)?;
+    out.trim()
+        .parse()
+        .with_context(|| format!("{sql:?} gave {out:?}"))
+}
+
+/// One integer the query selects, on PostgreSQL.
+fn psql_scalar(url: &str, sql: &str) -> Result<i64> {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-t", "-A", "-c", sql])
+        .output()
+        .context("run psql")?;
+    if !out.status.success() {
+        bail!("psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .with_context(|| format!("{sql:?} gave {text:?}"))
 }
 
 fn psql(admin_url: &str, sql: &str) -> Result<()> {
