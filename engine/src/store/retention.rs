@@ -158,6 +158,13 @@ macro_rules! deletes {
             ],
             // The tasks of runs.
             concat!("SELECT id FROM tasks WHERE run_id ", $in),
+            // Counted tasks leave the totals (task_totals.rs); `$2` is the mark.
+            concat!(
+                "UPDATE task_totals SET n = task_totals.n - c.n FROM ( \
+                   SELECT status, COUNT(*) AS n FROM tasks WHERE finished_at <= $2 AND id ",
+                $in,
+                " GROUP BY status) c WHERE task_totals.status = c.status"
+            ),
         )
     };
 }
@@ -169,7 +176,7 @@ macro_rules! retention_store {
             /// tasks), with everything that hangs off them, in one
             /// transaction; returns how many tasks (runs, if any) went.
             async fn delete_finished(&self, tasks: &[i64], runs: &[i64]) -> Result<u64> {
-                let (task_deletes, run_deletes, tasks_of_runs) = deletes!($in);
+                let (task_deletes, run_deletes, tasks_of_runs, uncount) = deletes!($in);
                 let mut tx = self.$pool().begin().await?;
                 let mut tasks = tasks.to_vec();
                 if !runs.is_empty() {
@@ -178,6 +185,14 @@ macro_rules! retention_store {
                         .fetch_all(&mut *tx)
                         .await?;
                     tasks.extend(of_runs);
+                }
+                if !tasks.is_empty() {
+                    let mark = Self::totals_mark(&mut tx).await?;
+                    sqlx::query(uncount)
+                        .bind($ids(&tasks[..]))
+                        .bind(mark)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 let mut deleted = 0;
                 for (statements, ids) in [(&task_deletes[..], &tasks[..]), (&run_deletes[..], runs)]

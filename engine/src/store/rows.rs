@@ -618,6 +618,7 @@ pub(super) struct RetryRow {
     pub(super) priority: f64,
     pub(super) run_id: Option<i64>,
     pub(super) step_id: Option<String>,
+    pub(super) finished_at: Option<i64>,
 }
 
 /// A run as `sql::runs::SUMMARY` selects it.

@@ -3,6 +3,9 @@
 //! same figures as the Queues page (`QueueHealthStore`), depth, held, the
 //! oldest due task's wait, and the online agents that take the type. Alert rules and the Grafana dashboard in
 //! `deploy/` read them (`max by (task_type)`: only the leader sets them).
+//!
+//! Before reading, the leader moves the finished tasks' count mark forward
+//! (`TaskTotalsStore`), so that a count reads only what finished since.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -10,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drover_engine::store::{QueueHealthStore, QueueStore};
+use drover_engine::store::{QueueHealthStore, QueueStore, TaskTotalsStore, MARK_STEP_ROWS};
 use drover_engine::time::now_us;
 use drover_engine::Store;
 
@@ -26,7 +29,24 @@ pub struct QueueGauges {
     pub interval: Duration,
 }
 
+/// The most steps of the count mark in one refresh: a database that was
+/// never counted (just upgraded) catches up a million tasks per refresh.
+const TOTALS_STEPS: usize = 10;
+
 impl QueueGauges {
+    async fn advance_totals(&self) {
+        for _ in 0..TOTALS_STEPS {
+            match self.store.advance_task_totals(now_us(), MARK_STEP_ROWS).await {
+                Ok(true) => return,
+                Ok(false) => tokio::task::yield_now().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "counting finished tasks failed");
+                    return;
+                }
+            }
+        }
+    }
+
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         // Types reported before: one that empties is set to 0, not left
         // at its last figure.
@@ -38,6 +58,7 @@ impl QueueGauges {
     }
 
     async fn refresh(&self, seen: &Mutex<BTreeSet<String>>) {
+        self.advance_totals().await;
         match self.store.stats().await {
             Ok(stats) => {
                 for (status, n) in [

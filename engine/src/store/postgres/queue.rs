@@ -12,6 +12,7 @@ use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
 use crate::store::rows::{task_detail, task_view};
 use crate::store::sql;
+use crate::store::task_totals;
 use crate::store::{
     AgentSession, Claim, Completed, Ending, QueueStore, Registered, Registration, Result, Sweep,
     SweptBecause, TaskFilter,
@@ -195,19 +196,13 @@ impl QueueStore for PgStore {
     }
 
     async fn stats(&self) -> Result<Stats> {
-        let rows = sqlx::query("SELECT status, count(*) AS n FROM tasks GROUP BY status")
+        let rows = sqlx::query_as(task_totals::COUNTS_POSTGRES)
             .fetch_all(&self.pool)
             .await?;
-        let agents_online: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM agents WHERE status IN ('online', 'draining')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        crate::store::stats_of(
-            rows.iter()
-                .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?))),
-            agents_online,
-        )
+        let agents_online: i64 = sqlx::query_scalar(task_totals::AGENTS_ONLINE)
+            .fetch_one(&self.pool)
+            .await?;
+        task_totals::stats_from(rows, agents_online)
     }
 
     async fn known_task_types(&self) -> Result<Vec<String>> {

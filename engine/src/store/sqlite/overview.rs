@@ -13,7 +13,7 @@ impl OverviewStore for SqliteStore {
         edges: [f64; 2],
     ) -> Result<OverviewCounts> {
         let since = now_us - bucket_us * buckets as i64;
-        let finished: Vec<(i64, i64)> = sqlx::query_as(sql::THROUGHPUT)
+        let finished: Vec<(i64, i64)> = sqlx::query_as(sql::THROUGHPUT_SQLITE)
             .bind(since)
             .bind(bucket_us)
             .fetch_all(self.reader())

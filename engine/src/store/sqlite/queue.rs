@@ -17,6 +17,7 @@ use crate::store::{
 
 use super::SqliteStore;
 use crate::store::sql;
+use crate::store::task_totals;
 
 /// A task's columns as `TaskView` decodes them.
 const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
@@ -198,19 +199,13 @@ impl QueueStore for SqliteStore {
     }
 
     async fn stats(&self) -> Result<Stats> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
+        let rows = sqlx::query_as(task_totals::COUNTS_SQLITE)
             .fetch_all(&self.reader)
             .await?;
-        let agents_online: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM agents WHERE status IN ('online', 'draining')",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        crate::store::stats_of(
-            rows.iter()
-                .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?))),
-            agents_online,
-        )
+        let agents_online: i64 = sqlx::query_scalar(task_totals::AGENTS_ONLINE)
+            .fetch_one(&self.reader)
+            .await?;
+        task_totals::stats_from(rows, agents_online)
     }
 
     async fn known_task_types(&self) -> Result<Vec<String>> {

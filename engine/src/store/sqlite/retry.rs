@@ -5,6 +5,7 @@ use crate::domain::Scheduling;
 use crate::error::StoreError;
 use crate::store::rows::RetryRow;
 use crate::store::sql::retry as sql;
+use crate::store::task_totals::UNCOUNT_ONE;
 use crate::store::{Result, TaskRetryStore};
 
 impl TaskRetryStore for SqliteStore {
@@ -16,6 +17,14 @@ impl TaskRetryStore for SqliteStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         task.retryable(id)?;
+        // A task already in the totals leaves them (task_totals.rs).
+        let mark = Self::totals_mark(&mut tx).await?;
+        sqlx::query(UNCOUNT_ONE)
+            .bind(&task.status)
+            .bind(task.finished_at.unwrap_or(i64::MAX))
+            .bind(mark)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(sql::REQUEUE)
             .bind(now_us)
             .bind(sched.rank(task.priority, now_us))
@@ -34,4 +43,4 @@ impl TaskRetryStore for SqliteStore {
 }
 
 /// SQLite's single writer serialises retries: no row lock needed.
-const READ_TASK: &str = "SELECT status, priority, run_id, step_id FROM tasks WHERE id = $1";
+const READ_TASK: &str = "SELECT status, priority, run_id, step_id, finished_at FROM tasks WHERE id = $1";

@@ -1,0 +1,152 @@
+//! Task counts by status that do not read the whole history.
+//!
+//! Counting every finished task on each `GET /api/v1/stats` (and every
+//! five seconds for the gauges) read ten million rows on a database grown
+//! that large: about a second each time. Instead the finished tasks are
+//! counted once, up to a mark (`task_totals_mark.upto`, a `finished_at`)
+//! that the leader moves forward in bounded steps; a count reads the
+//! totals, the finished tasks after the mark (a range of the
+//! `tasks_finished` index) and the queued and running ones (their status
+//! index), in one statement, so it is one snapshot.
+//!
+//! Only two things take a counted task out of the counts: a retry by hand
+//! (the task is queued again) and a retention delete. Both take it out of
+//! the totals in their own transaction, under the mark's lock on
+//! PostgreSQL, so a step of the mark and a retry or delete are always seen
+//! in one order. Every other change to a task either finishes it (its
+//! `finished_at` is then after the mark, so it is in the live part) or
+//! happens before it finishes.
+//!
+//! The mark stays [`MARK_LAG_US`] behind the clock: a task's `finished_at`
+//! is taken before its transaction commits, and on PostgreSQL by another
+//! instance's clock, so a step must not pass rows that are still to come.
+
+use super::{Result, Stats, Store};
+
+/// How far behind the clock the mark stays.
+pub const MARK_LAG_US: i64 = 60 * 1_000_000;
+
+/// The most finished tasks one step of the mark counts in the server, so that a step
+/// holds the writer (SQLite) for milliseconds even on a database that has
+/// never been counted (after the upgrade that added the totals).
+pub const MARK_STEP_ROWS: i64 = 100_000;
+
+#[allow(async_fn_in_trait)]
+pub trait TaskTotalsStore {
+    /// Moves the mark forward towards `now_us` minus [`MARK_LAG_US`],
+    /// counting the tasks it passes, at most `max_rows` of them (the server
+    /// uses [`MARK_STEP_ROWS`]). Returns whether the mark reached that
+    /// target (false: call again to catch up).
+    async fn advance_task_totals(&self, now_us: i64, max_rows: i64) -> Result<bool>;
+}
+
+/// Finished tasks after the mark, and the queued and running ones, with the
+/// totals up to the mark, as `(status, n)`. `{finished}` is the backend's
+/// way to name the `tasks_finished` index (SQLite's planner would
+/// otherwise walk the status index, which holds every finished task).
+macro_rules! counts_sql {
+    ($finished:literal) => {
+        concat!(
+            "SELECT status, CAST(SUM(n) AS BIGINT) AS n FROM ( \
+               SELECT status, n FROM task_totals \
+               UNION ALL \
+               SELECT status, COUNT(*) AS n FROM tasks ",
+            $finished,
+            " WHERE finished_at > (SELECT upto FROM task_totals_mark WHERE id = 1) \
+                 AND status IN ('succeeded', 'failed', 'cancelled') GROUP BY status \
+               UNION ALL \
+               SELECT status, COUNT(*) AS n FROM tasks \
+                 WHERE status IN ('queued', 'running') GROUP BY status \
+             ) c GROUP BY status"
+        )
+    };
+}
+pub(super) const COUNTS_SQLITE: &str = counts_sql!("INDEXED BY tasks_finished");
+pub(super) const COUNTS_POSTGRES: &str = counts_sql!("");
+
+pub(super) const AGENTS_ONLINE: &str =
+    "SELECT COUNT(*) FROM agents WHERE status IN ('online', 'draining')";
+
+/// The `MARK_STEP_ROWS`-th finished task after the mark, up to the target:
+/// where a bounded step ends (none: the step can go all the way).
+const STEP_END: &str = "SELECT finished_at FROM tasks WHERE finished_at > $1 \
+    AND finished_at <= $2 ORDER BY finished_at LIMIT 1 OFFSET $3";
+
+/// Adds the finished tasks of `($1, $2]` to the totals.
+const ADD_STEP: &str = "UPDATE task_totals SET n = task_totals.n + c.n FROM ( \
+      SELECT status, COUNT(*) AS n FROM tasks WHERE finished_at > $1 AND finished_at <= $2 \
+        AND status IN ('succeeded', 'failed', 'cancelled') GROUP BY status \
+    ) c WHERE task_totals.status = c.status";
+
+const MOVE_MARK: &str = "UPDATE task_totals_mark SET upto = $1 WHERE id = 1";
+
+/// Takes one counted task (finished at or before the mark) out of the
+/// totals: `$1` its status, `$2` its `finished_at`, `$3` the mark.
+pub(super) const UNCOUNT_ONE: &str =
+    "UPDATE task_totals SET n = n - 1 WHERE status = $1 AND $2 <= $3";
+
+/// `$share` and `$exclusive` lock the mark's row for the rest of the
+/// transaction on PostgreSQL; SQLite's one writer needs no lock.
+macro_rules! task_totals_store {
+    ($store:ty, $conn:ty, $share:literal, $exclusive:literal) => {
+        impl $store {
+            /// The mark, held against a step of it until the transaction ends.
+            pub(in crate::store) async fn totals_mark(conn: &mut $conn) -> Result<i64> {
+                Ok(sqlx::query_scalar(concat!(
+                    "SELECT upto FROM task_totals_mark WHERE id = 1",
+                    $share
+                ))
+                .fetch_one(conn)
+                .await?)
+            }
+        }
+
+        impl TaskTotalsStore for $store {
+            async fn advance_task_totals(&self, now_us: i64, max_rows: i64) -> Result<bool> {
+                let target = now_us - MARK_LAG_US;
+                let mut tx = self.begin_write().await?;
+                let upto: i64 = sqlx::query_scalar(concat!(
+                    "SELECT upto FROM task_totals_mark WHERE id = 1",
+                    $exclusive
+                ))
+                .fetch_one(&mut *tx)
+                .await?;
+                if upto >= target {
+                    return Ok(true);
+                }
+                let step_end: Option<i64> = sqlx::query_scalar(STEP_END)
+                    .bind(upto)
+                    .bind(target)
+                    .bind(max_rows.max(1) - 1)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let end = step_end.unwrap_or(target);
+                sqlx::query(ADD_STEP)
+                    .bind(upto)
+                    .bind(end)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(MOVE_MARK).bind(end).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(end >= target)
+            }
+        }
+    };
+}
+
+task_totals_store!(super::sqlite::SqliteStore, sqlx::SqliteConnection, "", "");
+task_totals_store!(
+    super::postgres::PgStore,
+    sqlx::PgConnection,
+    " FOR SHARE",
+    " FOR UPDATE"
+);
+
+delegate_to_backend!(TaskTotalsStore {
+    async fn advance_task_totals(&self, now_us: i64, max_rows: i64) -> Result<bool>;
+});
+
+/// Stats from the rows of a counts statement.
+pub(super) fn stats_from(rows: Vec<(String, i64)>, agents_online: i64) -> Result<Stats> {
+    super::stats_of(rows.into_iter().map(Ok), agents_online)
+}
