@@ -1,5 +1,8 @@
 //! The server's configuration: one struct, read from flags with environment
-//! fallbacks, parsed once in `main`.
+//! fallbacks and an optional config file (`file`), parsed once in `main`.
+
+mod file;
+pub use file::{LoadError, Loaded};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +18,14 @@ use drover_engine::domain::{PriorityWeights, Scheduling, TypeLimits};
     about = "Drover: a durable priority queue and workflow server for a fleet of agents"
 )]
 pub struct Config {
+    /// A TOML file of settings (see `examples/server.toml`): its keys are
+    /// the long flags below, as `database_url` or `database-url`, its values
+    /// strings, numbers, booleans, or arrays for the settings that take
+    /// several. A flag beats its environment variable, which beats the file,
+    /// which beats the built-in default.
+    #[arg(long, env = "DROVER_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to serve the API, the agent protocol and the dashboard on.
     #[arg(long, env = "DROVER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -383,6 +394,17 @@ fn parse_role(s: &str) -> Result<drover_protocol::api::Role, String> {
 }
 
 impl Config {
+    /// Reads the settings from `args` (the program's name first), the
+    /// environment and the config file, if one is named. Use this, not
+    /// `Config::parse`, which knows nothing of the file.
+    pub fn load<I, T>(args: I) -> Result<Loaded, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString>,
+    {
+        file::load(args.into_iter().map(Into::into).collect())
+    }
+
     /// The database URL, defaulting to a SQLite file in the data directory.
     pub fn database_url(&self) -> String {
         match &self.database_url {

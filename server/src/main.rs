@@ -1,10 +1,19 @@
 //! `drover-server`: see the library (`lib.rs`) for the layout.
 
-use clap::Parser;
+use drover_server::config::LoadError;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = drover_server::Config::parse();
+    let loaded = match drover_server::Config::load(std::env::args_os()) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("drover-server: {e}");
+            // What clap exits with for a bad flag: the same mistake.
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let config = loaded.config;
     let telemetry = match drover_server::telemetry::init_logging(
         &config.log,
         config.log_json,
@@ -17,6 +26,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
     let result = drover_server::run(config).await;
     telemetry.shutdown();
     match result {

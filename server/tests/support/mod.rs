@@ -190,6 +190,8 @@ pub struct Server {
     args: Vec<(String, String)>,
     db_url: String,
     data_dir: PathBuf,
+    /// `--config` of a process started by [`Server::start_with_config`].
+    config_file: Option<PathBuf>,
     pub http: reqwest::Client,
 }
 
@@ -247,7 +249,29 @@ impl Server {
                 .collect(),
             db_url: db.url.clone(),
             data_dir,
+            config_file: None,
             http,
+            app: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Starts a `drover-server` process with `--config file`, which must
+    /// set the listen address (`127.0.0.1:port`), the database URL and the
+    /// data directory: those then come from no variable. The tokens still
+    /// do (`API_TOKEN`, `ENROLL_TOKEN`).
+    pub async fn start_with_config(db: &Database, port: u16, file: &Path) -> Self {
+        let mut server = Server {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child: None,
+            log: db.dir().join(format!("server-{port}.log")),
+            args: Vec::new(),
+            db_url: db.url.clone(),
+            data_dir: db.dir().join(format!("server-{port}")),
+            config_file: Some(file.to_path_buf()),
+            http: reqwest::Client::new(),
             app: None,
         };
         server.spawn().await;
@@ -268,6 +292,7 @@ impl Server {
                 .collect(),
             db_url: db.url.clone(),
             data_dir: db.dir().join(unique("server")),
+            config_file: None,
             http: reqwest::Client::new(),
             app: None,
         };
@@ -330,10 +355,21 @@ impl Server {
             .open(&self.log)
             .expect("server log");
         let mut cmd = Command::new(bin("drover-server"));
-        cmd.env("DROVER_LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("DROVER_DATABASE_URL", &self.db_url)
-            .env("DROVER_DATA_DIR", &self.data_dir)
-            .env("DROVER_API_TOKEN", API_TOKEN)
+        match &self.config_file {
+            // The file's settings, which variables would override.
+            Some(file) => cmd
+                .arg("--config")
+                .arg(file)
+                .env_remove("DROVER_LISTEN")
+                .env_remove("DROVER_DATABASE_URL")
+                .env_remove("DROVER_DATA_DIR"),
+            None => cmd
+                .env_remove("DROVER_CONFIG")
+                .env("DROVER_LISTEN", format!("127.0.0.1:{}", self.port))
+                .env("DROVER_DATABASE_URL", &self.db_url)
+                .env("DROVER_DATA_DIR", &self.data_dir),
+        };
+        cmd.env("DROVER_API_TOKEN", API_TOKEN)
             .env("DROVER_ENROLLMENT_TOKEN", ENROLL_TOKEN)
             .env("DROVER_SITE_ROOT", self.data_dir.join("site"))
             .env("RUST_LOG", "info,sqlx=warn,tower_http=warn")
