@@ -136,11 +136,18 @@ impl QueueStore for SqliteStore {
         } else {
             "id DESC"
         };
+        // The status is written into the statement (one of five fixed
+        // words), not bound: a bound one hides the status index from the
+        // planner, which then sorted the whole table (ten million finished
+        // tasks) to list the queued ones in claim order.
+        let status = match filter.status {
+            Some(s) => format!("status = '{}'", s.as_str()),
+            None => "1".to_string(),
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR task_type = ?2) \
-             AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY {order} LIMIT ?5"
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE {status} AND (?1 IS NULL OR task_type = ?1) \
+             AND (?2 IS NULL OR agent_id = ?2) AND (?3 IS NULL OR id < ?3) ORDER BY {order} LIMIT ?4"
         ))
-        .bind(filter.status.map(TaskStatus::as_str))
         .bind(&filter.task_type)
         .bind(filter.agent_id)
         .bind(filter.before_id)
