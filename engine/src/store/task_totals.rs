@@ -29,7 +29,7 @@ pub const MARK_LAG_US: i64 = 60 * 1_000_000;
 /// The most finished tasks one step of the mark counts in the server, so that a step
 /// holds the writer (SQLite) for milliseconds even on a database that has
 /// never been counted (after the upgrade that added the totals).
-pub const MARK_STEP_ROWS: i64 = 100_000;
+pub const MARK_STEP_ROWS: i64 = 20_000;
 
 #[allow(async_fn_in_trait)]
 pub trait TaskTotalsStore {

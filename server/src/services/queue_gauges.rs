@@ -29,16 +29,21 @@ pub struct QueueGauges {
     pub interval: Duration,
 }
 
-/// The most steps of the count mark in one refresh: a database that was
-/// never counted (just upgraded) catches up a million tasks per refresh.
-const TOTALS_STEPS: usize = 10;
+/// How long one refresh may spend moving the count mark. A database that
+/// was never counted (just upgraded) catches up in several refreshes.
+const TOTALS_BUDGET: Duration = Duration::from_secs(2);
 
 impl QueueGauges {
+    /// Steps the count mark until it has caught up or the budget is spent,
+    /// pausing as long as each step took: a catch-up holds SQLite's writer
+    /// at most half the time.
     async fn advance_totals(&self) {
-        for _ in 0..TOTALS_STEPS {
+        let started = std::time::Instant::now();
+        while started.elapsed() < TOTALS_BUDGET {
+            let step = std::time::Instant::now();
             match self.store.advance_task_totals(now_us(), MARK_STEP_ROWS).await {
                 Ok(true) => return,
-                Ok(false) => tokio::task::yield_now().await,
+                Ok(false) => tokio::time::sleep(step.elapsed()).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "counting finished tasks failed");
                     return;
