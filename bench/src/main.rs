@@ -538,7 +538,7 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
             .env("DROVER_API_TOKEN", API_TOKEN)
             .env("DROVER_ENROLLMENT_TOKEN", ENROLL_TOKEN)
             .env("DROVER_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("DROVER_TASK_TYPES", "echo,sleep")
+            .env("DROVER_TASK_TYPES", "echo,sleep,sim,backlog")
             .env("DROVER_DB_MAX_CONNECTIONS", "16")
             .env(
                 "DROVER_RETENTION",
