@@ -114,15 +114,41 @@ pub(super) mod overview {
     }
     pub const THROUGHPUT: &str = throughput!("");
     pub const THROUGHPUT_SQLITE: &str = throughput!("INDEXED BY tasks_finished");
+    /// Queued tasks through their three partial indexes (not held, held
+    /// by a key, held by a rate): PostgreSQL has no index on the status
+    /// alone, and scanned ten million finished tasks for this.
     pub const QUEUED_BY_BAND: &str =
         "SELECT COALESCE(SUM(CASE WHEN priority < $1 THEN 1 ELSE 0 END), 0) AS low, \
          COALESCE(SUM(CASE WHEN priority >= $1 AND priority < $2 THEN 1 ELSE 0 END), 0) AS medium, \
          COALESCE(SUM(CASE WHEN priority >= $2 THEN 1 ELSE 0 END), 0) AS high \
-         FROM tasks WHERE status = 'queued'";
+         FROM (SELECT priority FROM tasks WHERE status = 'queued' AND held = 0 \
+           UNION ALL SELECT priority FROM tasks WHERE status = 'queued' AND held = 1 \
+           UNION ALL SELECT priority FROM tasks WHERE status = 'queued' AND held = 2) q";
     pub const ACTIVE_RUNS: &str =
         "SELECT COALESCE(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), 0) AS running, \
          COALESCE(SUM(CASE WHEN status = 'waiting_approval' THEN 1 ELSE 0 END), 0) AS waiting \
          FROM runs WHERE status IN ('running', 'waiting_approval')";
+}
+
+/// The queued tasks in claim order (`rank DESC, id`), at most `limit`
+/// (a placeholder), that meet `filters`: one branch per partial index of
+/// queued tasks, each taking its best `limit`, then merged. Without the
+/// branches PostgreSQL (no index on the status alone) read the whole
+/// table, and SQLite sorted every queued task.
+pub(super) fn queued_in_claim_order(columns: &str, filters: &str, limit: &str) -> String {
+    let branch = |held: u8| {
+        format!(
+            "SELECT * FROM (SELECT {columns}, rank AS claim_rank FROM tasks \
+             WHERE status = 'queued' AND held = {held} AND {filters} \
+             ORDER BY rank DESC, id LIMIT {limit}) b{held}"
+        )
+    };
+    format!(
+        "SELECT * FROM ({} UNION ALL {} UNION ALL {}) q ORDER BY claim_rank DESC, id LIMIT {limit}",
+        branch(0),
+        branch(1),
+        branch(2)
+    )
 }
 
 /// Retrying a failed or cancelled task by hand. Reading the task is the

@@ -40,10 +40,15 @@ pub trait TaskTotalsStore {
     async fn advance_task_totals(&self, now_us: i64, max_rows: i64) -> Result<bool>;
 }
 
-/// Finished tasks after the mark, and the queued and running ones, with the
-/// totals up to the mark, as `(status, n)`. `{finished}` is the backend's
-/// way to name the `tasks_finished` index (SQLite's planner would
-/// otherwise walk the status index, which holds every finished task).
+/// The totals up to the mark `$1`, the finished tasks after it (a range of
+/// `tasks_finished`) and the queued and running tasks, as `(status, n)`.
+/// The mark is bound, not read by a subquery, so PostgreSQL plans the range
+/// for its value (a subquery's value is unknown when planning: it planned a
+/// third of the table, with parallel workers and JIT). Queued tasks are
+/// counted through their three partial indexes (not held, held by a key,
+/// held by a rate), running ones through theirs: PostgreSQL has no index
+/// on the status alone. `{finished}` is where SQLite is told the index,
+/// since its planner would otherwise walk the status index.
 macro_rules! counts_sql {
     ($finished:literal) => {
         concat!(
@@ -52,31 +57,49 @@ macro_rules! counts_sql {
                UNION ALL \
                SELECT status, COUNT(*) AS n FROM tasks ",
             $finished,
-            " WHERE finished_at > (SELECT upto FROM task_totals_mark WHERE id = 1) \
+            " WHERE finished_at > $1 \
                  AND status IN ('succeeded', 'failed', 'cancelled') GROUP BY status \
-               UNION ALL \
-               SELECT status, COUNT(*) AS n FROM tasks \
-                 WHERE status IN ('queued', 'running') GROUP BY status \
+               UNION ALL SELECT 'queued', COUNT(*) FROM tasks WHERE status = 'queued' AND held = 0 \
+               UNION ALL SELECT 'queued', COUNT(*) FROM tasks WHERE status = 'queued' AND held = 1 \
+               UNION ALL SELECT 'queued', COUNT(*) FROM tasks WHERE status = 'queued' AND held = 2 \
+               UNION ALL SELECT 'running', COUNT(*) FROM tasks WHERE status = 'running' \
              ) c GROUP BY status"
         )
     };
 }
-pub(super) const COUNTS_SQLITE: &str = counts_sql!("INDEXED BY tasks_finished");
-pub(super) const COUNTS_POSTGRES: &str = counts_sql!("");
+const COUNTS_SQLITE: &str = counts_sql!("INDEXED BY tasks_finished");
+const COUNTS_POSTGRES: &str = counts_sql!("");
 
-pub(super) const AGENTS_ONLINE: &str =
+const AGENTS_ONLINE: &str =
     "SELECT COUNT(*) FROM agents WHERE status IN ('online', 'draining')";
 
 /// The `MARK_STEP_ROWS`-th finished task after the mark, up to the target:
-/// where a bounded step ends (none: the step can go all the way).
-const STEP_END: &str = "SELECT finished_at FROM tasks WHERE finished_at > $1 \
-    AND finished_at <= $2 ORDER BY finished_at LIMIT 1 OFFSET $3";
+/// where a bounded step ends (none: the step can go all the way). `$index`
+/// names `tasks_finished` on SQLite, whose planner otherwise walked the
+/// status index, every finished task, for each step.
+macro_rules! step_end_sql {
+    ($index:literal) => {
+        concat!(
+            "SELECT finished_at FROM tasks ",
+            $index,
+            " WHERE finished_at > $1 AND finished_at <= $2 ORDER BY finished_at LIMIT 1 OFFSET $3"
+        )
+    };
+}
 
 /// Adds the finished tasks of `($1, $2]` to the totals.
-const ADD_STEP: &str = "UPDATE task_totals SET n = task_totals.n + c.n FROM ( \
-      SELECT status, COUNT(*) AS n FROM tasks WHERE finished_at > $1 AND finished_at <= $2 \
-        AND status IN ('succeeded', 'failed', 'cancelled') GROUP BY status \
-    ) c WHERE task_totals.status = c.status";
+macro_rules! add_step_sql {
+    ($index:literal) => {
+        concat!(
+            "UPDATE task_totals SET n = task_totals.n + c.n FROM ( \
+               SELECT status, COUNT(*) AS n FROM tasks ",
+            $index,
+            " WHERE finished_at > $1 AND finished_at <= $2 \
+                 AND status IN ('succeeded', 'failed', 'cancelled') GROUP BY status \
+             ) c WHERE task_totals.status = c.status"
+        )
+    };
+}
 
 const MOVE_MARK: &str = "UPDATE task_totals_mark SET upto = $1 WHERE id = 1";
 
@@ -88,8 +111,30 @@ pub(super) const UNCOUNT_ONE: &str =
 /// `$share` and `$exclusive` lock the mark's row for the rest of the
 /// transaction on PostgreSQL; SQLite's one writer needs no lock.
 macro_rules! task_totals_store {
-    ($store:ty, $conn:ty, $share:literal, $exclusive:literal) => {
+    ($store:ty, $conn:ty, $share:literal, $exclusive:literal, $counts:expr, $read:ident, $snapshot:literal, $finished:literal) => {
         impl $store {
+            /// Tasks by status and agents online, read in one snapshot
+            /// (the mark and the totals must agree).
+            pub(in crate::store) async fn counted_stats(&self) -> Result<Stats> {
+                let mut tx = self.$read().begin().await?;
+                if !$snapshot.is_empty() {
+                    sqlx::query($snapshot).execute(&mut *tx).await?;
+                }
+                let mark: i64 =
+                    sqlx::query_scalar("SELECT upto FROM task_totals_mark WHERE id = 1")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let rows: Vec<(String, i64)> = sqlx::query_as($counts)
+                    .bind(mark)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let agents_online: i64 = sqlx::query_scalar(AGENTS_ONLINE)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                super::stats_of(rows.into_iter().map(Ok), agents_online)
+            }
+
             /// The mark, held against a step of it until the transaction ends.
             pub(in crate::store) async fn totals_mark(conn: &mut $conn) -> Result<i64> {
                 Ok(sqlx::query_scalar(concat!(
@@ -114,14 +159,14 @@ macro_rules! task_totals_store {
                 if upto >= target {
                     return Ok(true);
                 }
-                let step_end: Option<i64> = sqlx::query_scalar(STEP_END)
+                let step_end: Option<i64> = sqlx::query_scalar(step_end_sql!($finished))
                     .bind(upto)
                     .bind(target)
                     .bind(max_rows.max(1) - 1)
                     .fetch_optional(&mut *tx)
                     .await?;
                 let end = step_end.unwrap_or(target);
-                sqlx::query(ADD_STEP)
+                sqlx::query(add_step_sql!($finished))
                     .bind(upto)
                     .bind(end)
                     .execute(&mut *tx)
@@ -134,19 +179,28 @@ macro_rules! task_totals_store {
     };
 }
 
-task_totals_store!(super::sqlite::SqliteStore, sqlx::SqliteConnection, "", "");
+// SQLite: a read transaction on the reader is one snapshot (WAL).
+task_totals_store!(
+    super::sqlite::SqliteStore,
+    sqlx::SqliteConnection,
+    "",
+    "",
+    COUNTS_SQLITE,
+    reader,
+    "",
+    "INDEXED BY tasks_finished"
+);
 task_totals_store!(
     super::postgres::PgStore,
     sqlx::PgConnection,
     " FOR SHARE",
-    " FOR UPDATE"
+    " FOR UPDATE",
+    COUNTS_POSTGRES,
+    pool,
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    ""
 );
 
 delegate_to_backend!(TaskTotalsStore {
     async fn advance_task_totals(&self, now_us: i64, max_rows: i64) -> Result<bool>;
 });
-
-/// Stats from the rows of a counts statement.
-pub(super) fn stats_from(rows: Vec<(String, i64)>, agents_online: i64) -> Result<Stats> {
-    super::stats_of(rows.into_iter().map(Ok), agents_online)
-}

@@ -12,7 +12,6 @@ use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
 use crate::store::rows::{task_detail, task_view};
 use crate::store::sql;
-use crate::store::task_totals;
 use crate::store::{
     AgentSession, Claim, Completed, Ending, QueueStore, Registered, Registration, Result, Sweep,
     SweptBecause, TaskFilter,
@@ -142,10 +141,14 @@ impl QueueStore for PgStore {
             Some(s) => format!("status = '{}'", s.as_str()),
             None => "true".to_string(),
         };
-        let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE {status} AND ($1::text IS NULL OR task_type = $1) \
-             AND ($2::bigint IS NULL OR agent_id = $2) AND ($3::bigint IS NULL OR id < $3) ORDER BY {order} LIMIT $4"
-        ))
+        let filters = "($1::text IS NULL OR task_type = $1) \
+             AND ($2::bigint IS NULL OR agent_id = $2) AND ($3::bigint IS NULL OR id < $3)";
+        let statement = if filter.status == Some(TaskStatus::Queued) {
+            sql::queued_in_claim_order(TASK_COLUMNS, filters, "$4")
+        } else {
+            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE {status} AND {filters} ORDER BY {order} LIMIT $4")
+        };
+        let rows = sqlx::query(&statement)
         .bind(&filter.task_type)
         .bind(filter.agent_id)
         .bind(filter.before_id)
@@ -196,13 +199,7 @@ impl QueueStore for PgStore {
     }
 
     async fn stats(&self) -> Result<Stats> {
-        let rows = sqlx::query_as(task_totals::COUNTS_POSTGRES)
-            .fetch_all(&self.pool)
-            .await?;
-        let agents_online: i64 = sqlx::query_scalar(task_totals::AGENTS_ONLINE)
-            .fetch_one(&self.pool)
-            .await?;
-        task_totals::stats_from(rows, agents_online)
+        self.counted_stats().await
     }
 
     async fn known_task_types(&self) -> Result<Vec<String>> {

@@ -17,7 +17,6 @@ use crate::store::{
 
 use super::SqliteStore;
 use crate::store::sql;
-use crate::store::task_totals;
 
 /// A task's columns as `TaskView` decodes them.
 const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, importance, priority, \
@@ -144,10 +143,14 @@ impl QueueStore for SqliteStore {
             Some(s) => format!("status = '{}'", s.as_str()),
             None => "1".to_string(),
         };
-        let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE {status} AND (?1 IS NULL OR task_type = ?1) \
-             AND (?2 IS NULL OR agent_id = ?2) AND (?3 IS NULL OR id < ?3) ORDER BY {order} LIMIT ?4"
-        ))
+        let filters = "(?1 IS NULL OR task_type = ?1) \
+             AND (?2 IS NULL OR agent_id = ?2) AND (?3 IS NULL OR id < ?3)";
+        let statement = if filter.status == Some(TaskStatus::Queued) {
+            sql::queued_in_claim_order(TASK_COLUMNS, filters, "?4")
+        } else {
+            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE {status} AND {filters} ORDER BY {order} LIMIT ?4")
+        };
+        let rows = sqlx::query(&statement)
         .bind(&filter.task_type)
         .bind(filter.agent_id)
         .bind(filter.before_id)
@@ -206,13 +209,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn stats(&self) -> Result<Stats> {
-        let rows = sqlx::query_as(task_totals::COUNTS_SQLITE)
-            .fetch_all(&self.reader)
-            .await?;
-        let agents_online: i64 = sqlx::query_scalar(task_totals::AGENTS_ONLINE)
-            .fetch_one(&self.reader)
-            .await?;
-        task_totals::stats_from(rows, agents_online)
+        self.counted_stats().await
     }
 
     async fn known_task_types(&self) -> Result<Vec<String>> {
