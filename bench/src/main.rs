@@ -972,10 +972,20 @@ fn add_old_finished_tasks(backend: &str, db_url: &str, dir: &Path, n: u64) -> Re
          SELECT 'echo', '{{}}', 0, 0, 0, 0, 0, 'succeeded', 1, 3, 300000, 1000, {at}, {at}, {at}, {at} FROM n"
     );
     if backend == "sqlite" {
-        sqlite_exec(dir, &format!("{sql};"))
+        sqlite_exec(dir, &format!("{sql};"))?;
     } else {
-        psql(db_url, &sql)
+        psql(db_url, &sql)?;
     }
+    // Rows finished in the past are never written after the server's count
+    // mark has passed them, except here: count again from the start, as
+    // after the upgrade that added the mark (a build before it has none).
+    let recount = "UPDATE task_totals SET n = 0; UPDATE task_totals_mark SET upto = 0";
+    let _ = if backend == "sqlite" {
+        sqlite_exec(dir, &format!("BEGIN; {recount}; COMMIT;"))
+    } else {
+        psql(db_url, recount)
+    };
+    Ok(())
 }
 
 /// Runs `sql` on the run's SQLite file with the `sqlite3` shell, beside the

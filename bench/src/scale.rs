@@ -373,7 +373,18 @@ async fn time_claims(
     samples: usize,
 ) -> Result<Vec<f64>> {
     let mut times = Vec::with_capacity(samples);
+    let mut beat = Instant::now();
     for _ in 0..samples {
+        if beat.elapsed() >= s.heartbeat {
+            // A silent agent is marked offline and loses its task.
+            http.post(format!("{url}/api/v1/agent/heartbeat"))
+                .bearer_auth(&s.token)
+                .json(&json!({ "running": [] }))
+                .send()
+                .await?
+                .error_for_status()?;
+            beat = Instant::now();
+        }
         let sent = Instant::now();
         let got = claim(http, url, s, 1, 0).await?;
         times.push(sent.elapsed().as_secs_f64() * 1000.0);
@@ -601,17 +612,17 @@ fn add_history(t: &Target<'_>, n: u64) -> Result<()> {
     let rows = if t.backend == "sqlite" {
         format!("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) SELECT i FROM n")
     } else {
-        format!("SELECT i FROM generate_series(1, {n}) AS i")
+        format!("SELECT i FROM generate_series(1::bigint, {n}) AS i")
     };
     // Oldest first, as they would have been written; the last hour is left
     // to live traffic.
-    let at = format!("({now} - 3600000000 - ({span} - 3600000000) * ({n} - i) / {n})");
+    let step = (span - 3_600_000_000) / n as i64;
+    let at = format!("({now} - 3600000000 - {step} * ({n} - i))");
     let tasks = format!(
-        "INSERT INTO tasks (id, task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
+        "INSERT INTO tasks (task_type, payload, urgency, time_sensitivity, importance, priority, rank, \
            status, attempts, max_attempts, timeout_ms, retry_backoff_ms, run_after, created_at, \
            updated_at, finished_at, agent_id, error) \
-         SELECT {base} + i, \
-           CASE i % 6 WHEN 0 THEN 'echo' WHEN 1 THEN 'report' WHEN 2 THEN 'email' WHEN 3 THEN 'resize' WHEN 4 THEN 'sync' ELSE 'backup' END, \
+         SELECT CASE i % 6 WHEN 0 THEN 'echo' WHEN 1 THEN 'report' WHEN 2 THEN 'email' WHEN 3 THEN 'resize' WHEN 4 THEN 'sync' ELSE 'backup' END, \
            '{{\"customer\":42}}', i % 11, 0, 0, 0, 0, \
            CASE WHEN i % 50 = 7 THEN 'cancelled' WHEN i % 25 IN (3, 11) THEN 'failed' ELSE 'succeeded' END, \
            1, 3, 300000, 1000, {at} - 2000, {at} - 2000, {at}, {at}, 1, \
