@@ -1,25 +1,29 @@
 //! Task counts by status stay exact while the finished tasks' count mark
 //! moves (task_totals.rs): through finishes, a retry by hand and retention
-//! deletes, on both backends.
+//! deletes; and the queued list, read through the partial indexes of queued
+//! tasks, keeps the claim order across held and unheld tasks. Both backends.
 
 use std::collections::HashMap;
 
 use drover_engine::domain::{AgentSpec, TaskSpec};
 use drover_engine::store::{
-    QueueStore, Registration, RetentionPolicy, RetentionStore, TaskRetryStore, TaskTotalsStore,
-    MARK_LAG_US,
+    QueueStore, Registration, RetentionPolicy, RetentionStore, TaskFilter, TaskRetryStore,
+    TaskTotalsStore, MARK_LAG_US,
 };
 use drover_engine::time::now_us;
 use drover_engine::Store;
 use drover_protocol::agent::{Outcome, TaskResult};
-use drover_protocol::api::{NewTask, Stats};
+use drover_protocol::api::{NewTask, Stats, TaskStatus};
 use serde_json::json;
 
 #[macro_use]
 mod support;
 use support::SCHED;
 
-both_backends!(counts_stay_exact_as_the_mark_moves);
+both_backends!(
+    counts_stay_exact_as_the_mark_moves,
+    queued_list_merges_held_and_unheld_tasks_in_claim_order
+);
 
 const SECOND: i64 = 1_000_000;
 
@@ -150,4 +154,64 @@ async fn counts_stay_exact_as_the_mark_moves(store: Store) {
     assert_eq!(batch.deleted, 7);
     assert_eq!(counts(&store.stats().await.unwrap()), [0, 0, 1, 0, 0]);
     catch_up(&store, now + 2 * MARK_LAG_US, 100_000, [0, 0, 1, 0, 0]).await;
+}
+
+fn spec(urgency: i64, key: Option<&str>) -> TaskSpec {
+    TaskSpec::parse(
+        NewTask {
+            task_type: "t".into(),
+            urgency: Some(urgency),
+            concurrency_key: key.map(str::to_string),
+            concurrency_limit: key.map(|_| 1),
+            ..Default::default()
+        },
+        &SCHED.weights,
+        |_| true,
+    )
+    .unwrap()
+}
+
+async fn queued(store: &Store, limit: i64) -> Vec<i64> {
+    store
+        .list_tasks(&TaskFilter {
+            status: Some(TaskStatus::Queued),
+            task_type: None,
+            agent_id: None,
+            before_id: None,
+            limit,
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect()
+}
+
+async fn queued_list_merges_held_and_unheld_tasks_in_claim_order(store: Store) {
+    let now = now_us();
+    // Urgency 9 and 7 on key k (limit 1: the second is held), then 8, 5, 3
+    // without a key; held or not, the list is in claim order.
+    let ids: Vec<i64> = store
+        .submit(
+            &[
+                spec(9, Some("k")),
+                spec(7, Some("k")),
+                spec(8, None),
+                spec(5, None),
+                spec(3, None),
+            ],
+            &SCHED,
+            now,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let held = store.get_task(ids[1]).await.unwrap().unwrap().task;
+    assert!(held.held, "the second task of key k waits for its slot");
+    let order = vec![ids[0], ids[2], ids[1], ids[3], ids[4]];
+    assert_eq!(queued(&store, 10).await, order);
+    assert_eq!(queued(&store, 3).await, order[..3].to_vec());
+    assert_eq!(queued(&store, 1).await, order[..1].to_vec());
 }
