@@ -105,7 +105,7 @@ const MOVE_MARK: &str = "UPDATE task_totals_mark SET upto = $1 WHERE id = 1";
 
 /// Takes one counted task (finished at or before the mark) out of the
 /// totals: `$1` its status, `$2` its `finished_at`, `$3` the mark.
-pub(super) const UNCOUNT_ONE: &str =
+const UNCOUNT_ONE: &str =
     "UPDATE task_totals SET n = n - 1 WHERE status = $1 AND $2 <= $3";
 
 /// `$share` and `$exclusive` lock the mark's row for the rest of the
@@ -143,6 +143,23 @@ macro_rules! task_totals_store {
                 ))
                 .fetch_one(conn)
                 .await?)
+            }
+
+            /// Takes a task that is queued again (a retry by hand) out of
+            /// the totals if they hold it.
+            pub(in crate::store) async fn uncount(
+                conn: &mut $conn,
+                status: &str,
+                finished_at: Option<i64>,
+            ) -> Result<()> {
+                let mark = Self::totals_mark(&mut *conn).await?;
+                sqlx::query(UNCOUNT_ONE)
+                    .bind(status)
+                    .bind(finished_at.unwrap_or(i64::MAX))
+                    .bind(mark)
+                    .execute(conn)
+                    .await?;
+                Ok(())
             }
         }
 

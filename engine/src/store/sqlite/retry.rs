@@ -5,7 +5,6 @@ use crate::domain::Scheduling;
 use crate::error::StoreError;
 use crate::store::rows::RetryRow;
 use crate::store::sql::retry as sql;
-use crate::store::task_totals::UNCOUNT_ONE;
 use crate::store::{Result, TaskRetryStore};
 
 impl TaskRetryStore for SqliteStore {
@@ -17,14 +16,7 @@ impl TaskRetryStore for SqliteStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         task.retryable(id)?;
-        // A task already in the totals leaves them (task_totals.rs).
-        let mark = Self::totals_mark(&mut tx).await?;
-        sqlx::query(UNCOUNT_ONE)
-            .bind(&task.status)
-            .bind(task.finished_at.unwrap_or(i64::MAX))
-            .bind(mark)
-            .execute(&mut *tx)
-            .await?;
+        Self::uncount(&mut tx, &task.status, task.finished_at).await?;
         sqlx::query(sql::REQUEUE)
             .bind(now_us)
             .bind(sched.rank(task.priority, now_us))
