@@ -105,7 +105,12 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     instances: usize,
     /// What the scale mode measures.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "fleet,claims,history")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "fleet,claims,history"
+    )]
     scale_parts: Vec<scale::Part>,
     /// Simulated agents in the scale mode's fleet.
     #[arg(long, default_value_t = 1000)]
@@ -583,18 +588,18 @@ async fn run(args: &Args, bin_dir: &Path, backend: &'static str) -> Result<Measu
         let log = std::fs::File::create(dir.join(format!("agent-{i}.log")))?;
         let server = &urls[i as usize % urls.len()];
         let child = Command::new(bin_dir.join("drover-agent"))
-                .args(["--server", server, "--token", ENROLL_TOKEN])
-                .arg("--config")
-                .arg(&config)
-                .args(["--name", &format!("bench-{i}")])
-                .arg("--state-dir")
-                .arg(dir.join(format!("agent-{i}")))
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .context("start drover-agent")?;
+            .args(["--server", server, "--token", ENROLL_TOKEN])
+            .arg("--config")
+            .arg(&config)
+            .args(["--name", &format!("bench-{i}")])
+            .arg("--state-dir")
+            .arg(dir.join(format!("agent-{i}")))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start drover-agent")?;
         agent_pids.push(child.id());
         procs.0.push(child);
     }
@@ -1023,7 +1028,10 @@ fn psql_scalar(url: &str, sql: &str) -> Result<i64> {
         .output()
         .context("run psql")?;
     if !out.status.success() {
-        bail!("psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim()

@@ -88,11 +88,7 @@ pub fn rss_mib(pid: u32) -> Result<(f64, f64)> {
             .lines()
             .find(|l| l.starts_with(key))
             .with_context(|| format!("{key} in /proc/{pid}/status"))?;
-        let n: f64 = line
-            .split_whitespace()
-            .nth(1)
-            .context("value")?
-            .parse()?;
+        let n: f64 = line.split_whitespace().nth(1).context("value")?.parse()?;
         Ok(n / 1024.0)
     };
     Ok((kib("VmRSS:")?, kib("VmHWM:")?))
@@ -221,9 +217,9 @@ async fn fleet(settings: &Settings, t: &Target<'_>) -> Result<()> {
         let mut set = JoinSet::new();
         for &i in chunk {
             let (http, url, token) = (http.clone(), t.url.to_string(), t.enroll_token.to_string());
-            set.spawn(async move {
-                register(&http, &url, &token, &format!("sim-{i}"), "sim", 4).await
-            });
+            set.spawn(
+                async move { register(&http, &url, &token, &format!("sim-{i}"), "sim", 4).await },
+            );
         }
         while let Some(s) = set.join_next().await {
             sessions.push(s??);
@@ -551,7 +547,10 @@ async fn history(settings: &Settings, t: &Target<'_>) -> Result<()> {
         format!("/tasks/{some_task}"),
     ];
     println!();
-    println!("| {} with {} finished tasks | p50 | p99 | max |", t.backend, settings.history);
+    println!(
+        "| {} with {} finished tasks | p50 | p99 | max |",
+        t.backend, settings.history
+    );
     println!("|---|---|---|---|");
     let mut slowest = 0.0f64;
     for (path, page) in api

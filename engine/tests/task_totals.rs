@@ -135,7 +135,11 @@ async fn counts_stay_exact_as_the_mark_moves(store: Store) {
     let again = store.claim(agent, 1, now, 300 * SECOND).await.unwrap();
     assert_eq!(again.tasks[0].task_id, failed);
     store
-        .complete(agent, &[result(failed, again.tasks[0].lease_token, true)], now)
+        .complete(
+            agent,
+            &[result(failed, again.tasks[0].lease_token, true)],
+            now,
+        )
         .await
         .unwrap();
     let after_retry = [0, 0, 6, 1, 1];

@@ -70,8 +70,7 @@ macro_rules! counts_sql {
 const COUNTS_SQLITE: &str = counts_sql!("INDEXED BY tasks_finished");
 const COUNTS_POSTGRES: &str = counts_sql!("");
 
-const AGENTS_ONLINE: &str =
-    "SELECT COUNT(*) FROM agents WHERE status IN ('online', 'draining')";
+const AGENTS_ONLINE: &str = "SELECT COUNT(*) FROM agents WHERE status IN ('online', 'draining')";
 
 /// The `MARK_STEP_ROWS`-th finished task after the mark, up to the target:
 /// where a bounded step ends (none: the step can go all the way). `$index`
@@ -105,8 +104,7 @@ const MOVE_MARK: &str = "UPDATE task_totals_mark SET upto = $1 WHERE id = 1";
 
 /// Takes one counted task (finished at or before the mark) out of the
 /// totals: `$1` its status, `$2` its `finished_at`, `$3` the mark.
-const UNCOUNT_ONE: &str =
-    "UPDATE task_totals SET n = n - 1 WHERE status = $1 AND $2 <= $3";
+const UNCOUNT_ONE: &str = "UPDATE task_totals SET n = n - 1 WHERE status = $1 AND $2 <= $3";
 
 /// `$share` and `$exclusive` lock the mark's row for the rest of the
 /// transaction on PostgreSQL; SQLite's one writer needs no lock.

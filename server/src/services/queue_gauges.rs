@@ -41,7 +41,11 @@ impl QueueGauges {
         let started = std::time::Instant::now();
         while started.elapsed() < TOTALS_BUDGET {
             let step = std::time::Instant::now();
-            match self.store.advance_task_totals(now_us(), MARK_STEP_ROWS).await {
+            match self
+                .store
+                .advance_task_totals(now_us(), MARK_STEP_ROWS)
+                .await
+            {
                 Ok(true) => return,
                 Ok(false) => tokio::time::sleep(step.elapsed()).await,
                 Err(e) => {

@@ -149,12 +149,12 @@ impl QueueStore for PgStore {
             format!("SELECT {TASK_COLUMNS} FROM tasks WHERE {status} AND {filters} ORDER BY {order} LIMIT $4")
         };
         let rows = sqlx::query(&statement)
-        .bind(&filter.task_type)
-        .bind(filter.agent_id)
-        .bind(filter.before_id)
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(&filter.task_type)
+            .bind(filter.agent_id)
+            .bind(filter.before_id)
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|row| Ok(task_view!(row))).collect()
     }
 

@@ -35,4 +35,5 @@ impl TaskRetryStore for SqliteStore {
 }
 
 /// SQLite's single writer serialises retries: no row lock needed.
-const READ_TASK: &str = "SELECT status, priority, run_id, step_id, finished_at FROM tasks WHERE id = $1";
+const READ_TASK: &str =
+    "SELECT status, priority, run_id, step_id, finished_at FROM tasks WHERE id = $1";
