@@ -101,7 +101,12 @@ impl PgStore {
         max_connections: u32,
         group_commit: GroupCommit,
     ) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url)?;
+        // No JIT: Drover's statements are short, and PostgreSQL compiles one
+        // whose estimated cost passes `jit_above_cost`, which the claim's
+        // and the counts' estimates do once `tasks` holds millions of
+        // finished rows: 40 ms of compiling for 2 ms of work, on every
+        // claim (docs/SCALING.md).
+        let options = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
         let pool = pool_options(max_connections.max(2))
             .connect_with(options.clone())
             .await?;
