@@ -47,7 +47,7 @@ pub trait TaskTotalsStore {
 /// third of the table, with parallel workers and JIT). Queued tasks are
 /// counted through their three partial indexes (not held, held by a key,
 /// held by a rate), running ones through theirs: PostgreSQL has no index
-/// on the status alone. `{finished}` is where SQLite is told the index,
+/// on the status alone. `$finished` is where SQLite is told the index,
 /// since its planner would otherwise walk the status index.
 macro_rules! counts_sql {
     ($finished:literal) => {
@@ -67,9 +67,6 @@ macro_rules! counts_sql {
         )
     };
 }
-const COUNTS_SQLITE: &str = counts_sql!("INDEXED BY tasks_finished");
-const COUNTS_POSTGRES: &str = counts_sql!("");
-
 const AGENTS_ONLINE: &str = "SELECT COUNT(*) FROM agents WHERE status IN ('online', 'draining')";
 
 /// The `MARK_STEP_ROWS`-th finished task after the mark, up to the target:
@@ -109,7 +106,7 @@ const UNCOUNT_ONE: &str = "UPDATE task_totals SET n = n - 1 WHERE status = $1 AN
 /// `$share` and `$exclusive` lock the mark's row for the rest of the
 /// transaction on PostgreSQL; SQLite's one writer needs no lock.
 macro_rules! task_totals_store {
-    ($store:ty, $conn:ty, $share:literal, $exclusive:literal, $counts:expr, $read:ident, $snapshot:literal, $finished:literal) => {
+    ($store:ty, $conn:ty, $share:literal, $exclusive:literal, $read:ident, $snapshot:literal, $finished:literal) => {
         impl $store {
             /// Tasks by status and agents online, read in one snapshot
             /// (the mark and the totals must agree).
@@ -122,7 +119,7 @@ macro_rules! task_totals_store {
                     sqlx::query_scalar("SELECT upto FROM task_totals_mark WHERE id = 1")
                         .fetch_one(&mut *tx)
                         .await?;
-                let rows: Vec<(String, i64)> = sqlx::query_as($counts)
+                let rows: Vec<(String, i64)> = sqlx::query_as(counts_sql!($finished))
                     .bind(mark)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -200,7 +197,6 @@ task_totals_store!(
     sqlx::SqliteConnection,
     "",
     "",
-    COUNTS_SQLITE,
     reader,
     "",
     "INDEXED BY tasks_finished"
@@ -210,7 +206,6 @@ task_totals_store!(
     sqlx::PgConnection,
     " FOR SHARE",
     " FOR UPDATE",
-    COUNTS_POSTGRES,
     pool,
     "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     ""
