@@ -94,11 +94,9 @@ pub fn rss_mib(pid: u32) -> Result<(f64, f64)> {
     Ok((kib("VmRSS:")?, kib("VmHWM:")?))
 }
 
+/// The benchmark's percentile of sorted figures, 0 when there are none.
 fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    crate::pct(sorted, p).unwrap_or(0.0)
 }
 
 fn summary(mut v: Vec<f64>) -> String {
