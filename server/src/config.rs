@@ -433,7 +433,6 @@ impl Config {
         }
     }
 
-    /// Checks what clap cannot: relations between settings.
     /// Reads the secrets given as files (`--api-token-file`, …) into their
     /// settings, once (a second call finds nothing to read). Refuses an
     /// unreadable or empty file, naming it.
@@ -478,6 +477,7 @@ impl Config {
         Ok(())
     }
 
+    /// Checks what clap cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
         let s = self.scheduling();
         for (name, w) in [
