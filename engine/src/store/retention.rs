@@ -1,8 +1,9 @@
 //! Retention: finished work older than its keep-for is deleted, in small
 //! batches, by the leader (`server/src/services/retention.rs`).
 //!
-//! Nothing here adds to the hot path: no index on finish times (every
-//! task's end would pay for it). Each batch walks the table by primary key
+//! Nothing here adds to the hot path: it needs no index of its own (the
+//! finish-time index `tasks_finished` exists for the counts,
+//! `task_totals.rs`). Each batch walks the table by primary key
 //! from the oldest row — ids grow with time, so old work is at the front —
 //! decides in Rust which rows are finished and old enough, and deletes them
 //! with what hangs off them in one short transaction. A walk stops at the

@@ -6,8 +6,8 @@
 //! counted once, up to a mark (`task_totals_mark.upto`, a `finished_at`)
 //! that the leader moves forward in bounded steps; a count reads the
 //! totals, the finished tasks after the mark (a range of the
-//! `tasks_finished` index) and the queued and running ones (their status
-//! index), in one statement, so it is one snapshot.
+//! `tasks_finished` index) and the queued and running ones (their partial
+//! indexes), in one read transaction, so it is one snapshot.
 //!
 //! Only two things take a counted task out of the counts: a retry by hand
 //! (the task is queued again) and a retention delete. Both take it out of
