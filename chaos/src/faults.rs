@@ -324,8 +324,7 @@ impl<'a> Injector<'a> {
         self.world.agents[i].proxy.set_mode(Mode::Pass);
         let t1 = now_us();
         let refused = if kind == Kind::CutLong {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            Some(self.stale_total().await - before)
+            Some(self.refusals_after_heal(before).await)
         } else {
             None
         };
@@ -564,6 +563,26 @@ impl<'a> Injector<'a> {
         let e = self.event(Kind::DiskFull, None, None, t0);
         e.end_us = t1;
         Ok(())
+    }
+
+    /// Stale refusals since `before`, waited for after a long cut heals.
+    ///
+    /// During the cut every results call fails at once, so the agent's
+    /// backoff has grown to its cap (5 s) by the time the link returns: its
+    /// next try can come that long after. At least 3 s are waited, as after
+    /// a SIGSTOP, and then until a refusal shows or the cap has passed.
+    async fn refusals_after_heal(&self, before: f64) -> f64 {
+        const AT_LEAST: Duration = Duration::from_secs(3);
+        const AGENT_BACKOFF_CAP: Duration = Duration::from_secs(5);
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(AT_LEAST).await;
+        loop {
+            let refused = self.stale_total().await - before;
+            if refused >= 1.0 || start.elapsed() >= AGENT_BACKOFF_CAP + Duration::from_secs(2) {
+                return refused;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Results refused as stale, summed over the running instances.
