@@ -358,7 +358,7 @@ async fn serve(
     match tls {
         None => {
             axum::serve(
-                listener,
+                crate::tls::NoDelayListener(listener),
                 app.into_make_service_with_connect_info::<crate::tls::PeerAddr>(),
             )
             .with_graceful_shutdown(stop)

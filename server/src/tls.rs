@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
+use axum::serve::IncomingStream;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -107,20 +108,44 @@ impl Drop for TlsListener {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+impl axum::extract::connect_info::Connected<IncomingStream<'_, NoDelayListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, NoDelayListener>) -> Self {
         PeerAddr(*stream.remote_addr())
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+impl axum::extract::connect_info::Connected<IncomingStream<'_, TlsListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
         PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// Turns Nagle's algorithm off on an accepted connection. A response hyper
+/// writes in several pieces (a streamed page, a chunked body) otherwise
+/// waits for the client's delayed ACK before its last piece: 40 ms here.
+fn no_delay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+}
+
+/// Plain TCP for `axum::serve`, with [`no_delay`] on every connection.
+/// (axum's `tap_io` does the same, but its own `ConnectInfo` impl for the
+/// wrapped listener's address keeps [`PeerAddr`] from having one.)
+pub struct NoDelayListener(pub TcpListener);
+
+impl axum::serve::Listener for NoDelayListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        no_delay(&stream);
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
     }
 }
 
@@ -152,6 +177,7 @@ async fn accept_loop(
             conn = axum::serve::Listener::accept(&mut tcp) => conn,
             _ = ready.closed() => return,
         };
+        no_delay(&stream);
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
