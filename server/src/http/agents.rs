@@ -1,6 +1,6 @@
 //! `/api/v1/agents`: the registry as operators see it.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_engine::store::{bucket_width, AgentLoadStore, QueueStore};
@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::error::{not_found, ApiError};
 use crate::http::auth::Caller;
+use crate::http::extract::ApiQuery;
 use crate::services::effects::Change;
 use crate::state::AppState;
 
@@ -64,7 +65,7 @@ async fn load(
     _caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Query(q): Query<LoadQuery>,
+    ApiQuery(q): ApiQuery<LoadQuery>,
 ) -> Result<Json<AgentLoad>, ApiError> {
     let window_s = load_window(q.window_s.as_deref())?;
     let agent = state

@@ -1,6 +1,6 @@
 //! `/api/v1/approvals`: the approvers' inbox and their decisions.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_engine::store::{ApprovalRecord, RunStore, APPROVAL_PAGE};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::http::auth::Caller;
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiQuery};
 use crate::services::effects::Change;
 use crate::state::AppState;
 
@@ -59,7 +59,7 @@ pub(crate) struct ListQuery {
 async fn list(
     caller: Caller,
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ApprovalList>, ApiError> {
     let status = q.status.unwrap_or_else(|| "pending".into());
     if !["pending", "approved", "rejected", "cancelled", "all"].contains(&status.as_str()) {

@@ -1,6 +1,6 @@
 //! `GET /api/v1/audit`: the audit log, newest first (admins only).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use drover_engine::store::{AuditFilter, AuditStore};
@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::http::auth::Caller;
+use crate::http::extract::ApiQuery;
 use crate::state::AppState;
 
 /// The largest page.
@@ -32,7 +33,7 @@ pub(crate) struct AuditQuery {
 async fn list(
     caller: Caller,
     State(state): State<AppState>,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
     caller.require_admin()?;
     let limit = q.limit.unwrap_or(100);

@@ -4,7 +4,8 @@
 //! `tasks[1].urgency`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
@@ -104,6 +105,46 @@ fn nul_at(value: &serde_json::Value, path: &str) -> Option<String> {
     }
 }
 
+/// Query parameters of type `T`. A bad one is answered like a bad JSON
+/// field: a JSON body naming it (axum's own `Query` answers plain text).
+/// A NUL character is refused for every parameter: PostgreSQL text cannot
+/// hold one, and a search would reach the database with it.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or("")).map(ApiQuery)
+    }
+}
+
+/// Deserializes `a=1&b=x`, naming the parameter that is wrong.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let pairs = form_urlencoded::parse(query.as_bytes());
+    if let Some((key, _)) = pairs
+        .clone()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(ApiError::Invalid(drover_engine::FieldError::new(
+            key.replace('\0', "\\u0000"),
+            "must not contain the NUL character (%00)",
+        )));
+    }
+    let de = serde_urlencoded::Deserializer::new(pairs);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // Only an error about the whole query has no parameter to name.
+        let field = if path == "." {
+            "query".to_string()
+        } else {
+            path
+        };
+        ApiError::Invalid(drover_engine::FieldError::new(field, message))
+    })
+}
+
 /// Deserializes an already parsed JSON value, naming the bad field's path
 /// below `prefix`.
 pub fn from_value<T: DeserializeOwned>(
@@ -145,6 +186,28 @@ fn backquoted(message: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Page {
+        limit: Option<i64>,
+        q: Option<String>,
+    }
+
+    #[test]
+    fn a_bad_query_parameter_is_named() {
+        use crate::error::ApiError;
+        let field = |q: &str| match super::parse_query::<Page>(q) {
+            Err(ApiError::Invalid(e)) => e.field,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(field("limit=abc"), "limit");
+        assert_eq!(field("q=a%00b"), "q");
+        assert_eq!(field("sort=id"), "sort");
+        let ok = super::parse_query::<Page>("limit=5&q=caf%C3%A9+au+lait").unwrap();
+        assert_eq!((ok.limit, ok.q.as_deref()), (Some(5), Some("café au lait")));
+    }
+
     use super::*;
     use drover_protocol::api::NewTaskBatch;
 

@@ -4,7 +4,7 @@
 //! its origin. Operators read the deliveries and their status; the leader's
 //! loops (`services/notifications`) do the sending.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::error::{not_found, ApiError};
 use crate::http::auth::Caller;
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiQuery};
 use crate::services::notifications::EVENT_KIND;
 use crate::state::AppState;
 use crate::tokens::{new_token, token_prefix};
@@ -310,7 +310,7 @@ pub(crate) struct DeliveryQuery {
 async fn list_deliveries(
     caller: Caller,
     State(state): State<AppState>,
-    Query(q): Query<DeliveryQuery>,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     caller.require_operator()?;
     let limit = q.limit.unwrap_or(100);

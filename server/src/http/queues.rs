@@ -2,7 +2,7 @@
 //! (depth, oldest wait, submit→start latency, lost leases), with the
 //! online agents able to take each type. Anyone signed in reads it.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use drover_engine::store::{QueueHealthStore, QueueStore};
@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::http::auth::Caller;
+use crate::http::extract::ApiQuery;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -33,7 +34,7 @@ pub(crate) struct HealthQuery {
 async fn health(
     _caller: Caller,
     State(state): State<AppState>,
-    Query(q): Query<HealthQuery>,
+    ApiQuery(q): ApiQuery<HealthQuery>,
 ) -> Result<Json<QueueHealth>, ApiError> {
     let window_s = q.window.unwrap_or(DEFAULT_HEALTH_WINDOW_S);
     if !(MIN_HEALTH_WINDOW_S..=MAX_HEALTH_WINDOW_S).contains(&window_s) {

@@ -1,6 +1,6 @@
 //! `/api/v1/runs`: start, watch, cancel runs and retry failed steps.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::error::{not_found, ApiError};
 use crate::http::auth::Caller;
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiQuery};
 use crate::services::effects::Change;
 use crate::state::AppState;
 
@@ -112,7 +112,7 @@ pub(crate) struct ListQuery {
 async fn list(
     _caller: Caller,
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
     let status = match q.status.as_deref() {
         None => None,

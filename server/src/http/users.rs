@@ -1,6 +1,6 @@
 //! `/api/v1/users` and `/api/v1/tokens`: users, roles, passwords and API tokens.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, put};
 use axum::{Json, Router};
@@ -14,7 +14,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::http::cookies::{check_same_origin, AUTH_BODY_LIMIT};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::session::{authenticate, ClientAddr};
 use crate::state::AppState;
 
@@ -180,7 +180,7 @@ pub(crate) struct TokenQuery {
 async fn list_tokens(
     caller: Caller,
     State(state): State<AppState>,
-    Query(q): Query<TokenQuery>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = if q.all {
         caller.require_admin()?;
