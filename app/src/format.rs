@@ -76,6 +76,11 @@ pub fn utc(t_us: i64) -> String {
     )
 }
 
+/// `2026-11-25T01:02:03Z`: what the API's time filters take.
+pub fn rfc3339(t_us: i64) -> String {
+    utc(t_us).replacen(' ', "T", 1).replace(" UTC", "Z")
+}
+
 /// `2026-12-07 00:15:00 UTC+01:00`: the time in a zone `offset_min`
 /// minutes east of UTC; plain [`utc`] at offset 0.
 pub fn zoned(t_us: i64, offset_min: i64) -> String {
@@ -127,6 +132,22 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+/// `12,345`: a count with thousands grouped.
+pub fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A weight or priority without needless decimals: `1`, `0.5`, `12.25`.
 pub fn num(x: f64) -> String {
     let s = fixed(x, 2);
@@ -162,6 +183,20 @@ pub fn json(v: &serde_json::Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_group_thousands() {
+        assert_eq!(super::count(0), "0");
+        assert_eq!(super::count(999), "999");
+        assert_eq!(super::count(1000), "1,000");
+        assert_eq!(super::count(1234567), "1,234,567");
+        assert_eq!(super::count(-10000), "-10,000");
+    }
+
+    #[test]
+    fn rfc3339_is_what_the_api_takes() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
     use super::*;
 
     #[test]

@@ -1457,11 +1457,9 @@ async fn a_stored_definition_over_the_limits_fails_its_run_instead_of_hanging(st
     // No task of the failed run is left to run.
     let queued = store
         .list_tasks(&drover_engine::store::TaskFilter {
-            status: Some(TaskStatus::Queued),
-            task_type: None,
-            agent_id: None,
-            before_id: None,
+            statuses: vec![TaskStatus::Queued],
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();

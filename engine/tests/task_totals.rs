@@ -178,11 +178,9 @@ fn spec(urgency: i64, key: Option<&str>) -> TaskSpec {
 async fn queued(store: &Store, limit: i64) -> Vec<i64> {
     store
         .list_tasks(&TaskFilter {
-            status: Some(TaskStatus::Queued),
-            task_type: None,
-            agent_id: None,
-            before_id: None,
+            statuses: vec![TaskStatus::Queued],
             limit,
+            ..Default::default()
         })
         .await
         .unwrap()

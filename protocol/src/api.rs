@@ -293,6 +293,12 @@ pub struct TaskList {
     pub tasks: Vec<TaskView>,
     /// Pass as `before_id` to get the next page; absent on the last page.
     pub next_before_id: Option<i64>,
+    /// How many tasks the filters match, all pages together.
+    #[serde(default)]
+    pub total: i64,
+    /// More than `total` match: a search is counted up to 10,000.
+    #[serde(default)]
+    pub total_more: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -192,6 +192,23 @@ async fn bad_registrations_and_lookups_name_the_problem() {
     assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
     let (s, b) = server.get("/api/v1/tasks?status=sleeping").await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("status")));
+    let (s, b) = server.get("/api/v1/tasks?status=queued,sleeping").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("status")));
+    let (s, b) = server.get("/api/v1/tasks?created_after=yesterday").await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("created_after"))
+    );
+    let (s, b) = server
+        .get("/api/v1/tasks?created_before=2026-12-07%2010:00")
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("created_before"))
+    );
+    let long = "x".repeat(201);
+    let (s, b) = server.get(&format!("/api/v1/tasks?q={long}")).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("q")));
     let (s, _) = server.post("/api/v1/tasks/424242/cancel", &json!({})).await;
     assert_eq!(s, 404);
 }
@@ -400,4 +417,63 @@ async fn repeated_failed_sign_ins_slow_the_address_down() {
         s, 429,
         "the address is slowed down whatever name it tries (other addresses are not: tests/signin.rs)"
     );
+}
+
+/// The list's query parameters as a client sends them: several statuses,
+/// a search, a time with an offset, the cursor, and the total beside it.
+#[tokio::test]
+async fn tasks_are_found_by_search_status_and_time_with_a_total() {
+    let (server, _db) = server().await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let (s, b) = server
+            .post(
+                "/api/v1/tasks",
+                &json!({"task_type": "echo", "payload": {"order": format!("ORD-{n}")}}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        ids.push(b["id"].as_i64().unwrap());
+    }
+    let (s, _) = server
+        .post(&format!("/api/v1/tasks/{}/cancel", ids[0]), &json!({}))
+        .await;
+    assert_eq!(s, 200);
+
+    let (s, b) = server.get("/api/v1/tasks?limit=3").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        (b["total"].as_i64(), b["total_more"].as_bool()),
+        (Some(7), Some(false))
+    );
+    assert_eq!(b["tasks"].as_array().unwrap().len(), 3);
+    let next = b["next_before_id"].as_i64().unwrap();
+    let (_, b) = server
+        .get(&format!("/api/v1/tasks?limit=3&before_id={next}"))
+        .await;
+    assert_eq!(b["tasks"][0]["id"].as_i64(), Some(next - 1));
+    assert_eq!(
+        b["total"].as_i64(),
+        Some(7),
+        "the total is the filter's, not the page's"
+    );
+
+    let (_, b) = server.get("/api/v1/tasks?q=ord-3").await;
+    assert_eq!(b["total"].as_i64(), Some(1), "{b}");
+    assert_eq!(b["tasks"][0]["id"].as_i64(), Some(ids[3]));
+
+    let (_, b) = server.get("/api/v1/tasks?status=cancelled,queued").await;
+    assert_eq!(b["total"].as_i64(), Some(7), "{b}");
+    let (_, b) = server.get("/api/v1/tasks?status=cancelled").await;
+    assert_eq!(b["total"].as_i64(), Some(1), "{b}");
+
+    // A time with an offset is the same instant in UTC.
+    let (_, b) = server
+        .get("/api/v1/tasks?created_after=2001-01-01T01:00:00%2B01:00&created_before=2001-01-01T00:00:01Z")
+        .await;
+    assert_eq!(b["total"].as_i64(), Some(0), "{b}");
+    let (_, b) = server
+        .get("/api/v1/tasks?created_after=2001-01-01T00:00:00Z")
+        .await;
+    assert_eq!(b["total"].as_i64(), Some(7), "{b}");
 }

@@ -15,7 +15,7 @@ use crate::components::{
     can_operate, outcome_view, session, use_me, Badge, ConfirmButton, Empty, ErrorBox, Loading,
     PauseLive,
 };
-use crate::format::{ago, duration_us, fixed, json, num, until, utc};
+use crate::format::{ago, count, duration_us, fixed, json, num, rfc3339, until, utc};
 use crate::live::{use_live, Topic};
 use crate::log_view::TaskLog;
 use crate::pages::{route_id, subject, Missing, NotAnId};
@@ -72,13 +72,158 @@ fn task_action() -> TaskAction {
     })
 }
 
+/// Rows on one page of the list.
+const PAGE: usize = 50;
+
+/// The "created" choices: URL word, label, seconds back from now.
+const SINCE: [(&str, &str, i64); 4] = [
+    ("1h", "last hour", 3_600),
+    ("24h", "last 24 hours", 86_400),
+    ("7d", "last 7 days", 7 * 86_400),
+    ("30d", "last 30 days", 30 * 86_400),
+];
+
+/// The list's filters, as the page's URL carries them (so a filtered list
+/// can be bookmarked and shared).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Filter {
+    statuses: Vec<String>,
+    /// An id, or text in the type or payload.
+    text: Option<String>,
+    task_type: Option<String>,
+    /// One of [`SINCE`]'s words.
+    since: Option<String>,
+}
+
+impl Filter {
+    fn from_query(q: &leptos_router::params::ParamsMap) -> Self {
+        let set = |k: &str| {
+            q.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let mut statuses: Vec<String> = Vec::new();
+        // `status=a,b` (a link) or `status=a&status=b` (the form's boxes).
+        for word in q
+            .get_all("status")
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|v| v.split(','))
+        {
+            let word = word.trim();
+            if STATUSES.contains(&word) && !statuses.iter().any(|s| s == word) {
+                statuses.push(word.to_string());
+            }
+        }
+        Self {
+            statuses,
+            text: set("q"),
+            task_type: set("type"),
+            since: set("since").filter(|w| SINCE.iter().any(|(k, _, _)| k == w)),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        *self != Self::default()
+    }
+
+    fn in_claim_order(&self) -> bool {
+        self.statuses == ["queued"]
+    }
+
+    /// `k=v` pairs shared by the page's URL and the API's.
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut p = Vec::new();
+        if !self.statuses.is_empty() {
+            p.push(("status", self.statuses.join(",")));
+        }
+        if let Some(t) = &self.text {
+            p.push(("q", t.clone()));
+        }
+        p
+    }
+
+    /// This list's page URL, from `before` on.
+    fn href(&self, before: Option<i64>) -> String {
+        let mut p = self.pairs();
+        if let Some(t) = &self.task_type {
+            p.push(("type", t.clone()));
+        }
+        if let Some(s) = &self.since {
+            p.push(("since", s.clone()));
+        }
+        if let Some(b) = before {
+            p.push(("before", b.to_string()));
+        }
+        with_query("/tasks", &p)
+    }
+
+    /// The API call for one page; "since" is counted back from `now_us`,
+    /// to the minute so the server's render and the browser's agree.
+    fn api_path(&self, before: Option<i64>, now_us: i64) -> String {
+        let mut p = self.pairs();
+        p.push(("limit", PAGE.to_string()));
+        if let Some(t) = &self.task_type {
+            p.push(("task_type", t.clone()));
+        }
+        if let Some(secs) = self
+            .since
+            .as_ref()
+            .and_then(|w| SINCE.iter().find(|(k, _, _)| k == w))
+            .map(|s| s.2)
+        {
+            let minute = now_us - now_us.rem_euclid(60_000_000);
+            p.push(("created_after", rfc3339(minute - secs * 1_000_000)));
+        }
+        if let Some(b) = before {
+            p.push(("before_id", b.to_string()));
+        }
+        with_query("/tasks", &p)
+    }
+}
+
+fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
+        return path.to_string();
+    }
+    let q: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
+    format!("{path}?{}", q.join("&"))
+}
+
+/// "Tasks 51–100 of 1,234" above the list.
+fn range_text(first: usize, shown: usize, list: &TaskList) -> String {
+    let total = if list.total_more {
+        format!("{}+", count(list.total))
+    } else {
+        count(list.total)
+    };
+    if shown == 0 {
+        return format!("{total} tasks");
+    }
+    format!("{}–{} of {total}", first + 1, first + shown)
+}
+
 #[component]
 pub fn Tasks() -> impl IntoView {
     let live = use_live();
     let me = use_me();
     let query = use_query_map();
-    let status = move || query.with(|q| q.get("status")).filter(|s| !s.is_empty());
-    let task_type = move || query.with(|q| q.get("type")).filter(|s| !s.is_empty());
+    let filter = Memo::new(move |_| query.with(Filter::from_query));
+    let before = Memo::new(move |_| {
+        query
+            .with(|q| q.get("before"))
+            .and_then(|b| b.parse::<i64>().ok())
+    });
+    // How many rows came before this page: carried in the URL by "Older".
+    let skipped = Memo::new(move |_| {
+        query
+            .with(|q| q.get("from"))
+            .and_then(|b| b.parse::<usize>().ok())
+            .unwrap_or(0)
+    });
     let weights = weights();
     let agents = Resource::new(move || live.watch(Topic::Agents), |_| api::fetch("/agents"));
     let act = task_action();
@@ -86,32 +231,45 @@ pub fn Tasks() -> impl IntoView {
     let changes = live.watch_unless(Topic::Tasks, paused);
     // The reader's own cancel or retry shows even while paused.
     let tasks = Resource::new(
-        move || (changes.get(), act.version().get(), status(), task_type()),
-        |(_, _, status, task_type)| async move {
-            let mut path = "/tasks?limit=200".to_string();
-            if let Some(s) = status {
-                path.push_str(&format!("&status={}", enc(&s)));
-            }
-            if let Some(t) = task_type {
-                path.push_str(&format!("&task_type={}", enc(&t)));
-            }
-            api::fetch(&path).await
+        move || {
+            (
+                changes.get(),
+                act.version().get(),
+                filter.get(),
+                before.get(),
+            )
+        },
+        move |(_, _, filter, before)| {
+            let path = filter.api_path(before, live.now_us.get_untracked());
+            async move { api::fetch(&path).await }
         },
     );
     let armed: Armed = RwSignal::new(None);
     view! {
         <Title text="Tasks"/>
         <h1 class="page-title">"Tasks"</h1>
-        <form class="filters" method="get" action="/tasks">
-            <label>"Status "
-                <select name="status" data-testid="filter-status">
-                    <option value="" selected=move || status().is_none()>"any"</option>
-                    {STATUSES.map(|s| view! { <option value=s selected=move || status().as_deref() == Some(s)>{s}</option> }).collect_view()}
+        <form class="filters" method="get" action="/tasks" data-testid="task-filters">
+            <fieldset class="statuses">
+                <legend>"Status"</legend>
+                {STATUSES.map(|s| view! {
+                    <label><input type="checkbox" name="status" value=s data-testid=format!("filter-status-{s}")
+                        checked=move || filter.with(|f| f.statuses.iter().any(|x| x == s))/>{s}</label>
+                }).collect_view()}
+            </fieldset>
+            <label>"Search " <input type="search" name="q" data-testid="filter-q" maxlength="200"
+                placeholder="id, type or payload text" value=move || filter.with(|f| f.text.clone().unwrap_or_default())/></label>
+            <label>"Created "
+                <select name="since" data-testid="filter-since">
+                    <option value="" selected=move || filter.with(|f| f.since.is_none())>"any time"</option>
+                    {SINCE.map(|(k, label, _)| view! {
+                        <option value=k selected=move || filter.with(|f| f.since.as_deref() == Some(k))>{label}</option>
+                    }).collect_view()}
                 </select>
             </label>
-            <label>"Type " <input name="type" value=move || task_type().unwrap_or_default() placeholder="any type"/></label>
-            <button type="submit">"Filter"</button>
-            <span class="muted">{move || if status().as_deref() == Some("queued") {
+            {move || filter.with(|f| f.task_type.clone()).map(|t| view! { <input type="hidden" name="type" value=t/> })}
+            <button type="submit" data-testid="filter">"Filter"</button>
+            {move || filter.with(Filter::is_set).then(|| view! { <a href="/tasks" data-testid="clear-filter">"Show all"</a> })}
+            <span class="muted">{move || if filter.with(Filter::in_claim_order) {
                 "In the order the scheduler takes them: highest rank first (P plus ageing)."
             } else { "Newest first." }}</span>
             <PauseLive paused/>
@@ -122,26 +280,47 @@ pub fn Tasks() -> impl IntoView {
                 let (list, me, w) = (api::parse::<TaskList>(tasks.await), session(me.await), weights_of(weights.await));
                 let names = agent_names(agents.await);
                 let operate = can_operate(&me);
+                let (f, first) = (filter.get_untracked(), skipped.get_untracked());
                 match list {
+                    Ok(list) if list.tasks.is_empty() && f.is_set() => view! {
+                        <Empty title="No task matches these filters">
+                            <a href="/tasks">"Show all tasks"</a>
+                        </Empty>
+                    }.into_any(),
                     Ok(list) if list.tasks.is_empty() => view! {
-                        <Empty title="No tasks here">"Submit some with " <code>"POST /api/v1/tasks"</code> " or start a workflow run."</Empty>
+                        <Empty title="No tasks yet">"Submit some with " <code>"POST /api/v1/tasks"</code> " or start a workflow run."</Empty>
                     }.into_any(),
-                    Ok(list) => view! {
-                        <div class="table-wrap">
-                            <table class="data" data-testid="tasks">
-                                <thead><tr>
-                                    <th>"#"</th><th>"Type"</th><th>"Status"</th><th>"Priority P = α·u + β·t + γ·i"</th>
-                                    <th>"Agent"</th><th>"Attempts"</th><th>"Age"</th>{operate.then(|| view! { <th></th> })}
-                                </tr></thead>
-                                <tbody>
-                                    {list.tasks.into_iter().map(|t| {
-                                        let agent = t.agent_id.map(|id| (id, agent_name(&names, id)));
-                                        view! { <TaskRow t w agent operate act armed/> }
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
-                    }.into_any(),
+                    Ok(list) => {
+                        let shown = list.tasks.len();
+                        let range = range_text(first, shown, &list);
+                        let older = list.next_before_id.map(|n| {
+                            let href = f.href(Some(n));
+                            let sep = if href.contains('?') { '&' } else { '?' };
+                            format!("{href}{sep}from={}", first + shown)
+                        });
+                        let newest = (first > 0 || before.get_untracked().is_some()).then(|| f.href(None));
+                        view! {
+                            <p class="list-range muted" data-testid="task-range">{range}</p>
+                            <div class="table-wrap">
+                                <table class="data" data-testid="tasks">
+                                    <thead><tr>
+                                        <th>"#"</th><th>"Type"</th><th>"Status"</th><th>"Priority P = α·u + β·t + γ·i"</th>
+                                        <th>"Agent"</th><th>"Attempts"</th><th>"Age"</th>{operate.then(|| view! { <th></th> })}
+                                    </tr></thead>
+                                    <tbody>
+                                        {list.tasks.into_iter().map(|t| {
+                                            let agent = t.agent_id.map(|id| (id, agent_name(&names, id)));
+                                            view! { <TaskRow t w agent operate act armed/> }
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            </div>
+                            <p class="pager">
+                                {newest.map(|href| view! { <a href=href data-testid="newest">"← First page"</a> })}
+                                {older.map(|href| view! { <a href=href data-testid="older">"Next page →"</a> })}
+                            </p>
+                        }.into_any()
+                    }
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
                 }
             })}

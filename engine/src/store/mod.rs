@@ -160,13 +160,84 @@ pub struct AgentSession {
 /// Filters of `GET /api/v1/tasks`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskFilter {
-    pub status: Option<TaskStatus>,
+    /// Any of these (none: every status). Exactly `[Queued]` lists in the
+    /// order the scheduler takes them; everything else newest first.
+    pub statuses: Vec<TaskStatus>,
     pub task_type: Option<String>,
     pub agent_id: Option<i64>,
-    /// Keyset pagination: only ids below this.
+    /// Matches a task whose id it is, or whose type or payload contains it
+    /// (ignoring ASCII case).
+    pub text: Option<String>,
+    /// Created at or after this time.
+    pub created_after_us: Option<i64>,
+    /// Created before this time.
+    pub created_before_us: Option<i64>,
+    /// Keyset pagination: the list continues after this task, in the list's
+    /// order (smaller ids; in claim order, the tasks the scheduler takes
+    /// after it).
     pub before_id: Option<i64>,
     pub limit: i64,
 }
+
+impl TaskFilter {
+    /// The list is the queue in the scheduler's claim order.
+    pub fn in_claim_order(&self) -> bool {
+        self.statuses == [TaskStatus::Queued]
+    }
+
+    /// The number of matching tasks, when the counted totals give it: the
+    /// filter is by status alone. Counting rows would read the history.
+    pub fn total_from(&self, stats: &Stats) -> Option<i64> {
+        let status_only = self.task_type.is_none()
+            && self.agent_id.is_none()
+            && self.text.is_none()
+            && self.created_after_us.is_none()
+            && self.created_before_us.is_none();
+        if !status_only {
+            return None;
+        }
+        let all = [
+            TaskStatus::Queued,
+            TaskStatus::Running,
+            TaskStatus::Succeeded,
+            TaskStatus::Failed,
+            TaskStatus::Cancelled,
+        ];
+        let statuses = if self.statuses.is_empty() {
+            &all[..]
+        } else {
+            &self.statuses[..]
+        };
+        let mut seen = Vec::with_capacity(statuses.len());
+        let mut total = 0;
+        for s in statuses {
+            if seen.contains(s) {
+                continue;
+            }
+            seen.push(*s);
+            total += match s {
+                TaskStatus::Queued => stats.queued,
+                TaskStatus::Running => stats.running,
+                TaskStatus::Succeeded => stats.succeeded,
+                TaskStatus::Failed => stats.failed,
+                TaskStatus::Cancelled => stats.cancelled,
+            };
+        }
+        Some(total)
+    }
+}
+
+/// How many tasks a filter matches, counted up to a bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskCount {
+    pub total: i64,
+    /// More than `total` match: counting stopped at the bound.
+    pub more: bool,
+}
+
+/// Counting a search stops here: past it the answer is "10,000+", and a
+/// count of a search through ten million rows is not worth its time.
+pub const TASK_COUNT_BOUND: i64 = 10_000;
 
 /// An agent registering: what it declared and the credentials it proved.
 #[derive(Debug, Clone, Copy)]
@@ -313,6 +384,9 @@ pub trait QueueStore {
     async fn get_task(&self, id: i64) -> Result<Option<TaskDetail>>;
     /// Queued tasks come in claim order; others newest first.
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>>;
+    /// How many tasks `filter` matches (its cursor and limit aside), up to
+    /// [`TASK_COUNT_BOUND`].
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<TaskCount>;
     /// Cancels a queued or running task; returns its status afterwards.
     async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus>;
     async fn stats(&self) -> Result<Stats>;
@@ -388,6 +462,7 @@ delegate_to_backend!(QueueStore {
     async fn list_agents(&self) -> Result<Vec<AgentView>>;
     async fn get_task(&self, id: i64) -> Result<Option<TaskDetail>>;
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>>;
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<TaskCount>;
     async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus>;
     async fn stats(&self) -> Result<Stats>;
     async fn known_task_types(&self) -> Result<Vec<String>>;

@@ -151,6 +151,132 @@ pub(super) fn queued_in_claim_order(columns: &str, filters: &str, limit: &str) -
     )
 }
 
+/// `GET /api/v1/tasks`: its filters as SQL. Only the filters that are set
+/// become conditions (a `$1 IS NULL OR …` form hides indexes from the
+/// planner); statuses are fixed words written in, so a partial index of
+/// one status stays usable.
+pub(super) mod task_list {
+    use super::super::{TaskFilter, TASK_COUNT_BOUND};
+
+    /// A value to bind, in placeholder order.
+    pub enum Bind<'a> {
+        Int(i64),
+        Text(&'a str),
+    }
+
+    /// How a backend tests that a text column contains `$n`, ignoring
+    /// ASCII case, and how it reads the payload as text.
+    pub struct Dialect {
+        pub contains: fn(column: &str, param: &str) -> String,
+        pub payload_text: &'static str,
+    }
+
+    /// The conditions and their values, placeholders from `$1`.
+    struct Where<'a> {
+        conditions: Vec<String>,
+        binds: Vec<Bind<'a>>,
+    }
+
+    impl<'a> Where<'a> {
+        fn param(&mut self, bind: Bind<'a>) -> String {
+            self.binds.push(bind);
+            format!("${}", self.binds.len())
+        }
+
+        fn sql(&self) -> String {
+            if self.conditions.is_empty() {
+                "TRUE".into()
+            } else {
+                self.conditions.join(" AND ")
+            }
+        }
+    }
+
+    /// Everything but the cursor; statuses only when `with_status`.
+    fn conditions<'a>(f: &'a TaskFilter, d: &Dialect, with_status: bool) -> Where<'a> {
+        let mut w = Where {
+            conditions: Vec::new(),
+            binds: Vec::new(),
+        };
+        if with_status && !f.statuses.is_empty() {
+            let words: Vec<String> = f
+                .statuses
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            w.conditions
+                .push(format!("status IN ({})", words.join(", ")));
+        }
+        if let Some(t) = &f.task_type {
+            let p = w.param(Bind::Text(t));
+            w.conditions.push(format!("task_type = {p}"));
+        }
+        if let Some(a) = f.agent_id {
+            let p = w.param(Bind::Int(a));
+            w.conditions.push(format!("agent_id = {p}"));
+        }
+        if let Some(text) = &f.text {
+            let p = w.param(Bind::Text(text));
+            let mut any = vec![
+                (d.contains)("task_type", &p),
+                (d.contains)(d.payload_text, &p),
+            ];
+            if let Ok(id) = text.trim().trim_start_matches('#').parse::<i64>() {
+                let p = w.param(Bind::Int(id));
+                any.insert(0, format!("id = {p}"));
+            }
+            w.conditions.push(format!("({})", any.join(" OR ")));
+        }
+        if let Some(t) = f.created_after_us {
+            let p = w.param(Bind::Int(t));
+            w.conditions.push(format!("created_at >= {p}"));
+        }
+        if let Some(t) = f.created_before_us {
+            let p = w.param(Bind::Int(t));
+            w.conditions.push(format!("created_at < {p}"));
+        }
+        w
+    }
+
+    /// One page of the list, `columns` selected.
+    pub fn page<'a>(f: &'a TaskFilter, d: &Dialect, columns: &str) -> (String, Vec<Bind<'a>>) {
+        let claim_order = f.in_claim_order();
+        let mut w = conditions(f, d, !claim_order);
+        if let Some(before) = f.before_id {
+            let p = w.param(Bind::Int(before));
+            w.conditions.push(if claim_order {
+                // After the cursor's task in (rank DESC, id): the range on
+                // rank keeps the claim index's seek.
+                let rank = format!("(SELECT rank FROM tasks WHERE id = {p})");
+                format!("rank <= {rank} AND (rank < {rank} OR id > {p})")
+            } else {
+                format!("id < {p}")
+            });
+        }
+        let limit = w.param(Bind::Int(f.limit));
+        let sql = if claim_order {
+            super::queued_in_claim_order(columns, &w.sql(), &limit)
+        } else {
+            format!(
+                "SELECT {columns} FROM tasks WHERE {} ORDER BY id DESC LIMIT {limit}",
+                w.sql()
+            )
+        };
+        (sql, w.binds)
+    }
+
+    /// Counts the matching tasks, stopping one past the bound.
+    pub fn count<'a>(f: &'a TaskFilter, d: &Dialect) -> (String, Vec<Bind<'a>>) {
+        let mut w = conditions(f, d, true);
+        let bound = w.param(Bind::Int(TASK_COUNT_BOUND + 1));
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE {} LIMIT {bound}) matching",
+            w.sql()
+        );
+        (sql, w.binds)
+    }
+}
+
 /// Retrying a failed or cancelled task by hand. Reading the task is the
 /// backend's (PostgreSQL locks the row).
 pub(super) mod retry {

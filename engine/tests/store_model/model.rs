@@ -185,7 +185,7 @@ impl<'a> Case<'a> {
         let now = case_start();
         for status in [TaskStatus::Queued, TaskStatus::Running] {
             let filter = TaskFilter {
-                status: Some(status),
+                statuses: vec![status],
                 limit: 100_000,
                 ..TaskFilter::default()
             };

@@ -1,6 +1,6 @@
 //! `/api/v1/tasks`: submit, inspect, list and cancel tasks.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::error::{not_found, ApiError};
 use crate::http::auth::Caller;
-use crate::http::extract::{from_value, parse_json, read_body};
+use crate::http::extract::{from_value, parse_json, read_body, ApiQuery};
 use crate::services::effects::Change;
 use crate::state::AppState;
 
@@ -216,7 +216,7 @@ async fn logs(
     _caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Query(q): Query<LogQuery>,
+    ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<TaskLogPage>, ApiError> {
     let page = |field: &str, n: i64| {
         if (1..=MAX_LOG_PAGE).contains(&n) {
@@ -249,45 +249,102 @@ async fn logs(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// One status or several, comma-separated (`queued,running`). Exactly
+    /// `queued` lists in the order the scheduler takes them.
     status: Option<String>,
     task_type: Option<String>,
     agent_id: Option<i64>,
+    /// A task id, or text the type or payload contains (any case).
+    q: Option<String>,
+    /// RFC 3339 (`2026-12-07T10:00:00Z`): created at or after.
+    created_after: Option<String>,
+    /// RFC 3339: created before.
+    created_before: Option<String>,
+    /// The previous page's `next_before_id`.
     before_id: Option<i64>,
     limit: Option<i64>,
+}
+
+/// The longest search text: enough for any id, type or payload fragment
+/// worth looking for; a search reads rows, so it is not unbounded.
+const MAX_SEARCH_LEN: usize = 200;
+
+/// Statuses from `a,b,c`, each named once.
+fn parse_statuses(list: &str) -> Result<Vec<TaskStatus>, FieldError> {
+    let mut statuses = Vec::new();
+    for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let s = TaskStatus::parse(word).ok_or_else(|| {
+            FieldError::new(
+                "status",
+                format!(
+                    "unknown status {word:?}; one or more of queued, running, succeeded, failed, cancelled, comma-separated"
+                ),
+            )
+        })?;
+        if !statuses.contains(&s) {
+            statuses.push(s);
+        }
+    }
+    Ok(statuses)
+}
+
+/// An RFC 3339 time as microseconds since the epoch.
+fn parse_time(field: &'static str, text: &str) -> Result<i64, FieldError> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| {
+            FieldError::new(
+                field,
+                format!("{e}: expected an RFC 3339 time such as 2026-12-07T10:00:00Z"),
+            )
+        })
 }
 
 /// Queued tasks are listed in the order the scheduler will take them.
 async fn list(
     _caller: Caller,
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
-            FieldError::new(
-                "status",
-                format!(
-                    "unknown status {s:?}; one of queued, running, succeeded, failed, cancelled"
-                ),
-            )
-        })?),
+    let statuses = match q.status.as_deref() {
+        None => Vec::new(),
+        Some(list) => parse_statuses(list)?,
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(FieldError::new("limit", "must be between 1 and 1000").into());
     }
-    let tasks = state
-        .store
-        .list_tasks(&TaskFilter {
-            status,
-            task_type: q.task_type,
-            agent_id: q.agent_id,
-            before_id: q.before_id,
-            limit,
-        })
-        .await?;
-    let next_before_id = if tasks.len() as i64 == limit && status != Some(TaskStatus::Queued) {
+    let text = q.q.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    if text.as_ref().is_some_and(|t| t.len() > MAX_SEARCH_LEN) {
+        return Err(FieldError::new("q", format!("longer than {MAX_SEARCH_LEN} bytes")).into());
+    }
+    let created_after_us = q
+        .created_after
+        .as_deref()
+        .map(|t| parse_time("created_after", t))
+        .transpose()?;
+    let created_before_us = q
+        .created_before
+        .as_deref()
+        .map(|t| parse_time("created_before", t))
+        .transpose()?;
+    let filter = TaskFilter {
+        statuses,
+        task_type: q.task_type,
+        agent_id: q.agent_id,
+        text,
+        created_after_us,
+        created_before_us,
+        before_id: q.before_id,
+        // One more than asked: a next page is offered only if it has a row.
+        limit: limit + 1,
+    };
+    let (mut tasks, count) = tokio::try_join!(
+        state.store.list_tasks(&filter),
+        state.store.count_tasks(&filter)
+    )?;
+    let next_before_id = if tasks.len() as i64 > limit {
+        tasks.truncate(limit as usize);
         tasks.last().map(|t| t.id)
     } else {
         None
@@ -295,6 +352,8 @@ async fn list(
     Ok(Json(TaskList {
         tasks,
         next_before_id,
+        total: count.total,
+        total_more: count.more,
     }))
 }
 

@@ -12,9 +12,10 @@ use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
 use crate::store::rows::{task_detail, task_view};
 use crate::store::sql;
+use crate::store::sql::task_list;
 use crate::store::{
     AgentSession, Claim, Completed, Ending, QueueStore, Registered, Registration, Result, Sweep,
-    SweptBecause, TaskFilter,
+    SweptBecause, TaskCount, TaskFilter, TASK_COUNT_BOUND,
 };
 
 /// A task's columns as `TaskView` decodes them (labels as JSON text).
@@ -22,6 +23,27 @@ const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, i
     status, attempts, max_attempts, timeout_ms, retry_backoff_ms, array_to_json(required_labels)::text AS required_labels, \
     idempotency_key, result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at, claim_load, \
     concurrency_key, concurrency_limit, held, run_id, step_id";
+
+/// Text search in the task list: `strpos` finds a substring without
+/// `LIKE`'s wildcards; the payload is `jsonb`, searched as its text.
+const TASK_SEARCH: task_list::Dialect = task_list::Dialect {
+    contains: |column, param| format!("strpos(lower({column}), lower({param})) > 0"),
+    payload_text: "payload::text",
+};
+
+/// Binds a task list's values in placeholder order.
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    binds: &[task_list::Bind<'q>],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for b in binds {
+        query = match b {
+            task_list::Bind::Int(v) => query.bind(*v),
+            task_list::Bind::Text(v) => query.bind(*v),
+        };
+    }
+    query
+}
 
 impl QueueStore for PgStore {
     fn backend(&self) -> &'static str {
@@ -129,33 +151,26 @@ impl QueueStore for PgStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>> {
-        let order = if filter.status == Some(TaskStatus::Queued) {
-            "rank DESC, id"
-        } else {
-            "id DESC"
-        };
-        // The status is written into the statement (one of five fixed
-        // words), not bound: only then can the planner of a prepared
-        // statement use the partial index of that status.
-        let status = match filter.status {
-            Some(s) => format!("status = '{}'", s.as_str()),
-            None => "true".to_string(),
-        };
-        let filters = "($1::text IS NULL OR task_type = $1) \
-             AND ($2::bigint IS NULL OR agent_id = $2) AND ($3::bigint IS NULL OR id < $3)";
-        let statement = if filter.status == Some(TaskStatus::Queued) {
-            sql::queued_in_claim_order(TASK_COLUMNS, filters, "$4")
-        } else {
-            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE {status} AND {filters} ORDER BY {order} LIMIT $4")
-        };
-        let rows = sqlx::query(&statement)
-            .bind(&filter.task_type)
-            .bind(filter.agent_id)
-            .bind(filter.before_id)
-            .bind(filter.limit)
+        let (statement, binds) = task_list::page(filter, &TASK_SEARCH, TASK_COLUMNS);
+        let rows = bind_all(sqlx::query(&statement), &binds)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| Ok(task_view!(row))).collect()
+    }
+
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<TaskCount> {
+        if let Some(total) = filter.total_from(&self.stats().await?) {
+            return Ok(TaskCount { total, more: false });
+        }
+        let (statement, binds) = task_list::count(filter, &TASK_SEARCH);
+        let n: i64 = bind_all(sqlx::query(&statement), &binds)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(TaskCount {
+            total: n.min(TASK_COUNT_BOUND),
+            more: n > TASK_COUNT_BOUND,
+        })
     }
 
     async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus> {

@@ -76,7 +76,7 @@ impl Case<'_> {
             "list queued",
             store
                 .list_tasks(&TaskFilter {
-                    status: Some(TaskStatus::Queued),
+                    statuses: vec![TaskStatus::Queued],
                     limit: 100_000,
                     ..TaskFilter::default()
                 })

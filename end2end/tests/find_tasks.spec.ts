@@ -1,0 +1,82 @@
+// Finding tasks (issue 17, defect 6): the list pages with a total, the
+// oldest of 1,000 tasks is reached by following "Next page", a search by
+// payload text or id narrows it, several statuses are chosen at once, and
+// every filter lives in the URL; an empty result offers a way back.
+import { expect, test } from '@playwright/test';
+import { api, users } from '../stack';
+import { live, shot, signIn } from './helpers';
+
+test.describe.configure({ mode: 'serial' });
+
+/** A word only this run's tasks carry in their payload. */
+const marker = `paging-${Date.now().toString(36)}`;
+const ids: number[] = [];
+
+test.beforeAll(async () => {
+  for (let batch = 0; batch < 10; batch++) {
+    const tasks = Array.from({ length: 100 }, (_, i) => ({
+      task_type: 'echo',
+      payload: { tag: marker, item: `${marker}-item-${batch * 100 + i}` },
+    }));
+    const answer = await api<{ tasks: { id: number }[] }>('POST', '/tasks', { tasks });
+    ids.push(...answer.tasks.map((t) => t.id));
+  }
+  expect(ids).toHaveLength(1000);
+});
+
+test('paging reaches the oldest of 1,000 tasks, with the total above the list', async ({ page }, info) => {
+  await signIn(page, users.vera);
+  await page.goto(`/tasks?q=${marker}`);
+  await live(page);
+  await expect(page.getByTestId('task-range')).toHaveText('1–50 of 1,000');
+  await expect(page.getByTestId('filter-q')).toHaveValue(marker);
+  await expect(page.getByTestId('tasks').locator('tbody tr').first()).toContainText(`${ids[999]}`);
+  await shot(page, info, 'tasks-page-1');
+
+  for (let p = 2; p <= 20; p++) {
+    await page.getByTestId('older').click();
+    await expect(page.getByTestId('task-range')).toHaveText(`${(p - 1) * 50 + 1}–${p * 50} of 1,000`);
+    await expect(page).toHaveURL(/before=\d+/);
+  }
+  const rows = page.getByTestId('tasks').locator('tbody tr');
+  await expect(rows).toHaveCount(50);
+  await expect(rows.last().locator('td').first()).toHaveText(`${ids[0]}`);
+  await expect(page.getByTestId('older')).toHaveCount(0);
+  await page.getByTestId('newest').click();
+  await expect(page.getByTestId('task-range')).toHaveText('1–50 of 1,000');
+});
+
+test('a search by id or payload and several statuses narrow the list, in the URL', async ({ page }) => {
+  await signIn(page, users.vera);
+  await page.goto('/tasks');
+  await live(page);
+  const one = ids[500];
+  // Payload text in another case, typed in the form: the URL carries it.
+  await page.getByTestId('filter-q').fill(`${marker}-ITEM-500`.toUpperCase());
+  await page.getByTestId('filter').click();
+  await expect(page).toHaveURL(/q=/);
+  await expect(page.getByTestId('task-range')).toHaveText('1–1 of 1');
+  await expect(page.getByTestId('tasks').locator('tbody tr td').first()).toHaveText(`${one}`);
+
+  // An id with '#'.
+  await page.goto(`/tasks?q=%23${one}`);
+  await expect(page.getByTestId('tasks').locator('tbody tr').first()).toContainText(`${one}`);
+
+  // Two statuses ticked: both are in the URL and both boxes stay ticked.
+  await page.goto(`/tasks?q=${marker}`);
+  await live(page);
+  await page.getByTestId('filter-status-succeeded').check();
+  await page.getByTestId('filter-status-queued').check();
+  await page.getByTestId('filter').click();
+  await expect(page).toHaveURL(/status=queued&status=succeeded|status=succeeded&status=queued/);
+  await expect(page.getByTestId('filter-status-succeeded')).toBeChecked();
+  await expect(page.getByTestId('filter-status-queued')).toBeChecked();
+  await expect(page.getByTestId('filter-status-failed')).not.toBeChecked();
+  await expect(page.getByTestId('task-range')).toContainText('of');
+
+  // Nothing matches: the page says so and offers the whole list.
+  await page.goto(`/tasks?q=${marker}&status=failed`);
+  await expect(page.getByText('No task matches these filters')).toBeVisible();
+  await page.getByRole('link', { name: 'Show all tasks' }).click();
+  await expect(page).toHaveURL(/\/tasks$/);
+});
