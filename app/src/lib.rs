@@ -17,6 +17,7 @@ mod live;
 mod load_chart;
 mod log_view;
 mod pages;
+mod paging;
 mod waits;
 
 use components::{can_operate, is_admin, provide_me, session, use_me};

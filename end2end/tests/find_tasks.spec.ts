@@ -28,14 +28,14 @@ test('paging reaches the oldest of 1,000 tasks, with the total above the list', 
   await signIn(page, users.vera);
   await page.goto(`/tasks?q=${marker}`);
   await live(page);
-  await expect(page.getByTestId('task-range')).toHaveText('1–50 of 1,000');
+  await expect(page.getByTestId('list-range')).toHaveText('1–50 of 1,000');
   await expect(page.getByTestId('filter-q')).toHaveValue(marker);
   await expect(page.getByTestId('tasks').locator('tbody tr').first()).toContainText(`${ids[999]}`);
   await shot(page, info, 'tasks-page-1');
 
   for (let p = 2; p <= 20; p++) {
     await page.getByTestId('older').click();
-    await expect(page.getByTestId('task-range')).toHaveText(`${(p - 1) * 50 + 1}–${p * 50} of 1,000`);
+    await expect(page.getByTestId('list-range')).toHaveText(`${(p - 1) * 50 + 1}–${p * 50} of 1,000`);
     await expect(page).toHaveURL(/before=\d+/);
   }
   const rows = page.getByTestId('tasks').locator('tbody tr');
@@ -43,7 +43,7 @@ test('paging reaches the oldest of 1,000 tasks, with the total above the list', 
   await expect(rows.last().locator('td').first()).toHaveText(`${ids[0]}`);
   await expect(page.getByTestId('older')).toHaveCount(0);
   await page.getByTestId('newest').click();
-  await expect(page.getByTestId('task-range')).toHaveText('1–50 of 1,000');
+  await expect(page.getByTestId('list-range')).toHaveText('1–50 of 1,000');
 });
 
 test('a search by id or payload and several statuses narrow the list, in the URL', async ({ page }) => {
@@ -55,7 +55,7 @@ test('a search by id or payload and several statuses narrow the list, in the URL
   await page.getByTestId('filter-q').fill(`${marker}-ITEM-500`.toUpperCase());
   await page.getByTestId('filter').click();
   await expect(page).toHaveURL(/q=/);
-  await expect(page.getByTestId('task-range')).toHaveText('1–1 of 1');
+  await expect(page.getByTestId('list-range')).toHaveText('1–1 of 1');
   await expect(page.getByTestId('tasks').locator('tbody tr td').first()).toHaveText(`${one}`);
 
   // An id with '#'.
@@ -72,11 +72,39 @@ test('a search by id or payload and several statuses narrow the list, in the URL
   await expect(page.getByTestId('filter-status-succeeded')).toBeChecked();
   await expect(page.getByTestId('filter-status-queued')).toBeChecked();
   await expect(page.getByTestId('filter-status-failed')).not.toBeChecked();
-  await expect(page.getByTestId('task-range')).toContainText('of');
+  await expect(page.getByTestId('list-range')).toContainText('of');
 
   // Nothing matches: the page says so and offers the whole list.
   await page.goto(`/tasks?q=${marker}&status=failed`);
   await expect(page.getByText('No task matches these filters')).toBeVisible();
   await page.getByRole('link', { name: 'Show all tasks' }).click();
   await expect(page).toHaveURL(/\/tasks$/);
+});
+
+test('runs page by cursor and are found by who started them and by text', async ({ page }) => {
+  const name = `find-runs-${Date.now().toString(36)}`;
+  await api('POST', '/workflows', `name: ${name}\ninputs:\n  city: { type: string }\nsteps:\n  - id: a\n    type: task\n    task_type: echo\n    payload: { city: "{{ inputs.city }}" }\n`);
+  const runs: number[] = [];
+  for (let i = 0; i < 53; i++) {
+    const run = await api<{ id: number }>('POST', '/runs', { workflow: name, inputs: { city: i === 7 ? 'Reykjavik' : 'Lyon' } });
+    runs.push(run.id);
+  }
+  await signIn(page, users.vera);
+  await page.goto(`/runs?workflow=${name}`);
+  await live(page);
+  await expect(page.getByTestId('list-range')).toHaveText('1–50 of 53');
+  await page.getByTestId('older').click();
+  await expect(page.getByTestId('list-range')).toHaveText('51–53 of 53');
+  await expect(page.getByTestId('run-row').last()).toContainText(`#${runs[0]}`);
+  await expect(page.getByTestId('older')).toHaveCount(0);
+
+  await page.goto(`/runs?workflow=${name}`);
+  await live(page);
+  await page.getByTestId('filter-q').fill('reykjavik');
+  await page.getByTestId('filter').click();
+  await expect(page.getByTestId('list-range')).toHaveText('1–1 of 1');
+  await expect(page.getByTestId('run-row')).toContainText(`#${runs[7]}`);
+  // The API token's runs are started by its user; nobody else started one.
+  await page.goto(`/runs?workflow=${name}&started_by=nobody`);
+  await expect(page.getByText('No run matches these filters')).toBeVisible();
 });

@@ -5,7 +5,7 @@
 
 use drover_engine::domain::AgentSpec;
 use drover_engine::error::StoreError;
-use drover_engine::store::{QueueStore, Registration, RunStore, WorkflowDefStore};
+use drover_engine::store::{QueueStore, Registration, RunFilter, RunStore, WorkflowDefStore};
 use drover_engine::Store;
 use drover_protocol::workflow::RunStatus;
 
@@ -45,23 +45,52 @@ async fn approvals_are_listed_decided_and_expired(store: Store) {
     let gate = "name: gate\nsteps:\n  - id: ok\n    type: approval\n    approvers: { roles: [admin] }\n    message: go?\n    timeout_ms: 1000\n    on_timeout: approve\n";
     let runs = started(&store, "gate", gate, 2).await;
     assert_eq!(store.active_runs().await.unwrap(), runs);
+    let list = |statuses: Vec<RunStatus>, workflow: Option<&str>, limit: i64| RunFilter {
+        statuses,
+        workflow: workflow.map(str::to_string),
+        limit,
+        ..RunFilter::default()
+    };
     let waiting = store
-        .list_runs(Some(RunStatus::WaitingApproval), Some("gate"), 10)
+        .list_runs(&list(vec![RunStatus::WaitingApproval], Some("gate"), 10))
         .await
         .unwrap();
     assert_eq!(waiting.len(), 2);
+    let counted = store
+        .count_runs(&list(vec![RunStatus::WaitingApproval], Some("gate"), 10))
+        .await
+        .unwrap();
+    assert_eq!((counted.total, counted.more), (2, false));
     assert!(store
-        .list_runs(Some(RunStatus::Running), None, 10)
+        .list_runs(&list(vec![RunStatus::Running], None, 10))
         .await
         .unwrap()
         .is_empty());
     assert!(store
-        .list_runs(None, Some("other"), 10)
+        .list_runs(&list(vec![], Some("other"), 10))
         .await
         .unwrap()
         .is_empty());
+    // Found by a word of the workflow's name in another case, and paged.
+    let found = RunFilter {
+        text: Some("GAT".into()),
+        ..list(vec![], None, 10)
+    };
+    assert_eq!(store.list_runs(&found).await.unwrap().len(), 2);
+    let second_page = RunFilter {
+        before_id: Some(runs[1]),
+        ..list(vec![], None, 10)
+    };
+    let older: Vec<i64> = store
+        .list_runs(&second_page)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(older, vec![runs[0]]);
     let newest_first: Vec<i64> = store
-        .list_runs(None, None, 1)
+        .list_runs(&list(vec![], None, 1))
         .await
         .unwrap()
         .iter()

@@ -4,7 +4,7 @@
 //! time range; and totals that count the whole filter. Both backends.
 
 use drover_engine::domain::TaskSpec;
-use drover_engine::store::{QueueStore, TaskFilter, TASK_COUNT_BOUND};
+use drover_engine::store::{QueueStore, TaskFilter, COUNT_BOUND};
 use drover_engine::Store;
 use drover_protocol::api::{NewTask, TaskStatus};
 use serde_json::json;
@@ -199,5 +199,5 @@ async fn statuses_and_time_range_narrow_the_list_and_its_total(store: Store) {
 
 #[test]
 fn the_count_bound_is_what_the_api_documents() {
-    assert_eq!(TASK_COUNT_BOUND, 10_000);
+    assert_eq!(COUNT_BOUND, 10_000);
 }

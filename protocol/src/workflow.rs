@@ -197,6 +197,15 @@ pub struct RunDetail {
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RunList {
     pub runs: Vec<RunSummary>,
+    /// Pass as `before_id` to get the next page; absent on the last page.
+    #[serde(default)]
+    pub next_before_id: Option<i64>,
+    /// How many runs the filters match, all pages together.
+    #[serde(default)]
+    pub total: i64,
+    /// More than `total` match: a search is counted up to 10,000.
+    #[serde(default)]
+    pub total_more: bool,
 }
 
 /// Who may decide an approval.

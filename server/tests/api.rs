@@ -206,6 +206,19 @@ async fn bad_registrations_and_lookups_name_the_problem() {
         (s, b["error"]["field"].as_str()),
         (422, Some("created_before"))
     );
+    let (s, b) = server.get("/api/v1/runs?status=running,nope").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("status")));
+    let (s, b) = server.get("/api/v1/runs?created_after=soon").await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("created_after"))
+    );
+    let (s, b) = server.get("/api/v1/runs?limit=many").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("limit")));
+    let (s, b) = server.get("/api/v1/runs?q=a%00").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("q")));
+    let (s, b) = server.get("/api/v1/runs?status=running,failed").await;
+    assert_eq!((s, b["total"].as_i64()), (200, Some(0)), "{b}");
     let long = "x".repeat(201);
     let (s, b) = server.get(&format!("/api/v1/tasks?q={long}")).await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("q")));

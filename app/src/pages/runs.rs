@@ -1,5 +1,5 @@
-//! Workflow runs, newest first, filterable by status and workflow; a
-//! child run (started by a `workflow` step) names its parent.
+//! Workflow runs, newest first, paged, found by status, workflow, starter,
+//! text and time; a child run (started by a `workflow` step) names its parent.
 
 use drover_protocol::workflow::{RunList, RunStatus};
 use leptos::prelude::*;
@@ -10,49 +10,140 @@ use crate::api::{self, enc};
 use crate::components::{started_by_view, Badge, Empty, ErrorBox, Loading, PauseLive};
 use crate::format::{ago, duration_us};
 use crate::live::{use_live, Topic};
+use crate::paging::{self, page_links, range_line, with_query, PAGE, SINCE};
+
+/// The list's filters, as the page's URL carries them.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Filter {
+    statuses: Vec<String>,
+    /// A run id, or text in its workflow, starter or inputs.
+    text: Option<String>,
+    workflow: Option<String>,
+    started_by: Option<String>,
+    since: Option<String>,
+}
+
+impl Filter {
+    fn from_query(q: &leptos_router::params::ParamsMap) -> Self {
+        let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+        Self {
+            statuses: paging::statuses(q, &known),
+            text: paging::param(q, "q"),
+            workflow: paging::param(q, "workflow"),
+            started_by: paging::param(q, "started_by"),
+            since: paging::since(q),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        *self != Self::default()
+    }
+
+    /// The pairs the page's URL and the API's share.
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut p = Vec::new();
+        if !self.statuses.is_empty() {
+            p.push(("status", self.statuses.join(",")));
+        }
+        for (k, v) in [
+            ("q", &self.text),
+            ("workflow", &self.workflow),
+            ("started_by", &self.started_by),
+        ] {
+            if let Some(v) = v {
+                p.push((k, v.clone()));
+            }
+        }
+        p
+    }
+
+    fn href(&self, before: Option<i64>) -> String {
+        let mut p = self.pairs();
+        if let Some(s) = &self.since {
+            p.push(("since", s.clone()));
+        }
+        if let Some(b) = before {
+            p.push(("before", b.to_string()));
+        }
+        with_query("/runs", &p)
+    }
+
+    fn api_path(&self, before: Option<i64>, now_us: i64) -> String {
+        let mut p = self.pairs();
+        p.push(("limit", PAGE.to_string()));
+        if let Some(after) = paging::created_after(self.since.as_deref(), now_us) {
+            p.push(("created_after", after));
+        }
+        if let Some(b) = before {
+            p.push(("before_id", b.to_string()));
+        }
+        with_query("/runs", &p)
+    }
+}
 
 #[component]
 pub fn Runs() -> impl IntoView {
     let live = use_live();
     let query = use_query_map();
-    let status = move || query.with(|q| q.get("status")).filter(|s| !s.is_empty());
-    let workflow = move || query.with(|q| q.get("workflow")).filter(|s| !s.is_empty());
+    let filter = Memo::new(move |_| query.with(Filter::from_query));
+    let position = Memo::new(move |_| query.with(paging::position));
     let paused = RwSignal::new(false);
     let changes = live.watch_unless(Topic::Runs, paused);
     let runs = Resource::new(
-        move || (changes.get(), status(), workflow()),
-        |(_, status, workflow)| async move {
-            let mut path = "/runs?limit=200".to_string();
-            if let Some(s) = status {
-                path.push_str(&format!("&status={}", enc(&s)));
-            }
-            if let Some(w) = workflow {
-                path.push_str(&format!("&workflow={}", enc(&w)));
-            }
-            api::fetch(&path).await
+        move || (changes.get(), filter.get(), position.get().0),
+        move |(_, filter, before)| {
+            let path = filter.api_path(before, live.now_us.get_untracked());
+            async move { api::fetch(&path).await }
         },
     );
+    let text = move |get: fn(&Filter) -> Option<String>| {
+        move || filter.with(|f| get(f).unwrap_or_default())
+    };
     view! {
         <Title text="Runs"/>
         <h1 class="page-title">"Runs"</h1>
-        <form class="filters" method="get" action="/runs">
-            <label>"Status "
-                <select name="status">
-                    <option value="" selected=move || status().is_none()>"any"</option>
-                    {RunStatus::ALL.map(|s| view! { <option value=s.as_str() selected=move || status().as_deref() == Some(s.as_str())>{s.as_str().replace('_', " ")}</option> }).collect_view()}
+        <form class="filters" method="get" action="/runs" data-testid="run-filters">
+            <fieldset class="statuses">
+                <legend>"Status"</legend>
+                {RunStatus::ALL.map(|s| {
+                    let word = s.as_str();
+                    view! {
+                        <label><input type="checkbox" name="status" value=word data-testid=format!("filter-status-{word}")
+                            checked=move || filter.with(|f| f.statuses.iter().any(|x| x == word))/>{word.replace('_', " ")}</label>
+                    }
+                }).collect_view()}
+            </fieldset>
+            <label>"Search " <input type="search" name="q" data-testid="filter-q" maxlength="200"
+                placeholder="id, workflow, starter or inputs" value=text(|f| f.text.clone())/></label>
+            <label>"Workflow " <input name="workflow" data-testid="filter-workflow" value=text(|f| f.workflow.clone()) placeholder="any"/></label>
+            <label>"Started by " <input name="started_by" data-testid="filter-started-by" value=text(|f| f.started_by.clone()) placeholder="anyone"/></label>
+            <label>"Started "
+                <select name="since" data-testid="filter-since">
+                    <option value="" selected=move || filter.with(|f| f.since.is_none())>"any time"</option>
+                    {SINCE.map(|(k, label, _)| view! {
+                        <option value=k selected=move || filter.with(|f| f.since.as_deref() == Some(k))>{label}</option>
+                    }).collect_view()}
                 </select>
             </label>
-            <label>"Workflow " <input name="workflow" value=move || workflow().unwrap_or_default() placeholder="any"/></label>
-            <button type="submit">"Filter"</button>
+            <button type="submit" data-testid="filter">"Filter"</button>
+            {move || filter.with(Filter::is_set).then(|| view! { <a href="/runs" data-testid="clear-filter">"Show all"</a> })}
             <PauseLive paused/>
         </form>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
+                let (f, first) = (filter.get_untracked(), position.get_untracked().1);
                 match api::parse::<RunList>(runs.await) {
+                    Ok(l) if l.runs.is_empty() && f.is_set() => view! {
+                        <Empty title="No run matches these filters"><a href="/runs">"Show all runs"</a></Empty>
+                    }.into_any(),
                     Ok(l) if l.runs.is_empty() => view! {
                         <Empty title="No runs">"Start one from a " <a href="/workflows">"workflow"</a> "."</Empty>
                     }.into_any(),
-                    Ok(l) => view! {
+                    Ok(l) => {
+                        let shown = l.runs.len();
+                        let links = page_links(first, shown, l.next_before_id, move |b| f.href(b));
+                        view! {
+                        {range_line(first, shown, l.total, l.total_more)}
                         <div class="table-wrap"><table class="data" data-testid="runs">
                             <thead><tr><th>"Run"</th><th>"Workflow"</th><th>"Status"</th><th>"Started by"</th><th>"Started"</th><th>"Took"</th></tr></thead>
                             <tbody>
@@ -77,7 +168,9 @@ pub fn Runs() -> impl IntoView {
                                 }).collect_view()}
                             </tbody>
                         </table></div>
-                    }.into_any(),
+                        {links}
+                    }.into_any()
+                    }
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
                 }
             })}

@@ -15,10 +15,11 @@ use crate::components::{
     can_operate, outcome_view, session, use_me, Badge, ConfirmButton, Empty, ErrorBox, Loading,
     PauseLive,
 };
-use crate::format::{ago, count, duration_us, fixed, json, num, rfc3339, until, utc};
+use crate::format::{ago, duration_us, fixed, json, num, until, utc};
 use crate::live::{use_live, Topic};
 use crate::log_view::TaskLog;
 use crate::pages::{route_id, subject, Missing, NotAnId};
+use crate::paging::{self, page_links, range_line, with_query, PAGE, SINCE};
 
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
@@ -72,17 +73,6 @@ fn task_action() -> TaskAction {
     })
 }
 
-/// Rows on one page of the list.
-const PAGE: usize = 50;
-
-/// The "created" choices: URL word, label, seconds back from now.
-const SINCE: [(&str, &str, i64); 4] = [
-    ("1h", "last hour", 3_600),
-    ("24h", "last 24 hours", 86_400),
-    ("7d", "last 7 days", 7 * 86_400),
-    ("30d", "last 30 days", 30 * 86_400),
-];
-
 /// The list's filters, as the page's URL carries them (so a filtered list
 /// can be bookmarked and shared).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -97,29 +87,11 @@ struct Filter {
 
 impl Filter {
     fn from_query(q: &leptos_router::params::ParamsMap) -> Self {
-        let set = |k: &str| {
-            q.get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let mut statuses: Vec<String> = Vec::new();
-        // `status=a,b` (a link) or `status=a&status=b` (the form's boxes).
-        for word in q
-            .get_all("status")
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|v| v.split(','))
-        {
-            let word = word.trim();
-            if STATUSES.contains(&word) && !statuses.iter().any(|s| s == word) {
-                statuses.push(word.to_string());
-            }
-        }
         Self {
-            statuses,
-            text: set("q"),
-            task_type: set("type"),
-            since: set("since").filter(|w| SINCE.iter().any(|(k, _, _)| k == w)),
+            statuses: paging::statuses(q, &STATUSES),
+            text: paging::param(q, "q"),
+            task_type: paging::param(q, "type"),
+            since: paging::since(q),
         }
     }
 
@@ -158,22 +130,15 @@ impl Filter {
         with_query("/tasks", &p)
     }
 
-    /// The API call for one page; "since" is counted back from `now_us`,
-    /// to the minute so the server's render and the browser's agree.
+    /// The API call for one page.
     fn api_path(&self, before: Option<i64>, now_us: i64) -> String {
         let mut p = self.pairs();
         p.push(("limit", PAGE.to_string()));
         if let Some(t) = &self.task_type {
             p.push(("task_type", t.clone()));
         }
-        if let Some(secs) = self
-            .since
-            .as_ref()
-            .and_then(|w| SINCE.iter().find(|(k, _, _)| k == w))
-            .map(|s| s.2)
-        {
-            let minute = now_us - now_us.rem_euclid(60_000_000);
-            p.push(("created_after", rfc3339(minute - secs * 1_000_000)));
+        if let Some(after) = paging::created_after(self.since.as_deref(), now_us) {
+            p.push(("created_after", after));
         }
         if let Some(b) = before {
             p.push(("before_id", b.to_string()));
@@ -182,48 +147,13 @@ impl Filter {
     }
 }
 
-fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
-    if pairs.is_empty() {
-        return path.to_string();
-    }
-    let q: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect();
-    format!("{path}?{}", q.join("&"))
-}
-
-/// "Tasks 51–100 of 1,234" above the list.
-fn range_text(first: usize, shown: usize, list: &TaskList) -> String {
-    let total = if list.total_more {
-        format!("{}+", count(list.total))
-    } else {
-        count(list.total)
-    };
-    if shown == 0 {
-        return format!("{total} tasks");
-    }
-    format!("{}–{} of {total}", first + 1, first + shown)
-}
-
 #[component]
 pub fn Tasks() -> impl IntoView {
     let live = use_live();
     let me = use_me();
     let query = use_query_map();
     let filter = Memo::new(move |_| query.with(Filter::from_query));
-    let before = Memo::new(move |_| {
-        query
-            .with(|q| q.get("before"))
-            .and_then(|b| b.parse::<i64>().ok())
-    });
-    // How many rows came before this page: carried in the URL by "Older".
-    let skipped = Memo::new(move |_| {
-        query
-            .with(|q| q.get("from"))
-            .and_then(|b| b.parse::<usize>().ok())
-            .unwrap_or(0)
-    });
+    let position = Memo::new(move |_| query.with(paging::position));
     let weights = weights();
     let agents = Resource::new(move || live.watch(Topic::Agents), |_| api::fetch("/agents"));
     let act = task_action();
@@ -236,7 +166,7 @@ pub fn Tasks() -> impl IntoView {
                 changes.get(),
                 act.version().get(),
                 filter.get(),
-                before.get(),
+                position.get().0,
             )
         },
         move |(_, _, filter, before)| {
@@ -280,7 +210,7 @@ pub fn Tasks() -> impl IntoView {
                 let (list, me, w) = (api::parse::<TaskList>(tasks.await), session(me.await), weights_of(weights.await));
                 let names = agent_names(agents.await);
                 let operate = can_operate(&me);
-                let (f, first) = (filter.get_untracked(), skipped.get_untracked());
+                let (f, first) = (filter.get_untracked(), position.get_untracked().1);
                 match list {
                     Ok(list) if list.tasks.is_empty() && f.is_set() => view! {
                         <Empty title="No task matches these filters">
@@ -292,15 +222,9 @@ pub fn Tasks() -> impl IntoView {
                     }.into_any(),
                     Ok(list) => {
                         let shown = list.tasks.len();
-                        let range = range_text(first, shown, &list);
-                        let older = list.next_before_id.map(|n| {
-                            let href = f.href(Some(n));
-                            let sep = if href.contains('?') { '&' } else { '?' };
-                            format!("{href}{sep}from={}", first + shown)
-                        });
-                        let newest = (first > 0 || before.get_untracked().is_some()).then(|| f.href(None));
+                        let links = page_links(first, shown, list.next_before_id, move |b| f.href(b));
                         view! {
-                            <p class="list-range muted" data-testid="task-range">{range}</p>
+                            {range_line(first, shown, list.total, list.total_more)}
                             <div class="table-wrap">
                                 <table class="data" data-testid="tasks">
                                     <thead><tr>
@@ -315,10 +239,7 @@ pub fn Tasks() -> impl IntoView {
                                     </tbody>
                                 </table>
                             </div>
-                            <p class="pager">
-                                {newest.map(|href| view! { <a href=href data-testid="newest">"← First page"</a> })}
-                                {older.map(|href| view! { <a href=href data-testid="older">"Next page →"</a> })}
-                            </p>
+                            {links}
                         }.into_any()
                     }
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),

@@ -102,7 +102,7 @@ pub use queue_health::QueueHealthStore;
 pub use rate_limits::{RateLimitRow, RateLimitStore};
 pub use retention::{Batch, RetentionPolicy, RetentionStore};
 pub use retry::TaskRetryStore;
-pub use runs::{Advanced, ApprovalRecord, Recorded, Refill, RunStore, APPROVAL_PAGE};
+pub use runs::{Advanced, ApprovalRecord, Recorded, Refill, RunFilter, RunStore, APPROVAL_PAGE};
 pub use schedules::{ScheduleDef, ScheduleRow, ScheduleStore, Started, TickRecord};
 pub use signals::{Signal, Signals};
 use sqlite::SqliteStore;
@@ -227,17 +227,27 @@ impl TaskFilter {
     }
 }
 
-/// How many tasks a filter matches, counted up to a bound.
+/// How many rows a list's filter matches, counted up to [`COUNT_BOUND`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskCount {
+pub struct ListCount {
     pub total: i64,
     /// More than `total` match: counting stopped at the bound.
     pub more: bool,
 }
 
+impl ListCount {
+    /// From a count that stopped one past the bound.
+    pub fn bounded(n: i64) -> Self {
+        Self {
+            total: n.min(COUNT_BOUND),
+            more: n > COUNT_BOUND,
+        }
+    }
+}
+
 /// Counting a search stops here: past it the answer is "10,000+", and a
 /// count of a search through ten million rows is not worth its time.
-pub const TASK_COUNT_BOUND: i64 = 10_000;
+pub const COUNT_BOUND: i64 = 10_000;
 
 /// An agent registering: what it declared and the credentials it proved.
 #[derive(Debug, Clone, Copy)]
@@ -385,8 +395,8 @@ pub trait QueueStore {
     /// Queued tasks come in claim order; others newest first.
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>>;
     /// How many tasks `filter` matches (its cursor and limit aside), up to
-    /// [`TASK_COUNT_BOUND`].
-    async fn count_tasks(&self, filter: &TaskFilter) -> Result<TaskCount>;
+    /// [`COUNT_BOUND`].
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<ListCount>;
     /// Cancels a queued or running task; returns its status afterwards.
     async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus>;
     async fn stats(&self) -> Result<Stats>;
@@ -462,7 +472,7 @@ delegate_to_backend!(QueueStore {
     async fn list_agents(&self) -> Result<Vec<AgentView>>;
     async fn get_task(&self, id: i64) -> Result<Option<TaskDetail>>;
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>>;
-    async fn count_tasks(&self, filter: &TaskFilter) -> Result<TaskCount>;
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<ListCount>;
     async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus>;
     async fn stats(&self) -> Result<Stats>;
     async fn known_task_types(&self) -> Result<Vec<String>>;

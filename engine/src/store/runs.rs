@@ -20,7 +20,7 @@ use drover_protocol::agent::TaskResult;
 use drover_protocol::workflow::{ApprovalView, RunDetail, RunStatus, RunSummary, WorkflowVersion};
 use serde_json::{Map, Value};
 
-use super::{Claim, Completed, Result, Store};
+use super::{Claim, Completed, ListCount, Result, Store};
 use crate::domain::Scheduling;
 
 /// What an advance changed.
@@ -73,6 +73,25 @@ pub struct Refill {
 /// Most approvals [`RunStore::list_approvals`] returns at once.
 pub const APPROVAL_PAGE: usize = 500;
 
+/// Filters of `GET /api/v1/runs`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    /// Any of these (none: every status).
+    pub statuses: Vec<RunStatus>,
+    /// The workflow's name, exactly.
+    pub workflow: Option<String>,
+    /// Who started it, exactly (`admin`, `schedule:3`, `trigger:7`).
+    pub started_by: Option<String>,
+    /// Matches a run whose id it is, or whose workflow, starter or inputs
+    /// contain it (ignoring ASCII case).
+    pub text: Option<String>,
+    pub created_after_us: Option<i64>,
+    pub created_before_us: Option<i64>,
+    /// Keyset pagination: only ids below this.
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
 #[allow(async_fn_in_trait)]
 pub trait RunStore {
     /// Creates a run (its steps pending); with an idempotency key that was
@@ -119,12 +138,11 @@ pub trait RunStore {
     /// Runs still running or waiting for an approval.
     async fn active_runs(&self) -> Result<Vec<i64>>;
     async fn get_run(&self, id: i64) -> Result<Option<RunDetail>>;
-    async fn list_runs(
-        &self,
-        status: Option<RunStatus>,
-        workflow: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<RunSummary>>;
+    /// Runs matching `filter`, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+    /// How many runs `filter` matches (its cursor and limit aside), up to
+    /// [`COUNT_BOUND`](super::COUNT_BOUND).
+    async fn count_runs(&self, filter: &RunFilter) -> Result<ListCount>;
     /// Cancels the run, its queued tasks and pending approvals; returns the
     /// ids of its running tasks for the caller to cancel. `by` is recorded
     /// on the approvals it cancels.
@@ -162,7 +180,8 @@ delegate_to_backend!(RunStore {
     async fn runs_of_tasks(&self, task_ids: &[i64]) -> Result<Vec<i64>>;
     async fn active_runs(&self) -> Result<Vec<i64>>;
     async fn get_run(&self, id: i64) -> Result<Option<RunDetail>>;
-    async fn list_runs(&self, status: Option<RunStatus>, workflow: Option<&str>, limit: i64) -> Result<Vec<RunSummary>>;
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+    async fn count_runs(&self, filter: &RunFilter) -> Result<ListCount>;
     async fn cancel_run(&self, id: i64, by: &str, now_us: i64) -> Result<Vec<i64>>;
     async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()>;
     async fn list_approvals(&self, status: Option<&str>, before_id: Option<i64>) -> Result<Vec<ApprovalRecord>>;

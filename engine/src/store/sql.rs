@@ -151,12 +151,12 @@ pub(super) fn queued_in_claim_order(columns: &str, filters: &str, limit: &str) -
     )
 }
 
-/// `GET /api/v1/tasks`: its filters as SQL. Only the filters that are set
-/// become conditions (a `$1 IS NULL OR …` form hides indexes from the
-/// planner); statuses are fixed words written in, so a partial index of
-/// one status stays usable.
-pub(super) mod task_list {
-    use super::super::{TaskFilter, TASK_COUNT_BOUND};
+/// The lists' filters as SQL (`GET /api/v1/tasks`, `/runs`). Only the
+/// filters that are set become conditions (a `$1 IS NULL OR …` form hides
+/// indexes from the planner); statuses are fixed words written in, so a
+/// partial index of one status stays usable.
+pub(super) mod list_filter {
+    use super::super::COUNT_BOUND;
 
     /// A value to bind, in placeholder order.
     pub enum Bind<'a> {
@@ -164,77 +164,119 @@ pub(super) mod task_list {
         Text(&'a str),
     }
 
-    /// How a backend tests that a text column contains `$n`, ignoring
-    /// ASCII case, and how it reads the payload as text.
+    /// How a backend tests that text contains `$n`, ignoring ASCII case,
+    /// and how it reads a JSON column as text.
     pub struct Dialect {
-        pub contains: fn(column: &str, param: &str) -> String,
-        pub payload_text: &'static str,
+        pub contains: fn(expr: &str, param: &str) -> String,
+        pub json_text: fn(column: &str) -> String,
     }
 
-    /// The conditions and their values, placeholders from `$1`.
-    struct Where<'a> {
+    /// Conditions and their values, placeholders numbered from `$1`.
+    pub struct Where<'a> {
         conditions: Vec<String>,
-        binds: Vec<Bind<'a>>,
+        pub binds: Vec<Bind<'a>>,
     }
 
     impl<'a> Where<'a> {
-        fn param(&mut self, bind: Bind<'a>) -> String {
+        pub fn new() -> Self {
+            Self {
+                conditions: Vec::new(),
+                binds: Vec::new(),
+            }
+        }
+
+        pub fn param(&mut self, bind: Bind<'a>) -> String {
             self.binds.push(bind);
             format!("${}", self.binds.len())
         }
 
-        fn sql(&self) -> String {
+        pub fn push(&mut self, condition: String) {
+            self.conditions.push(condition);
+        }
+
+        /// `status IN (…)` of fixed words; nothing when `words` is empty.
+        pub fn status_in(&mut self, words: &[&str]) {
+            if !words.is_empty() {
+                let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+                self.push(format!("status IN ({})", quoted.join(", ")));
+            }
+        }
+
+        pub fn equals_text(&mut self, column: &str, value: Option<&'a str>) {
+            if let Some(v) = value {
+                let p = self.param(Bind::Text(v));
+                self.push(format!("{column} = {p}"));
+            }
+        }
+
+        /// The row whose id the text is (`42` or `#42`), or whose `texts`
+        /// contain it.
+        pub fn search(&mut self, d: &Dialect, text: Option<&'a str>, texts: &[String]) {
+            let Some(text) = text else { return };
+            let p = self.param(Bind::Text(text));
+            let mut any: Vec<String> = texts.iter().map(|t| (d.contains)(t, &p)).collect();
+            if let Ok(id) = text.trim().trim_start_matches('#').parse::<i64>() {
+                let p = self.param(Bind::Int(id));
+                any.insert(0, format!("id = {p}"));
+            }
+            self.push(format!("({})", any.join(" OR ")));
+        }
+
+        /// `created_at` in `[after, before)`.
+        pub fn created(&mut self, after: Option<i64>, before: Option<i64>) {
+            if let Some(t) = after {
+                let p = self.param(Bind::Int(t));
+                self.push(format!("created_at >= {p}"));
+            }
+            if let Some(t) = before {
+                let p = self.param(Bind::Int(t));
+                self.push(format!("created_at < {p}"));
+            }
+        }
+
+        pub fn sql(&self) -> String {
             if self.conditions.is_empty() {
                 "TRUE".into()
             } else {
                 self.conditions.join(" AND ")
             }
         }
+
+        /// `SELECT count(*)` of `table`'s matching rows, one past the bound.
+        pub fn count(mut self, table: &str) -> (String, Vec<Bind<'a>>) {
+            let bound = self.param(Bind::Int(COUNT_BOUND + 1));
+            let sql = format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {} LIMIT {bound}) matching",
+                self.sql()
+            );
+            (sql, self.binds)
+        }
     }
+}
+
+/// `GET /api/v1/tasks`.
+pub(super) mod task_list {
+    use super::super::TaskFilter;
+    use super::list_filter::{Bind, Dialect, Where};
 
     /// Everything but the cursor; statuses only when `with_status`.
     fn conditions<'a>(f: &'a TaskFilter, d: &Dialect, with_status: bool) -> Where<'a> {
-        let mut w = Where {
-            conditions: Vec::new(),
-            binds: Vec::new(),
-        };
-        if with_status && !f.statuses.is_empty() {
-            let words: Vec<String> = f
-                .statuses
-                .iter()
-                .map(|s| format!("'{}'", s.as_str()))
-                .collect();
-            w.conditions
-                .push(format!("status IN ({})", words.join(", ")));
+        let mut w = Where::new();
+        if with_status {
+            let words: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+            w.status_in(&words);
         }
-        if let Some(t) = &f.task_type {
-            let p = w.param(Bind::Text(t));
-            w.conditions.push(format!("task_type = {p}"));
-        }
+        w.equals_text("task_type", f.task_type.as_deref());
         if let Some(a) = f.agent_id {
             let p = w.param(Bind::Int(a));
-            w.conditions.push(format!("agent_id = {p}"));
+            w.push(format!("agent_id = {p}"));
         }
-        if let Some(text) = &f.text {
-            let p = w.param(Bind::Text(text));
-            let mut any = vec![
-                (d.contains)("task_type", &p),
-                (d.contains)(d.payload_text, &p),
-            ];
-            if let Ok(id) = text.trim().trim_start_matches('#').parse::<i64>() {
-                let p = w.param(Bind::Int(id));
-                any.insert(0, format!("id = {p}"));
-            }
-            w.conditions.push(format!("({})", any.join(" OR ")));
-        }
-        if let Some(t) = f.created_after_us {
-            let p = w.param(Bind::Int(t));
-            w.conditions.push(format!("created_at >= {p}"));
-        }
-        if let Some(t) = f.created_before_us {
-            let p = w.param(Bind::Int(t));
-            w.conditions.push(format!("created_at < {p}"));
-        }
+        w.search(
+            d,
+            f.text.as_deref(),
+            &["task_type".into(), (d.json_text)("payload")],
+        );
+        w.created(f.created_after_us, f.created_before_us);
         w
     }
 
@@ -244,7 +286,7 @@ pub(super) mod task_list {
         let mut w = conditions(f, d, !claim_order);
         if let Some(before) = f.before_id {
             let p = w.param(Bind::Int(before));
-            w.conditions.push(if claim_order {
+            w.push(if claim_order {
                 // After the cursor's task in (rank DESC, id): the range on
                 // rank keeps the claim index's seek.
                 let rank = format!("(SELECT rank FROM tasks WHERE id = {p})");
@@ -267,13 +309,51 @@ pub(super) mod task_list {
 
     /// Counts the matching tasks, stopping one past the bound.
     pub fn count<'a>(f: &'a TaskFilter, d: &Dialect) -> (String, Vec<Bind<'a>>) {
-        let mut w = conditions(f, d, true);
-        let bound = w.param(Bind::Int(TASK_COUNT_BOUND + 1));
+        conditions(f, d, true).count("tasks")
+    }
+}
+
+/// `GET /api/v1/runs`, newest first.
+pub(super) mod run_list {
+    use super::super::runs::RunFilter;
+    use super::list_filter::{Bind, Dialect, Where};
+
+    fn conditions<'a>(f: &'a RunFilter, d: &Dialect) -> Where<'a> {
+        let mut w = Where::new();
+        let words: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+        w.status_in(&words);
+        w.equals_text("workflow_name", f.workflow.as_deref());
+        w.equals_text("started_by", f.started_by.as_deref());
+        w.search(
+            d,
+            f.text.as_deref(),
+            &[
+                "workflow_name".into(),
+                "started_by".into(),
+                (d.json_text)("inputs"),
+            ],
+        );
+        w.created(f.created_after_us, f.created_before_us);
+        w
+    }
+
+    /// One page, newest first, `columns` selected.
+    pub fn page<'a>(f: &'a RunFilter, d: &Dialect, columns: &str) -> (String, Vec<Bind<'a>>) {
+        let mut w = conditions(f, d);
+        if let Some(before) = f.before_id {
+            let p = w.param(Bind::Int(before));
+            w.push(format!("id < {p}"));
+        }
+        let limit = w.param(Bind::Int(f.limit));
         let sql = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE {} LIMIT {bound}) matching",
+            "SELECT {columns} FROM runs WHERE {} ORDER BY id DESC LIMIT {limit}",
             w.sql()
         );
         (sql, w.binds)
+    }
+
+    pub fn count<'a>(f: &'a RunFilter, d: &Dialect) -> (String, Vec<Bind<'a>>) {
+        conditions(f, d).count("runs")
     }
 }
 
@@ -302,10 +382,9 @@ pub(super) mod runs {
         "SELECT id FROM runs WHERE status IN ('running', 'waiting_approval') ORDER BY id";
     pub const SUMMARY: &str = "SELECT id, workflow_name, workflow_version, inputs, status, \
         error, started_by, created_at, updated_at, finished_at, parent_run_id, parent_step_id FROM runs WHERE id = $1";
-    pub const LIST: &str = "SELECT id, workflow_name, workflow_version, inputs, status, error, \
-        started_by, created_at, updated_at, finished_at, parent_run_id, parent_step_id FROM runs \
-        WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR workflow_name = $2) \
-        ORDER BY id DESC LIMIT $3";
+    /// The columns of a run's summary, for the run list.
+    pub const LIST_COLUMNS: &str = "id, workflow_name, workflow_version, inputs, status, error, \
+        started_by, created_at, updated_at, finished_at, parent_run_id, parent_step_id";
     pub const TASKS_OF: &str = "SELECT id, step_id, item_index, step_generation FROM tasks \
         WHERE run_id = $1 ORDER BY item_index, id";
     pub const STEPS_OF: &str = "SELECT step_id, status, output, error, item_count, generation, \

@@ -13,6 +13,7 @@ pub mod delivery;
 mod enrollment;
 mod events;
 pub mod extract;
+mod lists;
 mod notifications;
 pub mod openapi;
 pub mod pages;

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use drover_engine::store::{RunStore, WaitStore, WorkflowDefStore};
+use drover_engine::store::{RunFilter, RunStore, WaitStore, WorkflowDefStore};
 use drover_engine::time::now_us;
 use drover_engine::{workflow, FieldError};
 use drover_protocol::workflow::{RunDetail, RunList, RunStatus, StartRun, StepWait};
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::error::{not_found, ApiError};
 use crate::http::auth::Caller;
 use crate::http::extract::{ApiJson, ApiQuery};
+use crate::http::lists;
 use crate::services::effects::Change;
 use crate::state::AppState;
 
@@ -104,32 +105,53 @@ async fn start(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// One status or several, comma-separated (`running,waiting_approval`).
     status: Option<String>,
+    /// The workflow's name, exactly.
     workflow: Option<String>,
+    /// Who started the run, exactly (`admin`, `schedule:3`).
+    started_by: Option<String>,
+    /// A run id, or text its workflow, starter or inputs contain (any case).
+    q: Option<String>,
+    /// RFC 3339: started at or after.
+    created_after: Option<String>,
+    /// RFC 3339: started before.
+    created_before: Option<String>,
+    /// The previous page's `next_before_id`.
+    before_id: Option<i64>,
     limit: Option<i64>,
 }
 
+/// Runs, newest first.
 async fn list(
     _caller: Caller,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            RunStatus::parse(s)
-                .ok_or_else(|| FieldError::new("status", format!("unknown run status {s:?}")))?,
-        ),
+    let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let statuses = lists::statuses(q.status.as_deref(), RunStatus::parse, &known.join(", "))?;
+    let limit = lists::limit(q.limit)?;
+    let filter = RunFilter {
+        statuses,
+        workflow: q.workflow,
+        started_by: q.started_by,
+        text: lists::search(q.q)?,
+        created_after_us: lists::time("created_after", q.created_after.as_deref())?,
+        created_before_us: lists::time("created_before", q.created_before.as_deref())?,
+        before_id: q.before_id,
+        // One more than asked: a next page is offered only if it has a row.
+        limit: limit + 1,
     };
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(FieldError::new("limit", "must be between 1 and 1000").into());
-    }
+    let (mut runs, count) = tokio::try_join!(
+        state.store.list_runs(&filter),
+        state.store.count_runs(&filter)
+    )?;
+    let next_before_id = lists::next_cursor(&mut runs, limit, |r| r.id);
     Ok(Json(RunList {
-        runs: state
-            .store
-            .list_runs(status, q.workflow.as_deref(), limit)
-            .await?,
+        runs,
+        next_before_id,
+        total: count.total,
+        total_more: count.more,
     }))
 }
 

@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::error::{not_found, ApiError};
 use crate::http::auth::Caller;
 use crate::http::extract::{from_value, parse_json, read_body, ApiQuery};
+use crate::http::lists;
 use crate::services::effects::Change;
 use crate::state::AppState;
 
@@ -265,69 +266,21 @@ pub(crate) struct ListQuery {
     limit: Option<i64>,
 }
 
-/// The longest search text: enough for any id, type or payload fragment
-/// worth looking for; a search reads rows, so it is not unbounded.
-const MAX_SEARCH_LEN: usize = 200;
-
-/// Statuses from `a,b,c`, each named once.
-fn parse_statuses(list: &str) -> Result<Vec<TaskStatus>, FieldError> {
-    let mut statuses = Vec::new();
-    for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        let s = TaskStatus::parse(word).ok_or_else(|| {
-            FieldError::new(
-                "status",
-                format!(
-                    "unknown status {word:?}; one or more of queued, running, succeeded, failed, cancelled, comma-separated"
-                ),
-            )
-        })?;
-        if !statuses.contains(&s) {
-            statuses.push(s);
-        }
-    }
-    Ok(statuses)
-}
-
-/// An RFC 3339 time as microseconds since the epoch.
-fn parse_time(field: &'static str, text: &str) -> Result<i64, FieldError> {
-    chrono::DateTime::parse_from_rfc3339(text.trim())
-        .map(|t| t.timestamp_micros())
-        .map_err(|e| {
-            FieldError::new(
-                field,
-                format!("{e}: expected an RFC 3339 time such as 2026-12-07T10:00:00Z"),
-            )
-        })
-}
-
 /// Queued tasks are listed in the order the scheduler will take them.
 async fn list(
     _caller: Caller,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
-    let statuses = match q.status.as_deref() {
-        None => Vec::new(),
-        Some(list) => parse_statuses(list)?,
-    };
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(FieldError::new("limit", "must be between 1 and 1000").into());
-    }
-    let text = q.q.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
-    if text.as_ref().is_some_and(|t| t.len() > MAX_SEARCH_LEN) {
-        return Err(FieldError::new("q", format!("longer than {MAX_SEARCH_LEN} bytes")).into());
-    }
-    let created_after_us = q
-        .created_after
-        .as_deref()
-        .map(|t| parse_time("created_after", t))
-        .transpose()?;
-    let created_before_us = q
-        .created_before
-        .as_deref()
-        .map(|t| parse_time("created_before", t))
-        .transpose()?;
+    let statuses = lists::statuses(
+        q.status.as_deref(),
+        TaskStatus::parse,
+        "queued, running, succeeded, failed, cancelled",
+    )?;
+    let limit = lists::limit(q.limit)?;
+    let text = lists::search(q.q)?;
+    let created_after_us = lists::time("created_after", q.created_after.as_deref())?;
+    let created_before_us = lists::time("created_before", q.created_before.as_deref())?;
     let filter = TaskFilter {
         statuses,
         task_type: q.task_type,
@@ -343,12 +296,7 @@ async fn list(
         state.store.list_tasks(&filter),
         state.store.count_tasks(&filter)
     )?;
-    let next_before_id = if tasks.len() as i64 > limit {
-        tasks.truncate(limit as usize);
-        tasks.last().map(|t| t.id)
-    } else {
-        None
-    };
+    let next_before_id = lists::next_cursor(&mut tasks, limit, |t| t.id);
     Ok(Json(TaskList {
         tasks,
         next_before_id,

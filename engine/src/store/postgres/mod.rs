@@ -14,6 +14,7 @@ mod audit;
 mod batch;
 mod claim;
 mod enrollment;
+mod lists;
 mod notifier;
 mod overview;
 mod queue;

@@ -6,7 +6,7 @@ use drover_protocol::agent::{HeartbeatResponse, Lease, TaskResult};
 use drover_protocol::api::{AgentView, Stats, SubmittedTask, TaskDetail, TaskStatus, TaskView};
 use sqlx::Row;
 
-use super::PgStore;
+use super::{lists, PgStore};
 use crate::domain::{Scheduling, TaskSpec};
 use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
@@ -14,8 +14,8 @@ use crate::store::rows::{task_detail, task_view};
 use crate::store::sql;
 use crate::store::sql::task_list;
 use crate::store::{
-    AgentSession, Claim, Completed, Ending, QueueStore, Registered, Registration, Result, Sweep,
-    SweptBecause, TaskCount, TaskFilter, TASK_COUNT_BOUND,
+    AgentSession, Claim, Completed, Ending, ListCount, QueueStore, Registered, Registration,
+    Result, Sweep, SweptBecause, TaskFilter,
 };
 
 /// A task's columns as `TaskView` decodes them (labels as JSON text).
@@ -23,27 +23,6 @@ const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, i
     status, attempts, max_attempts, timeout_ms, retry_backoff_ms, array_to_json(required_labels)::text AS required_labels, \
     idempotency_key, result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at, claim_load, \
     concurrency_key, concurrency_limit, held, run_id, step_id";
-
-/// Text search in the task list: `strpos` finds a substring without
-/// `LIKE`'s wildcards; the payload is `jsonb`, searched as its text.
-const TASK_SEARCH: task_list::Dialect = task_list::Dialect {
-    contains: |column, param| format!("strpos(lower({column}), lower({param})) > 0"),
-    payload_text: "payload::text",
-};
-
-/// Binds a task list's values in placeholder order.
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    binds: &[task_list::Bind<'q>],
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    for b in binds {
-        query = match b {
-            task_list::Bind::Int(v) => query.bind(*v),
-            task_list::Bind::Text(v) => query.bind(*v),
-        };
-    }
-    query
-}
 
 impl QueueStore for PgStore {
     fn backend(&self) -> &'static str {
@@ -151,26 +130,23 @@ impl QueueStore for PgStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>> {
-        let (statement, binds) = task_list::page(filter, &TASK_SEARCH, TASK_COLUMNS);
-        let rows = bind_all(sqlx::query(&statement), &binds)
+        let (statement, binds) = task_list::page(filter, &lists::SEARCH, TASK_COLUMNS);
+        let rows = lists::bind_all(sqlx::query(&statement), &binds)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| Ok(task_view!(row))).collect()
     }
 
-    async fn count_tasks(&self, filter: &TaskFilter) -> Result<TaskCount> {
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<ListCount> {
         if let Some(total) = filter.total_from(&self.stats().await?) {
-            return Ok(TaskCount { total, more: false });
+            return Ok(ListCount { total, more: false });
         }
-        let (statement, binds) = task_list::count(filter, &TASK_SEARCH);
-        let n: i64 = bind_all(sqlx::query(&statement), &binds)
+        let (statement, binds) = task_list::count(filter, &lists::SEARCH);
+        let n: i64 = lists::bind_all(sqlx::query(&statement), &binds)
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        Ok(TaskCount {
-            total: n.min(TASK_COUNT_BOUND),
-            more: n > TASK_COUNT_BOUND,
-        })
+        Ok(ListCount::bounded(n))
     }
 
     async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus> {

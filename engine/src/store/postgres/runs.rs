@@ -5,16 +5,21 @@ use drover_protocol::agent::TaskResult;
 use drover_protocol::workflow::{RunDetail, RunStatus, RunSummary, WorkflowVersion};
 use serde_json::{Map, Value};
 
-use super::PgStore;
+use super::{lists, PgStore};
 use crate::domain::Scheduling;
 use crate::error::StoreError;
 use crate::store::plan::decided_step;
 use crate::store::rows::run_status;
 use crate::store::rows::{step_views, ApprovalRow, RunRow, RunStepRow};
+use crate::store::sql::run_list;
 use crate::store::sql::runs as sql;
 use crate::store::waits::ChildEnd;
-use crate::store::{Advanced, ApprovalRecord, Recorded, Refill, Result, RunStore, APPROVAL_PAGE};
+use crate::store::{
+    Advanced, ApprovalRecord, ListCount, Recorded, Refill, Result, RunFilter, RunStore,
+    APPROVAL_PAGE,
+};
 use crate::workflow::Definition;
+use sqlx::{FromRow, Row};
 
 impl RunStore for PgStore {
     async fn start_run(
@@ -190,21 +195,23 @@ impl RunStore for PgStore {
         }))
     }
 
-    async fn list_runs(
-        &self,
-        status: Option<RunStatus>,
-        workflow: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<RunSummary>> {
-        sqlx::query_as::<_, RunRow>(sql::LIST)
-            .bind(status.map(RunStatus::as_str))
-            .bind(workflow)
-            .bind(limit)
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let (statement, binds) = run_list::page(filter, &lists::SEARCH, sql::LIST_COLUMNS);
+        let rows = lists::bind_all(sqlx::query(&statement), &binds)
             .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .map(RunSummary::try_from)
+            .await?;
+        rows.iter()
+            .map(|row| RunSummary::try_from(RunRow::from_row(row)?))
             .collect()
+    }
+
+    async fn count_runs(&self, filter: &RunFilter) -> Result<ListCount> {
+        let (statement, binds) = run_list::count(filter, &lists::SEARCH);
+        let n: i64 = lists::bind_all(sqlx::query(&statement), &binds)
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        Ok(ListCount::bounded(n))
     }
 
     async fn cancel_run(&self, id: i64, by: &str, now_us: i64) -> Result<Vec<i64>> {

@@ -17,6 +17,7 @@ mod claim;
 mod enrollment;
 mod hot;
 pub(super) mod keys;
+mod lists;
 mod overview;
 mod queue;
 mod results;

@@ -11,11 +11,11 @@ use crate::error::StoreError;
 use crate::lifecycle::AttemptEnd;
 use crate::store::rows::{task_detail, task_view};
 use crate::store::{
-    AgentSession, Claim, Completed, Ending, QueueStore, Registered, Registration, Result, Sweep,
-    SweptBecause, TaskCount, TaskFilter, TASK_COUNT_BOUND,
+    AgentSession, Claim, Completed, Ending, ListCount, QueueStore, Registered, Registration,
+    Result, Sweep, SweptBecause, TaskFilter,
 };
 
-use super::SqliteStore;
+use super::{lists, SqliteStore};
 use crate::store::sql;
 use crate::store::sql::task_list;
 
@@ -24,27 +24,6 @@ const TASK_COLUMNS: &str = "id, task_type, payload, urgency, time_sensitivity, i
     status, attempts, max_attempts, timeout_ms, retry_backoff_ms, required_labels, idempotency_key, \
     result, error, agent_id, lease_token, run_after, created_at, updated_at, started_at, finished_at, claim_load, \
     concurrency_key, concurrency_limit, held, run_id, step_id";
-
-/// Text search in the task list: `instr` finds a substring without
-/// `LIKE`'s wildcards; the payload is stored as JSON text.
-const TASK_SEARCH: task_list::Dialect = task_list::Dialect {
-    contains: |column, param| format!("instr(lower({column}), lower({param})) > 0"),
-    payload_text: "payload",
-};
-
-/// Binds a task list's values in placeholder order.
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    binds: &[task_list::Bind<'q>],
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    for b in binds {
-        query = match b {
-            task_list::Bind::Int(v) => query.bind(*v),
-            task_list::Bind::Text(v) => query.bind(*v),
-        };
-    }
-    query
-}
 
 impl QueueStore for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -152,26 +131,23 @@ impl QueueStore for SqliteStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskView>> {
-        let (statement, binds) = task_list::page(filter, &TASK_SEARCH, TASK_COLUMNS);
-        let rows = bind_all(sqlx::query(&statement), &binds)
+        let (statement, binds) = task_list::page(filter, &lists::SEARCH, TASK_COLUMNS);
+        let rows = lists::bind_all(sqlx::query(&statement), &binds)
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(|row| Ok(task_view!(row))).collect()
     }
 
-    async fn count_tasks(&self, filter: &TaskFilter) -> Result<TaskCount> {
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<ListCount> {
         if let Some(total) = filter.total_from(&self.stats().await?) {
-            return Ok(TaskCount { total, more: false });
+            return Ok(ListCount { total, more: false });
         }
-        let (statement, binds) = task_list::count(filter, &TASK_SEARCH);
-        let n: i64 = bind_all(sqlx::query(&statement), &binds)
+        let (statement, binds) = task_list::count(filter, &lists::SEARCH);
+        let n: i64 = lists::bind_all(sqlx::query(&statement), &binds)
             .fetch_one(&self.reader)
             .await?
             .try_get(0)?;
-        Ok(TaskCount {
-            total: n.min(TASK_COUNT_BOUND),
-            more: n > TASK_COUNT_BOUND,
-        })
+        Ok(ListCount::bounded(n))
     }
 
     async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus> {

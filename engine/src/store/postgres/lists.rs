@@ -1,0 +1,25 @@
+//! What the list pages (`GET /api/v1/tasks`, `/runs`) need from this
+//! backend: how text is searched, and binding the filters' values.
+
+use crate::store::sql::list_filter::{Bind, Dialect};
+
+/// `strpos` finds a substring without `LIKE`'s wildcards; JSON columns
+/// are `jsonb`, searched as their text.
+pub(super) const SEARCH: Dialect = Dialect {
+    contains: |expr, param| format!("strpos(lower({expr}), lower({param})) > 0"),
+    json_text: |column| format!("{column}::text"),
+};
+
+/// Binds a list's values in placeholder order.
+pub(super) fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    binds: &[Bind<'q>],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for b in binds {
+        query = match b {
+            Bind::Int(v) => query.bind(*v),
+            Bind::Text(v) => query.bind(*v),
+        };
+    }
+    query
+}

@@ -1,0 +1,118 @@
+//! The query parameters the list routes share (`/tasks`, `/runs`): one
+//! rule each for statuses, search text, times and page sizes.
+
+use drover_engine::FieldError;
+
+/// The longest search text: enough for any id, name or fragment worth
+/// looking for; a search reads rows, so it is not unbounded.
+pub const MAX_SEARCH_LEN: usize = 200;
+
+/// Statuses from `a,b,c`, each named once; `parse` knows the words and
+/// `known` lists them for the error.
+pub fn statuses<S: PartialEq>(
+    list: Option<&str>,
+    parse: impl Fn(&str) -> Option<S>,
+    known: &str,
+) -> Result<Vec<S>, FieldError> {
+    let mut statuses = Vec::new();
+    for word in list
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
+        let s = parse(word).ok_or_else(|| {
+            FieldError::new(
+                "status",
+                format!("unknown status {word:?}; one or more of {known}, comma-separated"),
+            )
+        })?;
+        if !statuses.contains(&s) {
+            statuses.push(s);
+        }
+    }
+    Ok(statuses)
+}
+
+/// `q`, trimmed; none when blank.
+pub fn search(q: Option<String>) -> Result<Option<String>, FieldError> {
+    let text = q.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    match text {
+        Some(t) if t.len() > MAX_SEARCH_LEN => Err(FieldError::new(
+            "q",
+            format!("longer than {MAX_SEARCH_LEN} bytes"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// An RFC 3339 time (any offset) as microseconds since the epoch.
+pub fn time(field: &'static str, text: Option<&str>) -> Result<Option<i64>, FieldError> {
+    text.map(|t| {
+        chrono::DateTime::parse_from_rfc3339(t.trim())
+            .map(|t| t.timestamp_micros())
+            .map_err(|e| {
+                FieldError::new(
+                    field,
+                    format!("{e}: expected an RFC 3339 time such as 2026-12-07T10:00:00Z"),
+                )
+            })
+    })
+    .transpose()
+}
+
+/// A page size: 1 to 1,000, 100 when not given.
+pub fn limit(limit: Option<i64>) -> Result<i64, FieldError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(FieldError::new("limit", "must be between 1 and 1000"))
+    }
+}
+
+/// Trims a page fetched one row long (so a next page is offered only if
+/// it has rows) and returns the cursor of the next page.
+pub fn next_cursor<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Option<i64> {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(id)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_parsed_once_each_and_a_bad_one_is_named() {
+        let parse = |w: &str| ["a", "b"].contains(&w).then(|| w.to_string());
+        assert_eq!(
+            statuses(Some("a, b,a,"), parse, "a, b").unwrap(),
+            vec!["a", "b"]
+        );
+        assert!(statuses(None, parse, "a, b").unwrap().is_empty());
+        let e = statuses(Some("a,c"), parse, "a, b").unwrap_err();
+        assert_eq!(e.field, "status");
+    }
+
+    #[test]
+    fn times_take_any_offset() {
+        assert_eq!(
+            time("t", Some("1970-01-01T01:00:00+01:00")).unwrap(),
+            Some(0)
+        );
+        assert_eq!(time("t", Some("yesterday")).unwrap_err().field, "t");
+    }
+
+    #[test]
+    fn a_page_one_row_long_gives_the_cursor() {
+        let mut rows = vec![9, 8, 7];
+        assert_eq!(next_cursor(&mut rows, 2, |r| *r), Some(8));
+        assert_eq!(rows, vec![9, 8]);
+        let mut rows = vec![9, 8];
+        assert_eq!(next_cursor(&mut rows, 2, |r| *r), None);
+    }
+}
