@@ -108,3 +108,51 @@ test('runs page by cursor and are found by who started them and by text', async 
   await page.goto(`/runs?workflow=${name}&started_by=nobody`);
   await expect(page.getByText('No run matches these filters')).toBeVisible();
 });
+
+test('the queue is split into ready, scheduled and held, each saying what holds its tasks', async ({ page }, info) => {
+  const key = `find-${Date.now().toString(36)}`;
+  const mine: number[] = [];
+  const submit = async (task: Record<string, unknown>) => {
+    const t = await api<{ id: number }>('POST', '/tasks', task);
+    mine.push(t.id);
+    return t.id;
+  };
+  try {
+    // Ready, but needing a label no agent has; its key is then full, so
+    // the second task of the key is held; and one not before an hour.
+    const ready = await submit({ task_type: 'echo', payload: { key }, required_labels: ['gpu'], concurrency_key: key, concurrency_limit: 1 });
+    const held = await submit({ task_type: 'echo', payload: { key }, required_labels: ['gpu'], concurrency_key: key, concurrency_limit: 1 });
+    const later = await submit({ task_type: 'echo', payload: { key }, run_after_us: Date.now() * 1000 + 3_600_000_000 });
+
+    await signIn(page, users.vera);
+    await page.goto(`/tasks?status=queued&q=${key}`);
+    await live(page);
+    const tabs = page.getByTestId('queue-tabs');
+    await expect(tabs.getByTestId('queue-tab-ready')).toHaveText('Ready (1)');
+    await expect(tabs.getByTestId('queue-tab-scheduled')).toHaveText('Scheduled (1)');
+    await expect(tabs.getByTestId('queue-tab-held')).toHaveText('Held (1)');
+    await expect(tabs.getByTestId('queue-tab-all')).toHaveText('All queued (3)');
+    await expect(tabs.getByTestId('queue-tab-ready')).toHaveAttribute('aria-current', 'page');
+    const rows = page.getByTestId('tasks').locator('tbody tr');
+    await expect(rows).toHaveCount(1);
+    await expect(rows.first()).toContainText(`${ready}`);
+    await expect(rows.first().getByTestId('queue-note')).toHaveText('no online agent takes echo with labels gpu');
+    await shot(page, info, 'queue-ready');
+
+    await tabs.getByTestId('queue-tab-scheduled').click();
+    await expect(page).toHaveURL(/state=scheduled/);
+    await expect(rows).toHaveCount(1);
+    await expect(rows.first()).toContainText(`${later}`);
+    await expect(rows.first().getByTestId('queue-note')).toHaveText(/^starts in (59|60) min$/);
+
+    await tabs.getByTestId('queue-tab-held').click();
+    await expect(rows).toHaveCount(1);
+    await expect(rows.first()).toContainText(`${held}`);
+    await expect(rows.first().getByTestId('queue-note')).toHaveText(`held: key ${key} is full`);
+
+    await tabs.getByTestId('queue-tab-all').click();
+    await expect(rows).toHaveCount(3);
+  } finally {
+    for (const id of mine) await api('POST', `/tasks/${id}/cancel`, {}).catch(() => undefined);
+  }
+});

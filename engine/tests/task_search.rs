@@ -4,7 +4,7 @@
 //! time range; and totals that count the whole filter. Both backends.
 
 use drover_engine::domain::TaskSpec;
-use drover_engine::store::{QueueStore, TaskFilter, COUNT_BOUND};
+use drover_engine::store::{QueueState, QueueStore, TaskFilter, COUNT_BOUND};
 use drover_engine::Store;
 use drover_protocol::api::{NewTask, TaskStatus};
 use serde_json::json;
@@ -16,7 +16,8 @@ use support::SCHED;
 both_backends!(
     pages_reach_every_task_once_in_id_and_claim_order,
     search_matches_ids_types_and_payloads_in_any_case,
-    statuses_and_time_range_narrow_the_list_and_its_total
+    statuses_and_time_range_narrow_the_list_and_its_total,
+    the_queue_splits_into_ready_scheduled_and_held
 );
 
 const SECOND: i64 = 1_000_000;
@@ -195,6 +196,80 @@ async fn statuses_and_time_range_narrow_the_list_and_its_total(store: Store) {
     };
     assert_eq!(ids(&store, &before).await, vec![early[1]]);
     assert_eq!(total(&store, &before).await, 1);
+}
+
+async fn the_queue_splits_into_ready_scheduled_and_held(store: Store) {
+    let later = TaskSpec::parse(
+        NewTask {
+            task_type: "t".into(),
+            run_after_us: Some(T0 + 3600 * SECOND),
+            ..Default::default()
+        },
+        &SCHED.weights,
+        |_| true,
+    )
+    .unwrap();
+    let keyed = |urgency| {
+        TaskSpec::parse(
+            NewTask {
+                task_type: "t".into(),
+                urgency: Some(urgency),
+                concurrency_key: Some("k".into()),
+                concurrency_limit: Some(1),
+                ..Default::default()
+            },
+            &SCHED.weights,
+            |_| true,
+        )
+        .unwrap()
+    };
+    // Ready: a plain task and the first of key k; scheduled: the one
+    // held for an hour; held: the second of key k.
+    let sub = submit(
+        &store,
+        &[task("t", 1, json!(1)), later, keyed(9), keyed(8)],
+        T0,
+    )
+    .await;
+    let state = |s: QueueState| TaskFilter {
+        queue_state: Some(s),
+        now_us: T0 + SECOND,
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&store, &state(QueueState::Ready)).await,
+        vec![sub[2], sub[0]]
+    );
+    assert_eq!(
+        ids(&store, &state(QueueState::Scheduled)).await,
+        vec![sub[1]]
+    );
+    assert_eq!(ids(&store, &state(QueueState::Held)).await, vec![sub[3]]);
+    for (s, n) in [
+        (QueueState::Ready, 2),
+        (QueueState::Scheduled, 1),
+        (QueueState::Held, 1),
+    ] {
+        assert_eq!(total(&store, &state(s)).await, n, "{s:?}");
+    }
+    // An hour later the scheduled one is ready.
+    let later_on = TaskFilter {
+        now_us: T0 + 3601 * SECOND,
+        ..state(QueueState::Ready)
+    };
+    assert_eq!(ids(&store, &later_on).await.len(), 3);
+    // Paging the ready ones follows claim order too.
+    let first = TaskFilter {
+        limit: 1,
+        ..state(QueueState::Ready)
+    };
+    let next = TaskFilter {
+        before_id: Some(sub[2]),
+        ..first.clone()
+    };
+    assert_eq!(ids(&store, &first).await, vec![sub[2]]);
+    assert_eq!(ids(&store, &next).await, vec![sub[0]]);
 }
 
 #[test]

@@ -219,6 +219,10 @@ async fn bad_registrations_and_lookups_name_the_problem() {
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("q")));
     let (s, b) = server.get("/api/v1/runs?status=running,failed").await;
     assert_eq!((s, b["total"].as_i64()), (200, Some(0)), "{b}");
+    let (s, b) = server.get("/api/v1/tasks?state=sleeping").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("state")));
+    let (s, b) = server.get("/api/v1/tasks?state=ready&status=failed").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("state")));
     let long = "x".repeat(201);
     let (s, b) = server.get(&format!("/api/v1/tasks?q={long}")).await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("q")));

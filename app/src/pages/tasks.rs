@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use drover_protocol::api::{
-    AgentGap, AgentList, ServerStatus, TaskDetail, TaskList, TaskView, WaitReason, Waiting,
+    AgentGap, AgentList, AgentStatus, AgentView, ServerStatus, TaskDetail, TaskList, TaskStatus,
+    TaskView, WaitReason, Waiting,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -83,7 +84,18 @@ struct Filter {
     task_type: Option<String>,
     /// One of [`SINCE`]'s words.
     since: Option<String>,
+    /// The queue's tab ([`QUEUE_TABS`]); only when the list is the queue.
+    state: Option<String>,
 }
+
+/// The queue split by what can happen now: URL word, tab label, what the
+/// tab holds. "ready" is what the scheduler takes next, in its order.
+const QUEUE_TABS: [(&str, &str, &str); 4] = [
+    ("ready", "Ready", "an agent may take these now, in the order the scheduler takes them (highest rank first: P plus ageing)"),
+    ("scheduled", "Scheduled", "not before a set time: a delay, or a retry's backoff"),
+    ("held", "Held", "waiting for a slot of their concurrency key or a rate limit's token"),
+    ("all", "All queued", "every queued task, in claim order"),
+];
 
 impl Filter {
     fn from_query(q: &leptos_router::params::ParamsMap) -> Self {
@@ -92,6 +104,7 @@ impl Filter {
             text: paging::param(q, "q"),
             task_type: paging::param(q, "type"),
             since: paging::since(q),
+            state: paging::param(q, "state").filter(|w| QUEUE_TABS.iter().any(|(k, _, _)| k == w)),
         }
     }
 
@@ -99,8 +112,23 @@ impl Filter {
         *self != Self::default()
     }
 
-    fn in_claim_order(&self) -> bool {
+    /// The list is the queue (its tabs show).
+    fn is_queue(&self) -> bool {
         self.statuses == ["queued"]
+    }
+
+    /// The queue's tab: "ready" unless another is chosen.
+    fn tab(&self) -> Option<&str> {
+        self.is_queue()
+            .then(|| self.state.as_deref().unwrap_or("ready"))
+    }
+
+    /// This filter on another tab of the queue.
+    fn on_tab(&self, tab: &str) -> Self {
+        Self {
+            state: Some(tab.to_string()),
+            ..self.clone()
+        }
     }
 
     /// `k=v` pairs shared by the page's URL and the API's.
@@ -124,16 +152,22 @@ impl Filter {
         if let Some(s) = &self.since {
             p.push(("since", s.clone()));
         }
+        if let (true, Some(s)) = (self.is_queue(), &self.state) {
+            p.push(("state", s.clone()));
+        }
         if let Some(b) = before {
             p.push(("before", b.to_string()));
         }
         with_query("/tasks", &p)
     }
 
-    /// The API call for one page.
-    fn api_path(&self, before: Option<i64>, now_us: i64) -> String {
+    /// The API call for one page of `limit` rows.
+    fn api_path(&self, before: Option<i64>, now_us: i64, limit: usize) -> String {
         let mut p = self.pairs();
-        p.push(("limit", PAGE.to_string()));
+        p.push(("limit", limit.to_string()));
+        if let Some(tab) = self.tab().filter(|t| *t != "all") {
+            p.push(("state", tab.to_string()));
+        }
         if let Some(t) = &self.task_type {
             p.push(("task_type", t.clone()));
         }
@@ -170,8 +204,33 @@ pub fn Tasks() -> impl IntoView {
             )
         },
         move |(_, _, filter, before)| {
-            let path = filter.api_path(before, live.now_us.get_untracked());
+            let path = filter.api_path(before, live.now_us.get_untracked(), PAGE);
             async move { api::fetch(&path).await }
+        },
+    );
+    // The queue's tabs show how many each holds: a one-row page's total.
+    let tab_totals = Resource::new(
+        move || (changes.get(), act.version().get(), filter.get()),
+        move |(_, _, filter)| {
+            let now = live.now_us.get_untracked();
+            let paths: Vec<String> = QUEUE_TABS
+                .iter()
+                .map(|(tab, _, _)| filter.on_tab(tab).api_path(None, now, 1))
+                .collect();
+            async move {
+                if !filter.is_queue() {
+                    return Vec::new();
+                }
+                let mut totals = Vec::new();
+                for path in paths {
+                    totals.push(
+                        api::parse::<TaskList>(api::fetch(&path).await)
+                            .ok()
+                            .map(|l| (l.total, l.total_more)),
+                    );
+                }
+                totals
+            }
         },
     );
     let armed: Armed = RwSignal::new(None);
@@ -199,16 +258,17 @@ pub fn Tasks() -> impl IntoView {
             {move || filter.with(|f| f.task_type.clone()).map(|t| view! { <input type="hidden" name="type" value=t/> })}
             <button type="submit" data-testid="filter">"Filter"</button>
             {move || filter.with(Filter::is_set).then(|| view! { <a href="/tasks" data-testid="clear-filter">"Show all"</a> })}
-            <span class="muted">{move || if filter.with(Filter::in_claim_order) {
-                "In the order the scheduler takes them: highest rank first (P plus ageing)."
-            } else { "Newest first." }}</span>
+            <span class="muted">{move || if filter.with(Filter::is_queue) { "" } else { "Newest first." }}</span>
             <PauseLive paused/>
         </form>
         {move || outcome_view(act.value().get())}
+        {move || filter.with(Filter::is_queue).then(|| view! { <QueueTabs filter totals=tab_totals/> })}
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
                 let (list, me, w) = (api::parse::<TaskList>(tasks.await), session(me.await), weights_of(weights.await));
-                let names = agent_names(agents.await);
+                let agents = api::parse::<AgentList>(agents.await).map(|l| l.agents).unwrap_or_default();
+                let names: HashMap<i64, String> = agents.iter().map(|a| (a.id, a.name.clone())).collect();
+                let now = live.now_us.get_untracked();
                 let operate = can_operate(&me);
                 let (f, first) = (filter.get_untracked(), position.get_untracked().1);
                 match list {
@@ -234,7 +294,8 @@ pub fn Tasks() -> impl IntoView {
                                     <tbody>
                                         {list.tasks.into_iter().map(|t| {
                                             let agent = t.agent_id.map(|id| (id, agent_name(&names, id)));
-                                            view! { <TaskRow t w agent operate act armed/> }
+                                            let note = queue_note(&t, &agents, now);
+                                            view! { <TaskRow t w agent note operate act armed/> }
                                         }).collect_view()}
                                     </tbody>
                                 </table>
@@ -247,6 +308,83 @@ pub fn Tasks() -> impl IntoView {
             })}
         </Transition>
     }
+}
+
+/// The queue's tabs, each with how many tasks it holds, and what the
+/// chosen one means.
+#[component]
+fn QueueTabs(filter: Memo<Filter>, totals: Resource<Vec<Option<(i64, bool)>>>) -> impl IntoView {
+    let tabs = move |counts: Vec<Option<(i64, bool)>>| {
+        let f = filter.get_untracked();
+        let chosen = f.tab().unwrap_or("ready").to_string();
+        let links = QUEUE_TABS.iter().enumerate().map(|(i, (tab, label, _))| {
+            let count = counts.get(i).copied().flatten().map(|(n, more)| {
+                format!(" ({}{})", crate::format::count(n), if more { "+" } else { "" })
+            });
+            let current = chosen == *tab;
+            view! {
+                <a href=f.on_tab(tab).href(None) class:current=current aria-current=current.then_some("page")
+                    data-testid=format!("queue-tab-{tab}")>{*label}{count}</a>
+            }
+        }).collect_view();
+        let meaning = QUEUE_TABS
+            .iter()
+            .find(|(t, _, _)| *t == chosen)
+            .map(|(_, _, meaning)| format!("{}.", capitalize(meaning)));
+        view! {
+            <nav class="filters queue-tabs" aria-label="Queued tasks by what can happen now" data-testid="queue-tabs">
+                {links}
+                <span class="muted" data-testid="queue-tab-meaning">{meaning}</span>
+            </nav>
+        }
+    };
+    view! {
+        <Transition fallback=move || tabs(Vec::new())>
+            {move || Suspend::new(async move { tabs(totals.await) })}
+        </Transition>
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// What holds a queued task back, in words, or nothing for a task an
+/// online agent may take now. The same reasons the task's page gives in
+/// full ("Why is this waiting?").
+fn queue_note(t: &TaskView, agents: &[AgentView], now_us: i64) -> Option<String> {
+    if t.status != TaskStatus::Queued {
+        return None;
+    }
+    if t.held {
+        return Some(match (&t.concurrency_key, t.rate_limited) {
+            (_, true) => "held: rate-limited".to_string(),
+            (Some(key), false) => format!("held: key {key} is full"),
+            (None, false) => "held".to_string(),
+        });
+    }
+    if t.run_after_us > now_us {
+        return Some(format!("starts {}", until(now_us, t.run_after_us)));
+    }
+    let taken = agents.iter().any(|a| {
+        a.status == AgentStatus::Online
+            && a.task_types.contains(&t.task_type)
+            && t.required_labels.iter().all(|l| a.labels.contains(l))
+    });
+    (!taken).then(|| {
+        if t.required_labels.is_empty() {
+            format!("no online agent takes {}", t.task_type)
+        } else {
+            format!(
+                "no online agent takes {} with labels {}",
+                t.task_type,
+                t.required_labels.join(", ")
+            )
+        }
+    })
 }
 
 /// Agents' names by id, from a fetched `/agents` (none if it failed).
@@ -279,6 +417,8 @@ fn TaskRow(
     w: Option<[f64; 3]>,
     /// The agent's id and name.
     agent: Option<(i64, String)>,
+    /// What holds a queued task back, if anything.
+    note: Option<String>,
     operate: bool,
     act: TaskAction,
     armed: Armed,
@@ -294,7 +434,7 @@ fn TaskRow(
         <tr data-testid="task-row" data-status=status>
             <td><a href=format!("/tasks/{id}")>{id}</a></td>
             <td>{t.task_type.clone()}</td>
-            <td><Badge status=status/>{current_error(&t).map(|e| { let title = e.clone(); view! { <div class="err-line" title=title>{e}</div> } })}</td>
+            <td><Badge status=status/>{note.map(|n| view! { <div class="muted queue-note" data-testid="queue-note">{n}</div> })}{current_error(&t).map(|e| { let title = e.clone(); view! { <div class="err-line" title=title>{e}</div> } })}</td>
             <td class="formula"><strong>{num(t.priority)}</strong> <span class="muted">" = " {formula}</span></td>
             <td>{agent.map(|(agent_id, name)| view! {
                 <a href=format!("/agents/{agent_id}")>{name}</a>

@@ -172,6 +172,9 @@ pub struct TaskFilter {
     pub created_after_us: Option<i64>,
     /// Created before this time.
     pub created_before_us: Option<i64>,
+    /// Queued tasks by what can happen to them now (the time is `now_us`).
+    pub queue_state: Option<QueueState>,
+    pub now_us: i64,
     /// Keyset pagination: the list continues after this task, in the list's
     /// order (smaller ids; in claim order, the tasks the scheduler takes
     /// after it).
@@ -179,16 +182,45 @@ pub struct TaskFilter {
     pub limit: i64,
 }
 
+/// What can happen to a queued task now: the queue's view is split by it,
+/// so the head of "ready" is what the scheduler takes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueState {
+    /// An agent that handles it may claim it now.
+    Ready,
+    /// Not before its `run_after` (a delay, or a retry's backoff).
+    Scheduled,
+    /// Waiting for a slot of its concurrency key or a rate limit's token.
+    Held,
+}
+
+impl QueueState {
+    pub const ALL: [QueueState; 3] = [QueueState::Ready, QueueState::Scheduled, QueueState::Held];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Ready => "ready",
+            QueueState::Scheduled => "scheduled",
+            QueueState::Held => "held",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+}
+
 impl TaskFilter {
     /// The list is the queue in the scheduler's claim order.
     pub fn in_claim_order(&self) -> bool {
-        self.statuses == [TaskStatus::Queued]
+        self.statuses == [TaskStatus::Queued] || self.queue_state.is_some()
     }
 
     /// The number of matching tasks, when the counted totals give it: the
     /// filter is by status alone. Counting rows would read the history.
     pub fn total_from(&self, stats: &Stats) -> Option<i64> {
         let status_only = self.task_type.is_none()
+            && self.queue_state.is_none()
             && self.agent_id.is_none()
             && self.text.is_none()
             && self.created_after_us.is_none()

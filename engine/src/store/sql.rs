@@ -256,15 +256,26 @@ pub(super) mod list_filter {
 
 /// `GET /api/v1/tasks`.
 pub(super) mod task_list {
-    use super::super::TaskFilter;
+    use super::super::{QueueState, TaskFilter};
     use super::list_filter::{Bind, Dialect, Where};
 
     /// Everything but the cursor; statuses only when `with_status`.
     fn conditions<'a>(f: &'a TaskFilter, d: &Dialect, with_status: bool) -> Where<'a> {
         let mut w = Where::new();
         if with_status {
-            let words: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+            let mut words: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+            if f.queue_state.is_some() {
+                words = vec!["queued"];
+            }
             w.status_in(&words);
+        }
+        if let Some(state) = f.queue_state {
+            let now = w.param(Bind::Int(f.now_us));
+            w.push(match state {
+                QueueState::Ready => format!("held = 0 AND run_after <= {now}"),
+                QueueState::Scheduled => format!("held = 0 AND run_after > {now}"),
+                QueueState::Held => "held <> 0".to_string(),
+            });
         }
         w.equals_text("task_type", f.task_type.as_deref());
         if let Some(a) = f.agent_id {

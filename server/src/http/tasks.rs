@@ -7,7 +7,8 @@ use axum::{Json, Router};
 use drover_engine::domain::TaskSpec;
 use drover_engine::explain;
 use drover_engine::store::{
-    LogRange, LogStore, QueueStore, RateLimitStore, TaskFilter, TaskRetryStore, WaitingStore,
+    LogRange, LogStore, QueueState, QueueStore, RateLimitStore, TaskFilter, TaskRetryStore,
+    WaitingStore,
 };
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
@@ -255,6 +256,10 @@ pub(crate) struct ListQuery {
     status: Option<String>,
     task_type: Option<String>,
     agent_id: Option<i64>,
+    /// Queued tasks by what can happen now: `ready` (an agent may claim it;
+    /// in claim order), `scheduled` (not before its `run_after`) or `held`
+    /// (waiting for its concurrency key or a rate limit).
+    state: Option<String>,
     /// A task id, or text the type or payload contains (any case).
     q: Option<String>,
     /// RFC 3339 (`2026-12-07T10:00:00Z`): created at or after.
@@ -277,6 +282,18 @@ async fn list(
         TaskStatus::parse,
         "queued, running, succeeded, failed, cancelled",
     )?;
+    let queue_state = match q.state.as_deref() {
+        None => None,
+        Some(word) => Some(QueueState::parse(word).ok_or_else(|| {
+            FieldError::new(
+                "state",
+                format!("unknown state {word:?}; one of ready, scheduled, held"),
+            )
+        })?),
+    };
+    if queue_state.is_some() && !statuses.iter().all(|s| *s == TaskStatus::Queued) {
+        return Err(FieldError::new("state", "applies to queued tasks only").into());
+    }
     let limit = lists::limit(q.limit)?;
     let text = lists::search(q.q)?;
     let created_after_us = lists::time("created_after", q.created_after.as_deref())?;
@@ -288,6 +305,8 @@ async fn list(
         text,
         created_after_us,
         created_before_us,
+        queue_state,
+        now_us: now_us(),
         before_id: q.before_id,
         // One more than asked: a next page is offered only if it has a row.
         limit: limit + 1,
