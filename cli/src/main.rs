@@ -478,6 +478,9 @@ async fn run(cli: Cli) -> Result<u8> {
                 "{what}: {} version {}",
                 up.workflow.name, up.workflow.version
             );
+            for w in &up.warnings {
+                eprintln!("warning: {w}");
+            }
         }
         Command::Schedule(cmd) => schedule(&client, cmd).await?,
         Command::Trigger(cmd) => trigger(&client, cmd).await?,

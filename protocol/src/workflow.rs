@@ -25,6 +25,10 @@ pub struct UploadedWorkflow {
     pub workflow: WorkflowVersion,
     /// `false` when the same definition was already the latest version.
     pub created: bool,
+    /// Steps whose tasks no registered agent could take (their type, or
+    /// their labels): stored, but a run would wait at them in silence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `GET /api/v1/workflows`: the latest version of each workflow.

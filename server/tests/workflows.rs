@@ -811,3 +811,24 @@ async fn a_step_whose_last_attempt_times_out_fails_the_run(backend: Backend) {
     assert_eq!(step(&run, "stuck")["status"], "failed");
     assert_ne!(step(&run, "after")["status"], "succeeded");
 }
+
+/// A definition with a step no registered agent could take is stored (the
+/// agent may come), but the answer warns and names the step.
+#[tokio::test]
+async fn an_upload_names_the_steps_no_registered_agent_could_take() {
+    let f = fixture(Backend::Sqlite).await;
+    let def = "name: lonely\nsteps:\n  - id: render\n    type: task\n    task_type: render-video\n";
+    let (s, body) = f.upload(def).await;
+    assert_eq!(s, 201, "{body}");
+    let warnings = body["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{body}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(
+        w.starts_with("step \"render\": ") && w.contains("render-video"),
+        "{w}"
+    );
+    // The same definition again: unchanged, and still warned about.
+    let (s, body) = f.upload(def).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["warnings"].as_array().map(Vec::len), Some(1), "{body}");
+}

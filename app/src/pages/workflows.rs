@@ -71,14 +71,26 @@ fn Upload() -> impl IntoView {
         let body = body.clone();
         async move { api::post_text::<UploadedWorkflow>("/workflows", body).await }
     });
+    // Straight to the new version, unless the server warned: then the
+    // warnings stay on screen with a link, since a run would wait at those
+    // steps in silence.
     Effect::new(move |_| {
         if let Some(Ok(up)) = upload.value().get() {
-            navigate(
-                &format!("/workflows/{}", enc(&up.workflow.name)),
-                Default::default(),
-            );
+            if up.warnings.is_empty() {
+                navigate(
+                    &format!("/workflows/{}", enc(&up.workflow.name)),
+                    Default::default(),
+                );
+            }
         }
     });
+    let warned = move || {
+        upload
+            .value()
+            .get()
+            .and_then(Result::ok)
+            .filter(|up| !up.warnings.is_empty())
+    };
     view! {
         <section class="card">
             <h2>"Upload a definition"</h2>
@@ -86,6 +98,13 @@ fn Upload() -> impl IntoView {
                 <textarea name="definition" rows="10" data-testid="definition" placeholder="name: my-workflow\nsteps:\n  - id: hello\n    type: task\n    task_type: echo"
                     prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))></textarea>
                 {move || upload.value().get().and_then(Result::err).map(|e| view! { <p class="field-error" role="alert" data-testid="upload-error">{e.message}</p> })}
+                {move || warned().map(|up| view! {
+                    <div class="notice warning" role="status" data-testid="upload-warnings">
+                        <p>{format!("Uploaded {} v{}, but no registered agent could take some of its steps:", up.workflow.name, up.workflow.version)}</p>
+                        <ul>{up.warnings.iter().map(|w| view! { <li>{w.clone()}</li> }).collect_view()}</ul>
+                        <a href=format!("/workflows/{}", enc(&up.workflow.name)) data-testid="open-uploaded">"Open " {up.workflow.name.clone()}</a>
+                    </div>
+                })}
                 <button type="submit" class="primary" data-testid="upload" disabled=move || upload.pending().get()>"Upload"</button>
             </form>
         </section>

@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use drover_engine::store::WorkflowDefStore;
 use drover_engine::time::now_us;
-use drover_engine::workflow;
+use drover_engine::{explain, workflow};
 use drover_protocol::api::Role;
 use drover_protocol::workflow::{UploadedWorkflow, WorkflowList, WorkflowVersion};
 use sha2::{Digest, Sha256};
@@ -70,7 +70,39 @@ async fn upload(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(UploadedWorkflow { workflow, created })))
+    let warnings = unreachable_steps(&state, &def).await?;
+    Ok((
+        status,
+        Json(UploadedWorkflow {
+            workflow,
+            created,
+            warnings,
+        }),
+    ))
+}
+
+/// Warnings for task steps no registered agent could ever take, in the
+/// words a single submit's warning uses, each naming its step.
+async fn unreachable_steps(
+    state: &AppState,
+    def: &workflow::Definition,
+) -> Result<Vec<String>, ApiError> {
+    let agents = state.registered_agents().await?;
+    let mut warnings = Vec::new();
+    for step in &def.steps {
+        let workflow::Step::Task(t) = step else {
+            continue;
+        };
+        let labels = if t.required_labels.is_empty() {
+            &def.defaults.required_labels
+        } else {
+            &t.required_labels
+        };
+        if let Some(w) = explain::unreachable(&t.task_type, labels, &agents) {
+            warnings.push(format!("step {:?}: {w}", t.id));
+        }
+    }
+    Ok(warnings)
 }
 
 /// Pins each `workflow` step to a version that exists now (the latest when
