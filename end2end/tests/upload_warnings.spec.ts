@@ -3,7 +3,7 @@
 // form, naming the step, instead of moving on in silence. A definition the
 // fleet can run goes straight to its page, as before.
 import { expect, test } from '@playwright/test';
-import { users } from '../stack';
+import { api, users } from '../stack';
 import { live, shot, signIn } from './helpers';
 
 test('an upload with a step no agent could take warns, naming the step', async ({ page }, info) => {
@@ -36,4 +36,23 @@ test('an upload the fleet can run goes straight to its page', async ({ page }) =
   await page.getByTestId('definition').fill(`name: ${name}\nsteps:\n  - id: fine\n    type: task\n    task_type: echo\n`);
   await page.getByTestId('upload').click();
   await expect(page).toHaveURL(new RegExp(`/workflows/${name}`));
+});
+
+test('a step whose task no agent has taken shows as queued, not running', async ({ page }, info) => {
+  const name = `unstarted-${Date.now().toString(36)}`;
+  await api('POST', '/workflows', `name: ${name}\nsteps:\n  - id: render\n    type: task\n    task_type: render-video\n`);
+  const run = await api<{ id: number }>('POST', '/runs', { workflow: name });
+  try {
+    await signIn(page, users.vera);
+    await page.goto(`/runs/${run.id}`);
+    await live(page);
+    const node = page.getByTestId('step-render');
+    await expect(node).toHaveAttribute('data-status', 'queued');
+    await node.click();
+    await expect(page.getByTestId('step-panel')).toContainText('queued');
+    await expect(page.getByTestId('step-queued')).toBeVisible();
+    await shot(page, info, 'step-queued');
+  } finally {
+    await api('POST', `/runs/${run.id}/cancel`, {}).catch(() => undefined);
+  }
 });

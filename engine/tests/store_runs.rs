@@ -19,6 +19,7 @@ both_backends!(
     approvals_are_listed_decided_and_expired,
     a_failed_step_is_retried,
     known_task_types_are_those_agents_declared,
+    a_step_whose_task_no_agent_took_reads_as_queued,
 );
 
 /// Uploads `yaml` as workflow `name` and starts `n` runs, advanced.
@@ -222,4 +223,38 @@ async fn known_task_types_are_those_agents_declared(store: Store) {
         store.known_task_types().await.unwrap(),
         vec!["b".to_string(), "t".to_string()]
     );
+}
+
+/// A running step whose task is still queued is shown as queued, not
+/// running; once an agent takes the task it reads as running.
+async fn a_step_whose_task_no_agent_took_reads_as_queued(store: Store) {
+    let yaml = "name: one\nsteps:\n  - id: only\n    type: task\n    task_type: t\n";
+    let runs = started(&store, "one", yaml, 1).await;
+    let step = |detail: drover_protocol::workflow::RunDetail| detail.steps[0].clone();
+    let before = step(store.get_run(runs[0]).await.unwrap().unwrap());
+    assert_eq!(before.status, "running");
+    assert_eq!((before.tasks_queued, before.task_ids.len()), (1, 1));
+    assert_eq!(before.shown_status(), "queued");
+
+    let spec = AgentSpec {
+        name: "a".into(),
+        hostname: "host".into(),
+        version: "test".into(),
+        task_types: vec!["t".into()],
+        labels: Vec::new(),
+        capacity: 1,
+    };
+    let reg = Registration {
+        spec: &spec,
+        session_hash: "session-a",
+        key_hash: None,
+        enrollment_id: None,
+        resuming: &[],
+    };
+    let agent = store.register_agent(&reg, NOW).await.unwrap().agent_id;
+    let claim = store.claim(agent, 1, NOW, 60_000_000).await.unwrap();
+    assert_eq!(claim.tasks.len(), 1);
+    let after = step(store.get_run(runs[0]).await.unwrap().unwrap());
+    assert_eq!(after.tasks_queued, 0);
+    assert_eq!(after.shown_status(), "running");
 }

@@ -135,11 +135,28 @@ pub struct StepView {
     pub generation: i64,
     /// The step's tasks (one per item), current generation.
     pub task_ids: Vec<i64>,
+    /// How many of `task_ids` are still queued: a `running` step whose
+    /// tasks are all queued has not started anywhere yet.
+    #[serde(default)]
+    pub tasks_queued: i64,
     pub started_at_us: Option<i64>,
     pub finished_at_us: Option<i64>,
     /// What a `wait` or `workflow` step waits on (its current generation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<StepWait>,
+}
+
+impl StepView {
+    /// The status to show: `queued` for a running step none of whose tasks
+    /// an agent has taken yet (the step is started, its work is not).
+    pub fn shown_status(&self) -> &str {
+        let all_queued = self.tasks_queued > 0 && self.tasks_queued == self.task_ids.len() as i64;
+        if self.status == "running" && all_queued {
+            "queued"
+        } else {
+            &self.status
+        }
+    }
 }
 
 /// A step's durable wait.

@@ -394,7 +394,7 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
         .map(|(i, s)| {
             let (x, y) = l.pos[i];
             let view_of = status_of(&steps, &s.id);
-            let status = view_of.map(|v| v.status.clone()).unwrap_or_else(|| "pending".into());
+            let status = view_of.map(|v| v.shown_status().to_string()).unwrap_or_else(|| "pending".into());
             let count = view_of.and_then(|v| v.item_count).filter(|_| s.fan_out);
             let label: String = if s.id.chars().count() > 20 { s.id.chars().take(19).chain(['…']).collect() } else { s.id.clone() };
             let sub = match (&s.wait, s.kind.as_str(), count) {
@@ -489,7 +489,10 @@ fn StepPanel(
     let retry_question = format!("Run step {step_id} again? Its tasks start anew.");
     view! {
         <section class="card step-panel" data-testid="step-panel">
-            <h2>"Step " <code>{step.step_id.clone()}</code> " " <Badge status=step.status.clone()/> " " <span class="chip">{kind}</span></h2>
+            <h2>"Step " <code>{step.step_id.clone()}</code> " " <Badge status=step.shown_status().to_string()/> " " <span class="chip">{kind}</span></h2>
+            {(step.shown_status() == "queued").then(|| view! {
+                <p class="muted" data-testid="step-queued">"Started, but no agent has taken its task yet: the task's page says why it waits."</p>
+            })}
             <dl class="facts">
                 {step.started_at_us.map(|s| view! { <dt>"Started"</dt><dd>{utc(s)}</dd> })}
                 {step.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} {step.started_at_us.map(|s| format!(" (took {})", duration_us(f - s)))}</dd> })}

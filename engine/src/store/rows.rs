@@ -785,27 +785,28 @@ pub(super) fn split_loaded(rows: Vec<LoadedRow>) -> (Vec<StepRow>, Vec<ItemRow>)
 /// The run's steps in the definition's order, each with the tasks of its
 /// current generation.
 pub(super) fn step_views(
-    tasks: Vec<(i64, String, i64, i64)>,
+    tasks: Vec<(i64, String, i64, i64, String)>,
     steps: Vec<RunStepRow>,
     definition: Option<String>,
 ) -> Result<Vec<drover_protocol::workflow::StepView>, StoreError> {
-    let mut task_ids: std::collections::BTreeMap<String, Vec<(i64, i64)>> =
+    // (generation, id, queued) of each step's tasks.
+    let mut by_step: std::collections::BTreeMap<String, Vec<(i64, i64, bool)>> =
         std::collections::BTreeMap::new();
-    for (id, step_id, _item_index, generation) in tasks {
-        task_ids.entry(step_id).or_default().push((generation, id));
+    for (id, step_id, _item_index, generation, status) in tasks {
+        by_step
+            .entry(step_id)
+            .or_default()
+            .push((generation, id, status == "queued"));
     }
     let mut views = Vec::with_capacity(steps.len());
     for s in steps {
+        let current: Vec<(i64, i64, bool)> = by_step
+            .get(&s.step_id)
+            .map(|v| v.iter().filter(|t| t.0 == s.generation).copied().collect())
+            .unwrap_or_default();
         views.push(drover_protocol::workflow::StepView {
-            task_ids: task_ids
-                .get(&s.step_id)
-                .map(|v| {
-                    v.iter()
-                        .filter(|t| t.0 == s.generation)
-                        .map(|t| t.1)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            task_ids: current.iter().map(|t| t.1).collect(),
+            tasks_queued: current.iter().filter(|t| t.2).count() as i64,
             step_id: s.step_id,
             status: s.status,
             output: json_opt(s.output)?,

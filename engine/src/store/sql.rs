@@ -396,7 +396,8 @@ pub(super) mod runs {
     /// The columns of a run's summary, for the run list.
     pub const LIST_COLUMNS: &str = "id, workflow_name, workflow_version, inputs, status, error, \
         started_by, created_at, updated_at, finished_at, parent_run_id, parent_step_id";
-    pub const TASKS_OF: &str = "SELECT id, step_id, item_index, step_generation FROM tasks \
+    pub const TASKS_OF: &str =
+        "SELECT id, step_id, item_index, step_generation, status FROM tasks \
         WHERE run_id = $1 ORDER BY item_index, id";
     pub const STEPS_OF: &str = "SELECT step_id, status, output, error, item_count, generation, \
         started_at, finished_at FROM run_steps WHERE run_id = $1";

@@ -169,7 +169,7 @@ impl RunStore for PgStore {
             return Ok(None);
         };
         let run = RunSummary::try_from(run)?;
-        let tasks: Vec<(i64, String, i64, i64)> = sqlx::query_as(sql::TASKS_OF)
+        let tasks: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(sql::TASKS_OF)
             .bind(id)
             .fetch_all(self.pool())
             .await?;
