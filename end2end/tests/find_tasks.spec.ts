@@ -156,3 +156,44 @@ test('the queue is split into ready, scheduled and held, each saying what holds 
     for (const id of mine) await api('POST', `/tasks/${id}/cancel`, {}).catch(() => undefined);
   }
 });
+
+test('an operator cancels 20 selected tasks at once, after one question; a viewer cannot select', async ({ page, browser }, info) => {
+  const marker = `bulk-${Date.now().toString(36)}`;
+  const tasks = Array.from({ length: 20 }, (_, i) => ({ task_type: 'echo', payload: { marker, i }, required_labels: ['gpu'] }));
+  const answer = await api<{ tasks: { id: number }[] }>('POST', '/tasks', { tasks });
+  const ids = answer.tasks.map((t) => t.id);
+  try {
+    await signIn(page, users.alice);
+    await page.goto(`/tasks?q=${marker}`);
+    await live(page);
+    const rows = page.getByTestId('task-row');
+    await expect(rows).toHaveCount(20);
+    await expect(page.getByTestId('bulk-bar')).toHaveCount(0);
+    // One ticked by hand, then the whole page.
+    await rows.first().getByTestId('select-task').check();
+    await expect(page.getByTestId('selected-count')).toHaveText('1 selected');
+    await page.getByTestId('select-page').check();
+    await expect(page.getByTestId('selected-count')).toHaveText('20 selected');
+    await page.getByTestId('cancel-selected').click();
+    await expect(page.getByTestId('confirm-question')).toHaveText('Cancel 20 tasks? Running attempts are stopped.');
+    await shot(page, info, 'bulk-cancel-question');
+    await page.getByTestId('confirm-cancel-selected').click();
+    await expect(page.getByRole('status').filter({ hasText: 'tasks cancelled' })).toHaveText('20 of 20 tasks cancelled.');
+    await expect(page.locator('[data-testid=task-row][data-status=cancelled]')).toHaveCount(20);
+    await expect(page.getByTestId('bulk-bar')).toHaveCount(0);
+    for (const id of ids) {
+      expect((await api<{ status: string }>('GET', `/tasks/${id}`)).status).toBe('cancelled');
+    }
+
+    const viewer = await browser.newPage();
+    await signIn(viewer, users.vera);
+    await viewer.goto(`/tasks?q=${marker}`);
+    await live(viewer);
+    await expect(viewer.getByTestId('task-row')).toHaveCount(20);
+    await expect(viewer.getByTestId('select-task')).toHaveCount(0);
+    await expect(viewer.getByTestId('select-page')).toHaveCount(0);
+    await viewer.close();
+  } finally {
+    for (const id of ids) await api('POST', `/tasks/${id}/cancel`, {}).catch(() => undefined);
+  }
+});

@@ -1,7 +1,7 @@
 //! The queue: tasks in the order the scheduler takes them, why each has its
 //! priority, and who ran it at what load.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use drover_protocol::api::{
     AgentGap, AgentList, AgentStatus, AgentView, ServerStatus, TaskDetail, TaskList, TaskStatus,
@@ -181,6 +181,42 @@ impl Filter {
     }
 }
 
+/// The tasks ticked on the list, kept across live refreshes and pages.
+type Selection = RwSignal<BTreeSet<i64>>;
+
+type BulkAction = Action<(Vec<i64>, &'static str), api::ApiResult<String>>;
+
+/// Cancels or retries each selected task in turn, as its own call (each
+/// checked and audited like a single one), and says what came of it:
+/// tasks that finished or changed meanwhile are reported, not hidden.
+fn bulk_action() -> BulkAction {
+    Action::new(move |(ids, verb): &(Vec<i64>, &'static str)| {
+        let (ids, verb) = (ids.clone(), *verb);
+        async move {
+            let mut done = 0;
+            let mut refused = Vec::new();
+            for id in &ids {
+                let path = format!("/tasks/{id}/{verb}");
+                match api::post::<serde_json::Value>(&path, &serde_json::json!({})).await {
+                    Ok(_) => done += 1,
+                    Err(e) if e.status == 0 || e.status >= 500 => return Err(e),
+                    Err(e) => refused.push(format!("{id} ({})", e.message)),
+                }
+            }
+            let did = if verb == "cancel" {
+                "cancelled"
+            } else {
+                "queued again"
+            };
+            let mut msg = format!("{done} of {} tasks {did}.", ids.len());
+            if !refused.is_empty() {
+                msg.push_str(&format!(" Not changed: {}.", refused.join(", ")));
+            }
+            Ok(msg)
+        }
+    })
+}
+
 #[component]
 pub fn Tasks() -> impl IntoView {
     let live = use_live();
@@ -191,6 +227,15 @@ pub fn Tasks() -> impl IntoView {
     let weights = weights();
     let agents = Resource::new(move || live.watch(Topic::Agents), |_| api::fetch("/agents"));
     let act = task_action();
+    let bulk = bulk_action();
+    let selected: Selection = RwSignal::new(BTreeSet::new());
+    let bulk_armed: RwSignal<Option<&'static str>> = RwSignal::new(None);
+    // Done: the selection has served.
+    Effect::new(move |_| {
+        if bulk.value().with(Option::is_some) {
+            selected.set(BTreeSet::new());
+        }
+    });
     let paused = RwSignal::new(false);
     let changes = live.watch_unless(Topic::Tasks, paused);
     // The reader's own cancel or retry shows even while paused.
@@ -198,7 +243,7 @@ pub fn Tasks() -> impl IntoView {
         move || {
             (
                 changes.get(),
-                act.version().get(),
+                act.version().get() + bulk.version().get(),
                 filter.get(),
                 position.get().0,
             )
@@ -210,7 +255,13 @@ pub fn Tasks() -> impl IntoView {
     );
     // The queue's tabs show how many each holds: a one-row page's total.
     let tab_totals = Resource::new(
-        move || (changes.get(), act.version().get(), filter.get()),
+        move || {
+            (
+                changes.get(),
+                act.version().get() + bulk.version().get(),
+                filter.get(),
+            )
+        },
         move |(_, _, filter)| {
             let now = live.now_us.get_untracked();
             let paths: Vec<String> = QUEUE_TABS
@@ -262,6 +313,7 @@ pub fn Tasks() -> impl IntoView {
             <PauseLive paused/>
         </form>
         {move || outcome_view(act.value().get())}
+        {move || outcome_view(bulk.value().get())}
         {move || filter.with(Filter::is_queue).then(|| view! { <QueueTabs filter totals=tab_totals/> })}
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
@@ -282,20 +334,39 @@ pub fn Tasks() -> impl IntoView {
                     }.into_any(),
                     Ok(list) => {
                         let shown = list.tasks.len();
+                        let is_queue = f.is_queue();
                         let links = page_links(first, shown, list.next_before_id, move |b| f.href(b));
+                        let page_ids: Vec<i64> = list.tasks.iter().map(|t| t.id).collect();
                         view! {
                             {range_line(first, shown, list.total, list.total_more)}
+                            {operate.then(|| view! { <BulkBar selected bulk armed=bulk_armed/> })}
                             <div class="table-wrap">
                                 <table class="data" data-testid="tasks">
                                     <thead><tr>
+                                        {operate.then(|| {
+                                            let ids = page_ids.clone();
+                                            let all_ticked = {
+                                                let ids = ids.clone();
+                                                move || selected.with(|sel| !ids.is_empty() && ids.iter().all(|i| sel.contains(i)))
+                                            };
+                                            view! {
+                                                <th class="pick"><input type="checkbox" data-testid="select-page" aria-label="Select every task on this page"
+                                                    prop:checked=all_ticked
+                                                    on:change=move |ev| {
+                                                        let on = event_target_checked(&ev);
+                                                        selected.update(|sel| for i in &ids { if on { sel.insert(*i); } else { sel.remove(i); } });
+                                                    }/></th>
+                                            }
+                                        })}
                                         <th>"#"</th><th>"Type"</th><th>"Status"</th><th>"Priority P = α·u + β·t + γ·i"</th>
                                         <th>"Agent"</th><th>"Attempts"</th><th>"Age"</th>{operate.then(|| view! { <th></th> })}
                                     </tr></thead>
                                     <tbody>
                                         {list.tasks.into_iter().map(|t| {
                                             let agent = t.agent_id.map(|id| (id, agent_name(&names, id)));
-                                            let note = queue_note(&t, &agents, now);
-                                            view! { <TaskRow t w agent note operate act armed/> }
+                                            // In the queue's view only: elsewhere a row stays one line.
+                                            let note = is_queue.then(|| queue_note(&t, &agents, now)).flatten();
+                                            view! { <TaskRow t w agent note operate act armed selected/> }
                                         }).collect_view()}
                                     </tbody>
                                 </table>
@@ -422,6 +493,7 @@ fn TaskRow(
     operate: bool,
     act: TaskAction,
     armed: Armed,
+    selected: Selection,
 ) -> impl IntoView {
     let live = use_live();
     let id = t.id;
@@ -431,7 +503,15 @@ fn TaskRow(
     let cancellable = matches!(status, "queued" | "running");
     let retryable = matches!(status, "failed" | "cancelled");
     view! {
-        <tr data-testid="task-row" data-status=status>
+        <tr data-testid="task-row" data-status=status class:picked=move || selected.with(|s| s.contains(&id))>
+            {operate.then(|| view! {
+                <td class="pick"><input type="checkbox" data-testid="select-task" aria-label=format!("Select task {id}")
+                    prop:checked=move || selected.with(|s| s.contains(&id))
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        selected.update(|s| { if on { s.insert(id); } else { s.remove(&id); } });
+                    }/></td>
+            })}
             <td><a href=format!("/tasks/{id}")>{id}</a></td>
             <td>{t.task_type.clone()}</td>
             <td><Badge status=status/>{note.map(|n| view! { <div class="muted queue-note" data-testid="queue-note">{n}</div> })}{current_error(&t).map(|e| { let title = e.clone(); view! { <div class="err-line" title=title>{e}</div> } })}</td>
@@ -450,6 +530,36 @@ fn TaskRow(
                 <td class="row-actions"><TaskButtons id cancellable retryable act armed/></td>
             })}
         </tr>
+    }
+}
+
+/// What to do with the ticked tasks: each verb asks first, naming how
+/// many tasks it will touch.
+#[component]
+fn BulkBar(
+    selected: Selection,
+    bulk: BulkAction,
+    armed: RwSignal<Option<&'static str>>,
+) -> impl IntoView {
+    let count = move || selected.with(BTreeSet::len);
+    let run = move |verb: &'static str| {
+        let ids: Vec<i64> = selected.with(|s| s.iter().copied().collect());
+        bulk.dispatch((ids, verb));
+    };
+    move || {
+        let n = count();
+        (n > 0).then(|| view! {
+            <div class="bulk-bar" role="group" aria-label="Selected tasks" data-testid="bulk-bar">
+                <span data-testid="selected-count">{format!("{n} selected")}</span>
+                <ConfirmButton armed id="cancel" label="Cancel selected" confirm_label="Confirm cancel"
+                    question=format!("Cancel {n} tasks? Running attempts are stopped.") testid="cancel-selected"
+                    on_confirm=Callback::new(move |_| run("cancel"))/>
+                <ConfirmButton armed id="retry" label="Retry selected" confirm_label="Confirm retry" plain=true
+                    question=format!("Run {n} failed or cancelled tasks again?") testid="retry-selected"
+                    on_confirm=Callback::new(move |_| run("retry"))/>
+                <button class="link" data-testid="clear-selection" on:click=move |_| selected.set(BTreeSet::new())>"Clear selection"</button>
+            </div>
+        })
     }
 }
 
