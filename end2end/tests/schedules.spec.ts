@@ -108,6 +108,9 @@ test('an admin schedules a workflow every second, sees it fire runs, pauses and 
   await expect(runRow).toBeVisible();
   await expect(runRow).toContainText(WORKFLOW);
   await expect(runRow.getByTestId('started-by-schedule')).toHaveText(`schedule:${id}`);
+  // The schedule fires every second: each new run moves the rows down, and
+  // a click aimed at one row can land on the next. Hold the list still.
+  await page.getByTestId('pause-live').click();
   await runRow.locator(`a[href="/runs/${runId}"]`).click();
   await expect(page).toHaveURL(new RegExp(`/runs/${runId}$`));
   await live(page);
