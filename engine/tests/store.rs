@@ -15,7 +15,7 @@ use serde_json::json;
 
 #[macro_use]
 mod support;
-use support::SCHED;
+use support::{submit_ids, SCHED};
 
 const TTL: i64 = 30_000_000;
 
@@ -198,11 +198,6 @@ async fn never_exceeds_capacity(store: Store) {
         (agents[0].running, agents[0].capacity, agents[0].load),
         (3, 3, 1.0)
     );
-}
-
-async fn submit_ids(store: &Store, specs: &[TaskSpec], now: i64) -> Vec<i64> {
-    let submitted = store.submit(specs, &SCHED, now).await.unwrap();
-    submitted.iter().map(|s| s.id).collect()
 }
 
 fn task_ids_per_claim(claims: &[drover_engine::store::Claim]) -> Vec<Vec<i64>> {

@@ -11,7 +11,7 @@ use serde_json::json;
 
 #[macro_use]
 mod support;
-use support::SCHED;
+use support::{submit_ids, SCHED};
 
 both_backends!(
     pages_reach_every_task_once_in_id_and_claim_order,
@@ -36,16 +36,6 @@ fn task(task_type: &str, urgency: i64, payload: serde_json::Value) -> TaskSpec {
         |_| true,
     )
     .unwrap()
-}
-
-async fn submit(store: &Store, specs: &[TaskSpec], at: i64) -> Vec<i64> {
-    store
-        .submit(specs, &SCHED, at)
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect()
 }
 
 async fn ids(store: &Store, filter: &TaskFilter) -> Vec<i64> {
@@ -85,7 +75,7 @@ async fn pages_reach_every_task_once_in_id_and_claim_order(store: Store) {
     let specs: Vec<TaskSpec> = (0..23)
         .map(|i| task("t", (i * 7) % 5, json!({ "n": i })))
         .collect();
-    let submitted = submit(&store, &specs, T0).await;
+    let submitted = submit_ids(&store, &specs, T0).await;
 
     let newest_first: Vec<i64> = submitted.iter().rev().copied().collect();
     let by_id = TaskFilter {
@@ -118,7 +108,7 @@ async fn pages_reach_every_task_once_in_id_and_claim_order(store: Store) {
 }
 
 async fn search_matches_ids_types_and_payloads_in_any_case(store: Store) {
-    let ids_of = submit(
+    let ids_of = submit_ids(
         &store,
         &[
             task("resize-image", 1, json!({ "path": "/photos/Cat.png" })),
@@ -161,13 +151,13 @@ async fn search_matches_ids_types_and_payloads_in_any_case(store: Store) {
 }
 
 async fn statuses_and_time_range_narrow_the_list_and_its_total(store: Store) {
-    let early = submit(
+    let early = submit_ids(
         &store,
         &[task("t", 1, json!(1)), task("t", 1, json!(2))],
         T0,
     )
     .await;
-    let late = submit(&store, &[task("t", 1, json!(3))], T0 + 60 * SECOND).await;
+    let late = submit_ids(&store, &[task("t", 1, json!(3))], T0 + 60 * SECOND).await;
     store.cancel_task(early[0], T0 + 61 * SECOND).await.unwrap();
 
     let of = |statuses: Vec<TaskStatus>| TaskFilter {
@@ -225,7 +215,7 @@ async fn the_queue_splits_into_ready_scheduled_and_held(store: Store) {
     };
     // Ready: a plain task and the first of key k; scheduled: the one
     // held for an hour; held: the second of key k.
-    let sub = submit(
+    let sub = submit_ids(
         &store,
         &[task("t", 1, json!(1)), later, keyed(9), keyed(8)],
         T0,

@@ -18,7 +18,7 @@ use serde_json::json;
 
 #[macro_use]
 mod support;
-use support::SCHED;
+use support::{submit_ids, SCHED};
 
 both_backends!(
     counts_stay_exact_as_the_mark_moves,
@@ -99,13 +99,7 @@ async fn counts_stay_exact_as_the_mark_moves(store: Store) {
         |_| true,
     )
     .unwrap();
-    let ids: Vec<i64> = store
-        .submit(&vec![task; 8], &SCHED, early)
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
+    let ids = submit_ids(&store, &vec![task; 8], early).await;
     // An hour ago, a second apart: five succeed, two fail, one is cancelled.
     let claimed = store.claim(agent, 7, early, 300 * SECOND).await.unwrap();
     for (i, c) in claimed.tasks.iter().enumerate() {
@@ -193,23 +187,18 @@ async fn queued_list_merges_held_and_unheld_tasks_in_claim_order(store: Store) {
     let now = now_us();
     // Urgency 9 and 7 on key k (limit 1: the second is held), then 8, 5, 3
     // without a key; held or not, the list is in claim order.
-    let ids: Vec<i64> = store
-        .submit(
-            &[
-                spec(9, Some("k")),
-                spec(7, Some("k")),
-                spec(8, None),
-                spec(5, None),
-                spec(3, None),
-            ],
-            &SCHED,
-            now,
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
+    let ids = submit_ids(
+        &store,
+        &[
+            spec(9, Some("k")),
+            spec(7, Some("k")),
+            spec(8, None),
+            spec(5, None),
+            spec(3, None),
+        ],
+        now,
+    )
+    .await;
     let held = store.get_task(ids[1]).await.unwrap().unwrap().task;
     assert!(held.held, "the second task of key k waits for its slot");
     let order = vec![ids[0], ids[2], ids[1], ids[3], ids[4]];

@@ -6,7 +6,8 @@
 
 use std::path::PathBuf;
 
-use drover_engine::domain::{PriorityWeights, Scheduling};
+use drover_engine::domain::{PriorityWeights, Scheduling, TaskSpec};
+use drover_engine::store::QueueStore;
 use drover_engine::Store;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -139,3 +140,9 @@ pub const SCHED: Scheduling = Scheduling {
     max_for_each_items: drover_protocol::limits::DEFAULT_MAX_FOR_EACH_ITEMS,
     type_limits: drover_engine::domain::NO_TYPE_LIMITS,
 };
+
+/// Submits `specs` at `now` (scheduled with [`SCHED`]); their ids in order.
+pub async fn submit_ids(store: &Store, specs: &[TaskSpec], now: i64) -> Vec<i64> {
+    let submitted = store.submit(specs, &SCHED, now).await.unwrap();
+    submitted.iter().map(|s| s.id).collect()
+}
