@@ -426,6 +426,19 @@ pub struct Stats {
     pub agents_online: i64,
 }
 
+impl Stats {
+    /// The number of tasks in `status`.
+    pub fn tasks(&self, status: TaskStatus) -> i64 {
+        match status {
+            TaskStatus::Queued => self.queued,
+            TaskStatus::Running => self.running,
+            TaskStatus::Succeeded => self.succeeded,
+            TaskStatus::Failed => self.failed,
+            TaskStatus::Cancelled => self.cancelled,
+        }
+    }
+}
+
 /// `GET /api/v1/status`: who this server instance is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]

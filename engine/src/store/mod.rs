@@ -228,33 +228,11 @@ impl TaskFilter {
         if !status_only {
             return None;
         }
-        let all = [
-            TaskStatus::Queued,
-            TaskStatus::Running,
-            TaskStatus::Succeeded,
-            TaskStatus::Failed,
-            TaskStatus::Cancelled,
-        ];
-        let statuses = if self.statuses.is_empty() {
-            &all[..]
-        } else {
-            &self.statuses[..]
-        };
-        let mut seen = Vec::with_capacity(statuses.len());
-        let mut total = 0;
-        for s in statuses {
-            if seen.contains(s) {
-                continue;
-            }
-            seen.push(*s);
-            total += match s {
-                TaskStatus::Queued => stats.queued,
-                TaskStatus::Running => stats.running,
-                TaskStatus::Succeeded => stats.succeeded,
-                TaskStatus::Failed => stats.failed,
-                TaskStatus::Cancelled => stats.cancelled,
-            };
-        }
+        let total = TaskStatus::ALL
+            .into_iter()
+            .filter(|s| self.statuses.is_empty() || self.statuses.contains(s))
+            .map(|s| stats.tasks(s))
+            .sum();
         Some(total)
     }
 }

@@ -263,10 +263,10 @@ pub(super) mod task_list {
     fn conditions<'a>(f: &'a TaskFilter, d: &Dialect, with_status: bool) -> Where<'a> {
         let mut w = Where::new();
         if with_status {
-            let mut words: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
-            if f.queue_state.is_some() {
-                words = vec!["queued"];
-            }
+            let words: Vec<&str> = match f.queue_state {
+                Some(_) => vec!["queued"],
+                None => f.statuses.iter().map(|s| s.as_str()).collect(),
+            };
             w.status_in(&words);
         }
         if let Some(state) = f.queue_state {
