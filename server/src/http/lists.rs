@@ -7,12 +7,12 @@ use drover_engine::FieldError;
 /// looking for; a search reads rows, so it is not unbounded.
 pub const MAX_SEARCH_LEN: usize = 200;
 
-/// Statuses from `a,b,c`, each named once; `parse` knows the words and
-/// `known` lists them for the error.
-pub fn statuses<S: PartialEq>(
+/// Statuses from `a,b,c`, each named once: `all` are the known ones, by
+/// `name`, which the error lists.
+pub fn statuses<S: Copy + PartialEq>(
     list: Option<&str>,
-    parse: impl Fn(&str) -> Option<S>,
-    known: &str,
+    all: &[S],
+    name: fn(S) -> &'static str,
 ) -> Result<Vec<S>, FieldError> {
     let mut statuses = Vec::new();
     for word in list
@@ -21,12 +21,20 @@ pub fn statuses<S: PartialEq>(
         .map(str::trim)
         .filter(|w| !w.is_empty())
     {
-        let s = parse(word).ok_or_else(|| {
-            FieldError::new(
-                "status",
-                format!("unknown status {word:?}; one or more of {known}, comma-separated"),
-            )
-        })?;
+        let s = all
+            .iter()
+            .copied()
+            .find(|s| name(*s) == word)
+            .ok_or_else(|| {
+                let known: Vec<&str> = all.iter().map(|s| name(*s)).collect();
+                FieldError::new(
+                    "status",
+                    format!(
+                        "unknown status {word:?}; one or more of {}, comma-separated",
+                        known.join(", ")
+                    ),
+                )
+            })?;
         if !statuses.contains(&s) {
             statuses.push(s);
         }
@@ -88,14 +96,16 @@ mod tests {
 
     #[test]
     fn statuses_are_parsed_once_each_and_a_bad_one_is_named() {
-        let parse = |w: &str| ["a", "b"].contains(&w).then(|| w.to_string());
+        let all = ["a", "b"];
+        let name = |s: &'static str| s;
         assert_eq!(
-            statuses(Some("a, b,a,"), parse, "a, b").unwrap(),
+            statuses(Some("a, b,a,"), &all, name).unwrap(),
             vec!["a", "b"]
         );
-        assert!(statuses(None, parse, "a, b").unwrap().is_empty());
-        let e = statuses(Some("a,c"), parse, "a, b").unwrap_err();
+        assert!(statuses(None, &all, name).unwrap().is_empty());
+        let e = statuses(Some("a,c"), &all, name).unwrap_err();
         assert_eq!(e.field, "status");
+        assert!(e.message.contains("one or more of a, b"), "{}", e.message);
     }
 
     #[test]

@@ -128,8 +128,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
-    let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-    let statuses = lists::statuses(q.status.as_deref(), RunStatus::parse, &known.join(", "))?;
+    let statuses = lists::statuses(q.status.as_deref(), &RunStatus::ALL, RunStatus::as_str)?;
     let limit = lists::limit(q.limit)?;
     let filter = RunFilter {
         statuses,

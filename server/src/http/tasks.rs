@@ -277,11 +277,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
-    let statuses = lists::statuses(
-        q.status.as_deref(),
-        TaskStatus::parse,
-        "queued, running, succeeded, failed, cancelled",
-    )?;
+    let statuses = lists::statuses(q.status.as_deref(), &TaskStatus::ALL, TaskStatus::as_str)?;
     let queue_state = match q.state.as_deref() {
         None => None,
         Some(word) => Some(QueueState::parse(word).ok_or_else(|| {
