@@ -141,12 +141,7 @@ impl QueueStore for PgStore {
         if let Some(total) = filter.total_from(&self.stats().await?) {
             return Ok(ListCount { total, more: false });
         }
-        let (statement, binds) = task_list::count(filter, &lists::SEARCH);
-        let n: i64 = lists::bind_all(sqlx::query(&statement), &binds)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        Ok(ListCount::bounded(n))
+        lists::count(&self.pool, task_list::count(filter, &lists::SEARCH)).await
     }
 
     async fn cancel_task(&self, id: i64, now_us: i64) -> Result<TaskStatus> {

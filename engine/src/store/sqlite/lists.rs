@@ -1,7 +1,10 @@
 //! What the list pages (`GET /api/v1/tasks`, `/runs`) need from this
 //! backend: how text is searched, and binding the filters' values.
 
+use sqlx::Row;
+
 use crate::store::sql::list_filter::{Bind, Dialect};
+use crate::store::{ListCount, Result};
 
 /// `instr` finds a substring without `LIKE`'s wildcards; JSON columns
 /// are stored as text.
@@ -22,4 +25,16 @@ pub(super) fn bind_all<'q>(
         };
     }
     query
+}
+
+/// Runs a list's bounded count (`list_filter::Where::count`).
+pub(super) async fn count(
+    pool: &sqlx::SqlitePool,
+    (statement, binds): (String, Vec<Bind<'_>>),
+) -> Result<ListCount> {
+    let n: i64 = bind_all(sqlx::query(&statement), &binds)
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
+    Ok(ListCount::bounded(n))
 }

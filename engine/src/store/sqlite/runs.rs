@@ -19,7 +19,7 @@ use crate::store::{
     APPROVAL_PAGE,
 };
 use crate::workflow::Definition;
-use sqlx::{FromRow, Row};
+use sqlx::FromRow;
 
 impl RunStore for SqliteStore {
     async fn start_run(
@@ -206,12 +206,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn count_runs(&self, filter: &RunFilter) -> Result<ListCount> {
-        let (statement, binds) = run_list::count(filter, &lists::SEARCH);
-        let n: i64 = lists::bind_all(sqlx::query(&statement), &binds)
-            .fetch_one(self.reader())
-            .await?
-            .try_get(0)?;
-        Ok(ListCount::bounded(n))
+        lists::count(self.reader(), run_list::count(filter, &lists::SEARCH)).await
     }
 
     async fn cancel_run(&self, id: i64, by: &str, now_us: i64) -> Result<Vec<i64>> {
