@@ -86,7 +86,11 @@ impl TlsListener {
     pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUE);
-        let accepting = tokio::spawn(accept_loop(tcp, TlsAcceptor::from(config), tx));
+        let accepting = tokio::spawn(accept_loop(
+            NoDelayListener(tcp),
+            TlsAcceptor::from(config),
+            tx,
+        ));
         Ok(Self {
             ready,
             local,
@@ -129,7 +133,8 @@ fn no_delay(tcp: &TcpStream) {
     }
 }
 
-/// Plain TCP for `axum::serve`, with [`no_delay`] on every connection.
+/// TCP with [`no_delay`] on every connection: what `axum::serve` takes for
+/// plain HTTP, and what [`TlsListener`] accepts from.
 /// (axum's `tap_io` does the same, but its own `ConnectInfo` impl for the
 /// wrapped listener's address keeps [`PeerAddr`] from having one.)
 pub struct NoDelayListener(pub TcpListener);
@@ -167,7 +172,7 @@ impl axum::serve::Listener for TlsListener {
 }
 
 async fn accept_loop(
-    mut tcp: TcpListener,
+    mut tcp: NoDelayListener,
     acceptor: TlsAcceptor,
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
@@ -177,7 +182,6 @@ async fn accept_loop(
             conn = axum::serve::Listener::accept(&mut tcp) => conn,
             _ = ready.closed() => return,
         };
-        no_delay(&stream);
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
