@@ -91,10 +91,10 @@ struct Filter {
 /// The queue split by what can happen now: URL word, tab label, what the
 /// tab holds. "ready" is what the scheduler takes next, in its order.
 const QUEUE_TABS: [(&str, &str, &str); 4] = [
-    ("ready", "Ready", "an agent may take these now, in the order the scheduler takes them (highest rank first: P plus ageing)"),
-    ("scheduled", "Scheduled", "not before a set time: a delay, or a retry's backoff"),
-    ("held", "Held", "waiting for a slot of their concurrency key or a rate limit's token"),
-    ("all", "All queued", "every queued task, in claim order"),
+    ("ready", "Ready", "An agent may take these now, in the order the scheduler takes them (highest rank first: P plus ageing)"),
+    ("scheduled", "Scheduled", "Not before a set time: a delay, or a retry's backoff"),
+    ("held", "Held", "Waiting for a slot of their concurrency key or a rate limit's token"),
+    ("all", "All queued", "Every queued task, in claim order"),
 ];
 
 impl Filter {
@@ -401,7 +401,7 @@ fn QueueTabs(filter: Memo<Filter>, totals: Resource<Vec<Option<(i64, bool)>>>) -
         let meaning = QUEUE_TABS
             .iter()
             .find(|(t, _, _)| *t == chosen)
-            .map(|(_, _, meaning)| format!("{}.", capitalize(meaning)));
+            .map(|(_, _, meaning)| format!("{meaning}."));
         view! {
             <nav class="filters queue-tabs" aria-label="Queued tasks by what can happen now" data-testid="queue-tabs">
                 {links}
@@ -414,13 +414,6 @@ fn QueueTabs(filter: Memo<Filter>, totals: Resource<Vec<Option<(i64, bool)>>>) -
             {move || Suspend::new(async move { tabs(totals.await) })}
         </Transition>
     }
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
 }
 
 /// What holds a queued task back, in words, or nothing for a task an
