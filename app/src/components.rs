@@ -4,6 +4,7 @@ use drover_protocol::api::{Role, UserView};
 use leptos::prelude::*;
 
 use crate::api::{self, ApiFailure, ApiResult};
+use crate::format::{local, rfc3339, utc};
 
 /// The signed-in user and the CSRF value of their session.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -273,4 +274,15 @@ pub fn copy_text(text: &str, done: impl Fn(bool) + 'static) {
 #[cfg(not(feature = "hydrate"))]
 pub fn copy_text(_text: &str, done: impl Fn(bool) + 'static) {
     done(false)
+}
+
+/// A moment in the reader's own zone, with UTC on hover and in `datetime`.
+/// The server renders UTC (it does not know the reader's zone); the
+/// browser switches to local time once the page is live, so hydration
+/// sees the same text the server sent.
+#[component]
+pub fn Time(t_us: i64) -> impl IntoView {
+    let shown = RwSignal::new(utc(t_us));
+    Effect::new(move |_| shown.set(local(t_us)));
+    view! { <time class="nowrap" datetime=rfc3339(t_us) title=utc(t_us)>{shown}</time> }
 }

@@ -100,8 +100,8 @@ pub fn zoned(t_us: i64, offset_min: i64) -> String {
 
 /// A time in the reader's zone (the browser's offset at that time, so
 /// daylight saving counts). While the server renders it is UTC: the server
-/// does not know the reader's zone, so only views drawn in the browser
-/// (after a click or a refetch) should show it.
+/// does not know the reader's zone, so pages show times through
+/// `components::Time`, which switches to this once the page is live.
 pub fn local(t_us: i64) -> String {
     zoned(t_us, local_offset_min(t_us))
 }

@@ -7,9 +7,8 @@ use leptos_meta::Title;
 
 use crate::api;
 use crate::components::{
-    my_name, outcome_view, session, use_me, Badge, ConfirmButton, Empty, ErrorBox, Loading,
+    my_name, outcome_view, session, use_me, Badge, ConfirmButton, Empty, ErrorBox, Loading, Time,
 };
-use crate::format::utc;
 use crate::live::{use_live, Topic};
 
 #[component]
@@ -118,7 +117,7 @@ pub fn Approvals() -> impl IntoView {
                                             <td>{a.step_id.clone()}</td>
                                             <td><Badge status=a.status.clone()/></td>
                                             <td>{closed_by(&a.status, a.decided_by.as_deref())}</td>
-                                            <td class="muted">{a.decided_at_us.map(utc)}</td>
+                                            <td class="muted">{a.decided_at_us.map(|t| view! { <Time t_us=t/> })}</td>
                                             <td>{a.comment.clone()}</td>
                                         </tr>
                                     }).collect_view()}
@@ -181,11 +180,11 @@ pub fn ApprovalCard(
             <p>
                 {show_run.then(|| view! { <a href=format!("/runs/{}", a.run_id)>"Run #" {a.run_id} " · " {a.workflow.clone()}</a> " · " })}
                 <strong>{a.step_id.clone()}</strong> " " <Badge status=a.status.clone()/>
-                <span class="muted">" requested by " {a.requested_by.clone()} ", " {utc(a.created_at_us)}</span>
+                <span class="muted">" requested by " {a.requested_by.clone()} ", " <Time t_us=a.created_at_us/></span>
             </p>
             <blockquote data-testid="approval-message">{a.message.clone()}</blockquote>
             {show_run.then(|| view! { <p class="muted">"Inputs: " <code class="inputs">{a.inputs.to_string()}</code></p> })}
-            {a.expires_at_us.filter(|_| pending).map(|e| view! { <p class="muted">"Times out at " {utc(e)}</p> })}
+            {a.expires_at_us.filter(|_| pending).map(|e| view! { <p class="muted">"Times out at " <Time t_us=e/></p> })}
             {if pending && mine {
                 view! {
                     <div class="decide">
@@ -204,7 +203,7 @@ pub fn ApprovalCard(
             } else {
                 view! {
                     <p class="muted" data-testid="decided">{decided_how(&a.status, a.decided_by.as_deref())}
-                        {a.decided_at_us.map(|t| format!(" at {}", utc(t)))}
+                        {a.decided_at_us.map(|t| view! { " at " <Time t_us=t/> })}
                         {a.comment.clone().map(|c| format!(": “{c}”"))}</p>
                 }.into_any()
             }}

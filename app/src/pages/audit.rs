@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::api::{self, enc};
 use crate::components::{
-    admins_only_failure, is_admin, session, use_me, AdminsOnly, Empty, ErrorBox, Loading,
+    admins_only_failure, is_admin, session, use_me, AdminsOnly, Empty, ErrorBox, Loading, Time,
 };
 use crate::format::utc;
 
@@ -196,7 +196,7 @@ fn EntryRow(e: AuditEntry) -> impl IntoView {
     });
     view! {
         <tr data-testid="audit-row" data-action=e.action.clone() data-actor=e.actor.clone()>
-            <td class="muted nowrap">{utc(e.at_us)}</td>
+            <td class="muted nowrap"><Time t_us=e.at_us/></td>
             <td>{e.actor.clone()}</td>
             <td><code class="action">{e.action.clone()}</code></td>
             <td>{target}</td>

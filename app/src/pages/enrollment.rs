@@ -10,9 +10,8 @@ use serde::Deserialize;
 use crate::api::{self, ApiFailure, ApiResult};
 use crate::components::{
     admins_only_failure, copy_text, is_admin, outcome_view, session, use_me, AdminsOnly, Badge,
-    ConfirmButton, Empty, ErrorBox, Loading,
+    ConfirmButton, Empty, ErrorBox, Loading, Time,
 };
-use crate::format::utc;
 use crate::live::use_live;
 
 /// `GET /api/v1/enrollment-tokens`.
@@ -140,11 +139,11 @@ fn TokenRow(
             <td><code data-testid="token-prefix">{t.prefix.clone()} "…"</code></td>
             <td data-testid="token-task-types">{scope_view(t.task_types.clone(), "chip")}</td>
             <td data-testid="token-labels">{scope_view(t.labels.clone(), "chip label")}</td>
-            <td class="muted">{t.created_by.clone()} ", " {utc(t.created_at_us)}</td>
-            <td class="muted">{t.expires_at_us.map(utc).unwrap_or_else(|| "never".into())}</td>
+            <td class="muted">{t.created_by.clone()} ", " <Time t_us=t.created_at_us/></td>
+            <td class="muted">{match t.expires_at_us { Some(e) => view! { <Time t_us=e/> }.into_any(), None => "never".into_any() }}</td>
             <td class="status">
                 <Badge status=status/>
-                {t.revoked_at_us.map(|r| view! { <span class="muted small">" " {utc(r)}</span> })}
+                {t.revoked_at_us.map(|r| view! { <span class="muted small">" " <Time t_us=r/></span> })}
             </td>
             <td class="row-actions">
                 {(status != "revoked").then(|| view! {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::api::{self, ApiFailure, ApiResult};
 use crate::components::{
     admins_only_failure, can_operate, copy_text, is_admin, outcome_view, session, use_me, Badge,
-    ConfirmButton, Empty, ErrorBox, Loading,
+    ConfirmButton, Empty, ErrorBox, Loading, Time,
 };
 use crate::format::{ago, until, utc};
 use crate::live::{use_live, Topic};
@@ -211,7 +211,7 @@ fn RuleRow(
     view! {
         <tr data-testid="rule-row" data-rule=r.name.clone() data-enabled=r.enabled.to_string() class:muted=!r.enabled>
             <td><strong>{r.name.clone()}</strong>
-                <span class="hint">{r.created_by.clone()} ", " {utc(r.created_at_us)}</span></td>
+                <span class="hint">{r.created_by.clone()} ", " <Time t_us=r.created_at_us/></span></td>
             <td data-testid="rule-events">{events}</td>
             <td>{only}</td>
             <td><code data-testid="rule-url" title="Shown as its origin: a webhook URL is often a secret itself">{r.url.clone()}</code></td>
@@ -247,7 +247,7 @@ fn DeliveryRow(d: DeliveryView) -> impl IntoView {
                 .into_any(),
         ),
         (DeliveryStatus::Delivered, _, Some(t)) => Some(
-            view! { <span class="hint">"delivered " {utc(t)}</span> }.into_any(),
+            view! { <span class="hint">"delivered " <Time t_us=t/></span> }.into_any(),
         ),
         _ => None,
     };

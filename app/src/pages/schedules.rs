@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::api::{self, enc, ApiFailure, ApiResult};
 use crate::components::{
     can_operate, outcome_view, session, use_me, Badge, ConfirmButton, Empty, ErrorBox, Loading,
+    Time,
 };
 use crate::format::{ago, until, utc};
 use crate::live::{use_live, Topic};
@@ -147,7 +148,9 @@ fn ScheduleRow(
             {s.cron_description.clone().map(|d| view! { <span class="hint">{d}</span> })}
         }
         .into_any(),
-        (None, Some(at)) => view! { "once at " <span class="nowrap">{utc(at)}</span> }.into_any(),
+        (None, Some(at)) => {
+            view! { "once at " <span class="nowrap"><Time t_us=at/></span> }.into_any()
+        }
         (None, None) => ().into_any(),
     };
     let next = s.next_fire_at_us;
@@ -157,7 +160,7 @@ fn ScheduleRow(
     });
     let next_view = match next {
         Some(t) => view! {
-            <span class="nowrap">{utc(t)}</span> " "
+            <span class="nowrap"><Time t_us=t/></span> " "
             <span class="muted" data-testid="next-fire-in">"(" {move || until(live.now_us.get(), t)} ")"</span>
         }
         .into_any(),
