@@ -5,6 +5,8 @@
 use leptos::prelude::*;
 use leptos_router::params::ParamsMap;
 
+use drover_protocol::api::LIST_COUNT_BOUND;
+
 use crate::api::enc;
 use crate::format::{count, rfc3339};
 
@@ -95,6 +97,65 @@ pub fn range_line(first: usize, shown: usize, total: i64, more: bool) -> impl In
     view! { <p class="list-range muted" data-testid="list-range">{range_text(first, shown, total, more)}</p> }
 }
 
+/// `sort=word` or `sort=-word` when `word` is one of the list's `columns`.
+pub fn sort(q: &ParamsMap, columns: &[&str]) -> Option<String> {
+    param(q, "sort").filter(|s| columns.contains(&s.strip_prefix('-').unwrap_or(s)))
+}
+
+/// How `word`'s column is sorted now: `Some(true)` descending. With no
+/// `sort` the lists are newest first, which is `-id`.
+fn sorted_now(current: Option<&str>, word: &str) -> Option<bool> {
+    match current.unwrap_or("-id") {
+        c if c == word => Some(false),
+        c => (c.strip_prefix('-') == Some(word)).then_some(true),
+    }
+}
+
+/// A column heading that sorts the list: a link to its first page sorted
+/// by `word`, ascending first, then the other way. Only the id has an
+/// index: another column sorts while at most [`LIST_COUNT_BOUND`] rows
+/// match (`total`, `more` as the list counted them), else it says why not.
+/// `href(sort)` is the list's URL in that order (`None`: the default).
+pub fn sort_heading(
+    label: &'static str,
+    word: &'static str,
+    current: Option<&str>,
+    (total, more): (i64, bool),
+    href: &dyn Fn(Option<String>) -> String,
+) -> impl IntoView {
+    let now = sorted_now(current, word);
+    let aria = match now {
+        Some(true) => "descending",
+        Some(false) => "ascending",
+        None => "none",
+    };
+    let arrow = match now {
+        Some(true) => " ▼",
+        Some(false) => " ▲",
+        None => "",
+    };
+    if word != "id" && (more || total > LIST_COUNT_BOUND) {
+        let why = format!(
+            "Narrow the list to {} rows or fewer to sort by {}",
+            count(LIST_COUNT_BOUND),
+            label.to_lowercase()
+        );
+        return view! { <th aria-sort=aria><span title=why>{label}</span></th> }.into_any();
+    }
+    let next = if now == Some(false) {
+        format!("-{word}")
+    } else {
+        word.to_string()
+    };
+    let to = href((next != "-id").then_some(next));
+    view! {
+        <th aria-sort=aria>
+            <a class="sort" href=to data-testid=format!("sort-{word}")>{label}{arrow}</a>
+        </th>
+    }
+    .into_any()
+}
+
 /// The links below a list. `href(before)` is the list's URL with its
 /// filters, from that cursor on (`None`: the first page).
 pub fn page_links(
@@ -137,6 +198,16 @@ mod tests {
         );
         assert_eq!(created_after(Some("2h"), now), None);
         assert_eq!(created_after(None, now), None);
+    }
+
+    #[test]
+    fn a_sorted_column_is_read_from_the_sort_word() {
+        assert_eq!(sorted_now(None, "id"), Some(true));
+        assert_eq!(sorted_now(None, "type"), None);
+        assert_eq!(sorted_now(Some("type"), "type"), Some(false));
+        assert_eq!(sorted_now(Some("-type"), "type"), Some(true));
+        assert_eq!(sorted_now(Some("-type"), "id"), None);
+        assert_eq!(sorted_now(Some("-types"), "type"), None);
     }
 
     #[test]

@@ -17,7 +17,8 @@ both_backends!(
     pages_reach_every_task_once_in_id_and_claim_order,
     search_matches_ids_types_and_payloads_in_any_case,
     statuses_and_time_range_narrow_the_list_and_its_total,
-    the_queue_splits_into_ready_scheduled_and_held
+    the_queue_splits_into_ready_scheduled_and_held,
+    finished_after_lists_only_tasks_finished_in_the_window
 );
 
 const SECOND: i64 = 1_000_000;
@@ -260,6 +261,26 @@ async fn the_queue_splits_into_ready_scheduled_and_held(store: Store) {
     };
     assert_eq!(ids(&store, &first).await, vec![sub[2]]);
     assert_eq!(ids(&store, &next).await, vec![sub[0]]);
+}
+
+async fn finished_after_lists_only_tasks_finished_in_the_window(store: Store) {
+    let specs: Vec<TaskSpec> = (0..4).map(|i| task("t", 1, json!({ "n": i }))).collect();
+    let sub = submit_ids(&store, &specs, T0).await;
+    store.cancel_task(sub[0], T0 + 10 * SECOND).await.unwrap();
+    store.cancel_task(sub[1], T0 + 20 * SECOND).await.unwrap();
+    store.cancel_task(sub[2], T0 + 30 * SECOND).await.unwrap();
+    let since = |t: i64| TaskFilter {
+        finished_after_us: Some(t),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&store, &since(T0 + 20 * SECOND)).await,
+        vec![sub[2], sub[1]]
+    );
+    assert_eq!(total(&store, &since(T0 + 20 * SECOND)).await, 2);
+    assert_eq!(ids(&store, &since(T0)).await, vec![sub[2], sub[1], sub[0]]);
+    assert!(ids(&store, &since(T0 + 31 * SECOND)).await.is_empty());
 }
 
 #[test]

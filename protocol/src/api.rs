@@ -286,6 +286,10 @@ pub struct AgentGap {
     pub missing: Vec<String>,
 }
 
+/// The lists count their matches up to this (past it a total reads
+/// "10,000+"), and sort by a column no index orders only up to it.
+pub const LIST_COUNT_BOUND: i64 = 10_000;
+
 /// `GET /api/v1/tasks`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]

@@ -3,13 +3,14 @@
 //! drawn as an inline SVG with a table for those who do not see it.
 
 use drover_protocol::api::{AgentLoad, AgentView, LoadBucket, TaskList, DEFAULT_LOAD_WINDOW_S};
+use drover_protocol::credentials::{AuditEntry, AuditList};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api;
-use crate::components::{Badge, ErrorBox, Loading};
-use crate::format::{ago, duration_us, fixed, span, utc};
+use crate::api::{self, enc};
+use crate::components::{Badge, ErrorBox, Loading, Time};
+use crate::format::{ago, duration_us, fixed, rfc3339, span, utc};
 use crate::live::{paced_refresh, use_live, Topic};
 use crate::load_chart::{self, HEIGHT, LEFT, PLOT_H, PLOT_W, TOP, WIDTH};
 
@@ -21,6 +22,10 @@ const MIN_REFRESH_US: i64 = 2_000_000;
 const POLL_US: i64 = 5_000_000;
 /// Running tasks listed at most.
 const RUNNING_SHOWN: i64 = 50;
+/// Recently finished tasks listed at most, and how far back they are
+/// looked for (the finish-time index reads only that window).
+const RECENT_SHOWN: i64 = 20;
+const RECENT_WINDOW_US: i64 = 3_600_000_000;
 
 fn window_name(window_s: i64) -> String {
     WINDOWS
@@ -62,6 +67,23 @@ pub fn AgentPage() -> impl IntoView {
             .await
         },
     );
+    let recent = Resource::new(
+        move || (live.watch(Topic::Tasks), id()),
+        move |(_, id)| {
+            let since = rfc3339(live.now_us.get_untracked() - RECENT_WINDOW_US);
+            async move {
+                api::fetch(&format!(
+                    "/tasks?agent_id={id}&finished_after={}&limit={RECENT_SHOWN}",
+                    enc(&since)
+                ))
+                .await
+            }
+        },
+    );
+    let history = Resource::new(
+        move || (live.watch(Topic::Agents), id()),
+        |(_, id)| async move { api::fetch(&format!("/agents/{id}/history")).await },
+    );
     view! {
         // Named once its data is in; until then (and in the server's
         // first bytes) by its number.
@@ -91,7 +113,112 @@ pub fn AgentPage() -> impl IntoView {
                 })}
             </Transition>
         </section>
+        <section class="card" aria-labelledby="recent-title">
+            <h2 id="recent-title">"Finished here in the last hour"</h2>
+            <Transition fallback=Loading>
+                {move || Suspend::new(async move {
+                    match api::parse::<TaskList>(recent.await) {
+                        Ok(list) => view! { <RecentTasks list/> }.into_any(),
+                        Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+        <section class="card" aria-labelledby="history-title">
+            <h2 id="history-title">"History"</h2>
+            <Transition fallback=Loading>
+                {move || Suspend::new(async move {
+                    match api::parse::<AuditList>(history.await) {
+                        Ok(list) => view! { <History list/> }.into_any(),
+                        Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
     }
+}
+
+/// The tasks this agent finished lately, newest first.
+#[component]
+fn RecentTasks(list: TaskList) -> impl IntoView {
+    if list.tasks.is_empty() {
+        return view! { <p class="muted" data-testid="no-recent">"None in the last hour."</p> }
+            .into_any();
+    }
+    let more = list.next_before_id.is_some().then(|| {
+        view! { <p class="muted">"Only the newest " {RECENT_SHOWN} " are shown."</p> }
+    });
+    view! {
+        <table class="data compact" data-testid="recent-tasks">
+            <thead><tr><th>"Task"</th><th>"Type"</th><th>"Outcome"</th><th>"Finished"</th><th>"Ran for"</th></tr></thead>
+            <tbody>
+                {list.tasks.into_iter().map(|t| {
+                    let ran = t.started_at_us.zip(t.finished_at_us).map(|(s, f)| duration_us(f - s));
+                    view! {
+                        <tr data-testid="recent-task">
+                            <td><a href=format!("/tasks/{}", t.id)>"Task " {t.id}</a></td>
+                            <td><code>{t.task_type.clone()}</code></td>
+                            <td><Badge status=t.status.as_str()/></td>
+                            <td class="muted">{t.finished_at_us.map(|f| view! { <Time t_us=f/> })}</td>
+                            <td class="muted">{ran}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+        {more}
+    }
+    .into_any()
+}
+
+/// What happened to the agent, newest first, in words.
+#[component]
+fn History(list: AuditList) -> impl IntoView {
+    if list.entries.is_empty() {
+        return view! { <p class="muted">"Nothing recorded."</p> }.into_any();
+    }
+    view! {
+        <ol class="timeline" data-testid="agent-history">
+            {list.entries.into_iter().map(|e| view! {
+                <li data-testid="history-entry" data-action=e.action.clone()>
+                    <Time t_us=e.at_us/> " " {history_sentence(&e)}
+                </li>
+            }).collect_view()}
+        </ol>
+    }
+    .into_any()
+}
+
+/// `drained by alice`, `registered (version 0.1.0, capacity 4)`.
+fn history_sentence(e: &AuditEntry) -> String {
+    let what = e.action.strip_prefix("agent.").unwrap_or(&e.action);
+    let by_itself = e.actor.starts_with("agent:");
+    let mut s = if by_itself {
+        what.to_string()
+    } else {
+        format!("{what} by {}", e.actor)
+    };
+    let facts: Vec<String> = ["hostname", "capacity", "requeued"]
+        .iter()
+        .filter_map(|k| {
+            e.detail
+                .get(*k)
+                .filter(|v| !v.is_null() && v.as_i64() != Some(0))
+                .map(|v| {
+                    format!(
+                        "{} {}",
+                        k.replace("requeued", "tasks requeued"),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    )
+                })
+        })
+        .collect();
+    if !facts.is_empty() {
+        s.push_str(&format!(" ({})", facts.join(", ")));
+    }
+    s
 }
 
 #[component]
@@ -119,7 +246,7 @@ fn AgentFacts(a: AgentView) -> impl IntoView {
                 <dd data-testid="drained">{if a.drained { "yes: it gets no work until re-enabled" } else { "no" }}</dd>
                 <dt>"Last heartbeat"</dt>
                 <dd title=utc(beat)>{move || ago(live.now_us.get(), beat)}</dd>
-                <dt>"Registered"</dt><dd>{utc(a.registered_at_us)}</dd>
+                <dt>"Registered"</dt><dd><Time t_us=a.registered_at_us/></dd>
             </dl>
         </section>
     }
@@ -233,7 +360,7 @@ fn LoadTable(buckets: Vec<LoadBucket>) -> impl IntoView {
             <tbody>
                 {buckets.into_iter().rev().map(|b| view! {
                     <tr data-testid="load-row">
-                        <td class="nowrap">{utc(b.start_us)}</td>
+                        <td class="nowrap"><Time t_us=b.start_us/></td>
                         <td class="n">{b.samples}</td>
                         <td class="n">{fixed(b.mean_load, 2)}</td>
                         <td class="n">{fixed(b.max_load, 2)}</td>

@@ -10,7 +10,7 @@ use crate::api::{self, enc};
 use crate::components::{started_by_view, Badge, Empty, ErrorBox, Loading, PauseLive};
 use crate::format::{ago, duration_us};
 use crate::live::{use_live, Topic};
-use crate::paging::{self, page_links, range_line, with_query, PAGE, SINCE};
+use crate::paging::{self, page_links, range_line, sort_heading, with_query, PAGE, SINCE};
 
 /// The list's filters, as the page's URL carries them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,7 +21,12 @@ struct Filter {
     workflow: Option<String>,
     started_by: Option<String>,
     since: Option<String>,
+    /// `word` or `-word` of [`SORTABLE`]; none: newest first.
+    sort: Option<String>,
 }
+
+/// The columns the list sorts by, as the API names them.
+const SORTABLE: [&str; 4] = ["id", "workflow", "status", "started_by"];
 
 impl Filter {
     fn from_query(q: &leptos_router::params::ParamsMap) -> Self {
@@ -32,6 +37,7 @@ impl Filter {
             workflow: paging::param(q, "workflow"),
             started_by: paging::param(q, "started_by"),
             since: paging::since(q),
+            sort: paging::sort(q, &SORTABLE),
         }
     }
 
@@ -49,12 +55,21 @@ impl Filter {
             ("q", &self.text),
             ("workflow", &self.workflow),
             ("started_by", &self.started_by),
+            ("sort", &self.sort),
         ] {
             if let Some(v) = v {
                 p.push((k, v.clone()));
             }
         }
         p
+    }
+
+    /// This filter in another order.
+    fn sorted(&self, sort: Option<String>) -> Self {
+        Self {
+            sort,
+            ..self.clone()
+        }
     }
 
     fn href(&self, before: Option<i64>) -> String {
@@ -125,6 +140,7 @@ pub fn Runs() -> impl IntoView {
                     }).collect_view()}
                 </select>
             </label>
+            {move || filter.with(|f| f.sort.clone()).map(|s| view! { <input type="hidden" name="sort" value=s/> })}
             <button type="submit" data-testid="filter">"Filter"</button>
             {move || filter.with(Filter::is_set).then(|| view! { <a href="/runs" data-testid="clear-filter">"Show all"</a> })}
             <PauseLive paused/>
@@ -141,11 +157,22 @@ pub fn Runs() -> impl IntoView {
                     }.into_any(),
                     Ok(l) => {
                         let shown = l.runs.len();
-                        let links = page_links(first, shown, l.next_before_id, move |b| f.href(b));
+                        let links = page_links(first, shown, l.next_before_id, { let f = f.clone(); move |b| f.href(b) });
                         view! {
                         {range_line(first, shown, l.total, l.total_more)}
                         <div class="table-wrap"><table class="data" data-testid="runs">
-                            <thead><tr><th>"Run"</th><th>"Workflow"</th><th>"Status"</th><th>"Started by"</th><th>"Started"</th><th>"Took"</th></tr></thead>
+                            <thead><tr>{
+                                let counted = (l.total, l.total_more);
+                                let current = f.sort.as_deref();
+                                let href = |sort: Option<String>| f.sorted(sort).href(None);
+                                view! {
+                                    {sort_heading("Run", "id", current, counted, &href)}
+                                    {sort_heading("Workflow", "workflow", current, counted, &href)}
+                                    {sort_heading("Status", "status", current, counted, &href)}
+                                    {sort_heading("Started by", "started_by", current, counted, &href)}
+                                    <th>"Started"</th><th>"Took"</th>
+                                }
+                            }</tr></thead>
                             <tbody>
                                 {l.runs.into_iter().map(|r| {
                                     let created = r.created_at_us;

@@ -14,13 +14,13 @@ use leptos_router::hooks::use_query_map;
 use crate::api::{self, enc};
 use crate::components::{
     can_operate, outcome_view, session, use_me, Badge, ConfirmButton, Empty, ErrorBox, Loading,
-    PauseLive,
+    PauseLive, Time,
 };
 use crate::format::{ago, duration_us, fixed, json, num, until, utc};
 use crate::live::{use_live, Topic};
 use crate::log_view::TaskLog;
 use crate::pages::{route_id, subject, Missing, NotAnId};
-use crate::paging::{self, page_links, range_line, with_query, PAGE, SINCE};
+use crate::paging::{self, page_links, range_line, sort_heading, with_query, PAGE, SINCE};
 
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
@@ -86,7 +86,13 @@ struct Filter {
     since: Option<String>,
     /// The queue's tab ([`QUEUE_TABS`]); only when the list is the queue.
     state: Option<String>,
+    /// `word` or `-word` of [`SORTABLE`]; none: newest first (the queue
+    /// in claim order).
+    sort: Option<String>,
 }
+
+/// The columns the list sorts by, as the API names them.
+const SORTABLE: [&str; 5] = ["id", "type", "status", "priority", "attempts"];
 
 /// The queue split by what can happen now: URL word, tab label, what the
 /// tab holds. "ready" is what the scheduler takes next, in its order.
@@ -105,6 +111,7 @@ impl Filter {
             task_type: paging::param(q, "type"),
             since: paging::since(q),
             state: paging::param(q, "state").filter(|w| QUEUE_TABS.iter().any(|(k, _, _)| k == w)),
+            sort: paging::sort(q, &SORTABLE),
         }
     }
 
@@ -140,7 +147,23 @@ impl Filter {
         if let Some(t) = &self.text {
             p.push(("q", t.clone()));
         }
+        if let Some(s) = &self.sort {
+            p.push(("sort", s.clone()));
+        }
         p
+    }
+
+    /// This filter in another order.
+    fn sorted(&self, sort: Option<String>) -> Self {
+        Self {
+            sort,
+            ..self.clone()
+        }
+    }
+
+    /// The list is in the scheduler's order, which the headings keep.
+    fn in_claim_order(&self) -> bool {
+        self.is_queue() && self.sort.is_none()
     }
 
     /// This list's page URL, from `before` on.
@@ -307,9 +330,10 @@ pub fn Tasks() -> impl IntoView {
                 </select>
             </label>
             {move || filter.with(|f| f.task_type.clone()).map(|t| view! { <input type="hidden" name="type" value=t/> })}
+            {move || filter.with(|f| f.sort.clone()).map(|s| view! { <input type="hidden" name="sort" value=s/> })}
             <button type="submit" data-testid="filter">"Filter"</button>
             {move || filter.with(Filter::is_set).then(|| view! { <a href="/tasks" data-testid="clear-filter">"Show all"</a> })}
-            <span class="muted">{move || if filter.with(Filter::is_queue) { "" } else { "Newest first." }}</span>
+            <span class="muted">{move || filter.with(|f| if f.is_queue() || f.sort.is_some() { "" } else { "Newest first." })}</span>
             <PauseLive paused/>
         </form>
         {move || outcome_view(act.value().get())}
@@ -335,7 +359,7 @@ pub fn Tasks() -> impl IntoView {
                     Ok(list) => {
                         let shown = list.tasks.len();
                         let is_queue = f.is_queue();
-                        let links = page_links(first, shown, list.next_before_id, move |b| f.href(b));
+                        let links = page_links(first, shown, list.next_before_id, { let f = f.clone(); move |b| f.href(b) });
                         let page_ids: Vec<i64> = list.tasks.iter().map(|t| t.id).collect();
                         view! {
                             {range_line(first, shown, list.total, list.total_more)}
@@ -358,8 +382,26 @@ pub fn Tasks() -> impl IntoView {
                                                     }/></th>
                                             }
                                         })}
-                                        <th>"#"</th><th>"Type"</th><th>"Status"</th><th>"Priority P = α·u + β·t + γ·i"</th>
-                                        <th>"Agent"</th><th>"Attempts"</th><th>"Age"</th>{operate.then(|| view! { <th></th> })}
+                                        {if f.in_claim_order() {
+                                            view! {
+                                                <th>"#"</th><th>"Type"</th><th>"Status"</th><th>"Priority P = α·u + β·t + γ·i"</th>
+                                                <th>"Agent"</th><th>"Attempts"</th><th>"Age"</th>
+                                            }.into_any()
+                                        } else {
+                                            let counted = (list.total, list.total_more);
+                                            let current = f.sort.as_deref();
+                                            let href = |sort: Option<String>| f.sorted(sort).href(None);
+                                            view! {
+                                                {sort_heading("#", "id", current, counted, &href)}
+                                                {sort_heading("Type", "type", current, counted, &href)}
+                                                {sort_heading("Status", "status", current, counted, &href)}
+                                                {sort_heading("Priority P = α·u + β·t + γ·i", "priority", current, counted, &href)}
+                                                <th>"Agent"</th>
+                                                {sort_heading("Attempts", "attempts", current, counted, &href)}
+                                                <th>"Age"</th>
+                                            }.into_any()
+                                        }}
+                                        {operate.then(|| view! { <th></th> })}
                                     </tr></thead>
                                     <tbody>
                                         {list.tasks.into_iter().map(|t| {
@@ -683,8 +725,8 @@ pub fn TaskDetailView(
             <dl class="facts">
                 <dt>"Priority"</dt><dd><strong>{num(t.priority)}</strong> " = " {formula}</dd>
                 <dt>"Attempts"</dt><dd>{t.attempts} " of " {t.max_attempts} ", timeout " {duration_us(t.timeout_ms * 1000)}</dd>
-                <dt>"Created"</dt><dd>{utc(t.created_at_us)}</dd>
-                {t.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd>{utc(f)} " (" {duration_us(f - t.created_at_us)} " after creation)"</dd> })}
+                <dt>"Created"</dt><dd><Time t_us=t.created_at_us/></dd>
+                {t.finished_at_us.map(|f| view! { <dt>"Finished"</dt><dd><Time t_us=f/> " (" {duration_us(f - t.created_at_us)} " after creation)"</dd> })}
                 {(!t.required_labels.is_empty()).then(|| view! { <dt>"Needs labels"</dt><dd>{t.required_labels.join(", ")}</dd> })}
                 {t.run_id.map(|run| view! {
                     <dt>"Run"</dt>
@@ -715,7 +757,7 @@ pub fn TaskDetailView(
             <h2>"Events"</h2>
             <ol class="timeline">
                 {d.events.iter().map(|e| view! {
-                    <li><span class="muted">{utc(e.at_us)}</span> " " {e.kind.clone()} " → " <Badge status=e.status.as_str()/>
+                    <li><span class="muted"><Time t_us=e.at_us/></span> " " {e.kind.clone()} " → " <Badge status=e.status.as_str()/>
                         {e.agent_id.map(|a| format!(" ({})", agent_name(&names, a)))} {e.detail.clone().map(|x| format!(": {x}"))}</li>
                 }).collect_view()}
             </ol>
@@ -739,7 +781,7 @@ pub fn AttemptsTable(d: TaskDetail, names: HashMap<i64, String>) -> impl IntoVie
                         <td>{a.attempt}</td>
                         <td><a href=format!("/agents/{}", a.agent_id)>{agent_name(&names, a.agent_id)}</a></td>
                         <td title="the agent's load L = C/M when it was given the task">{fixed(a.agent_load, 2)}</td>
-                        <td class="muted">{utc(a.claimed_at_us)}</td>
+                        <td class="muted"><Time t_us=a.claimed_at_us/></td>
                         <td>{a.finished_at_us.map(|f| duration_us(f - a.started_at_us.unwrap_or(a.claimed_at_us)))}</td>
                         <td><Badge status=a.outcome.clone()/></td>
                         <td class="err-line">{a.error.clone()}</td>
@@ -836,7 +878,7 @@ fn reason_view(r: WaitReason, plus: &'static str) -> AnyView {
             view! {
                 <li data-kind="not_before">
                     <span class="chip">"not before"</span>
-                    " Not before " <strong>{utc(until_us)}</strong>
+                    " Not before " <strong><Time t_us=until_us/></strong>
                     " (" <span data-testid="not-before-in">{move || until(live.now_us.get(), until_us)}</span> "): "
                     {why} "."
                 </li>
@@ -880,7 +922,7 @@ fn reason_view(r: WaitReason, plus: &'static str) -> AnyView {
             <li data-kind="rate_limited">
                 <span class="chip">"rate-limited"</span>
                 " Rate limit " <code>{scope}</code> {format!(" lets {per_second} task(s) a second start; its next release is ")}
-                <strong>{utc(next_release_us)}</strong>
+                <strong><Time t_us=next_release_us/></strong>
                 " (" {move || until(live.now_us.get(), next_release_us)} ")."
             </li>
         }

@@ -65,6 +65,7 @@ mod rows;
 mod runs;
 mod schedules;
 mod signals;
+mod sorting;
 mod sql;
 mod sqlite;
 mod task_totals;
@@ -105,6 +106,7 @@ pub use retry::TaskRetryStore;
 pub use runs::{Advanced, ApprovalRecord, Recorded, Refill, RunFilter, RunStore, APPROVAL_PAGE};
 pub use schedules::{ScheduleDef, ScheduleRow, ScheduleStore, Started, TickRecord};
 pub use signals::{Signal, Signals};
+pub use sorting::{RunSort, Sort, SortColumn, TaskSort, UNINDEXED_SORT_LIMIT};
 use sqlite::SqliteStore;
 pub use task_totals::{TaskTotalsStore, MARK_LAG_US, MARK_STEP_ROWS};
 pub use triggers::{NewTriggerRow, TriggerRow, TriggerStore};
@@ -172,9 +174,16 @@ pub struct TaskFilter {
     pub created_after_us: Option<i64>,
     /// Created before this time.
     pub created_before_us: Option<i64>,
+    /// Finished at or after this time (only finished tasks): read through
+    /// the finish-time index, so "what did this agent finish lately" reads
+    /// only the window, not the history.
+    pub finished_after_us: Option<i64>,
     /// Queued tasks by what can happen to them now (the time is `now_us`).
     pub queue_state: Option<QueueState>,
     pub now_us: i64,
+    /// Another order than the default (newest first; the queue in claim
+    /// order).
+    pub sort: Option<Sort<TaskSort>>,
     /// Keyset pagination: the list continues after this task, in the list's
     /// order (smaller ids; in claim order, the tasks the scheduler takes
     /// after it).
@@ -213,7 +222,7 @@ impl QueueState {
 impl TaskFilter {
     /// The list is the queue in the scheduler's claim order.
     pub fn in_claim_order(&self) -> bool {
-        self.statuses == [TaskStatus::Queued] || self.queue_state.is_some()
+        self.sort.is_none() && (self.statuses == [TaskStatus::Queued] || self.queue_state.is_some())
     }
 
     /// The number of matching tasks, when the counted totals give it: the
@@ -224,7 +233,8 @@ impl TaskFilter {
             && self.agent_id.is_none()
             && self.text.is_none()
             && self.created_after_us.is_none()
-            && self.created_before_us.is_none();
+            && self.created_before_us.is_none()
+            && self.finished_after_us.is_none();
         if !status_only {
             return None;
         }
@@ -257,7 +267,7 @@ impl ListCount {
 
 /// Counting a search stops here: past it the answer is "10,000+", and a
 /// count of a search through ten million rows is not worth its time.
-pub const COUNT_BOUND: i64 = 10_000;
+pub const COUNT_BOUND: i64 = drover_protocol::api::LIST_COUNT_BOUND;
 
 /// An agent registering: what it declared and the credentials it proved.
 #[derive(Debug, Clone, Copy)]

@@ -87,7 +87,10 @@ pub struct RunFilter {
     pub text: Option<String>,
     pub created_after_us: Option<i64>,
     pub created_before_us: Option<i64>,
-    /// Keyset pagination: only ids below this.
+    /// Another order than newest first.
+    pub sort: Option<super::Sort<super::RunSort>>,
+    /// Keyset pagination: the list continues after this run, in the
+    /// list's order.
     pub before_id: Option<i64>,
     pub limit: i64,
 }

@@ -58,6 +58,9 @@ pub(super) mod audit {
         WHERE ($1 IS NULL OR substr(action, 1, length($1)) = $1) \
         AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR id < $3) \
         ORDER BY id DESC LIMIT $4";
+    /// The entries about one target (`agent:7`), newest first.
+    pub const ABOUT: &str = "SELECT id, at, actor, action, target, detail FROM audit_log \
+        WHERE target = $1 ORDER BY id DESC LIMIT $2";
 }
 
 /// Enrollment tokens.
@@ -158,6 +161,16 @@ pub(super) fn queued_in_claim_order(columns: &str, filters: &str, limit: &str) -
 pub(super) mod list_filter {
     use super::super::COUNT_BOUND;
 
+    /// `ORDER BY column, id`, one direction for both.
+    pub fn order_by(column: &str, descending: bool) -> String {
+        let dir = if descending { "DESC" } else { "ASC" };
+        if column == "id" {
+            format!("ORDER BY id {dir}")
+        } else {
+            format!("ORDER BY {column} {dir}, id {dir}")
+        }
+    }
+
     /// A value to bind, in placeholder order.
     pub enum Bind<'a> {
         Int(i64),
@@ -234,6 +247,22 @@ pub(super) mod list_filter {
             }
         }
 
+        /// Rows after the cursor's row in `ORDER BY column, id`, both
+        /// descending or both ascending; the cursor row's value is read in
+        /// the statement, so the cursor stays one id.
+        pub fn after(&mut self, table: &str, column: &str, descending: bool, cursor: i64) {
+            let p = self.param(Bind::Int(cursor));
+            let (or_equal, beyond) = if descending { ("<=", "<") } else { (">=", ">") };
+            if column == "id" {
+                self.push(format!("id {beyond} {p}"));
+            } else {
+                let v = format!("(SELECT {column} FROM {table} WHERE id = {p})");
+                self.push(format!(
+                    "{column} {or_equal} {v} AND ({column} {beyond} {v} OR id {beyond} {p})"
+                ));
+            }
+        }
+
         pub fn sql(&self) -> String {
             if self.conditions.is_empty() {
                 "TRUE".into()
@@ -256,8 +285,8 @@ pub(super) mod list_filter {
 
 /// `GET /api/v1/tasks`.
 pub(super) mod task_list {
-    use super::super::{QueueState, TaskFilter};
-    use super::list_filter::{Bind, Dialect, Where};
+    use super::super::{QueueState, SortColumn, TaskFilter};
+    use super::list_filter::{order_by, Bind, Dialect, Where};
 
     /// Everything but the cursor; statuses only when `with_status`.
     fn conditions<'a>(f: &'a TaskFilter, d: &Dialect, with_status: bool) -> Where<'a> {
@@ -288,6 +317,10 @@ pub(super) mod task_list {
             &["task_type".into(), (d.json_text)("payload")],
         );
         w.created(f.created_after_us, f.created_before_us);
+        if let Some(t) = f.finished_after_us {
+            let p = w.param(Bind::Int(t));
+            w.push(format!("finished_at IS NOT NULL AND finished_at >= {p}"));
+        }
         w
     }
 
@@ -295,24 +328,28 @@ pub(super) mod task_list {
     pub fn page<'a>(f: &'a TaskFilter, d: &Dialect, columns: &str) -> (String, Vec<Bind<'a>>) {
         let claim_order = f.in_claim_order();
         let mut w = conditions(f, d, !claim_order);
+        let (column, descending) = f
+            .sort
+            .map_or(("id", true), |s| (s.column.column(), s.descending));
         if let Some(before) = f.before_id {
-            let p = w.param(Bind::Int(before));
-            w.push(if claim_order {
+            if claim_order {
                 // After the cursor's task in (rank DESC, id): the range on
                 // rank keeps the claim index's seek.
+                let p = w.param(Bind::Int(before));
                 let rank = format!("(SELECT rank FROM tasks WHERE id = {p})");
-                format!("rank <= {rank} AND (rank < {rank} OR id > {p})")
+                w.push(format!("rank <= {rank} AND (rank < {rank} OR id > {p})"));
             } else {
-                format!("id < {p}")
-            });
+                w.after("tasks", column, descending, before);
+            }
         }
         let limit = w.param(Bind::Int(f.limit));
         let sql = if claim_order {
             super::queued_in_claim_order(columns, &w.sql(), &limit)
         } else {
             format!(
-                "SELECT {columns} FROM tasks WHERE {} ORDER BY id DESC LIMIT {limit}",
-                w.sql()
+                "SELECT {columns} FROM tasks WHERE {} {} LIMIT {limit}",
+                w.sql(),
+                order_by(column, descending)
             )
         };
         (sql, w.binds)
@@ -324,10 +361,11 @@ pub(super) mod task_list {
     }
 }
 
-/// `GET /api/v1/runs`, newest first.
+/// `GET /api/v1/runs`, newest first unless sorted.
 pub(super) mod run_list {
     use super::super::runs::RunFilter;
-    use super::list_filter::{Bind, Dialect, Where};
+    use super::super::SortColumn;
+    use super::list_filter::{order_by, Bind, Dialect, Where};
 
     fn conditions<'a>(f: &'a RunFilter, d: &Dialect) -> Where<'a> {
         let mut w = Where::new();
@@ -348,17 +386,20 @@ pub(super) mod run_list {
         w
     }
 
-    /// One page, newest first, `columns` selected.
+    /// One page, newest first unless sorted, `columns` selected.
     pub fn page<'a>(f: &'a RunFilter, d: &Dialect, columns: &str) -> (String, Vec<Bind<'a>>) {
         let mut w = conditions(f, d);
+        let (column, descending) = f
+            .sort
+            .map_or(("id", true), |s| (s.column.column(), s.descending));
         if let Some(before) = f.before_id {
-            let p = w.param(Bind::Int(before));
-            w.push(format!("id < {p}"));
+            w.after("runs", column, descending, before);
         }
         let limit = w.param(Bind::Int(f.limit));
         let sql = format!(
-            "SELECT {columns} FROM runs WHERE {} ORDER BY id DESC LIMIT {limit}",
-            w.sql()
+            "SELECT {columns} FROM runs WHERE {} {} LIMIT {limit}",
+            w.sql(),
+            order_by(column, descending)
         );
         (sql, w.binds)
     }

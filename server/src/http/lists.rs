@@ -1,6 +1,7 @@
 //! The query parameters the list routes share (`/tasks`, `/runs`): one
 //! rule each for statuses, search text, times and page sizes.
 
+use drover_engine::store::{ListCount, Sort, SortColumn, UNINDEXED_SORT_LIMIT};
 use drover_engine::FieldError;
 
 /// The longest search text: enough for any id, name or fragment worth
@@ -79,6 +80,44 @@ pub fn limit(limit: Option<i64>) -> Result<i64, FieldError> {
     }
 }
 
+/// `sort`: a column's word, `-` before it for descending; none when blank.
+pub fn sort<C: SortColumn>(text: Option<&str>) -> Result<Option<Sort<C>>, FieldError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    Sort::parse(text).map(Some).ok_or_else(|| {
+        FieldError::new(
+            "sort",
+            format!(
+                "unknown order {text:?}; one of {}",
+                Sort::<C>::words().join(", ")
+            ),
+        )
+    })
+}
+
+/// Refuses a sort no index serves while more `rows` match than the
+/// database may sort for one page (the count is already bounded there).
+pub fn sortable<C: SortColumn>(
+    sort: Option<Sort<C>>,
+    count: &ListCount,
+    rows: &str,
+) -> Result<(), FieldError> {
+    match sort {
+        Some(s) if !s.indexed() && (count.more || count.total > UNINDEXED_SORT_LIMIT) => {
+            Err(FieldError::new(
+                "sort",
+                format!(
+                    "sorting by {} needs at most {UNINDEXED_SORT_LIMIT} matching {rows}; \
+                     narrow the filters first",
+                    s.column.word()
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Trims a page fetched one row long (so a next page is offered only if
 /// it has rows) and returns the cursor of the next page.
 pub fn next_cursor<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Option<i64> {
@@ -115,6 +154,38 @@ mod tests {
             Some(0)
         );
         assert_eq!(time("t", Some("yesterday")).unwrap_err().field, "t");
+    }
+
+    #[test]
+    fn a_sort_is_a_known_word_and_unindexed_ones_need_few_rows() {
+        use drover_engine::store::TaskSort;
+        assert_eq!(sort::<TaskSort>(None).unwrap(), None);
+        assert_eq!(sort::<TaskSort>(Some(" ")).unwrap(), None);
+        let by_type = sort::<TaskSort>(Some("-type")).unwrap();
+        assert_eq!(
+            by_type.map(|s| (s.column, s.descending)),
+            Some((TaskSort::Type, true))
+        );
+        let e = sort::<TaskSort>(Some("payload")).unwrap_err();
+        assert_eq!(e.field, "sort");
+        assert!(e.message.contains("-priority"), "{}", e.message);
+        let few = ListCount {
+            total: 10,
+            more: false,
+        };
+        let many = ListCount {
+            total: UNINDEXED_SORT_LIMIT + 1,
+            more: false,
+        };
+        let counted_out = ListCount {
+            total: UNINDEXED_SORT_LIMIT,
+            more: true,
+        };
+        assert!(sortable(by_type, &few, "tasks").is_ok());
+        assert_eq!(sortable(by_type, &many, "tasks").unwrap_err().field, "sort");
+        assert!(sortable(by_type, &counted_out, "tasks").is_err());
+        let by_id = sort::<TaskSort>(Some("id")).unwrap();
+        assert!(sortable(by_id, &many, "tasks").is_ok());
     }
 
     #[test]

@@ -266,6 +266,13 @@ pub(crate) struct ListQuery {
     created_after: Option<String>,
     /// RFC 3339: created before.
     created_before: Option<String>,
+    /// RFC 3339: finished at or after (finished tasks only).
+    finished_after: Option<String>,
+    /// `id`, `type`, `status`, `priority` or `attempts`; `-` first for
+    /// descending (`-priority`). Default: newest first, and queued tasks in
+    /// claim order. Only `id` is served by an index: the others need at
+    /// most 10,000 matching tasks.
+    sort: Option<String>,
     /// The previous page's `next_before_id`.
     before_id: Option<i64>,
     limit: Option<i64>,
@@ -301,16 +308,24 @@ async fn list(
         text,
         created_after_us,
         created_before_us,
+        finished_after_us: lists::time("finished_after", q.finished_after.as_deref())?,
         queue_state,
         now_us: now_us(),
+        sort: lists::sort(q.sort.as_deref())?,
         before_id: q.before_id,
         // One more than asked: a next page is offered only if it has a row.
         limit: limit + 1,
     };
-    let (mut tasks, count) = tokio::try_join!(
-        state.store.list_tasks(&filter),
-        state.store.count_tasks(&filter)
-    )?;
+    let (mut tasks, count) = if filter.sort.is_some_and(|s| !s.indexed()) {
+        let count = state.store.count_tasks(&filter).await?;
+        lists::sortable(filter.sort, &count, "tasks")?;
+        (state.store.list_tasks(&filter).await?, count)
+    } else {
+        tokio::try_join!(
+            state.store.list_tasks(&filter),
+            state.store.count_tasks(&filter)
+        )?
+    };
     let next_before_id = lists::next_cursor(&mut tasks, limit, |t| t.id);
     Ok(Json(TaskList {
         tasks,
