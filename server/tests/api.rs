@@ -494,3 +494,108 @@ async fn tasks_are_found_by_search_status_and_time_with_a_total() {
         .await;
     assert_eq!(b["total"].as_i64(), Some(7), "{b}");
 }
+
+#[tokio::test]
+async fn lists_sort_by_a_column_only_while_few_rows_match() {
+    let db = Database::new(Backend::Sqlite).await;
+    let server = Server::spawn_app(&db, &[("DROVER_TASK_TYPES", "zeta,alpha,bulk")]).await;
+    let tasks = |task_type: &str, n: usize| -> Vec<drover_protocol::api::NewTask> {
+        (0..n)
+            .map(|_| drover_protocol::api::NewTask {
+                task_type: task_type.into(),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let few = server.submit(tasks("zeta", 3)).await;
+    let alpha = server.submit(tasks("alpha", 2)).await;
+
+    let (s, b) = server.get("/api/v1/tasks?sort=type&limit=2").await;
+    assert_eq!(s, 200, "{b}");
+    let ids: Vec<i64> = b["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, alpha, "alpha first, ties oldest first");
+    let (_, b) = server
+        .get(&format!(
+            "/api/v1/tasks?sort=-type&limit=10&before_id={}",
+            few[2]
+        ))
+        .await;
+    assert_eq!(b["tasks"][0]["id"].as_i64(), Some(few[1]), "{b}");
+
+    let (s, b) = server.get("/api/v1/tasks?sort=payload").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("sort")));
+    let (s, b) = server.get("/api/v1/runs?sort=inputs").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("sort")));
+    let (s, b) = server.get("/api/v1/tasks?finished_after=soon").await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("finished_after"))
+    );
+
+    // Past the bound, only the id (the index's order) sorts; a filter that
+    // narrows the list makes the column sortable again.
+    for _ in 0..10 {
+        server.submit(tasks("bulk", 1_000)).await;
+    }
+    let (s, b) = server.get("/api/v1/tasks?sort=type&limit=1").await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("sort")),
+        "{b}"
+    );
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("narrow the filters"));
+    let (s, _) = server.get("/api/v1/tasks?sort=id&limit=1").await;
+    assert_eq!(s, 200);
+    let (s, b) = server
+        .get("/api/v1/tasks?sort=-type&task_type=zeta&limit=1")
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["tasks"][0]["id"].as_i64(), Some(few[2]));
+}
+
+#[tokio::test]
+async fn an_agent_history_says_who_drained_and_enabled_it() {
+    let (server, _db) = server().await;
+    let (s, b) = server.get("/api/v1/agents/424242/history").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
+    let (s, b) = server
+        .call_as(
+            support::ENROLL_TOKEN,
+            reqwest::Method::POST,
+            "/api/v1/agent/register",
+            Some(&json!({"name": "h1", "hostname": "host-1", "task_types": ["echo"], "capacity": 2, "version": "1", "protocol": 1})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["agent_id"].as_i64().unwrap();
+    for verb in ["drain", "enable"] {
+        let (s, b) = server
+            .post(&format!("/api/v1/agents/{id}/{verb}"), &json!({}))
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = server.get(&format!("/api/v1/agents/{id}/history")).await;
+    assert_eq!(s, 200, "{b}");
+    let actions: Vec<(&str, &str)> = b["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("agent.enabled", "admin"),
+            ("agent.drained", "admin"),
+            ("agent.registered", &*format!("agent:{id}")),
+        ]
+    );
+}

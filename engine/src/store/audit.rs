@@ -29,9 +29,12 @@ pub trait AuditStore {
     async fn append_audit(&self, entry: &NewAuditEntry<'_>, now_us: i64) -> Result<()>;
     /// Newest first.
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    /// The newest `limit` entries about `target` (`agent:7`), newest first.
+    async fn audit_about(&self, target: &str, limit: i64) -> Result<Vec<AuditEntry>>;
 }
 
 delegate_to_backend!(AuditStore {
     async fn append_audit(&self, entry: &NewAuditEntry<'_>, now_us: i64) -> Result<()>;
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    async fn audit_about(&self, target: &str, limit: i64) -> Result<Vec<AuditEntry>>;
 });

@@ -3,12 +3,13 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use drover_engine::store::{bucket_width, AgentLoadStore, QueueStore};
+use drover_engine::store::{bucket_width, AgentLoadStore, AuditStore, QueueStore};
 use drover_engine::time::now_us;
 use drover_engine::FieldError;
 use drover_protocol::api::{
     AgentList, AgentLoad, DEFAULT_LOAD_WINDOW_S, MAX_LOAD_WINDOW_S, MIN_LOAD_WINDOW_S,
 };
+use drover_protocol::credentials::AuditList;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/agents", get(list))
         .route("/agents/{id}/load", get(load))
+        .route("/agents/{id}/history", get(history))
         .route("/agents/{id}/drain", post(drain))
         .route("/agents/{id}/enable", post(enable))
 }
@@ -91,6 +93,33 @@ async fn load(
         interval_us,
         retention_us: state.config.agent_load_retention.as_micros() as i64,
         buckets,
+    }))
+}
+
+/// Entries of an agent's history shown at most.
+pub const HISTORY_SHOWN: i64 = 50;
+
+/// What happened to an agent, newest first: registered, resumed, drained,
+/// enabled, revoked, with who and when. The audit entries about it, which
+/// any signed-in user may read for an agent they can see on `/agents`
+/// (the whole audit log stays an admin's).
+async fn history(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<AuditList>, ApiError> {
+    state
+        .store
+        .get_agent(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("agent {id}")))?;
+    let entries = state
+        .store
+        .audit_about(&crate::audit::agent_actor(id), HISTORY_SHOWN)
+        .await?;
+    Ok(Json(AuditList {
+        entries,
+        next_before_id: None,
     }))
 }
 

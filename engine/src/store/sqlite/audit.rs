@@ -32,4 +32,15 @@ impl AuditStore for SqliteStore {
             .map(AuditEntry::try_from)
             .collect()
     }
+
+    async fn audit_about(&self, target: &str, limit: i64) -> Result<Vec<AuditEntry>> {
+        sqlx::query_as::<_, AuditRow>(sql::ABOUT)
+            .bind(target)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?
+            .into_iter()
+            .map(AuditEntry::try_from)
+            .collect()
+    }
 }
