@@ -76,7 +76,11 @@ async fn a_diff_shows_the_lines_added_and_removed_between_two_versions(backend: 
     assert_eq!(s, 200, "{d}");
     assert_eq!((d["from"].as_i64(), d["to"].as_i64()), (Some(1), Some(2)));
     assert_eq!(d["rendered"], false);
-    assert_eq!((d["added"].as_i64(), d["removed"].as_i64()), (Some(5), Some(1)), "{d}");
+    assert_eq!(
+        (d["added"].as_i64(), d["removed"].as_i64()),
+        (Some(5), Some(1)),
+        "{d}"
+    );
     let lines: Vec<&Value> = d["hunks"]
         .as_array()
         .expect("hunks")
@@ -105,13 +109,12 @@ async fn a_diff_shows_the_lines_added_and_removed_between_two_versions(backend: 
     assert_eq!(added[1], (None, Some(9), "  - id: again".into()));
     assert_eq!(added.len(), 5);
     // Backwards, the same lines swap sides; a version against itself is empty.
-    let (_, back) = server
-        .get("/api/v1/workflows/greet/diff?from=2&to=1")
-        .await;
-    assert_eq!((back["added"].as_i64(), back["removed"].as_i64()), (Some(1), Some(5)));
-    let (_, same) = server
-        .get("/api/v1/workflows/greet/diff?from=2&to=2")
-        .await;
+    let (_, back) = server.get("/api/v1/workflows/greet/diff?from=2&to=1").await;
+    assert_eq!(
+        (back["added"].as_i64(), back["removed"].as_i64()),
+        (Some(1), Some(5))
+    );
+    let (_, same) = server.get("/api/v1/workflows/greet/diff?from=2&to=2").await;
     assert_eq!(same["hunks"], json!([]), "{same}");
 }
 
@@ -132,9 +135,7 @@ async fn bad_diff_parameters_are_named_and_missing_versions_are_404(backend: Bac
         assert!((400..500).contains(&s) && s != 404, "{query}: {s} {body}");
         assert_eq!(body["error"]["field"], field, "{query}: {body}");
     }
-    let (s, body) = server
-        .get("/api/v1/workflows/greet/diff?from=1&to=9")
-        .await;
+    let (s, body) = server.get("/api/v1/workflows/greet/diff?from=1&to=9").await;
     assert_eq!(s, 404, "{body}");
     assert!(
         body["error"]["message"]
@@ -152,7 +153,11 @@ async fn bad_diff_parameters_are_named_and_missing_versions_are_404(backend: Bac
         assert_eq!(s, 404, "{path}: {body}");
     }
     let (s, body) = server.get("/api/v1/workflows/greet/stats?last=0").await;
-    assert_eq!((s, &body["error"]["field"]), (422, &json!("last")), "{body}");
+    assert_eq!(
+        (s, &body["error"]["field"]),
+        (422, &json!("last")),
+        "{body}"
+    );
 }
 
 /// Forgets the texts, as a database migrated from before they were kept.
@@ -193,9 +198,7 @@ async fn a_version_stored_before_texts_were_kept_shows_a_rendering(backend: Back
     assert!(text.contains("duration_ms: 10"), "{text}");
     // Compared with a version that has its text, both are rendered, so
     // only the step that changed shows.
-    let (s, d) = server
-        .get("/api/v1/workflows/greet/diff?from=1&to=2")
-        .await;
+    let (s, d) = server.get("/api/v1/workflows/greet/diff?from=1&to=2").await;
     assert_eq!(s, 200, "{d}");
     assert_eq!(d["rendered"], true);
     assert_eq!(d["removed"], 0, "{d}");
@@ -207,7 +210,9 @@ async fn a_version_stored_before_texts_were_kept_shows_a_rendering(backend: Back
         .filter_map(|l| l["text"].as_str())
         .collect();
     assert!(
-        added.iter().any(|l| l.trim_start_matches(['-', ' ']) == "id: again"),
+        added
+            .iter()
+            .any(|l| l.trim_start_matches(['-', ' ']) == "id: again"),
         "{added:?}"
     );
 }
@@ -268,7 +273,12 @@ async fn stats_count_how_the_newest_finished_runs_ended(backend: Backend) {
     // The newest two finished runs: the cancelled one and the last success.
     let (_, newest) = server.get("/api/v1/workflows/tally/stats?last=2").await;
     assert_eq!(
-        (&newest["finished"], &newest["succeeded"], &newest["failed"], &newest["cancelled"]),
+        (
+            &newest["finished"],
+            &newest["succeeded"],
+            &newest["failed"],
+            &newest["cancelled"]
+        ),
         (&json!(2), &json!(1), &json!(0), &json!(1)),
         "{newest}"
     );

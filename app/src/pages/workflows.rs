@@ -200,7 +200,8 @@ pub fn WorkflowPage() -> impl IntoView {
                             }}
                             <RecentRuns name=name.clone() operate/>
                             <SourceView name=name.clone() version=wf.version previous/>
-                            <Changes name versions=numbers shown=wf.version/>
+                            // One version has nothing to compare with.
+                            {(numbers.len() > 1).then(|| view! { <Changes name versions=numbers shown=wf.version/> })}
                         }.into_any()
                     }
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
@@ -366,17 +367,16 @@ fn from_run_notice(
     fields: &[Field],
     earlier: &Result<RunSummary, (i64, ApiFailure)>,
 ) -> AnyView {
-    let run = match earlier {
-        Err((id, e)) => {
-            return view! {
+    let run =
+        match earlier {
+            Err((id, e)) => return view! {
                 <p class="notice warning" role="status" data-testid="from-run-notice">
                     {format!("Cannot read run #{id} ({}); the form shows the defaults.", e.message)}
                 </p>
             }
-            .into_any()
-        }
-        Ok(run) => run,
-    };
+            .into_any(),
+            Ok(run) => run,
+        };
     if run.workflow != wf.name {
         return view! {
             <p class="notice warning" role="status" data-testid="from-run-notice">
@@ -444,9 +444,7 @@ fn StartForm(
             .map(|f| (f.name.clone(), initial_text(f, prefill)))
             .collect::<BTreeMap<_, _>>(),
     );
-    let notice = earlier
-        .as_ref()
-        .map(|e| from_run_notice(&wf, &fields, e));
+    let notice = earlier.as_ref().map(|e| from_run_notice(&wf, &fields, e));
     let navigate = use_navigate();
     let (name, version) = (wf.name.clone(), wf.version);
     let start = Action::new({

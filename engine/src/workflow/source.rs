@@ -186,6 +186,9 @@ mod tests {
         let d = line_diff(&from, &to);
         assert_eq!(d.hunks.len(), 2);
         assert_eq!(d.hunks[1].from_start, 25);
-        assert_eq!(d.hunks[1].from_lines, 6, "three lines before, the change, the last two");
+        assert_eq!(
+            d.hunks[1].from_lines, 6,
+            "three lines before, the change, the last two"
+        );
     }
 }

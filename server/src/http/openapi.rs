@@ -111,10 +111,10 @@ macro_rules! op {
     };
 }
 
+use super::workflows as workflows_http;
 use super::{agents as agents_http, approvals as approvals_http, audit as audit_http};
 use super::{notifications as notifications_http, queues as queues_http, runs as runs_http};
 use super::{session as session_http, tasks as tasks_http, users as users_http};
-use super::workflows as workflows_http;
 
 /// Every route the server mounts, in the order the README lists them.
 static OPERATIONS: &[Op] = &[

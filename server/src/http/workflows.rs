@@ -307,10 +307,8 @@ async fn diff(
 ) -> Result<Json<WorkflowDiff>, ApiError> {
     let from = version_param("from", q.from)?;
     let to = version_param("to", q.to)?;
-    let (mut old, mut new) = tokio::try_join!(
-        source_of(&state, &name, from),
-        source_of(&state, &name, to)
-    )?;
+    let (mut old, mut new) =
+        tokio::try_join!(source_of(&state, &name, from), source_of(&state, &name, to))?;
     let rendered = old.rendered || new.rendered;
     for side in [&mut old, &mut new] {
         if rendered && !side.rendered {

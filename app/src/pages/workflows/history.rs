@@ -99,7 +99,7 @@ pub fn RecentRuns(name: String, operate: bool) -> impl IntoView {
                                     }).collect_view()}
                                 </tbody>
                             </table></div>
-                            <p><a href=all_href data-testid="all-runs">{format!("All {}{} runs of this workflow", l.total, if l.total_more { "+" } else { "" })}</a></p>
+                            <p><a href=all_href data-testid="all-runs">{format!("All runs of this workflow ({}{})", l.total, if l.total_more { "+" } else { "" })}</a></p>
                         }.into_any(),
                         Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
                     }

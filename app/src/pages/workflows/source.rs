@@ -35,10 +35,13 @@ pub fn page_href(name: &str, version: i64, pair: Option<(i64, i64)>) -> String {
 #[component]
 pub fn SourceView(name: String, version: i64, previous: Option<i64>) -> impl IntoView {
     let path = format!("/workflows/{}/versions/{version}/source", enc(&name));
-    let source = Resource::new(|| (), move |_| {
-        let path = path.clone();
-        async move { api::fetch(&path).await }
-    });
+    let source = Resource::new(
+        || (),
+        move |_| {
+            let path = path.clone();
+            async move { api::fetch(&path).await }
+        },
+    );
     let compare = previous.map(|p| {
         view! {
             <p><a href=page_href(&name, version, Some((p, version))) data-testid="compare-previous">
