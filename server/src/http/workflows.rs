@@ -247,14 +247,23 @@ fn no_version(name: &str, version: i64) -> ApiError {
     ApiError::NotFound(format!("workflow {name:?} version {version}"))
 }
 
-/// A version's text as uploaded; for a version stored before texts were
-/// kept, its definition rendered as YAML (`rendered` says which).
-async fn source_of(state: &AppState, name: &str, version: i64) -> Result<WorkflowSource, ApiError> {
-    let (wf, text) = state
+/// A version and the text it was uploaded as (none if stored before texts were kept).
+async fn stored(
+    state: &AppState,
+    name: &str,
+    version: i64,
+) -> Result<(WorkflowVersion, Option<String>), ApiError> {
+    state
         .store
         .workflow_source(name, version)
         .await?
-        .ok_or_else(|| no_version(name, version))?;
+        .ok_or_else(|| no_version(name, version))
+}
+
+/// A version's text as uploaded; for a version stored before texts were
+/// kept, its definition rendered as YAML (`rendered` says which).
+async fn source_of(state: &AppState, name: &str, version: i64) -> Result<WorkflowSource, ApiError> {
+    let (wf, text) = stored(state, name, version).await?;
     let (text, rendered) = match text {
         Some(text) => (text, false),
         None => (workflow::render_yaml(&wf.definition)?, true),
@@ -307,24 +316,20 @@ async fn diff(
 ) -> Result<Json<WorkflowDiff>, ApiError> {
     let from = version_param("from", q.from)?;
     let to = version_param("to", q.to)?;
-    let (mut old, mut new) =
-        tokio::try_join!(source_of(&state, &name, from), source_of(&state, &name, to))?;
-    let rendered = old.rendered || new.rendered;
-    for side in [&mut old, &mut new] {
-        if rendered && !side.rendered {
-            let wf = state
-                .store
-                .workflow(&name, Some(side.version))
-                .await?
-                .ok_or_else(|| no_version(&name, side.version))?;
-            side.text = workflow::render_yaml(&wf.definition)?;
-        }
-    }
+    let (old, new) = tokio::try_join!(stored(&state, &name, from), stored(&state, &name, to))?;
+    let (rendered, old, new) = match (old, new) {
+        ((_, Some(old)), (_, Some(new))) => (false, old, new),
+        ((old, _), (new, _)) => (
+            true,
+            workflow::render_yaml(&old.definition)?,
+            workflow::render_yaml(&new.definition)?,
+        ),
+    };
     // Up to a few hundred milliseconds on the largest texts: off the
-    // request threads.
-    let lines = tokio::task::spawn_blocking(move || workflow::line_diff(&old.text, &new.text))
+    // request threads. (It fails only if the diff panicked.)
+    let lines = tokio::task::spawn_blocking(move || workflow::line_diff(&old, &new))
         .await
-        .map_err(|e| ApiError::Store(drover_engine::StoreError::Corrupt(e.to_string())))?;
+        .map_err(|e| ApiError::Store(drover_engine::StoreError::Corrupt(format!("diff: {e}"))))?;
     Ok(Json(WorkflowDiff {
         name,
         from,
