@@ -33,6 +33,8 @@ steps:
     message: "Sign off the accessibility check"
 `;
 
+const VERSIONED = 'name: a11y-versions\nsteps:\n  - id: one\n    type: task\n    task_type: echo\n';
+
 /** A finished run whose only step failed; its id. */
 async function failedRun(): Promise<number> {
   await api('POST', '/workflows', FAILING);
@@ -77,11 +79,16 @@ async function tabTo(page: Page, testid: string, max = 80) {
 }
 
 test('every page has no serious or critical accessibility violations, in the light and the dark theme', async ({ browser }) => {
+  // Some twenty pages, each checked twice: more than one ordinary test's time.
+  test.slow();
   const failed = await failedRun();
   const waiting = await runAskingForApproval();
   const detail = await api('GET', `/runs/${failed}`);
   const taskId: number = detail.steps[0].task_ids[0];
   const agent = (await api('GET', '/agents')).agents.find((a: any) => a.name === 'steady');
+  // A workflow with two versions, for its source and diff.
+  await api('POST', '/workflows', VERSIONED);
+  await api('POST', '/workflows', `${VERSIONED}  - id: two\n    type: task\n    task_type: echo\n    depends_on: [one]\n`);
 
   const check = async (page: Page, path: string, found: string[]) => {
     await page.goto(path);
@@ -98,7 +105,8 @@ test('every page has no serious or critical accessibility violations, in the lig
   await signIn(admin, users.admin);
   for (const path of [
     '/', '/tasks', `/tasks/${taskId}`, '/runs', `/runs/${failed}`, `/runs/${waiting}`,
-    '/workflows', '/workflows/a11y-asks', '/agents', `/agents/${agent.id}`, '/approvals',
+    '/workflows', '/workflows/a11y-asks', '/workflows/a11y-versions?version=1',
+    '/workflows/a11y-versions?diff=1..2', `/workflows/a11y-fails?from_run=${failed}`, '/agents', `/agents/${agent.id}`, '/approvals',
     '/schedules', '/queues', '/notifications', '/enrollment-tokens', '/audit',
   ]) {
     await check(admin, path, found);

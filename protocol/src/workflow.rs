@@ -38,6 +38,101 @@ pub struct WorkflowList {
     pub workflows: Vec<WorkflowVersion>,
 }
 
+/// `GET /api/v1/workflows/{name}/versions/{version}/source`: the text a
+/// version was uploaded as.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct WorkflowSource {
+    pub name: String,
+    pub version: i64,
+    /// The uploaded text, byte for byte (comments and layout kept); for a
+    /// version stored before texts were kept, its definition as YAML.
+    pub text: String,
+    /// `text` is a rendering of the stored definition, not what was uploaded.
+    pub rendered: bool,
+}
+
+/// `GET /api/v1/workflows/{name}/diff?from=&to=`: what changed between two
+/// versions, line by line, as hunks with three lines of context.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct WorkflowDiff {
+    pub name: String,
+    pub from: i64,
+    pub to: i64,
+    /// The texts compared are renderings of the stored definitions, since
+    /// one of the versions was stored before texts were kept (comparing a
+    /// text with a rendering would show every line changed).
+    pub rendered: bool,
+    /// Lines only in `to`.
+    pub added: i64,
+    /// Lines only in `from`.
+    pub removed: i64,
+    /// Empty when the texts are the same.
+    pub hunks: Vec<DiffHunk>,
+}
+
+/// A run of changed lines with the unchanged lines around them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct DiffHunk {
+    /// 1-based first line of the hunk in `from`, and how many of its lines it holds.
+    pub from_start: i64,
+    pub from_lines: i64,
+    /// The same in `to`.
+    pub to_start: i64,
+    pub to_lines: i64,
+    pub lines: Vec<DiffLine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct DiffLine {
+    pub change: LineChange,
+    /// 1-based line number in `from` (none for an added line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_line: Option<i64>,
+    /// 1-based line number in `to` (none for a removed line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_line: Option<i64>,
+    /// The line without its line ending.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LineChange {
+    Same,
+    Added,
+    Removed,
+}
+
+/// `GET /api/v1/workflows/{name}/stats?last=N`: how a workflow's runs went,
+/// over every version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct WorkflowStats {
+    pub name: String,
+    /// How many finished runs were asked about (`last`).
+    pub last: i64,
+    /// Of the newest `last` finished runs, how many ended each way; their
+    /// sum is `finished`, which is less than `last` while fewer have finished.
+    pub finished: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// Runs not finished yet: running or waiting for an approval.
+    pub active: i64,
+}
+
+impl WorkflowStats {
+    /// Succeeded runs per finished run, in whole percent (none before any finished).
+    pub fn success_percent(&self) -> Option<i64> {
+        (self.finished > 0).then(|| (self.succeeded * 100 + self.finished / 2) / self.finished)
+    }
+}
+
 /// `POST /api/v1/runs`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]

@@ -1,5 +1,12 @@
-//! Workflow definitions, their versions, uploading a new one, and the
-//! start-run form generated from a definition's inputs.
+//! Workflow definitions, their versions, uploading a new one, and each
+//! workflow's page: a version's graph before any run, its source and the
+//! changes from another version, how its runs went, and the start-run form
+//! generated from the definition's inputs (prefilled from an earlier run
+//! with `?from_run=`).
+
+mod history;
+mod preview;
+mod source;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +21,9 @@ use crate::components::{can_operate, my_name, session, use_me, Empty, ErrorBox, 
 use crate::dag::steps_of;
 use crate::format::utc;
 use crate::live::{use_live, Topic};
+use history::RecentRuns;
+use preview::GraphPreview;
+use source::{page_href, Changes, SourceView};
 
 #[component]
 pub fn Workflows() -> impl IntoView {
@@ -116,47 +126,82 @@ pub fn WorkflowPage() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
     let me = use_me();
-    let name = move || params.with(|p| p.get("name")).unwrap_or_default();
-    let wanted = move || {
+    let name = Memo::new(move |_| params.with(|p| p.get("name")).unwrap_or_default());
+    let number = move |key: &str| {
         query
-            .with(|q| q.get("version"))
-            .and_then(|v| v.parse::<i64>().ok())
+            .with(|q| q.get(key))
+            .and_then(|v| v.trim().parse::<i64>().ok())
     };
-    let versions = Resource::new(name, |name| async move {
-        api::fetch(&format!("/workflows/{}", enc(&name))).await
-    });
+    // Memos: the page redraws when the version changes, not when only the
+    // compared pair (`diff`) does.
+    let wanted = Memo::new(move |_| number("version"));
+    let from_run = Memo::new(move |_| number("from_run"));
+    let versions = Resource::new(
+        move || name.get(),
+        |name| async move { api::fetch(&format!("/workflows/{}", enc(&name))).await },
+    );
+    // The run whose inputs prefill the form ("null" when none is asked for).
+    let earlier = Resource::new(
+        move || from_run.get(),
+        |id| async move {
+            match id {
+                Some(id) => api::fetch(&format!("/runs/{id}")).await,
+                None => Ok("null".to_string()),
+            }
+        },
+    );
     view! {
-        <Title text=move || format!("Workflow {}", name())/>
-        <p class="crumbs"><a href="/workflows">"Workflows"</a> " / " {name}</p>
+        <Title text=move || format!("Workflow {}", name.get())/>
+        <p class="crumbs"><a href="/workflows">"Workflows"</a> " / " {move || name.get()}</p>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
                 let (versions, me) = (api::parse::<WorkflowList>(versions.await), session(me.await));
+                let earlier = earlier.await;
+                let wanted = wanted.get();
                 match versions {
                     Ok(l) => {
                         let mut all = l.workflows;
                         all.sort_by_key(|w| -w.version);
-                        let chosen = wanted().and_then(|v| all.iter().find(|w| w.version == v).cloned()).or_else(|| all.first().cloned());
+                        let chosen = wanted.and_then(|v| all.iter().find(|w| w.version == v).cloned()).or_else(|| all.first().cloned());
                         let Some(wf) = chosen else {
                             return view! { <Empty title="No versions">""</Empty> }.into_any();
                         };
+                        let missing = wanted.filter(|v| *v != wf.version);
                         let operate = can_operate(&me);
+                        let numbers: Vec<i64> = all.iter().map(|w| w.version).collect();
+                        let previous = numbers.iter().copied().filter(|v| *v < wf.version).max();
+                        let name = wf.name.clone();
                         view! {
                             <section class="card">
                                 <h1>{wf.name.clone()} " " <span class="muted">"v" {wf.version}</span></h1>
+                                {missing.map(|v| view! {
+                                    <p class="notice warning" role="status" data-testid="no-such-version">
+                                        {format!("There is no v{v}; showing v{}.", wf.version)}</p>
+                                })}
                                 <p>{wf.description.clone()}</p>
                                 <p class="versions">"Versions: "
                                     {all.iter().map(|w| {
                                         let current = w.version == wf.version;
-                                        view! { <a href=format!("?version={}", w.version) class:current=current>"v" {w.version}</a> " " }
+                                        view! {
+                                            <a href=page_href(&wf.name, w.version, None) class:current=current
+                                                aria-current=current.then_some("page")>"v" {w.version}</a> " "
+                                        }
                                     }).collect_view()}
+                                    <span class="muted">{format!("(v{} uploaded by {}, {})", wf.version, wf.created_by, utc(wf.created_at_us))}</span>
                                 </p>
+                                <h2>"Steps"</h2>
+                                <GraphPreview definition=wf.definition.clone()/>
                                 <StepList wf=wf.clone()/>
                             </section>
                             {if operate {
-                                view! { <StartForm wf=wf.clone()/> }.into_any()
+                                view! { <StartForm wf=wf.clone() earlier=from_run.get_untracked().map(|id| (id, earlier))/> }.into_any()
                             } else {
                                 view! { <p class="muted">{my_name(&me)} " may look but not start runs (that needs operator or admin)."</p> }.into_any()
                             }}
+                            <RecentRuns name=name.clone() operate/>
+                            <SourceView name=name.clone() version=wf.version previous/>
+                            // One version has nothing to compare with.
+                            {(numbers.len() > 1).then(|| view! { <Changes name versions=numbers shown=wf.version/> })}
                         }.into_any()
                     }
                     Err(e) => view! { <ErrorBox failure=e/> }.into_any(),
@@ -289,28 +334,117 @@ fn is_about_inputs(e: &ApiFailure) -> bool {
     e.field.as_deref().is_some_and(about) || e.errors.iter().any(|(f, _)| about(f))
 }
 
+/// An earlier run's input value as the form's text for it.
+fn input_text(f: &Field, v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null if f.kind == "boolean" => "false".into(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The form's first text for `f`: the earlier run's value, else the default.
+fn initial_text(f: &Field, earlier: Option<&Map<String, Value>>) -> String {
+    if let Some(v) = earlier.and_then(|inputs| inputs.get(&f.name)) {
+        return input_text(f, v);
+    }
+    if f.kind == "boolean" {
+        if f.default == Some(Value::Bool(true)) {
+            "true".into()
+        } else {
+            "false".into()
+        }
+    } else {
+        default_text(f)
+    }
+}
+
+/// Where the form's values came from, when `?from_run=` asked for a run's.
+fn from_run_notice(
+    wf: &WorkflowVersion,
+    fields: &[Field],
+    earlier: &Result<RunSummary, (i64, ApiFailure)>,
+) -> AnyView {
+    let run =
+        match earlier {
+            Err((id, e)) => return view! {
+                <p class="notice warning" role="status" data-testid="from-run-notice">
+                    {format!("Cannot read run #{id} ({}); the form shows the defaults.", e.message)}
+                </p>
+            }
+            .into_any(),
+            Ok(run) => run,
+        };
+    if run.workflow != wf.name {
+        return view! {
+            <p class="notice warning" role="status" data-testid="from-run-notice">
+                {format!("Run #{} is a run of {}, not {}; the form shows the defaults. ", run.id, run.workflow, wf.name)}
+                <a href=format!("/workflows/{}?from_run={}", enc(&run.workflow), run.id)>"Run " {run.workflow.clone()} " again"</a>
+            </p>
+        }
+        .into_any();
+    }
+    let link = format!("/runs/{}", run.id);
+    if run.version == wf.version {
+        return view! {
+            <p class="notice info" role="status" data-testid="from-run-notice">
+                "The inputs of " <a href=link>"run #" {run.id}</a> {format!(" (v{}); change any before starting.", run.version)}
+            </p>
+        }
+        .into_any();
+    }
+    let dropped: Vec<String> = run
+        .inputs
+        .as_object()
+        .map(|inputs| {
+            inputs
+                .keys()
+                .filter(|k| !fields.iter().any(|f| &f.name == *k))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let same_version = format!(
+        "{}&from_run={}",
+        source::page_href(&wf.name, run.version, None),
+        run.id
+    );
+    view! {
+        <div class="notice warning" role="status" data-testid="from-run-notice">
+            <p>"The inputs of " <a href=link>"run #" {run.id}</a>
+                {format!(", which ran v{}: this form starts v{}. ", run.version, wf.version)}
+                <a href=same_version data-testid="start-run-version">{format!("Start v{} instead", run.version)}</a>
+            </p>
+            {(!dropped.is_empty()).then(|| view! {
+                <p data-testid="inputs-dropped">{format!("v{} does not take {}, so {} left out.", wf.version, dropped.join(", "), if dropped.len() == 1 { "it is" } else { "they are" })}</p>
+            })}
+        </div>
+    }
+    .into_any()
+}
+
 #[component]
-fn StartForm(wf: WorkflowVersion) -> impl IntoView {
+fn StartForm(
+    wf: WorkflowVersion,
+    /// `?from_run=`: that run's id and what reading it gave.
+    earlier: Option<(i64, api::ApiResult<String>)>,
+) -> impl IntoView {
     let fields = fields_of(&wf.definition);
+    let earlier = earlier.map(|(id, read)| api::parse::<RunSummary>(read).map_err(|e| (id, e)));
+    let prefill = earlier
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .filter(|r| r.workflow == wf.name)
+        .and_then(|r| r.inputs.as_object());
     let values = RwSignal::new(
         fields
             .iter()
-            .map(|f| {
-                (
-                    f.name.clone(),
-                    if f.kind == "boolean" {
-                        if f.default == Some(Value::Bool(true)) {
-                            "true".into()
-                        } else {
-                            "false".into()
-                        }
-                    } else {
-                        default_text(f)
-                    },
-                )
-            })
+            .map(|f| (f.name.clone(), initial_text(f, prefill)))
             .collect::<BTreeMap<_, _>>(),
     );
+    let notice = earlier.as_ref().map(|e| from_run_notice(&wf, &fields, e));
     let navigate = use_navigate();
     let (name, version) = (wf.name.clone(), wf.version);
     let start = Action::new({
@@ -341,6 +475,7 @@ fn StartForm(wf: WorkflowVersion) -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Start a run"</h2>
+            {notice}
             <form class="start-form" data-testid="start-form" on:submit=move |ev| { ev.prevent_default(); start.dispatch(()); }>
                 {fields.is_empty().then(|| view! { <p class="muted">"This workflow takes no inputs."</p> })}
                 {fields.into_iter().map(|f| {

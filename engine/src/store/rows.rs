@@ -590,6 +590,9 @@ pub(super) struct WorkflowRow {
     created_at: i64,
     #[sqlx(default)]
     pub(super) digest: Option<String>,
+    /// The text as uploaded, where a query selects it.
+    #[sqlx(default)]
+    pub(super) source: Option<String>,
 }
 
 impl TryFrom<WorkflowRow> for drover_protocol::workflow::WorkflowVersion {

@@ -88,7 +88,8 @@ pub(super) mod workflows {
     pub const LATEST_OF: &str = "SELECT id, name, version, definition, created_by, created_at, \
         digest FROM workflows WHERE name = $1 ORDER BY version DESC LIMIT 1";
     pub const INSERT: &str = "INSERT INTO workflows \
-        (name, version, definition, digest, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+        (name, version, definition, digest, created_by, created_at, source) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7) \
         RETURNING id, name, version, definition, created_by, created_at";
     pub const LIST_LATEST: &str = "SELECT id, name, version, definition, created_by, created_at \
         FROM workflows w WHERE version = (SELECT MAX(version) FROM workflows x WHERE x.name = w.name) \
@@ -99,6 +100,22 @@ pub(super) mod workflows {
     pub const ONE: &str = "SELECT id, name, version, definition, created_by, created_at \
         FROM workflows WHERE name = $1 AND ($2 IS NULL OR version = $2) \
         ORDER BY version DESC LIMIT 1";
+    pub const ONE_WITH_SOURCE: &str = "SELECT id, name, version, definition, created_by, \
+        created_at, source FROM workflows WHERE name = $1 AND version = $2";
+    /// How the newest `$2` finished runs of workflow `$1` ended: the newest
+    /// `$2` of each final status (three ranges of `runs_by_workflow`), of
+    /// which the newest `$2` overall, counted by status.
+    pub const FINISHED_RUNS: &str = "SELECT status, COUNT(*) AS n FROM ( \
+        SELECT id, status FROM (SELECT id, status FROM runs \
+            WHERE workflow_name = $1 AND status = 'succeeded' ORDER BY id DESC LIMIT $2) s \
+        UNION ALL SELECT id, status FROM (SELECT id, status FROM runs \
+            WHERE workflow_name = $1 AND status = 'failed' ORDER BY id DESC LIMIT $2) f \
+        UNION ALL SELECT id, status FROM (SELECT id, status FROM runs \
+            WHERE workflow_name = $1 AND status = 'cancelled' ORDER BY id DESC LIMIT $2) c \
+        ORDER BY id DESC LIMIT $2) newest GROUP BY status";
+    /// Runs of workflow `$1` not finished yet (two ranges of `runs_by_workflow`).
+    pub const ACTIVE_RUNS: &str = "SELECT COUNT(*) FROM runs \
+        WHERE workflow_name = $1 AND status IN ('running', 'waiting_approval')";
 }
 
 /// The dashboard overview's counts.

@@ -8,6 +8,7 @@ mod definition;
 mod gates;
 mod inputs;
 mod plan;
+mod source;
 mod template;
 mod validate;
 
@@ -18,6 +19,7 @@ pub use definition::{
 pub use gates::{admin_needed_for, gated_task_types};
 pub use inputs::{input_errors_text, validate_inputs};
 pub use plan::{plan, run_status, Action, ItemState, RunView, StepState, StepStatus, WaitRequest};
+pub use source::{line_diff, render_yaml, LineDiff, DIFF_CONTEXT};
 pub use validate::{parse_definition, parse_definition_with};
 
 /// The JSON Schema of a definition, for editors and `/api/v1/schema/workflow.json`.

@@ -111,6 +111,7 @@ macro_rules! op {
     };
 }
 
+use super::workflows as workflows_http;
 use super::{agents as agents_http, approvals as approvals_http, audit as audit_http};
 use super::{notifications as notifications_http, queues as queues_http, runs as runs_http};
 use super::{session as session_http, tasks as tasks_http, users as users_http};
@@ -179,6 +180,12 @@ static OPERATIONS: &[Op] = &[
         query: None, body: Body::None, 200 => Answer::Json(of::<workflow::WorkflowList>)),
     op!("get" "/api/v1/workflows/{name}/versions/{version}", "workflowVersion", "workflows", "One version with its definition (viewer).", User,
         query: None, body: Body::None, 200 => Answer::Json(of::<workflow::WorkflowVersion>)),
+    op!("get" "/api/v1/workflows/{name}/versions/{version}/source", "workflowSource", "workflows", "The text a version was uploaded as; for one stored before texts were kept, its definition as YAML, marked `rendered` (viewer).", User,
+        query: None, body: Body::None, 200 => Answer::Json(of::<workflow::WorkflowSource>)),
+    op!("get" "/api/v1/workflows/{name}/diff", "workflowDiff", "workflows", "The line diff between two versions' texts, as hunks (viewer).", User,
+        query: Some(query::<workflows_http::DiffQuery>), body: Body::None, 200 => Answer::Json(of::<workflow::WorkflowDiff>)),
+    op!("get" "/api/v1/workflows/{name}/stats", "workflowStats", "workflows", "How the newest finished runs of a workflow ended, and how many are still going (viewer).", User,
+        query: Some(query::<workflows_http::StatsQuery>), body: Body::None, 200 => Answer::Json(of::<workflow::WorkflowStats>)),
     op!("get" "/api/v1/schema/workflow.json", "workflowSchema", "workflows", "The JSON Schema of workflow definitions.", User,
         query: None, body: Body::None, 200 => Answer::Json(any)),
     op!("post" "/api/v1/runs", "startRun", "workflows", "Start a run of a workflow with inputs (operator).", User,

@@ -1,4 +1,6 @@
-//! `/api/v1/workflows`: upload and read versioned workflow definitions.
+//! `/api/v1/workflows`: upload and read versioned workflow definitions,
+//! the text each version was uploaded as, the changes between two
+//! versions, and how a workflow's runs went.
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -6,14 +8,17 @@ use axum::routing::get;
 use axum::{Json, Router};
 use drover_engine::store::WorkflowDefStore;
 use drover_engine::time::now_us;
-use drover_engine::{explain, workflow};
+use drover_engine::{explain, workflow, FieldError};
 use drover_protocol::api::Role;
-use drover_protocol::workflow::{UploadedWorkflow, WorkflowList, WorkflowVersion};
+use drover_protocol::workflow::{
+    UploadedWorkflow, WorkflowDiff, WorkflowList, WorkflowSource, WorkflowStats, WorkflowVersion,
+};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::http::auth::Caller;
-use crate::http::extract::read_body;
+use crate::http::extract::{read_body, ApiQuery};
 use crate::services::effects::Change;
 use crate::state::AppState;
 
@@ -22,6 +27,9 @@ pub fn router() -> Router<AppState> {
         .route("/workflows", get(list).post(upload))
         .route("/workflows/{name}", get(versions))
         .route("/workflows/{name}/versions/{version}", get(version))
+        .route("/workflows/{name}/versions/{version}/source", get(source))
+        .route("/workflows/{name}/diff", get(diff))
+        .route("/workflows/{name}/stats", get(stats))
         .route("/schema/workflow.json", get(schema))
 }
 
@@ -38,6 +46,10 @@ async fn upload(
         message: "the definition is not UTF-8 text".into(),
         field: None,
     })?;
+    // The text is kept as uploaded, and PostgreSQL cannot store a NUL.
+    if text.contains('\0') {
+        return Err(FieldError::new("definition", "must not contain the NUL character").into());
+    }
     let mut def = workflow::parse_definition_with(text, state.scheduling.max_for_each_items)
         .map_err(ApiError::invalid_all)?;
     pin_child_workflows(&state, &mut def).await?;
@@ -50,7 +62,14 @@ async fn upload(
     let digest = hex::encode(Sha256::digest(json.to_string().as_bytes()));
     let (workflow, created) = state
         .store
-        .upload_workflow(&def.name, &json, &digest, &caller.0.name, now_us())
+        .upload_workflow_source(
+            &def.name,
+            &json,
+            Some(text),
+            &digest,
+            &caller.0.name,
+            now_us(),
+        )
         .await?;
     if created {
         let change = Change::new().event("workflow", Some(workflow.id), None);
@@ -222,6 +241,129 @@ async fn version(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("workflow {name:?} version {version}")))
+}
+
+fn no_version(name: &str, version: i64) -> ApiError {
+    ApiError::NotFound(format!("workflow {name:?} version {version}"))
+}
+
+/// A version and the text it was uploaded as (none if stored before texts were kept).
+async fn stored(
+    state: &AppState,
+    name: &str,
+    version: i64,
+) -> Result<(WorkflowVersion, Option<String>), ApiError> {
+    state
+        .store
+        .workflow_source(name, version)
+        .await?
+        .ok_or_else(|| no_version(name, version))
+}
+
+/// A version's text as uploaded; for a version stored before texts were
+/// kept, its definition rendered as YAML (`rendered` says which).
+async fn source_of(state: &AppState, name: &str, version: i64) -> Result<WorkflowSource, ApiError> {
+    let (wf, text) = stored(state, name, version).await?;
+    let (text, rendered) = match text {
+        Some(text) => (text, false),
+        None => (workflow::render_yaml(&wf.definition)?, true),
+    };
+    Ok(WorkflowSource {
+        name: wf.name,
+        version: wf.version,
+        text,
+        rendered,
+    })
+}
+
+async fn source(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, i64)>,
+) -> Result<Json<WorkflowSource>, ApiError> {
+    Ok(Json(source_of(&state, &name, version).await?))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiffQuery {
+    /// The version to compare from (usually the older).
+    from: Option<i64>,
+    /// The version to compare to.
+    to: Option<i64>,
+}
+
+/// A version number a query must give.
+fn version_param(field: &'static str, value: Option<i64>) -> Result<i64, FieldError> {
+    match value {
+        None => Err(FieldError::new(field, "required: a version number")),
+        Some(v) if v < 1 => Err(FieldError::new(
+            field,
+            "must be a version number (1 or more)",
+        )),
+        Some(v) => Ok(v),
+    }
+}
+
+/// The line diff of two versions' texts. If either was stored before texts
+/// were kept, both definitions are rendered and those compared instead,
+/// since a text against a rendering would differ on every line.
+async fn diff(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<DiffQuery>,
+) -> Result<Json<WorkflowDiff>, ApiError> {
+    let from = version_param("from", q.from)?;
+    let to = version_param("to", q.to)?;
+    let (old, new) = tokio::try_join!(stored(&state, &name, from), stored(&state, &name, to))?;
+    let (rendered, old, new) = match (old, new) {
+        ((_, Some(old)), (_, Some(new))) => (false, old, new),
+        ((old, _), (new, _)) => (
+            true,
+            workflow::render_yaml(&old.definition)?,
+            workflow::render_yaml(&new.definition)?,
+        ),
+    };
+    // Up to a few hundred milliseconds on the largest texts: off the
+    // request threads. (It fails only if the diff panicked.)
+    let lines = tokio::task::spawn_blocking(move || workflow::line_diff(&old, &new))
+        .await
+        .map_err(|e| ApiError::Store(drover_engine::StoreError::Corrupt(format!("diff: {e}"))))?;
+    Ok(Json(WorkflowDiff {
+        name,
+        from,
+        to,
+        rendered,
+        added: lines.added,
+        removed: lines.removed,
+        hunks: lines.hunks,
+    }))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatsQuery {
+    /// How many of the newest finished runs to count: 1 to 1000, 20 when not given.
+    last: Option<i64>,
+}
+
+/// How the newest finished runs of a workflow ended (any version), and how
+/// many are still going.
+async fn stats(
+    _caller: Caller,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> Result<Json<WorkflowStats>, ApiError> {
+    let last = q.last.unwrap_or(20);
+    if !(1..=1000).contains(&last) {
+        return Err(FieldError::new("last", "must be between 1 and 1000").into());
+    }
+    if state.store.workflow(&name, None).await?.is_none() {
+        return Err(ApiError::NotFound(format!("workflow {name:?}")));
+    }
+    Ok(Json(state.store.workflow_run_stats(&name, last).await?))
 }
 
 /// The JSON Schema of a definition (no token needed: editors fetch it).

@@ -1,17 +1,19 @@
 //! Versioned workflow definitions on SQLite.
 
-use drover_protocol::workflow::WorkflowVersion;
+use drover_protocol::workflow::{WorkflowStats, WorkflowVersion};
 
 use super::SqliteStore;
 use crate::store::rows::WorkflowRow;
 use crate::store::sql::workflows as sql;
+use crate::store::workflow_defs::run_stats;
 use crate::store::{Result, WorkflowDefStore};
 
 impl WorkflowDefStore for SqliteStore {
-    async fn upload_workflow(
+    async fn upload_workflow_source(
         &self,
         name: &str,
         definition: &serde_json::Value,
+        source: Option<&str>,
         digest: &str,
         created_by: &str,
         now_us: i64,
@@ -36,6 +38,7 @@ impl WorkflowDefStore for SqliteStore {
             .bind(digest)
             .bind(created_by)
             .bind(now_us)
+            .bind(source)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -75,5 +78,35 @@ impl WorkflowDefStore for SqliteStore {
             .await?
             .map(WorkflowVersion::try_from)
             .transpose()
+    }
+
+    async fn workflow_source(
+        &self,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<(WorkflowVersion, Option<String>)>> {
+        let Some(mut row) = sqlx::query_as::<_, WorkflowRow>(sql::ONE_WITH_SOURCE)
+            .bind(name)
+            .bind(version)
+            .fetch_optional(self.reader())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let source = row.source.take();
+        Ok(Some((row.try_into()?, source)))
+    }
+
+    async fn workflow_run_stats(&self, name: &str, last: i64) -> Result<WorkflowStats> {
+        let finished: Vec<(String, i64)> = sqlx::query_as(sql::FINISHED_RUNS)
+            .bind(name)
+            .bind(last)
+            .fetch_all(self.reader())
+            .await?;
+        let active: i64 = sqlx::query_scalar(sql::ACTIVE_RUNS)
+            .bind(name)
+            .fetch_one(self.reader())
+            .await?;
+        Ok(run_stats(name, last, finished, active))
     }
 }
