@@ -1,8 +1,9 @@
 //! A chart of figures per time bucket, for the overview: stacked bars or
 //! lines over the same plot area and time axis as the agent page's load
 //! chart (`load_chart`), with a title, a unit on each axis, a legend, and
-//! the same figures as a table for those who do not see the drawing. A
-//! bucket without a figure breaks a line rather than bridging it.
+//! the same figures as a table for those who do not see the drawing (its
+//! buckets with figures). A bucket without a figure breaks a line rather
+//! than bridging it.
 
 use leptos::prelude::*;
 
@@ -187,8 +188,19 @@ pub fn TimeChart(chart: Chart) -> impl IntoView {
         .iter()
         .map(|s| view! { <th scope="col">{s.name.clone()}</th> })
         .collect_view();
-    let rows = (0..n)
+    // Buckets with nothing in them are left out: a quiet range is a
+    // short table, not sixty rows of zeros.
+    let shown: Vec<usize> = (0..n)
         .rev()
+        .filter(|&i| {
+            c.series
+                .iter()
+                .any(|s| s.values.get(i).copied().flatten().is_some_and(|v| v != 0.0))
+        })
+        .collect();
+    let count = shown.len();
+    let rows = shown
+        .into_iter()
         .map(|i| {
             let cells = c
                 .series
@@ -222,7 +234,7 @@ pub fn TimeChart(chart: Chart) -> impl IntoView {
                 <title>{summary}</title>
                 <g class="grid">{grid}</g>
                 <text class="axis-title" data-testid=format!("{key}-y-axis")
-                    transform=format!("translate(12 {}) rotate(-90)", TOP + PLOT_H / 2)
+                    transform=format!("translate(10 {}) rotate(-90)", TOP + PLOT_H / 2)
                     text-anchor="middle">{c.unit.clone()}</text>
                 <g class="axis">
                     <line x1=LEFT y1=bottom x2=right y2=bottom></line>
@@ -237,10 +249,13 @@ pub fn TimeChart(chart: Chart) -> impl IntoView {
             <ul class="legend" data-testid=format!("{key}-legend")>{legend}</ul>
             <p class="muted small">{c.note.clone()}</p>
             <details data-testid=format!("{key}-table")>
-                <summary>{c.title.clone()} " as a table"</summary>
+                <summary>
+                    {c.title.clone()} " as a table (" {count} {if count == 1 { " bucket" } else { " buckets" }}
+                    " with figures)"
+                </summary>
                 <div class="table-wrap">
                     <table class="data compact">
-                        <caption class="muted small">{c.unit.clone()}</caption>
+                        <caption class="muted small">{c.unit.clone()} "; buckets with no figure other than zero are left out"</caption>
                         <thead><tr><th scope="col">"From (UTC)"</th>{header}</tr></thead>
                         <tbody>{rows}</tbody>
                     </table>

@@ -192,7 +192,7 @@ fn charts(o: &OverviewData) -> Vec<Chart> {
             },
         ],
         top,
-        ticks(top, whole),
+        ticks(top, num),
         whole,
     );
     throughput.summary = format!(
@@ -212,7 +212,7 @@ fn charts(o: &OverviewData) -> Vec<Chart> {
             values: b.iter().map(|b| rate(b.succeeded, b.failed)).collect(),
         }],
         100.0,
-        ticks(100.0, |v| format!("{} %", fixed(v, 0))),
+        ticks(100.0, |v| fixed(v, 0)),
         percent,
     );
     failure.summary = match rate(succeeded, failed) {
@@ -300,7 +300,7 @@ fn charts(o: &OverviewData) -> Vec<Chart> {
             })
             .collect(),
         top,
-        ticks(top, whole),
+        ticks(top, num),
         whole,
     );
     depth.summary = if o.depth_types.is_empty() {
