@@ -204,18 +204,19 @@ fn TopBar() -> impl IntoView {
 }
 
 /// Beside "Approvals" in the navigation: how many approvals the signed-in
-/// user may decide now (the server's inbox filter, so never one they would
-/// find they may not), live on approval events. Nothing for those who may
-/// decide none, or when there are none.
+/// user may decide now, live on approval events. It asks the inbox's own
+/// route, whose filter is the server's rule of who may decide (a viewer's
+/// or operator's inbox is empty), so the number never leads to an inbox
+/// that says "Nothing for you to decide". Nothing is shown at zero.
 #[component]
 fn ApprovalsToDecide() -> impl IntoView {
-    let me = use_me();
     let live = live::use_live();
+    // Nobody is signed in there: asking would send the page to sign in.
+    let signing_in = components::on_sign_in_page();
     let inbox = Resource::new(
         move || live.watch(live::Topic::Approvals),
         move |_| async move {
-            let me = session(me.await);
-            if !me.is_some_and(|s| s.user.role.can_approve()) {
+            if signing_in {
                 return None;
             }
             api::parse::<drover_protocol::workflow::ApprovalList>(
