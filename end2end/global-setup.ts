@@ -27,6 +27,8 @@ export default async function globalSetup() {
       DROVER_TASK_TYPES: 'echo,sleep,fail,charge-card,wc',
       // The agent page's load chart gets a sample a second.
       DROVER_AGENT_LOAD_INTERVAL: '1s',
+      // The overview's queue depth chart gets a sample a second.
+      DROVER_QUEUE_DEPTH_INTERVAL: '1s',
       // The notifications test's webhook receiver listens on 127.0.0.1,
       // and its retry should come within a second.
       DROVER_NOTIFY_ALLOW_PRIVATE: 'true',

@@ -18,6 +18,7 @@ mod load_chart;
 mod log_view;
 mod pages;
 mod paging;
+mod time_chart;
 mod waits;
 
 use components::{can_operate, is_admin, provide_me, session, use_me};
@@ -151,7 +152,7 @@ fn TopBar() -> impl IntoView {
                 <A href="/workflows">"Workflows"</A>
                 <A href="/runs">"Runs"</A>
                 <A href="/schedules">"Schedules"</A>
-                <A href="/approvals">"Approvals"</A>
+                <A href="/approvals">"Approvals" <ApprovalsToDecide/></A>
                 // What a role may not do is not offered.
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
@@ -199,6 +200,49 @@ fn TopBar() -> impl IntoView {
                 "This page reconnects on its own."
             </p>
         </Show>
+    }
+}
+
+/// Beside "Approvals" in the navigation: how many approvals the signed-in
+/// user may decide now, live on approval events. It asks the inbox's own
+/// route, whose filter is the server's rule of who may decide (a viewer's
+/// or operator's inbox is empty), so the number never leads to an inbox
+/// that says "Nothing for you to decide". Nothing is shown at zero.
+#[component]
+fn ApprovalsToDecide() -> impl IntoView {
+    let live = live::use_live();
+    // Nobody is signed in there: asking would send the page to sign in.
+    let signing_in = components::on_sign_in_page();
+    let inbox = Resource::new(
+        move || live.watch(live::Topic::Approvals),
+        move |_| async move {
+            if signing_in {
+                return None;
+            }
+            api::parse::<drover_protocol::workflow::ApprovalList>(
+                api::fetch("/approvals?status=pending").await,
+            )
+            .ok()
+            .map(|l| l.approvals.len())
+        },
+    );
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                inbox.await.filter(|n| *n > 0).map(|n| {
+                    // The inbox answers at most 500.
+                    let shown = if n >= 500 { "500+".to_string() } else { n.to_string() };
+                    let label = format!("{shown} to decide");
+                    view! {
+                        <span class="nav-count" data-testid="approvals-count" data-count=n
+                            title=label.clone()>
+                            <span aria-hidden="true">{shown}</span>
+                            <span class="visually-hidden">{format!(", {label}")}</span>
+                        </span>
+                    }
+                })
+            })}
+        </Transition>
     }
 }
 

@@ -527,14 +527,16 @@ pub struct UserWithToken {
     pub token: String,
 }
 
-/// `GET /api/v1/overview`: what the dashboard's first page shows.
+/// `GET /api/v1/overview?range=`: what the dashboard's first page shows,
+/// with the figures over time for the range asked for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Overview {
     pub stats: Stats,
-    /// Tasks finished in each bucket, oldest first; the last bucket ends now.
+    /// Tasks finished (succeeded and failed) in each bucket of the range,
+    /// oldest first; the last bucket holds now.
     pub throughput: Vec<i64>,
-    /// Width of one throughput bucket.
+    /// Width of one bucket, in seconds (`bucket_us` / 1,000,000).
     pub bucket_secs: i64,
     /// Queued tasks by priority band: low, medium, high (thirds of the highest possible P).
     pub queued_by_band: [i64; 3],
@@ -544,6 +546,121 @@ pub struct Overview {
     pub runs_waiting_approval: i64,
     /// α, β, γ.
     pub priority_weights: [f64; 3],
+    /// The range shown (one of [`OverviewRange::ALL`]'s names, e.g. `1h`).
+    pub range: String,
+    /// The buckets cover `since_us .. since_us + buckets × bucket_us`; they
+    /// are aligned to multiples of `bucket_us`, so they stay put as time
+    /// passes, and the last one holds `at_us` (now).
+    pub since_us: i64,
+    pub at_us: i64,
+    pub bucket_us: i64,
+    /// Oldest first, one per bucket.
+    pub buckets: Vec<OverviewBucket>,
+    /// The task types of each bucket's `depth`, busiest over the range
+    /// first; `other` (when present, last) sums the rest.
+    pub depth_types: Vec<String>,
+    /// How often the leader counts the queue by type.
+    pub depth_interval_us: i64,
+    /// Queue wait percentiles are computed over at most this many of the
+    /// latest first claims of each bucket.
+    pub wait_sample: i64,
+    /// The latest failed tasks, newest first (at most [`RECENT_FAILURES`]).
+    pub recent_failures: Vec<RecentFailure>,
+}
+
+/// The ranges the overview offers: each is [`OVERVIEW_BUCKETS`] buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverviewRange {
+    M15,
+    #[default]
+    H1,
+    H6,
+    H24,
+    D7,
+}
+
+/// Buckets in every overview range.
+pub const OVERVIEW_BUCKETS: i64 = 60;
+/// Failed tasks the overview lists.
+pub const RECENT_FAILURES: i64 = 10;
+
+impl OverviewRange {
+    pub const ALL: [OverviewRange; 5] = [Self::M15, Self::H1, Self::H6, Self::H24, Self::D7];
+
+    /// The name in URLs and in `range=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::M15 => "15m",
+            Self::H1 => "1h",
+            Self::H6 => "6h",
+            Self::H24 => "24h",
+            Self::D7 => "7d",
+        }
+    }
+
+    /// As people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::M15 => "15 min",
+            Self::H1 => "1 h",
+            Self::H6 => "6 h",
+            Self::H24 => "24 h",
+            Self::D7 => "7 d",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The whole range, in seconds.
+    pub fn secs(self) -> i64 {
+        match self {
+            Self::M15 => 900,
+            Self::H1 => 3_600,
+            Self::H6 => 6 * 3_600,
+            Self::H24 => 86_400,
+            Self::D7 => 7 * 86_400,
+        }
+    }
+
+    /// One bucket's width: the range over [`OVERVIEW_BUCKETS`] (15 s to
+    /// 168 min, each a multiple of five seconds).
+    pub fn bucket_us(self) -> i64 {
+        self.secs() * 1_000_000 / OVERVIEW_BUCKETS
+    }
+}
+
+/// One bucket of the overview's range.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct OverviewBucket {
+    pub start_us: i64,
+    /// Tasks that finished in the bucket, by outcome.
+    pub succeeded: i64,
+    pub failed: i64,
+    /// First claims in the bucket whose wait was sampled (at most
+    /// `wait_sample`), and their median and 99th percentile wait: from the
+    /// task's creation (or its `run_after`, when later) to the claim.
+    pub waits_sampled: i64,
+    pub wait_p50_us: Option<i64>,
+    pub wait_p99_us: Option<i64>,
+    /// Queued tasks per type (in `depth_types`' order) at the bucket's
+    /// last sample; absent when the leader took none in the bucket.
+    pub depth: Option<Vec<i64>>,
+}
+
+/// A failed task as the overview lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct RecentFailure {
+    pub id: i64,
+    pub task_type: String,
+    /// The task's error, cut to 200 characters.
+    pub error: Option<String>,
+    pub finished_at_us: Option<i64>,
+    /// The workflow run it was a step of.
+    pub run_id: Option<i64>,
 }
 
 /// `PUT /api/v1/rate-limits/{scope}` (admin): at most `rate` starts per

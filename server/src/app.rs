@@ -22,6 +22,7 @@ use crate::services::dispatcher::Dispatcher;
 use crate::services::duties::Duties;
 use crate::services::load_history::LoadHistory;
 use crate::services::notifications::{deliver::Deliverer, scan::Scanner};
+use crate::services::overview_history::OverviewHistory;
 use crate::services::queue_gauges::QueueGauges;
 use crate::services::retention::Retention;
 use crate::services::schedules::Scheduler;
@@ -214,6 +215,14 @@ impl Application {
             }
             .run(stop_duties.signal()),
         );
+        let overview_history = tokio::spawn(
+            OverviewHistory {
+                store: state.store.clone(),
+                leader: state.leader.clone(),
+                interval: state.config.queue_depth_interval,
+            }
+            .run(stop_duties.signal()),
+        );
         let queue_gauges = tokio::spawn(
             QueueGauges {
                 store: state.store.clone(),
@@ -314,6 +323,7 @@ impl Application {
             ("rate-limit", rate_limits),
             ("key admission", admission),
             ("load history", load_history),
+            ("overview history", overview_history),
             ("retention", retention),
             ("queue gauges", queue_gauges),
         ] {

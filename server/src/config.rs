@@ -132,6 +132,12 @@ pub struct Config {
     #[arg(long, env = "DROVER_AGENT_LOAD_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
     pub agent_load_interval: Duration,
 
+    /// How often the leader counts the queued tasks by type for the
+    /// overview's queue depth chart (samples are kept 7 days); it also
+    /// rolls up the tasks finished since its last pass.
+    #[arg(long, env = "DROVER_QUEUE_DEPTH_INTERVAL", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub queue_depth_interval: Duration,
+
     /// How long finished tasks (with their attempts, events and logs) and
     /// finished runs (with their steps, approvals and tasks) are kept;
     /// `0s` keeps them for ever. Deleted by the leader in small batches.
@@ -550,6 +556,14 @@ impl Config {
                 self.agent_load_interval
             ));
         }
+        if self.queue_depth_interval < Duration::from_secs(1)
+            || self.queue_depth_interval > Duration::from_secs(60)
+        {
+            return Err(format!(
+                "--queue-depth-interval ({:?}) must be between 1s and 1min",
+                self.queue_depth_interval
+            ));
+        }
         // The database refuses to delete younger audit entries (migration
         // 0021): a shorter setting would only fail.
         if !self.audit_retention.is_zero()
@@ -684,6 +698,18 @@ mod tests {
         }
         let c =
             parse(&["--agent-load-interval=200ms", "--agent-load-retention=1min"]).expect("parses");
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_queue_depth_interval_is_bounded() {
+        let defaults = parse(&[]).expect("defaults parse");
+        assert_eq!(defaults.queue_depth_interval, Duration::from_secs(10));
+        for bad in ["500ms", "2min"] {
+            let c = parse(&[&format!("--queue-depth-interval={bad}")]).expect("parses");
+            assert!(c.validate().unwrap_err().contains("--queue-depth-interval"));
+        }
+        let c = parse(&["--queue-depth-interval=1s"]).expect("parses");
         assert!(c.validate().is_ok());
     }
 

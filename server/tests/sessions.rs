@@ -312,7 +312,9 @@ async fn the_overview_counts_and_a_cancelled_task_can_be_retried() {
     assert_eq!(status, 200);
     assert_eq!(overview["stats"]["queued"], json!(2));
     assert_eq!(overview["queued_by_band"], json!([1, 0, 1]), "{overview}");
-    assert_eq!(overview["throughput"].as_array().map(Vec::len), Some(30));
+    // The default range, an hour, in 60 buckets of a minute.
+    assert_eq!(overview["throughput"].as_array().map(Vec::len), Some(60));
+    assert_eq!(overview["bucket_secs"], json!(60));
 
     let (status, _) = server
         .post(&format!("/api/v1/tasks/{}/retry", ids[0]), &json!({}))

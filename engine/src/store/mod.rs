@@ -55,6 +55,7 @@ mod keys;
 mod logs;
 mod notifications;
 mod overview;
+mod overview_history;
 mod plan;
 mod postgres;
 mod queue_health;
@@ -98,6 +99,9 @@ pub use notifications::{
     NotificationRuleRow, NotificationStore,
 };
 pub use overview::{OverviewCounts, OverviewStore};
+pub use overview_history::{
+    DepthSample, OverviewHistoryStore, FINISH_SLOT_US, OVERVIEW_HISTORY_US,
+};
 use postgres::PgStore;
 pub use queue_health::QueueHealthStore;
 pub use rate_limits::{RateLimitRow, RateLimitStore};

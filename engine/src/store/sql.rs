@@ -120,20 +120,6 @@ pub(super) mod workflows {
 
 /// The dashboard overview's counts.
 pub(super) mod overview {
-    /// Tasks finished in the window, per bucket: a range of `tasks_finished`
-    /// (SQLite names the index: its planner would otherwise walk
-    /// the status index, which holds every finished task).
-    macro_rules! throughput {
-        ($index:literal) => {
-            concat!(
-                "SELECT (finished_at - $1) / $2 AS bucket, COUNT(*) AS n FROM tasks ",
-                $index,
-                " WHERE finished_at >= $1 AND status IN ('succeeded', 'failed') GROUP BY 1"
-            )
-        };
-    }
-    pub const THROUGHPUT: &str = throughput!("");
-    pub const THROUGHPUT_SQLITE: &str = throughput!("INDEXED BY tasks_finished");
     /// Queued tasks through their three partial indexes (not held, held
     /// by a key, held by a rate): PostgreSQL has no index on the status
     /// alone, and scanned ten million finished tasks for this.

@@ -16,6 +16,7 @@ pub mod extract;
 mod lists;
 mod notifications;
 pub mod openapi;
+mod overview;
 pub mod pages;
 mod queues;
 mod rate_limits;
@@ -46,6 +47,7 @@ pub fn router(state: AppState, metrics: PrometheusHandle) -> Router {
         .merge(audit::router())
         .merge(agent_protocol::router())
         .merge(system::api_router())
+        .merge(overview::router())
         .merge(users::router())
         .merge(workflows::router())
         .merge(runs::router())

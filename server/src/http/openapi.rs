@@ -113,7 +113,8 @@ macro_rules! op {
 
 use super::workflows as workflows_http;
 use super::{agents as agents_http, approvals as approvals_http, audit as audit_http};
-use super::{notifications as notifications_http, queues as queues_http, runs as runs_http};
+use super::{notifications as notifications_http, overview as overview_http};
+use super::{queues as queues_http, runs as runs_http};
 use super::{session as session_http, tasks as tasks_http, users as users_http};
 
 /// Every route the server mounts, in the order the README lists them.
@@ -278,8 +279,8 @@ static OPERATIONS: &[Op] = &[
         query: None, body: Body::None, 200 => Answer::Json(of::<api::ServerStatus>)),
     op!("get" "/api/v1/stats", "stats", "server", "Counts of tasks by status and agents (viewer).", User,
         query: None, body: Body::None, 200 => Answer::Json(of::<api::Stats>)),
-    op!("get" "/api/v1/overview", "overview", "server", "The dashboard's overview figures (viewer).", User,
-        query: None, body: Body::None, 200 => Answer::Json(of::<api::Overview>)),
+    op!("get" "/api/v1/overview", "overview", "server", "The dashboard's overview figures, now and over a range (viewer).", User,
+        query: Some(query::<overview_http::OverviewQuery>), body: Body::None, 200 => Answer::Json(of::<api::Overview>)),
     op!("get" "/api/v1/events", "events", "server", "Server-sent events: what changed, for live pages (viewer).", User,
         query: None, body: Body::None, 200 => Answer::Events),
     op!("get" "/api/openapi.json", "openapi", "server", "This description.", Open,

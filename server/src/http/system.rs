@@ -5,10 +5,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use drover_engine::domain::PRIORITY_INPUT_MAX;
-use drover_engine::store::{OverviewStore, QueueStore};
-use drover_engine::time::now_us;
-use drover_protocol::api::{Overview, ServerStatus, Stats};
+use drover_engine::store::QueueStore;
+use drover_protocol::api::{ServerStatus, Stats};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::error::ApiError;
@@ -77,7 +75,6 @@ pub fn api_router() -> Router<AppState> {
     Router::new()
         .route("/status", get(status))
         .route("/stats", get(stats))
-        .route("/overview", get(overview))
         .route(
             "/events",
             get(crate::http::events::stream).post(crate::http::waits::send_event),
@@ -96,33 +93,4 @@ async fn status(_caller: Caller, State(state): State<AppState>) -> Json<ServerSt
 
 async fn stats(_caller: Caller, State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(state.store.stats().await?))
-}
-
-/// Throughput is shown over the last ten minutes in 20-second buckets.
-const BUCKET_SECS: i64 = 20;
-const BUCKETS: usize = 30;
-
-async fn overview(
-    _caller: Caller,
-    State(state): State<AppState>,
-) -> Result<Json<Overview>, ApiError> {
-    let weights = state.scheduling.weights.as_array();
-    let highest = weights.iter().sum::<f64>() * PRIORITY_INPUT_MAX as f64;
-    let edges = [highest / 3.0, highest * 2.0 / 3.0];
-    let (stats, counts) = tokio::try_join!(
-        state.store.stats(),
-        state
-            .store
-            .overview(now_us(), BUCKET_SECS * 1_000_000, BUCKETS, edges)
-    )?;
-    Ok(Json(Overview {
-        stats,
-        throughput: counts.throughput,
-        bucket_secs: BUCKET_SECS,
-        queued_by_band: counts.queued_by_band,
-        band_edges: edges,
-        runs_running: counts.runs_running,
-        runs_waiting_approval: counts.runs_waiting_approval,
-        priority_weights: weights,
-    }))
 }

@@ -3,7 +3,8 @@
 //! state, so they depend on each other in one direction:
 //! `effects` → `advance` → `dispatcher`, `events`; `duties` → `effects`;
 //! `notifications` → `events`;
-//! `relay` → `dispatcher`, `events`; `load_history`, `queue_gauges` and `retention` use the store alone,
+//! `relay` → `dispatcher`, `events`; `load_history`, `overview_history`, `queue_gauges` and
+//! `retention` use the store alone,
 //! on `leader_ticks`.
 
 pub mod admitter;
@@ -17,6 +18,7 @@ pub mod gated;
 pub mod leader_ticks;
 pub mod load_history;
 pub mod notifications;
+pub mod overview_history;
 pub mod queue_gauges;
 pub mod rate_limiter;
 pub mod relay;

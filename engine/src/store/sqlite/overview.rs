@@ -5,19 +5,7 @@ use crate::store::sql::overview as sql;
 use crate::store::{OverviewCounts, OverviewStore, Result};
 
 impl OverviewStore for SqliteStore {
-    async fn overview(
-        &self,
-        now_us: i64,
-        bucket_us: i64,
-        buckets: usize,
-        edges: [f64; 2],
-    ) -> Result<OverviewCounts> {
-        let since = now_us - bucket_us * buckets as i64;
-        let finished: Vec<(i64, i64)> = sqlx::query_as(sql::THROUGHPUT_SQLITE)
-            .bind(since)
-            .bind(bucket_us)
-            .fetch_all(self.reader())
-            .await?;
+    async fn overview(&self, edges: [f64; 2]) -> Result<OverviewCounts> {
         let (low, medium, high): (i64, i64, i64) = sqlx::query_as(sql::QUEUED_BY_BAND)
             .bind(edges[0])
             .bind(edges[1])
@@ -26,12 +14,10 @@ impl OverviewStore for SqliteStore {
         let (running, waiting): (i64, i64) = sqlx::query_as(sql::ACTIVE_RUNS)
             .fetch_one(self.reader())
             .await?;
-        Ok(OverviewCounts::new(
-            finished,
-            buckets,
-            [low, medium, high],
-            running,
-            waiting,
-        ))
+        Ok(OverviewCounts {
+            queued_by_band: [low, medium, high],
+            runs_running: running,
+            runs_waiting_approval: waiting,
+        })
     }
 }
