@@ -95,15 +95,20 @@ impl Chart {
 
     /// Where a time sits horizontally (clamped to the plot).
     pub fn x_of(&self, t_us: i64) -> i64 {
-        let window = (self.end_us - self.start_us).max(1);
-        let dt = (t_us - self.start_us).clamp(0, window);
-        LABEL_W + ((dt as i128 * PLOT_W as i128) / window as i128) as i64
+        x_at(t_us, self.start_us, self.end_us)
     }
 
     /// The top of a row.
     pub fn y_of(row: usize) -> i64 {
         TOP + row as i64 * ROW_H
     }
+}
+
+/// Where `t_us` sits horizontally on a plot from `start_us` to `end_us`.
+fn x_at(t_us: i64, start_us: i64, end_us: i64) -> i64 {
+    let window = (end_us - start_us).max(1);
+    let dt = (t_us - start_us).clamp(0, window);
+    LABEL_W + ((dt as i128 * PLOT_W as i128) / window as i128) as i64
 }
 
 /// Builds the chart of a run: `steps` in the order to draw them, its
@@ -245,18 +250,11 @@ fn ticks(start_us: i64, end_us: i64) -> Vec<(i64, String)> {
         .into_iter()
         .find(|s| window / s <= 5)
         .unwrap_or_else(|| (window / 5).max(1));
-    let chart = Chart {
-        rows: Vec::new(),
-        bars: Vec::new(),
-        start_us,
-        end_us,
-        ticks: Vec::new(),
-    };
     (0..=window / step)
         .map(|i| {
             let dt = i * step;
             let label = if dt == 0 { "0".to_string() } else { span(dt) };
-            (chart.x_of(start_us + dt), label)
+            (x_at(start_us + dt, start_us, end_us), label)
         })
         .collect()
 }

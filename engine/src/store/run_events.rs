@@ -106,6 +106,14 @@ pub(super) struct StepKind {
     pub(super) conditional: bool,
 }
 
+impl StepKind {
+    /// Neither: a step whose end is told plainly.
+    pub(super) const PLAIN: StepKind = StepKind {
+        compensation: false,
+        conditional: false,
+    };
+}
+
 /// The event of a step going from `before` to `after` in an advance, if
 /// that is one worth telling (a step that goes on running is not).
 pub(super) fn step_change(
@@ -347,10 +355,7 @@ impl super::postgres::PgStore {
 mod tests {
     use super::*;
 
-    const PLAIN: StepKind = StepKind {
-        compensation: false,
-        conditional: false,
-    };
+    const PLAIN: StepKind = StepKind::PLAIN;
     const COMPENSATION: StepKind = StepKind {
         compensation: true,
         conditional: false,

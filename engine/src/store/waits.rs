@@ -469,15 +469,11 @@ macro_rules! wait_store {
                     .fetch_optional(&mut **tx)
                     .await?;
                 if let Some(generation) = generation {
-                    let plain = StepKind {
-                        compensation: false,
-                        conditional: false,
-                    };
                     let ended = step_change(
                         run_id,
                         step_id,
                         generation,
-                        plain,
+                        StepKind::PLAIN,
                         StepStatus::Waiting,
                         status,
                         error,
