@@ -172,7 +172,11 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
     // browser: the server renders none selected.
     Effect::new(move |_| {
         id();
-        ctx.selected.set(query.with(|q| q.get("step")));
+        let step = query.with(|q| q.get("step"));
+        // A click selected it already: the panel is not drawn twice.
+        if ctx.selected.get_untracked() != step {
+            ctx.selected.set(step);
+        }
     });
     // Picking a step puts it in the URL (in place of the last one), so
     // that a reload or a shared link opens it.
