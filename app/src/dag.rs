@@ -144,17 +144,41 @@ pub const NODE_H: i64 = 40;
 pub const COL_GAP: i64 = 56;
 pub const ROW_GAP: i64 = 14;
 pub const PAD: i64 = 8;
+/// From the main path's last row to the compensation lane's first: room
+/// for the lane's rule and its name.
+pub const LANE_GAP: i64 = 40;
+
+impl DagStep {
+    /// A compensation step (`on_failure_of`): drawn in its own lane.
+    pub fn compensates(&self) -> bool {
+        !self.on_failure_of.is_empty()
+    }
+}
+
+/// An edge of the graph, by step index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    pub from: usize,
+    pub to: usize,
+    /// From a step to the compensation that runs if it fails.
+    pub compensation: bool,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     /// Top-left corner of each step's box, by step index.
     pub pos: Vec<(i64, i64)>,
-    /// `(from, to, compensation)` by step index.
-    pub edges: Vec<(usize, usize, bool)>,
+    pub edges: Vec<Edge>,
+    /// Where the compensation lane begins (its rule), below every step of
+    /// the main path; `None` when no step compensates.
+    pub lane_y: Option<i64>,
     pub width: i64,
     pub height: i64,
 }
 
+/// Places the steps: columns by dependency depth; the main path's steps in
+/// rows at the top, compensation steps in rows of their own lane below
+/// them, so the path a run takes when nothing fails reads on its own.
 pub fn layout(steps: &[DagStep]) -> Layout {
     let index: HashMap<&str, usize> = steps
         .iter()
@@ -189,52 +213,90 @@ pub fn layout(steps: &[DagStep]) -> Layout {
     }
     let columns = col.iter().copied().max().map_or(0, |m| m + 1);
     let mut row = vec![0usize; steps.len()];
-    let mut tallest = 0usize;
-    for c in 0..columns {
-        let mut members: Vec<usize> = (0..steps.len()).filter(|&i| col[i] == c).collect();
-        // Order by the mean row of the parents (already placed), then by definition order.
-        let key = |i: usize| -> f64 {
-            let ps = &parents[i];
-            if ps.is_empty() {
-                i as f64
-            } else {
-                ps.iter().map(|&p| row[p] as f64).sum::<f64>() / ps.len() as f64
+    // The rows each lane needs: [main path, compensation].
+    let mut tallest = [0usize; 2];
+    for lane in [false, true] {
+        for c in 0..columns {
+            let mut members: Vec<usize> = (0..steps.len())
+                .filter(|&i| col[i] == c && steps[i].compensates() == lane)
+                .collect();
+            // Order by the mean row of the parents (already placed), then by
+            // definition order.
+            let key = |i: usize| -> f64 {
+                let ps = &parents[i];
+                if ps.is_empty() {
+                    i as f64
+                } else {
+                    ps.iter().map(|&p| row[p] as f64).sum::<f64>() / ps.len() as f64
+                }
+            };
+            members.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+            for (r, &i) in members.iter().enumerate() {
+                row[i] = r;
             }
-        };
-        members.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
-        for (r, &i) in members.iter().enumerate() {
-            row[i] = r;
+            tallest[lane as usize] = tallest[lane as usize].max(members.len());
         }
-        tallest = tallest.max(members.len());
     }
+    let rows_height = |n: usize| n as i64 * (NODE_H + ROW_GAP) - ROW_GAP.min(n as i64 * ROW_GAP);
+    let main_bottom = PAD + rows_height(tallest[0]);
+    let lane_y = (tallest[1] > 0).then_some(main_bottom + LANE_GAP / 4);
+    let lane_top = main_bottom + LANE_GAP;
     let pos = (0..steps.len())
         .map(|i| {
+            let top = if steps[i].compensates() {
+                lane_top
+            } else {
+                PAD
+            };
             (
                 PAD + col[i] as i64 * (NODE_W + COL_GAP),
-                PAD + row[i] as i64 * (NODE_H + ROW_GAP),
+                top + row[i] as i64 * (NODE_H + ROW_GAP),
             )
         })
         .collect();
     let mut edges = Vec::new();
     for (i, s) in steps.iter().enumerate() {
-        for d in &s.depends_on {
-            if let Some(&p) = index.get(d.as_str()) {
-                edges.push((p, i, false));
-            }
-        }
-        for d in &s.on_failure_of {
-            if let Some(&p) = index.get(d.as_str()) {
-                edges.push((p, i, true));
+        for (deps, compensation) in [(&s.depends_on, false), (&s.on_failure_of, true)] {
+            for d in deps {
+                if let Some(&from) = index.get(d.as_str()) {
+                    edges.push(Edge {
+                        from,
+                        to: i,
+                        compensation,
+                    });
+                }
             }
         }
     }
+    let bottom = if tallest[1] > 0 {
+        lane_top + rows_height(tallest[1])
+    } else {
+        main_bottom
+    };
     Layout {
         pos,
         edges,
+        lane_y,
         width: PAD * 2 + columns as i64 * (NODE_W + COL_GAP)
             - COL_GAP.min(columns as i64 * COL_GAP),
-        height: PAD * 2 + tallest as i64 * (NODE_H + ROW_GAP)
-            - ROW_GAP.min(tallest as i64 * ROW_GAP),
+        height: bottom + PAD,
+    }
+}
+
+/// The SVG path of an edge. A dependency is a curve from the right of one
+/// box to the left of the next; a compensation edge leaves its step to the
+/// right, drops down the gap after that step's column into the lane and
+/// runs along it to the compensation: square corners, never across a box
+/// of the main path.
+pub fn edge_path(l: &Layout, e: Edge) -> String {
+    let (x1, y1) = (l.pos[e.from].0 + NODE_W, l.pos[e.from].1 + NODE_H / 2);
+    let (x2, y2) = (l.pos[e.to].0, l.pos[e.to].1 + NODE_H / 2);
+    if e.compensation {
+        let gap = x1 + COL_GAP / 3;
+        format!("M{x1},{y1} H{gap} V{y2} H{x2}")
+    } else {
+        let mid = (x1 + x2) / 2;
+        format!("M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}")
     }
 }
 
@@ -316,7 +378,39 @@ mod tests {
         );
         assert_eq!(x[3], x[0], "a root sits in the first column");
         assert_eq!(l.edges.len(), 3);
+        assert_eq!(l.lane_y, None, "no compensation, no lane");
         assert!(l.width >= 3 * NODE_W && l.height >= 2 * NODE_H);
+    }
+
+    #[test]
+    fn compensation_steps_sit_in_a_lane_below_the_main_path() {
+        let mut refund = step("refund", &[]);
+        refund.on_failure_of = vec!["charge".into(), "ship".into()];
+        let steps = vec![
+            step("reserve", &[]),
+            step("charge", &["reserve"]),
+            step("audit", &["reserve"]),
+            step("ship", &["charge"]),
+            refund,
+        ];
+        let l = layout(&steps);
+        let lane = l.lane_y.expect("a lane");
+        let main_bottom = l.pos[..4].iter().map(|p| p.1 + NODE_H).max().unwrap();
+        assert!(main_bottom < lane && lane < l.pos[4].1, "{l:?}");
+        assert!(l.pos[4].1 + NODE_H <= l.height);
+        // After the latest step it watches.
+        assert!(l.pos[4].0 > l.pos[3].0);
+        let comp: Vec<&Edge> = l.edges.iter().filter(|e| e.compensation).collect();
+        assert_eq!(comp.len(), 2);
+        // Its edges run square: right, down the gap, along the lane.
+        let path = edge_path(&l, *comp[0]);
+        assert!(
+            path.contains(" V") && path.contains(" H") && !path.contains('C'),
+            "{path}"
+        );
+        // The vertical run stays in the gap between columns, clear of every box.
+        let gap_x = l.pos[1].0 + NODE_W + COL_GAP / 3;
+        assert!(l.pos.iter().all(|p| gap_x < p.0 || gap_x > p.0 + NODE_W));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod browser;
 mod components;
 mod dag;
 pub mod format;
+mod gantt;
 mod live;
 mod load_chart;
 mod log_view;

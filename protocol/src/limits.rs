@@ -153,6 +153,16 @@ pub fn deadline_us(now_us: i64, ms: i64) -> i64 {
     now_us.saturating_add(ms.saturating_mul(1000))
 }
 
+/// Most events of a run `GET /api/v1/runs/{id}` returns (the newest;
+/// `events_truncated` says when older ones were left out).
+pub const RUN_EVENTS_SHOWN: i64 = 1_000;
+/// Most task attempts of a run `GET /api/v1/runs/{id}` returns (the first
+/// claimed; `attempts_truncated` says when later ones were left out).
+pub const RUN_ATTEMPTS_SHOWN: i64 = 1_000;
+/// Longest detail (an error, a comment) a run event keeps; the step and
+/// its task keep the whole text.
+pub const MAX_RUN_EVENT_DETAIL_BYTES: usize = 2 * 1024;
+
 /// Most results (or resumed leases) in one agent request.
 pub const MAX_RESULTS_PER_REQUEST: usize = 10_000;
 /// Longest error message or release reason stored; the rest is cut.

@@ -221,6 +221,7 @@ pub struct StepView {
     pub step_id: String,
     /// `pending`, `running`, `waiting_approval`, `waiting` (a `wait` or
     /// `workflow` step, see `wait`), `succeeded`, `failed`, `skipped`, `cancelled`.
+    /// A step that never ran in a run that ended is `skipped`.
     pub status: String,
     pub output: Option<Value>,
     pub error: Option<String>,
@@ -299,6 +300,131 @@ pub struct ResumedStep {
     pub step_id: String,
 }
 
+/// What happened to a run (`RunEvent::kind`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RunEventKind {
+    /// `actor` started it (a child run: `detail` names its parent).
+    RunStarted,
+    /// It ended by itself: `status` `succeeded` or `failed`, `detail` the error.
+    RunFinished,
+    /// `actor` cancelled it (none when its parent run ended: `detail` says so).
+    RunCancelled,
+    /// A step began: `status` `running`, `waiting` or `waiting_approval`.
+    StepStarted,
+    StepSucceeded,
+    /// `detail` is the error.
+    StepFailed,
+    /// Its condition was false, nothing it compensates failed, or the run
+    /// ended before it could run (`detail` says which).
+    StepSkipped,
+    /// `actor` retried the failed step: `generation` is the new one.
+    StepRetried,
+    /// A compensation step (`on_failure_of`) began.
+    CompensationStarted,
+    /// A compensation step ended: `status` `succeeded` or `failed`.
+    CompensationFinished,
+    /// `actor` decided the step's approval (`timeout` when nobody did in
+    /// time): `status` `approved` or `rejected`, `detail` the comment.
+    ApprovalDecided,
+}
+
+impl RunEventKind {
+    pub const ALL: [RunEventKind; 11] = [
+        RunEventKind::RunStarted,
+        RunEventKind::RunFinished,
+        RunEventKind::RunCancelled,
+        RunEventKind::StepStarted,
+        RunEventKind::StepSucceeded,
+        RunEventKind::StepFailed,
+        RunEventKind::StepSkipped,
+        RunEventKind::StepRetried,
+        RunEventKind::CompensationStarted,
+        RunEventKind::CompensationFinished,
+        RunEventKind::ApprovalDecided,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunEventKind::RunStarted => "run_started",
+            RunEventKind::RunFinished => "run_finished",
+            RunEventKind::RunCancelled => "run_cancelled",
+            RunEventKind::StepStarted => "step_started",
+            RunEventKind::StepSucceeded => "step_succeeded",
+            RunEventKind::StepFailed => "step_failed",
+            RunEventKind::StepSkipped => "step_skipped",
+            RunEventKind::StepRetried => "step_retried",
+            RunEventKind::CompensationStarted => "compensation_started",
+            RunEventKind::CompensationFinished => "compensation_finished",
+            RunEventKind::ApprovalDecided => "approval_decided",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the event ends its step's current generation.
+    pub fn ends_step(self) -> bool {
+        matches!(
+            self,
+            RunEventKind::StepSucceeded
+                | RunEventKind::StepFailed
+                | RunEventKind::StepSkipped
+                | RunEventKind::CompensationFinished
+                | RunEventKind::ApprovalDecided
+        )
+    }
+}
+
+/// One thing that happened to a run, kept as it happened (`run_events`,
+/// written in the transaction of the change it records): a retried
+/// step's earlier failure stays in the history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct RunEvent {
+    /// Increases with every event written: orders events of the same time.
+    pub seq: i64,
+    pub at_us: i64,
+    pub kind: RunEventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    /// The step's generation (0, then one more for each retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Who did it: a user, `schedule:3`, `trigger:7`, `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The status it led to (see the kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// An error, a comment or a reason, cut to 2 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One attempt at one of a run's tasks: when an agent claimed it, started
+/// and finished it, and how it ended. Every generation of a step (its
+/// retries) is here, not only the current one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct RunAttempt {
+    pub task_id: i64,
+    pub step_id: String,
+    pub generation: i64,
+    pub item_index: i64,
+    /// 1 for the task's first attempt.
+    pub attempt: i64,
+    pub agent_id: i64,
+    pub claimed_at_us: i64,
+    pub started_at_us: Option<i64>,
+    /// Absent while it runs.
+    pub finished_at_us: Option<i64>,
+    /// `running`, `succeeded`, `failed`, `timed_out`, `lost`, `released`, `cancelled`.
+    pub outcome: String,
+}
+
 /// `GET /api/v1/runs/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
@@ -307,6 +433,20 @@ pub struct RunDetail {
     pub run: RunSummary,
     pub steps: Vec<StepView>,
     pub approvals: Vec<ApprovalView>,
+    /// The run's history, oldest first (by time, then `seq`): at most the
+    /// newest 1,000 events.
+    #[serde(default)]
+    pub events: Vec<RunEvent>,
+    /// The run has older events than `events` holds.
+    #[serde(default)]
+    pub events_truncated: bool,
+    /// Its tasks' attempts, in the order they were claimed: at most the
+    /// first 1,000.
+    #[serde(default)]
+    pub attempts: Vec<RunAttempt>,
+    /// The run has later attempts than `attempts` holds.
+    #[serde(default)]
+    pub attempts_truncated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -200,6 +200,7 @@ async fn finished_work_past_its_keep_for_goes_with_everything_it_held(backend: B
         "SELECT COUNT(*) FROM task_attempts WHERE task_id NOT IN (SELECT id FROM tasks)",
         "SELECT COUNT(*) FROM task_events WHERE task_id NOT IN (SELECT id FROM tasks)",
         "SELECT COUNT(*) FROM run_steps WHERE run_id NOT IN (SELECT id FROM runs)",
+        "SELECT COUNT(*) FROM run_events WHERE run_id NOT IN (SELECT id FROM runs)",
         "SELECT COUNT(*) FROM tasks WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT id FROM runs)",
     ] {
         assert_eq!(count(&db, orphans).await, 0, "{orphans}");

@@ -356,6 +356,12 @@ async fn cancelling_a_run_stops_its_tasks(backend: Backend) {
             .0,
         409
     );
+    // Its history says who cancelled it, and when.
+    let run = f.run(id).await;
+    let last = run["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "run_cancelled", "{run}");
+    assert_eq!(last["actor"], run["started_by"], "{run}");
+    assert_eq!(last["at_us"], run["finished_at_us"], "{run}");
 }
 
 async fn a_failed_step_can_be_retried(backend: Backend) {
@@ -374,9 +380,15 @@ async fn a_failed_step_can_be_retried(backend: Backend) {
         .post(&format!("/api/v1/runs/{id}/steps/after/retry"), &json!({}))
         .await;
     assert_eq!(s, 409, "only a failed step can be retried: {body}");
+    // A step the failed run never reached reads as skipped.
+    assert_eq!(step(&run, "after")["status"], "skipped");
+    let otto = f.user("otto", "operator").await;
     let (s, body) = f
-        .server
-        .post(&format!("/api/v1/runs/{id}/steps/risky/retry"), &json!({}))
+        .as_user(
+            &otto,
+            &format!("/api/v1/runs/{id}/steps/risky/retry"),
+            json!({}),
+        )
         .await;
     assert_eq!(s, 200, "{body}");
     let run = f.wait_status(id, "failed").await;
@@ -387,6 +399,44 @@ async fn a_failed_step_can_be_retried(backend: Backend) {
         1,
         "one task for the new generation"
     );
+    // The history keeps the first failure, who retried, and the second.
+    let told: Vec<(String, Value, Value)> = run["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["step_id"].clone(),
+                e["generation"].clone(),
+            )
+        })
+        .collect();
+    let at = |kind: &str, step: &str, generation: i64| {
+        told.iter()
+            .position(|t| t == &(kind.to_string(), json!(step), json!(generation)))
+            .unwrap_or_else(|| panic!("no {kind} of {step} g{generation} in {run}"))
+    };
+    let first = at("step_failed", "risky", 0);
+    let retried = at("step_retried", "risky", 1);
+    let second = at("step_failed", "risky", 1);
+    assert!(first < retried && retried < second, "{run}");
+    let events = run["events"].as_array().unwrap();
+    assert!(events[first]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("disk on fire"));
+    assert_eq!(events[retried]["actor"], "otto", "{run}");
+    assert_eq!(run["events_truncated"], false);
+    // Both generations' attempts, for the run page's Gantt chart.
+    let generations: Vec<&Value> = run["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["step_id"] == "risky")
+        .map(|a| &a["generation"])
+        .collect();
+    assert_eq!(generations, [&json!(0), &json!(1)], "{run}");
 }
 
 async fn killing_the_server_mid_run_finishes_every_step_once(backend: Backend) {
@@ -634,7 +684,8 @@ async fn the_shipped_examples_run_to_the_end_with_the_demo_agent() {
             .contains("card declined"),
         "{run}"
     );
-    assert_eq!(step(&run, "ship")["status"], "pending");
+    // It never ran: the run ended first.
+    assert_eq!(step(&run, "ship")["status"], "skipped");
     let run = approve_all(
         f.start(
             admin,

@@ -1,22 +1,29 @@
-//! One run: its DAG drawn live, each step's details (a waiting step's wait
-//! in words), approvals, a timeline, and the buttons to cancel the run,
-//! retry a step, decide an approval, or send the event a step waits for.
+//! One run: its DAG drawn live (compensation steps in a lane of their
+//! own), each step's details (a waiting step's wait in words, its history),
+//! approvals, a Gantt chart of its steps and their task attempts, its
+//! timeline as the run's events tell it, and the buttons to cancel the
+//! run, retry a step, decide an approval, or send the event a step waits
+//! for. The selected step is in the URL (`/runs/42?step=charge`), so a
+//! reload or a shared link opens it.
 
 use drover_protocol::api::TaskDetail;
 use drover_protocol::workflow::{
-    ApprovalList, ApprovalView, EventDelivered, RunDetail, StepView, WorkflowVersion,
+    ApprovalList, ApprovalView, EventDelivered, RunDetail, RunEvent, RunEventKind, StepView,
+    WorkflowVersion,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_query_map;
+use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos_router::NavigateOptions;
 
 use crate::api::{self, enc, ApiFailure, ApiResult};
 use crate::components::{
     can_operate, my_name, outcome_view, session, started_by_view, use_me, Badge, ConfirmButton,
     ErrorBox, Loading,
 };
-use crate::dag::{layout, steps_of, DagStep, WaitDef, NODE_H, NODE_W};
-use crate::format::{duration_us, json, local, until, utc};
+use crate::dag::{edge_path, layout, steps_of, DagStep, WaitDef, NODE_H, NODE_W, PAD};
+use crate::format::{count, duration_us, json, local, rfc3339, until, utc};
+use crate::gantt::{self, Chart, What};
 use crate::live::{use_live, Topic};
 use crate::log_view::TaskLog;
 use crate::pages::approvals::ApprovalCard;
@@ -38,7 +45,11 @@ async fn load_definition(id: i64) -> ApiResult<String> {
 
 #[derive(Clone, Copy)]
 struct RunCtx {
+    /// The step whose details show: the URL's `?step=`, once in the browser.
     selected: RwSignal<Option<String>>,
+    /// The step last clicked (or chosen with the keyboard): the page goes
+    /// to its URL.
+    pick: RwSignal<Option<String>>,
     act: Action<RunOp, ApiResult<String>>,
     /// The button whose confirmation is showing: `cancel-run`, or
     /// `retry:<step>`. Kept here so the run's live refreshes keep it.
@@ -151,21 +162,34 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
     });
     let ctx = RunCtx {
         selected: RwSignal::new(None),
+        pick: RwSignal::new(None),
         act,
         armed: RwSignal::new(None),
         rejecting: RwSignal::new(None),
     };
-    // Another run's page (a parent or child link) starts with nothing selected.
+    // The selection is the URL's `?step=ID` (a task page links its step
+    // so; another run's page starts with none), applied once in the
+    // browser: the server renders none selected.
     Effect::new(move |_| {
         id();
-        ctx.selected.set(None);
+        let step = query.with(|q| q.get("step"));
+        // A click selected it already: the panel is not drawn twice.
+        if ctx.selected.get_untracked() != step {
+            ctx.selected.set(step);
+        }
     });
-    // `?step=ID` (a task page links its step so) opens with that step
-    // selected, once in the browser: the server renders none selected.
+    // Picking a step puts it in the URL (in place of the last one), so
+    // that a reload or a shared link opens it.
+    let navigate = use_navigate();
     Effect::new(move |_| {
-        id();
-        if let Some(step) = query.with(|q| q.get("step")) {
-            ctx.selected.set(Some(step));
+        if let Some(step) = ctx.pick.get() {
+            let to = format!("/runs/{}?step={}", run_id.get_untracked(), enc(&step));
+            let options = NavigateOptions {
+                replace: true,
+                scroll: false,
+                ..Default::default()
+            };
+            navigate(&to, options);
         }
     });
     let send: SendEvent =
@@ -273,6 +297,7 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 api::parse::<RunDetail>(run.await).ok().map(|run| view! {
+                    <Gantt run=run.clone()/>
                     <section class="card">
                         <h2>"Timeline"</h2>
                         <Timeline run/>
@@ -347,6 +372,8 @@ fn RunSteps(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> 
     let selected_view = {
         let steps = run.steps.clone();
         let approvals = run.approvals.clone();
+        let events = run.events.clone();
+        let start = run.run.created_at_us;
         let dag = dag.clone();
         move || {
             ctx.selected.get().and_then(|sel| {
@@ -355,7 +382,12 @@ fn RunSteps(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> 
                 let kind = def.map(|d| d.kind.clone()).unwrap_or_default();
                 let wait_def = def.and_then(|d| d.wait.clone());
                 let approval = approvals.iter().find(|a| a.step_id == sel).cloned();
-                Some(view! { <StepPanel step kind wait_def approval operate ctx/> })
+                let history: Vec<RunEvent> = events
+                    .iter()
+                    .filter(|e| e.step_id.as_deref() == Some(sel.as_str()))
+                    .cloned()
+                    .collect();
+                Some(view! { <StepPanel step kind wait_def approval history start operate ctx/> })
             })
         }
     };
@@ -363,7 +395,7 @@ fn RunSteps(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> 
         <section class="card">
             <h2>"Steps"</h2>
             <Graph dag steps ctx/>
-            <p class="muted legend">"Click a step, or Tab to it and press Enter, for its payload, output, attempts and timings."</p>
+            <p class="muted legend">"Click a step, or Tab to it and press Enter, for its payload, output, attempts, timings and history. Dashed red lines lead to compensation steps, drawn in their own lane: they run only when a step they watch fails."</p>
         </section>
         {selected_view}
     }
@@ -373,76 +405,100 @@ fn status_of<'a>(steps: &'a [StepView], id: &str) -> Option<&'a StepView> {
     steps.iter().find(|s| s.step_id == id)
 }
 
-/// The DAG as SVG: steps as boxes coloured by state, dependencies as curves.
+/// The DAG as SVG: steps as boxes coloured by state, dependencies as
+/// curves; compensation steps in a lane below the main path, reached by
+/// dashed square edges of their own.
 #[component]
 fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView {
     let l = layout(&dag);
-    let edges = l
-        .edges
-        .iter()
-        .map(|&(from, to, comp)| {
-            let (x1, y1) = (l.pos[from].0 + NODE_W, l.pos[from].1 + NODE_H / 2);
-            let (x2, y2) = (l.pos[to].0, l.pos[to].1 + NODE_H / 2);
-            let mid = (x1 + x2) / 2;
-            let d = format!("M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}");
-            view! { <path d=d class:comp=comp marker-end="url(#arrow)"></path> }
-        })
-        .collect_view();
-    let nodes = dag
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let (x, y) = l.pos[i];
-            let view_of = status_of(&steps, &s.id);
-            let status = view_of.map(|v| v.shown_status().to_string()).unwrap_or_else(|| "pending".into());
-            let count = view_of.and_then(|v| v.item_count).filter(|_| s.fan_out);
-            let label: String = if s.id.chars().count() > 20 { s.id.chars().take(19).chain(['…']).collect() } else { s.id.clone() };
-            let sub = match (&s.wait, s.kind.as_str(), count) {
-                (Some(w), _, _) => w.label().to_string(),
-                (None, "approval", _) => "approval".to_string(),
-                (None, _, Some(n)) => format!("for each · {n} tasks"),
-                _ if s.fan_out => "for each".to_string(),
-                _ if s.conditional => "task · when".to_string(),
-                _ => "task".to_string(),
-            };
-            // A waiting event step names its key when hovered.
-            let waits_for = view_of
-                .and_then(|v| v.wait.as_ref())
-                .filter(|w| w.status == "waiting")
-                .and_then(|w| w.event_key.clone())
-                .map(|k| format!(" · event {k}"))
-                .unwrap_or_default();
-            let id = s.id.clone();
-            let selected = {
-                let id = id.clone();
-                move || ctx.selected.get().as_deref() == Some(id.as_str())
-            };
-            let select = move || ctx.selected.set(Some(id.clone()));
-            let select_by_key = select.clone();
-            let name = format!("Step {} · {}{waits_for}", s.id, status.replace('_', " "));
-            // A button for the keyboard and screen readers too: a tab stop,
-            // Enter or Space opens the step as a click does.
-            view! {
-                <g class=format!("node s-{status}") class:selected=selected.clone() transform=format!("translate({x},{y})")
-                    data-testid=format!("step-{}", s.id) data-status=status.clone()
-                    role="button" tabindex="0" aria-pressed=move || selected().to_string()
-                    aria-label=name
-                    on:click=move |_| select()
-                    on:keydown=move |ev| {
-                        if ev.key() == "Enter" || ev.key() == " " {
-                            ev.prevent_default();
-                            select_by_key();
-                        }
-                    }>
-                    <title>{s.id.clone()} " · " {status.replace('_', " ")} {waits_for}</title>
-                    <rect width=NODE_W height=NODE_H rx="6"></rect>
-                    {s.fan_out.then(|| view! { <rect class="stack" x="4" y="-4" width=NODE_W height=NODE_H rx="6"></rect> })}
-                    <text x="10" y="17" class="node-id">{label}</text>
-                    <text x="10" y="32" class="node-sub">{sub} " · " {status.replace('_', " ")}</text>
-                </g>
-            }
-        })
-        .collect_view();
+    let edges =
+        |compensation: bool| {
+            l.edges
+            .iter()
+            .filter(|e| e.compensation == compensation)
+            .map(|&e| {
+                let marker = if compensation { "url(#arrow-comp)" } else { "url(#arrow)" };
+                view! { <path d=edge_path(&l, e) class:comp=compensation marker-end=marker></path> }
+            })
+            .collect_view()
+        };
+    let (main_edges, comp_edges) = (edges(false), edges(true));
+    let node = |i: usize, s: &DagStep| {
+        let (x, y) = l.pos[i];
+        let view_of = status_of(&steps, &s.id);
+        let status = view_of
+            .map(|v| v.shown_status().to_string())
+            .unwrap_or_else(|| "pending".into());
+        let count = view_of.and_then(|v| v.item_count).filter(|_| s.fan_out);
+        let label: String = if s.id.chars().count() > 20 {
+            s.id.chars().take(19).chain(['…']).collect()
+        } else {
+            s.id.clone()
+        };
+        let sub = match (&s.wait, s.kind.as_str(), count) {
+            (Some(w), _, _) => w.label().to_string(),
+            (None, "approval", _) => "approval".to_string(),
+            (None, _, Some(n)) => format!("for each · {n} tasks"),
+            _ if s.fan_out => "for each".to_string(),
+            _ if s.compensates() => "compensation".to_string(),
+            _ if s.conditional => "task · when".to_string(),
+            _ => "task".to_string(),
+        };
+        // A waiting event step names its key when hovered.
+        let waits_for = view_of
+            .and_then(|v| v.wait.as_ref())
+            .filter(|w| w.status == "waiting")
+            .and_then(|w| w.event_key.clone())
+            .map(|k| format!(" · event {k}"))
+            .unwrap_or_default();
+        let id = s.id.clone();
+        let selected = {
+            let id = id.clone();
+            move || ctx.selected.get().as_deref() == Some(id.as_str())
+        };
+        let select = move || {
+            ctx.selected.set(Some(id.clone()));
+            ctx.pick.set(Some(id.clone()));
+        };
+        let select_by_key = select.clone();
+        let name = format!("Step {} · {}{waits_for}", s.id, status.replace('_', " "));
+        // A button for the keyboard and screen readers too: a tab stop,
+        // Enter or Space opens the step as a click does.
+        view! {
+            <g class=format!("node s-{status}") class:selected=selected.clone() transform=format!("translate({x},{y})")
+                data-testid=format!("step-{}", s.id) data-status=status.clone()
+                role="button" tabindex="0" aria-pressed=move || selected().to_string()
+                aria-label=name
+                on:click=move |_| select()
+                on:keydown=move |ev| {
+                    if ev.key() == "Enter" || ev.key() == " " {
+                        ev.prevent_default();
+                        select_by_key();
+                    }
+                }>
+                <title>{s.id.clone()} " · " {status.replace('_', " ")} {waits_for}</title>
+                <rect width=NODE_W height=NODE_H rx="6"></rect>
+                {s.fan_out.then(|| view! { <rect class="stack" x="4" y="-4" width=NODE_W height=NODE_H rx="6"></rect> })}
+                <text x="10" y="17" class="node-id">{label}</text>
+                <text x="10" y="32" class="node-sub">{sub} " · " {status.replace('_', " ")}</text>
+            </g>
+        }
+    };
+    let nodes = |compensation: bool| {
+        dag.iter()
+            .enumerate()
+            .filter(|(_, s)| s.compensates() == compensation)
+            .map(|(i, s)| node(i, s))
+            .collect_view()
+    };
+    let (main_nodes, comp_nodes) = (nodes(false), nodes(true));
+    let lane = l.lane_y.map(|y| view! {
+        <g class="comp-lane" data-testid="compensation-lane" data-y=y role="group" aria-label="compensation steps">
+            <line class="lane-rule" x1="0" y1=y x2=l.width y2=y></line>
+            <text class="lane-name" x=l.width - PAD y=y + 16 text-anchor="end">"compensation"</text>
+            {comp_nodes}
+        </g>
+    });
     view! {
         <div class="graph-wrap">
             <svg class="dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height) role="group" aria-label="workflow steps">
@@ -450,9 +506,14 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
                     <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
                         <path d="M 0 0 L 10 5 L 0 10 z"></path>
                     </marker>
+                    <marker id="arrow-comp" class="comp" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                        <path d="M 0 0 L 10 5 L 0 10 z"></path>
+                    </marker>
                 </defs>
-                <g class="edges">{edges}</g>
-                {nodes}
+                <g class="edges">{main_edges}</g>
+                <g class="edges comp-edges" data-testid="compensation-edges">{comp_edges}</g>
+                <g class="main-path" data-testid="main-path" role="group" aria-label="main path">{main_nodes}</g>
+                {lane}
             </svg>
         </div>
     }
@@ -464,6 +525,9 @@ fn StepPanel(
     kind: String,
     wait_def: Option<WaitDef>,
     approval: Option<ApprovalView>,
+    /// The step's events, oldest first; `start` is the run's start.
+    history: Vec<RunEvent>,
+    start: i64,
     operate: bool,
     ctx: RunCtx,
 ) -> impl IntoView {
@@ -515,6 +579,12 @@ fn StepPanel(
             {step.error.clone().map(|e| view! { <h3>"Error"</h3><pre class="error-pre">{e}</pre> })}
             {step.output.as_ref().map(|o| view! { <h3>"Output"</h3><pre>{json(o)}</pre> })}
             {approval.map(|a| view! { <h3>"Approval"</h3><p>{a.message.clone()}</p> })}
+            {(!history.is_empty()).then(|| view! {
+                <h3>"History"</h3>
+                <ol class="timeline" data-testid="step-history">
+                    {history.iter().map(|e| event_line(e, start)).collect_view()}
+                </ol>
+            })}
             {(!step.task_ids.is_empty()).then(|| view! {
                 <h3>"Tasks"</h3>
                 <Transition fallback=Loading>
@@ -591,42 +661,221 @@ fn Approvals(
     .into_any()
 }
 
-/// Step starts and ends, and approval decisions, in time order.
+/// The run's history as its events tell it, in the order it happened: a
+/// retried step's first failure stays, with who retried it and when.
 #[component]
 fn Timeline(run: RunDetail) -> impl IntoView {
-    let mut events: Vec<(i64, String, String)> = Vec::new();
-    for s in &run.steps {
-        if let Some(t) = s.started_at_us {
-            events.push((t, s.step_id.clone(), "started".into()));
-        }
-        if let Some(t) = s.finished_at_us {
-            events.push((t, s.step_id.clone(), s.status.clone()));
-        }
-    }
-    for a in &run.approvals {
-        if let Some(t) = a.decided_at_us {
-            events.push((
-                t,
-                a.step_id.clone(),
-                format!(
-                    "{} by {}",
-                    a.status,
-                    a.decided_by.clone().unwrap_or_default()
-                ),
-            ));
-        }
-    }
-    events.sort();
     let start = run.run.created_at_us;
-    if events.is_empty() {
+    if run.events.is_empty() {
         return view! { <p class="muted">"Nothing has happened yet."</p> }.into_any();
     }
     view! {
+        {run.events_truncated.then(|| view! {
+            <p class="muted" data-testid="timeline-truncated">
+                "Only the newest " {count(drover_protocol::limits::RUN_EVENTS_SHOWN)} " events are shown."
+            </p>
+        })}
         <ol class="timeline" data-testid="timeline">
-            {events.into_iter().map(|(t, step, what)| view! {
-                <li><span class="muted t">"+" {duration_us(t - start)}</span> " " <code>{step}</code> " " {what}</li>
-            }).collect_view()}
+            {run.events.iter().map(|e| event_line(e, start)).collect_view()}
         </ol>
+    }
+    .into_any()
+}
+
+/// One event as a line: how long after the run's start (the time itself
+/// on hover), then what happened, to which step, by whom.
+fn event_line(e: &RunEvent, start: i64) -> impl IntoView + use<> {
+    use RunEventKind as K;
+    let step = e.step_id.clone().unwrap_or_default();
+    let code = |s: &str| view! { <code>{s.to_string()}</code> };
+    let retry = match e.generation {
+        Some(g) if g > 0 && e.kind != K::StepRetried => Some(format!(" (retry {g})")),
+        _ => None,
+    };
+    let by = |actor: &Option<String>| {
+        actor
+            .clone()
+            .map(|a| view! { " by " <span class="actor">{started_by_view(a)}</span> })
+    };
+    let detail = e.detail.clone();
+    let status = e.status.clone().unwrap_or_default();
+    let words = match e.kind {
+        K::RunStarted => view! {
+            "Run started" {by(&e.actor)} {detail.map(|d| format!(" ({d})"))}
+        }
+        .into_any(),
+        K::RunFinished => view! {
+            "Run " <strong>{status.clone()}</strong> {detail.map(|d| format!(": {d}"))}
+        }
+        .into_any(),
+        K::RunCancelled => view! {
+            "Run " <strong>"cancelled"</strong> {by(&e.actor)} {detail.map(|d| format!(": {d}"))}
+        }
+        .into_any(),
+        K::StepStarted => {
+            let how = match status.as_str() {
+                "waiting_approval" => " waits for approval",
+                "waiting" => " is waiting",
+                _ => " started",
+            };
+            view! { {code(&step)} {how} {retry} }.into_any()
+        }
+        K::StepSucceeded => view! { {code(&step)} " succeeded" {retry} }.into_any(),
+        K::StepFailed => view! {
+            {code(&step)} " " <strong>"failed"</strong> {retry} {detail.map(|d| view! { ": " <span class="err-line">{d}</span> })}
+        }
+        .into_any(),
+        K::StepSkipped => view! { {code(&step)} " skipped" {detail.map(|d| format!(": {d}"))} }.into_any(),
+        K::StepRetried => view! {
+            {code(&step)} " " <strong>"retried"</strong> {by(&e.actor)}
+        }
+        .into_any(),
+        K::CompensationStarted => view! { "Compensation " {code(&step)} " started" {retry} }.into_any(),
+        K::CompensationFinished => view! {
+            "Compensation " {code(&step)} " " {status.clone()} {retry} {detail.map(|d| format!(": {d}"))}
+        }
+        .into_any(),
+        K::ApprovalDecided => view! {
+            {code(&step)} " " <strong>{status.clone()}</strong> {by(&e.actor)}
+            {detail.map(|d| format!(" — “{d}”"))}
+        }
+        .into_any(),
+    };
+    let failed = matches!(e.kind, K::StepFailed) || status == "failed" || status == "rejected";
+    view! {
+        <li data-testid="timeline-event" data-kind=e.kind.as_str() data-step=step.clone() class:bad=failed>
+            <time class="muted t" datetime=rfc3339(e.at_us) title=utc(e.at_us)>"+" {duration_us(e.at_us - start)}</time>
+            " " {words}
+        </li>
+    }
+}
+
+/// The Gantt chart of the run's steps and their task attempts over time,
+/// with the same as a table for those who do not see it.
+#[component]
+fn Gantt(run: RunDetail) -> impl IntoView {
+    let r = &run.run;
+    let start = r.created_at_us;
+    // A run still going is drawn up to the latest thing known of it.
+    let latest = run
+        .events
+        .iter()
+        .map(|e| e.at_us)
+        .chain(
+            run.attempts
+                .iter()
+                .flat_map(|a| [Some(a.claimed_at_us), a.started_at_us, a.finished_at_us])
+                .flatten(),
+        )
+        .chain([r.updated_at_us])
+        .max()
+        .unwrap_or(start);
+    let end = r.finished_at_us.unwrap_or(latest).max(latest);
+    let order: Vec<String> = run.steps.iter().map(|s| s.step_id.clone()).collect();
+    let c: Chart = gantt::chart(&order, &run.events, &run.attempts, start, end);
+    if c.bars.is_empty() {
+        return ().into_any();
+    }
+    let attempts = c
+        .bars
+        .iter()
+        .filter(|b| matches!(b.what, What::Attempt { .. }))
+        .count();
+    let label = format!(
+        "Gantt chart of run {}: {} steps over {}, {} bars of steps and {} of task attempts. The table below lists them.",
+        r.id,
+        c.rows.len(),
+        duration_us(end - start),
+        c.bars.len() - attempts,
+        attempts
+    );
+    let title = label.clone();
+    let height = c.height();
+    let bottom = height - gantt::AXIS_H;
+    let right = gantt::LABEL_W + gantt::PLOT_W;
+    let rows = c.rows.iter().enumerate().map(|(i, step)| {
+        let y = Chart::y_of(i);
+        view! {
+            <line class="row-rule" x1="0" y1=y + gantt::ROW_H x2=right y2=y + gantt::ROW_H></line>
+            <text class="row-name" x=gantt::LABEL_W - 8 y=y + gantt::ROW_H / 2 + 4 text-anchor="end">{step.clone()}</text>
+        }
+    }).collect_view();
+    let bars = c.bars.iter().map(|b| {
+        let (x, w) = b.x_span(&c);
+        let step = &c.rows[b.row];
+        let y = Chart::y_of(b.row);
+        let (kind, y, h, generation) = match &b.what {
+            What::Step { generation } => ("step", y + 4, 13, *generation),
+            What::Attempt { generation, .. } => ("attempt", y + 20, 6, *generation),
+        };
+        view! {
+            <rect class=format!("bar {kind} s-{}", b.status) class:open=b.open x=x y=y width=w height=h rx="2"
+                data-testid="gantt-bar" data-kind=kind data-step=step.clone() data-generation=generation data-status=b.status.clone()>
+                <title>{b.describe(step)}</title>
+            </rect>
+        }
+    }).collect_view();
+    let ticks = c
+        .ticks
+        .iter()
+        .map(|(x, text)| {
+            view! {
+                <line class="tick" x1=*x y1=gantt::TOP x2=*x y2=bottom></line>
+                <text x=*x y=bottom + 14 text-anchor="middle">{text.clone()}</text>
+            }
+        })
+        .collect_view();
+    let table = c.bars.iter().map(|b| {
+        let step = c.rows[b.row].clone();
+        let what = match &b.what {
+            What::Step { generation: 0 } => "the step".to_string(),
+            What::Step { generation } => format!("the step, retry {generation}"),
+            What::Attempt { task_id, attempt, item_index, .. } => format!("task {task_id}, item {item_index}, attempt {attempt}"),
+        };
+        let task = match b.what {
+            What::Attempt { task_id, .. } => Some(task_id),
+            What::Step { .. } => None,
+        };
+        view! {
+            <tr data-testid="gantt-row">
+                <td><code>{step}</code></td>
+                <td>{match task {
+                    Some(t) => view! { <a href=format!("/tasks/{t}")>{what}</a> }.into_any(),
+                    None => what.into_any(),
+                }}</td>
+                <td class="n">"+" {duration_us(b.start_us - start)}</td>
+                <td class="n">{if b.open { "still going".to_string() } else { format!("+{}", duration_us(b.end_us - start)) }}</td>
+                <td class="n">{duration_us(b.end_us - b.start_us)}</td>
+                <td><Badge status=b.status.clone()/></td>
+            </tr>
+        }
+    }).collect_view();
+    let rows_n = c.bars.len();
+    view! {
+        <section class="card" aria-labelledby="gantt-title">
+            <h2 id="gantt-title">"Gantt"</h2>
+            <div class="gantt-wrap">
+                <svg class="gantt" viewBox=format!("0 0 {} {height}", gantt::WIDTH) role="img" aria-label=label data-testid="gantt">
+                    <title>{title}</title>
+                    <g class="grid">{ticks}</g>
+                    <g class="rows">{rows}</g>
+                    <g class="bars">{bars}</g>
+                    <line class="axis" x1=gantt::LABEL_W y1=bottom x2=right y2=bottom></line>
+                    <text class="axis-title" x=gantt::LABEL_W + gantt::PLOT_W / 2 y=bottom + 30 text-anchor="middle">"time since the run started"</text>
+                </svg>
+            </div>
+            <p class="muted small">
+                "Each step's thick bar runs from its start to its end (a retry is a new bar); the thin bars under it are its tasks' attempts, from an agent's claim to the result."
+                {run.attempts_truncated.then(|| format!(" Only the first {} attempts are drawn.", count(drover_protocol::limits::RUN_ATTEMPTS_SHOWN)))}
+            </p>
+            <details data-testid="gantt-table">
+                <summary>"The chart as a table (" {rows_n} {if rows_n == 1 { " bar" } else { " bars" }} ")"</summary>
+                <table class="data compact">
+                    <thead><tr><th>"Step"</th><th>"Bar"</th><th>"From"</th><th>"To"</th><th>"Took"</th><th>"Outcome"</th></tr></thead>
+                    <tbody>{table}</tbody>
+                </table>
+            </details>
+        </section>
     }
     .into_any()
 }

@@ -63,6 +63,7 @@ mod rate_limits;
 mod retention;
 mod retry;
 mod rows;
+mod run_events;
 mod runs;
 mod schedules;
 mod signals;

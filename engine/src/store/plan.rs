@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use drover_protocol::agent::TaskResult;
 use drover_protocol::api::{NewTask, TaskStatus};
-use drover_protocol::workflow::RunStatus;
+use drover_protocol::workflow::{RunEventKind, RunStatus};
 use serde_json::{Map, Value};
 
 use super::rows::{json_opt, run_status, step_status, ItemRow, StepRow};
+use super::run_events::{never_ran, step_change, EventWrite, StepKind};
 use super::waits::{ChildEnd, WaitWrite};
 use super::{Advanced, Applied, Completed, Result, Sweep};
 use crate::domain::{Scheduling, TaskSpec};
@@ -328,6 +329,8 @@ pub(super) struct Writes {
     pub(super) runs: Vec<Value>,
     /// Runs that ended.
     pub(super) finished: Vec<i64>,
+    /// What happened, in the order the plans made it happen (`run_events`).
+    pub(super) events: Vec<EventWrite>,
 }
 
 pub(super) struct StepWrite {
@@ -358,6 +361,7 @@ impl Writes {
         self.ended_waiting.extend(other.ended_waiting);
         self.runs.extend(other.runs);
         self.finished.extend(other.finished);
+        self.events.extend(other.events);
     }
 
     /// A later state of the same step replaces the earlier one (an item
@@ -481,6 +485,13 @@ pub(super) fn plan_run(
     let mut changed = false;
     let mut advanced = Advanced::default();
     let mut finished: Option<(RunStatus, Option<String>)> = None;
+    let step_kind = |id: &str| {
+        let step = def.steps.iter().find(|s| s.id() == id);
+        StepKind {
+            compensation: step.is_some_and(|s| !s.on_failure_of().is_empty()),
+            conditional: step.is_some_and(|s| s.when().is_some()),
+        }
+    };
     // Plan until nothing changes: a skipped step can make the next one ready at once.
     for _ in 0..10_000 {
         let view = workflow::RunView {
@@ -509,6 +520,16 @@ pub(super) fn plan_run(
                                 // A task the step cannot make would leave the
                                 // run running forever: it fails, saying why.
                                 let error = why.to_string();
+                                let before = steps.get(&step_id).map(|s| s.status);
+                                writes.events.extend(step_change(
+                                    run_id,
+                                    &step_id,
+                                    generation,
+                                    step_kind(&step_id),
+                                    before.unwrap_or(StepStatus::Pending),
+                                    StepStatus::Failed,
+                                    Some(&error),
+                                ));
                                 writes.set_step(
                                     run_id,
                                     &step_id,
@@ -545,6 +566,16 @@ pub(super) fn plan_run(
                     error,
                     item_count,
                 } => {
+                    let before = steps.get(&step_id).map(|s| s.status);
+                    writes.events.extend(step_change(
+                        run_id,
+                        &step_id,
+                        generations.get(&step_id).copied().unwrap_or(0),
+                        step_kind(&step_id),
+                        before.unwrap_or(StepStatus::Pending),
+                        status,
+                        error.as_deref(),
+                    ));
                     writes.set_step(
                         run_id,
                         &step_id,
@@ -639,6 +670,23 @@ pub(super) fn plan_run(
         "terminal": new_status.is_terminal(),
     }));
     if new_status.is_terminal() {
+        // The steps it never reached are skipped, as the run page shows them.
+        for id in def.step_ids() {
+            if steps
+                .get(id)
+                .is_none_or(|s| s.status == StepStatus::Pending)
+            {
+                let generation = generations.get(id).copied().unwrap_or(0);
+                writes
+                    .events
+                    .push(never_ran(run_id, id, generation, new_status.as_str()));
+            }
+        }
+        writes.events.push(
+            EventWrite::run(run_id, RunEventKind::RunFinished)
+                .status(new_status.as_str())
+                .detail(error.as_deref()),
+        );
         writes.finished.push(run_id);
         if steps.values().any(|s| s.status == StepStatus::Waiting) {
             writes.ended_waiting.push(run_id);

@@ -155,6 +155,7 @@ macro_rules! deletes {
                 concat!("DELETE FROM run_steps WHERE run_id ", $in),
                 concat!("DELETE FROM approvals WHERE run_id ", $in),
                 concat!("DELETE FROM waits WHERE run_id ", $in),
+                concat!("DELETE FROM run_events WHERE run_id ", $in),
                 concat!("DELETE FROM runs WHERE id ", $in),
             ],
             // The tasks of runs.

@@ -786,11 +786,14 @@ pub(super) fn split_loaded(rows: Vec<LoadedRow>) -> (Vec<StepRow>, Vec<ItemRow>)
 }
 
 /// The run's steps in the definition's order, each with the tasks of its
-/// current generation.
+/// current generation, as `GET /runs/{id}` shows them. In a run that `ended`, a step still pending never
+/// ran and never will (unless a retry revives the run): it reads as
+/// `skipped`, as its history tells.
 pub(super) fn step_views(
     tasks: Vec<(i64, String, i64, i64, String)>,
     steps: Vec<RunStepRow>,
     definition: Option<String>,
+    ended: bool,
 ) -> Result<Vec<drover_protocol::workflow::StepView>, StoreError> {
     // (generation, id, queued) of each step's tasks.
     let mut by_step: std::collections::BTreeMap<String, Vec<(i64, i64, bool)>> =
@@ -811,7 +814,11 @@ pub(super) fn step_views(
             task_ids: current.iter().map(|t| t.1).collect(),
             tasks_queued: current.iter().filter(|t| t.2).count() as i64,
             step_id: s.step_id,
-            status: s.status,
+            status: if ended && s.status == crate::workflow::StepStatus::Pending.as_str() {
+                crate::workflow::StepStatus::Skipped.as_str().to_string()
+            } else {
+                s.status
+            },
             output: json_opt(s.output)?,
             error: s.error,
             item_count: s.item_count,

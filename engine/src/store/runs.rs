@@ -148,10 +148,11 @@ pub trait RunStore {
     async fn count_runs(&self, filter: &RunFilter) -> Result<ListCount>;
     /// Cancels the run, its queued tasks and pending approvals; returns the
     /// ids of its running tasks for the caller to cancel. `by` is recorded
-    /// on the approvals it cancels.
+    /// on the approvals it cancels and in the run's history.
     async fn cancel_run(&self, id: i64, by: &str, now_us: i64) -> Result<Vec<i64>>;
-    /// Puts a failed step back to pending (a new generation) and the run back to running.
-    async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()>;
+    /// Puts a failed step back to pending (a new generation) and the run
+    /// back to running; `by` is recorded in the run's history.
+    async fn retry_step(&self, run_id: i64, step_id: &str, by: &str, now_us: i64) -> Result<()>;
     /// Approvals with `status` (any if `None`), newest first: at most
     /// [`APPROVAL_PAGE`] of them, all older than `before_id` if given, so a
     /// caller that filters further pages on with the last id it saw.
@@ -186,7 +187,7 @@ delegate_to_backend!(RunStore {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
     async fn count_runs(&self, filter: &RunFilter) -> Result<ListCount>;
     async fn cancel_run(&self, id: i64, by: &str, now_us: i64) -> Result<Vec<i64>>;
-    async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()>;
+    async fn retry_step(&self, run_id: i64, step_id: &str, by: &str, now_us: i64) -> Result<()>;
     async fn list_approvals(&self, status: Option<&str>, before_id: Option<i64>) -> Result<Vec<ApprovalRecord>>;
     async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>>;
     async fn decide_approval(&self, id: i64, approved: bool, by: &str, comment: Option<&str>, now_us: i64) -> Result<i64>;

@@ -462,7 +462,7 @@ pub(super) mod runs {
     pub const STATUS: &str = "SELECT status FROM runs WHERE id = $1";
     pub const RETRY_STEP: &str = "UPDATE run_steps SET status = 'pending', output = NULL, \
         error = NULL, item_count = NULL, generation = generation + 1, started_at = NULL, \
-        finished_at = NULL, updated_at = $1 WHERE run_id = $2 AND step_id = $3";
+        finished_at = NULL, updated_at = $1 WHERE run_id = $2 AND step_id = $3 RETURNING generation";
     /// Steps that were cancelled when the run failed get another chance too.
     pub const UNCANCEL_STEPS: &str = "UPDATE run_steps SET status = 'pending', updated_at = $1 \
         WHERE run_id = $2 AND status = 'cancelled'";
@@ -481,7 +481,8 @@ pub(super) mod runs {
         decided_at = $4 WHERE id = $5 AND status = 'pending' RETURNING run_id, step_id, on_reject";
     pub const APPROVAL_STATUS: &str = "SELECT status FROM approvals WHERE id = $1";
     pub const SET_DECIDED_STEP: &str = "UPDATE run_steps SET status = $1, output = $2, \
-        error = $3, finished_at = $4, updated_at = $4 WHERE run_id = $5 AND step_id = $6";
+        error = $3, finished_at = $4, updated_at = $4 WHERE run_id = $5 AND step_id = $6 \
+        RETURNING generation";
     pub const DUE_APPROVALS: &str = "SELECT id, on_timeout FROM approvals \
         WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1";
     pub const OPEN_APPROVAL: &str = "INSERT INTO approvals (run_id, step_id, message, approvers, \

@@ -17,9 +17,10 @@
 
 use std::collections::BTreeMap;
 
-use drover_protocol::workflow::RunStatus;
+use drover_protocol::workflow::{RunEventKind, RunStatus};
 use serde_json::{json, Map, Value};
 
+use super::run_events::{step_change, EventWrite, StepKind};
 use super::{Result, Store};
 use crate::workflow::{StepState, StepStatus, WaitRequest};
 
@@ -121,7 +122,8 @@ mod sql {
          ON CONFLICT (run_id, step_id) DO NOTHING";
     /// A waiting step's end (it may have been cancelled meanwhile).
     pub const SET_STEP: &str = "UPDATE run_steps SET status = $3, output = $4, error = $5, \
-        finished_at = $6, updated_at = $6 WHERE run_id = $1 AND step_id = $2 AND status = 'waiting'";
+        finished_at = $6, updated_at = $6 WHERE run_id = $1 AND step_id = $2 AND status = 'waiting' \
+        RETURNING generation";
     pub const END_CHILD: &str = "UPDATE waits SET status = $2, output = $3, resolved_at = $4 \
         WHERE child_run_id = $1 AND status = 'waiting' RETURNING run_id, step_id";
     pub const CHILDREN_OF: &str = "SELECT child_run_id FROM waits \
@@ -221,15 +223,16 @@ macro_rules! wait_store {
                                 follow.push((w.run_id, child));
                             }
                             Err(why) => {
-                                sqlx::query(sql::SET_STEP)
-                                    .bind(w.run_id)
-                                    .bind(&w.step_id)
-                                    .bind(StepStatus::Failed.as_str())
-                                    .bind(None::<String>)
-                                    .bind(why)
-                                    .bind(now_us)
-                                    .execute(&mut **tx)
-                                    .await?;
+                                Self::set_waited_step(
+                                    tx,
+                                    w.run_id,
+                                    &w.step_id,
+                                    StepStatus::Failed,
+                                    None,
+                                    Some(&why),
+                                    now_us,
+                                )
+                                .await?;
                                 follow.push((w.run_id, w.run_id));
                             }
                         },
@@ -250,15 +253,16 @@ macro_rules! wait_store {
                         } else {
                             StepStatus::Failed
                         };
-                        sqlx::query(sql::SET_STEP)
-                            .bind(run_id)
-                            .bind(&step_id)
-                            .bind(step.as_str())
-                            .bind(&end.output)
-                            .bind(&end.error)
-                            .bind(now_us)
-                            .execute(&mut **tx)
-                            .await?;
+                        Self::set_waited_step(
+                            tx,
+                            run_id,
+                            &step_id,
+                            step,
+                            Some(end.output.clone()),
+                            end.error.as_deref(),
+                            now_us,
+                        )
+                        .await?;
                     }
                 }
                 Self::cancel_children(tx, ended_waiting, now_us).await?;
@@ -342,6 +346,11 @@ macro_rules! wait_store {
                                 .execute(&mut **tx)
                                 .await?;
                         }
+                        let parent = format!("by step {} of run {}", w.step_id, w.run_id);
+                        let started = EventWrite::run(id, RunEventKind::RunStarted)
+                            .by(Some(&w.started_by))
+                            .detail(Some(&parent));
+                        Self::write_events(tx, &[started], w.opened_at_us).await?;
                         id
                     }
                     None => {
@@ -387,15 +396,19 @@ macro_rules! wait_store {
                                 .execute(&mut **tx)
                                 .await?;
                         }
+                        let why = format!("its parent run {parent} ended");
                         let done = sqlx::query(sql::CANCEL_RUN)
                             .bind(child)
                             .bind(now_us)
-                            .bind(format!("its parent run {parent} ended"))
+                            .bind(&why)
                             .execute(&mut **tx)
                             .await?;
                         if done.rows_affected() == 0 {
                             continue;
                         }
+                        let event =
+                            EventWrite::run(child, RunEventKind::RunCancelled).detail(Some(&why));
+                        Self::write_events(tx, &[event], now_us).await?;
                         sqlx::query(super::sql::runs::CANCEL_STEPS)
                             .bind(now_us)
                             .bind(child)
@@ -434,25 +447,39 @@ macro_rules! wait_store {
                 Ok(cancelled)
             }
 
-            /// Sets the step of a resolved wait.
+            /// Sets the step of a resolved wait (`output` JSON text), and
+            /// tells its end in the run's history; a step no longer
+            /// waiting (cancelled meanwhile) is left as it is.
             async fn set_waited_step(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 run_id: i64,
                 step_id: &str,
                 status: StepStatus,
-                output: &Value,
+                output: Option<String>,
                 error: Option<&str>,
                 now_us: i64,
             ) -> Result<()> {
-                sqlx::query(sql::SET_STEP)
+                let generation: Option<i64> = sqlx::query_scalar(sql::SET_STEP)
                     .bind(run_id)
                     .bind(step_id)
                     .bind(status.as_str())
-                    .bind(output.to_string())
+                    .bind(output)
                     .bind(error)
                     .bind(now_us)
-                    .execute(&mut **tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
+                if let Some(generation) = generation {
+                    let ended = step_change(
+                        run_id,
+                        step_id,
+                        generation,
+                        StepKind::PLAIN,
+                        StepStatus::Waiting,
+                        status,
+                        error,
+                    );
+                    Self::write_events(tx, ended.as_slice(), now_us).await?;
+                }
                 Ok(())
             }
 
@@ -503,7 +530,7 @@ macro_rules! wait_store {
                             run_id,
                             &step_id,
                             step,
-                            &output,
+                            Some(output.to_string()),
                             error.as_deref(),
                             now_us,
                         )
@@ -559,7 +586,7 @@ macro_rules! wait_store {
                             run_id,
                             &step_id,
                             StepStatus::Succeeded,
-                            &output,
+                            Some(output.to_string()),
                             None,
                             now_us,
                         )

@@ -193,7 +193,7 @@ static OPERATIONS: &[Op] = &[
         query: None, body: Body::Json(of::<workflow::StartRun>), 201 => Answer::Json(of::<workflow::RunDetail>)),
     op!("get" "/api/v1/runs", "listRuns", "workflows", "Runs, newest first (viewer).", User,
         query: Some(query::<runs_http::ListQuery>), body: Body::None, 200 => Answer::Json(of::<workflow::RunList>)),
-    op!("get" "/api/v1/runs/{id}", "getRun", "workflows", "A run with its steps (viewer).", User,
+    op!("get" "/api/v1/runs/{id}", "getRun", "workflows", "A run with its steps, its history (`events`, the newest 1,000) and its tasks' attempts (the first 1,000) (viewer).", User,
         query: None, body: Body::None, 200 => Answer::Json(of::<workflow::RunDetail>)),
     op!("post" "/api/v1/runs/{id}/cancel", "cancelRun", "workflows", "Cancel a run and what it runs (operator).", User,
         query: None, body: Body::None, 200 => Answer::Json(of::<workflow::RunDetail>)),

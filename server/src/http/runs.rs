@@ -204,7 +204,7 @@ async fn retry_step(
     caller.require_operator()?;
     state
         .store
-        .retry_step(id, &step, now_us())
+        .retry_step(id, &step, &caller.0.name, now_us())
         .await
         .map_err(not_found(format!("step {step:?} of run {id}")))?;
     tracing::info!(run_id = id, step = %step, by = %caller.0.name, "step retried");

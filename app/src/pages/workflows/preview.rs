@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use serde_json::Value;
 
-use crate::dag::{layout, steps_of, DagStep, NODE_H, NODE_W};
+use crate::dag::{edge_path, layout, steps_of, DagStep, NODE_H, NODE_W, PAD};
 
 /// What a node's second line says about the step.
 fn kind_of(s: &DagStep) -> String {
@@ -25,14 +25,19 @@ pub fn GraphPreview(definition: Value) -> impl IntoView {
     let edges = l
         .edges
         .iter()
-        .map(|&(from, to, comp)| {
-            let (x1, y1) = (l.pos[from].0 + NODE_W, l.pos[from].1 + NODE_H / 2);
-            let (x2, y2) = (l.pos[to].0, l.pos[to].1 + NODE_H / 2);
-            let mid = (x1 + x2) / 2;
-            let d = format!("M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}");
-            view! { <path d=d class:comp=comp marker-end="url(#preview-arrow)"></path> }
+        .map(|&e| {
+            view! { <path d=edge_path(&l, e) class:comp=e.compensation marker-end="url(#preview-arrow)"></path> }
         })
         .collect_view();
+    // Compensation steps sit in their own lane, as on the run page.
+    let lane = l.lane_y.map(|y| {
+        view! {
+            <g class="comp-lane">
+                <line class="lane-rule" x1="0" y1=y x2=l.width y2=y></line>
+                <text class="lane-name" x=l.width - PAD y=y + 16 text-anchor="end">"compensation"</text>
+            </g>
+        }
+    });
     let nodes = dag
         .iter()
         .enumerate()
@@ -73,6 +78,7 @@ pub fn GraphPreview(definition: Value) -> impl IntoView {
                         <path d="M 0 0 L 10 5 L 0 10 z"></path>
                     </marker>
                 </defs>
+                {lane}
                 <g class="edges">{edges}</g>
                 {nodes}
             </svg>

@@ -178,12 +178,17 @@ impl PgStore {
         now_us: i64,
     ) -> Result<Vec<(i64, i64)>> {
         let steps = step_rows(writes.steps);
-        if !(writes.tasks.is_empty() && steps.is_empty() && writes.runs.is_empty()) {
+        let nothing = writes.tasks.is_empty()
+            && steps.is_empty()
+            && writes.runs.is_empty()
+            && writes.events.is_empty();
+        if !nothing {
             let rows = AdvanceRows {
                 tasks: &writes.tasks,
                 steps: &steps,
                 runs: &writes.runs,
                 finished: &[],
+                events: &writes.events,
             };
             write_batch(tx, &EndColumns::default(), &rows, &[], false, now_us).await?;
         }

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::store::plan::EndRow;
+use crate::store::run_events::{pg_insert_events, EventWrite};
 use crate::store::Result;
 
 /// Ends the attempts, creates the new tasks, updates steps and runs, drops
@@ -22,7 +23,8 @@ use crate::store::Result;
 /// that ends in the same batch cancels it instead (`v`): the statement's
 /// CTEs all see the rows as they were, so cancelling the run's queued
 /// tasks (`fin`) cannot see it requeued, as SQLite's later statement does.
-const WRITE_BATCH: &str = "\
+/// The runs' events (`$25`, in the plans' order) are appended by `rev`.
+const WRITE_BATCH: &str = concat!("\
 WITH e AS ( \
    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
      $7::text[], $8::bool[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[]) \
@@ -74,11 +76,12 @@ WITH e AS ( \
  finev AS (INSERT INTO task_events (task_id, at, kind, status, detail) \
    SELECT id, $15, 'cancelled', 'cancelled', 'its run ended' FROM fin), \
  fina AS (UPDATE approvals SET status = 'cancelled' WHERE run_id = ANY($19) AND status || '' = 'pending'), \
+ rev AS (", pg_insert_events!("$25", "$15"), "), \
  freed AS (UPDATE agents a SET running = GREATEST(a.running - f.n, 0) \
    FROM unnest($20::bigint[], $21::bigint[]) AS f(id, n) WHERE a.id = f.id AND a.id = ANY($20) \
    RETURNING a.running + f.n >= a.capacity AS was_full) \
 SELECT $22 OR EXISTS (SELECT 1 FROM v WHERE v.status = 'queued') OR EXISTS (SELECT 1 FROM ins) \
-  OR EXISTS (SELECT 1 FROM freed WHERE was_full) AS opened";
+  OR EXISTS (SELECT 1 FROM freed WHERE was_full) AS opened");
 
 /// The columns of a batched attempt ending, one array per column.
 #[derive(Default)]
@@ -144,6 +147,8 @@ pub(in crate::store) struct AdvanceRows<'a> {
     pub runs: &'a [Value],
     /// Runs that ended: their queued work and open approvals are dropped.
     pub finished: &'a [i64],
+    /// What happened, in order (`run_events`).
+    pub events: &'a [EventWrite],
 }
 
 impl AdvanceRows<'_> {
@@ -152,6 +157,7 @@ impl AdvanceRows<'_> {
         steps: &[],
         runs: &[],
         finished: &[],
+        events: &[],
     };
 }
 
@@ -193,6 +199,7 @@ pub(in crate::store) async fn write_batch(
         .bind(requeued)
         .bind(ids_of(rows.steps, "run_id"))
         .bind(ids_of(rows.runs, "id"))
+        .bind(serde_json::to_string(rows.events)?)
         .fetch_one(&mut **tx)
         .await?)
 }

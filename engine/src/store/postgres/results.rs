@@ -413,6 +413,7 @@ impl PgStore {
             steps: &step_rows(writes.steps),
             runs: &writes.runs,
             finished: &writes.finished,
+            events: &writes.events,
         };
         phases.end("plan");
         let opened = write_batch(&mut tx, &cols, &rows, &freed, false, now_us).await?;

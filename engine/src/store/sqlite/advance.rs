@@ -160,6 +160,7 @@ impl SqliteStore {
     ) -> Result<Vec<(i64, i64)>> {
         let steps = step_rows(writes.steps);
         write_rows(tx, &writes.tasks, &steps, &writes.runs, now_us).await?;
+        Self::write_events(tx, &writes.events, now_us).await?;
         Self::write_approvals(tx, &writes.approvals, now_us).await?;
         let follow = Self::write_waits(
             tx,

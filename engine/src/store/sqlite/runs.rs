@@ -2,7 +2,7 @@
 //! `advance.rs`; recording results with their advance is `results.rs`.
 
 use drover_protocol::agent::TaskResult;
-use drover_protocol::workflow::{RunDetail, RunStatus, RunSummary, WorkflowVersion};
+use drover_protocol::workflow::{RunDetail, RunEventKind, RunStatus, RunSummary, WorkflowVersion};
 use serde_json::{Map, Value};
 
 use super::{lists, SqliteStore};
@@ -11,6 +11,7 @@ use crate::error::StoreError;
 use crate::store::plan::decided_step;
 use crate::store::rows::run_status;
 use crate::store::rows::{step_views, ApprovalRow, RunRow, RunStepRow};
+use crate::store::run_events::EventWrite;
 use crate::store::sql::run_list;
 use crate::store::sql::runs as sql;
 use crate::store::waits::ChildEnd;
@@ -18,7 +19,7 @@ use crate::store::{
     Advanced, ApprovalRecord, ListCount, Recorded, Refill, Result, RunFilter, RunStore,
     APPROVAL_PAGE,
 };
-use crate::workflow::Definition;
+use crate::workflow::{Definition, StepStatus};
 use sqlx::FromRow;
 
 impl RunStore for SqliteStore {
@@ -70,6 +71,8 @@ impl RunStore for SqliteStore {
             .bind(serde_json::to_string(&def.step_ids())?)
             .execute(&mut *tx)
             .await?;
+        let started = EventWrite::run(id, RunEventKind::RunStarted).by(Some(started_by));
+        Self::write_events(&mut tx, &[started], now_us).await?;
         tx.commit().await?;
         Ok((id, true))
     }
@@ -169,6 +172,7 @@ impl RunStore for SqliteStore {
             return Ok(None);
         };
         let run = RunSummary::try_from(run)?;
+        let ended = run.status.is_terminal();
         let tasks: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(sql::TASKS_OF)
             .bind(id)
             .fetch_all(self.reader())
@@ -188,10 +192,15 @@ impl RunStore for SqliteStore {
             .into_iter()
             .map(|r| Ok(ApprovalRecord::try_from(r)?.view))
             .collect::<Result<Vec<_>>>()?;
+        let history = self.history(id).await?;
         Ok(Some(RunDetail {
             run,
-            steps: step_views(tasks, steps, definition)?,
+            steps: step_views(tasks, steps, definition, ended)?,
             approvals,
+            events: history.events,
+            events_truncated: history.events_truncated,
+            attempts: history.attempts,
+            attempts_truncated: history.attempts_truncated,
         }))
     }
 
@@ -245,6 +254,8 @@ impl RunStore for SqliteStore {
             .bind(now_us)
             .execute(&mut *tx)
             .await?;
+        let cancelled = EventWrite::run(id, RunEventKind::RunCancelled).by(Some(by));
+        Self::write_events(&mut tx, &[cancelled], now_us).await?;
         // Its child runs are cancelled with it; a child cancelled on its
         // own fails its parent's step.
         let children = Self::cancel_children(&mut tx, &[id], now_us).await?;
@@ -262,7 +273,7 @@ impl RunStore for SqliteStore {
         Ok(running)
     }
 
-    async fn retry_step(&self, run_id: i64, step_id: &str, now_us: i64) -> Result<()> {
+    async fn retry_step(&self, run_id: i64, step_id: &str, by: &str, now_us: i64) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let status: Option<String> = sqlx::query_scalar(STEP_STATUS_LOCKED)
             .bind(run_id)
@@ -285,12 +296,17 @@ impl RunStore for SqliteStore {
         if run == "cancelled" {
             return Err(StoreError::Conflict("the run was cancelled".into()));
         }
-        sqlx::query(sql::RETRY_STEP)
+        let generation: i64 = sqlx::query_scalar(sql::RETRY_STEP)
             .bind(now_us)
             .bind(run_id)
             .bind(step_id)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+        let retried =
+            EventWrite::step(run_id, RunEventKind::StepRetried, step_id, Some(generation))
+                .by(Some(by))
+                .status(StepStatus::Pending.as_str());
+        Self::write_events(&mut tx, &[retried], now_us).await?;
         sqlx::query(sql::UNCANCEL_STEPS)
             .bind(now_us)
             .bind(run_id)
@@ -358,15 +374,20 @@ impl RunStore for SqliteStore {
             });
         };
         let (status, output, error) = decided_step(approved, by, comment, on_reject == "continue");
-        sqlx::query(sql::SET_DECIDED_STEP)
+        let generation: Option<i64> = sqlx::query_scalar(sql::SET_DECIDED_STEP)
             .bind(status.as_str())
             .bind(output.to_string())
             .bind(&error)
             .bind(now_us)
             .bind(run_id)
             .bind(&step_id)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+        let decided = EventWrite::step(run_id, RunEventKind::ApprovalDecided, &step_id, generation)
+            .by(Some(by))
+            .status(if approved { "approved" } else { "rejected" })
+            .detail(comment);
+        Self::write_events(&mut tx, &[decided], now_us).await?;
         tx.commit().await?;
         Ok(run_id)
     }
