@@ -29,7 +29,7 @@ echo "all wasm files: ${#files[@]}, $(cat "${files[@]}" | wc -c) bytes (what a p
 
 step "measuring in Chromium"
 (cd end2end && DROVER_E2E_PERF=1 DROVER_BIN_DIR="$PWD/../target/release" CHROMIUM="$(command -v chromium)" \
-  npx playwright test tests/perf.spec.ts --reporter=line) | grep -E "DASHBOARD-FIGURES|passed|failed"
+  npx playwright test tests/perf.spec.ts --reporter=line) | grep -E "DASHBOARD-FIGURES|DASHBOARD-LIST-FIGURES|passed|failed"
 figures="${DROVER_E2E_DATA:-target/e2e-data}/dashboard-figures.json"
 node -e '
   const c = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).cold_tasks;

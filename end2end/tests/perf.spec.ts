@@ -145,3 +145,35 @@ test('run page of a 200-step workflow, and event-to-screen delay', async ({ page
   console.log('DASHBOARD-FIGURES ' + JSON.stringify(figures));
   fs.writeFileSync(path.join(dataDir, 'dashboard-figures.json'), JSON.stringify(figures, null, 2));
 });
+
+test('change to screen on a task list with 10,000 tasks in its range', async ({ page }) => {
+  test.setTimeout(600_000);
+  const marker = `perf-list-${Date.now().toString(36)}`;
+  for (let batch = 0; batch < 10; batch++) {
+    const tasks = Array.from({ length: 1000 }, (_, i) => ({ task_type: 'echo', payload: { marker, n: batch * 1000 + i } }));
+    await api('POST', '/tasks', { tasks });
+  }
+  await waitFor('the 10,000 tasks to finish', async () => {
+    const queued = await api('GET', `/tasks?status=queued,running&limit=1`);
+    return queued.total === 0;
+  }, 540_000);
+  await signIn(page, users.admin);
+  await page.goto('/tasks');
+  await expect(page.getByTestId('live')).toHaveAttribute('data-connected', 'true');
+  const range = await page.getByTestId('list-range').innerText();
+  const delays: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const t0 = Date.now();
+    const { id } = await api('POST', '/tasks', { task_type: 'echo', payload: { marker, probe: i } });
+    await page.waitForFunction(
+      (id) => document.querySelector('[data-testid=tasks] tbody tr td:nth-child(2)')?.textContent?.trim() === String(id)
+        || document.querySelector('[data-testid=tasks] tbody tr')?.textContent?.includes(String(id)),
+      id,
+      { polling: 'mutation' },
+    );
+    delays.push(Date.now() - t0);
+  }
+  const figures = { range, change_to_screen_ms: { p50: pct(delays, 0.5), p99: pct(delays, 0.99), max: Math.max(...delays), samples: delays.length } };
+  console.log('DASHBOARD-LIST-FIGURES ' + JSON.stringify(figures));
+  fs.writeFileSync(path.join(dataDir, 'dashboard-list-figures.json'), JSON.stringify(figures, null, 2));
+});
