@@ -114,7 +114,8 @@ test('an admin schedules a workflow every second, sees it fire runs, pauses and 
   await runRow.locator(`a[href="/runs/${runId}"]`).click();
   await expect(page).toHaveURL(new RegExp(`/runs/${runId}$`));
   await live(page);
-  const startedBy = page.getByTestId('started-by-schedule');
+  // The run's facts name the schedule (its timeline does too).
+  const startedBy = page.locator('dl').getByTestId('started-by-schedule');
   await expect(startedBy).toHaveText(`schedule:${id}`);
   await startedBy.click();
   await expect(page).toHaveURL(new RegExp(`/schedules#schedule-${id}$`));
