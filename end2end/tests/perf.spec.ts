@@ -169,7 +169,7 @@ test('change to screen on a task list with 10,000 tasks in its range', async ({ 
       (id) => document.querySelector('[data-testid=tasks] tbody tr td:nth-child(2)')?.textContent?.trim() === String(id)
         || document.querySelector('[data-testid=tasks] tbody tr')?.textContent?.includes(String(id)),
       id,
-      { polling: 'mutation' },
+      { polling: 'raf' },
     );
     delays.push(Date.now() - t0);
   }
