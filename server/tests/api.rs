@@ -129,6 +129,7 @@ async fn requests_without_a_valid_token_get_401() {
         ("GET", "/api/v1/tasks"),
         ("POST", "/api/v1/tasks"),
         ("GET", "/api/v1/agents"),
+        ("GET", "/api/v1/agents/1/history"),
         ("POST", "/api/v1/agent/claim"),
     ] {
         let r = server

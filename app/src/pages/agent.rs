@@ -67,8 +67,10 @@ pub fn AgentPage() -> impl IntoView {
             .await
         },
     );
+    // Paced like the load: on a busy agent every claim is a task event,
+    // and each fetch reads the hour's finished tasks.
     let recent = Resource::new(
-        move || (live.watch(Topic::Tasks), id()),
+        move || (refresh.get(), id()),
         move |(_, id)| {
             let since = rfc3339(live.now_us.get_untracked() - RECENT_WINDOW_US);
             async move {
