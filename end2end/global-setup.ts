@@ -10,8 +10,11 @@ export default async function globalSetup() {
   for (const b of ['drover-server', 'drover-agent']) {
     if (!fs.existsSync(bin(b))) throw new Error(`${bin(b)} is missing: run scripts/test.sh (it builds the binaries)`);
   }
+  // DROVER_E2E_EMBEDDED_SITE=1: the server serves the dashboard compiled
+  // into it (feature embed-site, as a release does), not target/site.
+  const embedded = !!process.env.DROVER_E2E_EMBEDDED_SITE;
   const site = path.join(root, 'target', 'site', 'pkg', 'drover.wasm');
-  if (!fs.existsSync(site)) throw new Error(`${site} is missing: build the dashboard with cargo leptos build`);
+  if (!embedded && !fs.existsSync(site)) throw new Error(`${site} is missing: build the dashboard with cargo leptos build`);
   fs.rmSync(dataDir, { recursive: true, force: true });
   fs.mkdirSync(dataDir, { recursive: true });
   const log = fs.openSync(path.join(dataDir, 'server.log'), 'a');
@@ -20,7 +23,7 @@ export default async function globalSetup() {
       ...process.env,
       DROVER_LISTEN: `127.0.0.1:${port}`,
       DROVER_DATA_DIR: dataDir,
-      DROVER_SITE_ROOT: path.join(root, 'target', 'site'),
+      ...(embedded ? {} : { DROVER_SITE_ROOT: path.join(root, 'target', 'site') }),
       DROVER_ADMIN_PASSWORD: users.admin.password,
       DROVER_HEARTBEAT_INTERVAL: '1s',
       DROVER_HEARTBEAT_TIMEOUT: '3s',

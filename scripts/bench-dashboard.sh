@@ -17,8 +17,11 @@ source scripts/setup-frontend.sh
 ensure_playwright
 
 step "building the release server and wasm"
-cargo leptos build --release --split --cargo-locked
-cargo build --release --locked -p drover-agent
+# The release a user runs: the dashboard compiled into the server, brotli
+# (quality 11) and gzip made at build time. The site first: the server's
+# build script embeds it.
+cargo leptos build --release --split --frontend-only --cargo-locked
+cargo build --release --locked -p drover-server --features embed-site -p drover-agent
 
 wasm=target/site/pkg/drover.wasm
 raw=$(stat -c %s "$wasm")
@@ -28,7 +31,7 @@ files=(target/site/pkg/*.wasm)
 echo "all wasm files: ${#files[@]}, $(cat "${files[@]}" | wc -c) bytes (what a page loads: run_page_wasm below)"
 
 step "measuring in Chromium"
-(cd end2end && DROVER_E2E_PERF=1 DROVER_BIN_DIR="$PWD/../target/release" CHROMIUM="$(command -v chromium)" \
+(cd end2end && DROVER_E2E_PERF=1 DROVER_E2E_EMBEDDED_SITE=1 DROVER_BIN_DIR="$PWD/../target/release" CHROMIUM="$(command -v chromium)" \
   npx playwright test tests/perf.spec.ts --reporter=line) | grep -E "DASHBOARD-FIGURES|DASHBOARD-LIST-FIGURES|passed|failed"
 figures="${DROVER_E2E_DATA:-target/e2e-data}/dashboard-figures.json"
 node -e '
@@ -36,4 +39,5 @@ node -e '
   const kb = (n) => (n / 1024).toFixed(0) + " KiB";
   console.log(`cold ${c.path}: ${c.requests} requests, ${c.bytes} bytes transferred (${kb(c.bytes)}), HTML ${c.html_bytes} bytes (${kb(c.html_bytes)}); target: at most 400 KB`);
   console.log(`  uncompressed, the same load: ${c.decoded_bytes} bytes of bodies (${kb(c.decoded_bytes)}), HTML ${c.html_decoded_bytes} bytes (${kb(c.html_decoded_bytes)})`);
+  for (const [kind, k] of Object.entries(c.by_kind)) console.log(`  ${kind}: ${k.requests} requests, ${k.bytes} bytes`);
 ' "$figures"

@@ -18,8 +18,11 @@ step "setting up the front-end toolchain"
 # shellcheck source=/dev/null
 source scripts/setup-frontend.sh
 
-step "building the dashboard and the server with it inside (release)"
-cargo leptos build --release --split --bin-features embed-site
+step "building the dashboard, then the server with it inside (release)"
+# Two steps: in one, cargo-leptos builds both at once, and the server's
+# build script (which embeds target/site) can run before the site exists.
+cargo leptos build --release --split --frontend-only
+cargo leptos build --release --split --server-only --bin-features embed-site
 step "building the agent and the drover CLI (release)"
 cargo build --release --locked -p drover-agent -p drover-cli
 

@@ -1,6 +1,8 @@
 //! With the `embed-site` feature, compiles the built dashboard into the
-//! binary. The site must be built first (`cargo leptos build --release
-//! --bin-features embed-site` does both in that order).
+//! binary. The site must be built first: `cargo leptos build --release
+//! --split --frontend-only`, then `--server-only --bin-features
+//! embed-site`. (One `cargo leptos build` builds both at once, and this
+//! script can run before the site exists.)
 
 fn main() {
     #[cfg(feature = "embed-site")]
@@ -22,7 +24,7 @@ fn embed_site() {
     if !entry.is_file() {
         panic!(
             "the `embed-site` feature needs the built dashboard, but {} is missing: \
-             run `cargo leptos build --release --bin-features embed-site`, or set {VAR} \
+             run `cargo leptos build --release --split --frontend-only` first, or set {VAR} \
              to the site directory",
             entry.display()
         );

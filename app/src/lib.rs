@@ -252,7 +252,7 @@ fn ApprovalsToDecide() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    // Lazy: pages are separate wasm chunks (see `pages::lazy_page!`), and
+    // Lazy: pages are separate wasm chunks (see `pages::lazy_pages!`), and
     // hydration waits for the current page's chunk.
     leptos::mount::hydrate_lazy(App);
 }

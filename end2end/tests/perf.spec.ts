@@ -39,12 +39,18 @@ async function coldLoad(signedIn: Page, path: string) {
   let htmlBytes = 0;
   let htmlDecoded = 0;
   const sizes: Promise<[number, number]>[] = [];
+  // Bytes on the wire by kind of file (wasm, script, stylesheet, document, fetch).
+  const byKind: Record<string, { requests: number; bytes: number }> = {};
   page.on('request', () => requests++);
   page.on('requestfinished', (r) => {
     sizes.push((async () => {
       const s = await r.sizes();
       const decoded = (await (await r.response())?.body())?.length ?? 0;
       if (r.resourceType() === 'document') [htmlBytes, htmlDecoded] = [s.responseBodySize, decoded];
+      const kind = new URL(r.url()).pathname.endsWith('.wasm') ? 'wasm' : r.resourceType();
+      byKind[kind] ??= { requests: 0, bytes: 0 };
+      byKind[kind].requests++;
+      byKind[kind].bytes += s.responseBodySize + s.responseHeadersSize;
       return [s.responseBodySize + s.responseHeadersSize, decoded] as [number, number];
     })());
   });
@@ -55,7 +61,7 @@ async function coldLoad(signedIn: Page, path: string) {
   const all = await Promise.all(sizes);
   await context.close();
   const sum = (i: number) => all.reduce((a, b) => a + b[i], 0);
-  return { path, requests, bytes: sum(0), html_bytes: htmlBytes, decoded_bytes: sum(1), html_decoded_bytes: htmlDecoded };
+  return { path, requests, bytes: sum(0), html_bytes: htmlBytes, decoded_bytes: sum(1), html_decoded_bytes: htmlDecoded, by_kind: byKind };
 }
 
 test('run page of a 200-step workflow, and event-to-screen delay', async ({ page }) => {

@@ -82,22 +82,36 @@ pub fn NotAnId(what: &'static str, list: &'static str) -> impl IntoView {
     }
 }
 
-/// Makes a page a lazily loaded route. Built with `cargo leptos build
-/// --split`, each page's code becomes its own wasm chunk, fetched the first
-/// time the page is shown, so the first download holds only the shell and
-/// what pages share; without `--split` it is an ordinary route.
-macro_rules! lazy_page {
-    ($($route:ident => $module:ident :: $page:ident;)*) => {$(
+/// Makes pages lazily loaded routes, in groups. Built with `cargo leptos
+/// build --split`, each group's code becomes one wasm module, fetched the
+/// first time one of its pages is shown, so the first download holds only
+/// the shell and what pages share; without `--split` they are ordinary
+/// routes.
+///
+/// Why groups and not a module per page (`#[lazy_route]`): the splitter
+/// puts code that several modules use into one chunk per *set* of modules
+/// that use it, so 16 page modules made ~400 files and a first visit to
+/// `/tasks` fetched 199 of them, most under 1 KB — each its own request
+/// and compressed on its own. Pages that are used together share a group;
+/// the task list (the page most visits start on) and the run page (the
+/// heaviest) stay alone. See docs/ARCHITECTURE.md ("Split by page group").
+macro_rules! lazy_pages {
+    ($($group:ident { $($route:ident => $module:ident :: $page:ident;)* })*) => {$($(
         #[doc = concat!("The lazily loaded route of [`", stringify!($module), "::", stringify!($page), "`].")]
         pub struct $route;
 
-        #[leptos_router::lazy_route]
-        impl leptos_router::LazyRoute for $route {
-            fn data() -> Self {
-                $route
-            }
-
-            fn view(_this: Self) -> AnyView {
+        const _: () = {
+            /// The page's view, split into its group's module.
+            #[allow(non_snake_case)]
+            #[cfg_attr(
+                feature = "hydrate",
+                ::leptos::wasm_split::wasm_split(
+                    $group,
+                    wasm_split_path = ::leptos::wasm_split,
+                    preload(#[allow(non_snake_case)] preload_group)
+                )
+            )]
+            fn $route(_this: $route) -> AnyView {
                 use $module::$page;
                 // In the browser, once this page's code has loaded and
                 // hydrated, `<body data-page>` names it (and this mount of
@@ -124,25 +138,64 @@ macro_rules! lazy_page {
                 });
                 view! { <$page/> }.into_any()
             }
-        }
-    )*};
+
+            impl leptos_router::LazyRoute for $route {
+                fn data() -> Self {
+                    Self
+                }
+
+                async fn view(this: Self) -> AnyView {
+                    #[cfg(feature = "hydrate")]
+                    {
+                        $route(this).await
+                    }
+                    #[cfg(not(feature = "hydrate"))]
+                    {
+                        // The server names the group's files in the page
+                        // (preload links), so they load beside the shell.
+                        leptos::prefetch_lazy_fn_on_server(stringify!($group));
+                        $route(this)
+                    }
+                }
+
+                async fn preload() {
+                    #[cfg(feature = "hydrate")]
+                    preload_group().await;
+                }
+            }
+        };
+    )*)*};
 }
 
-lazy_page! {
-    OverviewRoute => overview::Overview;
-    AgentsRoute => agents::Agents;
-    AgentRoute => agent::AgentPage;
-    TasksRoute => tasks::Tasks;
-    TaskRoute => tasks::TaskPage;
-    QueuesRoute => queues::Queues;
-    WorkflowsRoute => workflows::Workflows;
-    WorkflowRoute => workflows::WorkflowPage;
-    RunsRoute => runs::Runs;
-    RunRoute => run::RunPage;
-    SchedulesRoute => schedules::Schedules;
-    NotificationsRoute => notifications::Notifications;
-    ApprovalsRoute => approvals::Approvals;
-    EnrollmentRoute => enrollment::EnrollmentTokens;
-    AuditRoute => audit::Audit;
-    SignInRoute => signin::SignIn;
+lazy_pages! {
+    drover_pages_sign_in {
+        SignInRoute => signin::SignIn;
+    }
+    drover_pages_tasks {
+        TasksRoute => tasks::Tasks;
+    }
+    drover_pages_details {
+        TaskRoute => tasks::TaskPage;
+        AgentRoute => agent::AgentPage;
+        AgentsRoute => agents::Agents;
+    }
+    drover_pages_glance {
+        OverviewRoute => overview::Overview;
+        QueuesRoute => queues::Queues;
+        ApprovalsRoute => approvals::Approvals;
+    }
+    drover_pages_run {
+        RunRoute => run::RunPage;
+    }
+    drover_pages_workflows {
+        WorkflowsRoute => workflows::Workflows;
+        WorkflowRoute => workflows::WorkflowPage;
+        RunsRoute => runs::Runs;
+    }
+    drover_pages_admin {
+        SchedulesRoute => schedules::Schedules;
+        NotificationsRoute => notifications::Notifications;
+        EnrollmentRoute => enrollment::EnrollmentTokens;
+        AuditRoute => audit::Audit;
+    }
 }
