@@ -77,10 +77,12 @@ async fn queues_show_depth_held_latency_lost_leases_and_able_agents(backend: Bac
     .await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(silent.claim(1, 0).await.len(), 1);
+    // The lease's expiry and the agent's going offline are separate
+    // sweeps: wait for both.
     let h = eventually(Duration::from_secs(15), "the lost lease", || async {
         let h = health(&server).await;
-        (of_type(&h, "resize").leases_expired == 1 && of_type(&h, "resize").queued == 2)
-            .then_some(h)
+        let resize = of_type(&h, "resize");
+        (resize.leases_expired == 1 && resize.queued == 2 && resize.agents == 0).then_some(h)
     })
     .await;
     let resize = of_type(&h, "resize");
