@@ -288,12 +288,7 @@ fn RunShown(run_id: Signal<i64>) -> impl IntoView {
         // The selected step's log, outside the run's transition: the run's
         // refreshes leave it (and where the reader scrolled it) alone. It
         // changes only when another task is to be shown.
-        {move || step_log.get().map(|(step, task)| {
-            let heading = view! {
-                "Log · step " <code>{step}</code> " · " <a href=format!("/tasks/{task}")>"task " {task}</a>
-            }.into_any();
-            view! { <TaskLog task_id=task heading/> }
-        })}
+        {move || step_log.get().map(|(step, task)| lazily(move || load_step_log(step.clone(), task)))}
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 api::parse::<RunDetail>(run.await).ok().map(|run| view! {
@@ -387,7 +382,17 @@ fn RunSteps(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> 
                     .filter(|e| e.step_id.as_deref() == Some(sel.as_str()))
                     .cloned()
                     .collect();
-                Some(view! { <StepPanel step kind wait_def approval history start operate ctx/> })
+                let args = PanelArgs {
+                    step,
+                    kind,
+                    wait_def,
+                    approval,
+                    history,
+                    start,
+                    operate,
+                    ctx,
+                };
+                Some(lazily(move || load_step_panel(args.clone())))
             })
         }
     };
@@ -517,6 +522,88 @@ fn Graph(dag: Vec<DagStep>, steps: Vec<StepView>, ctx: RunCtx) -> impl IntoView 
             </svg>
         </div>
     }
+}
+
+/// What the step panel is drawn from.
+#[derive(Clone)]
+struct PanelArgs {
+    step: StepView,
+    kind: String,
+    wait_def: Option<WaitDef>,
+    approval: Option<ApprovalView>,
+    history: Vec<RunEvent>,
+    start: i64,
+    operate: bool,
+    ctx: RunCtx,
+}
+
+// The step panel and the step's log are drawn only in the browser, once a
+// step is chosen (nothing is selected while the server renders), so their
+// code is split into the task page's group (`drover_pages_details`, see
+// `pages::lazy_pages!`), which holds the attempts table and the log view
+// they share with it: fetched on the first choice, not with the run page
+// (232 KB less wasm on a first visit). A module of their own made 48 more
+// shared chunks and a heavier task list. Built without `--split`, these
+// are ordinary calls.
+
+#[cfg_attr(
+    feature = "hydrate",
+    leptos::wasm_split::wasm_split(drover_pages_details, wasm_split_path = ::leptos::wasm_split)
+)]
+fn step_panel_view(args: PanelArgs) -> AnyView {
+    let PanelArgs {
+        step,
+        kind,
+        wait_def,
+        approval,
+        history,
+        start,
+        operate,
+        ctx,
+    } = args;
+    view! { <StepPanel step kind wait_def approval history start operate ctx/> }.into_any()
+}
+
+#[cfg_attr(
+    feature = "hydrate",
+    leptos::wasm_split::wasm_split(drover_pages_details, wasm_split_path = ::leptos::wasm_split)
+)]
+fn step_log_view(step: String, task: i64) -> AnyView {
+    let heading = view! {
+        "Log · step " <code>{step}</code> " · " <a href=format!("/tasks/{task}")>"task " {task}</a>
+    }
+    .into_any();
+    view! { <TaskLog task_id=task heading/> }.into_any()
+}
+
+async fn load_step_panel(args: PanelArgs) -> AnyView {
+    #[cfg(feature = "hydrate")]
+    {
+        send_wrapper::SendWrapper::new(step_panel_view(args)).await
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        step_panel_view(args)
+    }
+}
+
+async fn load_step_log(step: String, task: i64) -> AnyView {
+    #[cfg(feature = "hydrate")]
+    {
+        send_wrapper::SendWrapper::new(step_log_view(step, task)).await
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        step_log_view(step, task)
+    }
+}
+
+/// A view whose code may still be loading: nothing until it has.
+fn lazily<Fut>(load: impl Fn() -> Fut + Send + Sync + 'static) -> impl IntoView
+where
+    Fut: std::future::Future<Output = AnyView> + Send + 'static,
+{
+    view! { <Suspense fallback=|| ()>{move || Suspend::new(load())}</Suspense> }
 }
 
 #[component]
