@@ -372,22 +372,17 @@ fn RunSteps(run: RunDetail, wf: WorkflowVersion, operate: bool, ctx: RunCtx) -> 
         let dag = dag.clone();
         move || {
             ctx.selected.get().and_then(|sel| {
-                let step = steps.iter().find(|s| s.step_id == sel)?.clone();
                 let def = dag.iter().find(|d| d.id == sel);
-                let kind = def.map(|d| d.kind.clone()).unwrap_or_default();
-                let wait_def = def.and_then(|d| d.wait.clone());
-                let approval = approvals.iter().find(|a| a.step_id == sel).cloned();
-                let history: Vec<RunEvent> = events
-                    .iter()
-                    .filter(|e| e.step_id.as_deref() == Some(sel.as_str()))
-                    .cloned()
-                    .collect();
                 let args = PanelArgs {
-                    step,
-                    kind,
-                    wait_def,
-                    approval,
-                    history,
+                    step: steps.iter().find(|s| s.step_id == sel)?.clone(),
+                    kind: def.map(|d| d.kind.clone()).unwrap_or_default(),
+                    wait_def: def.and_then(|d| d.wait.clone()),
+                    approval: approvals.iter().find(|a| a.step_id == sel).cloned(),
+                    history: events
+                        .iter()
+                        .filter(|e| e.step_id.as_deref() == Some(sel.as_str()))
+                        .cloned()
+                        .collect(),
                     start,
                     operate,
                     ctx,
