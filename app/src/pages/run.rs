@@ -526,6 +526,7 @@ struct PanelArgs {
     kind: String,
     wait_def: Option<WaitDef>,
     approval: Option<ApprovalView>,
+    /// The step's events, oldest first; `start` is the run's start.
     history: Vec<RunEvent>,
     start: i64,
     operate: bool,
@@ -546,17 +547,7 @@ struct PanelArgs {
     leptos::wasm_split::wasm_split(drover_pages_details, wasm_split_path = ::leptos::wasm_split)
 )]
 fn step_panel_view(args: PanelArgs) -> AnyView {
-    let PanelArgs {
-        step,
-        kind,
-        wait_def,
-        approval,
-        history,
-        start,
-        operate,
-        ctx,
-    } = args;
-    view! { <StepPanel step kind wait_def approval history start operate ctx/> }.into_any()
+    view! { <StepPanel args/> }.into_any()
 }
 
 #[cfg_attr(
@@ -602,17 +593,17 @@ where
 }
 
 #[component]
-fn StepPanel(
-    step: StepView,
-    kind: String,
-    wait_def: Option<WaitDef>,
-    approval: Option<ApprovalView>,
-    /// The step's events, oldest first; `start` is the run's start.
-    history: Vec<RunEvent>,
-    start: i64,
-    operate: bool,
-    ctx: RunCtx,
-) -> impl IntoView {
+fn StepPanel(args: PanelArgs) -> impl IntoView {
+    let PanelArgs {
+        step,
+        kind,
+        wait_def,
+        approval,
+        history,
+        start,
+        operate,
+        ctx,
+    } = args;
     let live = use_live();
     let ids: Vec<i64> = step.task_ids.iter().copied().take(20).collect();
     let more = step.task_ids.len().saturating_sub(ids.len());
