@@ -47,11 +47,12 @@ async function coldLoad(signedIn: Page, path: string) {
       const s = await r.sizes();
       const decoded = (await (await r.response())?.body())?.length ?? 0;
       if (r.resourceType() === 'document') [htmlBytes, htmlDecoded] = [s.responseBodySize, decoded];
+      const wire = s.responseBodySize + s.responseHeadersSize;
       const kind = new URL(r.url()).pathname.endsWith('.wasm') ? 'wasm' : r.resourceType();
       byKind[kind] ??= { requests: 0, bytes: 0 };
       byKind[kind].requests++;
-      byKind[kind].bytes += s.responseBodySize + s.responseHeadersSize;
-      return [s.responseBodySize + s.responseHeadersSize, decoded] as [number, number];
+      byKind[kind].bytes += wire;
+      return [wire, decoded] as [number, number];
     })());
   });
   await page.goto(path);
